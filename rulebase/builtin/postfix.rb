@@ -1,0 +1,2 @@
+version=2
+rule=:placeholder %a:word%
