@@ -264,13 +264,15 @@ impl Graph {
     }
 
     /// Merge a literal edge with following single literal edges ("a" -> "b" -> "c"
-    /// becomes "abc"), stopping at nodes that end a rule or branch.
+    /// becomes "abc"), stopping at nodes that end a rule or branch (liblognorm 2.0.6
+    /// behaves this way, as observed: a terminal node or a named literal ends the run).
     fn compact_literal_path(&mut self, id: NodeId, i: usize) {
         loop {
             let edge = &self.node(id).edges[i];
             let Field::Literal(_) = edge.field else { return };
             let child = self.node(edge.next);
-            if child.edges.len() != 1 || child.terminal {
+            // named literals keep their own edge so their value is the literal alone
+            if child.edges.len() != 1 || child.terminal || edge.name.is_some() || child.edges[0].name.is_some() {
                 return;
             }
             let Field::Literal(add) = &child.edges[0].field else { return };

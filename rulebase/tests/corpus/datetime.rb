@@ -1,0 +1,10 @@
+version=2
+rule=3164:A %d:date-rfc3164% %r:rest%
+rule=5424:B %d:date-rfc5424% %r:rest%
+rule=5424ts:U %d:date-rfc5424{"format":"timestamp-unix"}%
+rule=5424ms:V %d:date-rfc5424{"format":"timestamp-unix-ms"}%
+rule=iso:C %d:date-iso% %r:rest%
+rule=t24:D %t:time-24hr% %r:rest%
+rule=t12:E %t:time-12hr% %r:rest%
+rule=kern:K %k:kernel-timestamp% %r:rest%
+rule=dur:F %d:duration% %r:rest%

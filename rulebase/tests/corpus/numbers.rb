@@ -1,0 +1,11 @@
+version=2
+rule=num:N %n:number% %r:rest%
+rule=numfmt:F %n:number{"format":"number"}%
+rule=nummax:M %n:number{"maxval":100}%
+rule=nummax:M %w:word%
+rule=float:L %f:float% %r:rest%
+rule=floatfmt:G %f:float{"format":"number"}%
+rule=hex:H %h:hexnumber% %r:rest%
+rule=hexfmt:X %h:hexnumber{"format":"number"}% end
+rule=hexmax:Y %h:hexnumber{"maxval":255}% end
+rule=hexmax:Y %w:word% end

@@ -1,0 +1,11 @@
+version=2
+rule=qs:Q %q:quoted-string% %r:rest%
+rule=oqs:O %q:op-quoted-string% %r:rest%
+rule=str:S %s:string% %r:rest%
+rule=strreq:R %s:string{"quoting.mode":"required"}%
+rule=strnone:N %s:string{"quoting.mode":"none"}% %r:rest%
+rule=strbs:B %s:string{"quoting.escape.mode":"backslash"}%
+rule=strdbl:D %s:string{"quoting.escape.mode":"double"}%
+rule=strbr:K %s:string{"quoting.char.begin":"[","quoting.char.end":"]"}%
+rule=strperm:M %s:string{"matching.permitted":[{"class":"digit"},{"chars":"-"}]}%%r:rest%
+rule=strperm2:X %s:string{"matching.permitted":"abc"}%%r:rest%

@@ -1,0 +1,132 @@
+//! Differential tests: every rulebase in `tests/corpus/NAME.rb` is run over
+//! `tests/corpus/NAME.in` by both Meniscus and the real liblognorm `lognormalizer`, and
+//! the resulting JSON values must be equal line by line (fields, and `event.tags`).
+//!
+//! `lognormalizer` comes from Debian's `liblognorm-utils`. When it is missing and the
+//! test runs as root, the test installs it with apt-get; otherwise it fails with a clear
+//! message (it never skips silently).
+
+use meniscus_rulebase::Rulebase;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
+}
+
+fn have_lognormalizer() -> bool {
+    Command::new("lognormalizer").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+}
+
+fn ensure_lognormalizer() {
+    if have_lognormalizer() {
+        return;
+    }
+    let is_root = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false);
+    assert!(
+        is_root,
+        "the real `lognormalizer` is required for the differential tests: install it with \
+         `apt-get install -y liblognorm-utils` (the test installs it itself only when run as root)"
+    );
+    let ok = Command::new("sh")
+        .args(["-c", "apt-get install -y liblognorm-utils >/dev/null 2>&1 || (apt-get update >/dev/null 2>&1 && apt-get install -y liblognorm-utils >/dev/null 2>&1)"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok && have_lognormalizer(), "could not install liblognorm-utils (lognormalizer) with apt-get");
+}
+
+/// Run lognormalizer in the corpus directory (so `include=` paths resolve the same way).
+fn run_lognormalizer(rb: &str, input: &str) -> Vec<Value> {
+    use std::io::Write;
+    let mut child = Command::new("lognormalizer")
+        .args(["-r", rb, "-e", "json", "-T"])
+        .current_dir(corpus_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn lognormalizer");
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write input");
+    let out = child.wait_with_output().expect("lognormalizer output");
+    assert!(out.status.success(), "lognormalizer failed on {rb}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "lognormalizer reported rulebase errors for {rb}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("lognormalizer printed invalid json {l:?}: {e}")))
+        .collect()
+}
+
+fn meniscus_value(rb: &Rulebase, line: &str) -> Value {
+    let n = rb.normalize(line);
+    let mut m = n.fields.clone();
+    if !n.tags.is_empty() {
+        m.insert("event.tags".into(), Value::Array(n.tags.iter().map(|t| Value::String(t.clone())).collect()));
+    }
+    Value::Object(m)
+}
+
+fn check(name: &str) -> usize {
+    let dir = corpus_dir();
+    let input = std::fs::read_to_string(dir.join(format!("{name}.in"))).expect("read corpus input");
+    let rb = Rulebase::load(&dir.join(format!("{name}.rb"))).unwrap_or_else(|e| panic!("{e}"));
+    let expected = run_lognormalizer(&format!("{name}.rb"), &input);
+    let lines: Vec<&str> = input.lines().collect();
+    assert_eq!(expected.len(), lines.len(), "{name}: lognormalizer printed one object per line");
+    let mut failures = Vec::new();
+    for (line, want) in lines.iter().zip(&expected) {
+        let got = meniscus_value(&rb, line);
+        if &got != want {
+            failures.push(format!("  line {line:?}\n    lognormalizer: {want}\n    meniscus:      {got}"));
+        }
+    }
+    assert!(failures.is_empty(), "{name}: {} of {} lines differ:\n{}", failures.len(), lines.len(), failures.join("\n"));
+    lines.len()
+}
+
+#[test]
+fn corpus_matches_liblognorm() {
+    ensure_lognormalizer();
+    let mut names: Vec<String> = std::fs::read_dir(corpus_dir())
+        .expect("corpus dir")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".in")).map(str::to_string))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 8, "corpus is missing files");
+    let mut total = 0;
+    for n in &names {
+        total += check(n);
+    }
+    assert!(total > 100, "corpus too small: {total} lines");
+}
+
+/// The built-in rulebases, over their sample lines, agree with liblognorm too.
+#[test]
+fn builtins_match_liblognorm() {
+    ensure_lognormalizer();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("builtin");
+    for name in Rulebase::builtin_names() {
+        let samples = std::fs::read_to_string(dir.join(format!("{name}.samples"))).expect("samples file");
+        let rb = Rulebase::builtin(name).expect("builtin compiles");
+        let path = dir.join(format!("{name}.rb"));
+        let expected = {
+            use std::io::Write;
+            let mut child = Command::new("lognormalizer")
+                .args(["-r", path.to_str().expect("utf8 path"), "-e", "json", "-T"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn lognormalizer");
+            child.stdin.take().expect("stdin").write_all(samples.as_bytes()).expect("write");
+            let out = child.wait_with_output().expect("output");
+            assert!(out.stderr.is_empty(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str::<Value>(l).expect("json")).collect::<Vec<_>>()
+        };
+        for (line, want) in samples.lines().zip(&expected) {
+            assert_eq!(&meniscus_value(&rb, line), want, "{name}: {line}");
+        }
+    }
+}
