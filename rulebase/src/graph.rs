@@ -36,7 +36,9 @@ pub(crate) struct Node {
 }
 
 /// Fields collected during a match, in liblognorm's insertion order (deepest first).
-pub(crate) type Fields<'g> = Vec<(Cow<'g, str>, Value)>;
+/// Values stay as `Out` recipes (mostly spans of the line) so that rendering JSON
+/// straight from the line needs no intermediate string allocation.
+pub(crate) type Fields<'g> = Vec<(Cow<'g, str>, Out)>;
 
 #[derive(Default)]
 pub(crate) struct Graph {
@@ -339,7 +341,7 @@ impl<'g> Matcher<'g, '_> {
                 let r = self.rec(root, offs, true, &mut inner);
                 // liblognorm takes the furthest offset reached inside the type as its end
                 let consumed = self.parsed_to.wrapping_sub(offs);
-                r.map(|_| (consumed, Out::Value(Value::Object(to_map(inner)))))
+                r.map(|_| (consumed, Out::Value(Value::Object(to_map(inner, self.s)))))
             }
             Field::Repeat { parser, while_cond, permit_mismatch } => self.repeat(offs, *parser, *while_cond, *permit_mismatch),
             f => fields::parse(f, self.s, offs),
@@ -361,7 +363,7 @@ impl<'g> Matcher<'g, '_> {
                 }
                 return None;
             }
-            let mut map = to_map(inner);
+            let mut map = to_map(inner, self.s);
             let item = match map.remove(".") {
                 Some(v) => v,
                 None => Value::Object(map),
@@ -383,22 +385,21 @@ impl<'g> Matcher<'g, '_> {
 
 /// liblognorm's `fixJSON`: unnamed values are dropped, `.` merges an object's members
 /// into the enclosing object, anything else is added under its name.
-fn add_field<'g>(out: &mut Fields<'g>, name: Option<&'g str>, val: Out, s: &[u8]) {
+fn add_field<'g>(out: &mut Fields<'g>, name: Option<&'g str>, val: Out, _s: &[u8]) {
     let Some(name) = name else { return };
-    let v = val.into_value(s);
     if name == "." {
-        if let Value::Object(obj) = v {
+        if let Out::Value(Value::Object(obj)) = val {
             for (k, v) in obj {
-                set_field(out, Cow::Owned(k), v);
+                set_field(out, Cow::Owned(k), Out::Value(v));
             }
             return;
         }
     }
-    out.push((Cow::Borrowed(name), v));
+    out.push((Cow::Borrowed(name), val));
 }
 
 /// json-c `json_object_object_add`: replace in place if present, else append.
-pub(crate) fn set_field<'g>(out: &mut Fields<'g>, k: Cow<'g, str>, v: Value) {
+pub(crate) fn set_field<'g>(out: &mut Fields<'g>, k: Cow<'g, str>, v: Out) {
     if let Some(slot) = out.iter_mut().find(|(ek, _)| *ek == k) {
         slot.1 = v;
     } else {
@@ -406,10 +407,10 @@ pub(crate) fn set_field<'g>(out: &mut Fields<'g>, k: Cow<'g, str>, v: Value) {
     }
 }
 
-pub(crate) fn to_map(fields: Fields<'_>) -> Map<String, Value> {
+pub(crate) fn to_map(fields: Fields<'_>, s: &[u8]) -> Map<String, Value> {
     let mut m = Map::new();
     for (k, v) in fields {
-        m.insert(k.into_owned(), v);
+        m.insert(k.into_owned(), v.into_value(s));
     }
     m
 }

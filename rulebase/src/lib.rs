@@ -168,16 +168,15 @@ impl Rulebase {
                 let tags = self.c.graph.nodes[end as usize].tags.as_deref();
                 for tag in tags.unwrap_or(&[]) {
                     for (k, v) in self.c.annotations.get(tag).map(Vec::as_slice).unwrap_or(&[]) {
-                        set_field(&mut fields, Cow::Borrowed(k.as_str()), Value::String(v.clone()));
+                        set_field(&mut fields, Cow::Borrowed(k.as_str()), fields::Out::Value(Value::String(v.clone())));
                     }
                 }
                 Raw { fields, tags, matched: true }
             }
             None => {
-                let rest = fields::span_string(s, m.parsed_to.min(s.len()), s.len());
                 let fields = vec![
-                    (Cow::Borrowed("originalmsg"), Value::String(line.to_string())),
-                    (Cow::Borrowed("unparsed-data"), Value::String(rest)),
+                    (Cow::Borrowed("originalmsg"), fields::Out::Span(0, s.len())),
+                    (Cow::Borrowed("unparsed-data"), fields::Out::Span(m.parsed_to.min(s.len()), s.len())),
                 ];
                 Raw { fields, tags: None, matched: false }
             }
@@ -188,7 +187,7 @@ impl Rulebase {
     pub fn normalize(&self, line: &str) -> Normalized {
         let raw = self.run(line);
         Normalized {
-            fields: graph::to_map(raw.fields),
+            fields: graph::to_map(raw.fields, line.as_bytes()),
             tags: raw.tags.map(|t| t.to_vec()).unwrap_or_default(),
             matched: raw.matched,
         }
@@ -199,14 +198,27 @@ impl Rulebase {
     /// `event.tags` as `lognormalizer -T` prints it. Returns whether a rule matched.
     pub fn normalize_to_json(&self, line: &str, with_tags: bool, out: &mut String) -> bool {
         let raw = self.run(line);
+        let s = line.as_bytes();
         out.push('{');
         let mut first = true;
-        let mut emit = |out: &mut String, k: &str, v: &Value| {
+        let mut emit = |out: &mut String, k: &str, v: &fields::Out| {
             out.push_str(if first { " " } else { ", " });
             first = false;
             jsonc::string(out, k);
             out.push_str(": ");
-            jsonc::value(out, v);
+            match v {
+                fields::Out::Span(a, b) => match line.get(*a..*b) {
+                    Some(t) => jsonc::string(out, t),
+                    None => jsonc::string(out, &fields::span_str(s, *a, *b)),
+                },
+                fields::Out::Value(v) => jsonc::value(out, v),
+                fields::Out::Int(i) => out.push_str(&i.to_string()),
+                other @ fields::Out::Float(_) => {
+                    if let Some(f) = other.as_f64() {
+                        jsonc::value(out, &serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number))
+                    }
+                }
+            }
         };
         // event.tags is added after the fields and before annotations
         let n_annot = if raw.matched {
@@ -221,7 +233,7 @@ impl Rulebase {
         if with_tags {
             if let Some(tags) = raw.tags {
                 let arr = Value::Array(tags.iter().map(|t| Value::String(t.clone())).collect());
-                emit(out, "event.tags", &arr);
+                emit(out, "event.tags", &fields::Out::Value(arr));
             }
         }
         for (k, v) in &raw.fields[split..] {
@@ -239,7 +251,36 @@ mod jsonc {
 
     pub(crate) fn string(out: &mut String, s: &str) {
         out.push('"');
-        for c in s.chars() {
+        // fast path: copy runs that need no escaping in one go
+        const fn table() -> [bool; 256] {
+            let mut t = [false; 256];
+            let mut i = 0;
+            while i < 0x20 {
+                t[i] = true;
+                i += 1;
+            }
+            t[b'"' as usize] = true;
+            t[b'\\' as usize] = true;
+            t[b'/' as usize] = true;
+            t[0x7f] = true;
+            t
+        }
+        static NEEDS_ESCAPE: [bool; 256] = table();
+        let b = s.as_bytes();
+        let mut start = 0;
+        for (i, &c) in b.iter().enumerate() {
+            if NEEDS_ESCAPE[c as usize] {
+                out.push_str(&s[start..i]);
+                escape_char(out, c as char);
+                start = i + 1;
+            }
+        }
+        out.push_str(&s[start..]);
+        out.push('"');
+    }
+
+    fn escape_char(out: &mut String, c: char) {
+        {
             match c {
                 '"' => out.push_str("\\\""),
                 '\\' => out.push_str("\\\\"),
@@ -253,7 +294,6 @@ mod jsonc {
                 c => out.push(c),
             }
         }
-        out.push('"');
     }
 
     pub(crate) fn value(out: &mut String, v: &Value) {

@@ -86,6 +86,21 @@ impl Out {
     }
 }
 
+impl Out {
+    pub(crate) fn as_f64(&self) -> Option<f64> {
+        match self {
+            Out::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+}
+
+/// Bytes `[a, b)` of the line as text, borrowed when valid UTF-8.
+pub(crate) fn span_str(s: &[u8], a: usize, b: usize) -> std::borrow::Cow<'_, str> {
+    let bytes = s.get(a..b.min(s.len())).unwrap_or(&[]);
+    String::from_utf8_lossy(bytes)
+}
+
 /// Bytes `[a, b)` of the line as an owned string (lossy: the line came from a `&str`, but
 /// a span can in principle cut through a multi-byte character).
 pub(crate) fn span_string(s: &[u8], a: usize, b: usize) -> String {

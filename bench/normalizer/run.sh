@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Normalizer throughput: meniscus-lognorm (release) vs liblognorm's lognormalizer, same
+# rulebase, same input file on stdin, output to /dev/null. Prints lines/s, CPU time per
+# line and the ratio; writes bench/results/normalizer.txt.
+#   usage: bench/normalizer/run.sh [LINES]   (default 1000000)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+LINES=${1:-1000000}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/root/.cache/meniscus/target-rulebase}
+command -v lognormalizer >/dev/null || { echo "lognormalizer missing: apt-get install -y liblognorm-utils" >&2; exit 1; }
+cargo build -q --release -p meniscus-rulebase --bin meniscus-lognorm
+BIN=$CARGO_TARGET_DIR/release/meniscus-lognorm
+WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT
+
+# one rulebase combining the built-in sshd, iptables and access-log rules
+{ echo "version=2"; for b in sshd iptables access-log; do grep -v '^version=2$' "rulebase/builtin/$b.rb"; done; } > "$WORK/bench.rb"
+
+# input: a mix of sshd, iptables and access-log lines plus ~10% unmatched lines
+python3 - "$LINES" > "$WORK/input.txt" <<'PY'
+import random, sys
+n = int(sys.argv[1]); r = random.Random(42)
+def ip(): return f"{r.randint(1,223)}.{r.randint(0,255)}.{r.randint(0,255)}.{r.randint(1,254)}"
+users = ["root", "admin", "alice", "bob", "oracle", "git", "ubuntu"]
+paths = ["/", "/index.html", "/api/v1/items?id=42", "/static/app.js", "/login", "/robots.txt"]
+out = []
+for i in range(n):
+    k = r.random()
+    if k < 0.30:
+        t = r.random()
+        if t < 0.4: out.append(f"Failed password for {r.choice(users)} from {ip()} port {r.randint(1024,65535)} ssh2")
+        elif t < 0.6: out.append(f"Failed password for invalid user {r.choice(users)} from {ip()} port {r.randint(1024,65535)} ssh2")
+        elif t < 0.8: out.append(f"Accepted publickey for {r.choice(users)} from {ip()} port {r.randint(1024,65535)} ssh2: RSA SHA256:abcdef{i}")
+        else: out.append(f"Invalid user {r.choice(users)} from {ip()} port {r.randint(1024,65535)}")
+    elif k < 0.60:
+        flags = r.choice(["DF PROTO=TCP", "PROTO=UDP"])
+        out.append(f"[UFW BLOCK] IN=eth0 OUT= MAC=52:54:00:12:34:56:52:54:00:65:43:21:08:00 SRC={ip()} DST=10.0.0.2 LEN=60 TOS=0x00 PREC=0x00 TTL=49 ID={r.randint(1,65535)} {flags} SPT={r.randint(1024,65535)} DPT={r.choice([22,23,80,443,3389])} WINDOW=29200 RES=0x00 SYN URGP=0")
+    elif k < 0.90:
+        out.append(f'{ip()} - - [10/Oct/2023:13:{r.randint(10,59)}:{r.randint(10,59)} +0000] "GET {r.choice(paths)} HTTP/1.1" {r.choice([200,200,200,301,404,500])} {r.randint(0,99999)} "https://example.com/" "Mozilla/5.0 (X11; Linux x86_64) Firefox/118.0"')
+    else:
+        out.append(f"kernel: usb 1-1: new high-speed USB device number {i} using xhci_hcd")
+sys.stdout.write("\n".join(out) + "\n")
+PY
+
+# sanity: both tools agree on the first lines (values compared as JSON)
+head -2000 "$WORK/input.txt" > "$WORK/head.txt"
+lognormalizer -r "$WORK/bench.rb" -e json < "$WORK/head.txt" > "$WORK/ref.json"
+"$BIN" -r "$WORK/bench.rb" < "$WORK/head.txt" > "$WORK/ours.json"
+python3 - "$WORK/ref.json" "$WORK/ours.json" <<'PY'
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]; b = [json.loads(l) for l in open(sys.argv[2])]
+bad = sum(1 for x, y in zip(a, b) if x != y)
+if bad or len(a) != len(b): sys.exit(f"outputs differ on {bad} of {len(a)} lines")
+PY
+
+# run a command once, report "wall_s cpu_s" (user+sys of the child)
+measure() {
+  python3 - "$@" <<'PY'
+import os, resource, subprocess, sys, time
+inp = open(sys.argv[2], "rb"); out = open(os.devnull, "wb")
+t0 = time.perf_counter()
+subprocess.run(sys.argv[3:], stdin=inp, stdout=out, check=True)
+wall = time.perf_counter() - t0
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"{wall:.3f} {ru.ru_utime + ru.ru_stime:.3f}")
+PY
+}
+read -r LN_WALL LN_CPU < <(measure x "$WORK/input.txt" lognormalizer -r "$WORK/bench.rb" -e json)
+read -r MN_WALL MN_CPU < <(measure x "$WORK/input.txt" "$BIN" -r "$WORK/bench.rb")
+
+mkdir -p bench/results
+python3 - "$LINES" "$LN_WALL" "$LN_CPU" "$MN_WALL" "$MN_CPU" "$(lognormalizer -V 2>&1 | head -1)" <<'PY' | tee bench/results/normalizer.txt
+import sys, platform, os
+n = int(sys.argv[1]); lw, lc, mw, mc = map(float, sys.argv[2:6]); ver = sys.argv[6]
+print(f"normalizer benchmark: {n} lines (30% sshd, 30% iptables, 30% access log, 10% unmatched)")
+print(f"rulebase: built-in sshd + iptables + access-log; output to /dev/null; {os.cpu_count()} cpus, {platform.machine()}")
+print(f"lognormalizer ({ver}): {n/lw:>12,.0f} lines/s wall, {lc/n*1e6:7.3f} us CPU/line ({lw:.2f}s wall, {lc:.2f}s cpu)")
+print(f"meniscus-lognorm:      {n/mw:>12,.0f} lines/s wall, {mc/n*1e6:7.3f} us CPU/line ({mw:.2f}s wall, {mc:.2f}s cpu)")
+print(f"ratio (CPU per line, lognormalizer / meniscus): {lc/mc:.2f}x   (wall: {lw/mw:.2f}x)")
+PY
