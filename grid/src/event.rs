@@ -1,0 +1,222 @@
+//! The CEE event: one JSON object per log message.
+//!
+//! Syslog header fields keep the names the original Meniscus used (`time`, `host`, `pname`,
+//! `pid`, `msgid`, `pri`, `ver`, `msg`); structured data goes under `native`; correlation
+//! metadata under `meniscus`; normalizer output under `normalized.<pattern>`. Exported as
+//! `@cee: {...}` (see [`Event::to_cee_line`]).
+
+use chrono::{DateTime, FixedOffset, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// How the message reached Meniscus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Tcp,
+    Udp,
+    Tls,
+    Http,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+            Transport::Tls => "tls",
+            Transport::Http => "http",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The time the sender put in the message; `None` when it sent none (NILVALUE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<DateTime<FixedOffset>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// APP-NAME (RFC 5424) or TAG (RFC 3164): what producers are matched by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msgid: Option<String>,
+    /// Syslog priority, `facility * 8 + severity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pri: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ver: Option<u8>,
+    pub msg: String,
+    /// Structured data: `{"SD-ID": {"param": "value"}}`; repeated params become arrays.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub native: Map<String, Value>,
+    pub meniscus: Correlation,
+    /// Normalizer output keyed by pattern: `{"sshd": {"user": "root", ...}}`.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub normalized: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+/// Correlation metadata Meniscus attaches to every event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Correlation {
+    pub tenant: String,
+    pub producer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    pub durable: bool,
+    #[serde(default)]
+    pub encrypted: bool,
+    /// ULID: sortable by creation time, unique, the key storage dedupes on.
+    pub event_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub transport: Transport,
+    /// Why the message could not be parsed; the event then carries the frame in `raw`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parse_error: Option<String>,
+    /// The frame as received, kept when parsing failed or the bytes were not UTF-8
+    /// (then base64, see `raw_encoding`), so nothing the sender wrote is lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_encoding: Option<String>,
+    /// Original length in bytes when the message was longer than the limit and was cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated_from: Option<u64>,
+}
+
+impl Event {
+    pub fn severity(&self) -> Option<u8> {
+        self.pri.map(|pri| pri & 7)
+    }
+
+    pub fn facility(&self) -> Option<u8> {
+        self.pri.map(|pri| pri >> 3)
+    }
+
+    /// The time used for ordering, time windows and retention: the sender's time when it gave
+    /// one, otherwise the time Meniscus received the message.
+    pub fn effective_time(&self) -> DateTime<Utc> {
+        match self.time {
+            Some(time) => time.with_timezone(&Utc),
+            None => self.meniscus.received_at,
+        }
+    }
+
+    /// The CEE export form, `@cee: {...}`.
+    pub fn to_cee_line(&self) -> String {
+        // Serialising a struct of strings, numbers and JSON values cannot fail.
+        let json = serde_json::to_string(self).unwrap_or_default();
+        format!("@cee: {json}")
+    }
+}
+
+/// A new ULID as a string: the id of one event or of one durable job.
+pub fn new_ulid() -> String {
+    ulid::Ulid::new().to_string()
+}
+
+/// Severity names as RFC 5424 §6.2.1 lists them, index = severity code.
+pub const SEVERITY_NAMES: [&str; 8] = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
+
+/// Parses a severity given as a code (`3`) or a name (`err`, `error`, `warn`).
+pub fn parse_severity(text: &str) -> Option<u8> {
+    if let Ok(code) = text.parse::<u8>() {
+        return (code < 8).then_some(code);
+    }
+    let lower = text.to_ascii_lowercase();
+    let alias = match lower.as_str() {
+        "emergency" | "panic" => "emerg",
+        "critical" => "crit",
+        "error" => "err",
+        "warn" => "warning",
+        "informational" => "info",
+        other => other,
+    };
+    SEVERITY_NAMES.iter().position(|name| *name == alias).map(|index| index as u8)
+}
+
+/// Facility names (RFC 5424 §6.2.1 and the usual BSD names), index = facility code.
+pub const FACILITY_NAMES: [&str; 24] = [
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp", "ntp",
+    "security", "console", "solaris-cron", "local0", "local1", "local2", "local3", "local4", "local5", "local6",
+    "local7",
+];
+
+pub fn parse_facility(text: &str) -> Option<u8> {
+    if let Ok(code) = text.parse::<u8>() {
+        return (code < 24).then_some(code);
+    }
+    let lower = text.to_ascii_lowercase();
+    FACILITY_NAMES.iter().position(|name| *name == lower).map(|index| index as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> Event {
+        Event {
+            time: Some(DateTime::parse_from_rfc3339("2026-11-25T10:00:00.123+02:00").unwrap()),
+            host: Some("web-1".into()),
+            pname: Some("nginx".into()),
+            pid: Some("42".into()),
+            msgid: None,
+            pri: Some(134),
+            ver: Some(1),
+            msg: "GET / 200".into(),
+            native: Map::new(),
+            meniscus: Correlation {
+                tenant: "acme".into(),
+                producer: "nginx".into(),
+                pattern: None,
+                durable: true,
+                encrypted: false,
+                event_id: new_ulid(),
+                job_id: Some(new_ulid()),
+                received_at: Utc::now(),
+                transport: Transport::Tcp,
+                parse_error: None,
+                raw: None,
+                raw_encoding: None,
+                truncated_from: None,
+            },
+            normalized: Map::new(),
+            tags: vec![],
+        }
+    }
+
+    #[test]
+    fn cee_line_round_trips() {
+        let event = sample();
+        let line = event.to_cee_line();
+        let json = line.strip_prefix("@cee: ").unwrap();
+        let back: Event = serde_json::from_str(json).unwrap();
+        assert_eq!(back, event);
+        assert!(json.contains("\"pname\":\"nginx\""));
+    }
+
+    #[test]
+    fn severity_and_facility_come_from_pri() {
+        let event = sample();
+        assert_eq!(event.severity(), Some(6));
+        assert_eq!(event.facility(), Some(16));
+    }
+
+    #[test]
+    fn severity_names_and_codes_parse() {
+        assert_eq!(parse_severity("err"), Some(3));
+        assert_eq!(parse_severity("ERROR"), Some(3));
+        assert_eq!(parse_severity("7"), Some(7));
+        assert_eq!(parse_severity("8"), None);
+        assert_eq!(parse_severity("loud"), None);
+        assert_eq!(parse_facility("local7"), Some(23));
+        assert_eq!(parse_facility("auth"), Some(4));
+    }
+}

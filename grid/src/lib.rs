@@ -1,0 +1,17 @@
+//! Meniscus shared library: what every persona and the operator agree on.
+//!
+//! - [`event`]: the CEE event, the one shape a log message has inside Meniscus.
+//! - [`tenant`]: tenant specs (the future `Tenant` CRD spec), validated ids, the registry that
+//!   authenticates tokens.
+//! - [`record`]: the framed, checksummed, optionally compressed and encrypted batch of events that
+//!   the write-ahead log appends, a spool holds and the wire carries.
+//! - [`duration`]: human durations (`7d`, `36h`) used in specs.
+#![forbid(unsafe_code)]
+
+pub mod duration;
+pub mod event;
+pub mod record;
+pub mod tenant;
+
+pub use event::{Correlation, Event, Transport};
+pub use tenant::{Producer, Tenant, TenantId, TenantRegistry, TenantSpec};

@@ -1,0 +1,328 @@
+//! Tenants: the spec users write (the same fields the `Tenant` CRD spec uses), the validated
+//! form, and the registry that authenticates a tenant's token.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::duration::HumanDuration;
+
+/// A tenant id: a DNS-1123 label (`[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 bytes).
+///
+/// Because the id becomes part of storage paths and metric labels, it is only ever built through
+/// [`TenantId::parse`]; nothing derived from input reaches the disk without passing here.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct TenantId(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid tenant id {id:?}: must be a DNS-1123 label (lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)")]
+pub struct InvalidTenantId {
+    pub id: String,
+}
+
+impl TenantId {
+    pub fn parse(id: &str) -> Result<TenantId, InvalidTenantId> {
+        let bytes = id.as_bytes();
+        let allowed = |byte: &u8| byte.is_ascii_lowercase() || byte.is_ascii_digit() || *byte == b'-';
+        let valid = !bytes.is_empty()
+            && bytes.len() <= 63
+            && bytes.iter().all(allowed)
+            && bytes[0] != b'-'
+            && bytes[bytes.len() - 1] != b'-';
+        if valid {
+            Ok(TenantId(id.to_string()))
+        } else {
+            Err(InvalidTenantId { id: id.chars().take(80).collect() })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for TenantId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        TenantId::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a user writes for one tenant (standalone YAML; later the `Tenant` CRD spec).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantSpec {
+    pub id: TenantId,
+    /// Accepted tokens. During a rotation, keep the previous token with a `notAfter` to give
+    /// senders a grace period; a token past its `notAfter` is refused.
+    pub tokens: Vec<TokenSpec>,
+    /// Event producers, matched by APP-NAME (`pname`). Events that match none use the producer
+    /// named `default` if there is one, otherwise a non-durable producer without a pattern.
+    #[serde(default)]
+    pub producers: Vec<ProducerSpec>,
+    #[serde(default)]
+    pub retention: RetentionSpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenSpec {
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProducerSpec {
+    pub name: String,
+    /// Normalizer rulebase applied to this producer's events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// Durable: acknowledged only once on disk (HTTP 202 with a `job_id`).
+    #[serde(default)]
+    pub durable: bool,
+    /// Encrypted at rest in the archive with the tenant's key.
+    #[serde(default)]
+    pub encrypted: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetentionSpec {
+    /// How long events stay in the hot, queryable store.
+    #[serde(default = "default_short_term")]
+    pub short_term: HumanDuration,
+}
+
+fn default_short_term() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(7 * 86_400))
+}
+
+impl Default for RetentionSpec {
+    fn default() -> Self {
+        RetentionSpec { short_term: default_short_term() }
+    }
+}
+
+/// A producer as events carry it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Producer {
+    pub name: String,
+    pub pattern: Option<String>,
+    pub durable: bool,
+    pub encrypted: bool,
+}
+
+impl From<&ProducerSpec> for Producer {
+    fn from(spec: &ProducerSpec) -> Self {
+        Producer { name: spec.name.clone(), pattern: spec.pattern.clone(), durable: spec.durable, encrypted: spec.encrypted }
+    }
+}
+
+/// A validated tenant.
+#[derive(Debug)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub spec: TenantSpec,
+    producers: HashMap<String, Producer>,
+    default_producer: Producer,
+}
+
+impl Tenant {
+    /// The producer for an APP-NAME: exact match by name, else the default.
+    pub fn producer_for(&self, pname: Option<&str>) -> &Producer {
+        pname.and_then(|name| self.producers.get(name)).unwrap_or(&self.default_producer)
+    }
+
+    /// Checks a presented token against every accepted token without leaking, through timing,
+    /// which one matched or how many bytes did.
+    pub fn token_is_valid(&self, presented: &str, now: DateTime<Utc>) -> bool {
+        let mut valid = subtle::Choice::from(0u8);
+        for token in &self.spec.tokens {
+            let unexpired = token.not_after.is_none_or(|not_after| now <= not_after);
+            let equal = token.value.as_bytes().ct_eq(presented.as_bytes());
+            valid |= equal & subtle::Choice::from(unexpired as u8);
+        }
+        valid.into()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error("tenant {0:?} is defined twice")]
+    DuplicateTenant(String),
+    #[error("tenant {0:?} has no token: add at least one under `tokens`")]
+    NoToken(String),
+    #[error("tenant {tenant:?} has an empty token")]
+    EmptyToken { tenant: String },
+    #[error("tenant {tenant:?} defines producer {producer:?} twice")]
+    DuplicateProducer { tenant: String, producer: String },
+    #[error("tenant {tenant:?} has a producer with an empty name")]
+    EmptyProducerName { tenant: String },
+}
+
+impl Tenant {
+    pub fn from_spec(spec: TenantSpec) -> Result<Tenant, SpecError> {
+        let tenant_name = spec.id.to_string();
+        if spec.tokens.is_empty() {
+            return Err(SpecError::NoToken(tenant_name));
+        }
+        if spec.tokens.iter().any(|token| token.value.is_empty()) {
+            return Err(SpecError::EmptyToken { tenant: tenant_name });
+        }
+        let mut producers = HashMap::new();
+        for producer in &spec.producers {
+            if producer.name.is_empty() {
+                return Err(SpecError::EmptyProducerName { tenant: tenant_name });
+            }
+            if producers.insert(producer.name.clone(), Producer::from(producer)).is_some() {
+                return Err(SpecError::DuplicateProducer { tenant: tenant_name, producer: producer.name.clone() });
+            }
+        }
+        let default_producer = producers.get("default").cloned().unwrap_or(Producer {
+            name: "default".into(),
+            pattern: None,
+            durable: false,
+            encrypted: false,
+        });
+        Ok(Tenant { id: spec.id.clone(), spec, producers, default_producer })
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone, Copy)]
+pub enum AuthError {
+    #[error("unknown tenant")]
+    UnknownTenant,
+    #[error("missing token")]
+    MissingToken,
+    #[error("invalid token")]
+    InvalidToken,
+}
+
+impl AuthError {
+    /// Metric label for `meniscus_auth_failures_total{reason}`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            AuthError::UnknownTenant => "unknown_tenant",
+            AuthError::MissingToken => "missing_token",
+            AuthError::InvalidToken => "invalid_token",
+        }
+    }
+}
+
+/// Every known tenant, looked up by id.
+#[derive(Debug, Default)]
+pub struct TenantRegistry {
+    tenants: HashMap<String, Arc<Tenant>>,
+}
+
+impl TenantRegistry {
+    pub fn from_specs(specs: Vec<TenantSpec>) -> Result<TenantRegistry, SpecError> {
+        let mut tenants = HashMap::new();
+        for spec in specs {
+            let tenant = Tenant::from_spec(spec)?;
+            let id = tenant.id.to_string();
+            if tenants.insert(id.clone(), Arc::new(tenant)).is_some() {
+                return Err(SpecError::DuplicateTenant(id));
+            }
+        }
+        Ok(TenantRegistry { tenants })
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<Tenant>> {
+        self.tenants.get(id)
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.tenants.keys().map(String::as_str)
+    }
+
+    /// The tenant, if the token is one of its current tokens.
+    pub fn authenticate(&self, id: &str, token: Option<&str>, now: DateTime<Utc>) -> Result<&Arc<Tenant>, AuthError> {
+        let tenant = self.tenants.get(id).ok_or(AuthError::UnknownTenant)?;
+        let token = token.filter(|token| !token.is_empty()).ok_or(AuthError::MissingToken)?;
+        if tenant.token_is_valid(token, now) {
+            Ok(tenant)
+        } else {
+            Err(AuthError::InvalidToken)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> TenantSpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn tenant_ids_must_be_dns_labels() {
+        for good in ["a", "acme", "acme-prod-1", "0abc"] {
+            assert!(TenantId::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-a", "a-", "Acme", "a_b", "a.b", "../etc", "a/b", &"a".repeat(64)] {
+            assert!(TenantId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn yaml_with_a_bad_id_is_refused_with_the_reason() {
+        let error = serde_yaml::from_str::<TenantSpec>("id: ../x\ntokens: [{value: t}]").unwrap_err();
+        assert!(error.to_string().contains("DNS-1123"), "{error}");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let error = serde_yaml::from_str::<TenantSpec>("id: a\ntokens: [{value: t}]\ntokn: x").unwrap_err();
+        assert!(error.to_string().contains("tokn"), "{error}");
+    }
+
+    #[test]
+    fn producers_match_by_app_name_with_a_default() {
+        let tenant = Tenant::from_spec(spec(
+            "id: acme\ntokens: [{value: t}]\nproducers:\n- {name: sshd, pattern: sshd, durable: true}\n",
+        ))
+        .unwrap();
+        assert!(tenant.producer_for(Some("sshd")).durable);
+        assert_eq!(tenant.producer_for(Some("sshd")).pattern.as_deref(), Some("sshd"));
+        assert_eq!(tenant.producer_for(Some("nginx")).name, "default");
+        assert!(!tenant.producer_for(None).durable);
+    }
+
+    #[test]
+    fn previous_token_is_valid_until_not_after() {
+        let registry = TenantRegistry::from_specs(vec![spec(
+            "id: acme\ntokens:\n- value: new\n- value: old\n  notAfter: 2026-01-02T00:00:00Z\n",
+        )])
+        .unwrap();
+        let before = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().with_timezone(&Utc);
+        let after = DateTime::parse_from_rfc3339("2026-01-03T00:00:00Z").unwrap().with_timezone(&Utc);
+        assert!(registry.authenticate("acme", Some("old"), before).is_ok());
+        assert_eq!(registry.authenticate("acme", Some("old"), after).unwrap_err(), AuthError::InvalidToken);
+        assert!(registry.authenticate("acme", Some("new"), after).is_ok());
+        assert_eq!(registry.authenticate("acme", Some("ne"), after).unwrap_err(), AuthError::InvalidToken);
+        assert_eq!(registry.authenticate("acme", None, after).unwrap_err(), AuthError::MissingToken);
+        assert_eq!(registry.authenticate("other", Some("new"), after).unwrap_err(), AuthError::UnknownTenant);
+    }
+
+    #[test]
+    fn invalid_specs_say_what_is_wrong() {
+        assert_eq!(Tenant::from_spec(spec("id: a\ntokens: []")).unwrap_err(), SpecError::NoToken("a".into()));
+        let duplicate = vec![spec("id: a\ntokens: [{value: t}]"), spec("id: a\ntokens: [{value: u}]")];
+        assert_eq!(TenantRegistry::from_specs(duplicate).unwrap_err(), SpecError::DuplicateTenant("a".into()));
+    }
+}
