@@ -20,7 +20,8 @@ use std::str::FromStr;
 ///   are skipped.
 /// * `Auto` decides per frame, so one listener takes both: a frame is octet-counted **only if
 ///   it starts with 1 to 9 ASCII digits, then exactly one space, and the byte after that space
-///   is `<`** (the start of a syslog PRI). Anything else is LF-framed. A mere leading digit is
+///   is `<`** (the start of a syslog PRI), and the count is not zero. Anything else is
+///   LF-framed. The decision waits for at most 11 bytes when a frame starts with digits. A mere leading digit is
 ///   not enough: an unframed Cisco IOS line such as
 ///   `91: *Oct  7 03:10:04.123: %SYS-5-CONFIG_I: ...`, or any line starting with a number, is
 ///   read as a line, not as a length.
