@@ -1,0 +1,420 @@
+#!/usr/bin/env python3
+"""End-to-end syslog ingest benchmark: Meniscus standalone vs rsyslog (imptcp -> file).
+
+Run through bench/e2e/run.sh, which compiles the generator (blast.c) and calls this.
+Every case sends COUNT pre-rendered RFC 5424 octet-counted messages of SIZE bytes over
+C TCP connections to 127.0.0.1 and waits until the server has all of them:
+  rsyslog   every line is in the output file (counted incrementally)
+  meniscus  SELECT count(*) FROM events answers COUNT (tenant bench, MESSAGE-TOKEN)
+Measured per case: wall time (generator start -> all messages observed), msg/s,
+server CPU seconds over that window (/proc/PID/stat utime+stime) -> µs CPU per message,
+and peak RSS (VmHWM). Every wait has a timeout; every started process is killed on exit.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+PEERS = os.path.join(REPO, "dev", "peers")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+STARTED = []  # Popen objects or pids we own
+
+
+def log(*a):
+    print("[e2e]", *a, file=sys.stderr, flush=True)
+
+
+def cleanup(*_):
+    for p in reversed(STARTED):
+        pid = p.pid if hasattr(p, "pid") else p
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+    deadline = time.time() + 10
+    for p in reversed(STARTED):
+        pid = p.pid if hasattr(p, "pid") else p
+        while time.time() < deadline and alive(pid):
+            time.sleep(0.05)
+        if alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if hasattr(p, "wait"):
+            try:
+                p.wait(timeout=1)
+            except Exception:
+                pass
+    STARTED.clear()
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def stop(p):
+    pid = p.pid if hasattr(p, "pid") else p
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.time() + 15
+    while alive(pid) and time.time() < deadline:
+        time.sleep(0.05)
+    if alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    if hasattr(p, "wait"):
+        p.wait(timeout=5)
+    if p in STARTED:
+        STARTED.remove(p)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def listening(port):
+    hexport = ":%04X" % port
+    for fn in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(fn) as f:
+                for line in f.readlines()[1:]:
+                    parts = line.split()
+                    if parts[1].endswith(hexport) and parts[3] == "0A":
+                        return True
+        except FileNotFoundError:
+            pass
+    return False
+
+
+def wait_until(pred, timeout, what, pid=None, interval=0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        if pid is not None and not alive(pid):
+            raise RuntimeError(f"process {pid} exited while waiting for {what}")
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(") ", 1)[1].split()
+    # fields[0] is field 3 (state); utime is field 14, stime field 15
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def peak_rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def parse_kv(text):
+    return dict(m.groups() for m in re.finditer(r"(\w+)=(\S*)", text))
+
+
+def run_gen(args, port, conns):
+    p = subprocess.Popen([args.blast, "gen", "127.0.0.1", str(port), str(args.count), str(conns),
+                          str(args.size), "bench"], stdout=subprocess.PIPE, text=True)
+    STARTED.append(p)
+    return p
+
+
+def finish_gen(p, timeout):
+    out, _ = p.communicate(timeout=timeout)
+    STARTED.remove(p)
+    if p.returncode != 0:
+        raise RuntimeError(f"generator failed ({p.returncode})")
+    return parse_kv(out)
+
+
+# ---------------------------------------------------------------- cases
+
+def calibrate(args, conns):
+    """The generator against a discard sink: its own ceiling."""
+    port = free_port()
+    sink = subprocess.Popen([args.blast, "sink", str(port), str(conns)], stdout=subprocess.PIPE, text=True)
+    STARTED.append(sink)
+    assert sink.stdout.readline().strip() == "listening"
+    g = run_gen(args, port, conns)
+    gr = finish_gen(g, args.timeout)
+    out, _ = sink.communicate(timeout=args.timeout)
+    STARTED.remove(sink)
+    sr = parse_kv(out)
+    assert int(sr["bytes"]) == int(gr["bytes"]), (sr, gr)
+    return {"server": "discard sink (C)", "conns": conns, "n": args.count,
+            "wall": float(sr["seconds"]), "rate": float(gr["rate"]),
+            "cpu_us": float(sr["cpu_s"]) * 1e6 / args.count, "rss": float("nan"),
+            "gen_cpu_us": float(gr["cpu_us_per_msg"]), "gen_render_s": float(gr["render_s"])}
+
+
+def measure(args, pid, port, conns, observed, poll_interval, label):
+    """Send, wait until observed() == count; returns the result row."""
+    g = run_gen(args, port, conns)
+    # The generator renders every frame first and says so; the clock starts then.
+    first = g.stdout.readline()
+    if not first.startswith("rendered"):
+        raise RuntimeError(f"generator said {first!r}")
+    cpu0 = cpu_seconds(pid)
+    t0 = time.monotonic()
+    n = 0
+    deadline = time.time() + args.timeout
+    while True:
+        n = observed()
+        if n >= args.count:
+            break
+        if time.time() > deadline:
+            raise TimeoutError(f"{label}: only {n} of {args.count} messages observed after {args.timeout}s")
+        if not alive(pid):
+            raise RuntimeError(f"{label}: server exited")
+        time.sleep(poll_interval)
+    t1 = time.monotonic()
+    cpu1 = cpu_seconds(pid)
+    gr = finish_gen(g, 60)
+    wall = t1 - t0
+    return {"server": label, "conns": conns, "n": n, "wall": wall, "rate": args.count / wall,
+            "cpu_us": (cpu1 - cpu0) * 1e6 / args.count, "rss": peak_rss_mb(pid),
+            "gen_rate": float(gr["rate"])}
+
+
+def rsyslog_case(args, work, conns):
+    wd = os.path.join(work, f"rsyslog-{conns}")
+    port = free_port()
+    out = subprocess.run([os.path.join(PEERS, "rsyslog-sink.sh"), wd, str(port)],
+                         capture_output=True, text=True, timeout=30)
+    if out.returncode != 0:
+        raise RuntimeError("rsyslog-sink.sh failed: " + out.stderr)
+    kv = parse_kv(out.stdout)
+    pid = int(kv["pid"])
+    STARTED.append(pid)
+    state = {"f": None, "lines": 0}
+
+    def observed():
+        if state["f"] is None:
+            if not os.path.exists(kv["out"]):
+                return 0
+            state["f"] = open(kv["out"], "rb")
+        while True:
+            b = state["f"].read(8 << 20)
+            if not b:
+                return state["lines"]
+            state["lines"] += b.count(b"\n")
+
+    try:
+        row = measure(args, pid, port, conns, observed, 0.05, "rsyslog imptcp->file")
+    finally:
+        if state["f"]:
+            state["f"].close()
+        stop(pid)
+    if args.verify:
+        seqs = set()
+        with open(kv["out"], "rb") as f:
+            for line in f:
+                m = re.search(rb"seq=(\d+)", line)
+                seqs.add(m.group(1))
+        row["distinct"] = len(seqs)
+        log(f"rsyslog {conns} conn: {len(seqs)} distinct seq values in the file")
+    shutil.rmtree(wd, ignore_errors=True)
+    return row
+
+
+def sql_count(http_port, token, timeout=5):
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{http_port}/v1/tenant/bench/sql",
+        data=json.dumps({"sql": "SELECT count(*) AS n FROM events"}).encode(),
+        headers={"MESSAGE-TOKEN": token, "Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        body = json.loads(r.read())
+    rows = body.get("rows") or []
+    if not rows:
+        return 0
+    row = rows[0]
+    return int(row["n"] if isinstance(row, dict) else row[0])
+
+
+def meniscus_case(args, work, conns, durable):
+    label = "meniscus standalone" + (" durable" if durable else "")
+    wd = os.path.join(work, f"meniscus-{conns}-{'durable' if durable else 'fast'}")
+    os.makedirs(os.path.join(wd, "data"))
+    tcp_port, http_port = free_port(), free_port()
+    conf = os.path.join(wd, "meniscus.yaml")
+    with open(conf, "w") as f:
+        f.write(f"""# Generated by bench/e2e/e2e.py
+listeners:
+  - protocol: tcp
+    address: "127.0.0.1:{tcp_port}"
+    tenant: bench
+http:
+  address: "127.0.0.1:{http_port}"
+tenants:
+  - id: bench
+    tokens:
+      - value: bench-token
+    producers:
+      - name: bench
+        durable: {"true" if durable else "false"}
+""")
+    logf = open(os.path.join(wd, "meniscus.log"), "wb")
+    last_err = {"e": None}
+    p = subprocess.Popen([args.meniscus_bin, "standalone", "--data-dir", os.path.join(wd, "data"),
+                          "--config", conf], stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    STARTED.append(p)
+    try:
+        wait_until(lambda: listening(tcp_port) and listening(http_port), args.start_timeout,
+                   f"meniscus to listen on {tcp_port} and {http_port}", pid=p.pid)
+
+        def ready():
+            try:
+                return sql_count(http_port, "bench-token") == 0
+            except (urllib.error.URLError, OSError, ValueError, KeyError):
+                return False
+        wait_until(ready, args.start_timeout, "meniscus SQL endpoint to answer", pid=p.pid, interval=0.2)
+
+        def observed():
+            try:
+                return sql_count(http_port, "bench-token")
+            except (urllib.error.URLError, OSError, ValueError, KeyError) as e:
+                last_err["e"] = e
+                return 0
+        row = measure(args, p.pid, tcp_port, conns, observed, 0.25, label)
+        if row["n"] != args.count:
+            log(f"WARNING: {label} counted {row['n']} events, sent {args.count}")
+    except Exception:
+        if last_err["e"]:
+            log("last SQL error:", last_err["e"])
+        logf.flush()
+        tail = open(os.path.join(wd, "meniscus.log"), "rb").read()[-3000:].decode(errors="replace")
+        log(f"{label} failed; its log ({wd}/meniscus.log) ends with:\n{tail}")
+        args.keep = True
+        raise
+    finally:
+        stop(p)
+        logf.close()
+    if not args.keep:
+        shutil.rmtree(wd, ignore_errors=True)
+    return row
+
+
+# ---------------------------------------------------------------- report
+
+def table(args, rows, notes):
+    lines = []
+    lines.append(f"# bench/e2e: {args.count} RFC 5424 messages, {args.size} bytes each, octet-counted TCP, 127.0.0.1")
+    lines.append(f"# {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, {os.cpu_count()} cpus, "
+                 f"load average at start {args.loadavg}")
+    lines.append("# wall = first byte sent -> last message observed (file lines / SQL count(*)); "
+                 "cpu = server utime+stime over that window")
+    lines.append("")
+    hdr = f"{'case':<34} {'conns':>5} {'wall s':>8} {'msg/s':>11} {'x rsyslog':>9} {'cpu µs/msg':>10} {'x rsyslog':>9} {'peak RSS MB':>11}"
+    lines.append(hdr)
+    lines.append("-" * len(hdr))
+    base = {r["conns"]: r for r in rows if r["server"].startswith("rsyslog")}
+    for r in rows:
+        b = base.get(r["conns"])
+        if r["server"].startswith("meniscus") and b:
+            rx = f"{r['rate'] / b['rate']:.2f}"
+            cx = f"{r['cpu_us'] / b['cpu_us']:.2f}"
+        else:
+            rx = cx = "-"
+        rss = "-" if r["rss"] != r["rss"] else f"{r['rss']:.0f}"
+        lines.append(f"{r['server']:<34} {r['conns']:>5} {r['wall']:>8.2f} {r['rate']:>11,.0f} {rx:>9} "
+                     f"{r['cpu_us']:>10.2f} {cx:>9} {rss:>11}")
+    lines.append("")
+    lines.extend("# " + n for n in notes)
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--blast", required=True)
+    ap.add_argument("--count", type=int, default=2_000_000)
+    ap.add_argument("--size", type=int, default=200)
+    ap.add_argument("--conns", default="1,4")
+    ap.add_argument("--targets", default="generator,rsyslog,meniscus,meniscus-durable")
+    ap.add_argument("--meniscus-bin", default=os.environ.get("MENISCUS_BIN") or os.path.join(
+        os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target"), "release", "meniscus"))
+    ap.add_argument("--timeout", type=float, default=300, help="per-case limit for all messages to arrive")
+    ap.add_argument("--start-timeout", type=float, default=60)
+    ap.add_argument("--out", default=os.path.join(REPO, "bench", "results", "e2e.txt"))
+    ap.add_argument("--verify", action="store_true", help="check rsyslog's file has COUNT distinct seq values")
+    ap.add_argument("--keep", action="store_true", help="keep Meniscus data dirs")
+    args = ap.parse_args()
+    args.loadavg = " ".join(open("/proc/loadavg").read().split()[:3])
+    conns_list = [int(c) for c in args.conns.split(",")]
+    targets = args.targets.split(",")
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+    work = tempfile.mkdtemp(prefix="meniscus-e2e.")
+    rows, notes = [], []
+    try:
+        if "generator" in targets:
+            for c in conns_list:
+                r = calibrate(args, c)
+                log(f"generator -> discard sink, {c} conn: {r['rate']:,.0f} msg/s, "
+                    f"generator {r['gen_cpu_us']:.3f} µs CPU/msg (render {r['gen_render_s']:.2f} s, untimed)")
+                rows.append(r)
+                notes.append(f"generator alone ({c} conn, into the C discard sink): {r['rate']:,.0f} msg/s, "
+                             f"{r['gen_cpu_us']:.3f} µs generator CPU per message")
+        for c in conns_list:
+            if "rsyslog" in targets:
+                r = rsyslog_case(args, work, c)
+                log(f"rsyslog {c} conn: {r['rate']:,.0f} msg/s, {r['cpu_us']:.2f} µs CPU/msg, {r['rss']:.0f} MB")
+                rows.append(r)
+            for durable in (False, True):
+                t = "meniscus-durable" if durable else "meniscus"
+                if t not in targets:
+                    continue
+                if not os.access(args.meniscus_bin, os.X_OK):
+                    msg = f"SKIPPED {t}: no executable at {args.meniscus_bin} (build with `cargo build --release` or set MENISCUS_BIN)"
+                    if msg not in notes:
+                        log(msg)
+                        notes.append(msg)
+                    continue
+                r = meniscus_case(args, work, c, durable)
+                log(f"{r['server']} {c} conn: {r['rate']:,.0f} msg/s, {r['cpu_us']:.2f} µs CPU/msg, {r['rss']:.0f} MB")
+                rows.append(r)
+    finally:
+        cleanup()
+        if args.keep:
+            log("kept", work)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    notes.append("generator: bench/e2e/blast.c, frames pre-rendered before the clock starts; "
+                 "server rows count only the server's CPU")
+    notes.append("meniscus rows include the cost of answering the count(*) poll every 0.25 s; "
+                 "durable = fsync before storage acknowledges (syslog itself cannot acknowledge)")
+    text = table(args, rows, notes)
+    print(text, end="")
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write(text)
+    log("written", args.out)
+
+
+if __name__ == "__main__":
+    main()
