@@ -110,7 +110,10 @@ fn resolve_bin_dir(
     }
     let cache = cache
         .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or_else(|| home.unwrap_or_else(|| PathBuf::from("/root")).join(".cache/meniscus"));
+        .unwrap_or_else(|| {
+            home.unwrap_or_else(|| PathBuf::from("/root"))
+                .join(".cache/meniscus")
+        });
     cache
         .join("k8s")
         .join(format!("{}-etcd{}", v.kubernetes, v.etcd))
@@ -214,16 +217,20 @@ impl ControlPlane {
         if SHARED.get().is_none() {
             let _guard = SHARED_INIT.lock().unwrap_or_else(|e| e.into_inner());
             if SHARED.get().is_none() {
-                let started = Self::start_blocking(Options::default()).map_err(|e| format!("{e:#}"));
-                if let Ok(cp) = &started {
-                    register_atexit(cp);
-                }
+                let started =
+                    Self::start_blocking(Options::default()).map_err(|e| format!("{e:#}"));
+                let ok = started.is_ok();
                 let _ = SHARED.set(started);
+                if ok {
+                    register_atexit();
+                }
             }
         }
         match SHARED.get().expect("initialised above") {
             Ok(cp) => Ok(cp),
-            Err(e) => Err(anyhow!("the shared Kubernetes control plane failed to start: {e}")),
+            Err(e) => Err(anyhow!(
+                "the shared Kubernetes control plane failed to start: {e}"
+            )),
         }
     }
 
@@ -241,9 +248,9 @@ impl ControlPlane {
 
     /// Blocking form of [`ControlPlane::start_with`].
     pub fn start_blocking(options: Options) -> Result<ControlPlane> {
+        remove_stale_dirs();
         let bins = bin_dir();
         check_binaries(&bins, options.simulated_nodes)?;
-        remove_stale_dirs();
         let tmp = tempfile::Builder::new()
             .prefix(&format!("meniscus-k8s-{}-", std::process::id()))
             .tempdir()
@@ -268,7 +275,9 @@ impl ControlPlane {
             Err(e) => {
                 let logs = procs.log_tails(40);
                 procs.stop();
-                Err(e.context(format!("starting the Kubernetes control plane failed; component logs:\n{logs}")))
+                Err(e.context(format!(
+                    "starting the Kubernetes control plane failed; component logs:\n{logs}"
+                )))
             }
         }
     }
@@ -348,7 +357,10 @@ impl ControlPlane {
             .create(&PostParams::default(), &ns)
             .await
             .context("creating a test namespace")?;
-        let name = created.metadata.name.context("created namespace has no name")?;
+        let name = created
+            .metadata
+            .name
+            .context("created namespace has no name")?;
         let sas = Api::<ServiceAccount>::namespaced(client, &name);
         wait_for(Duration::from_secs(60), "the default ServiceAccount of a new namespace (kube-controller-manager's serviceaccount controller)", || async {
             Ok(sas.get_opt("default").await?.is_some())
@@ -376,7 +388,10 @@ impl ControlPlane {
                     "hostPath": { "path": "/tmp/meniscus-testenv-unused" }
                 }
             }))?;
-            let pv = pvs.create(&PostParams::default(), &pv).await.context("creating a PersistentVolume")?;
+            let pv = pvs
+                .create(&PostParams::default(), &pv)
+                .await
+                .context("creating a PersistentVolume")?;
             names.push(pv.metadata.name.unwrap_or_default());
         }
         Ok(names)
@@ -408,7 +423,7 @@ impl Drop for ControlPlane {
     }
 }
 
-fn register_atexit(_cp: &'static ControlPlane) {
+fn register_atexit() {
     extern "C" fn stop_shared() {
         if let Some(Ok(cp)) = SHARED.get() {
             cp.stop();
@@ -454,7 +469,11 @@ impl Processes {
     fn check_alive(&mut self) -> Result<()> {
         for p in &mut self.children {
             if let Some(status) = p.child.try_wait()? {
-                bail!("{} exited early ({status}); see {}", p.name, p.log.display());
+                bail!(
+                    "{} exited early ({status}); see {}",
+                    p.name,
+                    p.log.display()
+                );
             }
         }
         Ok(())
@@ -481,7 +500,10 @@ impl Processes {
         if !self.keep_dir {
             let _ = fs::remove_dir_all(&self.dir);
         } else {
-            eprintln!("meniscus-testenv: kept control plane directory {}", self.dir.display());
+            eprintln!(
+                "meniscus-testenv: kept control plane directory {}",
+                self.dir.display()
+            );
         }
     }
 }
@@ -536,7 +558,14 @@ fn spawn_with_pdeathsig(cmd: &mut Command) -> std::io::Result<Child> {
     // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             // The parent may have died before prctl took effect.
@@ -620,7 +649,8 @@ fn generate_pki(dir: &Path) -> Result<Pki> {
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.distinguished_name = DistinguishedName::new();
-    ca.distinguished_name.push(DnType::CommonName, "meniscus-testenv-ca");
+    ca.distinguished_name
+        .push(DnType::CommonName, "meniscus-testenv-ca");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -631,25 +661,29 @@ fn generate_pki(dir: &Path) -> Result<Pki> {
     write("ca.crt", &ca_cert.pem())?;
     let issuer = Issuer::new(ca, ca_key);
 
-    let leaf = |file: &str, cn: &str, orgs: &[&str], sans: Vec<String>, server: bool| -> Result<()> {
-        let key = KeyPair::generate()?;
-        let mut p = CertificateParams::new(sans)?;
-        p.distinguished_name = DistinguishedName::new();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        for o in orgs {
-            p.distinguished_name.push(DnType::OrganizationName, *o);
-        }
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        p.extended_key_usages = vec![if server {
-            ExtendedKeyUsagePurpose::ServerAuth
-        } else {
-            ExtendedKeyUsagePurpose::ClientAuth
-        }];
-        let cert = p.signed_by(&key, &issuer)?;
-        write(&format!("{file}.crt"), &cert.pem())?;
-        write(&format!("{file}.key"), &key.serialize_pem())?;
-        Ok(())
-    };
+    let leaf =
+        |file: &str, cn: &str, orgs: &[&str], sans: Vec<String>, server: bool| -> Result<()> {
+            let key = KeyPair::generate()?;
+            let mut p = CertificateParams::new(sans)?;
+            p.distinguished_name = DistinguishedName::new();
+            p.distinguished_name.push(DnType::CommonName, cn);
+            for o in orgs {
+                p.distinguished_name.push(DnType::OrganizationName, *o);
+            }
+            p.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ];
+            p.extended_key_usages = vec![if server {
+                ExtendedKeyUsagePurpose::ServerAuth
+            } else {
+                ExtendedKeyUsagePurpose::ClientAuth
+            }];
+            let cert = p.signed_by(&key, &issuer)?;
+            write(&format!("{file}.crt"), &cert.pem())?;
+            write(&format!("{file}.key"), &key.serialize_pem())?;
+            Ok(())
+        };
     leaf(
         "apiserver",
         "kube-apiserver",
@@ -665,15 +699,29 @@ fn generate_pki(dir: &Path) -> Result<Pki> {
         ],
         true,
     )?;
-    leaf("admin", "meniscus-testenv-admin", &["system:masters"], vec![], false)?;
-    leaf("controller-manager", "system:kube-controller-manager", &[], vec![], false)?;
+    leaf(
+        "admin",
+        "meniscus-testenv-admin",
+        &["system:masters"],
+        vec![],
+        false,
+    )?;
+    leaf(
+        "controller-manager",
+        "system:kube-controller-manager",
+        &[],
+        vec![],
+        false,
+    )?;
     leaf("scheduler", "system:kube-scheduler", &[], vec![], false)?;
 
-    // Service-account token signing key (ECDSA P-256, ES256); the public half is derived
-    // from the private key by kube-apiserver.
+    // Service-account token signing key (ECDSA P-256, ES256) and its public half.
     let sa = KeyPair::generate()?;
     write("sa.key", &sa.serialize_pem())?;
-    Ok(Pki { ca_pem: ca_cert.pem() })
+    write("sa.pub", &sa.public_key_pem())?;
+    Ok(Pki {
+        ca_pem: ca_cert.pem(),
+    })
 }
 
 fn write_kubeconfig(path: &Path, server: &str, pki: &Path, user: &str) -> Result<()> {
@@ -738,13 +786,13 @@ fn start_in(bins: &Path, dir: &Path, options: &Options, procs: &mut Processes) -
             format!("--client-ca-file={}", pk("ca.crt")),
             "--authorization-mode=RBAC".into(),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-            format!("--service-account-key-file={}", pk("sa.key")),
+            format!("--service-account-key-file={}", pk("sa.pub")),
             format!("--service-account-signing-key-file={}", pk("sa.key")),
             "--service-cluster-ip-range=10.0.0.0/24".into(),
             "--allow-privileged=true".into(),
             "--profiling=false".into(),
             "--endpoint-reconciler-type=none".into(),
-            "--v=1".into(),
+            "--v=0".into(),
         ],
     )?;
 
@@ -761,14 +809,15 @@ fn start_in(bins: &Path, dir: &Path, options: &Options, procs: &mut Processes) -
         .build()?;
     let config = rt.block_on(async {
         let kc = Kubeconfig::read_from(&kubeconfig)?;
-        let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+        let config =
+            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
         anyhow::Ok(config)
     })?;
 
     rt.block_on(async {
         let client = Client::try_from(config.clone())?;
         let deadline = Instant::now() + STARTUP_TIMEOUT;
-        let mut last = String::from("no answer yet");
+        let mut last: String;
         loop {
             procs.check_alive()?;
             let req = http::Request::get("/readyz").body(Vec::new())?;
@@ -797,7 +846,10 @@ fn start_in(bins: &Path, dir: &Path, options: &Options, procs: &mut Processes) -
             format!("--authorization-kubeconfig={cmk}"),
             "--bind-address=127.0.0.1".into(),
             format!("--secure-port={cm_port}"),
-            format!("--cert-dir={}", dir.join("controller-manager-certs").display()),
+            format!(
+                "--cert-dir={}",
+                dir.join("controller-manager-certs").display()
+            ),
             "--leader-elect=false".into(),
             "--use-service-account-credentials=true".into(),
             format!("--service-account-private-key-file={}", pk("sa.key")),
@@ -807,7 +859,7 @@ fn start_in(bins: &Path, dir: &Path, options: &Options, procs: &mut Processes) -
             "--service-cluster-ip-range=10.0.0.0/24".into(),
             // Namespaces are deleted promptly; GC and workload controllers sync quickly.
             "--concurrent-gc-syncs=5".into(),
-            "--v=1".into(),
+            "--v=0".into(),
         ],
     )?;
 
@@ -824,7 +876,7 @@ fn start_in(bins: &Path, dir: &Path, options: &Options, procs: &mut Processes) -
                 "--bind-address=127.0.0.1".into(),
                 format!("--secure-port={s_port}"),
                 "--leader-elect=false".into(),
-                "--v=1".into(),
+                "--v=0".into(),
             ],
         )?;
         let kwok_port = free_port()?;
@@ -846,9 +898,11 @@ fn start_in(bins: &Path, dir: &Path, options: &Options, procs: &mut Processes) -
         let client = Client::try_from(config.clone())?;
         // kube-controller-manager works once it has created the default ServiceAccount.
         let sas = Api::<ServiceAccount>::namespaced(client.clone(), "default");
-        wait_checked(procs, "kube-controller-manager to create the default ServiceAccount", || async {
-            Ok(sas.get_opt("default").await?.is_some())
-        })
+        wait_checked(
+            procs,
+            "kube-controller-manager to create the default ServiceAccount",
+            || async { Ok(sas.get_opt("default").await?.is_some()) },
+        )
         .await?;
         let sc: StorageClass = serde_json::from_value(serde_json::json!({
             "metadata": {
@@ -866,7 +920,10 @@ fn start_in(bins: &Path, dir: &Path, options: &Options, procs: &mut Processes) -
         if options.simulated_nodes {
             let nodes = Api::<Node>::all(client.clone());
             let node: Node = serde_json::from_value(simulated_node())?;
-            nodes.create(&PostParams::default(), &node).await.context("creating the kwok node")?;
+            nodes
+                .create(&PostParams::default(), &node)
+                .await
+                .context("creating the kwok node")?;
             wait_checked(procs, "kwok to report the simulated node Ready", || async {
                 let n = nodes.get(SIMULATED_NODE).await?;
                 Ok(n.status
@@ -901,7 +958,9 @@ where
         }
         if Instant::now() >= deadline {
             return Err(match last_err {
-                Some(e) => e.context(format!("timed out after {STARTUP_TIMEOUT:?} waiting for {what}")),
+                Some(e) => e.context(format!(
+                    "timed out after {STARTUP_TIMEOUT:?} waiting for {what}"
+                )),
                 None => anyhow!("timed out after {STARTUP_TIMEOUT:?} waiting for {what}"),
             });
         }
@@ -976,7 +1035,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pki = generate_pki(dir.path()).unwrap();
         assert!(pki.ca_pem.contains("BEGIN CERTIFICATE"));
-        for f in ["ca.crt", "apiserver.crt", "apiserver.key", "admin.crt", "admin.key", "sa.key"] {
+        for f in [
+            "ca.crt",
+            "apiserver.crt",
+            "apiserver.key",
+            "admin.crt",
+            "admin.key",
+            "sa.key",
+        ] {
             assert!(dir.path().join("pki").join(f).is_file(), "{f}");
         }
     }

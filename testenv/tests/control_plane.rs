@@ -97,9 +97,13 @@ fn widget(name: &str, size: i64, max: i64) -> DynamicObject {
 /// Established. Returns the namespaced Widget API.
 async fn install_crd(client: &Client, ns: &str) -> Result<Api<DynamicObject>> {
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    crds.patch(CRD_NAME, &PatchParams::apply("testenv-tests").force(), &Patch::Apply(crd()))
-        .await
-        .context("applying the Widget CRD")?;
+    crds.patch(
+        CRD_NAME,
+        &PatchParams::apply("testenv-tests").force(),
+        &Patch::Apply(crd()),
+    )
+    .await
+    .context("applying the Widget CRD")?;
     wait_for(WAIT, "the Widget CRD to be Established", || async {
         let c = crds.get(CRD_NAME).await?;
         Ok(c.status
@@ -138,7 +142,9 @@ async fn crd_is_accepted_and_custom_resources_are_watched() -> Result<()> {
     .await
     .context("timed out waiting for the initial watch list")??;
 
-    widgets.create(&PostParams::default(), &widget("watched", 1, 3)).await?;
+    widgets
+        .create(&PostParams::default(), &widget("watched", 1, 3))
+        .await?;
 
     let seen = tokio::time::timeout(WAIT, async {
         while let Some(ev) = events.try_next().await? {
@@ -168,7 +174,11 @@ async fn cel_validation_rule_rejects_a_bad_object() -> Result<()> {
     match err {
         kube::Error::Api(s) => {
             assert_eq!(s.code, 422, "{s:?}");
-            assert!(s.message.contains("size must not exceed maxSize"), "{}", s.message);
+            assert!(
+                s.message.contains("size must not exceed maxSize"),
+                "{}",
+                s.message
+            );
         }
         other => panic!("expected an API error, got {other:?}"),
     }
@@ -177,9 +187,14 @@ async fn cel_validation_rule_rejects_a_bad_object() -> Result<()> {
         .create(&PostParams::default(), &widget("negative", -1, 2))
         .await
         .expect_err("minimum: 0 must reject a negative size");
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 422), "{err:?}");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 422),
+        "{err:?}"
+    );
     // A good one is accepted.
-    widgets.create(&PostParams::default(), &widget("fine", 2, 2)).await?;
+    widgets
+        .create(&PostParams::default(), &widget("fine", 2, 2))
+        .await?;
     Ok(())
 }
 
@@ -189,16 +204,26 @@ async fn status_is_written_with_server_side_apply() -> Result<()> {
     let ns = cp.namespace("ssa-status").await?;
     let widgets = install_crd(&cp.client()?, &ns).await?;
 
-    let created = widgets.create(&PostParams::default(), &widget("w", 1, 2)).await?;
+    let created = widgets
+        .create(&PostParams::default(), &widget("w", 1, 2))
+        .await?;
     let generation = created.metadata.generation.context("generation")?;
 
     // Status written through the main resource is ignored when the status subresource is on.
     let mut with_status = widget("w", 1, 2);
     with_status.data["status"] = json!({ "phase": "Sneaky" });
     let after_main = widgets
-        .patch("w", &PatchParams::apply("testenv-spec").force(), &Patch::Apply(&with_status))
+        .patch(
+            "w",
+            &PatchParams::apply("testenv-spec").force(),
+            &Patch::Apply(&with_status),
+        )
         .await?;
-    assert!(after_main.data.get("status").is_none(), "{:?}", after_main.data);
+    assert!(
+        after_main.data.get("status").is_none(),
+        "{:?}",
+        after_main.data
+    );
 
     let status = json!({
         "apiVersion": "testenv.meniscus.io/v1alpha1",
@@ -207,7 +232,11 @@ async fn status_is_written_with_server_side_apply() -> Result<()> {
         "status": { "phase": "Ready", "observedGeneration": generation }
     });
     let patched = widgets
-        .patch_status("w", &PatchParams::apply("testenv-status").force(), &Patch::Apply(&status))
+        .patch_status(
+            "w",
+            &PatchParams::apply("testenv-status").force(),
+            &Patch::Apply(&status),
+        )
         .await?;
     assert_eq!(patched.data["status"]["phase"], "Ready");
     assert_eq!(patched.data["status"]["observedGeneration"], generation);
@@ -216,15 +245,21 @@ async fn status_is_written_with_server_side_apply() -> Result<()> {
 
     let managers = patched.metadata.managed_fields.unwrap_or_default();
     assert!(
-        managers.iter().any(|m| m.manager.as_deref() == Some("testenv-status")
-            && m.operation.as_deref() == Some("Apply")
-            && m.subresource.as_deref() == Some("status")),
+        managers
+            .iter()
+            .any(|m| m.manager.as_deref() == Some("testenv-status")
+                && m.operation.as_deref() == Some("Apply")
+                && m.subresource.as_deref() == Some("status")),
         "managedFields: {managers:?}"
     );
 
     // A spec change through the main resource keeps the status and bumps the generation.
     let spec_change = widgets
-        .patch("w", &PatchParams::apply("testenv-spec").force(), &Patch::Apply(&widget("w", 2, 2)))
+        .patch(
+            "w",
+            &PatchParams::apply("testenv-spec").force(),
+            &Patch::Apply(&widget("w", 2, 2)),
+        )
         .await?;
     assert_eq!(spec_change.data["status"]["phase"], "Ready");
     assert_eq!(spec_change.metadata.generation, Some(generation + 1));
@@ -237,10 +272,26 @@ async fn status_is_written_with_server_side_apply() -> Result<()> {
         "status": { "phase": 7 }
     });
     let err = widgets
-        .patch_status("w", &PatchParams::apply("testenv-status").force(), &Patch::Apply(&bad))
+        .patch_status(
+            "w",
+            &PatchParams::apply("testenv-status").force(),
+            &Patch::Apply(&bad),
+        )
         .await
         .expect_err("a status of the wrong type must be rejected");
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 422), "{err:?}");
+    // The real server answers a mistyped apply configuration with 500 "failed to create typed
+    // patch object" (not 422): something a mock would get wrong.
+    match err {
+        kube::Error::Api(s) => assert!(
+            s.message.contains(".status.phase: expected string"),
+            "{s:?}"
+        ),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+    assert_eq!(
+        widgets.get_status("w").await?.data["status"]["phase"],
+        "Ready"
+    );
     Ok(())
 }
 
@@ -263,15 +314,21 @@ async fn owned_objects_are_garbage_collected_after_the_owner_is_deleted() -> Res
         }
     }))?;
     cms.create(&PostParams::default(), &child).await?;
-    let bystander: ConfigMap = serde_json::from_value(json!({ "metadata": { "name": "bystander" } }))?;
+    let bystander: ConfigMap =
+        serde_json::from_value(json!({ "metadata": { "name": "bystander" } }))?;
     cms.create(&PostParams::default(), &bystander).await?;
 
     cms.delete("owner", &DeleteParams::background()).await?;
-    wait_for(WAIT, "the garbage collector to delete the owned ConfigMap", || async {
-        Ok(cms.get_opt("child").await?.is_none())
-    })
+    wait_for(
+        WAIT,
+        "the garbage collector to delete the owned ConfigMap",
+        || async { Ok(cms.get_opt("child").await?.is_none()) },
+    )
     .await?;
-    assert!(cms.get_opt("bystander").await?.is_some(), "unowned objects must stay");
+    assert!(
+        cms.get_opt("bystander").await?.is_some(),
+        "unowned objects must stay"
+    );
     Ok(())
 }
 
@@ -324,7 +381,12 @@ async fn service_account_without_permission_is_refused() -> Result<()> {
     match err {
         kube::Error::Api(s) => {
             assert_eq!(s.code, 403, "{s:?}");
-            assert!(s.message.contains(&format!("system:serviceaccount:{ns}:limited")), "{}", s.message);
+            assert!(
+                s.message
+                    .contains(&format!("system:serviceaccount:{ns}:limited")),
+                "{}",
+                s.message
+            );
         }
         other => panic!("expected 403, got {other:?}"),
     }
@@ -332,7 +394,10 @@ async fn service_account_without_permission_is_refused() -> Result<()> {
         .list(&ListParams::default())
         .await
         .expect_err("the Role does not reach other namespaces");
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 403), "{err:?}");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 403),
+        "{err:?}"
+    );
 
     // kubectl agrees (SubjectAccessReview through impersonation).
     let who = format!("system:serviceaccount:{ns}:limited");
@@ -341,9 +406,22 @@ async fn service_account_without_permission_is_refused() -> Result<()> {
         .output()?;
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no", "{out:?}");
     let out = cp
-        .kubectl(&["auth", "can-i", "list", "configmaps", "-n", &ns, "--as", &who])
+        .kubectl(&[
+            "auth",
+            "can-i",
+            "list",
+            "configmaps",
+            "-n",
+            &ns,
+            "--as",
+            &who,
+        ])
         .output()?;
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "yes", "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "yes",
+        "{out:?}"
+    );
     Ok(())
 }
 
@@ -352,23 +430,41 @@ async fn kubectl_get_shows_printer_columns() -> Result<()> {
     let cp = ControlPlane::shared().await?;
     let ns = cp.namespace("kubectl").await?;
     let widgets = install_crd(&cp.client()?, &ns).await?;
-    widgets.create(&PostParams::default(), &widget("shown", 2, 9)).await?;
+    widgets
+        .create(&PostParams::default(), &widget("shown", 2, 9))
+        .await?;
     let status = json!({
         "apiVersion": "testenv.meniscus.io/v1alpha1", "kind": "Widget",
         "metadata": { "name": "shown" }, "status": { "phase": "Ready" }
     });
     widgets
-        .patch_status("shown", &PatchParams::apply("testenv-status"), &Patch::Apply(&status))
+        .patch_status(
+            "shown",
+            &PatchParams::apply("testenv-status"),
+            &Patch::Apply(&status),
+        )
         .await?;
 
     // The short name resolves through discovery, as users type it.
     let out = cp.kubectl(&["get", "wdg", "-n", &ns]).output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "kubectl failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kubectl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut lines = stdout.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
     assert_eq!(header, ["NAME", "SIZE", "MAX", "PHASE", "AGE"], "{stdout}");
-    let row: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+    let row: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
     assert_eq!(&row[..4], ["shown", "2", "9", "Ready"], "{stdout}");
     Ok(())
 }
@@ -394,10 +490,14 @@ async fn deployments_report_ready_replicas_on_simulated_nodes() -> Result<()> {
         }
     }))?;
     deployments.create(&PostParams::default(), &d).await?;
-    wait_for(Duration::from_secs(120), "Deployment web to report 2 ready replicas", || async {
-        let d = deployments.get("web").await?;
-        Ok(d.status.and_then(|s| s.ready_replicas) == Some(2))
-    })
+    wait_for(
+        Duration::from_secs(120),
+        "Deployment web to report 2 ready replicas",
+        || async {
+            let d = deployments.get("web").await?;
+            Ok(d.status.and_then(|s| s.ready_replicas) == Some(2))
+        },
+    )
     .await?;
     Ok(())
 }
@@ -432,10 +532,14 @@ async fn statefulsets_with_volume_claims_report_ready_replicas() -> Result<()> {
         }
     }))?;
     sets.create(&PostParams::default(), &s).await?;
-    wait_for(Duration::from_secs(120), "StatefulSet store to report 2 ready replicas", || async {
-        let s = sets.get("store").await?;
-        Ok(s.status.and_then(|s| s.ready_replicas) == Some(2))
-    })
+    wait_for(
+        Duration::from_secs(120),
+        "StatefulSet store to report 2 ready replicas",
+        || async {
+            let s = sets.get("store").await?;
+            Ok(s.status.and_then(|s| s.ready_replicas) == Some(2))
+        },
+    )
     .await?;
     Ok(())
 }
@@ -455,7 +559,11 @@ async fn private_control_plane_is_torn_down_on_drop() -> Result<()> {
 
     let pids = cp.pids();
     let dir = cp.dir().to_path_buf();
-    assert_eq!(pids.len(), 3, "etcd, kube-apiserver, kube-controller-manager");
+    assert_eq!(
+        pids.len(),
+        3,
+        "etcd, kube-apiserver, kube-controller-manager"
+    );
     drop(cp);
     for pid in pids {
         assert!(

@@ -75,6 +75,7 @@ check_version "$here" k8s.io/apiserver "v0.${K8S_VERSION#1.}"
 check_version "$here" go.etcd.io/etcd/server/v3 "v$ETCD_VERSION"
 
 mkdir -p "$bin"
+rm -f "$bin"/.*.tmp.* # leftovers of interrupted builds
 echo "building ${missing[*]} (k8s v${K8S_VERSION}, etcd v${ETCD_VERSION}, kwok v${KWOK_VERSION}) into $bin"
 echo "go: $("$GO" version); first build takes a while (see testenv/README.md)"
 
@@ -92,10 +93,10 @@ build() { # name moduledir package
     local name=$1 dir=$2 pkg=$3 t0
     t0=$(date +%s)
     local tmp="$bin/.$name.tmp.$$"
-    trap 'rm -f "$tmp"' EXIT
+    trap "rm -f '$tmp'" EXIT INT TERM
     (cd "$dir" && nice -n 10 "$GO" build -ldflags "$ldflags" -o "$tmp" "$pkg")
     mv -f "$tmp" "$bin/$name"
-    trap - EXIT
+    trap - EXIT INT TERM
     echo "  built $name in $(($(date +%s) - t0))s"
 }
 
