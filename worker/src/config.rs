@@ -1,0 +1,319 @@
+//! Standalone configuration: listeners, HTTP, storage limits and tenants, from one YAML file.
+//!
+//! Every section has defaults, so an empty file (or none) gives a working instance: syslog TCP
+//! and UDP on 5514, HTTP on 8080 and a `demo` tenant. Unknown fields are refused, so a typo
+//! fails at start instead of being silently ignored.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use meniscus_grid::duration::HumanDuration;
+use meniscus_grid::tenant::{TenantId, TenantSpec};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// Syslog listeners. Default: TCP and UDP on 0.0.0.0:5514, framing `auto`.
+    #[serde(default = "default_listeners")]
+    pub listeners: Vec<ListenerConfig>,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// Tenants. When the list is empty, standalone creates a `demo` tenant with a random token
+    /// (kept in the data dir so it survives restarts) and prints it.
+    #[serde(default)]
+    pub tenants: Vec<TenantSpec>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // An empty document deserialises into the defaults of every section.
+        serde_yaml::from_str("{}").expect("the empty configuration is valid")
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerProtocol {
+    Tcp,
+    Udp,
+    Tls,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub protocol: ListenerProtocol,
+    pub address: SocketAddr,
+    /// TCP and TLS framing: `auto`, `octet-counting` or `lf`. `auto` treats a frame as
+    /// octet-counted only when it starts with 1 to 9 digits, one space and `<` (a syslog PRI);
+    /// anything else, such as Cisco's `91: *Oct 7 ...`, is read as a line ending in LF or NUL.
+    #[serde(default = "default_framing")]
+    pub framing: String,
+    /// Zone for RFC 3164 time stamps, which carry none (an IANA name, e.g. `Europe/Berlin`).
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// Binds the listener to one tenant: every message on it belongs to this tenant, no token
+    /// needed (a port per tenant, as hosted syslog services hand out). Messages that still carry
+    /// a `meniscus` SD element must name this tenant with a valid token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<TenantId>,
+    /// TLS only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain of this server.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM CA bundle: when set, clients must present a certificate signed by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<PathBuf>,
+    /// Maps a client certificate's subject CN or a DNS SAN to a tenant id, so devices that
+    /// cannot add structured data are identified by their certificate.
+    #[serde(default)]
+    pub client_tenants: Vec<ClientCertTenant>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientCertTenant {
+    /// Subject common name or DNS subject-alternative name of the client certificate.
+    pub name: String,
+    pub tenant: TenantId,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Tenant API, HTTP ingest, `/metrics`, `/healthz`, `/readyz`.
+    #[serde(default = "default_http_address")]
+    pub address: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { address: default_http_address() }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Limits {
+    /// Largest syslog message kept whole; longer ones are cut to this size, flagged with
+    /// `meniscus.truncated_from` and counted in `meniscus_oversize_messages_total`.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// Largest HTTP request body (after decompression); larger bodies get 413.
+    #[serde(default = "default_max_http_body_bytes")]
+    pub max_http_body_bytes: usize,
+    /// Largest SQL/search result, in rows; larger results are cut and marked `truncated`.
+    #[serde(default = "default_max_result_rows")]
+    pub max_result_rows: usize,
+    /// Memory one query may use before it fails with a clear error.
+    #[serde(default = "default_query_memory_bytes")]
+    pub query_memory_bytes: usize,
+    /// Time one query may run.
+    #[serde(default = "default_query_timeout")]
+    pub query_timeout: HumanDuration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("the empty limits section is valid")
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Events buffered between ingest and the write-ahead log; when full, TCP reads wait and
+    /// HTTP answers 503 with `Retry-After`.
+    #[serde(default = "default_queue_batches")]
+    pub queue_batches: usize,
+    /// Events held in memory (queryable) before they are written to Parquet.
+    #[serde(default = "default_flush_events")]
+    pub flush_events: usize,
+    /// Longest time events stay only in memory and the write-ahead log.
+    #[serde(default = "default_flush_interval")]
+    pub flush_interval: HumanDuration,
+    /// How often expired hot data is deleted.
+    #[serde(default = "default_retention_interval")]
+    pub retention_check_interval: HumanDuration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("the empty storage section is valid")
+    }
+}
+
+fn default_listeners() -> Vec<ListenerConfig> {
+    let address: SocketAddr = "0.0.0.0:5514".parse().expect("valid literal address");
+    [ListenerProtocol::Tcp, ListenerProtocol::Udp]
+        .into_iter()
+        .map(|protocol| ListenerConfig {
+            protocol,
+            address,
+            framing: default_framing(),
+            timezone: default_timezone(),
+            tenant: None,
+            tls: None,
+        })
+        .collect()
+}
+
+fn default_framing() -> String {
+    "auto".into()
+}
+
+fn default_timezone() -> String {
+    "UTC".into()
+}
+
+fn default_http_address() -> SocketAddr {
+    "0.0.0.0:8080".parse().expect("valid literal address")
+}
+
+fn default_max_message_bytes() -> usize {
+    64 * 1024
+}
+
+fn default_max_http_body_bytes() -> usize {
+    16 * 1024 * 1024
+}
+
+fn default_max_result_rows() -> usize {
+    10_000
+}
+
+fn default_query_memory_bytes() -> usize {
+    256 * 1024 * 1024
+}
+
+fn default_query_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+
+fn default_queue_batches() -> usize {
+    256
+}
+
+fn default_flush_events() -> usize {
+    500_000
+}
+
+fn default_flush_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+
+fn default_retention_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Parse { path: PathBuf, source: serde_yaml::Error },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let config: Config =
+            serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: values that must agree with each other.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for listener in &self.listeners {
+            let name = format!("{:?} listener on {}", listener.protocol, listener.address).to_lowercase();
+            listener
+                .framing
+                .parse::<meniscus_syslog::Framing>()
+                .map_err(|_| ConfigError::Invalid(format!("{name}: framing must be auto, octet-counting or lf")))?;
+            listener.timezone.parse::<chrono_tz::Tz>().map_err(|_| {
+                ConfigError::Invalid(format!("{name}: unknown timezone {:?} (use an IANA name like Europe/Berlin)", listener.timezone))
+            })?;
+            match (listener.protocol, &listener.tls) {
+                (ListenerProtocol::Tls, None) => {
+                    return Err(ConfigError::Invalid(format!("{name}: needs a `tls` section with certFile and keyFile")))
+                }
+                (ListenerProtocol::Tcp | ListenerProtocol::Udp, Some(_)) => {
+                    return Err(ConfigError::Invalid(format!("{name}: `tls` is only for protocol tls")))
+                }
+                _ => {}
+            }
+            let known = |tenant: &TenantId| self.tenants.is_empty() || self.tenants.iter().any(|spec| &spec.id == tenant);
+            if let Some(tenant) = &listener.tenant {
+                if !known(tenant) {
+                    return Err(ConfigError::Invalid(format!("{name}: tenant {tenant} is not defined under `tenants`")));
+                }
+            }
+            for mapping in listener.tls.iter().flat_map(|tls| &tls.client_tenants) {
+                if !known(&mapping.tenant) {
+                    return Err(ConfigError::Invalid(format!(
+                        "{name}: client certificate {:?} maps to undefined tenant {}",
+                        mapping.name, mapping.tenant
+                    )));
+                }
+            }
+        }
+        if self.limits.max_message_bytes < 480 {
+            return Err(ConfigError::Invalid("limits.maxMessageBytes must be at least 480 (RFC 5424 §6.1)".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_has_working_defaults() {
+        let config = Config::default();
+        assert_eq!(config.listeners.len(), 2);
+        assert_eq!(config.http.address.port(), 8080);
+        assert_eq!(config.limits.max_message_bytes, 65536);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_refused_with_the_field_named() {
+        let error = serde_yaml::from_str::<Config>("listners: []").unwrap_err();
+        assert!(error.to_string().contains("listners"), "{error}");
+        let config: Config =
+            serde_yaml::from_str("listeners: [{protocol: tcp, address: '127.0.0.1:1', framing: octets}]").unwrap();
+        assert!(config.validate().unwrap_err().to_string().contains("framing must be"));
+        let config: Config =
+            serde_yaml::from_str("listeners: [{protocol: tcp, address: '127.0.0.1:1', timezone: Mars/Olympus}]").unwrap();
+        assert!(config.validate().unwrap_err().to_string().contains("unknown timezone"));
+        let config: Config = serde_yaml::from_str("listeners: [{protocol: tls, address: '127.0.0.1:1'}]").unwrap();
+        assert!(config.validate().unwrap_err().to_string().contains("needs a `tls` section"));
+    }
+
+    #[test]
+    fn a_listener_bound_to_an_undefined_tenant_is_refused() {
+        let config: Config = serde_yaml::from_str(
+            "listeners: [{protocol: udp, address: '127.0.0.1:1', tenant: ghost}]\ntenants: [{id: real, tokens: [{value: t}]}]",
+        )
+        .unwrap();
+        assert!(config.validate().unwrap_err().to_string().contains("ghost"));
+    }
+}

@@ -1,0 +1,184 @@
+//! Syslog over TCP (RFC 6587) and TLS (RFC 5425): one task per connection, framing, parsing and
+//! handing batches on. A read waits while the next stage is full, so a fast sender is slowed
+//! by TCP flow control instead of losing messages.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use meniscus_grid::Transport;
+use meniscus_syslog::{Framer, Framing};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::TcpListener;
+
+use super::syslog_event::{Refusal, SourceContext};
+use super::tls::TlsListener;
+use super::Correlator;
+use crate::pipeline::{Batch, WhenFull};
+
+const READ_BUFFER_BYTES: usize = 256 * 1024;
+/// A TLS client that has not finished its handshake by then is dropped, so slow or silent
+/// clients cannot hold connection slots forever.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct StreamListener {
+    pub listener: TcpListener,
+    pub framing: Framing,
+    pub source: SourceContext,
+    pub tls: Option<Arc<TlsListener>>,
+}
+
+impl StreamListener {
+    pub async fn serve(self, correlator: Arc<Correlator>) {
+        let transport = self.source.transport;
+        loop {
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(%error, transport = transport.as_str(), "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60)).with_interval(Duration::from_secs(10));
+            // Detects peers that vanished without closing (power loss, cable cut).
+            let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+            let correlator = correlator.clone();
+            let framing = self.framing;
+            let mut source = self.source.clone();
+            let tls = self.tls.clone();
+            tokio::spawn(async move {
+                correlator.metrics.connections.add(&[transport.as_str()], 0);
+                match tls {
+                    None => read_stream(stream, peer, framing, source, correlator).await,
+                    Some(tls) => {
+                        let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream)).await;
+                        let stream = match handshake {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(error)) => {
+                                correlator.metrics.rejected_messages.inc(&["tls", "handshake_failed"]);
+                                tracing::warn!(%peer, %error, "tls handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                correlator.metrics.rejected_messages.inc(&["tls", "handshake_timeout"]);
+                                tracing::warn!(%peer, "tls handshake timed out");
+                                return;
+                            }
+                        };
+                        let certificates = stream.get_ref().1.peer_certificates();
+                        if let Some(tenant) = certificates.and_then(|chain| chain.first()).and_then(|leaf| tls.tenant_for(leaf)) {
+                            source.bound_tenant = Some(tenant);
+                        }
+                        read_stream(stream, peer, framing, source, correlator).await
+                    }
+                }
+            });
+        }
+    }
+}
+
+async fn read_stream<S: AsyncRead + Unpin>(
+    mut stream: S,
+    peer: SocketAddr,
+    framing: Framing,
+    source: SourceContext,
+    correlator: Arc<Correlator>,
+) {
+    let transport = source.transport;
+    let gauge = ConnectionGauge::open(&correlator, transport);
+    let mut framer = Framer::new(framing, correlator.max_message_bytes);
+    let mut buffer = vec![0u8; READ_BUFFER_BYTES];
+    let mut refusals_logged = 0;
+    loop {
+        let (read, at_end) = match stream.read(&mut buffer).await {
+            Ok(0) => (0, true),
+            Ok(read) => (read, false),
+            Err(error) => {
+                tracing::debug!(%peer, %error, "connection read failed");
+                (0, true)
+            }
+        };
+        framer.extend(&buffer[..read]);
+        let registry = correlator.registry();
+        let received_at = Utc::now();
+        let mut events = Vec::new();
+        let mut bytes_in = 0u64;
+        let mut next = framer.next_frame();
+        if next.is_none() && at_end {
+            next = framer.finish();
+        }
+        while let Some(frame) = next {
+            bytes_in += frame.bytes.len() as u64;
+            match correlator.syslog_event(&registry, &frame.bytes, frame.truncated_from, &source, received_at) {
+                Ok(mut event) => {
+                    if let Some(error) = &frame.error {
+                        event.meniscus.parse_error = Some(format!("framing: {error}"));
+                    }
+                    events.push(event);
+                }
+                Err(Refusal::Empty) => {}
+                Err(refusal) => {
+                    correlator.metrics.rejected_messages.inc(&[transport.as_str(), refusal.reason()]);
+                    if refusals_logged < 3 {
+                        refusals_logged += 1;
+                        tracing::warn!(%peer, reason = refusal.reason(), "syslog message refused");
+                    }
+                }
+            }
+            next = framer.next_frame();
+            if next.is_none() && at_end {
+                next = framer.finish();
+            }
+        }
+        if !events.is_empty() {
+            count_received(&correlator, &events, transport, bytes_in);
+            if correlator.next.submit(Batch::new(events), WhenFull::Wait).await.is_err() {
+                tracing::error!(%peer, "storage unavailable; closing the connection so the sender keeps its messages");
+                break;
+            }
+        }
+        if at_end {
+            break;
+        }
+    }
+    drop(gauge);
+}
+
+pub fn count_received(correlator: &Correlator, events: &[meniscus_grid::Event], transport: Transport, bytes: u64) {
+    let mut first = 0;
+    // Events of one read are nearly always of one tenant: count runs, not single events.
+    while first < events.len() {
+        let tenant = &events[first].meniscus.tenant;
+        let run = events[first..].iter().take_while(|event| &event.meniscus.tenant == tenant).count();
+        correlator.metrics.received_events.add(&[tenant, transport.as_str()], run as u64);
+        if first == 0 {
+            correlator.metrics.received_bytes.add(&[tenant, transport.as_str()], bytes);
+        }
+        first += run;
+    }
+}
+
+/// Keeps `meniscus_open_connections` right however the task ends.
+struct ConnectionGauge {
+    correlator: Arc<Correlator>,
+    transport: Transport,
+}
+
+impl ConnectionGauge {
+    fn open(correlator: &Arc<Correlator>, transport: Transport) -> ConnectionGauge {
+        let current = correlator.metrics.connections.get(&[transport.as_str()]);
+        correlator.metrics.connections.set(&[transport.as_str()], current + 1);
+        ConnectionGauge { correlator: correlator.clone(), transport }
+    }
+}
+
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        let current = self.correlator.metrics.connections.get(&[self.transport.as_str()]);
+        self.correlator.metrics.connections.set(&[self.transport.as_str()], current.saturating_sub(1));
+    }
+}

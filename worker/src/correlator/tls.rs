@@ -1,0 +1,107 @@
+//! TLS for syslog (RFC 5425) with rustls: server certificate, optional client-certificate
+//! verification against a CA, and a mapping from a client certificate's CN or DNS SAN to a
+//! tenant, for devices that cannot add structured data.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+use std::sync::Arc;
+
+use meniscus_grid::tenant::TenantId;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::TlsConfig;
+
+pub struct TlsListener {
+    pub acceptor: TlsAcceptor,
+    client_tenants: HashMap<String, TenantId>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path} holds no PEM certificate")]
+    NoCertificate { path: String },
+    #[error("{path} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)")]
+    NoKey { path: String },
+    #[error("invalid TLS setup: {0}")]
+    Rustls(String),
+}
+
+fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let shown = path.display().to_string();
+    let file = File::open(path).map_err(|source| TlsSetupError::Read { path: shown.clone(), source })?;
+    let certificates: Vec<_> = rustls_pemfile::certs(&mut BufReader::new(file))
+        .collect::<Result<_, _>>()
+        .map_err(|source| TlsSetupError::Read { path: shown.clone(), source })?;
+    if certificates.is_empty() {
+        return Err(TlsSetupError::NoCertificate { path: shown });
+    }
+    Ok(certificates)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
+    let shown = path.display().to_string();
+    let file = File::open(path).map_err(|source| TlsSetupError::Read { path: shown.clone(), source })?;
+    rustls_pemfile::private_key(&mut BufReader::new(file))
+        .map_err(|source| TlsSetupError::Read { path: shown.clone(), source })?
+        .ok_or(TlsSetupError::NoKey { path: shown })
+}
+
+impl TlsListener {
+    pub fn from_config(config: &TlsConfig) -> Result<TlsListener, TlsSetupError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|error| TlsSetupError::Rustls(error.to_string()))?;
+        let builder = match &config.client_ca_file {
+            Some(ca_file) => {
+                let mut roots = RootCertStore::empty();
+                for certificate in read_certificates(ca_file)? {
+                    roots.add(certificate).map_err(|error| TlsSetupError::Rustls(format!("client CA: {error}")))?;
+                }
+                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .build()
+                    .map_err(|error| TlsSetupError::Rustls(error.to_string()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let server = builder
+            .with_single_cert(read_certificates(&config.cert_file)?, read_key(&config.key_file)?)
+            .map_err(|error| TlsSetupError::Rustls(error.to_string()))?;
+        let client_tenants = config.client_tenants.iter().map(|mapping| (mapping.name.clone(), mapping.tenant.clone())).collect();
+        Ok(TlsListener { acceptor: TlsAcceptor::from(Arc::new(server)), client_tenants })
+    }
+
+    /// The tenant a verified client certificate maps to: its subject CN first, then its DNS
+    /// subject-alternative names. Only meaningful when client certificates are verified.
+    pub fn tenant_for(&self, certificate: &CertificateDer<'_>) -> Option<TenantId> {
+        if self.client_tenants.is_empty() {
+            return None;
+        }
+        certificate_names(certificate).iter().find_map(|name| self.client_tenants.get(name).cloned())
+    }
+}
+
+/// Subject common names, then DNS SANs, of a DER certificate.
+pub fn certificate_names(certificate: &CertificateDer<'_>) -> Vec<String> {
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(certificate.as_ref()) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> =
+        parsed.subject().iter_common_name().filter_map(|name| name.as_str().ok().map(String::from)).collect();
+    if let Ok(Some(extension)) = parsed.subject_alternative_name() {
+        for general_name in &extension.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(dns) = general_name {
+                names.push(dns.to_string());
+            }
+        }
+    }
+    names
+}

@@ -1,0 +1,71 @@
+//! Syslog over UDP (RFC 5426): one datagram, one message, no trailing LF needed.
+//!
+//! The receive buffer is made large and drained in bursts: at full speed, default buffers lose
+//! messages before userspace ever sees them (see LESSONS.md).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::net::UdpSocket;
+
+use super::syslog_event::{Refusal, SourceContext};
+use super::tcp::count_received;
+use super::Correlator;
+use crate::pipeline::{Batch, WhenFull};
+
+const RECEIVE_BUFFER_BYTES: usize = 32 * 1024 * 1024;
+const DATAGRAMS_PER_BATCH: usize = 512;
+
+pub fn bind(address: SocketAddr) -> std::io::Result<UdpSocket> {
+    let domain = if address.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    if let Err(error) = socket.set_recv_buffer_size(RECEIVE_BUFFER_BYTES) {
+        tracing::warn!(%error, "cannot enlarge the UDP receive buffer; bursts may be lost (raise net.core.rmem_max)");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+pub async fn serve(socket: UdpSocket, source: SourceContext, correlator: Arc<Correlator>) {
+    // One byte more than the limit tells a datagram at the limit from a longer one.
+    let max = correlator.max_message_bytes;
+    let mut buffer = vec![0u8; 65_536.max(max + 1)];
+    loop {
+        let mut events = Vec::new();
+        let mut bytes_in = 0u64;
+        let registry = correlator.registry();
+        for index in 0..DATAGRAMS_PER_BATCH {
+            let received = if index == 0 {
+                socket.recv_from(&mut buffer).await
+            } else {
+                match socket.try_recv_from(&mut buffer) {
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+                    other => other,
+                }
+            };
+            let (length, _peer) = match received {
+                Ok(received) => received,
+                Err(error) => {
+                    tracing::warn!(%error, "udp receive failed");
+                    break;
+                }
+            };
+            let (bytes, truncated_from) = if length > max { (&buffer[..max], Some(length)) } else { (&buffer[..length], None) };
+            bytes_in += bytes.len() as u64;
+            match correlator.syslog_event(&registry, bytes, truncated_from, &source, Utc::now()) {
+                Ok(event) => events.push(event),
+                Err(Refusal::Empty) => {}
+                Err(refusal) => correlator.metrics.rejected_messages.inc(&["udp", refusal.reason()]),
+            }
+        }
+        if !events.is_empty() {
+            count_received(&correlator, &events, source.transport, bytes_in);
+            if correlator.next.submit(Batch::new(events), WhenFull::Wait).await.is_err() {
+                tracing::error!("storage unavailable; udp messages are being refused");
+            }
+        }
+    }
+}

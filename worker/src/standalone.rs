@@ -1,0 +1,242 @@
+//! Standalone mode: every persona in one process, with an embedded store under `--data-dir`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use meniscus_grid::tenant::{TenantId, TenantRegistry, TenantSpec, TokenSpec};
+use meniscus_grid::Transport;
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::config::{Config, ListenerConfig, ListenerProtocol, TlsConfig};
+use crate::correlator::syslog_event::SourceContext;
+use crate::correlator::tcp::StreamListener;
+use crate::correlator::tls::TlsListener;
+use crate::correlator::{udp, Correlator};
+use crate::storage::query::{QueryEngine, QueryLimits};
+use crate::storage::{Storage, StorageOptions};
+use crate::telemetry::Metrics;
+
+#[derive(Debug, clap::Args)]
+pub struct StandaloneArgs {
+    /// Configuration file (YAML): listeners, http, limits, storage, tenants. Without it, the
+    /// embedded defaults are used.
+    #[arg(long, env = "MENISCUS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the write-ahead log and the hot store live; created if missing.
+    #[arg(long, env = "MENISCUS_DATA_DIR", default_value = "meniscus-data")]
+    pub data_dir: PathBuf,
+    /// PEM certificate chain: adds a syslog TLS listener (RFC 5425) on --tls-address.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    #[arg(long, default_value = "0.0.0.0:6514")]
+    pub tls_address: SocketAddr,
+}
+
+const DEMO_TENANT: &str = "demo";
+
+/// The demo tenant's token, made once and kept in the data dir so restarts keep it.
+fn demo_token(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("demo-token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        let token = token.trim().to_string();
+        if !token.is_empty() {
+            return Ok(token);
+        }
+    }
+    // Two ULIDs carry 160 random bits.
+    let token = format!("{}{}", ulid::Ulid::new(), ulid::Ulid::new()).to_lowercase();
+    std::fs::write(&path, &token).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(token)
+}
+
+pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    let mut demo = None;
+    if config.tenants.is_empty() {
+        let token = demo_token(&args.data_dir)?;
+        config.tenants.push(TenantSpec {
+            id: TenantId::parse(DEMO_TENANT)?,
+            tokens: vec![TokenSpec { value: token.clone(), not_after: None }],
+            producers: Vec::new(),
+            retention: Default::default(),
+        });
+        demo = Some(token);
+    }
+    if let (Some(cert_file), Some(key_file)) = (&args.tls_cert, &args.tls_key) {
+        config.listeners.push(ListenerConfig {
+            protocol: ListenerProtocol::Tls,
+            address: args.tls_address,
+            framing: "auto".into(),
+            timezone: "UTC".into(),
+            tenant: None,
+            tls: Some(TlsConfig { cert_file: cert_file.clone(), key_file: key_file.clone(), client_ca_file: None, client_tenants: vec![] }),
+        });
+    }
+    config.validate()?;
+    let registry = TenantRegistry::from_specs(config.tenants.clone())?;
+
+    let metrics = Metrics::new();
+    let storage_options = StorageOptions {
+        queue_batches: config.storage.queue_batches,
+        flush_events: config.storage.flush_events,
+        flush_interval: config.storage.flush_interval.0,
+    };
+    let storage = Storage::open(&args.data_dir, storage_options, metrics.clone())?;
+    let limits = QueryLimits {
+        memory_bytes: config.limits.query_memory_bytes,
+        timeout: config.limits.query_timeout.0,
+        max_rows: config.limits.max_result_rows,
+    };
+    let queries = QueryEngine::new(storage.hot.clone(), limits)?;
+    let correlator = Correlator::new(
+        registry,
+        storage.clone(),
+        metrics.clone(),
+        config.limits.max_message_bytes,
+        config.limits.max_http_body_bytes,
+    );
+
+    let mut bound = Vec::new();
+    for listener in &config.listeners {
+        bound.push(start_listener(listener, correlator.clone()).await?);
+    }
+    let http = TcpListener::bind(config.http.address).await.with_context(|| format!("cannot listen for HTTP on {}", config.http.address))?;
+    let http_address = http.local_addr()?;
+    let state = Arc::new(AppState { correlator: correlator.clone(), storage: storage.clone(), queries, ready: Default::default() });
+    let app = api::router(state.clone());
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(http, app).await {
+            tracing::error!(%error, "http server stopped");
+        }
+    });
+    spawn_retention(storage.clone(), correlator.clone(), config.storage.retention_check_interval.0);
+    state.ready.store(true, Ordering::Relaxed);
+    tracing::info!(http = %http_address, listeners = ?bound, data_dir = %args.data_dir.display(), "meniscus standalone ready");
+    print_banner(&bound, http_address, demo.as_deref());
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: flushing memory to parquet");
+    state.ready.store(false, Ordering::Relaxed);
+    if let Err(error) = tokio::time::timeout(Duration::from_secs(30), storage.flush()).await {
+        tracing::warn!(%error, "flush at shutdown timed out; the write-ahead log will be replayed at the next start");
+    }
+    Ok(())
+}
+
+/// Binds one syslog listener and starts serving it; returns the bound address.
+async fn start_listener(listener: &ListenerConfig, correlator: Arc<Correlator>) -> anyhow::Result<(ListenerProtocol, SocketAddr)> {
+    let timezone: chrono_tz::Tz = listener.timezone.parse().map_err(|_| anyhow::anyhow!("unknown timezone {}", listener.timezone))?;
+    let transport = match listener.protocol {
+        ListenerProtocol::Tcp => Transport::Tcp,
+        ListenerProtocol::Udp => Transport::Udp,
+        ListenerProtocol::Tls => Transport::Tls,
+    };
+    let source = SourceContext { transport, bound_tenant: listener.tenant.clone(), timezone };
+    let framing = listener.framing.parse().map_err(|_| anyhow::anyhow!("bad framing {}", listener.framing))?;
+    let address = listener.address;
+    match listener.protocol {
+        ListenerProtocol::Udp => {
+            let socket = udp::bind(address).with_context(|| format!("cannot listen for syslog UDP on {address}"))?;
+            let local = socket.local_addr()?;
+            tokio::spawn(udp::serve(socket, source, correlator));
+            Ok((listener.protocol, local))
+        }
+        ListenerProtocol::Tcp | ListenerProtocol::Tls => {
+            let tls = match &listener.tls {
+                Some(tls) => Some(Arc::new(TlsListener::from_config(tls)?)),
+                None => None,
+            };
+            let tcp = TcpListener::bind(address).await.with_context(|| format!("cannot listen for syslog on {address}"))?;
+            let local = tcp.local_addr()?;
+            tokio::spawn(StreamListener { listener: tcp, framing, source, tls }.serve(correlator));
+            Ok((listener.protocol, local))
+        }
+    }
+}
+
+fn spawn_retention(storage: Arc<Storage>, correlator: Arc<Correlator>, every: Duration) {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(every);
+        loop {
+            interval.tick().await;
+            let registry = correlator.registry();
+            let hot = storage.hot.clone();
+            let metrics = correlator.metrics.clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                hot.expire(chrono::Utc::now(), |tenant| {
+                    registry.get(tenant).and_then(|tenant| chrono::Duration::from_std(tenant.spec.retention.short_term.0).ok())
+                })
+            })
+            .await;
+            match outcome {
+                Ok(Ok(removed)) => {
+                    for entry in &removed {
+                        metrics.retention_deleted_files.inc(&[&entry.tenant]);
+                    }
+                    if !removed.is_empty() {
+                        tracing::info!(files = removed.len(), "retention deleted expired hot-store files");
+                    }
+                }
+                Ok(Err(error)) => tracing::error!(%error, "retention pass failed"),
+                Err(error) => tracing::error!(%error, "retention task failed"),
+            }
+        }
+    });
+}
+
+fn print_banner(bound: &[(ListenerProtocol, SocketAddr)], http: SocketAddr, demo_token: Option<&str>) {
+    let host = |address: &SocketAddr| if address.ip().is_unspecified() { "127.0.0.1".to_string() } else { address.ip().to_string() };
+    println!("Meniscus standalone is running.");
+    for (protocol, address) in bound {
+        println!("  syslog {:<4} {address}", format!("{protocol:?}").to_lowercase());
+    }
+    println!("  http        {http}  (tenant API, /metrics, /healthz, /readyz)");
+    if let Some(token) = demo_token {
+        println!();
+        println!("Demo tenant: id \"{DEMO_TENANT}\", token {token}");
+        if let Some((_, tcp)) = bound.iter().find(|(protocol, _)| *protocol == ListenerProtocol::Tcp) {
+            println!("Send a message:");
+            println!(
+                "  logger --server {} --port {} --tcp --rfc5424 --sd-id meniscus@32473 --sd-param 'tenant=\"{DEMO_TENANT}\"' --sd-param 'token=\"{token}\"' 'hello from logger'",
+                host(tcp),
+                tcp.port()
+            );
+        }
+        println!("Search it:");
+        println!("  curl -s -H 'MESSAGE-TOKEN: {token}' 'http://{}:{}/v1/tenant/{DEMO_TENANT}/events?q=hello'", host(&http), http.port());
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

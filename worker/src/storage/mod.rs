@@ -1,0 +1,288 @@
+//! The storage persona: write-ahead log with group commit, hot store, flushes, retention and
+//! the query engine over one tenant's events.
+//!
+//! Threads, so that blocking file IO never stalls the async runtime:
+//! - the committer owns the WAL: it takes every batch waiting in the queue, appends them as
+//!   records, fsyncs once if any is durable (group commit), inserts the events into memory and
+//!   then acknowledges each batch; it also decides when to freeze memory for a flush;
+//! - the flusher writes frozen memory to Parquet, makes the files live in the manifest and
+//!   deletes the WAL segments they cover.
+
+pub mod hot;
+pub mod jobs;
+pub mod query;
+pub mod schema;
+pub mod wal;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use meniscus_grid::record::RecordCodec;
+use meniscus_grid::Event;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::pipeline::{Batch, BoxFuture, Stage, StageError, WhenFull};
+use crate::telemetry::Metrics;
+use hot::{Frozen, HotStore};
+use jobs::JobIndex;
+
+#[derive(Clone, Debug)]
+pub struct StorageOptions {
+    pub queue_batches: usize,
+    pub flush_events: usize,
+    pub flush_interval: Duration,
+}
+
+enum Command {
+    Append { events: Vec<Event>, durable: bool, done: oneshot::Sender<Result<(), StageError>> },
+    /// Time passes: sync non-durable appends, flush memory that is old enough.
+    Tick,
+    /// Flush everything now (tests, shutdown).
+    Flush { done: oneshot::Sender<()> },
+}
+
+pub struct Storage {
+    commands: mpsc::Sender<Command>,
+    pub hot: Arc<HotStore>,
+    pub jobs: Arc<JobIndex>,
+}
+
+impl Storage {
+    /// Opens (or creates) the store under `data_dir`, replaying the write-ahead log.
+    pub fn open(data_dir: &Path, options: StorageOptions, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Storage>> {
+        let wal_dir = data_dir.join("wal");
+        std::fs::create_dir_all(&wal_dir)?;
+        let (hot, flushed_through) = HotStore::open(&data_dir.join("hot"))?;
+        let hot = Arc::new(hot);
+        let codec = RecordCodec::plain();
+        let replay = wal::replay(&wal_dir, &codec, flushed_through)?;
+        for (path, offset, reason) in &replay.repaired {
+            tracing::warn!(path = %path.display(), offset, reason, "write-ahead log tail cut at the last whole record");
+        }
+        let jobs = Arc::new(JobIndex::default());
+        let replayed = replay.events.len();
+        for event in &replay.events {
+            if let Some(job_id) = &event.meniscus.job_id {
+                jobs.record_stored(&event.meniscus.tenant, job_id);
+            }
+        }
+        hot.insert(replay.events);
+        let writer = wal::WalWriter::create(&wal_dir, replay.last_seq + 1)?;
+        tracing::info!(replayed, segment = writer.seq(), data_dir = %data_dir.display(), "storage open");
+
+        let (commands, receiver) = mpsc::channel(options.queue_batches.max(1));
+        // One flush may run while the next memtable fills; a third waits, which slows the
+        // committer and so, through the queue, the senders: memory stays bounded.
+        let (flush_sender, flush_receiver) = std::sync::mpsc::sync_channel::<Arc<Frozen>>(1);
+        let committer = Committer {
+            receiver,
+            writer,
+            codec,
+            hot: hot.clone(),
+            jobs: jobs.clone(),
+            metrics: metrics.clone(),
+            options: options.clone(),
+            flush_sender,
+        };
+        thread::Builder::new().name("wal-committer".into()).spawn(move || committer.run())?;
+        let flusher_hot = hot.clone();
+        let flusher_metrics = metrics.clone();
+        thread::Builder::new()
+            .name("hot-flusher".into())
+            .spawn(move || run_flusher(flush_receiver, flusher_hot, wal_dir, flusher_metrics))?;
+
+        let tick_sender = commands.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                interval.tick().await;
+                if tick_sender.send(Command::Tick).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Arc::new(Storage { commands, hot, jobs }))
+    }
+
+    /// Writes everything in memory to Parquet and waits for it.
+    pub async fn flush(&self) -> Result<(), StageError> {
+        let (done, wait) = oneshot::channel();
+        self.commands.send(Command::Flush { done }).await.map_err(|_| unavailable())?;
+        wait.await.map_err(|_| unavailable())
+    }
+}
+
+fn unavailable() -> StageError {
+    StageError::Unavailable("the storage committer has stopped".into())
+}
+
+impl Stage for Storage {
+    fn submit(&self, batch: Batch, when_full: WhenFull) -> BoxFuture<'_, Result<(), StageError>> {
+        Box::pin(async move {
+            if batch.events.is_empty() {
+                return Ok(());
+            }
+            let durable = batch.is_durable();
+            let (done, wait) = oneshot::channel();
+            let command = Command::Append { events: batch.events, durable, done };
+            match when_full {
+                WhenFull::Wait => self.commands.send(command).await.map_err(|_| unavailable())?,
+                WhenFull::Refuse => self.commands.try_send(command).map_err(|error| match error {
+                    mpsc::error::TrySendError::Full(_) => StageError::Full,
+                    mpsc::error::TrySendError::Closed(_) => unavailable(),
+                })?,
+            }
+            if durable {
+                wait.await.map_err(|_| unavailable())?
+            } else {
+                Ok(())
+            }
+        })
+    }
+}
+
+struct Committer {
+    receiver: mpsc::Receiver<Command>,
+    writer: wal::WalWriter,
+    codec: RecordCodec,
+    hot: Arc<HotStore>,
+    jobs: Arc<JobIndex>,
+    metrics: Arc<Metrics>,
+    options: StorageOptions,
+    flush_sender: std::sync::mpsc::SyncSender<Arc<Frozen>>,
+}
+
+/// Most bytes one group commit gathers before it writes.
+const GROUP_BYTES: usize = 8 * 1024 * 1024;
+
+impl Committer {
+    fn run(mut self) {
+        let mut record = Vec::with_capacity(GROUP_BYTES);
+        while let Some(first) = self.receiver.blocking_recv() {
+            let mut appends = Vec::new();
+            let mut flush_waiters = Vec::new();
+            let mut tick = false;
+            let mut pending = Some(first);
+            while let Some(command) = pending.take() {
+                match command {
+                    Command::Append { events, durable, done } => {
+                        self.codec.encode_into(&events, &mut record);
+                        appends.push((events, durable, done));
+                    }
+                    Command::Tick => tick = true,
+                    Command::Flush { done } => flush_waiters.push(done),
+                }
+                if record.len() < GROUP_BYTES {
+                    pending = self.receiver.try_recv().ok();
+                }
+            }
+            if !appends.is_empty() {
+                let result = self.commit(&record, appends.iter().any(|(_, durable, _)| *durable));
+                record.clear();
+                self.acknowledge(appends, result);
+            }
+            if tick {
+                if let Err(error) = self.writer.sync() {
+                    tracing::error!(%error, "write-ahead log sync failed");
+                }
+            }
+            if !flush_waiters.is_empty() || self.flush_due() {
+                self.start_flush();
+            }
+            for waiter in flush_waiters {
+                // Waits for the flusher to take (and so finish) everything frozen so far.
+                self.wait_for_flushes();
+                let _ = waiter.send(());
+            }
+        }
+    }
+
+    fn commit(&mut self, record: &[u8], durable: bool) -> Result<(), StageError> {
+        self.writer.append(record).map_err(|error| StageError::Unavailable(format!("write-ahead log append failed: {error}")))?;
+        self.metrics.wal_bytes.add(&[], record.len() as u64);
+        if durable {
+            self.writer.sync().map_err(|error| StageError::Unavailable(format!("write-ahead log fsync failed: {error}")))?;
+            self.metrics.wal_fsyncs.inc(&[]);
+        }
+        Ok(())
+    }
+
+    fn acknowledge(&mut self, appends: Vec<(Vec<Event>, bool, oneshot::Sender<Result<(), StageError>>)>, result: Result<(), StageError>) {
+        if let Err(error) = &result {
+            tracing::error!(%error, "batch not stored");
+        }
+        for (events, _, done) in appends {
+            if result.is_ok() {
+                let mut per_tenant: Vec<(String, u64)> = Vec::new();
+                for event in &events {
+                    if let Some(job_id) = &event.meniscus.job_id {
+                        self.jobs.record_stored(&event.meniscus.tenant, job_id);
+                    }
+                    match per_tenant.last_mut() {
+                        Some((tenant, count)) if *tenant == event.meniscus.tenant => *count += 1,
+                        _ => per_tenant.push((event.meniscus.tenant.clone(), 1)),
+                    }
+                }
+                for (tenant, count) in per_tenant {
+                    self.metrics.stored_events.add(&[&tenant], count);
+                }
+                self.hot.insert(events);
+            }
+            let _ = done.send(result.clone());
+        }
+    }
+
+    fn flush_due(&self) -> bool {
+        let (events, age) = self.hot.active_size();
+        events >= self.options.flush_events || (events > 0 && age.is_some_and(|age| age >= self.options.flush_interval))
+    }
+
+    fn start_flush(&mut self) {
+        // Rotate first: every event in the frozen memtable is then in segments up to the one
+        // just closed, which the flusher may delete once Parquet holds them.
+        let closed = match self.writer.rotate() {
+            Ok(closed) => closed,
+            Err(error) => {
+                tracing::error!(%error, "cannot rotate the write-ahead log; flush postponed");
+                return;
+            }
+        };
+        if let Some(frozen) = self.hot.freeze(closed) {
+            if self.flush_sender.send(frozen).is_err() {
+                tracing::error!("the flusher has stopped; events stay in memory and the write-ahead log");
+            }
+        }
+    }
+
+    fn wait_for_flushes(&self) {
+        while self.hot.frozen_count() > 0 {
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+fn run_flusher(receiver: std::sync::mpsc::Receiver<Arc<Frozen>>, hot: Arc<HotStore>, wal_dir: PathBuf, metrics: Arc<Metrics>) {
+    for frozen in receiver {
+        let started = std::time::Instant::now();
+        loop {
+            match hot.flush(&frozen) {
+                Ok(files) => {
+                    metrics.flushes.inc(&[]);
+                    tracing::info!(events = frozen.events(), files = files.len(), elapsed_ms = started.elapsed().as_millis() as u64, "flushed to parquet");
+                    if let Err(error) = wal::delete_through(&wal_dir, frozen.wal_seq) {
+                        tracing::warn!(%error, "cannot delete flushed write-ahead log segments; they are deleted at the next start");
+                    }
+                    break;
+                }
+                Err(error) => {
+                    // A full disk, say: the events are still in memory and the WAL, so retry
+                    // rather than drop; ingest slows down behind us meanwhile.
+                    tracing::error!(%error, "flush to parquet failed; retrying in 5s");
+                    thread::sleep(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
