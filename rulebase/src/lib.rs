@@ -75,6 +75,17 @@
 //!   `unparsed-data` in contrived cases.
 //! * `date-rfc3164` with a `timestamp-unix` format assumes the current UTC year, as
 //!   liblognorm does, so such values change with the calendar.
+//!
+//! # Performance
+//!
+//! Matching records values as recipes (spans of the line, a validated `v2-iptables`
+//! body, a user type's nested field list) and builds nothing until a rule has matched.
+//! [`Rulebase::normalize_to_json`] then writes JSON straight from the line (field names
+//! are escaped once at compile time, values with a word-at-a-time escaper) in
+//! liblognorm's member order, so for the built-in rulebases its text is byte-identical
+//! to `lognormalizer`'s; [`Rulebase::normalize`] builds the `serde_json::Map` directly.
+//! `bench/normalizer/run.sh` measures both against `lognormalizer`
+//! (results in `bench/results/normalizer.txt`).
 
 mod builtin;
 mod error;
@@ -160,24 +171,28 @@ impl Rulebase {
 
     fn run<'g>(&'g self, line: &str) -> Raw<'g> {
         let s = line.as_bytes();
-        let mut m = Matcher { g: &self.c.graph, s, parsed_to: 0 };
-        let mut fields = Fields::new();
+        let mut m = Matcher { g: &self.c.graph, line, s, parsed_to: 0 };
+        // one allocation per line covers the common rules (the built-ins have <= 16 fields)
+        let mut fields = Fields::with_capacity(16);
         let end = m.rec(self.c.root, 0, false, &mut fields);
         match end {
             Some(end) => {
                 let tags = self.c.graph.nodes[end as usize].tags.as_deref();
                 for tag in tags.unwrap_or(&[]) {
                     for (k, v) in self.c.annotations.get(tag).map(Vec::as_slice).unwrap_or(&[]) {
-                        set_field(&mut fields, Cow::Borrowed(k.as_str()), fields::Out::Value(Value::String(v.clone())));
+                        set_field(&mut fields, fields::Key::Name(k), fields::Out::Str(v));
                     }
                 }
                 Raw { fields, tags, matched: true }
             }
             None => {
-                let fields = vec![
-                    (Cow::Borrowed("originalmsg"), fields::Out::Span(0, s.len())),
-                    (Cow::Borrowed("unparsed-data"), fields::Out::Span(m.parsed_to.min(s.len()), s.len())),
-                ];
+                fields.clear();
+                static ORIGINALMSG: fields::KeyText =
+                    fields::KeyText { name: Cow::Borrowed("originalmsg"), json: Cow::Borrowed(", \"originalmsg\": ") };
+                static UNPARSED: fields::KeyText =
+                    fields::KeyText { name: Cow::Borrowed("unparsed-data"), json: Cow::Borrowed(", \"unparsed-data\": ") };
+                fields.push((fields::Key::Rule(&ORIGINALMSG), fields::Out::Span(0, s.len())));
+                fields.push((fields::Key::Rule(&UNPARSED), fields::Out::Span(m.parsed_to.min(s.len()), s.len())));
                 Raw { fields, tags: None, matched: false }
             }
         }
@@ -187,7 +202,7 @@ impl Rulebase {
     pub fn normalize(&self, line: &str) -> Normalized {
         let raw = self.run(line);
         Normalized {
-            fields: graph::to_map(raw.fields, line.as_bytes()),
+            fields: fields::fields_to_map(raw.fields, line),
             tags: raw.tags.map(|t| t.to_vec()).unwrap_or_default(),
             matched: raw.matched,
         }
@@ -198,28 +213,6 @@ impl Rulebase {
     /// `event.tags` as `lognormalizer -T` prints it. Returns whether a rule matched.
     pub fn normalize_to_json(&self, line: &str, with_tags: bool, out: &mut String) -> bool {
         let raw = self.run(line);
-        let s = line.as_bytes();
-        out.push('{');
-        let mut first = true;
-        let mut emit = |out: &mut String, k: &str, v: &fields::Out| {
-            out.push_str(if first { " " } else { ", " });
-            first = false;
-            jsonc::string(out, k);
-            out.push_str(": ");
-            match v {
-                fields::Out::Span(a, b) => match line.get(*a..*b) {
-                    Some(t) => jsonc::string(out, t),
-                    None => jsonc::string(out, &fields::span_str(s, *a, *b)),
-                },
-                fields::Out::Value(v) => jsonc::value(out, v),
-                fields::Out::Int(i) => out.push_str(&i.to_string()),
-                other @ fields::Out::Float(_) => {
-                    if let Some(f) = other.as_f64() {
-                        jsonc::value(out, &serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number))
-                    }
-                }
-            }
-        };
         // event.tags is added after the fields and before annotations
         let n_annot = if raw.matched {
             raw.tags.unwrap_or(&[]).iter().filter_map(|t| self.c.annotations.get(t)).map(Vec::len).sum::<usize>()
@@ -227,71 +220,240 @@ impl Rulebase {
             0
         };
         let split = raw.fields.len().saturating_sub(n_annot);
+        let mut w = jsonc::ObjectWriter::new(out);
         for (k, v) in &raw.fields[..split] {
-            emit(out, k, v);
+            w.member(k, v, line);
         }
         if with_tags {
             if let Some(tags) = raw.tags {
-                let arr = Value::Array(tags.iter().map(|t| Value::String(t.clone())).collect());
-                emit(out, "event.tags", &fields::Out::Value(arr));
+                w.key("event.tags");
+                jsonc::string_array(w.out(), tags);
             }
         }
         for (k, v) in &raw.fields[split..] {
-            emit(out, k, v);
+            w.member(k, v, line);
         }
-        out.push_str(if first { " }" } else { " }" });
+        w.finish();
         raw.matched
     }
 }
 
 /// json-c's `JSON_C_TO_STRING_SPACED` rendering, so output can be diffed with
-/// lognormalizer's.
-mod jsonc {
+/// lognormalizer's. Values are written straight from their [`fields::Out`] recipes:
+/// spans of the line are escaped into the output without intermediate strings, and
+/// `v2-iptables` objects and user-type objects are written member by member without
+/// building maps.
+pub(crate) mod jsonc {
+    use crate::fields::{span_str, structured::iptables_pairs, Key, Out};
     use serde_json::Value;
 
-    pub(crate) fn string(out: &mut String, s: &str) {
-        out.push('"');
-        // fast path: copy runs that need no escaping in one go
-        const fn table() -> [bool; 256] {
-            let mut t = [false; 256];
-            let mut i = 0;
-            while i < 0x20 {
-                t[i] = true;
-                i += 1;
-            }
-            t[b'"' as usize] = true;
-            t[b'\\' as usize] = true;
-            t[b'/' as usize] = true;
-            t[0x7f] = true;
-            t
+    /// Writes `{ "k": v, ... }` in json-c's spaced style.
+    pub(crate) struct ObjectWriter<'o> {
+        out: &'o mut String,
+        first: bool,
+    }
+
+    impl<'o> ObjectWriter<'o> {
+        pub(crate) fn new(out: &'o mut String) -> Self {
+            out.push('{');
+            ObjectWriter { out, first: true }
         }
-        static NEEDS_ESCAPE: [bool; 256] = table();
-        let b = s.as_bytes();
-        let mut start = 0;
-        for (i, &c) in b.iter().enumerate() {
-            if NEEDS_ESCAPE[c as usize] {
-                out.push_str(&s[start..i]);
-                escape_char(out, c as char);
-                start = i + 1;
+
+        /// Write a member's key; its value must be written next, through [`Self::out`].
+        #[inline]
+        pub(crate) fn key(&mut self, k: &str) {
+            self.out.push_str(if self.first { " " } else { ", " });
+            self.first = false;
+            string(self.out, k);
+            self.out.push_str(": ");
+        }
+
+        /// Write a member's key that needs no escaping; its value must follow.
+        #[inline]
+        pub(crate) fn plain_key(&mut self, k: &str) {
+            self.out.push_str(if self.first { " \"" } else { ", \"" });
+            self.first = false;
+            self.out.push_str(k);
+            self.out.push_str("\": ");
+        }
+
+        /// Write a member whose key may come pre-rendered (see [`key_text`]).
+        #[inline]
+        pub(crate) fn member(&mut self, k: &Key<'_>, v: &Out<'_>, line: &str) {
+            match k {
+                // `, "name": `; the first member drops the comma
+                Key::Rule(kt) => {
+                    self.out.push_str(if self.first { &kt.json[1..] } else { &kt.json });
+                    self.first = false;
+                }
+                other => self.key(other.name()),
             }
+            out_value(self.out, v, line);
+        }
+
+        pub(crate) fn out(&mut self) -> &mut String {
+            self.out
+        }
+
+        pub(crate) fn finish(self) {
+            // json-c prints an empty object as "{ }" too
+            self.out.push_str(" }");
+        }
+    }
+
+    /// `, "name": ` for a member key known in advance.
+    pub(crate) fn key_text(name: &str) -> String {
+        let mut s = String::from(", ");
+        string(&mut s, name);
+        s.push_str(": ");
+        s
+    }
+
+    pub(crate) fn string_array(out: &mut String, items: &[String]) {
+        out.push('[');
+        for (i, x) in items.iter().enumerate() {
+            out.push_str(if i == 0 { " " } else { ", " });
+            string(out, x);
+        }
+        out.push_str(" ]");
+    }
+
+    /// Render one field value.
+    pub(crate) fn out_value(out: &mut String, v: &Out<'_>, line: &str) {
+        match v {
+            Out::Span(a, b) => string(out, &span_str(line, *a, *b)),
+            Out::Int(i) => {
+                use std::fmt::Write;
+                let _ = write!(out, "{i}");
+            }
+            Out::Float(f) => value(out, &serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)),
+            Out::Iptables { start, end, repeat } => iptables(out, line, *start, *end, *repeat),
+            Out::Fields(fields) => {
+                let mut w = ObjectWriter::new(out);
+                for (k, v) in fields {
+                    w.member(k, v, line);
+                }
+                w.finish();
+            }
+            Out::Null => out.push_str("null"),
+            Out::Str(s) => string(out, s),
+            Out::Value(v) => value(out, v),
+        }
+    }
+
+    type Span = (usize, usize);
+
+    /// A `v2-iptables` object, member by member in line order. json-c keeps a repeated
+    /// name at its first position with its last value; the parser flagged bodies where a
+    /// name may repeat, and only those take the slower general path.
+    fn iptables(out: &mut String, line: &str, a: usize, b: usize, repeat: bool) {
+        let s = line.as_bytes();
+        let mut w = ObjectWriter::new(out);
+        let member = |w: &mut ObjectWriter<'_>, name: Span, val: Option<Span>| {
+            // iptables names are upper-case ASCII letters: nothing to escape
+            w.plain_key(&span_str(line, name.0, name.1));
+            match val {
+                Some((va, vb)) => string(w.out(), &span_str(line, va, vb)),
+                None => w.out().push_str("null"),
+            }
+        };
+        if !repeat {
+            iptables_pairs(s, a, b, |name, val| member(&mut w, name, val));
+        } else {
+            let mut pairs: Vec<(Span, Option<Span>)> = Vec::new();
+            iptables_pairs(s, a, b, |name, val| match pairs.iter_mut().find(|(n, _)| s[n.0..n.1] == s[name.0..name.1]) {
+                Some(slot) => slot.1 = val,
+                None => pairs.push((name, val)),
+            });
+            for (name, val) in pairs {
+                member(&mut w, name, val);
+            }
+        }
+        w.finish();
+    }
+
+    /// Bytes that json-c escapes: control characters, '"', '\\', '/' and DEL.
+    const fn table() -> [bool; 256] {
+        let mut t = [false; 256];
+        let mut i = 0;
+        while i < 0x20 {
+            t[i] = true;
+            i += 1;
+        }
+        t[b'"' as usize] = true;
+        t[b'\\' as usize] = true;
+        t[b'/' as usize] = true;
+        t[0x7f] = true;
+        t
+    }
+    static NEEDS_ESCAPE: [bool; 256] = table();
+
+    /// Whether any of the 8 bytes in `x` needs escaping (SWAR: exact, no false positives,
+    /// because every test below is the standard exact "has zero byte" construction).
+    #[inline(always)]
+    fn word_needs_escape(x: u64) -> bool {
+        const LO: u64 = 0x0101_0101_0101_0101;
+        const HI: u64 = 0x8080_8080_8080_8080;
+        let has_zero = |v: u64| v.wrapping_sub(LO) & !v & HI;
+        // bytes < 0x20: subtracting 0x20 borrows into the high bit only for them (bytes
+        // >= 0x80 are excluded by `!x`)
+        let ctl = x.wrapping_sub(LO * 0x20) & !x & HI;
+        ctl | has_zero(x ^ (LO * b'"' as u64))
+            | has_zero(x ^ (LO * b'\\' as u64))
+            | has_zero(x ^ (LO * b'/' as u64))
+            | has_zero(x ^ (LO * 0x7f))
+            != 0
+    }
+
+    pub(crate) fn string(out: &mut String, s: &str) {
+        let b = s.as_bytes();
+        out.reserve(b.len() + 2);
+        out.push('"');
+        // copy runs that need no escaping in one go, testing 8 bytes at a time (the
+        // last, partial word is padded with a byte that needs no escaping)
+        let mut start = 0;
+        let mut i = 0;
+        while i < b.len() {
+            let end = (i + 8).min(b.len());
+            let w = match b[i..].first_chunk::<8>() {
+                Some(w) => u64::from_le_bytes(*w),
+                // a partial last word, padded with 'a' (needs no escaping); built with
+                // shifts, as a short copy into a buffer would be a memcpy call
+                None => b[i..].iter().enumerate().fold(u64::from_le_bytes([b'a'; 8]), |x, (k, &c)| {
+                    (x & !(0xff << (8 * k))) | (c as u64) << (8 * k)
+                }),
+            };
+            if word_needs_escape(w) {
+                for (j, &c) in b.iter().enumerate().take(end).skip(i) {
+                    if NEEDS_ESCAPE[c as usize] {
+                        out.push_str(&s[start..j]);
+                        escape_byte(out, c);
+                        start = j + 1;
+                    }
+                }
+            }
+            i = end;
         }
         out.push_str(&s[start..]);
         out.push('"');
     }
 
-    fn escape_char(out: &mut String, c: char) {
-        {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '/' => out.push_str("\\/"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                '\u{8}' => out.push_str("\\b"),
-                '\u{c}' => out.push_str("\\f"),
-                c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\u{:04x}", c as u32)),
-                c => out.push(c),
+    /// `c` is one of the ASCII bytes of [`NEEDS_ESCAPE`].
+    fn escape_byte(out: &mut String, c: u8) {
+        match c {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'/' => out.push_str("\\/"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            c => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(HEX[(c >> 4) as usize] as char);
+                out.push(HEX[(c & 15) as usize] as char);
             }
         }
     }
@@ -300,7 +462,10 @@ mod jsonc {
         match v {
             Value::Null => out.push_str("null"),
             Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Value::Number(n) => out.push_str(&n.to_string()),
+            Value::Number(n) => {
+                use std::fmt::Write;
+                let _ = write!(out, "{n}");
+            }
             Value::String(s) => string(out, s),
             Value::Array(a) => {
                 out.push('[');
@@ -311,15 +476,58 @@ mod jsonc {
                 out.push_str(" ]");
             }
             Value::Object(o) => {
-                out.push('{');
-                for (i, (k, x)) in o.iter().enumerate() {
-                    out.push_str(if i == 0 { " " } else { ", " });
-                    string(out, k);
-                    out.push_str(": ");
-                    value(out, x);
+                let mut w = ObjectWriter::new(out);
+                for (k, x) in o {
+                    w.key(k);
+                    value(w.out(), x);
                 }
-                out.push_str(" }");
+                w.finish();
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The word-at-a-time escaper agrees with a byte-by-byte reference for every ASCII
+    /// byte at every position of a word, and for multi-byte text.
+    #[test]
+    fn json_string_escaping_matches_reference() {
+        fn reference(s: &str) -> String {
+            let mut o = String::from("\"");
+            for c in s.chars() {
+                match c {
+                    '"' => o.push_str("\\\""),
+                    '\\' => o.push_str("\\\\"),
+                    '/' => o.push_str("\\/"),
+                    '\n' => o.push_str("\\n"),
+                    '\r' => o.push_str("\\r"),
+                    '\t' => o.push_str("\\t"),
+                    '\u{8}' => o.push_str("\\b"),
+                    '\u{c}' => o.push_str("\\f"),
+                    c if (c as u32) < 0x20 || c as u32 == 0x7f => o.push_str(&format!("\\u{:04x}", c as u32)),
+                    c => o.push(c),
+                }
+            }
+            o.push('"');
+            o
+        }
+        for b in 0u8..0x80 {
+            for pos in 0..19 {
+                for len in [pos + 1, pos + 3, 20] {
+                    let mut s: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+                    s[pos] = b;
+                    let s = String::from_utf8(s).expect("ascii");
+                    let mut got = String::new();
+                    super::jsonc::string(&mut got, &s);
+                    assert_eq!(got, reference(&s), "byte {b:#x} at {pos} of {len}");
+                }
+            }
+        }
+        for s in ["", "é/ü\u{7f}\"x", "ünïcödé text with / and \\ and \u{1}", "a\u{2028}b"] {
+            let mut got = String::new();
+            super::jsonc::string(&mut got, s);
+            assert_eq!(got, reference(s));
         }
     }
 }

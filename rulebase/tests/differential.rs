@@ -80,6 +80,15 @@ fn check(name: &str) -> usize {
         if &got != want {
             failures.push(format!("  line {line:?}\n    lognormalizer: {want}\n    meniscus:      {got}"));
         }
+        // the liblognorm-style JSON rendering (what `meniscus-lognorm` prints) must carry
+        // the same values
+        let mut text = String::new();
+        rb.normalize_to_json(line, true, &mut text);
+        match serde_json::from_str::<Value>(&text) {
+            Ok(v) if &v == want => {}
+            Ok(v) => failures.push(format!("  line {line:?} (normalize_to_json)\n    lognormalizer: {want}\n    meniscus:      {v}")),
+            Err(e) => failures.push(format!("  line {line:?}: normalize_to_json printed invalid JSON {text:?}: {e}")),
+        }
     }
     assert!(failures.is_empty(), "{name}: {} of {} lines differ:\n{}", failures.len(), lines.len(), failures.join("\n"));
     lines.len()
@@ -127,6 +136,9 @@ fn builtins_match_liblognorm() {
         };
         for (line, want) in samples.lines().zip(&expected) {
             assert_eq!(&meniscus_value(&rb, line), want, "{name}: {line}");
+            let mut text = String::new();
+            rb.normalize_to_json(line, true, &mut text);
+            assert_eq!(&serde_json::from_str::<Value>(&text).expect("valid json"), want, "{name} (normalize_to_json): {line}");
         }
     }
 }

@@ -13,6 +13,7 @@ pub(crate) mod text;
 pub(crate) mod time;
 
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// Index of a node in the parse graph arena.
 pub(crate) type NodeId = u32;
@@ -64,41 +65,132 @@ pub(crate) enum Field {
     String(Box<text::StringOpts>),
 }
 
-/// The value a successful parser produced, built only when the whole rule matched.
+/// Fields collected during a match, in liblognorm's insertion order (deepest first).
+pub(crate) type Fields<'g> = Vec<(Key<'g>, Out<'g>)>;
+
+/// A field name from the rulebase with its JSON member prefix (`, "name": `, escaped)
+/// rendered once at compile time, so output needs no escaping pass for it.
 #[derive(Debug)]
-pub(crate) enum Out {
+pub(crate) struct KeyText {
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) json: Cow<'static, str>,
+}
+
+impl KeyText {
+    pub(crate) fn new(name: &str) -> Self {
+        KeyText { name: Cow::Owned(name.to_string()), json: Cow::Owned(crate::jsonc::key_text(name)) }
+    }
+}
+
+// A line's field buffer (16 entries, see `Rulebase::run`) must stay below glibc's
+// 1 KiB small-bin limit; see `Key`.
+const _: () = assert!(std::mem::size_of::<(Key<'static>, Out<'static>)>() * 16 < 1008);
+
+/// The name of a collected field. Kept to 24 bytes so that a line's field buffer stays
+/// a small allocation (a buffer over ~1 KiB makes glibc consolidate its free lists on
+/// every line).
+#[derive(Debug)]
+pub(crate) enum Key<'g> {
+    /// A name from the rulebase (field or built-in key).
+    Rule(&'g KeyText),
+    /// A name borrowed from the compiled rulebase without a pre-rendered form.
+    Name(&'g str),
+    /// A name taken from the data (members merged by `.`).
+    Owned(Box<str>),
+}
+
+impl Key<'_> {
+    #[inline]
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            Key::Rule(k) => &k.name,
+            Key::Name(n) => n,
+            Key::Owned(n) => n,
+        }
+    }
+
+    pub(crate) fn into_string(self) -> String {
+        match self {
+            Key::Owned(n) => n.into(),
+            other => other.name().to_string(),
+        }
+    }
+}
+
+/// The value a successful parser produced, built only when the whole rule matched.
+///
+/// Values stay recipes (spans of the line, a nested field list) until the result is
+/// rendered, so neither matching nor liblognorm-style JSON output builds maps.
+#[derive(Debug)]
+pub(crate) enum Out<'g> {
     /// The input bytes `[start, end)` as a JSON string.
     Span(usize, usize),
     Int(i64),
     /// A float; the original text is kept so output can reproduce it exactly.
     Float(f64),
-    Value(Value),
+    /// A `v2-iptables` body `[start, end)`, already validated by the parser; its
+    /// `NAME=value` pairs are re-scanned when the value is rendered. `repeat`: some name
+    /// may occur twice (json-c then keeps its first position and last value).
+    Iptables { start: usize, end: usize, repeat: bool },
+    /// The fields of a user-defined type (an object), in liblognorm's insertion order.
+    Fields(Fields<'g>),
+    Null,
+    /// A string owned by the compiled rulebase (annotation values).
+    Str(&'g str),
+    /// Anything else (boxed to keep `Out`, and so each collected field, small).
+    Value(Box<Value>),
 }
 
-impl Out {
-    pub(crate) fn into_value(self, s: &[u8]) -> Value {
+impl Out<'_> {
+    pub(crate) fn into_value(self, line: &str) -> Value {
         match self {
-            Out::Span(a, b) => Value::String(span_string(s, a, b)),
+            Out::Span(a, b) => Value::String(span_str(line, a, b).into_owned()),
             Out::Int(i) => Value::from(i),
             Out::Float(f) => serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null),
-            Out::Value(v) => v,
+            Out::Iptables { start: a, end: b, .. } => {
+                let mut m = Map::new();
+                structured::iptables_pairs(line.as_bytes(), a, b, |n, v| {
+                    let v = v.map_or(Value::Null, |(va, vb)| Value::String(span_str(line, va, vb).into_owned()));
+                    m.insert(span_str(line, n.0, n.1).into_owned(), v);
+                });
+                Value::Object(m)
+            }
+            Out::Fields(f) => Value::Object(fields_to_map(f, line)),
+            Out::Null => Value::Null,
+            Out::Str(s) => Value::String(s.to_string()),
+            Out::Value(v) => *v,
         }
     }
 }
 
-impl Out {
-    pub(crate) fn as_f64(&self) -> Option<f64> {
-        match self {
-            Out::Float(f) => Some(*f),
-            _ => None,
-        }
+/// Build a JSON object from ordered fields (later duplicates replace earlier ones).
+pub(crate) fn fields_to_map(fields: Fields<'_>, line: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    for (k, v) in fields {
+        m.insert(k.into_string(), v.into_value(line));
+    }
+    m
+}
+
+/// The first 8 bytes of `b` as a big-endian integer, zero-padded. Loads without a `memcpy` call, which a variable-length
+/// `copy_from_slice` into a word buffer compiles to.
+#[inline]
+pub(crate) fn load_be(b: &[u8]) -> u64 {
+    match b.first_chunk::<8>() {
+        Some(w) => u64::from_be_bytes(*w),
+        None => b.iter().enumerate().fold(0u64, |x, (i, &c)| x | (c as u64) << (56 - 8 * i)),
     }
 }
 
-/// Bytes `[a, b)` of the line as text, borrowed when valid UTF-8.
-pub(crate) fn span_str(s: &[u8], a: usize, b: usize) -> std::borrow::Cow<'_, str> {
-    let bytes = s.get(a..b.min(s.len())).unwrap_or(&[]);
-    String::from_utf8_lossy(bytes)
+/// Bytes `[a, b)` of the line as text: borrowed (no copy, no UTF-8 re-validation) when
+/// the span lies on character boundaries, which all spans of the built-in parsers do
+/// except in contrived cases; otherwise lossily converted.
+#[inline]
+pub(crate) fn span_str(line: &str, a: usize, b: usize) -> Cow<'_, str> {
+    match line.get(a..b) {
+        Some(t) => Cow::Borrowed(t),
+        None => String::from_utf8_lossy(line.as_bytes().get(a..b.min(line.len())).unwrap_or(&[])),
+    }
 }
 
 /// Bytes `[a, b)` of the line as an owned string (lossy: the line came from a `&str`, but
@@ -128,7 +220,7 @@ pub(crate) fn is_space(c: u8) -> bool {
 }
 
 /// Result of a primitive parser: consumed bytes and value recipe.
-pub(crate) type Parsed = Option<(usize, Out)>;
+pub(crate) type Parsed = Option<(usize, Out<'static>)>;
 
 /// The built-in priority of a type (lower runs first), from liblognorm's parser table.
 /// The user `priority` parameter (default 30000) is placed above these 8 bits.

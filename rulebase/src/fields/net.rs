@@ -221,5 +221,5 @@ pub(crate) fn cisco_interface_spec(s: &[u8], offs: usize) -> Parsed {
     if let Some((a, b)) = user {
         obj.insert("user".into(), str_of(a, b));
     }
-    Some((i - offs, Out::Value(Value::Object(obj))))
+    Some((i - offs, Out::Value(Box::new(Value::Object(obj)))))
 }

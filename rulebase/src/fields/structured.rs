@@ -44,7 +44,7 @@ pub(crate) fn name_value_list(s: &[u8], offs: usize) -> Parsed {
             i += 1;
         }
     }
-    Some((i - offs, Out::Value(Value::Object(obj))))
+    Some((i - offs, Out::Value(Box::new(Value::Object(obj)))))
 }
 
 /// Parse one JSON value at the start of `s`; returns it and the bytes consumed,
@@ -69,7 +69,7 @@ pub(crate) fn json(s: &[u8], offs: usize) -> Parsed {
         return None;
     }
     let (v, n) = json_prefix(&s[offs..])?;
-    Some((n, Out::Value(v)))
+    Some((n, Out::Value(Box::new(v))))
 }
 
 /// `@cee:` followed by a JSON object that must end the line.
@@ -91,56 +91,103 @@ pub(crate) fn cee_syslog(s: &[u8], offs: usize) -> Parsed {
     }
     // liblognorm reports the whole line length as consumed, not `len - offs`, so a
     // cee-syslog field only completes a rule when it starts the line.
-    Some((len, Out::Value(v)))
+    Some((len, Out::Value(Box::new(v))))
 }
+
+/// C `isspace` (C locale) as a table, for the scanning loops.
+static IS_SPACE: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b' ' as usize] = true;
+    t[b'\t' as usize] = true;
+    t[b'\n' as usize] = true;
+    t[0x0b] = true;
+    t[0x0c] = true;
+    t[b'\r' as usize] = true;
+    t
+};
 
 /// One iptables `NAME=value` or flag `NAME` (upper-case names only).
 /// Returns (name span, value span if any, new offset).
 #[allow(clippy::type_complexity)]
+#[inline]
 fn iptables_pair(s: &[u8], i: usize) -> Option<((usize, usize), Option<(usize, usize)>, usize)> {
-    let len = s.len();
-    let mut j = i;
-    while j < len && s[j].is_ascii_uppercase() {
-        j += 1;
-    }
-    if j == i || (j < len && s[j] != b'=' && s[j] != b' ') {
-        return None;
-    }
-    let name = (i, j);
-    if j < len && s[j] != b' ' {
-        j += 1;
-        let vstart = j;
-        while j < len && !is_space(s[j]) {
-            j += 1;
+    let rest = s.get(i..)?;
+    let n = rest.iter().position(|c| !c.is_ascii_uppercase()).unwrap_or(rest.len());
+    let j = i + n;
+    match rest.get(n) {
+        _ if n == 0 => None,
+        None | Some(b' ') => Some(((i, j), None, j)),
+        Some(b'=') => {
+            let v = &rest[n + 1..];
+            let vlen = v.iter().position(|&c| IS_SPACE[c as usize]).unwrap_or(v.len());
+            Some(((i, j), Some((j + 1, j + 1 + vlen)), j + 1 + vlen))
         }
-        return Some((name, Some((vstart, j)), j));
+        Some(_) => None,
     }
-    Some((name, None, j))
 }
 
 /// Kernel netfilter log body: `IN=eth0 OUT= SRC=1.2.3.4 ... DF SYN`, at least two fields,
 /// single spaces between them, up to the end of the line. Flags map to `null`.
+///
+/// Only validates here (and notes whether a name repeats); the object is built, or
+/// written out as JSON, from [`iptables_pairs`] once the whole rule has matched.
 pub(crate) fn v2_iptables(s: &[u8], offs: usize) -> Parsed {
     let len = s.len();
     if offs > len {
         return None;
     }
+    // repeated names are detected through an 8-byte fingerprint of each name (exact for
+    // names up to 8 bytes; a longer shared prefix is merely reported as a repeat)
+    const MAX: usize = 48;
+    let mut seen = [0u64; MAX];
+    let (mut n, mut repeat) = (0usize, false);
+    let end = iptables_scan(s, offs, |(a, b), _| {
+        if !repeat {
+            let fp = fingerprint(&s[a..b]);
+            if n == MAX || seen[..n].contains(&fp) {
+                repeat = true;
+            } else {
+                seen[n] = fp;
+            }
+        }
+        n += 1;
+    })?;
+    if n < 2 {
+        return None;
+    }
+    Some((end - offs, Out::Iptables { start: offs, end, repeat }))
+}
+
+/// Up to 8 bytes of an upper-case name and its length (zero padding cannot collide with
+/// a name byte).
+#[inline]
+fn fingerprint(name: &[u8]) -> u64 {
+    super::load_be(name) ^ (name.len() as u64)
+}
+
+/// Walk the pairs of a `v2-iptables` body starting at `offs` up to the end of the line,
+/// calling `f(name span, value span)` for each (the value is `None` for a flag).
+/// Returns the end offset, or `None` if the text is not a valid body.
+#[inline]
+fn iptables_scan(s: &[u8], offs: usize, mut f: impl FnMut((usize, usize), Option<(usize, usize)>)) -> Option<usize> {
+    let len = s.len();
     let mut i = offs;
-    let mut nfields = 0;
-    let mut obj = Map::new();
     while i < len {
-        let ((na, nb), val, next) = iptables_pair(s, i)?;
-        obj.insert(span_string(s, na, nb), val.map_or(Value::Null, |(a, b)| str_val(s, a, b)));
-        nfields += 1;
+        let (name, val, next) = iptables_pair(s, i)?;
+        f(name, val);
         i = next;
         if i < len && s[i] == b' ' {
             i += 1;
         }
     }
-    if nfields < 2 {
-        return None;
-    }
-    Some((i - offs, Out::Value(Value::Object(obj))))
+    Some(i)
+}
+
+/// The pairs of a body that [`v2_iptables`] accepted (`[a, b)` with `b` the end of the
+/// line), in order, duplicates included (json-c keeps the first position and the last
+/// value; callers apply that).
+pub(crate) fn iptables_pairs(s: &[u8], a: usize, b: usize, f: impl FnMut((usize, usize), Option<(usize, usize)>)) {
+    let _ = iptables_scan(&s[..b.min(s.len())], a, f);
 }
 
 /// A CEF header field up to an unescaped '|'; returns (unescaped value, new offset).
@@ -252,7 +299,7 @@ pub(crate) fn cef(s: &[u8], offs: usize) -> Parsed {
         obj.insert((*k).into(), Value::String(v));
     }
     obj.insert("Extensions".into(), Value::Object(ext));
-    Some((len - offs, Out::Value(Value::Object(obj))))
+    Some((len - offs, Out::Value(Box::new(Value::Object(obj)))))
 }
 
 /// Checkpoint LEA `name: value; name: value;`.
@@ -297,5 +344,5 @@ pub(crate) fn checkpoint_lea(s: &[u8], offs: usize) -> Parsed {
     if i < offs {
         return None;
     }
-    Some((i - offs, Out::Value(Value::Object(obj))))
+    Some((i - offs, Out::Value(Box::new(Value::Object(obj)))))
 }

@@ -4,7 +4,14 @@
 use super::{at, is_space, Out, Parsed};
 use serde_json::{Map, Value};
 
+#[inline]
 pub(crate) fn literal(s: &[u8], offs: usize, lit: &[u8]) -> Parsed {
+    // most literal edges fail on their first byte: decide that without a memcmp call
+    if let Some(&c) = lit.first() {
+        if s.get(offs) != Some(&c) {
+            return None;
+        }
+    }
     let end = offs.checked_add(lit.len())?;
     if s.get(offs..end)? == lit {
         Some((lit.len(), Out::Span(offs, end)))
@@ -312,5 +319,5 @@ pub(crate) fn string(s: &[u8], offs: usize, o: &StringOpts) -> Parsed {
             j += 1;
         }
     }
-    Some((parsed, Out::Value(Value::String(String::from_utf8_lossy(&out).into_owned()))))
+    Some((parsed, Out::Value(Box::new(Value::String(String::from_utf8_lossy(&out).into_owned())))))
 }
