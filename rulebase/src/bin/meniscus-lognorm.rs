@@ -85,7 +85,8 @@ fn main() -> ExitCode {
         _ => return usage(),
     };
     let stdin = std::io::stdin();
-    let mut input = stdin.lock();
+    // a large buffer: fewer read syscalls than the 8 KiB stdin buffer
+    let mut input = std::io::BufReader::with_capacity(1 << 18, stdin.lock());
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut line = Vec::new();
