@@ -24,6 +24,8 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub storage: StorageConfig,
+    #[serde(default)]
+    pub normalizer: NormalizerConfig,
     /// Tenants. When the list is empty, standalone creates a `demo` tenant with a random token
     /// (kept in the data dir so it survives restarts) and prints it.
     #[serde(default)]
@@ -155,6 +157,16 @@ impl Default for StorageConfig {
     fn default() -> Self {
         serde_yaml::from_str("{}").expect("the empty storage section is valid")
     }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NormalizerConfig {
+    /// Folder of rulebase files: a producer's `pattern: NAME` uses `NAME.rb` from here, else the
+    /// built-in rulebase NAME (sshd, sudo, cron, iptables, access-log, postfix, cisco-asa).
+    /// Files are reloaded when they change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rulebase_dir: Option<PathBuf>,
 }
 
 fn default_listeners() -> Vec<ListenerConfig> {

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod api;
 mod config;
 mod correlator;
+mod normalizer;
 mod pipeline;
 mod standalone;
 mod storage;

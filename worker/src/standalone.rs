@@ -17,6 +17,7 @@ use crate::correlator::syslog_event::SourceContext;
 use crate::correlator::tcp::StreamListener;
 use crate::correlator::tls::TlsListener;
 use crate::correlator::{udp, Correlator};
+use crate::normalizer::Normalizer;
 use crate::storage::query::{QueryEngine, QueryLimits};
 use crate::storage::{Storage, StorageOptions};
 use crate::telemetry::Metrics;
@@ -100,9 +101,11 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         max_rows: config.limits.max_result_rows,
     };
     let queries = QueryEngine::new(storage.hot.clone(), limits)?;
+    let normalizer = Normalizer::new(config.normalizer.rulebase_dir.clone(), storage.clone(), metrics.clone());
+    normalizer.spawn_reloader(Duration::from_secs(2));
     let correlator = Correlator::new(
         registry,
-        storage.clone(),
+        normalizer,
         metrics.clone(),
         config.limits.max_message_bytes,
         config.limits.max_http_body_bytes,

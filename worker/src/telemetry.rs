@@ -106,6 +106,8 @@ pub struct Metrics {
     pub retention_deleted_files: Family,
     pub connections: Family,
     pub queries: Family,
+    pub normalized_events: Family,
+    pub rulebase_errors: Family,
 }
 
 impl Metrics {
@@ -127,6 +129,8 @@ impl Metrics {
             retention_deleted_files: Family::new("meniscus_retention_deleted_files_total", "Hot-store files deleted by retention.", "counter", &["tenant"]),
             connections: Family::new("meniscus_open_connections", "Open syslog TCP/TLS connections.", "gauge", &["transport"]),
             queries: Family::new("meniscus_queries_total", "Tenant queries by kind and outcome.", "counter", &["kind", "outcome"]),
+            normalized_events: Family::new("meniscus_normalized_events_total", "Events run through a rulebase, by pattern and whether a rule matched.", "counter", &["pattern", "result"]),
+            rulebase_errors: Family::new("meniscus_rulebase_load_errors_total", "Rulebase files that failed to load (the previous version stays active).", "counter", &["pattern"]),
         })
     }
 
@@ -149,6 +153,8 @@ impl Metrics {
             &self.retention_deleted_files,
             &self.connections,
             &self.queries,
+            &self.normalized_events,
+            &self.rulebase_errors,
         ] {
             family.render(&mut out);
         }

@@ -29,6 +29,36 @@ pub fn bind(address: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
+/// Some senders (`logger --octet-count --udp`) put an RFC 6587 octet count in front of a
+/// datagram. It is removed when it is exactly the length of the rest and a `<PRI>` follows, the
+/// same test TCP's `auto` framing applies, so a message that merely starts with digits is kept.
+fn strip_octet_count(datagram: &[u8]) -> &[u8] {
+    let digits = datagram.iter().take_while(|byte| byte.is_ascii_digit()).count();
+    if digits == 0 || digits > 9 || datagram.get(digits) != Some(&b' ') || datagram.get(digits + 1) != Some(&b'<') {
+        return datagram;
+    }
+    let rest = &datagram[digits + 1..];
+    let declared: usize = std::str::from_utf8(&datagram[..digits]).ok().and_then(|text| text.parse().ok()).unwrap_or(0);
+    if declared == rest.len() {
+        rest
+    } else {
+        datagram
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_octet_count;
+
+    #[test]
+    fn an_octet_count_is_removed_only_when_it_matches() {
+        assert_eq!(strip_octet_count(b"5 <13>x"), b"<13>x");
+        assert_eq!(strip_octet_count(b"6 <13>x"), b"6 <13>x");
+        assert_eq!(strip_octet_count(b"91: *Oct  7 03:10:04: x"), b"91: *Oct  7 03:10:04: x");
+        assert_eq!(strip_octet_count(b"<13>x"), b"<13>x");
+    }
+}
+
 pub async fn serve(socket: UdpSocket, source: SourceContext, correlator: Arc<Correlator>) {
     // One byte more than the limit tells a datagram at the limit from a longer one.
     let max = correlator.max_message_bytes;
@@ -54,6 +84,7 @@ pub async fn serve(socket: UdpSocket, source: SourceContext, correlator: Arc<Cor
                 }
             };
             let (bytes, truncated_from) = if length > max { (&buffer[..max], Some(length)) } else { (&buffer[..length], None) };
+            let bytes = strip_octet_count(bytes);
             bytes_in += bytes.len() as u64;
             match correlator.syslog_event(&registry, bytes, truncated_from, &source, Utc::now()) {
                 Ok(event) => events.push(event),
