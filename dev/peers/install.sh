@@ -3,7 +3,7 @@
 #
 #   dev/peers/install.sh            install whatever is missing, verify, print timing
 #
-# - logger (bsdutils) and rsyslog + rsyslog-gnutls: apt, with service start-up
+# - logger (bsdutils), rsyslog + rsyslog-gnutls and openssl (make-certs.sh, TLS tests): apt, with service start-up
 #   blocked (policy-rc.d exit 101, RUNLEVEL=1); we never run the system service.
 # - syslog-ng-core (conflicts with rsyslog in Debian): `apt-get download` +
 #   `dpkg -x` into $MENISCUS_CACHE/peers/syslog-ng (default ~/.cache/meniscus),
@@ -35,7 +35,7 @@ apt_update_once() {
 
 # ---- apt packages (no service start) -------------------------------------
 need=()
-for p in bsdutils rsyslog rsyslog-gnutls; do
+for p in bsdutils rsyslog rsyslog-gnutls openssl; do
     have_pkg "$p" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -130,9 +130,9 @@ rsyslogd -N1 -f "$CONF" >"$WD/config-check.log" 2>&1 || { cat "$WD/config-check.
 peer_spawn "$LOG" rsyslogd -n -f "$CONF" -i "$PIDFILE"
 pid=$PEER_PID
 case $INPUT in
-    tcp) peer_wait_listen "$pid" "$IN_PORT" 10 || { tail -5 "$LOG" >&2; peer_die "rsyslogd did not listen on $IN_PORT"; } ;;
-    udp) peer_wait_udp "$pid" "$IN_PORT" 10 || { tail -5 "$LOG" >&2; peer_die "rsyslogd did not bind udp $IN_PORT"; } ;;
-    file) peer_wait_file "$PIDFILE" 10 || { tail -5 "$LOG" >&2; peer_die "rsyslogd did not start"; } ;;
+    tcp) peer_wait_listen "$pid" "$IN_PORT" 10 || { kill "$pid" 2>/dev/null; tail -5 "$LOG" >&2; peer_die "rsyslogd did not listen on $IN_PORT"; } ;;
+    udp) peer_wait_udp "$pid" "$IN_PORT" 10 || { kill "$pid" 2>/dev/null; tail -5 "$LOG" >&2; peer_die "rsyslogd did not bind udp $IN_PORT"; } ;;
+    file) peer_wait_file "$PIDFILE" 10 || { kill "$pid" 2>/dev/null; tail -5 "$LOG" >&2; peer_die "rsyslogd did not start"; } ;;
 esac
 peer_report "$WD/peer.env" "pid=$pid" "input=$INPUT" "input_port=$IN_PORT_OUT" "input_file=$IN_FILE" \
     "config=$CONF" "log=$LOG"

@@ -40,5 +40,5 @@ EOF
 rsyslogd -N1 -f "$CONF" >"$WD/config-check.log" 2>&1 || { cat "$WD/config-check.log" >&2; peer_die "config rejected"; }
 peer_spawn "$LOG" rsyslogd -n -f "$CONF" -i "$PIDFILE"
 pid=$PEER_PID
-peer_wait_listen "$pid" "$PORT" 10 || { tail -5 "$LOG" >&2; peer_die "rsyslogd did not listen on $PORT"; }
+peer_wait_listen "$pid" "$PORT" 10 || { kill "$pid" 2>/dev/null; tail -5 "$LOG" >&2; peer_die "rsyslogd did not listen on $PORT"; }
 peer_report "$WD/peer.env" "pid=$pid" "port=$PORT" "out=$OUT" "config=$CONF" "log=$LOG"

@@ -127,9 +127,9 @@ ARGS=(-f "$CONF" -p "$PIDFILE" -R "$WD/syslog-ng.persist" -c "$WD/syslog-ng.ctl"
 peer_spawn "$WD/syslog-ng.stderr" "$SNG" -F "${ARGS[@]}"
 pid=$PEER_PID
 case $INPUT in
-    tcp) peer_wait_listen "$pid" "$IN_PORT" 10 || { tail -5 "$WD/syslog-ng.stderr" >&2; peer_die "syslog-ng did not listen on $IN_PORT"; } ;;
-    udp) peer_wait_udp "$pid" "$IN_PORT" 10 || { tail -5 "$WD/syslog-ng.stderr" >&2; peer_die "syslog-ng did not bind udp $IN_PORT"; } ;;
-    file) peer_wait_file "$PIDFILE" 10 || { tail -5 "$WD/syslog-ng.stderr" >&2; peer_die "syslog-ng did not start"; } ;;
+    tcp) peer_wait_listen "$pid" "$IN_PORT" 10 || { kill "$pid" 2>/dev/null; tail -5 "$WD/syslog-ng.stderr" >&2; peer_die "syslog-ng did not listen on $IN_PORT"; } ;;
+    udp) peer_wait_udp "$pid" "$IN_PORT" 10 || { kill "$pid" 2>/dev/null; tail -5 "$WD/syslog-ng.stderr" >&2; peer_die "syslog-ng did not bind udp $IN_PORT"; } ;;
+    file) peer_wait_file "$PIDFILE" 10 || { kill "$pid" 2>/dev/null; tail -5 "$WD/syslog-ng.stderr" >&2; peer_die "syslog-ng did not start"; } ;;
 esac
 peer_report "$WD/peer.env" "pid=$pid" "input=$INPUT" "input_port=$IN_PORT_OUT" "input_file=$IN_FILE" \
     "config=$CONF" "log=$LOG"
