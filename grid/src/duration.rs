@@ -9,7 +9,9 @@ use std::time::Duration;
 pub struct HumanDuration(pub Duration);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid duration {input:?}: expected a whole number followed by s, m, h, d or w (e.g. \"7d\")")]
+#[error(
+    "invalid duration {input:?}: expected a whole number followed by s, m, h, d or w (e.g. \"7d\")"
+)]
 pub struct DurationError {
     pub input: String,
 }
@@ -18,9 +20,13 @@ impl FromStr for HumanDuration {
     type Err = DurationError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let error = || DurationError { input: input.to_string() };
+        let error = || DurationError {
+            input: input.to_string(),
+        };
         let trimmed = input.trim();
-        let split_at = trimmed.find(|c: char| !c.is_ascii_digit()).ok_or_else(error)?;
+        let split_at = trimmed
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(error)?;
         let (digits, unit) = trimmed.split_at(split_at);
         let count: u64 = digits.parse().map_err(|_| error())?;
         let unit_seconds = match unit {
@@ -67,8 +73,18 @@ mod tests {
 
     #[test]
     fn parses_every_unit() {
-        for (text, seconds) in [("90s", 90), ("15m", 900), ("36h", 129_600), ("7d", 604_800), ("2w", 1_209_600)] {
-            assert_eq!(text.parse::<HumanDuration>().unwrap().0.as_secs(), seconds, "{text}");
+        for (text, seconds) in [
+            ("90s", 90),
+            ("15m", 900),
+            ("36h", 129_600),
+            ("7d", 604_800),
+            ("2w", 1_209_600),
+        ] {
+            assert_eq!(
+                text.parse::<HumanDuration>().unwrap().0.as_secs(),
+                seconds,
+                "{text}"
+            );
         }
     }
 
@@ -76,14 +92,23 @@ mod tests {
     fn rejects_garbage_with_a_helpful_message() {
         for text in ["", "7", "d", "7x", "-1d", "1.5h", "99999999999999999999w"] {
             let error = text.parse::<HumanDuration>().unwrap_err();
-            assert!(error.to_string().contains("expected a whole number"), "{text}: {error}");
+            assert!(
+                error.to_string().contains("expected a whole number"),
+                "{text}: {error}"
+            );
         }
     }
 
     #[test]
     fn displays_in_the_largest_whole_unit() {
-        assert_eq!(HumanDuration(Duration::from_secs(604_800)).to_string(), "1w");
-        assert_eq!(HumanDuration(Duration::from_secs(86_400 * 3)).to_string(), "3d");
+        assert_eq!(
+            HumanDuration(Duration::from_secs(604_800)).to_string(),
+            "1w"
+        );
+        assert_eq!(
+            HumanDuration(Duration::from_secs(86_400 * 3)).to_string(),
+            "3d"
+        );
         assert_eq!(HumanDuration(Duration::from_secs(61)).to_string(), "61s");
     }
 }

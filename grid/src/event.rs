@@ -123,7 +123,9 @@ pub fn new_ulid() -> String {
 }
 
 /// Severity names as RFC 5424 §6.2.1 lists them, index = severity code.
-pub const SEVERITY_NAMES: [&str; 8] = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
+pub const SEVERITY_NAMES: [&str; 8] = [
+    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+];
 
 /// Parses a severity given as a code (`3`) or a name (`err`, `error`, `warn`).
 pub fn parse_severity(text: &str) -> Option<u8> {
@@ -139,13 +141,37 @@ pub fn parse_severity(text: &str) -> Option<u8> {
         "informational" => "info",
         other => other,
     };
-    SEVERITY_NAMES.iter().position(|name| *name == alias).map(|index| index as u8)
+    SEVERITY_NAMES
+        .iter()
+        .position(|name| *name == alias)
+        .map(|index| index as u8)
 }
 
 /// Facility names (RFC 5424 §6.2.1 and the usual BSD names), index = facility code.
 pub const FACILITY_NAMES: [&str; 24] = [
-    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp", "ntp",
-    "security", "console", "solaris-cron", "local0", "local1", "local2", "local3", "local4", "local5", "local6",
+    "kern",
+    "user",
+    "mail",
+    "daemon",
+    "auth",
+    "syslog",
+    "lpr",
+    "news",
+    "uucp",
+    "cron",
+    "authpriv",
+    "ftp",
+    "ntp",
+    "security",
+    "console",
+    "solaris-cron",
+    "local0",
+    "local1",
+    "local2",
+    "local3",
+    "local4",
+    "local5",
+    "local6",
     "local7",
 ];
 
@@ -154,7 +180,10 @@ pub fn parse_facility(text: &str) -> Option<u8> {
         return (code < 24).then_some(code);
     }
     let lower = text.to_ascii_lowercase();
-    FACILITY_NAMES.iter().position(|name| *name == lower).map(|index| index as u8)
+    FACILITY_NAMES
+        .iter()
+        .position(|name| *name == lower)
+        .map(|index| index as u8)
 }
 
 #[cfg(test)]

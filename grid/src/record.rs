@@ -44,7 +44,10 @@ pub enum RecordError {
     #[error("record could not be decompressed: {0}")]
     Decompress(std::io::Error),
     #[error("record holds an invalid event on line {line}: {source}")]
-    Event { line: usize, source: serde_json::Error },
+    Event {
+        line: usize,
+        source: serde_json::Error,
+    },
 }
 
 /// How records are written: compression and, with a key, encryption.
@@ -56,13 +59,19 @@ pub struct RecordCodec {
 
 impl std::fmt::Debug for RecordCodec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecordCodec").field("zstd_level", &self.zstd_level).field("encrypted", &self.cipher.is_some()).finish()
+        f.debug_struct("RecordCodec")
+            .field("zstd_level", &self.zstd_level)
+            .field("encrypted", &self.cipher.is_some())
+            .finish()
     }
 }
 
 impl RecordCodec {
     pub fn plain() -> Self {
-        RecordCodec { zstd_level: None, cipher: None }
+        RecordCodec {
+            zstd_level: None,
+            cipher: None,
+        }
     }
 
     pub fn with_zstd(mut self, level: i32) -> Self {
@@ -94,7 +103,9 @@ impl RecordCodec {
         if let Some(cipher) = &self.cipher {
             let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
             // Encryption of an in-memory buffer cannot fail for sizes below the GCM limit.
-            let ciphertext = cipher.encrypt(&nonce, payload.as_slice()).unwrap_or_default();
+            let ciphertext = cipher
+                .encrypt(&nonce, payload.as_slice())
+                .unwrap_or_default();
             let mut sealed = Vec::with_capacity(NONCE_LEN + ciphertext.len());
             sealed.extend_from_slice(&nonce);
             sealed.extend_from_slice(&ciphertext);
@@ -125,17 +136,23 @@ impl RecordCodec {
                 return Err(RecordError::Decrypt);
             }
             let (nonce, ciphertext) = payload.split_at(NONCE_LEN);
-            payload = cipher.decrypt(nonce.into(), ciphertext).map_err(|_| RecordError::Decrypt)?;
+            payload = cipher
+                .decrypt(nonce.into(), ciphertext)
+                .map_err(|_| RecordError::Decrypt)?;
         }
         if flags & FLAG_ZSTD != 0 {
-            payload = zstd::stream::decode_all(payload.as_slice()).map_err(RecordError::Decompress)?;
+            payload =
+                zstd::stream::decode_all(payload.as_slice()).map_err(RecordError::Decompress)?;
         }
         let mut events = Vec::new();
         for (index, line) in payload.split(|byte| *byte == b'\n').enumerate() {
             if line.is_empty() {
                 continue;
             }
-            let event = serde_json::from_slice(line).map_err(|source| RecordError::Event { line: index + 1, source })?;
+            let event = serde_json::from_slice(line).map_err(|source| RecordError::Event {
+                line: index + 1,
+                source,
+            })?;
             events.push(event);
         }
         Ok((events, consumed))
@@ -146,7 +163,10 @@ impl RecordCodec {
 /// Returns the stored payload, the flags and the record's total length.
 pub fn split_record(buf: &[u8]) -> Result<(&[u8], u8, usize), RecordError> {
     if buf.len() < HEADER_LEN {
-        return Err(RecordError::Incomplete { needed: HEADER_LEN, available: buf.len() });
+        return Err(RecordError::Incomplete {
+            needed: HEADER_LEN,
+            available: buf.len(),
+        });
     }
     let magic: [u8; 4] = [buf[0], buf[1], buf[2], buf[3]];
     if &magic != MAGIC {
@@ -160,7 +180,10 @@ pub fn split_record(buf: &[u8]) -> Result<(&[u8], u8, usize), RecordError> {
     let stored = u32::from_le_bytes([buf[12], buf[13], buf[14], buf[15]]);
     let total = HEADER_LEN + payload_len;
     if buf.len() < total {
-        return Err(RecordError::Incomplete { needed: total, available: buf.len() });
+        return Err(RecordError::Incomplete {
+            needed: total,
+            available: buf.len(),
+        });
     }
     let payload = &buf[HEADER_LEN..total];
     let computed = crc32c::crc32c(payload);
@@ -212,7 +235,11 @@ mod tests {
     fn every_codec_round_trips() {
         let events = vec![event("one"), event("two\nlines"), event("")];
         let key = [7u8; 32];
-        for codec in [RecordCodec::plain(), RecordCodec::plain().with_zstd(3), RecordCodec::plain().with_zstd(1).with_key(&key)] {
+        for codec in [
+            RecordCodec::plain(),
+            RecordCodec::plain().with_zstd(3),
+            RecordCodec::plain().with_zstd(1).with_key(&key),
+        ] {
             let bytes = codec.encode(&events);
             let (back, consumed) = codec.decode(&bytes).unwrap();
             assert_eq!(back, events, "{codec:?}");
@@ -224,7 +251,13 @@ mod tests {
     fn a_torn_tail_is_incomplete_not_garbage() {
         let bytes = RecordCodec::plain().encode(&[event("x")]);
         for cut in 0..bytes.len() {
-            assert!(matches!(RecordCodec::plain().decode(&bytes[..cut]), Err(RecordError::Incomplete { .. })), "cut at {cut}");
+            assert!(
+                matches!(
+                    RecordCodec::plain().decode(&bytes[..cut]),
+                    Err(RecordError::Incomplete { .. })
+                ),
+                "cut at {cut}"
+            );
         }
     }
 
@@ -233,14 +266,25 @@ mod tests {
         let mut bytes = RecordCodec::plain().encode(&[event("payload")]);
         let last = bytes.len() - 3;
         bytes[last] ^= 0x20;
-        assert!(matches!(RecordCodec::plain().decode(&bytes), Err(RecordError::Checksum { .. })));
+        assert!(matches!(
+            RecordCodec::plain().decode(&bytes),
+            Err(RecordError::Checksum { .. })
+        ));
     }
 
     #[test]
     fn encrypted_records_need_the_right_key() {
-        let bytes = RecordCodec::plain().with_key(&[1; 32]).encode(&[event("secret")]);
-        assert!(matches!(RecordCodec::plain().decode(&bytes), Err(RecordError::KeyRequired)));
-        assert!(matches!(RecordCodec::plain().with_key(&[2; 32]).decode(&bytes), Err(RecordError::Decrypt)));
+        let bytes = RecordCodec::plain()
+            .with_key(&[1; 32])
+            .encode(&[event("secret")]);
+        assert!(matches!(
+            RecordCodec::plain().decode(&bytes),
+            Err(RecordError::KeyRequired)
+        ));
+        assert!(matches!(
+            RecordCodec::plain().with_key(&[2; 32]).decode(&bytes),
+            Err(RecordError::Decrypt)
+        ));
         assert!(!bytes.windows(6).any(|window| window == b"secret"));
     }
 

@@ -28,7 +28,8 @@ pub struct InvalidTenantId {
 impl TenantId {
     pub fn parse(id: &str) -> Result<TenantId, InvalidTenantId> {
         let bytes = id.as_bytes();
-        let allowed = |byte: &u8| byte.is_ascii_lowercase() || byte.is_ascii_digit() || *byte == b'-';
+        let allowed =
+            |byte: &u8| byte.is_ascii_lowercase() || byte.is_ascii_digit() || *byte == b'-';
         let valid = !bytes.is_empty()
             && bytes.len() <= 63
             && bytes.iter().all(allowed)
@@ -37,7 +38,9 @@ impl TenantId {
         if valid {
             Ok(TenantId(id.to_string()))
         } else {
-            Err(InvalidTenantId { id: id.chars().take(80).collect() })
+            Err(InvalidTenantId {
+                id: id.chars().take(80).collect(),
+            })
         }
     }
 
@@ -112,7 +115,9 @@ fn default_short_term() -> HumanDuration {
 
 impl Default for RetentionSpec {
     fn default() -> Self {
-        RetentionSpec { short_term: default_short_term() }
+        RetentionSpec {
+            short_term: default_short_term(),
+        }
     }
 }
 
@@ -127,7 +132,12 @@ pub struct Producer {
 
 impl From<&ProducerSpec> for Producer {
     fn from(spec: &ProducerSpec) -> Self {
-        Producer { name: spec.name.clone(), pattern: spec.pattern.clone(), durable: spec.durable, encrypted: spec.encrypted }
+        Producer {
+            name: spec.name.clone(),
+            pattern: spec.pattern.clone(),
+            durable: spec.durable,
+            encrypted: spec.encrypted,
+        }
     }
 }
 
@@ -143,7 +153,9 @@ pub struct Tenant {
 impl Tenant {
     /// The producer for an APP-NAME: exact match by name, else the default.
     pub fn producer_for(&self, pname: Option<&str>) -> &Producer {
-        pname.and_then(|name| self.producers.get(name)).unwrap_or(&self.default_producer)
+        pname
+            .and_then(|name| self.producers.get(name))
+            .unwrap_or(&self.default_producer)
     }
 
     /// Checks a presented token against every accepted token without leaking, through timing,
@@ -180,15 +192,25 @@ impl Tenant {
             return Err(SpecError::NoToken(tenant_name));
         }
         if spec.tokens.iter().any(|token| token.value.is_empty()) {
-            return Err(SpecError::EmptyToken { tenant: tenant_name });
+            return Err(SpecError::EmptyToken {
+                tenant: tenant_name,
+            });
         }
         let mut producers = HashMap::new();
         for producer in &spec.producers {
             if producer.name.is_empty() {
-                return Err(SpecError::EmptyProducerName { tenant: tenant_name });
+                return Err(SpecError::EmptyProducerName {
+                    tenant: tenant_name,
+                });
             }
-            if producers.insert(producer.name.clone(), Producer::from(producer)).is_some() {
-                return Err(SpecError::DuplicateProducer { tenant: tenant_name, producer: producer.name.clone() });
+            if producers
+                .insert(producer.name.clone(), Producer::from(producer))
+                .is_some()
+            {
+                return Err(SpecError::DuplicateProducer {
+                    tenant: tenant_name,
+                    producer: producer.name.clone(),
+                });
             }
         }
         let default_producer = producers.get("default").cloned().unwrap_or(Producer {
@@ -197,7 +219,12 @@ impl Tenant {
             durable: false,
             encrypted: false,
         });
-        Ok(Tenant { id: spec.id.clone(), spec, producers, default_producer })
+        Ok(Tenant {
+            id: spec.id.clone(),
+            spec,
+            producers,
+            default_producer,
+        })
     }
 }
 
@@ -250,9 +277,16 @@ impl TenantRegistry {
     }
 
     /// The tenant, if the token is one of its current tokens.
-    pub fn authenticate(&self, id: &str, token: Option<&str>, now: DateTime<Utc>) -> Result<&Arc<Tenant>, AuthError> {
+    pub fn authenticate(
+        &self,
+        id: &str,
+        token: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<&Arc<Tenant>, AuthError> {
         let tenant = self.tenants.get(id).ok_or(AuthError::UnknownTenant)?;
-        let token = token.filter(|token| !token.is_empty()).ok_or(AuthError::MissingToken)?;
+        let token = token
+            .filter(|token| !token.is_empty())
+            .ok_or(AuthError::MissingToken)?;
         if tenant.token_is_valid(token, now) {
             Ok(tenant)
         } else {
@@ -274,20 +308,32 @@ mod tests {
         for good in ["a", "acme", "acme-prod-1", "0abc"] {
             assert!(TenantId::parse(good).is_ok(), "{good}");
         }
-        for bad in ["", "-a", "a-", "Acme", "a_b", "a.b", "../etc", "a/b", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "Acme",
+            "a_b",
+            "a.b",
+            "../etc",
+            "a/b",
+            &"a".repeat(64),
+        ] {
             assert!(TenantId::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn yaml_with_a_bad_id_is_refused_with_the_reason() {
-        let error = serde_yaml::from_str::<TenantSpec>("id: ../x\ntokens: [{value: t}]").unwrap_err();
+        let error =
+            serde_yaml::from_str::<TenantSpec>("id: ../x\ntokens: [{value: t}]").unwrap_err();
         assert!(error.to_string().contains("DNS-1123"), "{error}");
     }
 
     #[test]
     fn unknown_fields_are_refused() {
-        let error = serde_yaml::from_str::<TenantSpec>("id: a\ntokens: [{value: t}]\ntokn: x").unwrap_err();
+        let error =
+            serde_yaml::from_str::<TenantSpec>("id: a\ntokens: [{value: t}]\ntokn: x").unwrap_err();
         assert!(error.to_string().contains("tokn"), "{error}");
     }
 
@@ -298,7 +344,10 @@ mod tests {
         ))
         .unwrap();
         assert!(tenant.producer_for(Some("sshd")).durable);
-        assert_eq!(tenant.producer_for(Some("sshd")).pattern.as_deref(), Some("sshd"));
+        assert_eq!(
+            tenant.producer_for(Some("sshd")).pattern.as_deref(),
+            Some("sshd")
+        );
         assert_eq!(tenant.producer_for(Some("nginx")).name, "default");
         assert!(!tenant.producer_for(None).durable);
     }
@@ -309,20 +358,51 @@ mod tests {
             "id: acme\ntokens:\n- value: new\n- value: old\n  notAfter: 2026-01-02T00:00:00Z\n",
         )])
         .unwrap();
-        let before = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().with_timezone(&Utc);
-        let after = DateTime::parse_from_rfc3339("2026-01-03T00:00:00Z").unwrap().with_timezone(&Utc);
+        let before = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let after = DateTime::parse_from_rfc3339("2026-01-03T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         assert!(registry.authenticate("acme", Some("old"), before).is_ok());
-        assert_eq!(registry.authenticate("acme", Some("old"), after).unwrap_err(), AuthError::InvalidToken);
+        assert_eq!(
+            registry
+                .authenticate("acme", Some("old"), after)
+                .unwrap_err(),
+            AuthError::InvalidToken
+        );
         assert!(registry.authenticate("acme", Some("new"), after).is_ok());
-        assert_eq!(registry.authenticate("acme", Some("ne"), after).unwrap_err(), AuthError::InvalidToken);
-        assert_eq!(registry.authenticate("acme", None, after).unwrap_err(), AuthError::MissingToken);
-        assert_eq!(registry.authenticate("other", Some("new"), after).unwrap_err(), AuthError::UnknownTenant);
+        assert_eq!(
+            registry
+                .authenticate("acme", Some("ne"), after)
+                .unwrap_err(),
+            AuthError::InvalidToken
+        );
+        assert_eq!(
+            registry.authenticate("acme", None, after).unwrap_err(),
+            AuthError::MissingToken
+        );
+        assert_eq!(
+            registry
+                .authenticate("other", Some("new"), after)
+                .unwrap_err(),
+            AuthError::UnknownTenant
+        );
     }
 
     #[test]
     fn invalid_specs_say_what_is_wrong() {
-        assert_eq!(Tenant::from_spec(spec("id: a\ntokens: []")).unwrap_err(), SpecError::NoToken("a".into()));
-        let duplicate = vec![spec("id: a\ntokens: [{value: t}]"), spec("id: a\ntokens: [{value: u}]")];
-        assert_eq!(TenantRegistry::from_specs(duplicate).unwrap_err(), SpecError::DuplicateTenant("a".into()));
+        assert_eq!(
+            Tenant::from_spec(spec("id: a\ntokens: []")).unwrap_err(),
+            SpecError::NoToken("a".into())
+        );
+        let duplicate = vec![
+            spec("id: a\ntokens: [{value: t}]"),
+            spec("id: a\ntokens: [{value: u}]"),
+        ];
+        assert_eq!(
+            TenantRegistry::from_specs(duplicate).unwrap_err(),
+            SpecError::DuplicateTenant("a".into())
+        );
     }
 }

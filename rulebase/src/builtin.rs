@@ -1,7 +1,15 @@
 //! Rulebases shipped with Meniscus, embedded at build time. Each file documents its
 //! rules and fields in its header comment.
 
-pub(crate) const NAMES: &[&str] = &["sshd", "sudo", "cron", "iptables", "access-log", "postfix", "cisco-asa"];
+pub(crate) const NAMES: &[&str] = &[
+    "sshd",
+    "sudo",
+    "cron",
+    "iptables",
+    "access-log",
+    "postfix",
+    "cisco-asa",
+];
 
 pub(crate) fn text(name: &str) -> Option<&'static str> {
     Some(match name {

@@ -20,13 +20,22 @@ pub struct RulebaseError {
 
 impl RulebaseError {
     pub(crate) fn new(file: &str, line: usize, column: usize, message: impl Into<String>) -> Self {
-        RulebaseError { file: file.to_string(), line, column, message: message.into() }
+        RulebaseError {
+            file: file.to_string(),
+            line,
+            column,
+            message: message.into(),
+        }
     }
 }
 
 impl fmt::Display for RulebaseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
     }
 }
 

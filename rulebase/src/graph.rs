@@ -73,7 +73,10 @@ impl Graph {
     }
 
     pub(crate) fn find_type(&self, name: &str) -> Option<NodeId> {
-        self.types.iter().find(|(n, _)| n == name).map(|(_, id)| *id)
+        self.types
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, id)| *id)
     }
 
     pub(crate) fn type_root(&mut self, name: &str) -> NodeId {
@@ -89,9 +92,18 @@ impl Graph {
     pub(crate) fn add_literal_char(&mut self, dag: &mut NodeId, c: u8) -> Result<(), String> {
         let mut conf = Map::new();
         conf.insert("type".into(), Value::from("literal"));
-        conf.insert("text".into(), Value::from(String::from_utf8_lossy(&[c]).into_owned()));
+        conf.insert(
+            "text".into(),
+            Value::from(String::from_utf8_lossy(&[c]).into_owned()),
+        );
         let key = Value::Object(conf).to_string();
-        let edge = Edge { field: Field::Literal(Box::new([c])), name: None, prio: (DEFAULT_USER_PRIO << 8) | 4, next: 0, key };
+        let edge = Edge {
+            field: Field::Literal(Box::new([c])),
+            name: None,
+            prio: (DEFAULT_USER_PRIO << 8) | 4,
+            next: 0,
+            key,
+        };
         let mut next = None;
         self.insert_edge(*dag, edge, &mut next);
         *dag = next.ok_or("internal error: literal edge without node")?;
@@ -105,7 +117,13 @@ impl Graph {
         self.add_internal(dag, Mode::Seq, conf, &mut next)
     }
 
-    fn add_internal(&mut self, dag: &mut NodeId, mode: Mode, conf: &Value, next: &mut Option<NodeId>) -> Result<(), String> {
+    fn add_internal(
+        &mut self,
+        dag: &mut NodeId,
+        mode: Mode,
+        conf: &Value,
+        next: &mut Option<NodeId>,
+    ) -> Result<(), String> {
         match conf {
             Value::Object(obj) => {
                 if obj.get("type").and_then(Value::as_str) == Some("alternative") {
@@ -122,11 +140,19 @@ impl Graph {
                 }
             }
             Value::Array(list) => self.add_parsers(list, Mode::Seq, dag, next),
-            other => Err(format!("parser definition must be an object or array, not {other}")),
+            other => Err(format!(
+                "parser definition must be an object or array, not {other}"
+            )),
         }
     }
 
-    fn add_parsers(&mut self, list: &[Value], mode: Mode, pdag: &mut NodeId, p_next: &mut Option<NodeId>) -> Result<(), String> {
+    fn add_parsers(
+        &mut self,
+        list: &[Value],
+        mode: Mode,
+        pdag: &mut NodeId,
+        p_next: &mut Option<NodeId>,
+    ) -> Result<(), String> {
         if list.is_empty() {
             return Err("empty parser list".into());
         }
@@ -142,7 +168,11 @@ impl Graph {
                     }
                 }
                 Value::Object(obj) => self.add_instance(obj, dag, &mut next)?,
-                other => return Err(format!("parser definition must be an object or array, not {other}")),
+                other => {
+                    return Err(format!(
+                        "parser definition must be an object or array, not {other}"
+                    ))
+                }
             }
             if mode == Mode::Seq {
                 dag = next.ok_or("internal error: parser without node")?;
@@ -157,7 +187,12 @@ impl Graph {
         Ok(())
     }
 
-    fn add_instance(&mut self, conf: &Map<String, Value>, dag: NodeId, next: &mut Option<NodeId>) -> Result<(), String> {
+    fn add_instance(
+        &mut self,
+        conf: &Map<String, Value>,
+        dag: NodeId,
+        next: &mut Option<NodeId>,
+    ) -> Result<(), String> {
         let edge = self.new_edge(conf)?;
         self.insert_edge(dag, edge, next);
         Ok(())
@@ -193,7 +228,9 @@ impl Graph {
         };
         let user_prio = match conf.get("priority") {
             None => DEFAULT_USER_PRIO,
-            Some(v) => v.as_i64().ok_or_else(|| format!("priority must be an integer, not {v}"))?,
+            Some(v) => v
+                .as_i64()
+                .ok_or_else(|| format!("priority must be an integer, not {v}"))?,
         };
         let mut params = conf.clone();
         params.remove("type");
@@ -210,10 +247,17 @@ impl Graph {
         } else if type_name == "repeat" {
             (self.new_repeat(&params)?, 4)
         } else {
-            let base = base_prio(type_name).ok_or_else(|| format!("unknown field type \"{type_name}\""))?;
+            let base = base_prio(type_name)
+                .ok_or_else(|| format!("unknown field type \"{type_name}\""))?;
             (fields::construct(type_name, &params)?, base)
         };
-        Ok(Edge { field, name, prio: ((user_prio << 8) & 0xffff_ff00) | base as i64, next: 0, key })
+        Ok(Edge {
+            field,
+            name,
+            prio: ((user_prio << 8) & 0xffff_ff00) | base as i64,
+            next: 0,
+            key,
+        })
     }
 
     fn new_repeat(&mut self, params: &Map<String, Value>) -> Result<Field, String> {
@@ -236,7 +280,11 @@ impl Graph {
             }
         }
         match (parser, while_cond) {
-            (Some(parser), Some(while_cond)) => Ok(Field::Repeat { parser, while_cond, permit_mismatch: permit }),
+            (Some(parser), Some(while_cond)) => Ok(Field::Repeat {
+                parser,
+                while_cond,
+                permit_mismatch: permit,
+            }),
             _ => Err("repeat parser needs 'parser','while' parameters".into()),
         }
     }
@@ -246,7 +294,12 @@ impl Graph {
     /// we: their edges stay in definition order).
     pub(crate) fn optimize(&mut self, root: NodeId) {
         let mut visited = vec![false; self.nodes.len()];
-        let roots: Vec<NodeId> = self.types.iter().map(|(_, id)| *id).chain(std::iter::once(root)).collect();
+        let roots: Vec<NodeId> = self
+            .types
+            .iter()
+            .map(|(_, id)| *id)
+            .chain(std::iter::once(root))
+            .collect();
         for r in roots {
             let mut stack = vec![r];
             while let Some(id) = stack.pop() {
@@ -270,13 +323,21 @@ impl Graph {
     fn compact_literal_path(&mut self, id: NodeId, i: usize) {
         loop {
             let edge = &self.node(id).edges[i];
-            let Field::Literal(_) = edge.field else { return };
+            let Field::Literal(_) = edge.field else {
+                return;
+            };
             let child = self.node(edge.next);
             // named literals keep their own edge so their value is the literal alone
-            if child.edges.len() != 1 || child.terminal || edge.name.is_some() || child.edges[0].name.is_some() {
+            if child.edges.len() != 1
+                || child.terminal
+                || edge.name.is_some()
+                || child.edges[0].name.is_some()
+            {
                 return;
             }
-            let Field::Literal(add) = &child.edges[0].field else { return };
+            let Field::Literal(add) = &child.edges[0].field else {
+                return;
+            };
             let (add, new_next) = (add.clone(), child.edges[0].next);
             let edge = &mut self.node_mut(id).edges[i];
             if let Field::Literal(lit) = &mut edge.field {
@@ -300,7 +361,13 @@ pub(crate) struct Matcher<'g, 's> {
 
 impl<'g> Matcher<'g, '_> {
     /// liblognorm's `ln_normalizeRec`: returns the terminal node reached, if any.
-    pub(crate) fn rec(&mut self, node: NodeId, offs: usize, partial: bool, out: &mut Fields<'g>) -> Option<NodeId> {
+    pub(crate) fn rec(
+        &mut self,
+        node: NodeId,
+        offs: usize,
+        partial: bool,
+        out: &mut Fields<'g>,
+    ) -> Option<NodeId> {
         let g = self.g;
         let n = g.node(node);
         let mut r = None;
@@ -349,12 +416,22 @@ impl<'g> Matcher<'g, '_> {
                 let consumed = self.parsed_to.wrapping_sub(offs);
                 r.map(|_| (consumed, Out::Fields(inner)))
             }
-            Field::Repeat { parser, while_cond, permit_mismatch } => self.repeat(offs, *parser, *while_cond, *permit_mismatch),
+            Field::Repeat {
+                parser,
+                while_cond,
+                permit_mismatch,
+            } => self.repeat(offs, *parser, *while_cond, *permit_mismatch),
             f => fields::parse(f, self.s, offs),
         }
     }
 
-    fn repeat(&mut self, offs: usize, parser: NodeId, while_cond: NodeId, permit: bool) -> Option<(usize, Out<'g>)> {
+    fn repeat(
+        &mut self,
+        offs: usize,
+        parser: NodeId,
+        while_cond: NodeId,
+        permit: bool,
+    ) -> Option<(usize, Out<'g>)> {
         let mut strt = offs;
         let mut last_good = offs;
         let mut arr: Option<Vec<Value>> = None;
@@ -403,13 +480,17 @@ fn add_field<'g>(out: &mut Fields<'g>, e: &'g Edge, val: Out<'g>, line: &str) {
                 return;
             }
             Out::Value(v) if v.is_object() => {
-                let Value::Object(obj) = *v else { unreachable!("checked is_object") };
+                let Value::Object(obj) = *v else {
+                    unreachable!("checked is_object")
+                };
                 for (k, v) in obj {
                     set_field(out, Key::Owned(k.into()), Out::Value(Box::new(v)));
                 }
                 return;
             }
-            Out::Iptables { start: a, end: b, .. } => {
+            Out::Iptables {
+                start: a, end: b, ..
+            } => {
                 fields::structured::iptables_pairs(line.as_bytes(), a, b, |n, v| {
                     let v = v.map_or(Out::Null, |(va, vb)| Out::Span(va, vb));
                     set_field(out, Key::Owned(fields::span_str(line, n.0, n.1).into()), v);

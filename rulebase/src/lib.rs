@@ -131,7 +131,10 @@ impl Rulebase {
     pub fn parse_str(text: &str, source_name: &str) -> Result<Rulebase, RulebaseError> {
         let mut l = parser::Loader::new();
         l.load_text(text, source_name, None)?;
-        Ok(Rulebase { c: l.finish(), source: source_name.to_string() })
+        Ok(Rulebase {
+            c: l.finish(),
+            source: source_name.to_string(),
+        })
     }
 
     /// Load and compile a rulebase file; `include=` paths are resolved relative to the
@@ -139,7 +142,10 @@ impl Rulebase {
     pub fn load(path: &Path) -> Result<Rulebase, RulebaseError> {
         let mut l = parser::Loader::new();
         l.load_file(path)?;
-        Ok(Rulebase { c: l.finish(), source: path.display().to_string() })
+        Ok(Rulebase {
+            c: l.finish(),
+            source: path.display().to_string(),
+        })
     }
 
     /// One of the rulebases shipped with Meniscus (see [`Rulebase::builtin_names`]).
@@ -171,7 +177,12 @@ impl Rulebase {
 
     fn run<'g>(&'g self, line: &str) -> Raw<'g> {
         let s = line.as_bytes();
-        let mut m = Matcher { g: &self.c.graph, line, s, parsed_to: 0 };
+        let mut m = Matcher {
+            g: &self.c.graph,
+            line,
+            s,
+            parsed_to: 0,
+        };
         // one allocation per line covers the common rules (the built-ins have <= 16 fields)
         let mut fields = Fields::with_capacity(16);
         let end = m.rec(self.c.root, 0, false, &mut fields);
@@ -179,21 +190,45 @@ impl Rulebase {
             Some(end) => {
                 let tags = self.c.graph.nodes[end as usize].tags.as_deref();
                 for tag in tags.unwrap_or(&[]) {
-                    for (k, v) in self.c.annotations.get(tag).map(Vec::as_slice).unwrap_or(&[]) {
+                    for (k, v) in self
+                        .c
+                        .annotations
+                        .get(tag)
+                        .map(Vec::as_slice)
+                        .unwrap_or(&[])
+                    {
                         set_field(&mut fields, fields::Key::Name(k), fields::Out::Str(v));
                     }
                 }
-                Raw { fields, tags, matched: true }
+                Raw {
+                    fields,
+                    tags,
+                    matched: true,
+                }
             }
             None => {
                 fields.clear();
-                static ORIGINALMSG: fields::KeyText =
-                    fields::KeyText { name: Cow::Borrowed("originalmsg"), json: Cow::Borrowed(", \"originalmsg\": ") };
-                static UNPARSED: fields::KeyText =
-                    fields::KeyText { name: Cow::Borrowed("unparsed-data"), json: Cow::Borrowed(", \"unparsed-data\": ") };
-                fields.push((fields::Key::Rule(&ORIGINALMSG), fields::Out::Span(0, s.len())));
-                fields.push((fields::Key::Rule(&UNPARSED), fields::Out::Span(m.parsed_to.min(s.len()), s.len())));
-                Raw { fields, tags: None, matched: false }
+                static ORIGINALMSG: fields::KeyText = fields::KeyText {
+                    name: Cow::Borrowed("originalmsg"),
+                    json: Cow::Borrowed(", \"originalmsg\": "),
+                };
+                static UNPARSED: fields::KeyText = fields::KeyText {
+                    name: Cow::Borrowed("unparsed-data"),
+                    json: Cow::Borrowed(", \"unparsed-data\": "),
+                };
+                fields.push((
+                    fields::Key::Rule(&ORIGINALMSG),
+                    fields::Out::Span(0, s.len()),
+                ));
+                fields.push((
+                    fields::Key::Rule(&UNPARSED),
+                    fields::Out::Span(m.parsed_to.min(s.len()), s.len()),
+                ));
+                Raw {
+                    fields,
+                    tags: None,
+                    matched: false,
+                }
             }
         }
     }
@@ -215,7 +250,12 @@ impl Rulebase {
         let raw = self.run(line);
         // event.tags is added after the fields and before annotations
         let n_annot = if raw.matched {
-            raw.tags.unwrap_or(&[]).iter().filter_map(|t| self.c.annotations.get(t)).map(Vec::len).sum::<usize>()
+            raw.tags
+                .unwrap_or(&[])
+                .iter()
+                .filter_map(|t| self.c.annotations.get(t))
+                .map(Vec::len)
+                .sum::<usize>()
         } else {
             0
         };
@@ -283,7 +323,8 @@ pub(crate) mod jsonc {
             match k {
                 // `, "name": `; the first member drops the comma
                 Key::Rule(kt) => {
-                    self.out.push_str(if self.first { &kt.json[1..] } else { &kt.json });
+                    self.out
+                        .push_str(if self.first { &kt.json[1..] } else { &kt.json });
                     self.first = false;
                 }
                 other => self.key(other.name()),
@@ -326,7 +367,10 @@ pub(crate) mod jsonc {
                 use std::fmt::Write;
                 let _ = write!(out, "{i}");
             }
-            Out::Float(f) => value(out, &serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)),
+            Out::Float(f) => value(
+                out,
+                &serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+            ),
             Out::Iptables { start, end, repeat } => iptables(out, line, *start, *end, *repeat),
             Out::Fields(fields) => {
                 let mut w = ObjectWriter::new(out);
@@ -361,9 +405,14 @@ pub(crate) mod jsonc {
             iptables_pairs(s, a, b, |name, val| member(&mut w, name, val));
         } else {
             let mut pairs: Vec<(Span, Option<Span>)> = Vec::new();
-            iptables_pairs(s, a, b, |name, val| match pairs.iter_mut().find(|(n, _)| s[n.0..n.1] == s[name.0..name.1]) {
-                Some(slot) => slot.1 = val,
-                None => pairs.push((name, val)),
+            iptables_pairs(s, a, b, |name, val| {
+                match pairs
+                    .iter_mut()
+                    .find(|(n, _)| s[n.0..n.1] == s[name.0..name.1])
+                {
+                    Some(slot) => slot.1 = val,
+                    None => pairs.push((name, val)),
+                }
             });
             for (name, val) in pairs {
                 member(&mut w, name, val);
@@ -419,9 +468,12 @@ pub(crate) mod jsonc {
                 Some(w) => u64::from_le_bytes(*w),
                 // a partial last word, padded with 'a' (needs no escaping); built with
                 // shifts, as a short copy into a buffer would be a memcpy call
-                None => b[i..].iter().enumerate().fold(u64::from_le_bytes([b'a'; 8]), |x, (k, &c)| {
-                    (x & !(0xff << (8 * k))) | (c as u64) << (8 * k)
-                }),
+                None => b[i..]
+                    .iter()
+                    .enumerate()
+                    .fold(u64::from_le_bytes([b'a'; 8]), |x, (k, &c)| {
+                        (x & !(0xff << (8 * k))) | (c as u64) << (8 * k)
+                    }),
             };
             if word_needs_escape(w) {
                 for (j, &c) in b.iter().enumerate().take(end).skip(i) {
@@ -505,7 +557,9 @@ mod tests {
                     '\t' => o.push_str("\\t"),
                     '\u{8}' => o.push_str("\\b"),
                     '\u{c}' => o.push_str("\\f"),
-                    c if (c as u32) < 0x20 || c as u32 == 0x7f => o.push_str(&format!("\\u{:04x}", c as u32)),
+                    c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                        o.push_str(&format!("\\u{:04x}", c as u32))
+                    }
                     c => o.push(c),
                 }
             }
@@ -524,7 +578,12 @@ mod tests {
                 }
             }
         }
-        for s in ["", "é/ü\u{7f}\"x", "ünïcödé text with / and \\ and \u{1}", "a\u{2028}b"] {
+        for s in [
+            "",
+            "é/ü\u{7f}\"x",
+            "ünïcödé text with / and \\ and \u{1}",
+            "a\u{2028}b",
+        ] {
             let mut got = String::new();
             super::jsonc::string(&mut got, s);
             assert_eq!(got, reference(s));

@@ -41,7 +41,16 @@ impl Loader {
     pub(crate) fn new() -> Self {
         let mut graph = Graph::default();
         let root = graph.new_node();
-        Loader { c: Compiled { graph, root, annotations: HashMap::new(), version: 0 }, prefix: Vec::new(), depth: 0 }
+        Loader {
+            c: Compiled {
+                graph,
+                root,
+                annotations: HashMap::new(),
+                version: 0,
+            },
+            prefix: Vec::new(),
+            depth: 0,
+        }
     }
 
     pub(crate) fn finish(mut self) -> Compiled {
@@ -53,14 +62,20 @@ impl Loader {
     }
 
     /// Load rulebase text. `base_dir` resolves relative `include=` paths.
-    pub(crate) fn load_text(&mut self, text: &str, file: &str, base_dir: Option<&Path>) -> Result<(), RulebaseError> {
+    pub(crate) fn load_text(
+        &mut self,
+        text: &str,
+        file: &str,
+        base_dir: Option<&Path>,
+    ) -> Result<(), RulebaseError> {
         let bytes = text.as_bytes();
         // liblognorm compares the first line with exactly "version=2\n"
-        let (version, body_start, first_line) = if bytes.starts_with(b"version=2\n") || bytes == b"version=2" {
-            (2, bytes.len().min(10), 2)
-        } else {
-            (1, 0, 1)
-        };
+        let (version, body_start, first_line) =
+            if bytes.starts_with(b"version=2\n") || bytes == b"version=2" {
+                (2, bytes.len().min(10), 2)
+            } else {
+                (1, 0, 1)
+            };
         if self.c.version != 0 && self.c.version != version {
             return Err(RulebaseError::new(
                 file,
@@ -75,14 +90,27 @@ impl Loader {
 
     pub(crate) fn load_file(&mut self, path: &Path) -> Result<(), RulebaseError> {
         let name = path.display().to_string();
-        let text = std::fs::read(path).map_err(|e| RulebaseError::new(&name, 0, 0, format!("cannot open rulebase: {}", e.to_string().to_lowercase())))?;
+        let text = std::fs::read(path).map_err(|e| {
+            RulebaseError::new(
+                &name,
+                0,
+                0,
+                format!("cannot open rulebase: {}", e.to_string().to_lowercase()),
+            )
+        })?;
         let text = String::from_utf8_lossy(&text);
         self.load_text(&text, &name, path.parent())
     }
 
     /// Split the text into records the way `ln_sampRead` does: a record ends at a newline
     /// unless a `%` field is still open; `#` starts a comment only at a record's start.
-    fn read_records(&mut self, text: &[u8], file: &str, first_line: usize, base_dir: Option<&Path>) -> Result<(), RulebaseError> {
+    fn read_records(
+        &mut self,
+        text: &[u8],
+        file: &str,
+        first_line: usize,
+        base_dir: Option<&Path>,
+    ) -> Result<(), RulebaseError> {
         let mut rec: Vec<(u8, Pos)> = Vec::new();
         let mut in_field = false;
         let (mut line, mut col) = (first_line, 1);
@@ -92,7 +120,12 @@ impl Loader {
             if c == b'\n' {
                 if in_field && runaway_rule(&text[i + 1..]) {
                     let p = rec.first().map_or(Pos { line, col: 1 }, |r| r.1);
-                    return Err(RulebaseError::new(file, p.line, p.col, "unmatched '%' in rule (the next line starts a new rule)"));
+                    return Err(RulebaseError::new(
+                        file,
+                        p.line,
+                        p.col,
+                        "unmatched '%' in rule (the next line starts a new rule)",
+                    ));
                 }
                 if !in_field && !rec.is_empty() {
                     self.process(&rec, file, base_dir)?;
@@ -119,17 +152,34 @@ impl Loader {
         if !rec.is_empty() {
             if in_field {
                 let p = rec[0].1;
-                return Err(RulebaseError::new(file, p.line, p.col, "unmatched '%' in rule"));
+                return Err(RulebaseError::new(
+                    file,
+                    p.line,
+                    p.col,
+                    "unmatched '%' in rule",
+                ));
             }
             self.process(&rec, file, base_dir)?;
         }
         Ok(())
     }
 
-    fn process(&mut self, rec: &[(u8, Pos)], file: &str, base_dir: Option<&Path>) -> Result<(), RulebaseError> {
-        let eq = rec.iter().position(|(c, _)| *c == b'=').unwrap_or(rec.len());
+    fn process(
+        &mut self,
+        rec: &[(u8, Pos)],
+        file: &str,
+        base_dir: Option<&Path>,
+    ) -> Result<(), RulebaseError> {
+        let eq = rec
+            .iter()
+            .position(|(c, _)| *c == b'=')
+            .unwrap_or(rec.len());
         let kind: Vec<u8> = rec[..eq].iter().map(|(c, _)| *c).collect();
-        let body = if eq < rec.len() { &rec[eq + 1..] } else { &rec[rec.len()..] };
+        let body = if eq < rec.len() {
+            &rec[eq + 1..]
+        } else {
+            &rec[rec.len()..]
+        };
         let at = |p: Pos, msg: String| RulebaseError::new(file, p.line, p.col, msg);
         let start = rec[0].1;
         match kind.as_slice() {
@@ -142,7 +192,12 @@ impl Loader {
                 Ok(())
             }
             b"rule" => {
-                let colon = body.iter().position(|(c, _)| *c == b':').ok_or_else(|| at(start, "rule needs 'tags:' before the sample (missing ':')".into()))?;
+                let colon = body.iter().position(|(c, _)| *c == b':').ok_or_else(|| {
+                    at(
+                        start,
+                        "rule needs 'tags:' before the sample (missing ':')".into(),
+                    )
+                })?;
                 let tags: Vec<String> = bytes_of(&body[..colon])
                     .split(|c| *c == b',')
                     .filter(|t| !t.is_empty())
@@ -160,16 +215,28 @@ impl Loader {
             }
             b"type" => {
                 if body.first().map(|b| b.0) != Some(b'@') {
-                    return Err(at(body.first().map_or(start, |b| b.1), "user-defined type name must start with '@'".into()));
+                    return Err(at(
+                        body.first().map_or(start, |b| b.1),
+                        "user-defined type name must start with '@'".into(),
+                    ));
                 }
-                let colon = body.iter().position(|(c, _)| *c == b':').ok_or_else(|| at(start, "missing ':' after type name".into()))?;
+                let colon = body
+                    .iter()
+                    .position(|(c, _)| *c == b':')
+                    .ok_or_else(|| at(start, "missing ':' after type name".into()))?;
                 if let Some((_, p)) = body[..colon].iter().find(|(c, _)| is_space(*c)) {
-                    return Err(at(*p, "user-defined type name must not contain whitespace".into()));
+                    return Err(at(
+                        *p,
+                        "user-defined type name must not contain whitespace".into(),
+                    ));
                 }
                 let name = String::from_utf8_lossy(&bytes_of(&body[..colon])).into_owned();
                 let sample = &body[colon + 1..];
                 if sample.is_empty() {
-                    return Err(at(start, "actual message sample part is missing in type definition".into()));
+                    return Err(at(
+                        start,
+                        "actual message sample part is missing in type definition".into(),
+                    ));
                 }
                 let root = self.c.graph.type_root(&name);
                 self.add_sample(sample, root, None, file)
@@ -177,9 +244,14 @@ impl Loader {
             b"annotate" => self.annotate(body, file, start),
             b"include" => {
                 if self.depth >= MAX_INCLUDE_DEPTH {
-                    return Err(at(start, "includes nested too deeply (include cycle?)".into()));
+                    return Err(at(
+                        start,
+                        "includes nested too deeply (include cycle?)".into(),
+                    ));
                 }
-                let raw = String::from_utf8_lossy(&bytes_of(body)).trim_end().to_string();
+                let raw = String::from_utf8_lossy(&bytes_of(body))
+                    .trim_end()
+                    .to_string();
                 let mut path = PathBuf::from(&raw);
                 if path.is_relative() {
                     if let Some(dir) = base_dir {
@@ -198,15 +270,24 @@ impl Loader {
                 self.prefix = saved_prefix;
                 r
             }
-            other => Err(at(start, format!("invalid record type '{}'", String::from_utf8_lossy(other)))),
+            other => Err(at(
+                start,
+                format!("invalid record type '{}'", String::from_utf8_lossy(other)),
+            )),
         }
     }
 
     /// `annotate=tag:+field="value" +field2="value2"`.
-    fn annotate(&mut self, body: &[(u8, Pos)], file: &str, start: Pos) -> Result<(), RulebaseError> {
+    fn annotate(
+        &mut self,
+        body: &[(u8, Pos)],
+        file: &str,
+        start: Pos,
+    ) -> Result<(), RulebaseError> {
         let b = bytes_of(body);
         let pos = |i: usize| body.get(i).map_or(start, |p| p.1);
-        let err = |i: usize, m: &str| RulebaseError::new(file, pos(i).line, pos(i).col, m.to_string());
+        let err =
+            |i: usize, m: &str| RulebaseError::new(file, pos(i).line, pos(i).col, m.to_string());
         let name_char = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'.';
         let mut i = 0;
         while i < b.len() && name_char(b[i]) {
@@ -229,7 +310,10 @@ impl Loader {
                 break;
             }
             if b[i] != b'+' {
-                return Err(err(i, &format!("invalid annotate operation '{}'", b[i] as char)));
+                return Err(err(
+                    i,
+                    &format!("invalid annotate operation '{}'", b[i] as char),
+                ));
             }
             i += 1;
             let ns = i;
@@ -264,10 +348,19 @@ impl Loader {
     }
 
     /// Add one rule or type sample to the graph starting at `root` (`addSampToTree`).
-    fn add_sample(&mut self, rule: &[(u8, Pos)], root: NodeId, tags: Option<Arc<[String]>>, file: &str) -> Result<(), RulebaseError> {
+    fn add_sample(
+        &mut self,
+        rule: &[(u8, Pos)],
+        root: NodeId,
+        tags: Option<Arc<[String]>>,
+        file: &str,
+    ) -> Result<(), RulebaseError> {
         let mut dag = root;
         let mut i = 0;
-        let end_pos = rule.last().map_or(Pos { line: 0, col: 0 }, |r| Pos { line: r.1.line, col: r.1.col + 1 });
+        let end_pos = rule.last().map_or(Pos { line: 0, col: 0 }, |r| Pos {
+            line: r.1.line,
+            col: r.1.col + 1,
+        });
         let pos = |i: usize| rule.get(i).map_or(end_pos, |r| r.1);
         let err = |p: Pos, m: String| RulebaseError::new(file, p.line, p.col, m);
         while i < rule.len() {
@@ -287,12 +380,19 @@ impl Loader {
                 i += 1;
             }
             for c in unescape(&lit) {
-                self.c.graph.add_literal_char(&mut dag, c).map_err(|m| err(pos(i), m))?;
+                self.c
+                    .graph
+                    .add_literal_char(&mut dag, c)
+                    .map_err(|m| err(pos(i), m))?;
             }
             if i < rule.len() {
                 let field_pos = pos(i);
-                let (conf, next, type_pos) = parse_field(rule, i).map_err(|(p, m)| err(p.unwrap_or(field_pos), m))?;
-                self.c.graph.add_parser(&mut dag, &conf).map_err(|m| err(type_pos.unwrap_or(field_pos), m))?;
+                let (conf, next, type_pos) =
+                    parse_field(rule, i).map_err(|(p, m)| err(p.unwrap_or(field_pos), m))?;
+                self.c
+                    .graph
+                    .add_parser(&mut dag, &conf)
+                    .map_err(|m| err(type_pos.unwrap_or(field_pos), m))?;
                 i = next;
             }
         }
@@ -329,10 +429,14 @@ fn parse_field(rule: &[(u8, Pos)], start: usize) -> Result<FieldParse, (Option<P
         i += 1;
     }
     if i < b.len() && (b[i] == b'{' || b[i] == b'[') {
-        let (v, n) = json_prefix(&b[i..]).ok_or((pos(i), "invalid json in field definition".to_string()))?;
+        let (v, n) =
+            json_prefix(&b[i..]).ok_or((pos(i), "invalid json in field definition".to_string()))?;
         let j = i + n;
         if b.get(j) != Some(&b'%') {
-            return Err((pos(j.min(b.len().saturating_sub(1))), "field definition must end with '%' after the json".into()));
+            return Err((
+                pos(j.min(b.len().saturating_sub(1))),
+                "field definition must end with '%' after the json".into(),
+            ));
         }
         return Ok((v, j + 1, pos(i)));
     }
@@ -342,7 +446,10 @@ fn parse_field(rule: &[(u8, Pos)], start: usize) -> Result<FieldParse, (Option<P
         i += 1;
     }
     if i == b.len() {
-        return Err((pos(ns), "field definition wrong (missing ':' after the name)".into()));
+        return Err((
+            pos(ns),
+            "field definition wrong (missing ':' after the name)".into(),
+        ));
     }
     if i == ns {
         return Err((pos(ns), "field name is empty".into()));
@@ -363,7 +470,8 @@ fn parse_field(rule: &[(u8, Pos)], start: usize) -> Result<FieldParse, (Option<P
     let ftype = String::from_utf8_lossy(&b[ts..te]).into_owned();
     let mut params: Option<Map<String, Value>> = None;
     if b[i] == b'{' {
-        let (v, n) = json_prefix(&b[i..]).ok_or((pos(i), "invalid json in field parameters".to_string()))?;
+        let (v, n) =
+            json_prefix(&b[i..]).ok_or((pos(i), "invalid json in field parameters".to_string()))?;
         match v {
             Value::Object(m) => params = Some(m),
             _ => return Err((pos(i), "field parameters must be a json object".into())),
@@ -428,8 +536,13 @@ pub(crate) fn unescape(s: &[u8]) -> Vec<u8> {
             b't' => Some(b'\t'),
             b'v' => Some(11),
             b'\'' | b'"' | b'?' | b'\\' => Some(c),
-            b'x' if i + 3 < s.len() + 1 && s.get(i + 2).is_some_and(u8::is_ascii_hexdigit) && s.get(i + 3).is_some_and(u8::is_ascii_hexdigit) => {
-                let hex = std::str::from_utf8(&s[i + 2..i + 4]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+            b'x' if i + 3 < s.len() + 1
+                && s.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+                && s.get(i + 3).is_some_and(u8::is_ascii_hexdigit) =>
+            {
+                let hex = std::str::from_utf8(&s[i + 2..i + 4])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 if let Some(h) = hex {
                     out.push(h);
                     i += 4;

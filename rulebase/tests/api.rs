@@ -7,10 +7,23 @@ use serde_json::Value;
 #[test]
 fn malformed_rulebase_reports_file_line_column() {
     let text = "version=2\n# comment\nrule=:%a:word% %b:nubmer%\n";
-    let err = Rulebase::parse_str(text, "rules.rb").err().expect("must fail");
-    assert_eq!((err.file.as_str(), err.line, err.column), ("rules.rb", 3, 19));
-    assert_eq!(err.to_string(), "rules.rb:3:19: unknown field type \"nubmer\"");
-    for bad in ["version=2\nrule=:%a:word\n", "version=2\nbogus=1\n", "version=2\nrule=:%a:@missing%\n", "version=2\nrule=nocolon\n"] {
+    let err = Rulebase::parse_str(text, "rules.rb")
+        .err()
+        .expect("must fail");
+    assert_eq!(
+        (err.file.as_str(), err.line, err.column),
+        ("rules.rb", 3, 19)
+    );
+    assert_eq!(
+        err.to_string(),
+        "rules.rb:3:19: unknown field type \"nubmer\""
+    );
+    for bad in [
+        "version=2\nrule=:%a:word\n",
+        "version=2\nbogus=1\n",
+        "version=2\nrule=:%a:@missing%\n",
+        "version=2\nrule=nocolon\n",
+    ] {
         let e = Rulebase::parse_str(bad, "x.rb").err().expect(bad);
         assert!(e.line >= 2 && e.column >= 1, "{bad:?} -> {e}");
     }
@@ -20,21 +33,35 @@ fn malformed_rulebase_reports_file_line_column() {
 fn load_reports_missing_file_and_resolves_includes() {
     let dir = std::env::temp_dir().join(format!("meniscus-rb-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmp dir");
-    std::fs::write(dir.join("main.rb"), "version=2\ninclude=inc.rb\nrule=m:main %a:word%\n").expect("write");
+    std::fs::write(
+        dir.join("main.rb"),
+        "version=2\ninclude=inc.rb\nrule=m:main %a:word%\n",
+    )
+    .expect("write");
     std::fs::write(dir.join("inc.rb"), "version=2\nrule=i:inc %n:number%\n").expect("write");
     let rb = Rulebase::load(&dir.join("main.rb")).expect("load");
     assert_eq!(rb.normalize("inc 42").fields["n"], "42");
     assert_eq!(rb.normalize("main x").tags, vec!["m".to_string()]);
     std::fs::write(dir.join("bad.rb"), "version=2\n\nrule=:%a:wrd%\n").expect("write");
-    let e = Rulebase::load(&dir.join("bad.rb")).err().expect("bad rulebase");
-    assert!(e.to_string().ends_with("bad.rb:3:10: unknown field type \"wrd\""), "{e}");
+    let e = Rulebase::load(&dir.join("bad.rb"))
+        .err()
+        .expect("bad rulebase");
+    assert!(
+        e.to_string()
+            .ends_with("bad.rb:3:10: unknown field type \"wrd\""),
+        "{e}"
+    );
     assert!(Rulebase::load(&dir.join("nope.rb")).is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn unmatched_lines_and_tags() {
-    let rb = Rulebase::parse_str("version=2\nrule=a,b:x %n:number% y\nannotate=a:+k=\"v\"\n", "t").expect("compile");
+    let rb = Rulebase::parse_str(
+        "version=2\nrule=a,b:x %n:number% y\nannotate=a:+k=\"v\"\n",
+        "t",
+    )
+    .expect("compile");
     let hit = rb.normalize("x 5 y");
     assert!(hit.matched);
     assert_eq!(hit.tags, vec!["a", "b"]);
@@ -53,13 +80,23 @@ fn unmatched_lines_and_tags() {
 fn builtins_compile_and_match_their_samples() {
     for name in Rulebase::builtin_names() {
         let rb = Rulebase::builtin(name).unwrap_or_else(|| panic!("builtin {name} must compile"));
-        assert!(Rulebase::builtin_text(name).expect("text").contains("# Built-in rulebase"));
-        let samples = std::fs::read_to_string(format!("{}/builtin/{name}.samples", env!("CARGO_MANIFEST_DIR"))).expect("samples");
+        assert!(Rulebase::builtin_text(name)
+            .expect("text")
+            .contains("# Built-in rulebase"));
+        let samples = std::fs::read_to_string(format!(
+            "{}/builtin/{name}.samples",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("samples");
         let matched = samples.lines().filter(|l| rb.normalize(l).matched).count();
-        assert!(matched + 1 >= samples.lines().count(), "{name}: only {matched} sample lines matched");
+        assert!(
+            matched + 1 >= samples.lines().count(),
+            "{name}: only {matched} sample lines matched"
+        );
     }
     let ssh = Rulebase::builtin("sshd").expect("sshd");
-    let n = ssh.normalize("Failed password for invalid user admin from 198.51.100.23 port 40112 ssh2");
+    let n =
+        ssh.normalize("Failed password for invalid user admin from 198.51.100.23 port 40112 ssh2");
     assert_eq!(n.fields["user"], "admin");
     assert_eq!(n.fields["src_ip"], "198.51.100.23");
     assert!(n.tags.iter().any(|t| t == "invalid-user"));

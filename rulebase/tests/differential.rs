@@ -16,14 +16,23 @@ fn corpus_dir() -> PathBuf {
 }
 
 fn have_lognormalizer() -> bool {
-    Command::new("lognormalizer").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+    Command::new("lognormalizer")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
 }
 
 fn ensure_lognormalizer() {
     if have_lognormalizer() {
         return;
     }
-    let is_root = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false);
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
     assert!(
         is_root,
         "the real `lognormalizer` is required for the differential tests: install it with \
@@ -34,7 +43,10 @@ fn ensure_lognormalizer() {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    assert!(ok && have_lognormalizer(), "could not install liblognorm-utils (lognormalizer) with apt-get");
+    assert!(
+        ok && have_lognormalizer(),
+        "could not install liblognorm-utils (lognormalizer) with apt-get"
+    );
 }
 
 /// Run lognormalizer in the corpus directory (so `include=` paths resolve the same way).
@@ -48,13 +60,29 @@ fn run_lognormalizer(rb: &str, input: &str) -> Vec<Value> {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn lognormalizer");
-    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write input");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write input");
     let out = child.wait_with_output().expect("lognormalizer output");
-    assert!(out.status.success(), "lognormalizer failed on {rb}: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.stderr.is_empty(), "lognormalizer reported rulebase errors for {rb}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "lognormalizer failed on {rb}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "lognormalizer reported rulebase errors for {rb}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("lognormalizer printed invalid json {l:?}: {e}")))
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("lognormalizer printed invalid json {l:?}: {e}"))
+        })
         .collect()
 }
 
@@ -62,7 +90,10 @@ fn meniscus_value(rb: &Rulebase, line: &str) -> Value {
     let n = rb.normalize(line);
     let mut m = n.fields.clone();
     if !n.tags.is_empty() {
-        m.insert("event.tags".into(), Value::Array(n.tags.iter().map(|t| Value::String(t.clone())).collect()));
+        m.insert(
+            "event.tags".into(),
+            Value::Array(n.tags.iter().map(|t| Value::String(t.clone())).collect()),
+        );
     }
     Value::Object(m)
 }
@@ -73,12 +104,18 @@ fn check(name: &str) -> usize {
     let rb = Rulebase::load(&dir.join(format!("{name}.rb"))).unwrap_or_else(|e| panic!("{e}"));
     let expected = run_lognormalizer(&format!("{name}.rb"), &input);
     let lines: Vec<&str> = input.lines().collect();
-    assert_eq!(expected.len(), lines.len(), "{name}: lognormalizer printed one object per line");
+    assert_eq!(
+        expected.len(),
+        lines.len(),
+        "{name}: lognormalizer printed one object per line"
+    );
     let mut failures = Vec::new();
     for (line, want) in lines.iter().zip(&expected) {
         let got = meniscus_value(&rb, line);
         if &got != want {
-            failures.push(format!("  line {line:?}\n    lognormalizer: {want}\n    meniscus:      {got}"));
+            failures.push(format!(
+                "  line {line:?}\n    lognormalizer: {want}\n    meniscus:      {got}"
+            ));
         }
         // the liblognorm-style JSON rendering (what `meniscus-lognorm` prints) must carry
         // the same values
@@ -90,7 +127,13 @@ fn check(name: &str) -> usize {
             Err(e) => failures.push(format!("  line {line:?}: normalize_to_json printed invalid JSON {text:?}: {e}")),
         }
     }
-    assert!(failures.is_empty(), "{name}: {} of {} lines differ:\n{}", failures.len(), lines.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{name}: {} of {} lines differ:\n{}",
+        failures.len(),
+        lines.len(),
+        failures.join("\n")
+    );
     lines.len()
 }
 
@@ -100,7 +143,12 @@ fn corpus_matches_liblognorm() {
     let mut names: Vec<String> = std::fs::read_dir(corpus_dir())
         .expect("corpus dir")
         .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".in")).map(str::to_string))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".in"))
+                .map(str::to_string)
+        })
         .collect();
     names.sort();
     assert!(names.len() >= 8, "corpus is missing files");
@@ -117,7 +165,8 @@ fn builtins_match_liblognorm() {
     ensure_lognormalizer();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("builtin");
     for name in Rulebase::builtin_names() {
-        let samples = std::fs::read_to_string(dir.join(format!("{name}.samples"))).expect("samples file");
+        let samples =
+            std::fs::read_to_string(dir.join(format!("{name}.samples"))).expect("samples file");
         let rb = Rulebase::builtin(name).expect("builtin compiles");
         let path = dir.join(format!("{name}.rb"));
         let expected = {
@@ -129,16 +178,32 @@ fn builtins_match_liblognorm() {
                 .stderr(Stdio::piped())
                 .spawn()
                 .expect("spawn lognormalizer");
-            child.stdin.take().expect("stdin").write_all(samples.as_bytes()).expect("write");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(samples.as_bytes())
+                .expect("write");
             let out = child.wait_with_output().expect("output");
-            assert!(out.stderr.is_empty(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
-            String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str::<Value>(l).expect("json")).collect::<Vec<_>>()
+            assert!(
+                out.stderr.is_empty(),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).expect("json"))
+                .collect::<Vec<_>>()
         };
         for (line, want) in samples.lines().zip(&expected) {
             assert_eq!(&meniscus_value(&rb, line), want, "{name}: {line}");
             let mut text = String::new();
             rb.normalize_to_json(line, true, &mut text);
-            assert_eq!(&serde_json::from_str::<Value>(&text).expect("valid json"), want, "{name} (normalize_to_json): {line}");
+            assert_eq!(
+                &serde_json::from_str::<Value>(&text).expect("valid json"),
+                want,
+                "{name} (normalize_to_json): {line}"
+            );
         }
     }
 }

@@ -12,7 +12,11 @@ const RFC5424: &str = r#"<165>1 2026-11-25T15:43:54.123456+00:00 web01.example.c
 const RFC3164: &str = "<30>Nov 25 15:43:54 web01.example.com postfix/smtpd[4242]: connect from mail-oi1-f171.google.com[209.85.167.171] helo=<mail.example.org> tls=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 id=4Bf3kT";
 
 fn bench(c: &mut Criterion) {
-    let opts = ParseOptions::new(Utc.with_ymd_and_hms(2026, 11, 25, 16, 0, 0).single().expect("literal"));
+    let opts = ParseOptions::new(
+        Utc.with_ymd_and_hms(2026, 11, 25, 16, 0, 0)
+            .single()
+            .expect("literal"),
+    );
     let mut g = c.benchmark_group("parse");
     g.throughput(Throughput::Elements(1));
     g.bench_function(format!("rfc5424_{}B", RFC5424.len()), |b| {
@@ -21,8 +25,13 @@ fn bench(c: &mut Criterion) {
     g.bench_function(format!("rfc3164_{}B", RFC3164.len()), |b| {
         b.iter(|| parse(black_box(RFC3164), &opts).map(|m| m.msg.len()))
     });
-    let berlin = ParseOptions { timezone: chrono_tz::Europe::Berlin, ..opts.clone() };
-    g.bench_function("rfc3164_berlin", |b| b.iter(|| parse(black_box(RFC3164), &berlin).map(|m| m.msg.len())));
+    let berlin = ParseOptions {
+        timezone: chrono_tz::Europe::Berlin,
+        ..opts.clone()
+    };
+    g.bench_function("rfc3164_berlin", |b| {
+        b.iter(|| parse(black_box(RFC3164), &berlin).map(|m| m.msg.len()))
+    });
     g.finish();
 
     // 10,000 frames per iteration, half octet-counted, half LF, read in 64 KiB chunks.

@@ -129,10 +129,18 @@ enum State {
     /// Discarding the rest of an over-long octet-counted frame.
     Skip { remaining: usize },
     /// Inside a line; the first `scanned` bytes hold no terminator (saves rescanning).
-    Line { scanned: usize, error: Option<FrameError> },
+    Line {
+        scanned: usize,
+        error: Option<FrameError>,
+    },
     /// Inside a line already longer than the limit: its first `max` bytes are kept, the rest is
     /// counted and dropped until the terminator.
-    LongLine { kept: Vec<u8>, total: usize, last_cr: bool, error: Option<FrameError> },
+    LongLine {
+        kept: Vec<u8>,
+        total: usize,
+        last_cr: bool,
+        error: Option<FrameError>,
+    },
 }
 
 enum Decision {
@@ -152,7 +160,13 @@ const AUTO_MAX_DIGITS: usize = 9;
 impl Framer {
     /// A framer cutting frames longer than `max_frame_len` bytes (treated as at least 1).
     pub fn new(framing: Framing, max_frame_len: usize) -> Self {
-        Self { framing, max: max_frame_len.max(1), buf: Vec::new(), pos: 0, state: State::Idle }
+        Self {
+            framing,
+            max: max_frame_len.max(1),
+            buf: Vec::new(),
+            pos: 0,
+            state: State::Idle,
+        }
     }
 
     /// The framing mode.
@@ -191,11 +205,24 @@ impl Framer {
                     match self.decide(false) {
                         Decision::NeedMore => return None,
                         Decision::SkipByte => self.pos += 1,
-                        Decision::Line => self.state = State::Line { scanned: 0, error: None },
-                        Decision::Error(e) => self.state = State::Line { scanned: 0, error: Some(e) },
+                        Decision::Line => {
+                            self.state = State::Line {
+                                scanned: 0,
+                                error: None,
+                            }
+                        }
+                        Decision::Error(e) => {
+                            self.state = State::Line {
+                                scanned: 0,
+                                error: Some(e),
+                            }
+                        }
                         Decision::Octets { header, declared } => {
                             self.pos += header;
-                            self.state = State::Octets { keep: declared.min(self.max), declared };
+                            self.state = State::Octets {
+                                keep: declared.min(self.max),
+                                declared,
+                            };
                         }
                     }
                 }
@@ -206,8 +233,18 @@ impl Framer {
                     }
                     let bytes = avail[..keep].to_vec();
                     self.pos += keep;
-                    self.state = if declared > keep { State::Skip { remaining: declared - keep } } else { State::Idle };
-                    return Some(Frame { bytes, truncated_from: (declared > keep).then_some(declared), error: None });
+                    self.state = if declared > keep {
+                        State::Skip {
+                            remaining: declared - keep,
+                        }
+                    } else {
+                        State::Idle
+                    };
+                    return Some(Frame {
+                        bytes,
+                        truncated_from: (declared > keep).then_some(declared),
+                        error: None,
+                    });
                 }
                 State::Skip { remaining } => {
                     let n = (*remaining).min(avail.len());
@@ -238,7 +275,12 @@ impl Framer {
                             let last_cr = avail.last() == Some(&b'\r');
                             let error = error.take();
                             self.pos = self.buf.len();
-                            self.state = State::LongLine { kept, total, last_cr, error };
+                            self.state = State::LongLine {
+                                kept,
+                                total,
+                                last_cr,
+                                error,
+                            };
                             return None;
                         }
                         None => {
@@ -285,14 +327,26 @@ impl Framer {
                 Some(Frame {
                     bytes: avail.to_vec(),
                     truncated_from: None,
-                    error: Some(FrameError::Incomplete { declared, received: avail.len() }),
+                    error: Some(FrameError::Incomplete {
+                        declared,
+                        received: avail.len(),
+                    }),
                 })
             }
             State::Skip { .. } => None,
             State::Line { error, .. } => line_frame(&self.buf[self.pos..], self.max, error),
-            State::LongLine { kept, total, last_cr, error } => {
+            State::LongLine {
+                kept,
+                total,
+                last_cr,
+                error,
+            } => {
                 let total = total - usize::from(last_cr);
-                Some(Frame { bytes: kept, truncated_from: Some(total), error })
+                Some(Frame {
+                    bytes: kept,
+                    truncated_from: Some(total),
+                    error,
+                })
             }
         };
         self.buf.clear();
@@ -318,7 +372,10 @@ impl Framer {
                     Some(Frame {
                         bytes: body[..body.len().min(self.max)].to_vec(),
                         truncated_from: None,
-                        error: Some(FrameError::Incomplete { declared, received: body.len() }),
+                        error: Some(FrameError::Incomplete {
+                            declared,
+                            received: body.len(),
+                        }),
                     })
                 }
             };
@@ -327,9 +384,16 @@ impl Framer {
 
     fn take_long_line(&mut self) -> Option<Frame> {
         match std::mem::replace(&mut self.state, State::Idle) {
-            State::LongLine { kept, total, last_cr, error } => {
-                Some(Frame { bytes: kept, truncated_from: Some(total - usize::from(last_cr)), error })
-            }
+            State::LongLine {
+                kept,
+                total,
+                last_cr,
+                error,
+            } => Some(Frame {
+                bytes: kept,
+                truncated_from: Some(total - usize::from(last_cr)),
+                error,
+            }),
             _ => None,
         }
     }
@@ -338,7 +402,11 @@ impl Framer {
     /// so an undecided prefix is a line.
     fn decide(&self, eof: bool) -> Decision {
         let avail = &self.buf[self.pos..];
-        let digits = avail.iter().take(MAX_COUNT_DIGITS + 1).take_while(|c| c.is_ascii_digit()).count();
+        let digits = avail
+            .iter()
+            .take(MAX_COUNT_DIGITS + 1)
+            .take_while(|c| c.is_ascii_digit())
+            .count();
         match self.framing {
             Framing::Lf => Decision::Line,
             Framing::Auto => {
@@ -348,7 +416,10 @@ impl Framer {
                 match (avail.get(digits), avail.get(digits + 1)) {
                     (None, _) | (Some(b' '), None) if !eof => Decision::NeedMore,
                     (Some(b' '), Some(b'<')) => match count(&avail[..digits]) {
-                        Some(declared) if declared > 0 => Decision::Octets { header: digits + 1, declared },
+                        Some(declared) if declared > 0 => Decision::Octets {
+                            header: digits + 1,
+                            declared,
+                        },
                         _ => Decision::Line,
                     },
                     _ => Decision::Line,
@@ -369,7 +440,10 @@ impl Framer {
                     Some(b' ') => match count(&avail[..digits]) {
                         None => Decision::Error(FrameError::OctetCountTooLong),
                         Some(0) => Decision::Error(FrameError::ZeroOctetCount),
-                        Some(declared) => Decision::Octets { header: digits + 1, declared },
+                        Some(declared) => Decision::Octets {
+                            header: digits + 1,
+                            declared,
+                        },
                     },
                     _ => Decision::Error(FrameError::MissingSpace),
                 }
@@ -394,7 +468,14 @@ fn line_frame(content: &[u8], max: usize, error: Option<FrameError>) -> Option<F
     if content.is_empty() && error.is_none() {
         return None;
     }
-    let (bytes, truncated_from) =
-        if content.len() > max { (&content[..max], Some(content.len())) } else { (content, None) };
-    Some(Frame { bytes: bytes.to_vec(), truncated_from, error })
+    let (bytes, truncated_from) = if content.len() > max {
+        (&content[..max], Some(content.len()))
+    } else {
+        (content, None)
+    };
+    Some(Frame {
+        bytes: bytes.to_vec(),
+        truncated_from,
+        error,
+    })
 }

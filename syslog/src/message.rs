@@ -18,14 +18,20 @@ pub struct ParseOptions {
 impl Default for ParseOptions {
     /// Now, in UTC.
     fn default() -> Self {
-        Self { received_at: Utc::now(), timezone: chrono_tz::UTC }
+        Self {
+            received_at: Utc::now(),
+            timezone: chrono_tz::UTC,
+        }
     }
 }
 
 impl ParseOptions {
     /// Options with the given arrival time and UTC as the zone for zone-less stamps.
     pub fn new(received_at: DateTime<Utc>) -> Self {
-        Self { received_at, timezone: chrono_tz::UTC }
+        Self {
+            received_at,
+            timezone: chrono_tz::UTC,
+        }
     }
 }
 
@@ -51,7 +57,10 @@ pub struct SdElement<'a> {
 impl<'a> SdElement<'a> {
     /// The first value of the named parameter.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_ref())
+        self.params
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_ref())
     }
 }
 

@@ -32,7 +32,10 @@ pub(crate) fn parse_pri(input: &str) -> Result<Option<Pri>, ParseError> {
         return Err(ParseError::new(ParseErrorKind::PriOutOfRange(value), 1));
     };
     if value > 191 {
-        return Err(ParseError::new(ParseErrorKind::PriOutOfRange(value.into()), 1));
+        return Err(ParseError::new(
+            ParseErrorKind::PriOutOfRange(value.into()),
+            1,
+        ));
     }
     let mut end = i + 1;
     while b.get(end) == Some(&b' ') {

@@ -34,7 +34,9 @@ use chrono::{DateTime, FixedOffset, NaiveDate};
 use crate::error::{ParseError, ParseErrorKind};
 use crate::message::{Message, ParseOptions, Protocol};
 use crate::pri::{parse_pri, Pri};
-use crate::timestamp::{self, digits, fraction, localize, parse_rfc3339, resolve_year, time_of_day};
+use crate::timestamp::{
+    self, digits, fraction, localize, parse_rfc3339, resolve_year, time_of_day,
+};
 use crate::trim_terminators;
 
 /// Parses an RFC 3164 line (no RFC 5424 detection). Trailing LF, CR LF and NUL are stripped.
@@ -48,7 +50,11 @@ pub fn parse<'a>(input: &'a str, opts: &ParseOptions) -> Result<Message<'a>, Par
 }
 
 /// Parses after the caller has stripped terminators and read the PRI. Cannot fail.
-pub(crate) fn parse_trimmed<'a>(input: &'a str, pri: Option<Pri>, opts: &ParseOptions) -> Message<'a> {
+pub(crate) fn parse_trimmed<'a>(
+    input: &'a str,
+    pri: Option<Pri>,
+    opts: &ParseOptions,
+) -> Message<'a> {
     let b = input.as_bytes();
     let (pri_value, missing, body) = match pri {
         Some(p) => (p.value, false, p.end),
@@ -211,7 +217,11 @@ fn stamp(b: &[u8], i: usize, opts: &ParseOptions) -> Option<(DateTime<FixedOffse
 
 /// `Mmm dd [yyyy ]hh:mm:ss[.frac][ yyyy][ ZONE:]` at `j`; returns the time and the offset just
 /// past it (before any trailing colon).
-fn bsd_stamp(b: &[u8], mut j: usize, opts: &ParseOptions) -> Option<(DateTime<FixedOffset>, usize)> {
+fn bsd_stamp(
+    b: &[u8],
+    mut j: usize,
+    opts: &ParseOptions,
+) -> Option<(DateTime<FixedOffset>, usize)> {
     let month = timestamp::month(b.get(j..)?)?;
     j += 3;
     if b.get(j) != Some(&b' ') {

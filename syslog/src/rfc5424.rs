@@ -71,7 +71,10 @@ pub(crate) fn parse_trimmed(input: &str, pri: Option<Pri>) -> Result<Message<'_>
     if i == start || b[start] == b'0' {
         return Err(ParseError::new(ParseErrorKind::InvalidVersion, start));
     }
-    m.version = Some(u8::try_from(version).map_err(|_| ParseError::new(ParseErrorKind::InvalidVersion, start))?);
+    m.version = Some(
+        u8::try_from(version)
+            .map_err(|_| ParseError::new(ParseErrorKind::InvalidVersion, start))?,
+    );
     i = expect_space(b, i, "version")?;
 
     // TIMESTAMP.
@@ -79,7 +82,8 @@ pub(crate) fn parse_trimmed(input: &str, pri: Option<Pri>) -> Result<Message<'_>
         i += 1;
     } else {
         let rest = b.get(i..).unwrap_or_default();
-        let (ts, n) = parse_rfc3339(rest).ok_or_else(|| ParseError::new(ParseErrorKind::InvalidTimestamp, i))?;
+        let (ts, n) = parse_rfc3339(rest)
+            .ok_or_else(|| ParseError::new(ParseErrorKind::InvalidTimestamp, i))?;
         m.timestamp = Some(ts);
         i += n;
     }
@@ -105,7 +109,12 @@ pub(crate) fn parse_trimmed(input: &str, pri: Option<Pri>) -> Result<Message<'_>
             match b.get(i) {
                 None => return Ok(m),
                 Some(b' ') => i += 1,
-                Some(_) => return Err(ParseError::new(ParseErrorKind::ExpectedSpace("structured data"), i)),
+                Some(_) => {
+                    return Err(ParseError::new(
+                        ParseErrorKind::ExpectedSpace("structured data"),
+                        i,
+                    ))
+                }
             }
         }
         Some(b'[') => {
@@ -117,8 +126,18 @@ pub(crate) fn parse_trimmed(input: &str, pri: Option<Pri>) -> Result<Message<'_>
                 Some(_) => {}
             }
         }
-        None => return Err(ParseError::new(ParseErrorKind::Missing("structured data"), i)),
-        Some(_) => return Err(ParseError::new(ParseErrorKind::StructuredData("expected '-' or '['"), i)),
+        None => {
+            return Err(ParseError::new(
+                ParseErrorKind::Missing("structured data"),
+                i,
+            ))
+        }
+        Some(_) => {
+            return Err(ParseError::new(
+                ParseErrorKind::StructuredData("expected '-' or '['"),
+                i,
+            ))
+        }
     }
 
     let msg = input.get(i..).unwrap_or_default();
@@ -130,7 +149,10 @@ pub(crate) fn parse_trimmed(input: &str, pri: Option<Pri>) -> Result<Message<'_>
 fn expect_space(b: &[u8], i: usize, after: &'static str) -> Result<usize, ParseError> {
     match b.get(i) {
         Some(b' ') => Ok(i + 1),
-        None => Err(ParseError::new(ParseErrorKind::Missing(next_field(after)), i)),
+        None => Err(ParseError::new(
+            ParseErrorKind::Missing(next_field(after)),
+            i,
+        )),
         Some(_) => Err(ParseError::new(ParseErrorKind::ExpectedSpace(after), i)),
     }
 }
@@ -170,14 +192,21 @@ fn header_field<'a>(
         return Err(ParseError::new(ParseErrorKind::Missing(name), start));
     }
     if i - start > max {
-        return Err(ParseError::new(ParseErrorKind::FieldTooLong { field: name, max }, start));
+        return Err(ParseError::new(
+            ParseErrorKind::FieldTooLong { field: name, max },
+            start,
+        ));
     }
     let field = input.get(start..i).unwrap_or_default();
     Ok((if field == "-" { None } else { Some(field) }, i))
 }
 
 /// SD-ELEMENTs from `[` at `i`; returns the offset just past the last `]`.
-fn parse_sd<'a>(input: &'a str, mut i: usize, out: &mut Vec<SdElement<'a>>) -> Result<usize, ParseError> {
+fn parse_sd<'a>(
+    input: &'a str,
+    mut i: usize,
+    out: &mut Vec<SdElement<'a>>,
+) -> Result<usize, ParseError> {
     let b = input.as_bytes();
     while b.get(i) == Some(&b'[') {
         i += 1;
@@ -202,18 +231,34 @@ fn parse_sd<'a>(input: &'a str, mut i: usize, out: &mut Vec<SdElement<'a>>) -> R
                     let (name, next) = sd_name(input, i, "param-name")?;
                     i = next;
                     if b.get(i) != Some(&b'=') {
-                        return Err(ParseError::new(ParseErrorKind::StructuredData("expected '=' after param-name"), i));
+                        return Err(ParseError::new(
+                            ParseErrorKind::StructuredData("expected '=' after param-name"),
+                            i,
+                        ));
                     }
                     i += 1;
                     if b.get(i) != Some(&b'"') {
-                        return Err(ParseError::new(ParseErrorKind::StructuredData("expected '\"' to open param-value"), i));
+                        return Err(ParseError::new(
+                            ParseErrorKind::StructuredData("expected '\"' to open param-value"),
+                            i,
+                        ));
                     }
                     let (value, next) = param_value(input, i + 1)?;
                     i = next;
                     params.push((name, value));
                 }
-                None => return Err(ParseError::new(ParseErrorKind::StructuredData("unterminated sd-element"), i)),
-                Some(_) => return Err(ParseError::new(ParseErrorKind::StructuredData("expected ' ' or ']' in sd-element"), i)),
+                None => {
+                    return Err(ParseError::new(
+                        ParseErrorKind::StructuredData("unterminated sd-element"),
+                        i,
+                    ))
+                }
+                Some(_) => {
+                    return Err(ParseError::new(
+                        ParseErrorKind::StructuredData("expected ' ' or ']' in sd-element"),
+                        i,
+                    ))
+                }
             }
         }
         out.push(SdElement { id, params });
@@ -223,7 +268,11 @@ fn parse_sd<'a>(input: &'a str, mut i: usize, out: &mut Vec<SdElement<'a>>) -> R
 
 /// SD-NAME: 1-32 printable ASCII bytes other than `=`, SP, `]`, `"`.
 #[inline]
-fn sd_name<'a>(input: &'a str, start: usize, what: &'static str) -> Result<(&'a str, usize), ParseError> {
+fn sd_name<'a>(
+    input: &'a str,
+    start: usize,
+    what: &'static str,
+) -> Result<(&'a str, usize), ParseError> {
     let b = input.as_bytes();
     let mut i = start;
     while let Some(&c) = b.get(i) {
@@ -239,7 +288,13 @@ fn sd_name<'a>(input: &'a str, start: usize, what: &'static str) -> Result<(&'a 
         return Err(ParseError::new(ParseErrorKind::Missing(what), start));
     }
     if i - start > 32 {
-        return Err(ParseError::new(ParseErrorKind::FieldTooLong { field: what, max: 32 }, start));
+        return Err(ParseError::new(
+            ParseErrorKind::FieldTooLong {
+                field: what,
+                max: 32,
+            },
+            start,
+        ));
     }
     Ok((input.get(start..i).unwrap_or_default(), i))
 }
@@ -255,7 +310,10 @@ fn param_value(input: &str, start: usize) -> Result<(Cow<'_, str>, usize), Parse
     let mut i = start;
     loop {
         let Some(off) = memchr::memchr2(b'"', b'\\', b.get(i..).unwrap_or_default()) else {
-            return Err(ParseError::new(ParseErrorKind::StructuredData("unterminated param-value"), start));
+            return Err(ParseError::new(
+                ParseErrorKind::StructuredData("unterminated param-value"),
+                start,
+            ));
         };
         i += off;
         if b[i] == b'"' {

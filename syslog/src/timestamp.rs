@@ -117,7 +117,11 @@ pub(crate) fn parse_rfc3339(b: &[u8]) -> Option<(DateTime<FixedOffset>, usize)> 
 /// Month from a three-letter English abbreviation, any case (`Nov`, `NOV`, `nov`).
 #[inline]
 pub(crate) fn month(b: &[u8]) -> Option<u32> {
-    let m = [b.first()?.to_ascii_lowercase(), b.get(1)?.to_ascii_lowercase(), b.get(2)?.to_ascii_lowercase()];
+    let m = [
+        b.first()?.to_ascii_lowercase(),
+        b.get(1)?.to_ascii_lowercase(),
+        b.get(2)?.to_ascii_lowercase(),
+    ];
     Some(match &m {
         b"jan" => 1,
         b"feb" => 2,
@@ -154,7 +158,9 @@ pub(crate) fn resolve_year(
     let mut best: Option<(NaiveDateTime, Duration)> = None;
     // Three years cover every ordinary date; 29 February needs up to four years back.
     for y in (ry - 4..=ry + 1).rev() {
-        let Some(date) = NaiveDate::from_ymd_opt(y, month, day) else { continue };
+        let Some(date) = NaiveDate::from_ymd_opt(y, month, day) else {
+            continue;
+        };
         let candidate = date.and_time(time);
         let diff = candidate - received_local;
         if diff > max_future {
@@ -172,7 +178,10 @@ pub(crate) fn resolve_year(
 /// time (the repeated hour in autumn) is the earlier instant; a time that does not exist (the
 /// skipped hour in spring) is read with the offset in force just before the gap, as a clock
 /// that had not yet been moved forward would have meant it.
-pub(crate) fn localize<Tz: TimeZone>(tz: &Tz, local: NaiveDateTime) -> Option<DateTime<FixedOffset>> {
+pub(crate) fn localize<Tz: TimeZone>(
+    tz: &Tz,
+    local: NaiveDateTime,
+) -> Option<DateTime<FixedOffset>> {
     match tz.from_local_datetime(&local) {
         LocalResult::Single(t) => Some(t.fixed_offset()),
         LocalResult::Ambiguous(earlier, _) => Some(earlier.fixed_offset()),
@@ -201,13 +210,29 @@ mod tests {
     #[test]
     fn rfc3339_forms() {
         let cases = [
-            ("2026-11-25T15:43:54.123456+00:00", "2026-11-25T15:43:54.123456+00:00", 32),
+            (
+                "2026-11-25T15:43:54.123456+00:00",
+                "2026-11-25T15:43:54.123456+00:00",
+                32,
+            ),
             ("2026-11-25T15:43:54Z", "2026-11-25T15:43:54Z", 20),
             ("2026-11-25t15:43:54z", "2026-11-25T15:43:54Z", 20),
             ("2003-10-11T22:14:15.003Z", "2003-10-11T22:14:15.003Z", 24),
-            ("2003-08-24T05:14:15.000003-07:00", "2003-08-24T05:14:15.000003-07:00", 32),
-            ("2003-08-24T05:14:15.123456789-07:00", "2003-08-24T05:14:15.123456-07:00", 35),
-            ("2026-01-01T00:00:00.5+05:30", "2026-01-01T00:00:00.5+05:30", 27),
+            (
+                "2003-08-24T05:14:15.000003-07:00",
+                "2003-08-24T05:14:15.000003-07:00",
+                32,
+            ),
+            (
+                "2003-08-24T05:14:15.123456789-07:00",
+                "2003-08-24T05:14:15.123456-07:00",
+                35,
+            ),
+            (
+                "2026-01-01T00:00:00.5+05:30",
+                "2026-01-01T00:00:00.5+05:30",
+                27,
+            ),
         ];
         for (input, want, len) in cases {
             let (got, n) = parse_rfc3339(input.as_bytes()).unwrap_or_else(|| panic!("{input}"));
@@ -266,12 +291,18 @@ mod tests {
         let berlin = chrono_tz::Europe::Berlin;
         let at = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").expect("literal");
         // Spring gap: 02:30 does not exist; read with the winter offset.
-        assert_eq!(localize(&berlin, at("2026-03-29 02:30:00")), Some(dt("2026-03-29T02:30:00+01:00")));
+        assert_eq!(
+            localize(&berlin, at("2026-03-29 02:30:00")),
+            Some(dt("2026-03-29T02:30:00+01:00"))
+        );
         // Autumn repeat: 02:30 happens twice; take the first (summer time).
         let amb = localize(&berlin, at("2026-10-25 02:30:00")).expect("ambiguous");
         assert_eq!(amb, dt("2026-10-25T02:30:00+02:00"));
         assert_eq!(amb.offset().local_minus_utc(), 7200);
-        assert_eq!(localize(&berlin, at("2026-07-01 12:00:00")), Some(dt("2026-07-01T12:00:00+02:00")));
+        assert_eq!(
+            localize(&berlin, at("2026-07-01 12:00:00")),
+            Some(dt("2026-07-01T12:00:00+02:00"))
+        );
     }
 
     #[test]

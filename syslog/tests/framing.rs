@@ -20,22 +20,37 @@ fn frames(framing: Framing, max: usize, input: &[u8], chunk: usize) -> Vec<Frame
 }
 
 fn ok(b: &str) -> Frame {
-    Frame { bytes: b.as_bytes().to_vec(), truncated_from: None, error: None }
+    Frame {
+        bytes: b.as_bytes().to_vec(),
+        truncated_from: None,
+        error: None,
+    }
 }
 
 fn cut(b: &str, from: usize) -> Frame {
-    Frame { bytes: b.as_bytes().to_vec(), truncated_from: Some(from), error: None }
+    Frame {
+        bytes: b.as_bytes().to_vec(),
+        truncated_from: Some(from),
+        error: None,
+    }
 }
 
 fn err(b: &str, e: FrameError) -> Frame {
-    Frame { bytes: b.as_bytes().to_vec(), truncated_from: None, error: Some(e) }
+    Frame {
+        bytes: b.as_bytes().to_vec(),
+        truncated_from: None,
+        error: Some(e),
+    }
 }
 
 /// Every row must give the same frames whatever the read sizes.
 fn check(framing: Framing, max: usize, input: &str, want: &[Frame]) {
     for chunk in [1, 2, 3, 7, 64, input.len().max(1)] {
         let got = frames(framing, max, input.as_bytes(), chunk);
-        assert_eq!(got, want, "{framing} max={max} chunk={chunk} input={input:?}");
+        assert_eq!(
+            got, want,
+            "{framing} max={max} chunk={chunk} input={input:?}"
+        );
     }
 }
 
@@ -65,11 +80,19 @@ fn lf_framing() {
 #[test]
 fn lf_overlong_lines_are_cut_and_the_rest_discarded() {
     let rows: Vec<(usize, &str, Vec<Frame>)> = vec![
-        (5, "abcde\nabcdef\nxy\n", vec![ok("abcde"), cut("abcde", 6), ok("xy")]),
+        (
+            5,
+            "abcde\nabcdef\nxy\n",
+            vec![ok("abcde"), cut("abcde", 6), ok("xy")],
+        ),
         // CR LF at exactly the limit is not over-long.
         (5, "abcde\r\nz\n", vec![ok("abcde"), ok("z")]),
         (5, "abcdefghij\r\nz\n", vec![cut("abcde", 10), ok("z")]),
-        (5, "0123456789012345678901234567890\nok\n", vec![cut("01234", 31), ok("ok")]),
+        (
+            5,
+            "0123456789012345678901234567890\nok\n",
+            vec![cut("01234", 31), ok("ok")],
+        ),
         // At EOF, still cut with the full length.
         (5, "0123456789", vec![cut("01234", 10)]),
         (5, "0123456789\r", vec![cut("01234", 10)]),
@@ -93,7 +116,16 @@ fn octet_counting() {
         // A frame whose body is not syslog is still a frame in forced mode.
         ("3 abc", vec![ok("abc")]),
         // Cut short by EOF.
-        ("10 <13>abc", vec![err("<13>abc", FrameError::Incomplete { declared: 10, received: 7 })]),
+        (
+            "10 <13>abc",
+            vec![err(
+                "<13>abc",
+                FrameError::Incomplete {
+                    declared: 10,
+                    received: 7,
+                },
+            )],
+        ),
     ];
     for (input, want) in rows {
         check(Framing::OctetCounting, 100, input, &want);
@@ -102,8 +134,18 @@ fn octet_counting() {
 
 #[test]
 fn octet_counting_overlong_frames_skip_the_declared_rest() {
-    check(Framing::OctetCounting, 4, "10 <13>abcdef5 <13>x", &[cut("<13>", 10), cut("<13>", 5)]);
-    check(Framing::OctetCounting, 4, "4 <13>4 abcd", &[ok("<13>"), ok("abcd")]);
+    check(
+        Framing::OctetCounting,
+        4,
+        "10 <13>abcdef5 <13>x",
+        &[cut("<13>", 10), cut("<13>", 5)],
+    );
+    check(
+        Framing::OctetCounting,
+        4,
+        "4 <13>4 abcd",
+        &[ok("<13>"), ok("abcd")],
+    );
     // A huge declared length does not buffer: the framer skips as bytes arrive.
     let mut f = Framer::new(Framing::OctetCounting, 8);
     f.extend(b"999999999 <13>hello");
@@ -119,11 +161,32 @@ fn octet_counting_overlong_frames_skip_the_declared_rest() {
 #[test]
 fn octet_counting_errors_resync_at_next_lf() {
     let rows: Vec<(&str, Vec<Frame>)> = vec![
-        ("<13>no count\n5 <13>a", vec![err("<13>no count", FrameError::InvalidOctetCount), ok("<13>a")]),
-        ("12x <13>a\n5 <13>b", vec![err("12x <13>a", FrameError::MissingSpace), ok("<13>b")]),
-        ("12345678901 <13>a\n5 <13>b", vec![err("12345678901 <13>a", FrameError::OctetCountTooLong), ok("<13>b")]),
-        ("99999999999999999999 x\n", vec![err("99999999999999999999 x", FrameError::OctetCountTooLong)]),
-        ("0 <13>a\n5 <13>b", vec![err("0 <13>a", FrameError::ZeroOctetCount), ok("<13>b")]),
+        (
+            "<13>no count\n5 <13>a",
+            vec![
+                err("<13>no count", FrameError::InvalidOctetCount),
+                ok("<13>a"),
+            ],
+        ),
+        (
+            "12x <13>a\n5 <13>b",
+            vec![err("12x <13>a", FrameError::MissingSpace), ok("<13>b")],
+        ),
+        (
+            "12345678901 <13>a\n5 <13>b",
+            vec![
+                err("12345678901 <13>a", FrameError::OctetCountTooLong),
+                ok("<13>b"),
+            ],
+        ),
+        (
+            "99999999999999999999 x\n",
+            vec![err("99999999999999999999 x", FrameError::OctetCountTooLong)],
+        ),
+        (
+            "0 <13>a\n5 <13>b",
+            vec![err("0 <13>a", FrameError::ZeroOctetCount), ok("<13>b")],
+        ),
         // Error without a following LF: the rest comes out at EOF.
         ("abc", vec![err("abc", FrameError::InvalidOctetCount)]),
         ("12", vec![err("12", FrameError::MissingSpace)]),
@@ -136,7 +199,14 @@ fn octet_counting_errors_resync_at_next_lf() {
         Framing::OctetCounting,
         4,
         "garbage garbage\n2 ab",
-        &[Frame { bytes: b"garb".to_vec(), truncated_from: Some(15), error: Some(FrameError::InvalidOctetCount) }, ok("ab")],
+        &[
+            Frame {
+                bytes: b"garb".to_vec(),
+                truncated_from: Some(15),
+                error: Some(FrameError::InvalidOctetCount),
+            },
+            ok("ab"),
+        ],
     );
 }
 
@@ -174,7 +244,12 @@ fn auto_detects_per_frame() {
     for (input, want) in rows {
         check(Framing::Auto, 100, input, &want);
     }
-    check(Framing::Auto, 4, "10 <13>abcdef<13>xy\n", &[cut("<13>", 10), cut("<13>", 6)]);
+    check(
+        Framing::Auto,
+        4,
+        "10 <13>abcdef<13>xy\n",
+        &[cut("<13>", 10), cut("<13>", 6)],
+    );
 }
 
 #[test]
@@ -206,16 +281,30 @@ fn buffer_stays_bounded_without_terminators() {
 
 #[test]
 fn framing_names() {
-    for (s, fr) in [("auto", Framing::Auto), ("octet-counting", Framing::OctetCounting), ("lf", Framing::Lf)] {
+    for (s, fr) in [
+        ("auto", Framing::Auto),
+        ("octet-counting", Framing::OctetCounting),
+        ("lf", Framing::Lf),
+    ] {
         assert_eq!(s.parse::<Framing>(), Ok(fr));
         assert_eq!(fr.to_string(), s);
     }
     assert_eq!("LF".parse::<Framing>(), Ok(Framing::Lf));
     let e = "octet".parse::<Framing>().expect_err("unknown");
-    assert_eq!(e.to_string(), "unknown framing \"octet\" (expected auto, octet-counting or lf)");
-    assert_eq!(FrameError::InvalidOctetCount.to_string(), "octet count is not a number");
     assert_eq!(
-        FrameError::Incomplete { declared: 10, received: 3 }.to_string(),
+        e.to_string(),
+        "unknown framing \"octet\" (expected auto, octet-counting or lf)"
+    );
+    assert_eq!(
+        FrameError::InvalidOctetCount.to_string(),
+        "octet count is not a number"
+    );
+    assert_eq!(
+        FrameError::Incomplete {
+            declared: 10,
+            received: 3
+        }
+        .to_string(),
         "stream ended after 3 of 10 declared bytes"
     );
 }

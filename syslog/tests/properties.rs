@@ -4,11 +4,18 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
-use meniscus_syslog::{format_rfc5424, parse, rfc3164, rfc5424, Framer, Framing, Message, ParseOptions, Protocol, SdElement};
+use meniscus_syslog::{
+    format_rfc5424, parse, rfc3164, rfc5424, Framer, Framing, Message, ParseOptions, Protocol,
+    SdElement,
+};
 use proptest::prelude::*;
 
 fn opts() -> ParseOptions {
-    ParseOptions::new(Utc.with_ymd_and_hms(2026, 11, 25, 16, 0, 0).single().expect("literal"))
+    ParseOptions::new(
+        Utc.with_ymd_and_hms(2026, 11, 25, 16, 0, 0)
+            .single()
+            .expect("literal"),
+    )
 }
 
 #[derive(Debug, Clone)]
@@ -40,7 +47,10 @@ impl Owned {
                 .iter()
                 .map(|(id, params)| SdElement {
                     id,
-                    params: params.iter().map(|(n, v)| (n.as_str(), Cow::Borrowed(v.as_str()))).collect(),
+                    params: params
+                        .iter()
+                        .map(|(n, v)| (n.as_str(), Cow::Borrowed(v.as_str())))
+                        .collect(),
                 })
                 .collect(),
             msg: &self.msg,
@@ -51,19 +61,25 @@ impl Owned {
 
 /// A header field: printable ASCII, not NILVALUE.
 fn field(max: usize) -> impl Strategy<Value = Option<String>> {
-    proptest::option::of(proptest::string::string_regex(&format!("[!-~]{{1,{max}}}")).expect("regex").prop_filter("nil", |s| s != "-"))
+    proptest::option::of(
+        proptest::string::string_regex(&format!("[!-~]{{1,{max}}}"))
+            .expect("regex")
+            .prop_filter("nil", |s| s != "-"),
+    )
 }
 
 fn timestamp() -> impl Strategy<Value = Option<DateTime<FixedOffset>>> {
     proptest::option::of(
-        (0i64..253_402_300_799 - 86_400, 0u32..1_000_000, -(23 * 60 + 59)..=(23 * 60 + 59i32)).prop_filter_map(
-            "valid",
-            |(secs, micros, off_min)| {
+        (
+            0i64..253_402_300_799 - 86_400,
+            0u32..1_000_000,
+            -(23 * 60 + 59)..=(23 * 60 + 59i32),
+        )
+            .prop_filter_map("valid", |(secs, micros, off_min)| {
                 let offset = FixedOffset::east_opt(off_min * 60)?;
                 let utc = DateTime::from_timestamp(secs, micros * 1000)?;
                 Some(utc.with_timezone(&offset))
-            },
-        ),
+            }),
     )
 }
 

@@ -6,7 +6,11 @@ use meniscus_syslog::{parse, ParseOptions, Protocol};
 
 /// Received 2026-11-25 16:00:00 UTC, zone-less stamps in UTC.
 fn opts() -> ParseOptions {
-    ParseOptions::new(Utc.with_ymd_and_hms(2026, 11, 25, 16, 0, 0).single().expect("literal"))
+    ParseOptions::new(
+        Utc.with_ymd_and_hms(2026, 11, 25, 16, 0, 0)
+            .single()
+            .expect("literal"),
+    )
 }
 
 fn ts(s: &str) -> Option<DateTime<FixedOffset>> {
@@ -25,8 +29,26 @@ struct Row {
     msg: &'static str,
 }
 
-const fn row(input: &'static str, pri: u8, ts: Option<&'static str>, host: Option<&'static str>, app: Option<&'static str>, pid: Option<&'static str>, msg: &'static str) -> Row {
-    Row { input, pri, pri_missing: false, ts, host, app, pid, seq: None, msg }
+const fn row(
+    input: &'static str,
+    pri: u8,
+    ts: Option<&'static str>,
+    host: Option<&'static str>,
+    app: Option<&'static str>,
+    pid: Option<&'static str>,
+    msg: &'static str,
+) -> Row {
+    Row {
+        input,
+        pri,
+        pri_missing: false,
+        ts,
+        host,
+        app,
+        pid,
+        seq: None,
+        msg,
+    }
 }
 
 fn check(rows: &[Row], opts: &ParseOptions) {
@@ -110,15 +132,50 @@ fn classic_bsd_and_senders() {
 
 #[test]
 fn no_pri_means_13() {
-    let missing = |r: Row| Row { pri_missing: true, ..r };
+    let missing = |r: Row| Row {
+        pri_missing: true,
+        ..r
+    };
     check(
         &[
-            missing(row("Nov 25 15:00:00 host app[1]: no pri", 13, Some("2026-11-25T15:00:00Z"), Some("host"), Some("app"), Some("1"), "no pri")),
-            missing(row("just some text", 13, None, None, None, None, "just some text")),
-            missing(row("1 2026-11-25T15:43:54Z h a - - - looks like 5424 without pri", 13, None, None, None, None, "1 2026-11-25T15:43:54Z h a - - - looks like 5424 without pri")),
+            missing(row(
+                "Nov 25 15:00:00 host app[1]: no pri",
+                13,
+                Some("2026-11-25T15:00:00Z"),
+                Some("host"),
+                Some("app"),
+                Some("1"),
+                "no pri",
+            )),
+            missing(row(
+                "just some text",
+                13,
+                None,
+                None,
+                None,
+                None,
+                "just some text",
+            )),
+            missing(row(
+                "1 2026-11-25T15:43:54Z h a - - - looks like 5424 without pri",
+                13,
+                None,
+                None,
+                None,
+                None,
+                "1 2026-11-25T15:43:54Z h a - - - looks like 5424 without pri",
+            )),
             Row {
                 seq: Some("91"),
-                ..missing(row("91: *Oct  7 03:10:04.123: %SYS-5-CONFIG_I: Configured from console", 13, Some("2026-10-07T03:10:04.123Z"), None, Some("%SYS-5-CONFIG_I"), None, "Configured from console"))
+                ..missing(row(
+                    "91: *Oct  7 03:10:04.123: %SYS-5-CONFIG_I: Configured from console",
+                    13,
+                    Some("2026-10-07T03:10:04.123Z"),
+                    None,
+                    Some("%SYS-5-CONFIG_I"),
+                    None,
+                    "Configured from console",
+                ))
             },
         ],
         &opts(),
@@ -154,20 +211,50 @@ fn cisco_asa_pix() {
 
 #[test]
 fn missing_year_is_resolved_against_received_at() {
-    let at = |y, mo, d, h| ParseOptions::new(Utc.with_ymd_and_hms(y, mo, d, h, 0, 0).single().expect("literal"));
+    let at = |y, mo, d, h| {
+        ParseOptions::new(
+            Utc.with_ymd_and_hms(y, mo, d, h, 0, 0)
+                .single()
+                .expect("literal"),
+        )
+    };
     let rows: &[(ParseOptions, &str, &str)] = &[
         // A December message received in January is last year's.
-        (at(2027, 1, 1, 0), "<13>Dec 31 23:59:59 h a: m", "2026-12-31T23:59:59Z"),
+        (
+            at(2027, 1, 1, 0),
+            "<13>Dec 31 23:59:59 h a: m",
+            "2026-12-31T23:59:59Z",
+        ),
         // A January message received on 31 December (sender clock ahead) is next year's.
-        (at(2026, 12, 31, 23), "<13>Jan  1 00:00:05 h a: m", "2027-01-01T00:00:05Z"),
+        (
+            at(2026, 12, 31, 23),
+            "<13>Jan  1 00:00:05 h a: m",
+            "2027-01-01T00:00:05Z",
+        ),
         // Same month.
-        (at(2026, 6, 15, 12), "<13>Jun 15 11:00:00 h a: m", "2026-06-15T11:00:00Z"),
+        (
+            at(2026, 6, 15, 12),
+            "<13>Jun 15 11:00:00 h a: m",
+            "2026-06-15T11:00:00Z",
+        ),
         // Slightly in the future (clock skew) stays this year.
-        (at(2026, 6, 15, 12), "<13>Jun 20 11:00:00 h a: m", "2026-06-20T11:00:00Z"),
+        (
+            at(2026, 6, 15, 12),
+            "<13>Jun 20 11:00:00 h a: m",
+            "2026-06-20T11:00:00Z",
+        ),
         // Months in the future means last year (a replayed archive).
-        (at(2026, 6, 15, 12), "<13>Oct  1 11:00:00 h a: m", "2025-10-01T11:00:00Z"),
+        (
+            at(2026, 6, 15, 12),
+            "<13>Oct  1 11:00:00 h a: m",
+            "2025-10-01T11:00:00Z",
+        ),
         // 29 February in a non-leap year goes back to the last leap year.
-        (at(2026, 3, 1, 0), "<13>Feb 29 12:00:00 h a: m", "2024-02-29T12:00:00Z"),
+        (
+            at(2026, 3, 1, 0),
+            "<13>Feb 29 12:00:00 h a: m",
+            "2024-02-29T12:00:00Z",
+        ),
     ];
     for (opts, input, want) in rows {
         let m = parse(input, opts).expect(input);
@@ -177,19 +264,35 @@ fn missing_year_is_resolved_against_received_at() {
 
 #[test]
 fn zone_less_stamps_use_the_configured_zone() {
-    let mut opts = ParseOptions::new(Utc.with_ymd_and_hms(2026, 7, 1, 12, 0, 0).single().expect("literal"));
+    let mut opts = ParseOptions::new(
+        Utc.with_ymd_and_hms(2026, 7, 1, 12, 0, 0)
+            .single()
+            .expect("literal"),
+    );
     opts.timezone = chrono_tz::Europe::Berlin;
     let rows: &[(&str, &str)] = &[
         ("<13>Jul  1 13:00:00 h a: m", "2026-07-01T13:00:00+02:00"),
-        ("<13>Jan 15 13:00:00 2026 h a: m", "2026-01-15T13:00:00+01:00"),
+        (
+            "<13>Jan 15 13:00:00 2026 h a: m",
+            "2026-01-15T13:00:00+01:00",
+        ),
         // DST gap (02:30 never happened in Berlin on 29 March): offset before the gap.
         ("<13>Mar 29 02:30:00 h a: m", "2026-03-29T02:30:00+01:00"),
         // DST repeat (02:30 happened twice on 25 October): the first one.
-        ("<13>Oct 25 02:30:00 2026 h a: m", "2026-10-25T02:30:00+02:00"),
+        (
+            "<13>Oct 25 02:30:00 2026 h a: m",
+            "2026-10-25T02:30:00+02:00",
+        ),
         // An explicit UTC zone name wins over the configured zone.
-        ("<13>*Jul  1 11:00:00.5 UTC: %SYS-5-X: m", "2026-07-01T11:00:00.5Z"),
+        (
+            "<13>*Jul  1 11:00:00.5 UTC: %SYS-5-X: m",
+            "2026-07-01T11:00:00.5Z",
+        ),
         // RFC 3339 stamps carry their own offset.
-        ("<13>2026-07-01T09:00:00-04:00 h a: m", "2026-07-01T09:00:00-04:00"),
+        (
+            "<13>2026-07-01T09:00:00-04:00 h a: m",
+            "2026-07-01T09:00:00-04:00",
+        ),
     ];
     for (input, want) in rows {
         let m = parse(input, &opts).expect(input);
@@ -199,7 +302,13 @@ fn zone_less_stamps_use_the_configured_zone() {
         assert_eq!(got.offset(), want.offset(), "{input}");
     }
     // New York, a received_at near midnight UTC that is still the previous day locally.
-    let ny = ParseOptions { received_at: Utc.with_ymd_and_hms(2027, 1, 1, 3, 0, 0).single().expect("literal"), timezone: chrono_tz::America::New_York };
+    let ny = ParseOptions {
+        received_at: Utc
+            .with_ymd_and_hms(2027, 1, 1, 3, 0, 0)
+            .single()
+            .expect("literal"),
+        timezone: chrono_tz::America::New_York,
+    };
     let m = parse("<13>Dec 31 22:00:00 h a: m", &ny).expect("ny");
     assert_eq!(m.timestamp, ts("2026-12-31T22:00:00-05:00"));
 }
@@ -208,9 +317,14 @@ fn zone_less_stamps_use_the_configured_zone() {
 fn only_unusable_input_fails() {
     for input in ["", "\n", "\r\n\0", "<192>Nov 25 15:00:00 h a: m", "<255>x"] {
         assert!(parse(input, &opts()).is_err(), "{input:?}");
-        assert!(meniscus_syslog::rfc3164::parse(input, &opts()).is_err(), "{input:?}");
+        assert!(
+            meniscus_syslog::rfc3164::parse(input, &opts()).is_err(),
+            "{input:?}"
+        );
     }
-    for input in [" ", "<", "<>", "<13>", "<13", "\u{feff}", "%", "%A-:", "*", "91: ", "<13>*"] {
+    for input in [
+        " ", "<", "<>", "<13>", "<13", "\u{feff}", "%", "%A-:", "*", "91: ", "<13>*",
+    ] {
         assert!(parse(input, &opts()).is_ok(), "{input:?}");
     }
 }

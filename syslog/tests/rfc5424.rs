@@ -7,7 +7,11 @@ use chrono::{DateTime, TimeZone, Utc};
 use meniscus_syslog::{parse, Message, ParseErrorKind, ParseOptions, Protocol};
 
 fn opts() -> ParseOptions {
-    ParseOptions::new(Utc.with_ymd_and_hms(2026, 11, 25, 16, 0, 0).single().expect("literal"))
+    ParseOptions::new(
+        Utc.with_ymd_and_hms(2026, 11, 25, 16, 0, 0)
+            .single()
+            .expect("literal"),
+    )
 }
 
 fn ok(input: &str) -> Message<'_> {
@@ -54,7 +58,16 @@ fn logger_rfc5424_with_meniscus_sd() {
 #[test]
 fn rfc_examples_and_senders() {
     // (input, timestamp, host, app, procid, msgid, sd ids, msg)
-    type Row = (&'static str, Option<&'static str>, Option<&'static str>, Option<&'static str>, Option<&'static str>, Option<&'static str>, &'static [&'static str], &'static str);
+    type Row = (
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        Option<&'static str>,
+        Option<&'static str>,
+        Option<&'static str>,
+        &'static [&'static str],
+        &'static str,
+    );
     let rows: &[Row] = &[
         // RFC 5424 §6.5 example 1 (with BOM).
         ("<34>1 2003-10-11T22:14:15.003Z mymachine.example.com su - ID47 - \u{feff}'su root' failed for lonvick on /dev/pts/8",
@@ -146,7 +159,11 @@ fn sd_escapes() {
         let e = &m.structured_data[0];
         assert_eq!(e.params.len(), 2, "{wire}");
         assert_eq!(e.params[0].1, want, "{wire}");
-        assert_eq!(matches!(e.params[0].1, Cow::Borrowed(_)), borrowed, "{wire}");
+        assert_eq!(
+            matches!(e.params[0].1, Cow::Borrowed(_)),
+            borrowed,
+            "{wire}"
+        );
         assert_eq!(e.param("after"), Some("ok"), "{wire}");
         assert_eq!(m.msg, "msg", "{wire}");
     }
@@ -165,7 +182,10 @@ fn length_limits() {
             let r = parse(&input, &opts());
             assert_eq!(r.is_ok(), good, "field {pos} len {len}: {r:?}");
             if let Err(e) = r {
-                assert!(matches!(e.kind, ParseErrorKind::FieldTooLong { max: m, .. } if m == max), "{e}");
+                assert!(
+                    matches!(e.kind, ParseErrorKind::FieldTooLong { max: m, .. } if m == max),
+                    "{e}"
+                );
                 assert_eq!(e.offset, 8 + 2 * pos, "{e}");
             }
         }
@@ -177,7 +197,10 @@ fn length_limits() {
     assert_eq!(e.to_string(), "sd-id is longer than 32 bytes at byte 17");
     let long_param = format!("<13>1 - - - - - [x {}=\"v\"] m", at(33));
     let e = parse(&long_param, &opts()).expect_err("param-name too long");
-    assert_eq!(e.to_string(), "param-name is longer than 32 bytes at byte 19");
+    assert_eq!(
+        e.to_string(),
+        "param-name is longer than 32 bytes at byte 19"
+    );
 }
 
 #[test]
@@ -185,25 +208,67 @@ fn errors_say_what_and_where() {
     let rows: &[(&str, &str)] = &[
         ("", "empty message at byte 0"),
         ("\r\n", "empty message at byte 0"),
-        ("<192>1 - - - - - -", "priority 192 is out of range (0-191) at byte 1"),
-        ("<999>1 - - - - - -", "priority 999 is out of range (0-191) at byte 1"),
-        ("<13>1 2026-13-01T00:00:00Z h - - - -", "invalid timestamp at byte 6"),
-        ("<13>1 2026-11-25T15:43:54 h - - - -", "invalid timestamp at byte 6"),
+        (
+            "<192>1 - - - - - -",
+            "priority 192 is out of range (0-191) at byte 1",
+        ),
+        (
+            "<999>1 - - - - - -",
+            "priority 999 is out of range (0-191) at byte 1",
+        ),
+        (
+            "<13>1 2026-13-01T00:00:00Z h - - - -",
+            "invalid timestamp at byte 6",
+        ),
+        (
+            "<13>1 2026-11-25T15:43:54 h - - - -",
+            "invalid timestamp at byte 6",
+        ),
         ("<13>1 - h", "missing app-name at byte 9"),
         ("<13>1 - h a p", "missing msgid at byte 13"),
         ("<13>1 - h a p m", "missing structured data at byte 15"),
-        ("<13>1 - h a p m x", "invalid structured data: expected '-' or '[' at byte 16"),
-        ("<13>1 - h a p m -x", "expected a space after structured data at byte 17"),
-        ("<13>1 - h a p m [x", "invalid structured data: unterminated sd-element at byte 18"),
-        ("<13>1 - h a p m [x a]", "invalid structured data: expected '=' after param-name at byte 20"),
-        ("<13>1 - h a p m [x a=b]", "invalid structured data: expected '\"' to open param-value at byte 21"),
-        ("<13>1 - h a p m [x a=\"b]", "invalid structured data: unterminated param-value at byte 22"),
-        ("<13>1 - h a p m [x a=\"b\\\"]", "invalid structured data: unterminated param-value at byte 22"),
+        (
+            "<13>1 - h a p m x",
+            "invalid structured data: expected '-' or '[' at byte 16",
+        ),
+        (
+            "<13>1 - h a p m -x",
+            "expected a space after structured data at byte 17",
+        ),
+        (
+            "<13>1 - h a p m [x",
+            "invalid structured data: unterminated sd-element at byte 18",
+        ),
+        (
+            "<13>1 - h a p m [x a]",
+            "invalid structured data: expected '=' after param-name at byte 20",
+        ),
+        (
+            "<13>1 - h a p m [x a=b]",
+            "invalid structured data: expected '\"' to open param-value at byte 21",
+        ),
+        (
+            "<13>1 - h a p m [x a=\"b]",
+            "invalid structured data: unterminated param-value at byte 22",
+        ),
+        (
+            "<13>1 - h a p m [x a=\"b\\\"]",
+            "invalid structured data: unterminated param-value at byte 22",
+        ),
         ("<13>1 - h a p m []", "missing sd-id at byte 17"),
-        ("<13>1 - h\ta p m -", "invalid character in hostname at byte 9"),
+        (
+            "<13>1 - h\ta p m -",
+            "invalid character in hostname at byte 9",
+        ),
         ("<13>1 - h  a p m -", "missing app-name at byte 10"),
-        ("<13>1 - h a p m [x a=\"b\"x]", "invalid structured data: expected ' ' or ']' in sd-element at byte 24"),
-        ("<13>1 -x h a p m -", "expected a space after timestamp at byte 7"),
+        (
+            "<13>1 - h a p m [x a=\"b\"x]",
+            "invalid structured data: expected ' ' or ']' in sd-element at byte 24",
+        ),
+        (
+            "<13>1 -x h a p m -",
+            "expected a space after timestamp at byte 7",
+        ),
     ];
     for &(input, want) in rows {
         let e = parse(input, &opts()).expect_err(input);

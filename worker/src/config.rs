@@ -104,7 +104,9 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { address: default_http_address() }
+        HttpConfig {
+            address: default_http_address(),
+        }
     }
 }
 
@@ -235,18 +237,29 @@ fn default_retention_interval() -> HumanDuration {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {source}")]
-    Parse { path: PathBuf, source: serde_yaml::Error },
+    Parse {
+        path: PathBuf,
+        source: serde_yaml::Error,
+    },
     #[error("invalid config: {0}")]
     Invalid(String),
 }
 
 impl Config {
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        let config: Config =
-            serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let config: Config = serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -254,27 +267,50 @@ impl Config {
     /// Checks what serde cannot: values that must agree with each other.
     pub fn validate(&self) -> Result<(), ConfigError> {
         for listener in &self.listeners {
-            let name = format!("{:?} listener on {}", listener.protocol, listener.address).to_lowercase();
+            let name =
+                format!("{:?} listener on {}", listener.protocol, listener.address).to_lowercase();
             listener
                 .framing
                 .parse::<meniscus_syslog::Framing>()
-                .map_err(|_| ConfigError::Invalid(format!("{name}: framing must be auto, octet-counting or lf")))?;
+                .map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "{name}: framing must be auto, octet-counting or lf"
+                    ))
+                })?;
             listener.timezone.parse::<chrono_tz::Tz>().map_err(|_| {
-                ConfigError::Invalid(format!("{name}: unknown timezone {:?} (use an IANA name like Europe/Berlin)", listener.timezone))
+                ConfigError::Invalid(format!(
+                    "{name}: unknown timezone {:?} (use an IANA name like Europe/Berlin)",
+                    listener.timezone
+                ))
             })?;
             match (listener.protocol, &listener.tls) {
                 (ListenerProtocol::Tls, None) => {
-                    return Err(ConfigError::Invalid(format!("{name}: needs a `tls` section with certFile and keyFile")))
+                    return Err(ConfigError::Invalid(format!(
+                        "{name}: needs a `tls` section with certFile and keyFile"
+                    )))
                 }
                 (ListenerProtocol::Tcp | ListenerProtocol::Udp, Some(_)) => {
-                    return Err(ConfigError::Invalid(format!("{name}: `tls` is only for protocol tls")))
+                    return Err(ConfigError::Invalid(format!(
+                        "{name}: `tls` is only for protocol tls"
+                    )))
                 }
                 _ => {}
             }
-            let known = |tenant: &TenantId| self.tenants.is_empty() || self.tenants.iter().any(|spec| &spec.id == tenant);
+            if let Some(tls) = &listener.tls {
+                if !tls.client_tenants.is_empty() && tls.client_ca_file.is_none() {
+                    return Err(ConfigError::Invalid(format!(
+                        "{name}: clientTenants needs clientCaFile, or no client certificate is ever asked for"
+                    )));
+                }
+            }
+            let known = |tenant: &TenantId| {
+                self.tenants.is_empty() || self.tenants.iter().any(|spec| &spec.id == tenant)
+            };
             if let Some(tenant) = &listener.tenant {
                 if !known(tenant) {
-                    return Err(ConfigError::Invalid(format!("{name}: tenant {tenant} is not defined under `tenants`")));
+                    return Err(ConfigError::Invalid(format!(
+                        "{name}: tenant {tenant} is not defined under `tenants`"
+                    )));
                 }
             }
             for mapping in listener.tls.iter().flat_map(|tls| &tls.client_tenants) {
@@ -287,7 +323,9 @@ impl Config {
             }
         }
         if self.limits.max_message_bytes < 480 {
-            return Err(ConfigError::Invalid("limits.maxMessageBytes must be at least 480 (RFC 5424 §6.1)".into()));
+            return Err(ConfigError::Invalid(
+                "limits.maxMessageBytes must be at least 480 (RFC 5424 §6.1)".into(),
+            ));
         }
         Ok(())
     }
@@ -310,14 +348,31 @@ mod tests {
     fn typos_and_bad_values_are_refused_with_the_field_named() {
         let error = serde_yaml::from_str::<Config>("listners: []").unwrap_err();
         assert!(error.to_string().contains("listners"), "{error}");
+        let config: Config = serde_yaml::from_str(
+            "listeners: [{protocol: tcp, address: '127.0.0.1:1', framing: octets}]",
+        )
+        .unwrap();
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("framing must be"));
+        let config: Config = serde_yaml::from_str(
+            "listeners: [{protocol: tcp, address: '127.0.0.1:1', timezone: Mars/Olympus}]",
+        )
+        .unwrap();
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("unknown timezone"));
         let config: Config =
-            serde_yaml::from_str("listeners: [{protocol: tcp, address: '127.0.0.1:1', framing: octets}]").unwrap();
-        assert!(config.validate().unwrap_err().to_string().contains("framing must be"));
-        let config: Config =
-            serde_yaml::from_str("listeners: [{protocol: tcp, address: '127.0.0.1:1', timezone: Mars/Olympus}]").unwrap();
-        assert!(config.validate().unwrap_err().to_string().contains("unknown timezone"));
-        let config: Config = serde_yaml::from_str("listeners: [{protocol: tls, address: '127.0.0.1:1'}]").unwrap();
-        assert!(config.validate().unwrap_err().to_string().contains("needs a `tls` section"));
+            serde_yaml::from_str("listeners: [{protocol: tls, address: '127.0.0.1:1'}]").unwrap();
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("needs a `tls` section"));
     }
 
     #[test]

@@ -42,7 +42,9 @@ fn main() -> std::process::ExitCode {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|runtime| runtime.block_on(standalone::run(args))),
-        Command::CheckConfig { config } => config::Config::load(&config).map(|_| println!("{}: valid", config.display())).map_err(Into::into),
+        Command::CheckConfig { config } => config::Config::load(&config)
+            .map(|_| println!("{}: valid", config.display()))
+            .map_err(Into::into),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

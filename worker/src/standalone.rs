@@ -63,13 +63,17 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     let mut demo = None;
     if config.tenants.is_empty() {
         let token = demo_token(&args.data_dir)?;
         config.tenants.push(TenantSpec {
             id: TenantId::parse(DEMO_TENANT)?,
-            tokens: vec![TokenSpec { value: token.clone(), not_after: None }],
+            tokens: vec![TokenSpec {
+                value: token.clone(),
+                not_after: None,
+            }],
             producers: Vec::new(),
             retention: Default::default(),
         });
@@ -82,7 +86,12 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
             framing: "auto".into(),
             timezone: "UTC".into(),
             tenant: None,
-            tls: Some(TlsConfig { cert_file: cert_file.clone(), key_file: key_file.clone(), client_ca_file: None, client_tenants: vec![] }),
+            tls: Some(TlsConfig {
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+                client_ca_file: None,
+                client_tenants: vec![],
+            }),
         });
     }
     config.validate()?;
@@ -101,7 +110,11 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         max_rows: config.limits.max_result_rows,
     };
     let queries = QueryEngine::new(storage.hot.clone(), limits)?;
-    let normalizer = Normalizer::new(config.normalizer.rulebase_dir.clone(), storage.clone(), metrics.clone());
+    let normalizer = Normalizer::new(
+        config.normalizer.rulebase_dir.clone(),
+        storage.clone(),
+        metrics.clone(),
+    );
     normalizer.spawn_reloader(Duration::from_secs(2));
     let correlator = Correlator::new(
         registry,
@@ -115,16 +128,27 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     for listener in &config.listeners {
         bound.push(start_listener(listener, correlator.clone()).await?);
     }
-    let http = TcpListener::bind(config.http.address).await.with_context(|| format!("cannot listen for HTTP on {}", config.http.address))?;
+    let http = TcpListener::bind(config.http.address)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", config.http.address))?;
     let http_address = http.local_addr()?;
-    let state = Arc::new(AppState { correlator: correlator.clone(), storage: storage.clone(), queries, ready: Default::default() });
+    let state = Arc::new(AppState {
+        correlator: correlator.clone(),
+        storage: storage.clone(),
+        queries,
+        ready: Default::default(),
+    });
     let app = api::router(state.clone());
     tokio::spawn(async move {
         if let Err(error) = axum::serve(http, app).await {
             tracing::error!(%error, "http server stopped");
         }
     });
-    spawn_retention(storage.clone(), correlator.clone(), config.storage.retention_check_interval.0);
+    spawn_retention(
+        storage.clone(),
+        correlator.clone(),
+        config.storage.retention_check_interval.0,
+    );
     state.ready.store(true, Ordering::Relaxed);
     tracing::info!(http = %http_address, listeners = ?bound, data_dir = %args.data_dir.display(), "meniscus standalone ready");
     print_banner(&bound, http_address, demo.as_deref());
@@ -139,19 +163,33 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
 }
 
 /// Binds one syslog listener and starts serving it; returns the bound address.
-async fn start_listener(listener: &ListenerConfig, correlator: Arc<Correlator>) -> anyhow::Result<(ListenerProtocol, SocketAddr)> {
-    let timezone: chrono_tz::Tz = listener.timezone.parse().map_err(|_| anyhow::anyhow!("unknown timezone {}", listener.timezone))?;
+async fn start_listener(
+    listener: &ListenerConfig,
+    correlator: Arc<Correlator>,
+) -> anyhow::Result<(ListenerProtocol, SocketAddr)> {
+    let timezone: chrono_tz::Tz = listener
+        .timezone
+        .parse()
+        .map_err(|_| anyhow::anyhow!("unknown timezone {}", listener.timezone))?;
     let transport = match listener.protocol {
         ListenerProtocol::Tcp => Transport::Tcp,
         ListenerProtocol::Udp => Transport::Udp,
         ListenerProtocol::Tls => Transport::Tls,
     };
-    let source = SourceContext { transport, bound_tenant: listener.tenant.clone(), timezone };
-    let framing = listener.framing.parse().map_err(|_| anyhow::anyhow!("bad framing {}", listener.framing))?;
+    let source = SourceContext {
+        transport,
+        bound_tenant: listener.tenant.clone(),
+        timezone,
+    };
+    let framing = listener
+        .framing
+        .parse()
+        .map_err(|_| anyhow::anyhow!("bad framing {}", listener.framing))?;
     let address = listener.address;
     match listener.protocol {
         ListenerProtocol::Udp => {
-            let socket = udp::bind(address).with_context(|| format!("cannot listen for syslog UDP on {address}"))?;
+            let socket = udp::bind(address)
+                .with_context(|| format!("cannot listen for syslog UDP on {address}"))?;
             let local = socket.local_addr()?;
             tokio::spawn(udp::serve(socket, source, correlator));
             Ok((listener.protocol, local))
@@ -161,9 +199,19 @@ async fn start_listener(listener: &ListenerConfig, correlator: Arc<Correlator>) 
                 Some(tls) => Some(Arc::new(TlsListener::from_config(tls)?)),
                 None => None,
             };
-            let tcp = TcpListener::bind(address).await.with_context(|| format!("cannot listen for syslog on {address}"))?;
+            let tcp = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen for syslog on {address}"))?;
             let local = tcp.local_addr()?;
-            tokio::spawn(StreamListener { listener: tcp, framing, source, tls }.serve(correlator));
+            tokio::spawn(
+                StreamListener {
+                    listener: tcp,
+                    framing,
+                    source,
+                    tls,
+                }
+                .serve(correlator),
+            );
             Ok((listener.protocol, local))
         }
     }
@@ -179,7 +227,9 @@ fn spawn_retention(storage: Arc<Storage>, correlator: Arc<Correlator>, every: Du
             let metrics = correlator.metrics.clone();
             let outcome = tokio::task::spawn_blocking(move || {
                 hot.expire(chrono::Utc::now(), |tenant| {
-                    registry.get(tenant).and_then(|tenant| chrono::Duration::from_std(tenant.spec.retention.short_term.0).ok())
+                    registry.get(tenant).and_then(|tenant| {
+                        chrono::Duration::from_std(tenant.spec.retention.short_term.0).ok()
+                    })
                 })
             })
             .await;
@@ -189,7 +239,10 @@ fn spawn_retention(storage: Arc<Storage>, correlator: Arc<Correlator>, every: Du
                         metrics.retention_deleted_files.inc(&[&entry.tenant]);
                     }
                     if !removed.is_empty() {
-                        tracing::info!(files = removed.len(), "retention deleted expired hot-store files");
+                        tracing::info!(
+                            files = removed.len(),
+                            "retention deleted expired hot-store files"
+                        );
                     }
                 }
                 Ok(Err(error)) => tracing::error!(%error, "retention pass failed"),
@@ -199,17 +252,33 @@ fn spawn_retention(storage: Arc<Storage>, correlator: Arc<Correlator>, every: Du
     });
 }
 
-fn print_banner(bound: &[(ListenerProtocol, SocketAddr)], http: SocketAddr, demo_token: Option<&str>) {
-    let host = |address: &SocketAddr| if address.ip().is_unspecified() { "127.0.0.1".to_string() } else { address.ip().to_string() };
+fn print_banner(
+    bound: &[(ListenerProtocol, SocketAddr)],
+    http: SocketAddr,
+    demo_token: Option<&str>,
+) {
+    let host = |address: &SocketAddr| {
+        if address.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            address.ip().to_string()
+        }
+    };
     println!("Meniscus standalone is running.");
     for (protocol, address) in bound {
-        println!("  syslog {:<4} {address}", format!("{protocol:?}").to_lowercase());
+        println!(
+            "  syslog {:<4} {address}",
+            format!("{protocol:?}").to_lowercase()
+        );
     }
     println!("  http        {http}  (tenant API, /metrics, /healthz, /readyz)");
     if let Some(token) = demo_token {
         println!();
         println!("Demo tenant: id \"{DEMO_TENANT}\", token {token}");
-        if let Some((_, tcp)) = bound.iter().find(|(protocol, _)| *protocol == ListenerProtocol::Tcp) {
+        if let Some((_, tcp)) = bound
+            .iter()
+            .find(|(protocol, _)| *protocol == ListenerProtocol::Tcp)
+        {
             println!("Send a message:");
             println!(
                 "  logger --server {} --port {} --tcp --rfc5424 --sd-id meniscus@32473 --sd-param 'tenant=\"{DEMO_TENANT}\"' --sd-param 'token=\"{token}\"' 'hello from logger'",
@@ -228,13 +297,14 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
-            }
-        };
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}

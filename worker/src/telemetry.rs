@@ -16,9 +16,16 @@ pub fn init_logging() {
     use tracing_subscriber::{fmt, EnvFilter};
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     if std::io::stderr().is_terminal() {
-        fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+        fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
     } else {
-        fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+        fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
     }
 }
 
@@ -32,13 +39,34 @@ pub struct Family {
 }
 
 impl Family {
-    fn new(name: &'static str, help: &'static str, kind: &'static str, label_names: &'static [&'static str]) -> Family {
-        Family { name, help, kind, label_names, values: RwLock::new(BTreeMap::new()) }
+    fn new(
+        name: &'static str,
+        help: &'static str,
+        kind: &'static str,
+        label_names: &'static [&'static str],
+    ) -> Family {
+        Family {
+            name,
+            help,
+            kind,
+            label_names,
+            values: RwLock::new(BTreeMap::new()),
+        }
     }
 
     fn slot(&self, labels: &[&str]) -> Arc<AtomicU64> {
-        debug_assert_eq!(labels.len(), self.label_names.len(), "label count of {}", self.name);
-        if let Some(slot) = self.values.read().get(&labels.iter().map(|label| label.to_string()).collect::<Vec<_>>()) {
+        debug_assert_eq!(
+            labels.len(),
+            self.label_names.len(),
+            "label count of {}",
+            self.name
+        );
+        if let Some(slot) = self.values.read().get(
+            &labels
+                .iter()
+                .map(|label| label.to_string())
+                .collect::<Vec<_>>(),
+        ) {
             return slot.clone();
         }
         let key: Vec<String> = labels.iter().map(|label| label.to_string()).collect();
@@ -61,7 +89,11 @@ impl Family {
 
     pub fn get(&self, labels: &[&str]) -> u64 {
         let key: Vec<String> = labels.iter().map(|label| label.to_string()).collect();
-        self.values.read().get(&key).map(|slot| slot.load(Ordering::Relaxed)).unwrap_or(0)
+        self.values
+            .read()
+            .get(&key)
+            .map(|slot| slot.load(Ordering::Relaxed))
+            .unwrap_or(0)
     }
 
     fn render(&self, out: &mut String) {
@@ -85,7 +117,10 @@ impl Family {
 }
 
 fn escape_label(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Every metric the worker exports.
@@ -173,7 +208,12 @@ mod tests {
         metrics.wal_fsyncs.inc(&[]);
         metrics.received_events.add(&["a\"b", "udp"], 0);
         let text = metrics.render();
-        assert!(text.contains("meniscus_auth_failures_total{transport=\"tcp\",reason=\"invalid_token\"} 3"), "{text}");
+        assert!(
+            text.contains(
+                "meniscus_auth_failures_total{transport=\"tcp\",reason=\"invalid_token\"} 3"
+            ),
+            "{text}"
+        );
         assert!(text.contains("meniscus_wal_fsyncs_total 1"), "{text}");
         assert!(text.contains("# TYPE meniscus_open_connections gauge"));
         assert_eq!(metrics.auth_failures.get(&["tcp", "invalid_token"]), 3);

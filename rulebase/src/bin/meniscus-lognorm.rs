@@ -23,7 +23,10 @@ use std::process::ExitCode;
 
 fn usage() -> ExitCode {
     eprintln!("usage: meniscus-lognorm (-r RULEBASE | -b BUILTIN) [-T] [-p | -P] [-e json] [--api | --bench-api] < lines");
-    eprintln!("built-in rulebases: {}", Rulebase::builtin_names().join(", "));
+    eprintln!(
+        "built-in rulebases: {}",
+        Rulebase::builtin_names().join(", ")
+    );
     ExitCode::from(1)
 }
 
@@ -46,7 +49,11 @@ fn main() -> ExitCode {
             }
             _ => {}
         }
-        let (flag, glued) = if a.len() > 2 && a.starts_with('-') { (a[..2].to_string(), Some(a[2..].to_string())) } else { (a.clone(), None) };
+        let (flag, glued) = if a.len() > 2 && a.starts_with('-') {
+            (a[..2].to_string(), Some(a[2..].to_string()))
+        } else {
+            (a.clone(), None)
+        };
         let mut value = || glued.clone().or_else(|| args.next());
         match flag.as_str() {
             "-r" => rb_path = value().map(PathBuf::from),
@@ -122,7 +129,10 @@ fn main() -> ExitCode {
             let n = rb.normalize(&text);
             let mut fields = n.fields;
             if tags && !n.tags.is_empty() {
-                fields.insert("event.tags".into(), n.tags.into_iter().map(serde_json::Value::String).collect());
+                fields.insert(
+                    "event.tags".into(),
+                    n.tags.into_iter().map(serde_json::Value::String).collect(),
+                );
             }
             buf.push_str(&serde_json::Value::Object(fields).to_string());
             n.matched

@@ -31,13 +31,23 @@ pub(crate) enum Fmt {
 #[derive(Debug)]
 pub(crate) enum Field {
     Literal(Box<[u8]>),
-    Repeat { parser: NodeId, while_cond: NodeId, permit_mismatch: bool },
+    Repeat {
+        parser: NodeId,
+        while_cond: NodeId,
+        permit_mismatch: bool,
+    },
     Custom(usize),
     Rfc3164(Fmt),
     Rfc5424(Fmt),
-    Number { maxval: i64, fmt: Fmt },
+    Number {
+        maxval: i64,
+        fmt: Fmt,
+    },
     Float(Fmt),
-    HexNumber { maxval: u64, fmt: Fmt },
+    HexNumber {
+        maxval: u64,
+        fmt: Fmt,
+    },
     KernelTimestamp,
     Whitespace,
     Ipv4,
@@ -78,7 +88,10 @@ pub(crate) struct KeyText {
 
 impl KeyText {
     pub(crate) fn new(name: &str) -> Self {
-        KeyText { name: Cow::Owned(name.to_string()), json: Cow::Owned(crate::jsonc::key_text(name)) }
+        KeyText {
+            name: Cow::Owned(name.to_string()),
+            json: Cow::Owned(crate::jsonc::key_text(name)),
+        }
     }
 }
 
@@ -131,7 +144,11 @@ pub(crate) enum Out<'g> {
     /// A `v2-iptables` body `[start, end)`, already validated by the parser; its
     /// `NAME=value` pairs are re-scanned when the value is rendered. `repeat`: some name
     /// may occur twice (json-c then keeps its first position and last value).
-    Iptables { start: usize, end: usize, repeat: bool },
+    Iptables {
+        start: usize,
+        end: usize,
+        repeat: bool,
+    },
     /// The fields of a user-defined type (an object), in liblognorm's insertion order.
     Fields(Fields<'g>),
     Null,
@@ -146,11 +163,17 @@ impl Out<'_> {
         match self {
             Out::Span(a, b) => Value::String(span_str(line, a, b).into_owned()),
             Out::Int(i) => Value::from(i),
-            Out::Float(f) => serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null),
-            Out::Iptables { start: a, end: b, .. } => {
+            Out::Float(f) => serde_json::Number::from_f64(f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
+            Out::Iptables {
+                start: a, end: b, ..
+            } => {
                 let mut m = Map::new();
                 structured::iptables_pairs(line.as_bytes(), a, b, |n, v| {
-                    let v = v.map_or(Value::Null, |(va, vb)| Value::String(span_str(line, va, vb).into_owned()));
+                    let v = v.map_or(Value::Null, |(va, vb)| {
+                        Value::String(span_str(line, va, vb).into_owned())
+                    });
                     m.insert(span_str(line, n.0, n.1).into_owned(), v);
                 });
                 Value::Object(m)
@@ -178,7 +201,10 @@ pub(crate) fn fields_to_map(fields: Fields<'_>, line: &str) -> Map<String, Value
 pub(crate) fn load_be(b: &[u8]) -> u64 {
     match b.first_chunk::<8>() {
         Some(w) => u64::from_be_bytes(*w),
-        None => b.iter().enumerate().fold(0u64, |x, (i, &c)| x | (c as u64) << (56 - 8 * i)),
+        None => b
+            .iter()
+            .enumerate()
+            .fold(0u64, |x, (i, &c)| x | (c as u64) << (56 - 8 * i)),
     }
 }
 
@@ -226,9 +252,19 @@ pub(crate) type Parsed = Option<(usize, Out<'static>)>;
 /// The user `priority` parameter (default 30000) is placed above these 8 bits.
 pub(crate) fn base_prio(type_name: &str) -> Option<u8> {
     Some(match type_name {
-        "literal" | "repeat" | "whitespace" | "ipv4" | "ipv6" | "cisco-interface-spec" | "json"
-        | "cee-syslog" | "cef" | "checkpoint-lea" | "v2-iptables" => 4,
-        "date-rfc3164" | "date-rfc5424" | "date-iso" | "time-24hr" | "time-12hr" | "name-value-list" => 8,
+        "literal"
+        | "repeat"
+        | "whitespace"
+        | "ipv4"
+        | "ipv6"
+        | "cisco-interface-spec"
+        | "json"
+        | "cee-syslog"
+        | "cef"
+        | "checkpoint-lea"
+        | "v2-iptables" => 4,
+        "date-rfc3164" | "date-rfc5424" | "date-iso" | "time-24hr" | "time-12hr"
+        | "name-value-list" => 8,
         "number" | "float" | "hexnumber" | "kernel-timestamp" | "duration" | "mac48" => 16,
         "word" | "alpha" | "string-to" | "char-to" | "char-sep" | "string" => 32,
         "op-quoted-string" | "quoted-string" => 64,
@@ -255,7 +291,11 @@ fn extradata(type_name: &str, params: &Map<String, Value>) -> Result<Box<[u8]>, 
     }
 }
 
-fn check_params(type_name: &str, params: &Map<String, Value>, allowed: &[&str]) -> Result<(), String> {
+fn check_params(
+    type_name: &str,
+    params: &Map<String, Value>,
+    allowed: &[&str],
+) -> Result<(), String> {
     for k in params.keys() {
         // legacy `%name:type:extra%` syntax passes extradata to every type; liblognorm
         // only warns about it for types that ignore it, so we ignore it too.
@@ -307,7 +347,10 @@ pub(crate) fn construct(type_name: &str, params: &Map<String, Value>) -> Result<
         }
         "number" => {
             check_params(type_name, params, &["format", "maxval"])?;
-            Ok(Field::Number { maxval: int_param("maxval")?, fmt: fmt(false)? })
+            Ok(Field::Number {
+                maxval: int_param("maxval")?,
+                fmt: fmt(false)?,
+            })
         }
         "float" => {
             check_params(type_name, params, &["format"])?;
@@ -315,7 +358,10 @@ pub(crate) fn construct(type_name: &str, params: &Map<String, Value>) -> Result<
         }
         "hexnumber" => {
             check_params(type_name, params, &["format", "maxval"])?;
-            Ok(Field::HexNumber { maxval: int_param("maxval")? as u64, fmt: fmt(false)? })
+            Ok(Field::HexNumber {
+                maxval: int_param("maxval")? as u64,
+                fmt: fmt(false)?,
+            })
         }
         "kernel-timestamp" => none(Field::KernelTimestamp),
         "whitespace" => none(Field::Whitespace),
@@ -350,7 +396,9 @@ pub(crate) fn construct(type_name: &str, params: &Map<String, Value>) -> Result<
             check_params(type_name, params, &["extradata"])?;
             Ok(Field::CharSep(extradata("char-separated", params)?))
         }
-        "string" => Ok(Field::String(Box::new(text::StringOpts::from_params(params)?))),
+        "string" => Ok(Field::String(Box::new(text::StringOpts::from_params(
+            params,
+        )?))),
         other => Err(format!("unknown field type \"{other}\"")),
     }
 }

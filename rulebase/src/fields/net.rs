@@ -118,7 +118,10 @@ pub(crate) fn mac48(s: &[u8], i: usize) -> Parsed {
     }
     for k in 0..6 {
         let p = i + k * 3;
-        if !s[p].is_ascii_hexdigit() || !s[p + 1].is_ascii_hexdigit() || (k < 5 && s[p + 2] != delim) {
+        if !s[p].is_ascii_hexdigit()
+            || !s[p + 1].is_ascii_hexdigit()
+            || (k < 5 && s[p + 2] != delim)
+        {
             return None;
         }
     }

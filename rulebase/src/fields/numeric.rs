@@ -14,7 +14,11 @@ pub(crate) fn number(s: &[u8], offs: usize, maxval: i64, fmt: Fmt) -> Parsed {
     if (maxval > 0 && val > maxval) || i == offs {
         return None;
     }
-    let out = if fmt == Fmt::Number { Out::Int(val) } else { Out::Span(offs, i) };
+    let out = if fmt == Fmt::Number {
+        Out::Int(val)
+    } else {
+        Out::Span(offs, i)
+    };
     Some((i - offs, out))
 }
 
@@ -66,6 +70,10 @@ pub(crate) fn hexnumber(s: &[u8], offs: usize, maxval: u64, fmt: Fmt) -> Parsed 
     if !is_space(at(s, i)) || (maxval > 0 && val > maxval) {
         return None;
     }
-    let out = if fmt == Fmt::Number { Out::Int(val as i64) } else { Out::Span(offs, i) };
+    let out = if fmt == Fmt::Number {
+        Out::Int(val as i64)
+    } else {
+        Out::Span(offs, i)
+    };
     Some((i - offs, out))
 }

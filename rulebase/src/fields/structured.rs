@@ -112,14 +112,20 @@ static IS_SPACE: [bool; 256] = {
 #[inline]
 fn iptables_pair(s: &[u8], i: usize) -> Option<((usize, usize), Option<(usize, usize)>, usize)> {
     let rest = s.get(i..)?;
-    let n = rest.iter().position(|c| !c.is_ascii_uppercase()).unwrap_or(rest.len());
+    let n = rest
+        .iter()
+        .position(|c| !c.is_ascii_uppercase())
+        .unwrap_or(rest.len());
     let j = i + n;
     match rest.get(n) {
         _ if n == 0 => None,
         None | Some(b' ') => Some(((i, j), None, j)),
         Some(b'=') => {
             let v = &rest[n + 1..];
-            let vlen = v.iter().position(|&c| IS_SPACE[c as usize]).unwrap_or(v.len());
+            let vlen = v
+                .iter()
+                .position(|&c| IS_SPACE[c as usize])
+                .unwrap_or(v.len());
             Some(((i, j), Some((j + 1, j + 1 + vlen)), j + 1 + vlen))
         }
         Some(_) => None,
@@ -155,7 +161,14 @@ pub(crate) fn v2_iptables(s: &[u8], offs: usize) -> Parsed {
     if n < 2 {
         return None;
     }
-    Some((end - offs, Out::Iptables { start: offs, end, repeat }))
+    Some((
+        end - offs,
+        Out::Iptables {
+            start: offs,
+            end,
+            repeat,
+        },
+    ))
 }
 
 /// Up to 8 bytes of an upper-case name and its length (zero padding cannot collide with
@@ -169,7 +182,11 @@ fn fingerprint(name: &[u8]) -> u64 {
 /// calling `f(name span, value span)` for each (the value is `None` for a flag).
 /// Returns the end offset, or `None` if the text is not a valid body.
 #[inline]
-fn iptables_scan(s: &[u8], offs: usize, mut f: impl FnMut((usize, usize), Option<(usize, usize)>)) -> Option<usize> {
+fn iptables_scan(
+    s: &[u8],
+    offs: usize,
+    mut f: impl FnMut((usize, usize), Option<(usize, usize)>),
+) -> Option<usize> {
     let len = s.len();
     let mut i = offs;
     while i < len {
@@ -186,7 +203,12 @@ fn iptables_scan(s: &[u8], offs: usize, mut f: impl FnMut((usize, usize), Option
 /// The pairs of a body that [`v2_iptables`] accepted (`[a, b)` with `b` the end of the
 /// line), in order, duplicates included (json-c keeps the first position and the last
 /// value; callers apply that).
-pub(crate) fn iptables_pairs(s: &[u8], a: usize, b: usize, f: impl FnMut((usize, usize), Option<(usize, usize)>)) {
+pub(crate) fn iptables_pairs(
+    s: &[u8],
+    a: usize,
+    b: usize,
+    f: impl FnMut((usize, usize), Option<(usize, usize)>),
+) {
     let _ = iptables_scan(&s[..b.min(s.len())], a, f);
 }
 
@@ -272,7 +294,10 @@ fn cef_extensions(s: &[u8], mut i: usize, mut out: Option<&mut Map<String, Value
                 }
                 k += 1;
             }
-            map.insert(span_string(s, name_start, name_end), Value::String(String::from_utf8_lossy(&v).into_owned()));
+            map.insert(
+                span_string(s, name_start, name_end),
+                Value::String(String::from_utf8_lossy(&v).into_owned()),
+            );
         }
     }
     Some(())
@@ -295,7 +320,17 @@ pub(crate) fn cef(s: &[u8], offs: usize) -> Parsed {
     let mut ext = Map::new();
     cef_extensions(s, i, Some(&mut ext))?;
     let mut obj = Map::new();
-    for (k, v) in ["DeviceVendor", "DeviceProduct", "DeviceVersion", "SignatureID", "Name", "Severity"].iter().zip(hdr) {
+    for (k, v) in [
+        "DeviceVendor",
+        "DeviceProduct",
+        "DeviceVersion",
+        "SignatureID",
+        "Name",
+        "Severity",
+    ]
+    .iter()
+    .zip(hdr)
+    {
         obj.insert((*k).into(), Value::String(v));
     }
     obj.insert("Extensions".into(), Value::Object(ext));

@@ -191,7 +191,11 @@ impl StringOpts {
                         "backslash" => EscMode::Backslash,
                         "double" => EscMode::Double,
                         "both" => EscMode::Both,
-                        _ => return Err(format!("invalid quoting.escape.mode for string parser: {sv}")),
+                        _ => {
+                            return Err(format!(
+                                "invalid quoting.escape.mode for string parser: {sv}"
+                            ))
+                        }
                     }
                 }
                 "quoting.char.begin" | "quoting.char.end" => {
@@ -207,28 +211,43 @@ impl StringOpts {
                 "matching.permitted" => {
                     o.permitted = [false; 256];
                     match v {
-                        Value::String(chars) => chars.bytes().for_each(|c| o.permitted[c as usize] = true),
+                        Value::String(chars) => {
+                            chars.bytes().for_each(|c| o.permitted[c as usize] = true)
+                        }
                         Value::Array(items) => {
                             for item in items {
-                                let Some(obj) = item.as_object() else { continue };
+                                let Some(obj) = item.as_object() else {
+                                    continue;
+                                };
                                 for (ik, iv) in obj {
                                     let iv = iv.as_str().unwrap_or("");
                                     if ik.eq_ignore_ascii_case("chars") {
                                         iv.bytes().for_each(|c| o.permitted[c as usize] = true);
                                     } else if ik.eq_ignore_ascii_case("class") {
-                                        let set: &dyn Fn(u8) -> bool = match iv.to_ascii_lowercase().as_str() {
-                                            "digit" => &|c: u8| c.is_ascii_digit(),
-                                            "hexdigit" => &|c: u8| c.is_ascii_hexdigit(),
-                                            "alpha" => &|c: u8| c.is_ascii_alphabetic(),
-                                            "alnum" => &|c: u8| c.is_ascii_alphanumeric(),
-                                            _ => return Err(format!("invalid character class '{iv}'")),
-                                        };
-                                        (0..=255u8).filter(|c| set(*c)).for_each(|c| o.permitted[c as usize] = true);
+                                        let set: &dyn Fn(u8) -> bool =
+                                            match iv.to_ascii_lowercase().as_str() {
+                                                "digit" => &|c: u8| c.is_ascii_digit(),
+                                                "hexdigit" => &|c: u8| c.is_ascii_hexdigit(),
+                                                "alpha" => &|c: u8| c.is_ascii_alphabetic(),
+                                                "alnum" => &|c: u8| c.is_ascii_alphanumeric(),
+                                                _ => {
+                                                    return Err(format!(
+                                                        "invalid character class '{iv}'"
+                                                    ))
+                                                }
+                                            };
+                                        (0..=255u8)
+                                            .filter(|c| set(*c))
+                                            .for_each(|c| o.permitted[c as usize] = true);
                                     }
                                 }
                             }
                         }
-                        _ => return Err(format!("matching.permitted is invalid object type, given as '{v}'")),
+                        _ => {
+                            return Err(format!(
+                                "matching.permitted is invalid object type, given as '{v}'"
+                            ))
+                        }
                     }
                 }
                 _ => return Err(format!("invalid param for string: {k}")),
@@ -297,7 +316,11 @@ pub(crate) fn string(s: &[u8], offs: usize, o: &StringOpts) -> Parsed {
     if had_end_quote {
         parsed += 1;
     }
-    let (start, vlen) = if have_quotes && o.strip_quotes { (offs + 1, parsed.saturating_sub(2)) } else { (offs, parsed) };
+    let (start, vlen) = if have_quotes && o.strip_quotes {
+        (offs + 1, parsed.saturating_sub(2))
+    } else {
+        (offs, parsed)
+    };
     if !had_escape {
         return Some((parsed, Out::Span(start, start + vlen)));
     }
@@ -319,5 +342,10 @@ pub(crate) fn string(s: &[u8], offs: usize, o: &StringOpts) -> Parsed {
             j += 1;
         }
     }
-    Some((parsed, Out::Value(Box::new(Value::String(String::from_utf8_lossy(&out).into_owned())))))
+    Some((
+        parsed,
+        Out::Value(Box::new(Value::String(
+            String::from_utf8_lossy(&out).into_owned(),
+        ))),
+    ))
 }

@@ -15,7 +15,17 @@ fn parse_int(s: &[u8], p: &mut usize, len: &mut usize) -> i32 {
 }
 
 /// Seconds since the epoch for a civil date (UTC), 0 outside 1970..=2100 as liblognorm.
-fn to_unix(year: i32, month: i32, day: i32, hour: i32, min: i32, sec: i32, off_h: i32, off_m: i32, plus: bool) -> i64 {
+fn to_unix(
+    year: i32,
+    month: i32,
+    day: i32,
+    hour: i32,
+    min: i32,
+    sec: i32,
+    off_h: i32,
+    off_m: i32,
+    plus: bool,
+) -> i64 {
     if !(1970..=2100).contains(&year) {
         return 0;
     }
@@ -35,7 +45,11 @@ fn to_unix(year: i32, month: i32, day: i32, hour: i32, min: i32, sec: i32, off_h
 }
 
 fn month_of(s: &[u8], p: usize) -> Option<i32> {
-    let m = [at(s, p).to_ascii_lowercase(), at(s, p + 1).to_ascii_lowercase(), at(s, p + 2).to_ascii_lowercase()];
+    let m = [
+        at(s, p).to_ascii_lowercase(),
+        at(s, p + 1).to_ascii_lowercase(),
+        at(s, p + 2).to_ascii_lowercase(),
+    ];
     Some(match &m {
         b"jan" => 1,
         b"feb" => 2,
@@ -251,7 +265,11 @@ pub(crate) fn iso_date(s: &[u8], i: usize) -> Parsed {
     if i + 10 > s.len() {
         return None;
     }
-    let ok = d(s, i) && d(s, i + 1) && d(s, i + 2) && d(s, i + 3) && s[i + 4] == b'-'
+    let ok = d(s, i)
+        && d(s, i + 1)
+        && d(s, i + 2)
+        && d(s, i + 3)
+        && s[i + 4] == b'-'
         && match s[i + 5] {
             b'0' => between(s, i + 6, b'1', b'9'),
             b'1' => between(s, i + 6, b'0', b'2'),
@@ -268,7 +286,12 @@ pub(crate) fn iso_date(s: &[u8], i: usize) -> Parsed {
 }
 
 fn mm_ss(s: &[u8], i: usize) -> bool {
-    s[i + 2] == b':' && between(s, i + 3, b'0', b'5') && d(s, i + 4) && s[i + 5] == b':' && between(s, i + 6, b'0', b'5') && d(s, i + 7)
+    s[i + 2] == b':'
+        && between(s, i + 3, b'0', b'5')
+        && d(s, i + 4)
+        && s[i + 5] == b':'
+        && between(s, i + 6, b'0', b'5')
+        && d(s, i + 7)
 }
 
 /// Exactly `HH:MM:SS`, hours 00-23.
@@ -338,7 +361,12 @@ pub(crate) fn duration(s: &[u8], offs: usize) -> Parsed {
     if i + 5 > s.len() {
         return None;
     }
-    if !between(s, i, b'0', b'5') || !d(s, i + 1) || s[i + 2] != b':' || !between(s, i + 3, b'0', b'5') || !d(s, i + 4) {
+    if !between(s, i, b'0', b'5')
+        || !d(s, i + 1)
+        || s[i + 2] != b':'
+        || !between(s, i + 3, b'0', b'5')
+        || !d(s, i + 4)
+    {
         return None;
     }
     Some((i + 5 - offs, Out::Span(offs, i + 5)))

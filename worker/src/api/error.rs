@@ -18,7 +18,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), retry_after_seconds: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after_seconds: None,
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -66,10 +71,18 @@ impl From<QueryError> for ApiError {
     fn from(error: QueryError) -> Self {
         let message = error.to_string();
         match error {
-            QueryError::Invalid(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message),
-            QueryError::Timeout(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "query_timeout", message),
-            QueryError::Memory => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "query_memory", message),
-            QueryError::Internal(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
+            QueryError::Invalid(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+            }
+            QueryError::Timeout(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "query_timeout", message)
+            }
+            QueryError::Memory => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "query_memory", message)
+            }
+            QueryError::Internal(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+            }
         }
     }
 }

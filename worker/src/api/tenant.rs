@@ -20,7 +20,11 @@ const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 
 fn record(state: &AppState, route: &str, status: StatusCode) {
-    state.correlator.metrics.http_requests.inc(&[route, status.as_str()]);
+    state
+        .correlator
+        .metrics
+        .http_requests
+        .inc(&[route, status.as_str()]);
 }
 
 fn finish<T>(state: &AppState, route: &str, result: Result<T, ApiError>) -> Result<T, ApiError> {
@@ -42,16 +46,28 @@ pub async fn job_status(
     let result = async {
         let tenant = authorize(&state, &tenant_id, &headers)?;
         if ulid::Ulid::from_string(&job_id).is_err() {
-            return Err(ApiError::not_found("unknown_job", format!("no job {job_id:?}: job ids are ULIDs")));
+            return Err(ApiError::not_found(
+                "unknown_job",
+                format!("no job {job_id:?}: job ids are ULIDs"),
+            ));
         }
-        let stored = match state.storage.jobs.stored_events(tenant.id.as_str(), &job_id) {
+        let stored = match state
+            .storage
+            .jobs
+            .stored_events(tenant.id.as_str(), &job_id)
+        {
             Some(events) => events,
             None => state.queries.job_events(&tenant.id, &job_id).await?,
         };
         if stored == 0 {
-            return Err(ApiError::not_found("unknown_job", format!("no job {job_id:?} for tenant {}", tenant.id)));
+            return Err(ApiError::not_found(
+                "unknown_job",
+                format!("no job {job_id:?} for tenant {}", tenant.id),
+            ));
         }
-        Ok(Json(json!({ "job_id": job_id, "status": "stored", "events": stored })))
+        Ok(Json(
+            json!({ "job_id": job_id, "status": "stored", "events": stored }),
+        ))
     }
     .await;
     finish(&state, "jobs", result)
@@ -78,18 +94,30 @@ fn parse_time(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
         return Ok(time.with_timezone(&Utc));
     }
     if let Ok(ago) = text.parse::<meniscus_grid::duration::HumanDuration>() {
-        let ago = Duration::from_std(ago.0).map_err(|_| ApiError::bad_request(format!("{name}: {text:?} is too far back")))?;
+        let ago = Duration::from_std(ago.0)
+            .map_err(|_| ApiError::bad_request(format!("{name}: {text:?} is too far back")))?;
         return Ok(Utc::now() - ago);
     }
-    Err(ApiError::bad_request(format!("{name}: {text:?} is neither an RFC 3339 time nor a duration ago like 15m or 7d")))
+    Err(ApiError::bad_request(format!(
+        "{name}: {text:?} is neither an RFC 3339 time nor a duration ago like 15m or 7d"
+    )))
 }
 
-fn parse_codes(name: &str, text: &Option<String>, parse: fn(&str) -> Option<u8>) -> Result<Vec<u8>, ApiError> {
-    let Some(text) = text else { return Ok(Vec::new()) };
+fn parse_codes(
+    name: &str,
+    text: &Option<String>,
+    parse: fn(&str) -> Option<u8>,
+) -> Result<Vec<u8>, ApiError> {
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
     text.split(',')
         .map(str::trim)
         .filter(|item| !item.is_empty())
-        .map(|item| parse(item).ok_or_else(|| ApiError::bad_request(format!("{name}: unknown value {item:?}"))))
+        .map(|item| {
+            parse(item)
+                .ok_or_else(|| ApiError::bad_request(format!("{name}: unknown value {item:?}")))
+        })
         .collect()
 }
 
@@ -99,7 +127,9 @@ fn encode_cursor(ts: i64, event_id: &str) -> String {
 
 fn decode_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
     let invalid = || ApiError::bad_request("cursor: not a cursor returned by this API");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let (ts, event_id) = text.split_once(':').ok_or_else(invalid)?;
     Ok((ts.parse().map_err(|_| invalid())?, event_id.to_string()))
@@ -113,10 +143,19 @@ pub async fn search(
 ) -> Result<Json<Value>, ApiError> {
     let result = async {
         let tenant = authorize(&state, &tenant_id, &headers)?;
-        let Query(params) = params.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+        let Query(params) =
+            params.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
         let request = SearchRequest {
-            from: params.from.as_deref().map(|text| parse_time("from", text)).transpose()?,
-            to: params.to.as_deref().map(|text| parse_time("to", text)).transpose()?,
+            from: params
+                .from
+                .as_deref()
+                .map(|text| parse_time("from", text))
+                .transpose()?,
+            to: params
+                .to
+                .as_deref()
+                .map(|text| parse_time("to", text))
+                .transpose()?,
             text: params.q.filter(|text| !text.is_empty()),
             host: params.host,
             pname: params.pname,
@@ -127,7 +166,9 @@ pub async fn search(
         };
         let page = state.queries.search(&tenant.id, request).await?;
         let next_cursor = page.next.map(|(ts, event_id)| encode_cursor(ts, &event_id));
-        Ok(Json(json!({ "events": page.events, "next_cursor": next_cursor })))
+        Ok(Json(
+            json!({ "events": page.events, "next_cursor": next_cursor }),
+        ))
     }
     .await;
     finish(&state, "events", result)
@@ -149,7 +190,9 @@ pub async fn sql(
         let tenant = authorize(&state, &tenant_id, &headers)?;
         // Any content type: `curl -d` labels JSON as a form.
         let request: SqlRequest = serde_json::from_slice(&body).map_err(|error| {
-            ApiError::bad_request(format!("{error}; expected {{\"sql\": \"SELECT ... FROM events\"}}"))
+            ApiError::bad_request(format!(
+                "{error}; expected {{\"sql\": \"SELECT ... FROM events\"}}"
+            ))
         })?;
         let result = state.queries.sql(&tenant.id, &request.sql).await?;
         Ok(Json(serde_json::to_value(result).unwrap_or(Value::Null)))
@@ -179,24 +222,49 @@ pub async fn metrics(
 ) -> Result<Json<Value>, ApiError> {
     let result = async {
         let tenant = authorize(&state, &tenant_id, &headers)?;
-        let Query(params) = params.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
-        let to = params.to.as_deref().map(|text| parse_time("to", text)).transpose()?.unwrap_or_else(Utc::now);
-        let from = params.from.as_deref().map(|text| parse_time("from", text)).transpose()?.unwrap_or(to - Duration::hours(1));
+        let Query(params) =
+            params.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+        let to = params
+            .to
+            .as_deref()
+            .map(|text| parse_time("to", text))
+            .transpose()?
+            .unwrap_or_else(Utc::now);
+        let from = params
+            .from
+            .as_deref()
+            .map(|text| parse_time("from", text))
+            .transpose()?
+            .unwrap_or(to - Duration::hours(1));
         if from >= to {
             return Err(ApiError::bad_request("from must be before to"));
         }
         let bucket = params.bucket.as_deref().unwrap_or("1m");
-        let bucket: meniscus_grid::duration::HumanDuration = bucket
-            .parse()
-            .map_err(|error: meniscus_grid::duration::DurationError| ApiError::bad_request(format!("bucket: {error}")))?;
+        let bucket: meniscus_grid::duration::HumanDuration =
+            bucket
+                .parse()
+                .map_err(|error: meniscus_grid::duration::DurationError| {
+                    ApiError::bad_request(format!("bucket: {error}"))
+                })?;
         let bucket_seconds = bucket.0.as_secs();
         if bucket_seconds == 0 {
             return Err(ApiError::bad_request("bucket must be at least 1s"));
         }
         if (to - from).num_seconds() / bucket_seconds as i64 > MAX_BUCKETS {
-            return Err(ApiError::bad_request(format!("more than {MAX_BUCKETS} buckets: widen the bucket or narrow the range")));
+            return Err(ApiError::bad_request(format!(
+                "more than {MAX_BUCKETS} buckets: widen the bucket or narrow the range"
+            )));
         }
-        let result = state.queries.counts(&tenant.id, from, to, bucket_seconds, params.group_by.as_deref()).await?;
+        let result = state
+            .queries
+            .counts(
+                &tenant.id,
+                from,
+                to,
+                bucket_seconds,
+                params.group_by.as_deref(),
+            )
+            .await?;
         Ok(Json(json!({
             "from": from,
             "to": to,
@@ -217,8 +285,14 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_garbage_is_refused() {
         let cursor = encode_cursor(1_764_000_000_000_000, "01JABC");
-        assert_eq!(decode_cursor(&cursor).unwrap(), (1_764_000_000_000_000, "01JABC".to_string()));
-        assert_eq!(decode_cursor("%%%").unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            decode_cursor(&cursor).unwrap(),
+            (1_764_000_000_000_000, "01JABC".to_string())
+        );
+        assert_eq!(
+            decode_cursor("%%%").unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
     }
 
     #[test]
@@ -226,6 +300,9 @@ mod tests {
         assert!(parse_time("from", "2026-11-25T10:00:00Z").is_ok());
         let ago = parse_time("from", "15m").unwrap();
         assert!(Utc::now() - ago >= Duration::minutes(15));
-        assert!(parse_time("from", "yesterday").unwrap_err().message.contains("neither"));
+        assert!(parse_time("from", "yesterday")
+            .unwrap_err()
+            .message
+            .contains("neither"));
     }
 }

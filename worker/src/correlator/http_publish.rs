@@ -65,8 +65,17 @@ impl BodyFormat {
     /// Picks the format from `Content-Type`. `curl -d` sends
     /// `application/x-www-form-urlencoded` whatever the body is, so for that type (and none) the
     /// body decides: JSON when it starts with `{` or `[`, syslog lines otherwise.
-    pub fn from_content_type(content_type: Option<&str>, body: &[u8]) -> Result<BodyFormat, ApiError> {
-        let media = content_type.unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    pub fn from_content_type(
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<BodyFormat, ApiError> {
+        let media = content_type
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match media.as_str() {
             "" | "application/x-www-form-urlencoded" => Ok(BodyFormat::sniff(body)),
             "application/json" => Ok(BodyFormat::Json),
@@ -103,20 +112,28 @@ pub fn decode_body(encoding: Option<&str>, body: &[u8], limit: usize) -> Result<
         match read {
             Ok(_) if decoded.len() > limit => Err(too_large()),
             Ok(_) => Ok(()),
-            Err(error) => Err(ApiError::bad_request(format!("the body could not be decompressed: {error}"))),
+            Err(error) => Err(ApiError::bad_request(format!(
+                "the body could not be decompressed: {error}"
+            ))),
         }
     };
-    match encoding.map(|value| value.trim().to_ascii_lowercase()).as_deref() {
+    match encoding
+        .map(|value| value.trim().to_ascii_lowercase())
+        .as_deref()
+    {
         None | Some("") | Some("identity") => {
             if body.len() > limit {
                 return Err(too_large());
             }
             return Ok(body.to_vec());
         }
-        Some("gzip") | Some("x-gzip") => read_limited(&mut flate2::read::MultiGzDecoder::new(body), &mut decoded)?,
+        Some("gzip") | Some("x-gzip") => {
+            read_limited(&mut flate2::read::MultiGzDecoder::new(body), &mut decoded)?
+        }
         Some("zstd") => {
-            let mut decoder = zstd::stream::read::Decoder::new(body)
-                .map_err(|error| ApiError::bad_request(format!("the body could not be decompressed: {error}")))?;
+            let mut decoder = zstd::stream::read::Decoder::new(body).map_err(|error| {
+                ApiError::bad_request(format!("the body could not be decompressed: {error}"))
+            })?;
             read_limited(&mut decoder, &mut decoded)?
         }
         Some(other) => {
@@ -130,15 +147,26 @@ pub fn decode_body(encoding: Option<&str>, body: &[u8], limit: usize) -> Result<
     Ok(decoded)
 }
 
-fn message_to_event(tenant: &Tenant, message: LogMessage, received_at: DateTime<Utc>, position: &str) -> Result<Event, ApiError> {
+fn message_to_event(
+    tenant: &Tenant,
+    message: LogMessage,
+    received_at: DateTime<Utc>,
+    position: &str,
+) -> Result<Event, ApiError> {
     let time = match &message.time {
-        Some(text) => Some(DateTime::<FixedOffset>::parse_from_rfc3339(text).map_err(|error| {
-            ApiError::bad_request(format!("{position}: log_message.time {text:?} is not an RFC 3339 timestamp ({error})"))
-        })?),
+        Some(text) => Some(
+            DateTime::<FixedOffset>::parse_from_rfc3339(text).map_err(|error| {
+                ApiError::bad_request(format!(
+                    "{position}: log_message.time {text:?} is not an RFC 3339 timestamp ({error})"
+                ))
+            })?,
+        ),
         None => None,
     };
     if message.pri.is_some_and(|pri| pri > 191) {
-        return Err(ApiError::bad_request(format!("{position}: log_message.pri must be 0-191")));
+        return Err(ApiError::bad_request(format!(
+            "{position}: log_message.pri must be 0-191"
+        )));
     }
     let producer = tenant.producer_for(message.pname.as_deref());
     Ok(Event {
@@ -160,7 +188,12 @@ fn message_to_event(tenant: &Tenant, message: LogMessage, received_at: DateTime<
     })
 }
 
-fn parse_envelope(value: Value, tenant: &Tenant, received_at: DateTime<Utc>, position: &str) -> Result<Event, ApiError> {
+fn parse_envelope(
+    value: Value,
+    tenant: &Tenant,
+    received_at: DateTime<Utc>,
+    position: &str,
+) -> Result<Event, ApiError> {
     let envelope: Envelope = serde_json::from_value(value).map_err(|error| {
         ApiError::bad_request(format!(
             "{position}: not a log message ({error}); expected {{\"log_message\": {{\"msg\": ..., \"host\": ..., \"pname\": ..., \"time\": ...}}}}"
@@ -175,55 +208,81 @@ fn parse_envelope(value: Value, tenant: &Tenant, received_at: DateTime<Utc>, pos
 
 impl Correlator {
     /// Turns a decoded body into events for `tenant`, or says exactly what is wrong with it.
-    pub fn http_events(&self, tenant: &std::sync::Arc<Tenant>, format: BodyFormat, body: &[u8]) -> Result<Vec<Event>, ApiError> {
+    pub fn http_events(
+        &self,
+        tenant: &std::sync::Arc<Tenant>,
+        format: BodyFormat,
+        body: &[u8],
+    ) -> Result<Vec<Event>, ApiError> {
         let received_at = Utc::now();
         match format {
             BodyFormat::Json => {
-                let value: Value = serde_json::from_slice(body)
-                    .map_err(|error| ApiError::bad_request(format!("the body is not valid JSON: {error}")))?;
+                let value: Value = serde_json::from_slice(body).map_err(|error| {
+                    ApiError::bad_request(format!("the body is not valid JSON: {error}"))
+                })?;
                 match value {
                     Value::Array(items) => items
                         .into_iter()
                         .enumerate()
-                        .map(|(index, item)| parse_envelope(item, tenant, received_at, &format!("item {index}")))
+                        .map(|(index, item)| {
+                            parse_envelope(item, tenant, received_at, &format!("item {index}"))
+                        })
                         .collect(),
                     single => Ok(vec![parse_envelope(single, tenant, received_at, "body")?]),
                 }
             }
             BodyFormat::NdJson => {
                 let text = std::str::from_utf8(body).map_err(|error| {
-                    ApiError::bad_request(format!("the body is not valid UTF-8 (first bad byte at offset {})", error.valid_up_to()))
+                    ApiError::bad_request(format!(
+                        "the body is not valid UTF-8 (first bad byte at offset {})",
+                        error.valid_up_to()
+                    ))
                 })?;
                 text.lines()
                     .enumerate()
                     .filter(|(_, line)| !line.trim().is_empty())
                     .map(|(index, line)| {
                         let position = format!("line {}", index + 1);
-                        let value: Value = serde_json::from_str(line)
-                            .map_err(|error| ApiError::bad_request(format!("{position}: not valid JSON: {error}")))?;
+                        let value: Value = serde_json::from_str(line).map_err(|error| {
+                            ApiError::bad_request(format!("{position}: not valid JSON: {error}"))
+                        })?;
                         parse_envelope(value, tenant, received_at, &position)
                     })
                     .collect()
             }
             BodyFormat::Syslog => {
                 let registry = self.registry();
-                let source = SourceContext { transport: Transport::Http, bound_tenant: Some(tenant.id.clone()), timezone: chrono_tz::UTC };
-                let mut framer = meniscus_syslog::Framer::new(meniscus_syslog::Framing::Auto, self.max_message_bytes);
+                let source = SourceContext {
+                    transport: Transport::Http,
+                    bound_tenant: Some(tenant.id.clone()),
+                    timezone: chrono_tz::UTC,
+                };
+                let mut framer = meniscus_syslog::Framer::new(
+                    meniscus_syslog::Framing::Auto,
+                    self.max_message_bytes,
+                );
                 framer.extend(body);
                 let mut events = Vec::new();
                 let mut line = 0;
                 while let Some(frame) = framer.next_frame().or_else(|| framer.finish()) {
                     line += 1;
-                    match self.syslog_event(&registry, &frame.bytes, frame.truncated_from, &source, received_at) {
+                    match self.syslog_event(
+                        &registry,
+                        &frame.bytes,
+                        frame.truncated_from,
+                        &source,
+                        received_at,
+                    ) {
                         Ok(event) => events.push(event),
                         Err(Refusal::Empty) => {}
-                        Err(refusal) => {
-                            return Err(ApiError::new(
-                                axum::http::StatusCode::UNAUTHORIZED,
-                                "line_refused",
-                                format!("line {line}: refused ({}); nothing from this request was stored", refusal.reason()),
-                            ))
-                        }
+                        Err(refusal) => return Err(ApiError::new(
+                            axum::http::StatusCode::UNAUTHORIZED,
+                            "line_refused",
+                            format!(
+                                "line {line}: refused ({}); nothing from this request was stored",
+                                refusal.reason()
+                            ),
+                        )),
                     }
                 }
                 Ok(events)
@@ -250,12 +309,33 @@ mod tests {
 
     #[test]
     fn content_types_pick_the_format() {
-        assert_eq!(BodyFormat::from_content_type(None, b" {}").unwrap(), BodyFormat::Json);
-        assert_eq!(BodyFormat::from_content_type(Some("application/x-www-form-urlencoded"), b"<13>hi").unwrap(), BodyFormat::Syslog);
-        assert_eq!(BodyFormat::from_content_type(Some("application/json; charset=utf-8"), b"").unwrap(), BodyFormat::Json);
-        assert_eq!(BodyFormat::from_content_type(Some("application/x-ndjson"), b"").unwrap(), BodyFormat::NdJson);
-        assert_eq!(BodyFormat::from_content_type(Some("text/plain"), b"{").unwrap(), BodyFormat::Syslog);
-        assert_eq!(BodyFormat::from_content_type(Some("image/png"), b"").unwrap_err().status, 415);
+        assert_eq!(
+            BodyFormat::from_content_type(None, b" {}").unwrap(),
+            BodyFormat::Json
+        );
+        assert_eq!(
+            BodyFormat::from_content_type(Some("application/x-www-form-urlencoded"), b"<13>hi")
+                .unwrap(),
+            BodyFormat::Syslog
+        );
+        assert_eq!(
+            BodyFormat::from_content_type(Some("application/json; charset=utf-8"), b"").unwrap(),
+            BodyFormat::Json
+        );
+        assert_eq!(
+            BodyFormat::from_content_type(Some("application/x-ndjson"), b"").unwrap(),
+            BodyFormat::NdJson
+        );
+        assert_eq!(
+            BodyFormat::from_content_type(Some("text/plain"), b"{").unwrap(),
+            BodyFormat::Syslog
+        );
+        assert_eq!(
+            BodyFormat::from_content_type(Some("image/png"), b"")
+                .unwrap_err()
+                .status,
+            415
+        );
     }
 
     #[test]
@@ -267,8 +347,16 @@ mod tests {
         assert_eq!(decode_body(Some("gzip"), &gzip, 1 << 20).unwrap(), text);
         let zstd = zstd::bulk::compress(&text, 3).unwrap();
         assert_eq!(decode_body(Some("zstd"), &zstd, 1 << 20).unwrap(), text);
-        assert_eq!(decode_body(Some("gzip"), &gzip, 100).unwrap_err().status, 413);
-        assert_eq!(decode_body(Some("gzip"), b"not gzip", 100).unwrap_err().status, 400);
+        assert_eq!(
+            decode_body(Some("gzip"), &gzip, 100).unwrap_err().status,
+            413
+        );
+        assert_eq!(
+            decode_body(Some("gzip"), b"not gzip", 100)
+                .unwrap_err()
+                .status,
+            400
+        );
         assert_eq!(decode_body(Some("br"), b"x", 100).unwrap_err().status, 415);
     }
 }

@@ -34,7 +34,13 @@ impl Correlator {
         max_message_bytes: usize,
         max_http_body_bytes: usize,
     ) -> Arc<Correlator> {
-        Arc::new(Correlator { registry: RwLock::new(Arc::new(registry)), next, metrics, max_message_bytes, max_http_body_bytes })
+        Arc::new(Correlator {
+            registry: RwLock::new(Arc::new(registry)),
+            next,
+            metrics,
+            max_message_bytes,
+            max_http_body_bytes,
+        })
     }
 
     pub fn registry(&self) -> Arc<TenantRegistry> {
@@ -50,8 +56,13 @@ impl Correlator {
         transport: Transport,
         now: DateTime<Utc>,
     ) -> Result<Arc<Tenant>, AuthError> {
-        registry.authenticate(tenant, token, now).cloned().inspect_err(|error| {
-            self.metrics.auth_failures.inc(&[transport.as_str(), error.reason()]);
-        })
+        registry
+            .authenticate(tenant, token, now)
+            .cloned()
+            .inspect_err(|error| {
+                self.metrics
+                    .auth_failures
+                    .inc(&[transport.as_str(), error.reason()]);
+            })
     }
 }

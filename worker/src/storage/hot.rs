@@ -148,16 +148,34 @@ impl HotStore {
         fs::create_dir_all(root)?;
         let manifest: Manifest = match fs::read(root.join(MANIFEST)) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|error| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("corrupt hot-store manifest {}: {error}", root.join(MANIFEST).display()))
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "corrupt hot-store manifest {}: {error}",
+                        root.join(MANIFEST).display()
+                    ),
+                )
             })?,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Manifest { version: 1, ..Manifest::default() },
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Manifest {
+                version: 1,
+                ..Manifest::default()
+            },
             Err(error) => return Err(error),
         };
-        let live: HashSet<PathBuf> = manifest.files.iter().map(|entry| root.join(&entry.path)).collect();
+        let live: HashSet<PathBuf> = manifest
+            .files
+            .iter()
+            .map(|entry| root.join(&entry.path))
+            .collect();
         remove_orphans(root, &live)?;
         let mut files: BTreeMap<String, BTreeMap<i64, Vec<FileEntry>>> = BTreeMap::new();
         for entry in &manifest.files {
-            files.entry(entry.tenant.clone()).or_default().entry(entry.window).or_default().push(entry.clone());
+            files
+                .entry(entry.tenant.clone())
+                .or_default()
+                .entry(entry.window)
+                .or_default()
+                .push(entry.clone());
         }
         let flushed_through = manifest.wal_flushed_through;
         let state = State {
@@ -167,14 +185,25 @@ impl HotStore {
             files,
             manifest,
         };
-        Ok((HotStore { root: root.to_path_buf(), state: RwLock::new(state) }, flushed_through))
+        Ok((
+            HotStore {
+                root: root.to_path_buf(),
+                state: RwLock::new(state),
+            },
+            flushed_through,
+        ))
     }
 
     /// Adds events to memory, skipping any whose `event_id` is already held (at-least-once
     /// delivery upstream becomes exactly-once here). Returns how many were new.
     pub fn insert(&self, events: Vec<Event>) -> usize {
         let mut state = self.state.write();
-        let State { active, frozen, recently_flushed, .. } = &mut *state;
+        let State {
+            active,
+            frozen,
+            recently_flushed,
+            ..
+        } = &mut *state;
         let mut inserted = 0;
         for event in events {
             let id = &event.meniscus.event_id;
@@ -185,7 +214,10 @@ impl HotStore {
                 continue;
             }
             active.event_ids.insert(id.clone());
-            let key = (event.meniscus.tenant.clone(), window_of(event.effective_time()));
+            let key = (
+                event.meniscus.tenant.clone(),
+                window_of(event.effective_time()),
+            );
             let partition = active.partitions.entry(key).or_default();
             partition.pending.push(event);
             if partition.pending.len() >= BATCH_ROWS {
@@ -203,7 +235,10 @@ impl HotStore {
     /// Events in memory not yet frozen, and how long ago the first of them arrived.
     pub fn active_size(&self) -> (usize, Option<std::time::Duration>) {
         let state = self.state.read();
-        (state.active.events, state.active.started.map(|started| started.elapsed()))
+        (
+            state.active.events,
+            state.active.started.map(|started| started.elapsed()),
+        )
     }
 
     pub fn frozen_count(&self) -> usize {
@@ -225,7 +260,11 @@ impl HotStore {
                 (key, partition.batches)
             })
             .collect();
-        let frozen = Arc::new(Frozen { partitions, event_ids: active.event_ids, wal_seq });
+        let frozen = Arc::new(Frozen {
+            partitions,
+            event_ids: active.event_ids,
+            wal_seq,
+        });
         state.frozen.push(frozen.clone());
         Some(frozen)
     }
@@ -239,10 +278,19 @@ impl HotStore {
             if batches.iter().all(|batch| batch.num_rows() == 0) {
                 continue;
             }
-            let relative = format!("{tenant}/{}/{flush_seq:012}-{index:05}.parquet", window_dir_name(*window));
+            let relative = format!(
+                "{tenant}/{}/{flush_seq:012}-{index:05}.parquet",
+                window_dir_name(*window)
+            );
             let bytes = write_parquet(&self.root.join(&relative), batches)?;
             let rows = batches.iter().map(|batch| batch.num_rows() as u64).sum();
-            entries.push(FileEntry { tenant: tenant.clone(), window: *window, path: relative, rows, bytes });
+            entries.push(FileEntry {
+                tenant: tenant.clone(),
+                window: *window,
+                path: relative,
+                rows,
+                bytes,
+            });
         }
         let mut state = self.state.write();
         let mut manifest = state.manifest.clone();
@@ -252,15 +300,28 @@ impl HotStore {
         write_manifest(&self.root, &manifest)?;
         state.manifest = manifest;
         for entry in &entries {
-            state.files.entry(entry.tenant.clone()).or_default().entry(entry.window).or_default().push(entry.clone());
+            state
+                .files
+                .entry(entry.tenant.clone())
+                .or_default()
+                .entry(entry.window)
+                .or_default()
+                .push(entry.clone());
         }
-        state.frozen.retain(|candidate| !Arc::ptr_eq(candidate, frozen));
+        state
+            .frozen
+            .retain(|candidate| !Arc::ptr_eq(candidate, frozen));
         state.recently_flushed = frozen.event_ids.clone();
         Ok(entries)
     }
 
     /// What a query over `tenant` between `from` and `to` (window starts, inclusive) reads.
-    pub fn snapshot(&self, tenant: &str, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Snapshot {
+    pub fn snapshot(
+        &self,
+        tenant: &str,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Snapshot {
         let first_window = from.map(window_of).unwrap_or(i64::MIN);
         let last_window = to.map(window_of).unwrap_or(i64::MAX);
         let in_range = |window: i64| window >= first_window && window <= last_window;
@@ -284,7 +345,9 @@ impl HotStore {
             .map(|windows| {
                 windows
                     .range(first_window..=last_window)
-                    .flat_map(|(_, entries)| entries.iter().map(|entry| self.root.join(&entry.path)))
+                    .flat_map(|(_, entries)| {
+                        entries.iter().map(|entry| self.root.join(&entry.path))
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -293,13 +356,23 @@ impl HotStore {
 
     /// Deletes the files of every window that ended before `now - retention(tenant)`.
     /// Returns the removed entries. Tenants for which `retention` gives `None` are kept.
-    pub fn expire(&self, now: DateTime<Utc>, retention: impl Fn(&str) -> Option<chrono::Duration>) -> io::Result<Vec<FileEntry>> {
+    pub fn expire(
+        &self,
+        now: DateTime<Utc>,
+        retention: impl Fn(&str) -> Option<chrono::Duration>,
+    ) -> io::Result<Vec<FileEntry>> {
         let mut state = self.state.write();
         let expired = |entry: &FileEntry| match retention(&entry.tenant) {
             Some(keep) => entry.window + WINDOW_SECONDS <= (now - keep).timestamp(),
             None => false,
         };
-        let removed: Vec<FileEntry> = state.manifest.files.iter().filter(|entry| expired(entry)).cloned().collect();
+        let removed: Vec<FileEntry> = state
+            .manifest
+            .files
+            .iter()
+            .filter(|entry| expired(entry))
+            .cloned()
+            .collect();
         if removed.is_empty() {
             return Ok(removed);
         }
@@ -358,11 +431,14 @@ fn writer_properties() -> WriterProperties {
 
 /// Writes batches to one Parquet file (via a temporary name, fsynced) and returns its size.
 fn write_parquet(path: &Path, batches: &[RecordBatch]) -> io::Result<u64> {
-    let dir = path.parent().ok_or_else(|| io::Error::other("parquet path has no parent"))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("parquet path has no parent"))?;
     fs::create_dir_all(dir)?;
     let temporary = path.with_extension("parquet.tmp");
     let file = fs::File::create(&temporary)?;
-    let mut writer = ArrowWriter::try_new(file, schema(), Some(writer_properties())).map_err(io::Error::other)?;
+    let mut writer = ArrowWriter::try_new(file, schema(), Some(writer_properties()))
+        .map_err(io::Error::other)?;
     for batch in batches {
         writer.write(batch).map_err(io::Error::other)?;
     }
@@ -384,8 +460,12 @@ fn remove_orphans(root: &Path, live: &HashSet<PathBuf>) -> io::Result<()> {
                 stack.push(path);
                 continue;
             }
-            let name = path.file_name().and_then(|name| name.to_str()).unwrap_or_default();
-            let orphan = (name.ends_with(".parquet") && !live.contains(&path)) || name.ends_with(".parquet.tmp");
+            let name = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .unwrap_or_default();
+            let orphan = (name.ends_with(".parquet") && !live.contains(&path))
+                || name.ends_with(".parquet.tmp");
             if orphan {
                 tracing::warn!(path = %path.display(), "deleting a hot-store file left by an interrupted flush");
                 fs::remove_file(&path)?;

@@ -28,7 +28,9 @@ impl JobIndex {
             *events += 1;
             return;
         }
-        inner.stored.insert(job_id.to_string(), (tenant.to_string(), 1));
+        inner
+            .stored
+            .insert(job_id.to_string(), (tenant.to_string(), 1));
         inner.order.push_back(job_id.to_string());
         if inner.order.len() > REMEMBERED_JOBS {
             if let Some(oldest) = inner.order.pop_front() {
@@ -40,7 +42,11 @@ impl JobIndex {
     /// Events stored for the job, if this tenant owns it and it is remembered.
     pub fn stored_events(&self, tenant: &str, job_id: &str) -> Option<u64> {
         let inner = self.inner.lock();
-        inner.stored.get(job_id).filter(|(owner, _)| owner == tenant).map(|(_, events)| *events)
+        inner
+            .stored
+            .get(job_id)
+            .filter(|(owner, _)| owner == tenant)
+            .map(|(_, events)| *events)
     }
 }
 

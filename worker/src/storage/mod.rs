@@ -36,7 +36,11 @@ pub struct StorageOptions {
 }
 
 enum Command {
-    Append { events: Vec<Event>, durable: bool, done: oneshot::Sender<Result<(), StageError>> },
+    Append {
+        events: Vec<Event>,
+        durable: bool,
+        done: oneshot::Sender<Result<(), StageError>>,
+    },
     /// Time passes: sync non-durable appends, flush memory that is old enough.
     Tick,
     /// Flush everything now (tests, shutdown).
@@ -51,7 +55,11 @@ pub struct Storage {
 
 impl Storage {
     /// Opens (or creates) the store under `data_dir`, replaying the write-ahead log.
-    pub fn open(data_dir: &Path, options: StorageOptions, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Storage>> {
+    pub fn open(
+        data_dir: &Path,
+        options: StorageOptions,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Arc<Storage>> {
         let wal_dir = data_dir.join("wal");
         std::fs::create_dir_all(&wal_dir)?;
         let (hot, flushed_through) = HotStore::open(&data_dir.join("hot"))?;
@@ -86,7 +94,9 @@ impl Storage {
             options: options.clone(),
             flush_sender,
         };
-        thread::Builder::new().name("wal-committer".into()).spawn(move || committer.run())?;
+        thread::Builder::new()
+            .name("wal-committer".into())
+            .spawn(move || committer.run())?;
         let flusher_hot = hot.clone();
         let flusher_metrics = metrics.clone();
         thread::Builder::new()
@@ -103,13 +113,20 @@ impl Storage {
                 }
             }
         });
-        Ok(Arc::new(Storage { commands, hot, jobs }))
+        Ok(Arc::new(Storage {
+            commands,
+            hot,
+            jobs,
+        }))
     }
 
     /// Writes everything in memory to Parquet and waits for it.
     pub async fn flush(&self) -> Result<(), StageError> {
         let (done, wait) = oneshot::channel();
-        self.commands.send(Command::Flush { done }).await.map_err(|_| unavailable())?;
+        self.commands
+            .send(Command::Flush { done })
+            .await
+            .map_err(|_| unavailable())?;
         wait.await.map_err(|_| unavailable())
     }
 }
@@ -126,13 +143,25 @@ impl Stage for Storage {
             }
             let durable = batch.is_durable();
             let (done, wait) = oneshot::channel();
-            let command = Command::Append { events: batch.events, durable, done };
+            let command = Command::Append {
+                events: batch.events,
+                durable,
+                done,
+            };
             match when_full {
-                WhenFull::Wait => self.commands.send(command).await.map_err(|_| unavailable())?,
-                WhenFull::Refuse => self.commands.try_send(command).map_err(|error| match error {
-                    mpsc::error::TrySendError::Full(_) => StageError::Full,
-                    mpsc::error::TrySendError::Closed(_) => unavailable(),
-                })?,
+                WhenFull::Wait => self
+                    .commands
+                    .send(command)
+                    .await
+                    .map_err(|_| unavailable())?,
+                WhenFull::Refuse => {
+                    self.commands
+                        .try_send(command)
+                        .map_err(|error| match error {
+                            mpsc::error::TrySendError::Full(_) => StageError::Full,
+                            mpsc::error::TrySendError::Closed(_) => unavailable(),
+                        })?
+                }
             }
             if durable {
                 wait.await.map_err(|_| unavailable())?
@@ -167,7 +196,11 @@ impl Committer {
             let mut pending = Some(first);
             while let Some(command) = pending.take() {
                 match command {
-                    Command::Append { events, durable, done } => {
+                    Command::Append {
+                        events,
+                        durable,
+                        done,
+                    } => {
                         self.codec.encode_into(&events, &mut record);
                         appends.push((events, durable, done));
                     }
@@ -200,16 +233,24 @@ impl Committer {
     }
 
     fn commit(&mut self, record: &[u8], durable: bool) -> Result<(), StageError> {
-        self.writer.append(record).map_err(|error| StageError::Unavailable(format!("write-ahead log append failed: {error}")))?;
+        self.writer.append(record).map_err(|error| {
+            StageError::Unavailable(format!("write-ahead log append failed: {error}"))
+        })?;
         self.metrics.wal_bytes.add(&[], record.len() as u64);
         if durable {
-            self.writer.sync().map_err(|error| StageError::Unavailable(format!("write-ahead log fsync failed: {error}")))?;
+            self.writer.sync().map_err(|error| {
+                StageError::Unavailable(format!("write-ahead log fsync failed: {error}"))
+            })?;
             self.metrics.wal_fsyncs.inc(&[]);
         }
         Ok(())
     }
 
-    fn acknowledge(&mut self, appends: Vec<(Vec<Event>, bool, oneshot::Sender<Result<(), StageError>>)>, result: Result<(), StageError>) {
+    fn acknowledge(
+        &mut self,
+        appends: Vec<(Vec<Event>, bool, oneshot::Sender<Result<(), StageError>>)>,
+        result: Result<(), StageError>,
+    ) {
         if let Err(error) = &result {
             tracing::error!(%error, "batch not stored");
         }
@@ -236,7 +277,8 @@ impl Committer {
 
     fn flush_due(&self) -> bool {
         let (events, age) = self.hot.active_size();
-        events >= self.options.flush_events || (events > 0 && age.is_some_and(|age| age >= self.options.flush_interval))
+        events >= self.options.flush_events
+            || (events > 0 && age.is_some_and(|age| age >= self.options.flush_interval))
     }
 
     fn start_flush(&mut self) {
@@ -251,7 +293,9 @@ impl Committer {
         };
         if let Some(frozen) = self.hot.freeze(closed) {
             if self.flush_sender.send(frozen).is_err() {
-                tracing::error!("the flusher has stopped; events stay in memory and the write-ahead log");
+                tracing::error!(
+                    "the flusher has stopped; events stay in memory and the write-ahead log"
+                );
             }
         }
     }
@@ -263,14 +307,24 @@ impl Committer {
     }
 }
 
-fn run_flusher(receiver: std::sync::mpsc::Receiver<Arc<Frozen>>, hot: Arc<HotStore>, wal_dir: PathBuf, metrics: Arc<Metrics>) {
+fn run_flusher(
+    receiver: std::sync::mpsc::Receiver<Arc<Frozen>>,
+    hot: Arc<HotStore>,
+    wal_dir: PathBuf,
+    metrics: Arc<Metrics>,
+) {
     for frozen in receiver {
         let started = std::time::Instant::now();
         loop {
             match hot.flush(&frozen) {
                 Ok(files) => {
                     metrics.flushes.inc(&[]);
-                    tracing::info!(events = frozen.events(), files = files.len(), elapsed_ms = started.elapsed().as_millis() as u64, "flushed to parquet");
+                    tracing::info!(
+                        events = frozen.events(),
+                        files = files.len(),
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "flushed to parquet"
+                    );
                     if let Err(error) = wal::delete_through(&wal_dir, frozen.wal_seq) {
                         tracing::warn!(%error, "cannot delete flushed write-ahead log segments; they are deleted at the next start");
                     }

@@ -14,7 +14,9 @@ use chrono::{DateTime, Utc};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
@@ -58,9 +60,10 @@ impl From<DataFusionError> for QueryError {
         let text = error.to_string();
         match error.find_root() {
             DataFusionError::ResourcesExhausted(_) => QueryError::Memory,
-            DataFusionError::SQL(..) | DataFusionError::Plan(_) | DataFusionError::SchemaError(..) | DataFusionError::NotImplemented(_) => {
-                QueryError::Invalid(text)
-            }
+            DataFusionError::SQL(..)
+            | DataFusionError::Plan(_)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::NotImplemented(_) => QueryError::Invalid(text),
             _ if text.contains("Resources exhausted") => QueryError::Memory,
             _ => QueryError::Internal(text),
         }
@@ -100,7 +103,15 @@ pub struct SearchPage {
 }
 
 /// Fields that metrics may group by.
-pub const GROUPABLE_FIELDS: [&str; 7] = ["severity", "facility", "host", "pname", "producer", "transport", "msgid"];
+pub const GROUPABLE_FIELDS: [&str; 7] = [
+    "severity",
+    "facility",
+    "host",
+    "pname",
+    "producer",
+    "transport",
+    "msgid",
+];
 
 pub struct QueryEngine {
     hot: Arc<HotStore>,
@@ -115,14 +126,23 @@ impl QueryEngine {
             .thread_name("query")
             .enable_all()
             .build()?;
-        Ok(QueryEngine { hot, limits, runtime })
+        Ok(QueryEngine {
+            hot,
+            limits,
+            runtime,
+        })
     }
 
     fn session(&self) -> Result<SessionContext, QueryError> {
-        let config = SessionConfig::new().with_target_partitions(2).with_information_schema(false).with_batch_size(8192);
+        let config = SessionConfig::new()
+            .with_target_partitions(2)
+            .with_information_schema(false)
+            .with_batch_size(8192);
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(self.limits.memory_bytes)))
-            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
             .build_arc()?;
         Ok(SessionContext::new_with_config_rt(config, runtime))
     }
@@ -145,8 +165,11 @@ impl QueryEngine {
                 .iter()
                 .map(|path| ListingTableUrl::parse(path.to_string_lossy()))
                 .collect::<Result<Vec<_>, _>>()?;
-            let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-            let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(schema());
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet");
+            let config = ListingTableConfig::new_with_multi_paths(urls)
+                .with_listing_options(options)
+                .with_schema(schema());
             let files = ctx.read_table(Arc::new(ListingTable::try_new(config)?))?;
             frame = files.union(frame)?;
         }
@@ -159,11 +182,15 @@ impl QueryEngine {
         work: impl std::future::Future<Output = Result<T, QueryError>> + Send + 'static,
     ) -> Result<T, QueryError> {
         let timeout = self.limits.timeout;
-        let handle = self.runtime.spawn(async move { tokio::time::timeout(timeout, work).await });
+        let handle = self
+            .runtime
+            .spawn(async move { tokio::time::timeout(timeout, work).await });
         match handle.await {
             Ok(Ok(result)) => result,
             Ok(Err(_elapsed)) => Err(QueryError::Timeout(timeout)),
-            Err(join_error) => Err(QueryError::Internal(format!("query task failed: {join_error}"))),
+            Err(join_error) => Err(QueryError::Internal(format!(
+                "query task failed: {join_error}"
+            ))),
         }
     }
 
@@ -173,7 +200,10 @@ impl QueryEngine {
         let ctx = self.session()?;
         let frame = self.events_frame(&ctx, tenant, None, None)?;
         ctx.register_table("events", frame.into_view())?;
-        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
         let sql = sql.to_string();
         let max_rows = self.limits.max_rows;
         self.run(async move {
@@ -184,7 +214,11 @@ impl QueryEngine {
     }
 
     /// Events matching the filters, newest first, one page.
-    pub async fn search(&self, tenant: &TenantId, request: SearchRequest) -> Result<SearchPage, QueryError> {
+    pub async fn search(
+        &self,
+        tenant: &TenantId,
+        request: SearchRequest,
+    ) -> Result<SearchPage, QueryError> {
         let ctx = self.session()?;
         let mut frame = self.events_frame(&ctx, tenant, request.from, request.to)?;
         for filter in search_filters(&request) {
@@ -199,11 +233,19 @@ impl QueryEngine {
         let tenant_name = tenant.to_string();
         self.run(async move {
             let batches: Vec<RecordBatch> = frame.collect().await?;
-            let mut events: Vec<Event> = batches.iter().flat_map(|batch| batch_to_events(batch, &tenant_name)).collect();
+            let mut events: Vec<Event> = batches
+                .iter()
+                .flat_map(|batch| batch_to_events(batch, &tenant_name))
+                .collect();
             let more = events.len() > limit;
             events.truncate(limit);
             let next = if more {
-                events.last().map(|event| (event.effective_time().timestamp_micros(), event.meniscus.event_id.clone()))
+                events.last().map(|event| {
+                    (
+                        event.effective_time().timestamp_micros(),
+                        event.meniscus.event_id.clone(),
+                    )
+                })
             } else {
                 None
             };
@@ -257,13 +299,19 @@ impl QueryEngine {
     /// How many events of this job the store holds (0 when none).
     pub async fn job_events(&self, tenant: &TenantId, job_id: &str) -> Result<u64, QueryError> {
         let ctx = self.session()?;
-        let frame = self.events_frame(&ctx, tenant, None, None)?.filter(col("job_id").eq(lit(job_id)))?;
-        self.run(async move { Ok(frame.count().await? as u64) }).await
+        let frame = self
+            .events_frame(&ctx, tenant, None, None)?
+            .filter(col("job_id").eq(lit(job_id)))?;
+        self.run(async move { Ok(frame.count().await? as u64) })
+            .await
     }
 }
 
 fn timestamp_literal(micros: i64) -> Expr {
-    lit(ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into())))
+    lit(ScalarValue::TimestampMicrosecond(
+        Some(micros),
+        Some("UTC".into()),
+    ))
 }
 
 fn search_filters(request: &SearchRequest) -> Vec<Expr> {
@@ -276,7 +324,10 @@ fn search_filters(request: &SearchRequest) -> Vec<Expr> {
     }
     if let Some(text) = &request.text {
         // LIKE with our own escape character, so `%` and `_` in the search text are literal.
-        let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let escaped = text
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
         filters.push(Expr::Like(datafusion::logical_expr::expr::Like::new(
             false,
             Box::new(col("msg")),
@@ -292,15 +343,21 @@ fn search_filters(request: &SearchRequest) -> Vec<Expr> {
         filters.push(col("pname").eq(lit(pname.clone())));
     }
     if !request.severities.is_empty() {
-        filters.push(col("severity").in_list(request.severities.iter().map(|code| lit(*code)).collect(), false));
+        filters.push(col("severity").in_list(
+            request.severities.iter().map(|code| lit(*code)).collect(),
+            false,
+        ));
     }
     if !request.facilities.is_empty() {
-        filters.push(col("facility").in_list(request.facilities.iter().map(|code| lit(*code)).collect(), false));
+        filters.push(col("facility").in_list(
+            request.facilities.iter().map(|code| lit(*code)).collect(),
+            false,
+        ));
     }
     if let Some((ts, event_id)) = &request.after {
-        let before_cursor = col("ts")
-            .lt(timestamp_literal(*ts))
-            .or(col("ts").eq(timestamp_literal(*ts)).and(col("event_id").lt(lit(event_id.clone()))));
+        let before_cursor = col("ts").lt(timestamp_literal(*ts)).or(col("ts")
+            .eq(timestamp_literal(*ts))
+            .and(col("event_id").lt(lit(event_id.clone()))));
         filters.push(before_cursor);
     }
     filters
@@ -308,9 +365,13 @@ fn search_filters(request: &SearchRequest) -> Vec<Expr> {
 
 /// Accepts exactly one read-only query statement.
 fn check_single_select(sql: &str) -> Result<(), QueryError> {
-    let statements = DFParser::parse_sql(sql).map_err(|error| QueryError::Invalid(error.to_string()))?;
+    let statements =
+        DFParser::parse_sql(sql).map_err(|error| QueryError::Invalid(error.to_string()))?;
     if statements.len() != 1 {
-        return Err(QueryError::Invalid(format!("expected exactly one SELECT statement, found {}", statements.len())));
+        return Err(QueryError::Invalid(format!(
+            "expected exactly one SELECT statement, found {}",
+            statements.len()
+        )));
     }
     match statements.front() {
         Some(DfStatement::Statement(statement)) if matches!(**statement, SqlStatement::Query(_)) => Ok(()),
@@ -321,7 +382,12 @@ fn check_single_select(sql: &str) -> Result<(), QueryError> {
 }
 
 async fn collect_json(frame: DataFrame, max_rows: usize) -> Result<QueryResult, QueryError> {
-    let columns: Vec<String> = frame.schema().fields().iter().map(|field| field.name().clone()).collect();
+    let columns: Vec<String> = frame
+        .schema()
+        .fields()
+        .iter()
+        .map(|field| field.name().clone())
+        .collect();
     let mut stream = frame.execute_stream().await?;
     let mut rows = Vec::new();
     let mut truncated = false;
@@ -330,14 +396,18 @@ async fn collect_json(frame: DataFrame, max_rows: usize) -> Result<QueryResult, 
         let mut buffer = Vec::new();
         {
             let mut writer = arrow_json::ArrayWriter::new(&mut buffer);
-            writer.write(&batch).map_err(|error| QueryError::Internal(error.to_string()))?;
-            writer.finish().map_err(|error| QueryError::Internal(error.to_string()))?;
+            writer
+                .write(&batch)
+                .map_err(|error| QueryError::Internal(error.to_string()))?;
+            writer
+                .finish()
+                .map_err(|error| QueryError::Internal(error.to_string()))?;
         }
         if buffer.is_empty() {
             continue;
         }
-        let values: Vec<Map<String, Value>> =
-            serde_json::from_slice(&buffer).map_err(|error| QueryError::Internal(error.to_string()))?;
+        let values: Vec<Map<String, Value>> = serde_json::from_slice(&buffer)
+            .map_err(|error| QueryError::Internal(error.to_string()))?;
         for row in values {
             if rows.len() == max_rows {
                 truncated = true;
@@ -349,7 +419,11 @@ async fn collect_json(frame: DataFrame, max_rows: usize) -> Result<QueryResult, 
             break;
         }
     }
-    Ok(QueryResult { columns, rows, truncated })
+    Ok(QueryResult {
+        columns,
+        rows,
+        truncated,
+    })
 }
 
 #[cfg(test)]
@@ -358,7 +432,11 @@ mod tests {
 
     #[test]
     fn only_one_select_passes_the_statement_check() {
-        for allowed in ["SELECT 1", "select count(*) from events", "WITH x AS (SELECT * FROM events) SELECT * FROM x"] {
+        for allowed in [
+            "SELECT 1",
+            "select count(*) from events",
+            "WITH x AS (SELECT * FROM events) SELECT * FROM x",
+        ] {
             assert!(check_single_select(allowed).is_ok(), "{allowed}");
         }
         for refused in [
@@ -370,7 +448,10 @@ mod tests {
             "INSERT INTO events VALUES (1)",
             "DROP TABLE events",
         ] {
-            assert!(matches!(check_single_select(refused), Err(QueryError::Invalid(_))), "{refused}");
+            assert!(
+                matches!(check_single_select(refused), Err(QueryError::Invalid(_))),
+                "{refused}"
+            );
         }
     }
 }

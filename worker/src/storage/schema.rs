@@ -10,8 +10,9 @@ use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, TimeZone, Utc};
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, BooleanBuilder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
-    TimestampMicrosecondBuilder, UInt64Array, UInt64Builder, UInt8Array, UInt8Builder,
+    Array, ArrayRef, BooleanArray, BooleanBuilder, RecordBatch, StringArray, StringBuilder,
+    TimestampMicrosecondArray, TimestampMicrosecondBuilder, UInt64Array, UInt64Builder, UInt8Array,
+    UInt8Builder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::error::ArrowError;
@@ -71,7 +72,9 @@ pub fn events_to_batch(events: &[Event]) -> Result<RecordBatch, ArrowError> {
     let micros = |time: DateTime<Utc>| time.timestamp_micros();
     let mut ts = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC");
     let mut received_at = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC");
-    let mut strings: Vec<StringBuilder> = (0..17).map(|_| StringBuilder::with_capacity(rows, rows * 16)).collect();
+    let mut strings: Vec<StringBuilder> = (0..17)
+        .map(|_| StringBuilder::with_capacity(rows, rows * 16))
+        .collect();
     let mut bytes: Vec<UInt8Builder> = (0..4).map(|_| UInt8Builder::with_capacity(rows)).collect();
     let mut durable = BooleanBuilder::with_capacity(rows);
     let mut encrypted = BooleanBuilder::with_capacity(rows);
@@ -80,7 +83,9 @@ pub fn events_to_batch(events: &[Event]) -> Result<RecordBatch, ArrowError> {
         let meta = &event.meniscus;
         ts.append_value(micros(event.effective_time()));
         received_at.append_value(micros(meta.received_at));
-        let time_text = event.time.map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+        let time_text = event
+            .time
+            .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
         let texts: [Option<&str>; 17] = [
             time_text.as_deref(),
             Some(&meta.event_id),
@@ -120,8 +125,12 @@ pub fn events_to_batch(events: &[Event]) -> Result<RecordBatch, ArrowError> {
         encrypted.append_value(meta.encrypted);
         truncated_from.append_option(meta.truncated_from);
     }
-    let mut strings = strings.into_iter().map(|mut builder| Arc::new(builder.finish()) as ArrayRef);
-    let mut bytes = bytes.into_iter().map(|mut builder| Arc::new(builder.finish()) as ArrayRef);
+    let mut strings = strings
+        .into_iter()
+        .map(|mut builder| Arc::new(builder.finish()) as ArrayRef);
+    let mut bytes = bytes
+        .into_iter()
+        .map(|mut builder| Arc::new(builder.finish()) as ArrayRef);
     let mut next_string = || strings.next().expect("17 string columns");
     let mut next_byte = || bytes.next().expect("4 byte columns");
     let time = next_string();
@@ -173,11 +182,15 @@ pub fn events_to_batch(events: &[Event]) -> Result<RecordBatch, ArrowError> {
 }
 
 fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Option<&'a T> {
-    batch.column_by_name(name).and_then(|array| array.as_any().downcast_ref::<T>())
+    batch
+        .column_by_name(name)
+        .and_then(|array| array.as_any().downcast_ref::<T>())
 }
 
 fn text_at(array: Option<&StringArray>, row: usize) -> Option<String> {
-    array.filter(|array| !array.is_null(row)).map(|array| array.value(row).to_string())
+    array
+        .filter(|array| !array.is_null(row))
+        .map(|array| array.value(row).to_string())
 }
 
 fn json_at(array: Option<&StringArray>, row: usize) -> Option<Value> {
@@ -185,11 +198,15 @@ fn json_at(array: Option<&StringArray>, row: usize) -> Option<Value> {
 }
 
 fn timestamp_at(array: Option<&TimestampMicrosecondArray>, row: usize) -> Option<DateTime<Utc>> {
-    array.filter(|array| !array.is_null(row)).and_then(|array| Utc.timestamp_micros(array.value(row)).single())
+    array
+        .filter(|array| !array.is_null(row))
+        .and_then(|array| Utc.timestamp_micros(array.value(row)).single())
 }
 
 fn byte_at(array: Option<&UInt8Array>, row: usize) -> Option<u8> {
-    array.filter(|array| !array.is_null(row)).map(|array| array.value(row))
+    array
+        .filter(|array| !array.is_null(row))
+        .map(|array| array.value(row))
 }
 
 /// Rebuilds events from a batch with the hot-store schema (or a projection of it that keeps
@@ -206,11 +223,24 @@ pub fn batch_to_events(batch: &RecordBatch, tenant: &str) -> Vec<Event> {
         strings("msgid"),
         strings("msg"),
     );
-    let (native, normalized, tags, producer, pattern, transport) =
-        (strings("native"), strings("normalized"), strings("tags"), strings("producer"), strings("pattern"), strings("transport"));
-    let (parse_error, raw, raw_encoding) = (strings("parse_error"), strings("raw"), strings("raw_encoding"));
+    let (native, normalized, tags, producer, pattern, transport) = (
+        strings("native"),
+        strings("normalized"),
+        strings("tags"),
+        strings("producer"),
+        strings("pattern"),
+        strings("transport"),
+    );
+    let (parse_error, raw, raw_encoding) = (
+        strings("parse_error"),
+        strings("raw"),
+        strings("raw_encoding"),
+    );
     let received_at = column::<TimestampMicrosecondArray>(batch, "received_at");
-    let (pri, ver) = (column::<UInt8Array>(batch, "pri"), column::<UInt8Array>(batch, "ver"));
+    let (pri, ver) = (
+        column::<UInt8Array>(batch, "pri"),
+        column::<UInt8Array>(batch, "ver"),
+    );
     let durable = column::<BooleanArray>(batch, "durable");
     let encrypted = column::<BooleanArray>(batch, "encrypted");
     let truncated_from = column::<UInt64Array>(batch, "truncated_from");
@@ -238,7 +268,10 @@ pub fn batch_to_events(batch: &RecordBatch, tenant: &str) -> Vec<Event> {
                 native: object(native),
                 normalized: object(normalized),
                 tags: match json_at(tags, row) {
-                    Some(Value::Array(items)) => items.into_iter().filter_map(|item| item.as_str().map(String::from)).collect(),
+                    Some(Value::Array(items)) => items
+                        .into_iter()
+                        .filter_map(|item| item.as_str().map(String::from))
+                        .collect(),
                     _ => Vec::new(),
                 },
                 meniscus: Correlation {
@@ -254,7 +287,9 @@ pub fn batch_to_events(batch: &RecordBatch, tenant: &str) -> Vec<Event> {
                     parse_error: text_at(parse_error, row),
                     raw: text_at(raw, row),
                     raw_encoding: text_at(raw_encoding, row),
-                    truncated_from: truncated_from.filter(|array| !array.is_null(row)).map(|array| array.value(row)),
+                    truncated_from: truncated_from
+                        .filter(|array| !array.is_null(row))
+                        .map(|array| array.value(row)),
                 },
             }
         })

@@ -45,7 +45,10 @@ pub struct Replay {
 
 /// Deletes segments up to `flushed_through` (already in Parquet) and reads the rest.
 pub fn replay(dir: &Path, codec: &RecordCodec, flushed_through: u64) -> io::Result<Replay> {
-    let mut replay = Replay { last_seq: flushed_through, ..Replay::default() };
+    let mut replay = Replay {
+        last_seq: flushed_through,
+        ..Replay::default()
+    };
     for (seq, path) in list_segments(dir)? {
         replay.last_seq = replay.last_seq.max(seq);
         if seq <= flushed_through {
@@ -69,7 +72,10 @@ pub fn replay(dir: &Path, codec: &RecordCodec, flushed_through: u64) -> io::Resu
                         RecordError::Incomplete { .. } => "torn write".to_string(),
                         other => other.to_string(),
                     };
-                    OpenOptions::new().write(true).open(&path)?.set_len(offset as u64)?;
+                    OpenOptions::new()
+                        .write(true)
+                        .open(&path)?
+                        .set_len(offset as u64)?;
                     replay.repaired.push((path.clone(), offset as u64, reason));
                     break;
                 }
@@ -84,22 +90,44 @@ pub struct WalWriter {
     dir: PathBuf,
     file: File,
     seq: u64,
+    /// Bytes of whole records in the file: where a failed append is cut back to.
+    len: u64,
     unsynced_bytes: u64,
 }
 
 impl WalWriter {
     pub fn create(dir: &Path, seq: u64) -> io::Result<WalWriter> {
-        let file = OpenOptions::new().create_new(true).append(true).open(segment_path(dir, seq))?;
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(segment_path(dir, seq))?;
         sync_dir(dir)?;
-        Ok(WalWriter { dir: dir.to_path_buf(), file, seq, unsynced_bytes: 0 })
+        Ok(WalWriter {
+            dir: dir.to_path_buf(),
+            file,
+            seq,
+            len: 0,
+            unsynced_bytes: 0,
+        })
     }
 
     pub fn seq(&self) -> u64 {
         self.seq
     }
 
+    /// Appends whole records. When the write fails (a full disk), the partial record is cut
+    /// off again, so later records are not hidden behind it at replay.
     pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.file.write_all(bytes)?;
+        if let Err(error) = self.file.write_all(bytes) {
+            if let Err(cut_error) = self.file.set_len(self.len) {
+                // Cannot cut: continue in a fresh segment. Replay cuts this one at the partial
+                // record, after which it holds nothing.
+                tracing::error!(%cut_error, "cannot cut a failed write-ahead log append; rotating");
+                *self = WalWriter::create(&self.dir, self.seq + 1)?;
+            }
+            return Err(error);
+        }
+        self.len += bytes.len() as u64;
         self.unsynced_bytes += bytes.len() as u64;
         Ok(())
     }
@@ -179,14 +207,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let codec = RecordCodec::plain();
         let mut writer = WalWriter::create(dir.path(), 1).unwrap();
-        writer.append(&codec.encode(&[event("a"), event("b")])).unwrap();
+        writer
+            .append(&codec.encode(&[event("a"), event("b")]))
+            .unwrap();
         writer.append(&codec.encode(&[event("c")])).unwrap();
         let partial = codec.encode(&[event("lost")]);
         writer.append(&partial[..partial.len() / 2]).unwrap();
         writer.sync().unwrap();
 
         let replay = replay(dir.path(), &codec, 0).unwrap();
-        let msgs: Vec<_> = replay.events.iter().map(|event| event.msg.as_str()).collect();
+        let msgs: Vec<_> = replay
+            .events
+            .iter()
+            .map(|event| event.msg.as_str())
+            .collect();
         assert_eq!(msgs, ["a", "b", "c"]);
         assert_eq!(replay.repaired.len(), 1);
         assert_eq!(replay.last_seq, 1);
