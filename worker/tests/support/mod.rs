@@ -252,6 +252,122 @@ pub fn key_values(text: &str) -> std::collections::HashMap<String, String> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Helpers for crash_safety.rs, isolation.rs and bad_input.rs (appended block; keep together).
+// ---------------------------------------------------------------------------------------------
+
+/// Everything `start_with_options` can vary. `storage` is the whole `storage:` line (e.g.
+/// `storage: {flushEvents: 1000}`), replacing the default `storage: {flushInterval: 5s}`;
+/// `data_dir` puts the data directory somewhere else than the temp dir (a small tmpfs, say).
+pub struct StartOptions<'a> {
+    pub listeners: &'a str,
+    pub storage: &'a str,
+    pub extra: &'a str,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The listeners of `Meniscus::start`: TCP and UDP on `{syslog_port}`, tenant-less, framing auto.
+pub const DEFAULT_LISTENERS: &str =
+    "  - {protocol: tcp, address: \"127.0.0.1:{syslog_port}\"}\n  - {protocol: udp, address: \"127.0.0.1:{syslog_port}\"}\n";
+
+impl<'a> Default for StartOptions<'a> {
+    fn default() -> Self {
+        StartOptions { listeners: DEFAULT_LISTENERS, storage: "storage: {flushInterval: 5s}", extra: "", data_dir: None }
+    }
+}
+
+impl Meniscus {
+    /// Like `start_with_listeners`, with the storage section and data dir chosen by the caller.
+    pub fn start_with_options(options: StartOptions<'_>) -> Meniscus {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let syslog_port = free_port();
+        let http_port = free_port();
+        let fill = |text: &str| {
+            text.replace("{syslog_port}", &syslog_port.to_string()).replace("{dir}", &dir.path().display().to_string())
+        };
+        let config = format!(
+            "listeners:\n{}http: {{address: \"127.0.0.1:{http_port}\"}}\n{}\n{}",
+            fill(options.listeners),
+            fill(options.storage),
+            fill(options.extra)
+        );
+        let config_path = dir.path().join("meniscus.yaml");
+        std::fs::write(&config_path, config).unwrap();
+        let data_dir = options.data_dir.unwrap_or_else(|| dir.path().join("data"));
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+        let mut meniscus = Meniscus { dir, syslog_port, http_port, config_path, data_dir, child: None, client };
+        meniscus.spawn();
+        meniscus
+    }
+
+    /// Starts again after `kill9`/`stop` (or kills first), on the same config and data.
+    pub fn start_again(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|child| child.try_wait()), Some(Ok(None)))
+    }
+
+    /// POSTs `body` to `/v1/tenant/{tenant}/publish` with the token (when given) and extra
+    /// headers; returns the status and the body as text.
+    pub fn publish_raw(&self, tenant: &str, token: Option<&str>, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, String) {
+        let mut request = self.client.post(self.url(&format!("/v1/tenant/{tenant}/publish"))).body(body);
+        if let Some(token) = token {
+            request = request.header("MESSAGE-TOKEN", token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().expect("publish request");
+        let status = response.status().as_u16();
+        (status, response.text().unwrap_or_default())
+    }
+
+    /// Publishes one `{"log_message": ...}` as JSON; returns the status and the JSON answer.
+    pub fn publish_json(&self, tenant: &str, token: &str, message: &Value) -> (u16, Value) {
+        let body = serde_json::to_vec(&serde_json::json!({ "log_message": message })).unwrap();
+        let (status, text) = self.publish_raw(tenant, Some(token), &[("Content-Type", "application/json")], body);
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Every file under the data dir whose name ends in `suffix`, sorted.
+    pub fn data_files(&self, suffix: &str) -> Vec<PathBuf> {
+        fn walk(dir: &Path, suffix: &str, found: &mut Vec<PathBuf>) {
+            let Ok(entries) = std::fs::read_dir(dir) else { return };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, suffix, found);
+                } else if path.to_string_lossy().ends_with(suffix) {
+                    found.push(path);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(&self.data_dir, suffix, &mut found);
+        found.sort();
+        found
+    }
+
+    /// Polls `condition` every 100 ms until it holds; panics with `what` after `seconds`.
+    pub fn wait_until(&self, seconds: u64, what: &str, mut condition: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        while !condition() {
+            assert!(Instant::now() < deadline, "timed out after {seconds}s waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// SQL string literal.
+pub fn sql_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+// --- end of the crash_safety/isolation/bad_input block -----------------------------------------
+
+// ---------------------------------------------------------------------------------------------
 // Helpers for rsyslog.rs, syslog_ng.rs and tls.rs: real peers from dev/peers, numbered test
 // lines, TLS clients through the `openssl` CLI (appended block; keep together).
 // ---------------------------------------------------------------------------------------------
