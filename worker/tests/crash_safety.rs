@@ -76,7 +76,12 @@ impl Publishers {
                 })
             })
             .collect();
-        Publishers { stop, acked, ack_count, threads: handles }
+        Publishers {
+            stop,
+            acked,
+            ack_count,
+            threads: handles,
+        }
     }
 
     fn acks(&self) -> usize {
@@ -86,7 +91,11 @@ impl Publishers {
     fn wait_for_acks(&self, at_least: usize) {
         let deadline = std::time::Instant::now() + Duration::from_secs(90);
         while self.acks() < at_least {
-            assert!(std::time::Instant::now() < deadline, "only {} of {at_least} publishes acknowledged within 90s", self.acks());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} of {at_least} publishes acknowledged within 90s",
+                self.acks()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -95,7 +104,11 @@ impl Publishers {
     /// refused (their messages may be stored, or not).
     fn finish(self) -> (Vec<Ack>, usize) {
         self.stop.store(true, Ordering::Relaxed);
-        let unacknowledged = self.threads.into_iter().map(|thread| thread.join().expect("publisher thread")).sum();
+        let unacknowledged = self
+            .threads
+            .into_iter()
+            .map(|thread| thread.join().expect("publisher thread"))
+            .sum();
         let acked = std::mem::take(&mut *self.acked.lock().unwrap());
         (acked, unacknowledged)
     }
@@ -109,17 +122,33 @@ fn flushes(meniscus: &Meniscus) -> u64 {
 /// twice, and at most `unacknowledged` messages beyond the acknowledged ones exist. Jobs answer
 /// `stored` with their event count: every job from `acked[recent..]` (the round just killed) and
 /// every 10th older one (all of them were checked after their own round).
-fn verify(meniscus: &Meniscus, acked: &[Ack], recent: usize, unacknowledged_messages: usize, context: &str) {
+fn verify(
+    meniscus: &Meniscus,
+    acked: &[Ack],
+    recent: usize,
+    unacknowledged_messages: usize,
+    context: &str,
+) {
     let duplicates = meniscus.sql(
         "acme",
         "acme-token",
         "SELECT msg, count(*) AS n FROM events GROUP BY msg HAVING count(*) > 1 ORDER BY msg LIMIT 20",
     );
-    assert!(duplicates.is_empty(), "{context}: messages stored more than once: {duplicates:?}");
+    assert!(
+        duplicates.is_empty(),
+        "{context}: messages stored more than once: {duplicates:?}"
+    );
     let rows = meniscus.sql("acme", "acme-token", "SELECT msg, job_id FROM events");
     let stored: HashMap<String, Option<String>> = rows
         .iter()
-        .map(|row| (row["msg"].as_str().unwrap().to_string(), row.get("job_id").and_then(|id| id.as_str()).map(String::from)))
+        .map(|row| {
+            (
+                row["msg"].as_str().unwrap().to_string(),
+                row.get("job_id")
+                    .and_then(|id| id.as_str())
+                    .map(String::from),
+            )
+        })
         .collect();
     let mut missing = Vec::new();
     let mut acked_msgs = HashSet::new();
@@ -128,7 +157,11 @@ fn verify(meniscus: &Meniscus, acked: &[Ack], recent: usize, unacknowledged_mess
             acked_msgs.insert(msg.clone());
             match stored.get(msg) {
                 None => missing.push(msg.clone()),
-                Some(job) => assert_eq!(job.as_deref(), Some(ack.job_id.as_str()), "{context}: {msg} stored under another job"),
+                Some(job) => assert_eq!(
+                    job.as_deref(),
+                    Some(ack.job_id.as_str()),
+                    "{context}: {msg} stored under another job"
+                ),
             }
         }
     }
@@ -144,10 +177,18 @@ fn verify(meniscus: &Meniscus, acked: &[Ack], recent: usize, unacknowledged_mess
         extra <= unacknowledged_messages,
         "{context}: {extra} messages stored that were never acknowledged, but at most {unacknowledged_messages} were in flight"
     );
-    eprintln!("{context}: {} acknowledged messages in {} jobs, {} stored", acked_msgs.len(), acked.len(), stored.len());
+    eprintln!(
+        "{context}: {} acknowledged messages in {} jobs, {} stored",
+        acked_msgs.len(),
+        acked.len(),
+        stored.len()
+    );
     let mut not_stored = Vec::new();
     for ack in acked[..recent].iter().step_by(10).chain(&acked[recent..]) {
-        let (status, body) = meniscus.get(&format!("/v1/tenant/acme/jobs/{}", ack.job_id), "acme-token");
+        let (status, body) = meniscus.get(
+            &format!("/v1/tenant/acme/jobs/{}", ack.job_id),
+            "acme-token",
+        );
         if status != 200 || body["status"] != "stored" || body["events"] != ack.msgs.len() {
             not_stored.push((ack.job_id.clone(), status, body));
         }
@@ -162,7 +203,11 @@ fn verify(meniscus: &Meniscus, acked: &[Ack], recent: usize, unacknowledged_mess
 
 fn start(storage: &str) -> Meniscus {
     let extra = format!("{TENANTS}{EXTRA}");
-    Meniscus::start_with_options(StartOptions { storage, extra: &extra, ..Default::default() })
+    Meniscus::start_with_options(StartOptions {
+        storage,
+        extra: &extra,
+        ..Default::default()
+    })
 }
 
 #[test]
@@ -174,28 +219,47 @@ fn acknowledged_publishes_survive_kill9_before_during_and_after_flushes() {
     // Kill point 1: everything is in memory and the write-ahead log only.
     let publishers = Publishers::start(&meniscus, "before-flush", 3, 1);
     publishers.wait_for_acks(150);
-    assert_eq!(flushes(&meniscus), 0, "kill point 1 is meant to be before any flush (flushEvents 1000)");
+    assert_eq!(
+        flushes(&meniscus),
+        0,
+        "kill point 1 is meant to be before any flush (flushEvents 1000)"
+    );
     meniscus.kill9();
     let (round, failed) = publishers.finish();
     let recent = acked.len();
     acked.extend(round);
     unacknowledged += failed;
     meniscus.start_again();
-    verify(&meniscus, &acked, recent, unacknowledged, "kill before any flush");
+    verify(
+        &meniscus,
+        &acked,
+        recent,
+        unacknowledged,
+        "kill before any flush",
+    );
 
     // Kill point 2: after flushes to Parquet, with more events in memory and the WAL.
     let publishers = Publishers::start(&meniscus, "after-flush", 3, 4);
     let baseline = publishers.acks();
     meniscus.wait_until(120, "two flushes to Parquet", || flushes(&meniscus) >= 2);
     publishers.wait_for_acks(baseline + 50);
-    assert!(!meniscus.data_files(".parquet").is_empty(), "flushes wrote no Parquet file");
+    assert!(
+        !meniscus.data_files(".parquet").is_empty(),
+        "flushes wrote no Parquet file"
+    );
     meniscus.kill9();
     let (round, failed) = publishers.finish();
     let recent = acked.len();
     acked.extend(round);
     unacknowledged += failed * 4;
     meniscus.start_again();
-    verify(&meniscus, &acked, recent, unacknowledged, "kill after flushes");
+    verify(
+        &meniscus,
+        &acked,
+        recent,
+        unacknowledged,
+        "kill after flushes",
+    );
 
     // Kill point 3: the moment a flush is reported (WAL segments being deleted, next memtable
     // filling).
@@ -221,11 +285,21 @@ fn acknowledged_publishes_survive_kill9_before_during_and_after_flushes() {
         acked.extend(round_acked);
         unacknowledged += failed * 4;
         meniscus.start_again();
-        verify(&meniscus, &acked, recent, unacknowledged, &format!("kill after {acks} more publishes"));
+        verify(
+            &meniscus,
+            &acked,
+            recent,
+            unacknowledged,
+            &format!("kill after {acks} more publishes"),
+        );
     }
 
     // And the restarted server keeps taking durable publishes.
-    let (status, answer) = meniscus.publish_json("acme", "acme-token", &json!({"pname": "web", "host": "h", "msg": "after the kills"}));
+    let (status, answer) = meniscus.publish_json(
+        "acme",
+        "acme-token",
+        &json!({"pname": "web", "host": "h", "msg": "after the kills"}),
+    );
     assert_eq!(status, 202, "{answer}");
 }
 
@@ -234,13 +308,25 @@ fn restarting_twice_without_traffic_keeps_counts_identical() {
     let mut meniscus = start("storage: {flushEvents: 1000, flushInterval: 60s}");
     let mut acked = Vec::new();
     for request in 0..150 {
-        let msgs: Vec<String> = (0..10).map(|index| format!("quiet-{request}-{index}")).collect();
-        let body: Vec<_> = msgs.iter().map(|msg| json!({"log_message": {"pname": "web", "host": "h", "msg": msg}})).collect();
-        let (status, text) =
-            meniscus.publish_raw("acme", Some("acme-token"), &[("Content-Type", "application/json")], serde_json::to_vec(&body).unwrap());
+        let msgs: Vec<String> = (0..10)
+            .map(|index| format!("quiet-{request}-{index}"))
+            .collect();
+        let body: Vec<_> = msgs
+            .iter()
+            .map(|msg| json!({"log_message": {"pname": "web", "host": "h", "msg": msg}}))
+            .collect();
+        let (status, text) = meniscus.publish_raw(
+            "acme",
+            Some("acme-token"),
+            &[("Content-Type", "application/json")],
+            serde_json::to_vec(&body).unwrap(),
+        );
         assert_eq!(status, 202, "publish {request}: {text}");
         let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
-        acked.push(Ack { msgs, job_id: answer["job_id"].as_str().unwrap().to_string() });
+        acked.push(Ack {
+            msgs,
+            job_id: answer["job_id"].as_str().unwrap().to_string(),
+        });
     }
     // 1500 events with flushEvents 1000: part in Parquet, part only in memory and the WAL.
     meniscus.wait_until(60, "a flush to Parquet", || flushes(&meniscus) >= 1);
@@ -251,9 +337,19 @@ fn restarting_twice_without_traffic_keeps_counts_identical() {
         meniscus.kill9();
         meniscus.start_again();
         counts.push(meniscus.count("acme", "acme-token", ""));
-        verify(&meniscus, &acked, 0, 0, &format!("restart {restart} without traffic"));
+        verify(
+            &meniscus,
+            &acked,
+            0,
+            0,
+            &format!("restart {restart} without traffic"),
+        );
     }
-    assert_eq!(counts, [1500, 1500], "replay must neither lose nor duplicate events");
+    assert_eq!(
+        counts,
+        [1500, 1500],
+        "replay must neither lose nor duplicate events"
+    );
 
     // The graceful path too: SIGTERM flushes, the next start replays nothing twice.
     meniscus.stop();
@@ -264,16 +360,28 @@ fn restarting_twice_without_traffic_keeps_counts_identical() {
 
 fn newest_wal_segment(meniscus: &Meniscus) -> std::path::PathBuf {
     let segments = meniscus.data_files(".wal");
-    segments.last().cloned().unwrap_or_else(|| panic!("no write-ahead log segment under {}", meniscus.data_dir().display()))
+    segments.last().cloned().unwrap_or_else(|| {
+        panic!(
+            "no write-ahead log segment under {}",
+            meniscus.data_dir().display()
+        )
+    })
 }
 
 fn publish_batch(meniscus: &Meniscus, label: &str, requests: usize) -> Vec<Ack> {
     (0..requests)
         .map(|request| {
             let msg = format!("{label}-{request}");
-            let (status, answer) = meniscus.publish_json("acme", "acme-token", &json!({"pname": "web", "host": "h", "msg": msg}));
+            let (status, answer) = meniscus.publish_json(
+                "acme",
+                "acme-token",
+                &json!({"pname": "web", "host": "h", "msg": msg}),
+            );
             assert_eq!(status, 202, "{answer}");
-            Ack { msgs: vec![msg], job_id: answer["job_id"].as_str().unwrap().to_string() }
+            Ack {
+                msgs: vec![msg],
+                job_id: answer["job_id"].as_str().unwrap().to_string(),
+            }
         })
         .collect()
 }
@@ -293,12 +401,24 @@ fn a_torn_wal_tail_is_cut_and_everything_acknowledged_survives() {
     // A torn write: the first bytes of a real record (header and part of its payload).
     let segment = newest_wal_segment(&meniscus);
     let bytes = std::fs::read(&segment).unwrap();
-    assert!(bytes.len() > 64, "the newest segment {} holds no records", segment.display());
+    assert!(
+        bytes.len() > 64,
+        "the newest segment {} holds no records",
+        segment.display()
+    );
     let whole_length = bytes.len() as u64;
     append(&segment, &bytes[..40]);
     meniscus.start_again();
-    assert!(meniscus.log().contains("tail cut"), "the torn tail was not reported; log:\n{}", meniscus.log());
-    assert_eq!(std::fs::metadata(&segment).unwrap().len(), whole_length, "the torn tail must be cut off the file");
+    assert!(
+        meniscus.log().contains("tail cut"),
+        "the torn tail was not reported; log:\n{}",
+        meniscus.log()
+    );
+    assert_eq!(
+        std::fs::metadata(&segment).unwrap().len(),
+        whole_length,
+        "the torn tail must be cut off the file"
+    );
     assert_eq!(meniscus.count("acme", "acme-token", ""), 200);
     verify(&meniscus, &acked, 0, 0, "torn record tail");
 
@@ -306,10 +426,21 @@ fn a_torn_wal_tail_is_cut_and_everything_acknowledged_survives() {
     acked.extend(publish_batch(&meniscus, "torn-b", 100));
     meniscus.kill9();
     let segment = newest_wal_segment(&meniscus);
-    assert!(std::fs::metadata(&segment).unwrap().len() > 0, "{} is empty", segment.display());
-    append(&segment, b"\xde\xad\xbe\xef garbage after the last record \x00\x01\x02\xff");
+    assert!(
+        std::fs::metadata(&segment).unwrap().len() > 0,
+        "{} is empty",
+        segment.display()
+    );
+    append(
+        &segment,
+        b"\xde\xad\xbe\xef garbage after the last record \x00\x01\x02\xff",
+    );
     meniscus.start_again();
-    assert_eq!(meniscus.count("acme", "acme-token", ""), 300, "garbage must not become events, and nothing may be lost");
+    assert_eq!(
+        meniscus.count("acme", "acme-token", ""),
+        300,
+        "garbage must not become events, and nothing may be lost"
+    );
     verify(&meniscus, &acked, 0, 0, "garbage tail");
 
     // Writing goes on in a fresh segment, and that survives a further kill too.

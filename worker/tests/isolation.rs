@@ -14,16 +14,33 @@ const OTHER_SECRET: &str = "other-secret-launch-codes";
 /// Starts with small flushes so both tenants have Parquet files, and tight query limits.
 fn start() -> Meniscus {
     let extra = format!("{TENANTS}limits: {{queryTimeout: 5s, queryMemoryBytes: 67108864}}\n");
-    Meniscus::start_with_options(StartOptions { storage: "storage: {flushEvents: 20, flushInterval: 60s}", extra: &extra, ..Default::default() })
+    Meniscus::start_with_options(StartOptions {
+        storage: "storage: {flushEvents: 20, flushInterval: 60s}",
+        extra: &extra,
+        ..Default::default()
+    })
 }
 
 /// Publishes 25 messages for `tenant` in one durable-or-not request; returns the job id if any.
-fn seed(meniscus: &Meniscus, tenant: &str, token: &str, pname: &str, secret: &str) -> Option<String> {
+fn seed(
+    meniscus: &Meniscus,
+    tenant: &str,
+    token: &str,
+    pname: &str,
+    secret: &str,
+) -> Option<String> {
     let body: Vec<Value> =
         (0..25).map(|index| json!({"log_message": {"pname": pname, "host": "h", "msg": format!("{secret} {index}")}})).collect();
-    let (status, text) =
-        meniscus.publish_raw(tenant, Some(token), &[("Content-Type", "application/json")], serde_json::to_vec(&body).unwrap());
-    assert!(status == 202 || status == 204, "seeding {tenant}: {status} {text}");
+    let (status, text) = meniscus.publish_raw(
+        tenant,
+        Some(token),
+        &[("Content-Type", "application/json")],
+        serde_json::to_vec(&body).unwrap(),
+    );
+    assert!(
+        status == 202 || status == 204,
+        "seeding {tenant}: {status} {text}"
+    );
     let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     answer["job_id"].as_str().map(String::from)
 }
@@ -32,14 +49,18 @@ fn seed(meniscus: &Meniscus, tenant: &str, token: &str, pname: &str, secret: &st
 /// path of one of `other`'s Parquet files.
 fn seeded() -> (Meniscus, String, String) {
     let meniscus = start();
-    let job_id = seed(&meniscus, "acme", "acme-token", "web", ACME_SECRET).expect("web is durable: a job id");
+    let job_id = seed(&meniscus, "acme", "acme-token", "web", ACME_SECRET)
+        .expect("web is durable: a job id");
     seed(&meniscus, "other", "other-token", "app", OTHER_SECRET);
     assert_eq!(meniscus.wait_for_count("acme", "acme-token", "", 25), 25);
     assert_eq!(meniscus.wait_for_count("other", "other-token", "", 25), 25);
     let other_dir = meniscus.data_dir().join("hot").join("other");
     let mut other_file = None;
     meniscus.wait_until(60, "a Parquet file of tenant other", || {
-        other_file = meniscus.data_files(".parquet").into_iter().find(|path| path.starts_with(&other_dir));
+        other_file = meniscus
+            .data_files(".parquet")
+            .into_iter()
+            .find(|path| path.starts_with(&other_dir));
         other_file.is_some()
     });
     (meniscus, job_id, other_file.unwrap().display().to_string())
@@ -48,7 +69,10 @@ fn seeded() -> (Meniscus, String, String) {
 fn assert_reveals_nothing(context: &str, body: &Value) {
     let text = body.to_string();
     for secret in [ACME_SECRET, OTHER_SECRET, "root:x:0:0", "\"rows\""] {
-        assert!(!text.contains(secret), "{context}: the answer reveals {secret:?}: {text}");
+        assert!(
+            !text.contains(secret),
+            "{context}: the answer reveals {secret:?}: {text}"
+        );
     }
 }
 
@@ -71,8 +95,17 @@ fn another_tenants_token_reads_nothing() {
         let (status, body) = meniscus.get(route, "acme-token");
         assert_eq!(status, 200, "GET {route} with acme's own token: {body}");
         // `Authorization: Bearer` is checked just the same.
-        let response = meniscus.client.get(meniscus.url(route)).bearer_auth("other-token").send().unwrap();
-        assert_eq!(response.status().as_u16(), 401, "GET {route} with Bearer other-token");
+        let response = meniscus
+            .client
+            .get(meniscus.url(route))
+            .bearer_auth("other-token")
+            .send()
+            .unwrap();
+        assert_eq!(
+            response.status().as_u16(),
+            401,
+            "GET {route} with Bearer other-token"
+        );
     }
     let (status, body) = meniscus.sql_raw("acme", "other-token", "SELECT msg FROM events");
     assert_eq!(status, 401, "SQL on acme with other's token: {body}");
@@ -83,24 +116,50 @@ fn another_tenants_token_reads_nothing() {
     assert_eq!(status, 404, "acme's job via other's path: {body}");
     assert_reveals_nothing("other's jobs", &body);
     let (status, body) = meniscus.get(&format!("/v1/tenant/acme/jobs/{job_id}"), "acme-token");
-    assert_eq!((status, body["status"].as_str()), (200, Some("stored")), "acme's own job: {body}");
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("stored")),
+        "acme's own job: {body}"
+    );
 
     // Other's own reads never contain acme's events.
     let rows = meniscus.sql("other", "other-token", "SELECT msg FROM events");
     assert_eq!(rows.len(), 25);
-    assert!(rows.iter().all(|row| row["msg"].as_str().unwrap().starts_with(OTHER_SECRET)), "{rows:?}");
-    let (status, body) = meniscus.get(&format!("/v1/tenant/other/events?q={ACME_SECRET}&limit=1000"), "other-token");
+    assert!(
+        rows.iter()
+            .all(|row| row["msg"].as_str().unwrap().starts_with(OTHER_SECRET)),
+        "{rows:?}"
+    );
+    let (status, body) = meniscus.get(
+        &format!("/v1/tenant/other/events?q={ACME_SECRET}&limit=1000"),
+        "other-token",
+    );
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["events"].as_array().unwrap().len(), 0, "other's search finds acme's events: {body}");
+    assert_eq!(
+        body["events"].as_array().unwrap().len(),
+        0,
+        "other's search finds acme's events: {body}"
+    );
     let (status, body) = meniscus.get("/v1/tenant/other/metrics?from=2h&bucket=2h", "other-token");
     assert_eq!(status, 200, "{body}");
-    let total: u64 = body["buckets"].as_array().unwrap().iter().map(|bucket| bucket["count"].as_u64().unwrap()).sum();
-    assert_eq!(total, 25, "other's metrics count only other's events: {body}");
+    let total: u64 = body["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|bucket| bucket["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        total, 25,
+        "other's metrics count only other's events: {body}"
+    );
 
     // Tenant ids that are not DNS labels never reach the store.
     for bad in ["..", "acme%2F..%2Fother", "ACME", "acme.other"] {
         let (status, body) = meniscus.get(&format!("/v1/tenant/{bad}/events"), "acme-token");
-        assert!(status == 404 || status == 400, "tenant {bad:?}: {status} {body}");
+        assert!(
+            status == 404 || status == 400,
+            "tenant {bad:?}: {status} {body}"
+        );
         assert_reveals_nothing(bad, &body);
     }
 }
@@ -121,7 +180,8 @@ fn sql_cannot_leave_the_tenants_events_table() {
         "SELECT * FROM read_csv('/etc/passwd')".to_string(),
         format!("SELECT * FROM read_parquet('{other_file}')"),
         format!("SELECT * FROM parquet_scan('{other_file}')"),
-        "CREATE EXTERNAL TABLE passwd (line VARCHAR) STORED AS CSV LOCATION '/etc/passwd'".to_string(),
+        "CREATE EXTERNAL TABLE passwd (line VARCHAR) STORED AS CSV LOCATION '/etc/passwd'"
+            .to_string(),
         format!("CREATE EXTERNAL TABLE theirs STORED AS PARQUET LOCATION '{other_file}'"),
         format!("COPY (SELECT 1) TO '{copy_target}'"),
         format!("COPY (SELECT * FROM events) TO '{copy_target}' STORED AS CSV"),
@@ -141,17 +201,33 @@ fn sql_cannot_leave_the_tenants_events_table() {
     for sql in &escapes {
         let (status, body) = meniscus.sql_raw("acme", "acme-token", sql);
         assert_eq!(status, 400, "{sql:?} must be refused with 400: {body}");
-        assert!(body["error"]["message"].as_str().is_some_and(|message| !message.is_empty()), "{sql:?}: no explanation: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|message| !message.is_empty()),
+            "{sql:?}: no explanation: {body}"
+        );
         assert_reveals_nothing(sql, &body);
     }
-    assert!(!std::path::Path::new(&copy_target).exists(), "COPY wrote {copy_target}");
+    assert!(
+        !std::path::Path::new(&copy_target).exists(),
+        "COPY wrote {copy_target}"
+    );
 
     // The session was not changed by any of that: acme still sees exactly its own events, and
     // information_schema stays off.
     let rows = meniscus.sql("acme", "acme-token", "SELECT msg FROM events");
     assert_eq!(rows.len(), 25);
-    assert!(rows.iter().all(|row| row["msg"].as_str().unwrap().starts_with(ACME_SECRET)), "{rows:?}");
-    let (status, body) = meniscus.sql_raw("acme", "acme-token", "SELECT * FROM information_schema.tables");
+    assert!(
+        rows.iter()
+            .all(|row| row["msg"].as_str().unwrap().starts_with(ACME_SECRET)),
+        "{rows:?}"
+    );
+    let (status, body) = meniscus.sql_raw(
+        "acme",
+        "acme-token",
+        "SELECT * FROM information_schema.tables",
+    );
     assert_eq!(status, 400, "{body}");
 }
 
@@ -161,13 +237,18 @@ fn queries_are_bounded_by_time_and_memory() {
     let (meniscus, _, _) = seeded();
     // queryTimeout is 5s; a query still running 4 times later is not bounded.
     let run_within = |seconds: u64, sql: &str| -> Result<(u16, Value), String> {
-        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(seconds)).build().unwrap();
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(seconds))
+            .build()
+            .unwrap();
         let response = client
             .post(meniscus.url("/v1/tenant/acme/sql"))
             .header("MESSAGE-TOKEN", "acme-token")
             .json(&json!({ "sql": sql }))
             .send()
-            .map_err(|error| format!("no answer within {seconds}s although queryTimeout is 5s ({error})"))?;
+            .map_err(|error| {
+                format!("no answer within {seconds}s although queryTimeout is 5s ({error})")
+            })?;
         let status = response.status().as_u16();
         Ok((status, response.json().unwrap_or(Value::Null)))
     };
@@ -194,8 +275,14 @@ fn queries_are_bounded_by_time_and_memory() {
             Ok((status, body)) => {
                 let code = body["error"]["code"].as_str().unwrap_or("");
                 if status != 422 || !(code == "query_timeout" || code == "query_memory") {
-                    problems.push(format!("{name}: expected 422 query_timeout or query_memory, got {status}: {body}"));
-                } else if !body["error"]["message"].as_str().unwrap_or("").contains("limit") {
+                    problems.push(format!(
+                        "{name}: expected 422 query_timeout or query_memory, got {status}: {body}"
+                    ));
+                } else if !body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("limit")
+                {
                     problems.push(format!("{name}: the error does not name the limit: {body}"));
                 }
             }
@@ -207,17 +294,41 @@ fn queries_are_bounded_by_time_and_memory() {
             }
         }
         // Ingest and the process are unaffected.
-        let (status, answer) = meniscus.publish_json("acme", "acme-token", &json!({"pname": "web", "host": "h", "msg": format!("after {name}")}));
+        let (status, answer) = meniscus.publish_json(
+            "acme",
+            "acme-token",
+            &json!({"pname": "web", "host": "h", "msg": format!("after {name}")}),
+        );
         assert_eq!(status, 202, "publish after {name}: {answer}");
     }
     // The query API answers again afterwards (a cheap query, well within the limits).
-    let after = run_within(10, "SELECT count(*) AS n FROM events WHERE msg LIKE 'after %'");
+    let after = run_within(
+        10,
+        "SELECT count(*) AS n FROM events WHERE msg LIKE 'after %'",
+    );
     match after {
-        Ok((200, body)) => assert!(body["rows"][0]["n"].as_u64().is_some_and(|n| n >= 1), "{body}"),
-        Ok((status, body)) => problems.push(format!("a cheap query after the heavy ones: {status} {body}")),
+        Ok((200, body)) => assert!(
+            body["rows"][0]["n"].as_u64().is_some_and(|n| n >= 1),
+            "{body}"
+        ),
+        Ok((status, body)) => problems.push(format!(
+            "a cheap query after the heavy ones: {status} {body}"
+        )),
         Err(error) => problems.push(format!("a cheap query after the heavy ones: {error}")),
     }
-    let health = meniscus.client.get(meniscus.url("/healthz")).send().map(|response| response.status().as_u16());
-    assert_eq!(health.ok(), Some(200), "the server must survive heavy queries");
-    assert!(problems.is_empty(), "queries are not bounded:\n{}", problems.join("\n"));
+    let health = meniscus
+        .client
+        .get(meniscus.url("/healthz"))
+        .send()
+        .map(|response| response.status().as_u16());
+    assert_eq!(
+        health.ok(),
+        Some(200),
+        "the server must survive heavy queries"
+    );
+    assert!(
+        problems.is_empty(),
+        "queries are not bounded:\n{}",
+        problems.join("\n")
+    );
 }

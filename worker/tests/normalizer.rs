@@ -27,11 +27,22 @@ fn send(meniscus: &Meniscus, app: &str, msg: &str) {
 
 fn normalized_of(meniscus: &Meniscus, msg: &str) -> serde_json::Value {
     let filter = format!("msg = '{msg}'");
-    assert_eq!(meniscus.wait_for_count("acme", "acme-token", &filter, 1), 1, "{msg} not stored");
-    let rows = meniscus.sql("acme", "acme-token", &format!("SELECT normalized, tags FROM events WHERE {filter}"));
+    assert_eq!(
+        meniscus.wait_for_count("acme", "acme-token", &filter, 1),
+        1,
+        "{msg} not stored"
+    );
+    let rows = meniscus.sql(
+        "acme",
+        "acme-token",
+        &format!("SELECT normalized, tags FROM events WHERE {filter}"),
+    );
     // Null columns are absent from a row.
     let column = |name: &str| -> serde_json::Value {
-        let text = rows[0].get(name).and_then(|value| value.as_str()).unwrap_or("null");
+        let text = rows[0]
+            .get(name)
+            .and_then(|value| value.as_str())
+            .unwrap_or("null");
         serde_json::from_str(text).unwrap()
     };
     let (normalized, tags) = (column("normalized"), column("tags"));
@@ -50,29 +61,57 @@ fn write_rulebase(meniscus: &Meniscus, text: &str) {
 #[test]
 fn builtin_rulebase_adds_fields_and_tags() {
     let meniscus = Meniscus::start(TENANTS);
-    send(&meniscus, "sshd", "Accepted publickey for root from 10.0.0.7 port 52144 ssh2");
-    let result = normalized_of(&meniscus, "Accepted publickey for root from 10.0.0.7 port 52144 ssh2");
+    send(
+        &meniscus,
+        "sshd",
+        "Accepted publickey for root from 10.0.0.7 port 52144 ssh2",
+    );
+    let result = normalized_of(
+        &meniscus,
+        "Accepted publickey for root from 10.0.0.7 port 52144 ssh2",
+    );
     assert_eq!(result["normalized"]["sshd"]["user"], "root", "{result}");
     assert_eq!(result["normalized"]["sshd"]["src_ip"], "10.0.0.7");
     assert_eq!(result["normalized"]["sshd"]["method"], "publickey");
-    assert_eq!(result["tags"], serde_json::json!(["ssh", "auth", "success"]));
+    assert_eq!(
+        result["tags"],
+        serde_json::json!(["ssh", "auth", "success"])
+    );
 
     send(&meniscus, "sshd", "something sshd never says");
     let result = normalized_of(&meniscus, "something sshd never says");
-    assert_eq!(result["normalized"]["sshd"]["originalmsg"], "something sshd never says", "{result}");
-    assert!(result["normalized"]["sshd"]["unparsed-data"].is_string(), "{result}");
-    assert_eq!(meniscus.metric("meniscus_normalized_events_total{pattern=\"sshd\",result=\"unmatched\"}"), 1);
+    assert_eq!(
+        result["normalized"]["sshd"]["originalmsg"], "something sshd never says",
+        "{result}"
+    );
+    assert!(
+        result["normalized"]["sshd"]["unparsed-data"].is_string(),
+        "{result}"
+    );
+    assert_eq!(
+        meniscus.metric("meniscus_normalized_events_total{pattern=\"sshd\",result=\"unmatched\"}"),
+        1
+    );
 }
 
 #[test]
 fn file_rulebases_reload_and_a_broken_one_keeps_the_previous() {
     let meniscus = Meniscus::start(TENANTS);
-    write_rulebase(&meniscus, "version=2\nrule=login:user %user:word% logged in\n");
+    write_rulebase(
+        &meniscus,
+        "version=2\nrule=login:user %user:word% logged in\n",
+    );
     send(&meniscus, "app", "user alice logged in");
-    assert_eq!(normalized_of(&meniscus, "user alice logged in")["normalized"]["app"]["user"], "alice");
+    assert_eq!(
+        normalized_of(&meniscus, "user alice logged in")["normalized"]["app"]["user"],
+        "alice"
+    );
 
     // A new version is picked up without a restart.
-    write_rulebase(&meniscus, "version=2\nrule=login:user %name:word% logged in\n");
+    write_rulebase(
+        &meniscus,
+        "version=2\nrule=login:user %name:word% logged in\n",
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut attempt = 0;
     loop {
@@ -82,20 +121,35 @@ fn file_rulebases_reload_and_a_broken_one_keeps_the_previous() {
         if normalized_of(&meniscus, &msg)["normalized"]["app"]["name"] == format!("bob{attempt}") {
             break;
         }
-        assert!(Instant::now() < deadline, "the changed rulebase was not reloaded");
+        assert!(
+            Instant::now() < deadline,
+            "the changed rulebase was not reloaded"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 
     // A broken version is reported with file, line and column; the previous stays active.
-    write_rulebase(&meniscus, "version=2\nrule=login:user %name:nubmer% logged in\n");
+    write_rulebase(
+        &meniscus,
+        "version=2\nrule=login:user %name:nubmer% logged in\n",
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while meniscus.metric("meniscus_rulebase_load_errors_total{pattern=\"app\"}") == 0 {
-        assert!(Instant::now() < deadline, "the broken rulebase was not reported");
+        assert!(
+            Instant::now() < deadline,
+            "the broken rulebase was not reported"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let log = meniscus.log();
-    assert!(log.contains("app.rb:2:"), "error must name file and line: {log}");
+    assert!(
+        log.contains("app.rb:2:"),
+        "error must name file and line: {log}"
+    );
     assert!(log.contains("nubmer"), "{log}");
     send(&meniscus, "app", "user carol logged in");
-    assert_eq!(normalized_of(&meniscus, "user carol logged in")["normalized"]["app"]["name"], "carol");
+    assert_eq!(
+        normalized_of(&meniscus, "user carol logged in")["normalized"]["app"]["name"],
+        "carol"
+    );
 }

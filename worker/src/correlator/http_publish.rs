@@ -275,14 +275,16 @@ impl Correlator {
                     ) {
                         Ok(event) => events.push(event),
                         Err(Refusal::Empty) => {}
-                        Err(refusal) => return Err(ApiError::new(
-                            axum::http::StatusCode::UNAUTHORIZED,
-                            "line_refused",
-                            format!(
+                        Err(refusal) => {
+                            return Err(ApiError::new(
+                                axum::http::StatusCode::UNAUTHORIZED,
+                                "line_refused",
+                                format!(
                                 "line {line}: refused ({}); nothing from this request was stored",
                                 refusal.reason()
                             ),
-                        )),
+                            ))
+                        }
                     }
                 }
                 Ok(events)

@@ -63,8 +63,8 @@ pub fn is_meniscus_sd_id(id: &str) -> bool {
         })
 }
 
-/// Finds `tenant="…"` and `token="…"` in the `[meniscus…]` element of a line that did not
-/// parse, so the raw event can still go to the right tenant.
+/// Finds `tenant="…"` and `token="…"` in a `[meniscus…]` element written as text (a line that
+/// did not parse, or an RFC 3164 line), so the event can still go to the right tenant.
 fn scan_credentials(text: &str) -> Option<(String, Option<String>)> {
     let start = text.find("[meniscus")?;
     let element = &text[start..];
@@ -77,6 +77,23 @@ fn scan_credentials(text: &str) -> Option<(String, Option<String>)> {
         rest.find('"').map(|close| rest[..close].to_string())
     };
     Some((value_of("tenant")?, value_of("token")))
+}
+
+/// Replaces the value of `token="…"` inside a `[meniscus…]` element with `[redacted]`.
+fn redact_token(text: &str) -> String {
+    let Some(start) = text.find("[meniscus") else {
+        return text.to_string();
+    };
+    let Some(key) = text[start..]
+        .find(" token=\"")
+        .map(|offset| start + offset + " token=\"".len())
+    else {
+        return text.to_string();
+    };
+    let Some(close) = text[key..].find('"').map(|offset| key + offset) else {
+        return text.to_string();
+    };
+    format!("{}[redacted]{}", &text[..key], &text[close..])
 }
 
 fn native_from(elements: &[SdElement<'_>]) -> Map<String, Value> {
@@ -171,9 +188,8 @@ impl Correlator {
             timezone: source.timezone,
         };
         let parsed = meniscus_syslog::parse(&text, &options);
-        let scanned;
-        let credentials = match &parsed {
-            Ok(message) => message
+        let from_structured_data = parsed.as_ref().ok().and_then(|message| {
+            message
                 .structured_data
                 .iter()
                 .find(|element| is_meniscus_sd_id(element.id))
@@ -181,14 +197,19 @@ impl Correlator {
                     element
                         .param("tenant")
                         .map(|tenant| (tenant, element.param("token")))
-                }),
-            Err(_) => {
-                scanned = scan_credentials(&text);
-                scanned
-                    .as_ref()
-                    .map(|(tenant, token)| (tenant.as_str(), token.as_deref()))
-            }
+                })
+        });
+        // A line that did not parse, or an RFC 3164 line (no structured data), may still carry
+        // the element as text; it is honoured and its token redacted from what is stored.
+        let scanned = match from_structured_data {
+            Some(_) => None,
+            None => scan_credentials(&text),
         };
+        let credentials = from_structured_data.or_else(|| {
+            scanned
+                .as_ref()
+                .map(|(tenant, token)| (tenant.as_str(), token.as_deref()))
+        });
         let tenant = self.resolve_tenant(registry, credentials, source, received_at)?;
         let raw = invalid_utf8.then(|| base64::engine::general_purpose::STANDARD.encode(bytes));
         let event = match parsed {
@@ -221,6 +242,9 @@ impl Correlator {
             }
         };
         let mut event = event;
+        if scanned.as_ref().is_some_and(|(_, token)| token.is_some()) {
+            event.msg = redact_token(&event.msg);
+        }
         event.meniscus.raw_encoding = raw.as_ref().map(|_| "base64".to_string());
         event.meniscus.raw = raw;
         event.meniscus.truncated_from = truncated_from.map(|length| length as u64);
@@ -396,7 +420,9 @@ mod tests {
             .syslog_event(&registry, bad, None, &source(None), Utc::now())
             .unwrap();
         assert!(event.meniscus.parse_error.is_some());
-        assert_eq!(event.msg.as_bytes(), bad);
+        // The whole frame is kept, except the token, which is never stored.
+        let expected = String::from_utf8_lossy(bad).replace("s3cret", "[redacted]");
+        assert_eq!(event.msg, expected);
         let binary = b"<13>Nov 25 10:00:00 host app: caf\xe9";
         let event = correlator
             .syslog_event(
@@ -414,6 +440,23 @@ mod tests {
         assert_eq!(decoded, binary);
         assert_eq!(event.meniscus.truncated_from, Some(70000));
         assert_eq!(correlator.metrics.invalid_utf8.get(&["tcp"]), 1);
+    }
+
+    #[test]
+    fn credentials_written_as_text_are_honoured_and_redacted() {
+        let (correlator, registry) = correlator();
+        let line =
+            br#"<13>Nov 25 10:00:00 host app: [meniscus tenant="acme" token="s3cret"] hello"#;
+        let event = correlator
+            .syslog_event(&registry, line, None, &source(None), Utc::now())
+            .unwrap();
+        assert_eq!(event.meniscus.tenant, "acme");
+        assert!(!event.msg.contains("s3cret"), "{}", event.msg);
+        assert!(event.msg.contains(r#"token="[redacted]""#), "{}", event.msg);
+        let wrong = br#"<13>Nov 25 10:00:00 host app: [meniscus tenant="acme" token="nope"] hello"#;
+        assert!(correlator
+            .syslog_event(&registry, wrong, None, &source(None), Utc::now())
+            .is_err());
     }
 
     #[test]

@@ -182,15 +182,19 @@ impl QueryEngine {
         work: impl std::future::Future<Output = Result<T, QueryError>> + Send + 'static,
     ) -> Result<T, QueryError> {
         let timeout = self.limits.timeout;
-        let handle = self
-            .runtime
-            .spawn(async move { tokio::time::timeout(timeout, work).await });
-        match handle.await {
+        // The deadline is kept here, on the caller's runtime: a query that keeps both query
+        // threads busy would also starve a timer running beside it. Aborting the task drops
+        // the DataFusion stream, which stops its operators at their next batch.
+        let mut handle = self.runtime.spawn(work);
+        match tokio::time::timeout(timeout, &mut handle).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_elapsed)) => Err(QueryError::Timeout(timeout)),
-            Err(join_error) => Err(QueryError::Internal(format!(
+            Ok(Err(join_error)) => Err(QueryError::Internal(format!(
                 "query task failed: {join_error}"
             ))),
+            Err(_elapsed) => {
+                handle.abort();
+                Err(QueryError::Timeout(timeout))
+            }
         }
     }
 

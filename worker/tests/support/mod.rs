@@ -60,7 +60,8 @@ impl Meniscus {
         let syslog_port = free_port();
         let http_port = free_port();
         let fill = |text: &str| {
-            text.replace("{syslog_port}", &syslog_port.to_string()).replace("{dir}", &dir.path().display().to_string())
+            text.replace("{syslog_port}", &syslog_port.to_string())
+                .replace("{dir}", &dir.path().display().to_string())
         };
         let config = format!(
             "listeners:\n{}http: {{address: \"127.0.0.1:{http_port}\"}}\nstorage: {{flushInterval: 5s}}\n{}",
@@ -70,8 +71,19 @@ impl Meniscus {
         let config_path = dir.path().join("meniscus.yaml");
         std::fs::write(&config_path, config).unwrap();
         let data_dir = dir.path().join("data");
-        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
-        let mut meniscus = Meniscus { dir, syslog_port, http_port, config_path, data_dir, child: None, client };
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let mut meniscus = Meniscus {
+            dir,
+            syslog_port,
+            http_port,
+            config_path,
+            data_dir,
+            child: None,
+            client,
+        };
         meniscus.spawn();
         meniscus
     }
@@ -85,7 +97,11 @@ impl Meniscus {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_meniscus"))
             .arg("standalone")
             .arg("--config")
@@ -106,7 +122,10 @@ impl Meniscus {
         loop {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("meniscus exited during start with {status}; log:\n{}", self.log());
+                    panic!(
+                        "meniscus exited during start with {status}; log:\n{}",
+                        self.log()
+                    );
                 }
             }
             if let Ok(response) = self.client.get(self.url("/readyz")).send() {
@@ -114,7 +133,11 @@ impl Meniscus {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "meniscus not ready within 60s; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "meniscus not ready within 60s; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -160,7 +183,12 @@ impl Meniscus {
     pub fn sql(&self, tenant: &str, token: &str, sql: &str) -> Vec<serde_json::Map<String, Value>> {
         let (status, body) = self.sql_raw(tenant, token, sql);
         assert_eq!(status, 200, "sql {sql:?} failed: {body}");
-        body["rows"].as_array().unwrap().iter().map(|row| row.as_object().unwrap().clone()).collect()
+        body["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row.as_object().unwrap().clone())
+            .collect()
     }
 
     pub fn sql_raw(&self, tenant: &str, token: &str, sql: &str) -> (u16, Value) {
@@ -197,16 +225,30 @@ impl Meniscus {
     }
 
     pub fn get(&self, path: &str, token: &str) -> (u16, Value) {
-        let response = self.client.get(self.url(path)).header("MESSAGE-TOKEN", token).send().expect("get");
+        let response = self
+            .client
+            .get(self.url(path))
+            .header("MESSAGE-TOKEN", token)
+            .send()
+            .expect("get");
         let status = response.status().as_u16();
         (status, response.json().unwrap_or(Value::Null))
     }
 
     /// A Prometheus sample's value (0 when absent), e.g. `meniscus_auth_failures_total{transport="tcp",reason="invalid_token"}`.
     pub fn metric(&self, sample: &str) -> u64 {
-        let text = self.client.get(self.url("/metrics")).send().unwrap().text().unwrap();
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
         text.lines()
-            .find_map(|line| line.strip_prefix(sample).and_then(|rest| rest.trim().parse::<u64>().ok()))
+            .find_map(|line| {
+                line.strip_prefix(sample)
+                    .and_then(|rest| rest.trim().parse::<u64>().ok())
+            })
             .unwrap_or(0)
     }
 }
@@ -221,12 +263,17 @@ impl Drop for Meniscus {
 }
 
 fn unsafe_free_sigterm(pid: u32) {
-    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
 }
 
 /// Runs a command, panicking with its output when it fails.
 pub fn run(command: &mut Command) -> String {
-    let output = command.output().unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
     assert!(
         output.status.success(),
         "{command:?} failed with {}:\nstdout: {}\nstderr: {}",
@@ -239,7 +286,10 @@ pub fn run(command: &mut Command) -> String {
 
 /// The repository root (for dev/peers scripts).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Lines of a child's stdout, for scripts that print `key=value`.
@@ -247,7 +297,10 @@ pub fn key_values(text: &str) -> std::collections::HashMap<String, String> {
     BufReader::new(text.as_bytes())
         .lines()
         .map_while(Result::ok)
-        .filter_map(|line| line.split_once('=').map(|(key, value)| (key.to_string(), value.to_string())))
+        .filter_map(|line| {
+            line.split_once('=')
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+        })
         .collect()
 }
 
@@ -271,7 +324,12 @@ pub const DEFAULT_LISTENERS: &str =
 
 impl<'a> Default for StartOptions<'a> {
     fn default() -> Self {
-        StartOptions { listeners: DEFAULT_LISTENERS, storage: "storage: {flushInterval: 5s}", extra: "", data_dir: None }
+        StartOptions {
+            listeners: DEFAULT_LISTENERS,
+            storage: "storage: {flushInterval: 5s}",
+            extra: "",
+            data_dir: None,
+        }
     }
 }
 
@@ -282,7 +340,8 @@ impl Meniscus {
         let syslog_port = free_port();
         let http_port = free_port();
         let fill = |text: &str| {
-            text.replace("{syslog_port}", &syslog_port.to_string()).replace("{dir}", &dir.path().display().to_string())
+            text.replace("{syslog_port}", &syslog_port.to_string())
+                .replace("{dir}", &dir.path().display().to_string())
         };
         let config = format!(
             "listeners:\n{}http: {{address: \"127.0.0.1:{http_port}\"}}\n{}\n{}",
@@ -293,8 +352,19 @@ impl Meniscus {
         let config_path = dir.path().join("meniscus.yaml");
         std::fs::write(&config_path, config).unwrap();
         let data_dir = options.data_dir.unwrap_or_else(|| dir.path().join("data"));
-        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
-        let mut meniscus = Meniscus { dir, syslog_port, http_port, config_path, data_dir, child: None, client };
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let mut meniscus = Meniscus {
+            dir,
+            syslog_port,
+            http_port,
+            config_path,
+            data_dir,
+            child: None,
+            client,
+        };
         meniscus.spawn();
         meniscus
     }
@@ -307,13 +377,25 @@ impl Meniscus {
 
     /// True while the process runs.
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|child| child.try_wait()), Some(Ok(None)))
+        matches!(
+            self.child.as_mut().map(|child| child.try_wait()),
+            Some(Ok(None))
+        )
     }
 
     /// POSTs `body` to `/v1/tenant/{tenant}/publish` with the token (when given) and extra
     /// headers; returns the status and the body as text.
-    pub fn publish_raw(&self, tenant: &str, token: Option<&str>, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, String) {
-        let mut request = self.client.post(self.url(&format!("/v1/tenant/{tenant}/publish"))).body(body);
+    pub fn publish_raw(
+        &self,
+        tenant: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (u16, String) {
+        let mut request = self
+            .client
+            .post(self.url(&format!("/v1/tenant/{tenant}/publish")))
+            .body(body);
         if let Some(token) = token {
             request = request.header("MESSAGE-TOKEN", token);
         }
@@ -328,14 +410,24 @@ impl Meniscus {
     /// Publishes one `{"log_message": ...}` as JSON; returns the status and the JSON answer.
     pub fn publish_json(&self, tenant: &str, token: &str, message: &Value) -> (u16, Value) {
         let body = serde_json::to_vec(&serde_json::json!({ "log_message": message })).unwrap();
-        let (status, text) = self.publish_raw(tenant, Some(token), &[("Content-Type", "application/json")], body);
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        let (status, text) = self.publish_raw(
+            tenant,
+            Some(token),
+            &[("Content-Type", "application/json")],
+            body,
+        );
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Every file under the data dir whose name ends in `suffix`, sorted.
     pub fn data_files(&self, suffix: &str) -> Vec<PathBuf> {
         fn walk(dir: &Path, suffix: &str, found: &mut Vec<PathBuf>) {
-            let Ok(entries) = std::fs::read_dir(dir) else { return };
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
             for entry in entries.flatten() {
                 let path = entry.path();
                 if path.is_dir() {
@@ -355,7 +447,10 @@ impl Meniscus {
     pub fn wait_until(&self, seconds: u64, what: &str, mut condition: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(seconds);
         while !condition() {
-            assert!(Instant::now() < deadline, "timed out after {seconds}s waiting for {what}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {seconds}s waiting for {what}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
