@@ -776,6 +776,6 @@ fn a_full_disk_answers_503_and_loses_nothing_acknowledged() {
     };
     check(&meniscus, "while running");
     meniscus.kill9();
-    meniscus.start_again();
+    meniscus.restart();
     check(&meniscus, "after kill -9 and restart");
 }

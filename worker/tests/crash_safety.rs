@@ -229,7 +229,7 @@ fn acknowledged_publishes_survive_kill9_before_during_and_after_flushes() {
     let recent = acked.len();
     acked.extend(round);
     unacknowledged += failed;
-    meniscus.start_again();
+    meniscus.restart();
     verify(
         &meniscus,
         &acked,
@@ -252,7 +252,7 @@ fn acknowledged_publishes_survive_kill9_before_during_and_after_flushes() {
     let recent = acked.len();
     acked.extend(round);
     unacknowledged += failed * 4;
-    meniscus.start_again();
+    meniscus.restart();
     verify(
         &meniscus,
         &acked,
@@ -271,7 +271,7 @@ fn acknowledged_publishes_survive_kill9_before_during_and_after_flushes() {
     let recent = acked.len();
     acked.extend(round);
     unacknowledged += failed * 4;
-    meniscus.start_again();
+    meniscus.restart();
     verify(&meniscus, &acked, recent, unacknowledged, "kill at a flush");
 
     // Kill points 4..: after varying amounts of traffic, wherever the flush cycle happens to be
@@ -284,7 +284,7 @@ fn acknowledged_publishes_survive_kill9_before_during_and_after_flushes() {
         let recent = acked.len();
         acked.extend(round_acked);
         unacknowledged += failed * 4;
-        meniscus.start_again();
+        meniscus.restart();
         verify(
             &meniscus,
             &acked,
@@ -335,7 +335,7 @@ fn restarting_twice_without_traffic_keeps_counts_identical() {
     let mut counts = Vec::new();
     for restart in 1..=2 {
         meniscus.kill9();
-        meniscus.start_again();
+        meniscus.restart();
         counts.push(meniscus.count("acme", "acme-token", ""));
         verify(
             &meniscus,
@@ -353,7 +353,7 @@ fn restarting_twice_without_traffic_keeps_counts_identical() {
 
     // The graceful path too: SIGTERM flushes, the next start replays nothing twice.
     meniscus.stop();
-    meniscus.start_again();
+    meniscus.restart();
     assert_eq!(meniscus.count("acme", "acme-token", ""), 1500);
     verify(&meniscus, &acked, 0, 0, "restart after SIGTERM");
 }
@@ -408,7 +408,7 @@ fn a_torn_wal_tail_is_cut_and_everything_acknowledged_survives() {
     );
     let whole_length = bytes.len() as u64;
     append(&segment, &bytes[..40]);
-    meniscus.start_again();
+    meniscus.restart();
     assert!(
         meniscus.log().contains("tail cut"),
         "the torn tail was not reported; log:\n{}",
@@ -435,7 +435,7 @@ fn a_torn_wal_tail_is_cut_and_everything_acknowledged_survives() {
         &segment,
         b"\xde\xad\xbe\xef garbage after the last record \x00\x01\x02\xff",
     );
-    meniscus.start_again();
+    meniscus.restart();
     assert_eq!(
         meniscus.count("acme", "acme-token", ""),
         300,
@@ -446,7 +446,7 @@ fn a_torn_wal_tail_is_cut_and_everything_acknowledged_survives() {
     // Writing goes on in a fresh segment, and that survives a further kill too.
     acked.extend(publish_batch(&meniscus, "torn-c", 50));
     meniscus.kill9();
-    meniscus.start_again();
+    meniscus.restart();
     assert_eq!(meniscus.count("acme", "acme-token", ""), 350);
     verify(&meniscus, &acked, 0, 0, "after the repaired segments");
 }

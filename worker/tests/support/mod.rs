@@ -49,43 +49,11 @@ impl Meniscus {
     /// given extra YAML (tenants, limits, more listeners). `{syslog_port}` and `{dir}` in
     /// `extra` are replaced.
     pub fn start(extra: &str) -> Meniscus {
-        Meniscus::start_with_listeners(
-            "  - {protocol: tcp, address: \"127.0.0.1:{syslog_port}\"}\n  - {protocol: udp, address: \"127.0.0.1:{syslog_port}\"}\n",
-            extra,
-        )
+        Meniscus::start_with_listeners(DEFAULT_LISTENERS, extra)
     }
 
     pub fn start_with_listeners(listeners: &str, extra: &str) -> Meniscus {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let syslog_port = free_port();
-        let http_port = free_port();
-        let fill = |text: &str| {
-            text.replace("{syslog_port}", &syslog_port.to_string())
-                .replace("{dir}", &dir.path().display().to_string())
-        };
-        let config = format!(
-            "listeners:\n{}http: {{address: \"127.0.0.1:{http_port}\"}}\nstorage: {{flushInterval: 5s}}\n{}",
-            fill(listeners),
-            fill(extra)
-        );
-        let config_path = dir.path().join("meniscus.yaml");
-        std::fs::write(&config_path, config).unwrap();
-        let data_dir = dir.path().join("data");
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap();
-        let mut meniscus = Meniscus {
-            dir,
-            syslog_port,
-            http_port,
-            config_path,
-            data_dir,
-            child: None,
-            client,
-        };
-        meniscus.spawn();
-        meniscus
+        Meniscus::start_with_options(StartOptions { listeners, extra, ..StartOptions::default() })
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -367,12 +335,6 @@ impl Meniscus {
         };
         meniscus.spawn();
         meniscus
-    }
-
-    /// Starts again after `kill9`/`stop` (or kills first), on the same config and data.
-    pub fn start_again(&mut self) {
-        self.kill9();
-        self.spawn();
     }
 
     /// True while the process runs.
