@@ -285,7 +285,7 @@ impl ControlPlane {
     /// A new admin client (`system:masters`). Create one per async runtime: a client is bound
     /// to the runtime it was created on, and `#[tokio::test]` gives each test its own.
     pub fn client(&self) -> Result<Client> {
-        Client::try_from(self.config.clone()).context("building a kube client")
+        kube_client(self.config.clone()).context("building a kube client")
     }
 
     /// A copy of the admin client configuration.
@@ -301,7 +301,7 @@ impl ControlPlane {
             token: Some(token.to_string().into()),
             ..Default::default()
         };
-        Client::try_from(config).context("building a kube client")
+        kube_client(config).context("building a kube client")
     }
 
     /// Path of the admin kubeconfig (for `kubectl --kubeconfig` or `KUBECONFIG`).
@@ -815,7 +815,7 @@ fn start_in(bins: &Path, dir: &Path, options: &Options, procs: &mut Processes) -
     })?;
 
     rt.block_on(async {
-        let client = Client::try_from(config.clone())?;
+        let client = kube_client(config.clone())?;
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let mut last: String;
         loop {
@@ -895,7 +895,7 @@ fn start_in(bins: &Path, dir: &Path, options: &Options, procs: &mut Processes) -
     }
 
     rt.block_on(async {
-        let client = Client::try_from(config.clone())?;
+        let client = kube_client(config.clone())?;
         // kube-controller-manager works once it has created the default ServiceAccount.
         let sas = Api::<ServiceAccount>::namespaced(client.clone(), "default");
         wait_checked(
@@ -1046,4 +1046,16 @@ mod tests {
             assert!(dir.path().join("pki").join(f).is_file(), "{f}");
         }
     }
+}
+
+/// A kube client for `config`. Installs ring as rustls' process-wide crypto provider first:
+/// when the whole workspace is built together, another crate's dependencies also enable
+/// aws-lc-rs, and rustls then refuses to pick a default on its own.
+fn kube_client(config: kube::Config) -> std::result::Result<Client, kube::Error> {
+    static PROVIDER: std::sync::Once = std::sync::Once::new();
+    PROVIDER.call_once(|| {
+        // Err only when a provider is installed already, which is what we want anyway.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    Client::try_from(config)
 }

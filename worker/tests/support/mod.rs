@@ -10,6 +10,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// Picks ring as rustls' process-wide provider. A workspace-wide build also enables aws-lc-rs
+/// (through other crates' dependencies), and rustls then will not choose a default itself.
+pub fn install_crypto_provider() {
+    static PROVIDER: std::sync::Once = std::sync::Once::new();
+    PROVIDER.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// A port that was free a moment ago. TCP and UDP are checked together so one port serves a
 /// TCP and a UDP listener.
 pub fn free_port() -> u16 {
@@ -53,7 +62,11 @@ impl Meniscus {
     }
 
     pub fn start_with_listeners(listeners: &str, extra: &str) -> Meniscus {
-        Meniscus::start_with_options(StartOptions { listeners, extra, ..StartOptions::default() })
+        Meniscus::start_with_options(StartOptions {
+            listeners,
+            extra,
+            ..StartOptions::default()
+        })
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -320,6 +333,7 @@ impl Meniscus {
         let config_path = dir.path().join("meniscus.yaml");
         std::fs::write(&config_path, config).unwrap();
         let data_dir = options.data_dir.unwrap_or_else(|| dir.path().join("data"));
+        install_crypto_provider();
         let client = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
