@@ -110,7 +110,7 @@ struct MemTable {
 /// A memtable being written to Parquet: still queryable until its files are live.
 pub struct Frozen {
     partitions: Vec<((String, i64), Vec<RecordBatch>)>,
-    event_ids: HashSet<String>,
+    event_ids: Arc<HashSet<String>>,
     /// The WAL segment that held the last of these events.
     pub wal_seq: u64,
 }
@@ -125,7 +125,7 @@ struct State {
     active: MemTable,
     frozen: Vec<Arc<Frozen>>,
     /// Ids of the last flushed generation, so a redelivery right after a flush is still caught.
-    recently_flushed: HashSet<String>,
+    recently_flushed: Arc<HashSet<String>>,
     files: BTreeMap<String, BTreeMap<i64, Vec<FileEntry>>>,
     manifest: Manifest,
 }
@@ -181,7 +181,7 @@ impl HotStore {
         let state = State {
             active: MemTable::default(),
             frozen: Vec::new(),
-            recently_flushed: HashSet::new(),
+            recently_flushed: Arc::default(),
             files,
             manifest,
         };
@@ -262,7 +262,7 @@ impl HotStore {
             .collect();
         let frozen = Arc::new(Frozen {
             partitions,
-            event_ids: active.event_ids,
+            event_ids: Arc::new(active.event_ids),
             wal_seq,
         });
         state.frozen.push(frozen.clone());
@@ -311,6 +311,7 @@ impl HotStore {
         state
             .frozen
             .retain(|candidate| !Arc::ptr_eq(candidate, frozen));
+        // Shared, not copied: copying half a million ids under the write lock stalled ingest.
         state.recently_flushed = frozen.event_ids.clone();
         Ok(entries)
     }

@@ -51,6 +51,7 @@ pub struct Storage {
     commands: mpsc::Sender<Command>,
     pub hot: Arc<HotStore>,
     pub jobs: Arc<JobIndex>,
+    metrics: Arc<Metrics>,
 }
 
 impl Storage {
@@ -117,6 +118,7 @@ impl Storage {
             commands,
             hot,
             jobs,
+            metrics,
         }))
     }
 
@@ -142,6 +144,7 @@ impl Stage for Storage {
                 return Ok(());
             }
             let durable = batch.is_durable();
+            let transport = batch.events[0].meniscus.transport.as_str();
             let (done, wait) = oneshot::channel();
             let command = Command::Append {
                 events: batch.events,
@@ -149,11 +152,18 @@ impl Stage for Storage {
                 done,
             };
             match when_full {
-                WhenFull::Wait => self
-                    .commands
-                    .send(command)
-                    .await
-                    .map_err(|_| unavailable())?,
+                WhenFull::Wait => match self.commands.try_send(command) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(command)) => {
+                        // The reader now waits, and TCP flow control slows the sender.
+                        self.metrics.backpressure.inc(&[transport]);
+                        self.commands
+                            .send(command)
+                            .await
+                            .map_err(|_| unavailable())?
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return Err(unavailable()),
+                },
                 WhenFull::Refuse => {
                     self.commands
                         .try_send(command)

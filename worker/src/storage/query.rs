@@ -292,7 +292,9 @@ impl QueryEngine {
             from.timestamp_micros(),
             to.timestamp_micros()
         );
-        let max_rows = self.limits.max_rows;
+        // Buckets times groups can pass the SQL row limit (a day of minutes by 8 severities is
+        // 11,520 rows); the API already caps the buckets, so allow ten groups per bucket.
+        let max_rows = self.limits.max_rows.max(100_000);
         self.run(async move {
             let frame = ctx.sql(&sql).await?;
             collect_json(frame, max_rows).await
