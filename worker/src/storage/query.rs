@@ -4,7 +4,7 @@
 //! from that tenant's in-memory batches and Parquet files; nothing else is registered, so no
 //! statement can name another tenant's data. On top of that: only a single `SELECT` (or `WITH`)
 //! is accepted (no DDL, DML, `COPY`, `SET`, `EXPLAIN`), URL tables are off, spilling to disk is
-//! off, memory is capped and the query has a deadline. Queries run on their own small runtime
+//! off, memory is capped and the query has a deadline. Each query runs on its own small runtime
 //! so a heavy query cannot starve ingest.
 
 use std::sync::Arc;
@@ -116,21 +116,24 @@ pub const GROUPABLE_FIELDS: [&str; 7] = [
 pub struct QueryEngine {
     hot: Arc<HotStore>,
     limits: QueryLimits,
-    runtime: tokio::runtime::Runtime,
+}
+
+/// A query's own runtime, shut down without waiting when the query ends or times out.
+struct QueryRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for QueryRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            // Never blocks: threads still inside an operator that has not yielded finish
+            // on their own, without holding up the next query.
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl QueryEngine {
     pub fn new(hot: Arc<HotStore>, limits: QueryLimits) -> std::io::Result<QueryEngine> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("query")
-            .enable_all()
-            .build()?;
-        Ok(QueryEngine {
-            hot,
-            limits,
-            runtime,
-        })
+        Ok(QueryEngine { hot, limits })
     }
 
     fn session(&self) -> Result<SessionContext, QueryError> {
@@ -176,16 +179,30 @@ impl QueryEngine {
         Ok(frame)
     }
 
-    /// Runs `work` on the query runtime with the deadline.
+    /// Runs `work` on a runtime of its own, with the deadline.
     async fn run<T: Send + 'static>(
         &self,
         work: impl std::future::Future<Output = Result<T, QueryError>> + Send + 'static,
     ) -> Result<T, QueryError> {
         let timeout = self.limits.timeout;
-        // The deadline is kept here, on the caller's runtime: a query that keeps both query
-        // threads busy would also starve a timer running beside it. Aborting the task drops
-        // the DataFusion stream, which stops its operators at their next batch.
-        let mut handle = self.runtime.spawn(work);
+        // Each query gets its own two threads, so a runaway query (a cross join that never
+        // yields) cannot hold threads the next query needs, nor starve ingest. The deadline
+        // is kept here, on the caller's runtime, since a busy runtime would starve its own
+        // timer. Aborting the task drops the DataFusion stream, which stops its operators at
+        // their next batch.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("query")
+            .enable_all()
+            .build()
+            .map_err(|error| {
+                QueryError::Internal(format!("cannot start query threads: {error}"))
+            })?;
+        let runtime = QueryRuntime(Some(runtime));
+        let Some(query_runtime) = runtime.0.as_ref() else {
+            return Err(QueryError::Internal("query runtime missing".into()));
+        };
+        let mut handle = query_runtime.spawn(work);
         match tokio::time::timeout(timeout, &mut handle).await {
             Ok(Ok(result)) => result,
             Ok(Err(join_error)) => Err(QueryError::Internal(format!(
