@@ -109,7 +109,7 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         timeout: config.limits.query_timeout.0,
         max_rows: config.limits.max_result_rows,
     };
-    let queries = QueryEngine::new(storage.hot.clone(), limits)?;
+    let queries = QueryEngine::new(storage.hot.clone(), limits);
     let normalizer = Normalizer::new(
         config.normalizer.rulebase_dir.clone(),
         storage.clone(),

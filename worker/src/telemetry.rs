@@ -61,16 +61,19 @@ impl Family {
             "label count of {}",
             self.name
         );
-        if let Some(slot) = self.values.read().get(
-            &labels
-                .iter()
-                .map(|label| label.to_string())
-                .collect::<Vec<_>>(),
-        ) {
+        let key = key_of(labels);
+        if let Some(slot) = self.values.read().get(&key) {
             return slot.clone();
         }
-        let key: Vec<String> = labels.iter().map(|label| label.to_string()).collect();
         self.values.write().entry(key).or_default().clone()
+    }
+
+    /// Lowers a gauge, never below zero.
+    pub fn sub(&self, labels: &[&str], amount: u64) {
+        let slot = self.slot(labels);
+        let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |value| {
+            Some(value.saturating_sub(amount))
+        });
     }
 
     pub fn add(&self, labels: &[&str], amount: u64) {
@@ -83,15 +86,11 @@ impl Family {
         self.add(labels, 1);
     }
 
-    pub fn set(&self, labels: &[&str], value: u64) {
-        self.slot(labels).store(value, Ordering::Relaxed);
-    }
-
+    #[cfg(test)]
     pub fn get(&self, labels: &[&str]) -> u64 {
-        let key: Vec<String> = labels.iter().map(|label| label.to_string()).collect();
         self.values
             .read()
-            .get(&key)
+            .get(&key_of(labels))
             .map(|slot| slot.load(Ordering::Relaxed))
             .unwrap_or(0)
     }
@@ -114,6 +113,10 @@ impl Family {
             let _ = writeln!(out, "{}{{{}}} {value}", self.name, pairs.join(","));
         }
     }
+}
+
+fn key_of(labels: &[&str]) -> Vec<String> {
+    labels.iter().map(|label| label.to_string()).collect()
 }
 
 fn escape_label(value: &str) -> String {

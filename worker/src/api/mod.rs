@@ -19,7 +19,6 @@ use meniscus_grid::Transport;
 use serde_json::json;
 
 use crate::correlator::http_publish::{assign_job, decode_body, BodyFormat};
-use crate::correlator::tcp::count_received;
 use crate::correlator::Correlator;
 use crate::pipeline::{Batch, WhenFull};
 use crate::storage::query::QueryEngine;
@@ -158,12 +157,9 @@ async fn publish_inner(
         return Err(ApiError::bad_request("the body holds no log message"));
     }
     let job_id = assign_job(&mut events);
-    count_received(
-        &state.correlator,
-        &events,
-        Transport::Http,
-        body.len() as u64,
-    );
+    state
+        .correlator
+        .count_received(&events, Transport::Http, body.len() as u64);
     state
         .correlator
         .next

@@ -12,14 +12,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use meniscus_grid::tenant::{AuthError, Tenant, TenantRegistry};
 use meniscus_grid::Transport;
-use parking_lot::RwLock;
 
 use crate::pipeline::Stage;
 use crate::telemetry::Metrics;
 
 /// What every ingest path shares: the tenants, the next stage and the counters.
 pub struct Correlator {
-    registry: RwLock<Arc<TenantRegistry>>,
+    registry: Arc<TenantRegistry>,
     pub next: Arc<dyn Stage>,
     pub metrics: Arc<Metrics>,
     pub max_message_bytes: usize,
@@ -35,7 +34,7 @@ impl Correlator {
         max_http_body_bytes: usize,
     ) -> Arc<Correlator> {
         Arc::new(Correlator {
-            registry: RwLock::new(Arc::new(registry)),
+            registry: Arc::new(registry),
             next,
             metrics,
             max_message_bytes,
@@ -44,7 +43,34 @@ impl Correlator {
     }
 
     pub fn registry(&self) -> Arc<TenantRegistry> {
-        self.registry.read().clone()
+        self.registry.clone()
+    }
+
+    /// Counts accepted events per tenant. Events of one read nearly always share a tenant, so
+    /// runs are counted, not single events.
+    pub fn count_received(
+        &self,
+        events: &[meniscus_grid::Event],
+        transport: Transport,
+        bytes: u64,
+    ) {
+        let mut first = 0;
+        while first < events.len() {
+            let tenant = &events[first].meniscus.tenant;
+            let run = events[first..]
+                .iter()
+                .take_while(|event| &event.meniscus.tenant == tenant)
+                .count();
+            self.metrics
+                .received_events
+                .add(&[tenant, transport.as_str()], run as u64);
+            if first == 0 {
+                self.metrics
+                    .received_bytes
+                    .add(&[tenant, transport.as_str()], bytes);
+            }
+            first += run;
+        }
     }
 
     /// Authenticates and counts a failure by reason.

@@ -53,7 +53,6 @@ impl StreamListener {
             let mut source = self.source.clone();
             let tls = self.tls.clone();
             tokio::spawn(async move {
-                correlator.metrics.connections.add(&[transport.as_str()], 0);
                 match tls {
                     None => read_stream(stream, peer, framing, source, correlator).await,
                     Some(tls) => {
@@ -156,7 +155,7 @@ async fn read_stream<S: AsyncRead + Unpin>(
             }
         }
         if !events.is_empty() {
-            count_received(&correlator, &events, transport, bytes_in);
+            correlator.count_received(&events, transport, bytes_in);
             if correlator
                 .next
                 .submit(Batch::new(events), WhenFull::Wait)
@@ -174,34 +173,6 @@ async fn read_stream<S: AsyncRead + Unpin>(
     drop(gauge);
 }
 
-pub fn count_received(
-    correlator: &Correlator,
-    events: &[meniscus_grid::Event],
-    transport: Transport,
-    bytes: u64,
-) {
-    let mut first = 0;
-    // Events of one read are nearly always of one tenant: count runs, not single events.
-    while first < events.len() {
-        let tenant = &events[first].meniscus.tenant;
-        let run = events[first..]
-            .iter()
-            .take_while(|event| &event.meniscus.tenant == tenant)
-            .count();
-        correlator
-            .metrics
-            .received_events
-            .add(&[tenant, transport.as_str()], run as u64);
-        if first == 0 {
-            correlator
-                .metrics
-                .received_bytes
-                .add(&[tenant, transport.as_str()], bytes);
-        }
-        first += run;
-    }
-}
-
 /// Keeps `meniscus_open_connections` right however the task ends.
 struct ConnectionGauge {
     correlator: Arc<Correlator>,
@@ -210,11 +181,7 @@ struct ConnectionGauge {
 
 impl ConnectionGauge {
     fn open(correlator: &Arc<Correlator>, transport: Transport) -> ConnectionGauge {
-        let current = correlator.metrics.connections.get(&[transport.as_str()]);
-        correlator
-            .metrics
-            .connections
-            .set(&[transport.as_str()], current + 1);
+        correlator.metrics.connections.inc(&[transport.as_str()]);
         ConnectionGauge {
             correlator: correlator.clone(),
             transport,
@@ -224,14 +191,9 @@ impl ConnectionGauge {
 
 impl Drop for ConnectionGauge {
     fn drop(&mut self) {
-        let current = self
-            .correlator
-            .metrics
-            .connections
-            .get(&[self.transport.as_str()]);
         self.correlator
             .metrics
             .connections
-            .set(&[self.transport.as_str()], current.saturating_sub(1));
+            .sub(&[self.transport.as_str()], 1);
     }
 }

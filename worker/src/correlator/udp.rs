@@ -10,7 +10,6 @@ use chrono::Utc;
 use tokio::net::UdpSocket;
 
 use super::syslog_event::{Refusal, SourceContext};
-use super::tcp::count_received;
 use super::Correlator;
 use crate::pipeline::{Batch, WhenFull};
 
@@ -115,7 +114,7 @@ pub async fn serve(socket: UdpSocket, source: SourceContext, correlator: Arc<Cor
             }
         }
         if !events.is_empty() {
-            count_received(&correlator, &events, source.transport, bytes_in);
+            correlator.count_received(&events, source.transport, bytes_in);
             if correlator
                 .next
                 .submit(Batch::new(events), WhenFull::Wait)

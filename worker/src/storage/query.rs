@@ -132,8 +132,8 @@ impl Drop for QueryRuntime {
 }
 
 impl QueryEngine {
-    pub fn new(hot: Arc<HotStore>, limits: QueryLimits) -> std::io::Result<QueryEngine> {
-        Ok(QueryEngine { hot, limits })
+    pub fn new(hot: Arc<HotStore>, limits: QueryLimits) -> QueryEngine {
+        QueryEngine { hot, limits }
     }
 
     fn session(&self) -> Result<SessionContext, QueryError> {
