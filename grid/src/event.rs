@@ -118,8 +118,21 @@ impl Event {
 }
 
 /// A new ULID as a string: the id of one event or of one durable job.
+///
+/// Monotonic per thread: ids made in the same millisecond count up from one random start
+/// instead of each drawing 80 random bits. They stay unique and sortable, cost less to make,
+/// and consecutive ids share long prefixes, which the columnar store compresses to a few bytes.
 pub fn new_ulid() -> String {
-    ulid::Ulid::new().to_string()
+    thread_local! {
+        static GENERATOR: std::cell::RefCell<ulid::Generator> =
+            std::cell::RefCell::new(ulid::Generator::new());
+    }
+    let ulid = GENERATOR
+        .with(|generator| generator.borrow_mut().generate())
+        // Overflow needs 2^80 ids in one millisecond; a fresh random id is then still unique.
+        .unwrap_or_else(|_| ulid::Ulid::new());
+    let mut buffer = [0u8; ulid::ULID_LEN];
+    ulid.array_to_str(&mut buffer).to_string()
 }
 
 /// Severity names as RFC 5424 §6.2.1 lists them, index = severity code.
@@ -229,6 +242,13 @@ mod tests {
         let back: Event = serde_json::from_str(json).unwrap();
         assert_eq!(back, event);
         assert!(json.contains("\"pname\":\"nginx\""));
+    }
+
+    #[test]
+    fn ulids_from_one_thread_are_unique_and_ascending() {
+        let ids: Vec<String> = (0..10_000).map(|_| new_ulid()).collect();
+        assert!(ids.windows(2).all(|pair| pair[0] < pair[1]));
+        assert!(ids.iter().all(|id| ulid::Ulid::from_string(id).is_ok()));
     }
 
     #[test]

@@ -4,10 +4,13 @@
 //! encrypted (AES-256-GCM):
 //!
 //! ```text
-//! magic "MNR1" | flags u8 | 3 reserved bytes | payload length u32 LE | crc32c(payload) u32 LE | payload
+//! magic "MNR1" | flags u8 | format u8 | 2 reserved bytes | payload length u32 LE | crc32c(payload) u32 LE | payload
 //! ```
 //!
-//! The payload is the events as JSON lines, then zstd when `FLAG_ZSTD`, then
+//! The payload is the events in one of two [`PayloadFormat`]s — JSON lines (readable, for
+//! tools and small volumes) or Arrow IPC batches grouped by tenant (what the worker writes: the
+//! columnar form the hot store keeps, so nothing is re-encoded between WAL and store; defined
+//! in the worker's `columnar` module) — then zstd when `FLAG_ZSTD`, then
 //! `nonce (12 bytes) || AES-256-GCM ciphertext` when `FLAG_AES_GCM`. The checksum covers the
 //! payload as stored, so a torn write at the end of a log is detected before any decryption or
 //! decompression is attempted, and replay stops cleanly at the last whole record.
@@ -26,6 +29,32 @@ pub const FLAG_AES_GCM: u8 = 0b10;
 pub const MAX_PAYLOAD_LEN: usize = 256 * 1024 * 1024;
 const NONCE_LEN: usize = 12;
 
+/// How the events inside a record's payload are encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayloadFormat {
+    /// One CEE event as JSON per line.
+    JsonLines,
+    /// Arrow IPC streams, one per tenant (see the worker's `columnar` module).
+    ArrowIpc,
+}
+
+impl PayloadFormat {
+    fn code(self) -> u8 {
+        match self {
+            PayloadFormat::JsonLines => 0,
+            PayloadFormat::ArrowIpc => 1,
+        }
+    }
+
+    fn from_code(code: u8) -> Result<PayloadFormat, RecordError> {
+        match code {
+            0 => Ok(PayloadFormat::JsonLines),
+            1 => Ok(PayloadFormat::ArrowIpc),
+            other => Err(RecordError::UnknownFormat(other)),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     /// Fewer bytes than the header or the declared payload: a torn write at the tail.
@@ -33,6 +62,13 @@ pub enum RecordError {
     Incomplete { needed: usize, available: usize },
     #[error("bad record magic {found:?}")]
     BadMagic { found: [u8; 4] },
+    #[error("record payload format {0} is not known to this version")]
+    UnknownFormat(u8),
+    #[error("record holds {found:?}, expected {expected:?}")]
+    WrongFormat {
+        found: PayloadFormat,
+        expected: PayloadFormat,
+    },
     #[error("record payload of {0} bytes exceeds the limit")]
     TooLarge(usize),
     #[error("record checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
@@ -84,7 +120,7 @@ impl RecordCodec {
         self
     }
 
-    /// Appends one record holding `events` to `out`.
+    /// Appends one record holding `events` as JSON lines to `out`.
     pub fn encode_into(&self, events: &[Event], out: &mut Vec<u8>) {
         let mut payload = Vec::with_capacity(events.len() * 256);
         for event in events {
@@ -92,6 +128,12 @@ impl RecordCodec {
             serde_json::to_writer(&mut payload, event).unwrap_or_default();
             payload.push(b'\n');
         }
+        self.seal_into(PayloadFormat::JsonLines, payload, out);
+    }
+
+    /// Frames `payload` (compressing and encrypting it as configured) and appends the record
+    /// to `out`.
+    pub fn seal_into(&self, format: PayloadFormat, mut payload: Vec<u8>, out: &mut Vec<u8>) {
         let mut flags = 0u8;
         if let Some(level) = self.zstd_level {
             // Compressing an in-memory buffer only fails on allocation failure.
@@ -112,9 +154,11 @@ impl RecordCodec {
             payload = sealed;
             flags |= FLAG_AES_GCM;
         }
+        out.reserve(HEADER_LEN + payload.len());
         out.extend_from_slice(MAGIC);
         out.push(flags);
-        out.extend_from_slice(&[0, 0, 0]);
+        out.push(format.code());
+        out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         out.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
         out.extend_from_slice(&payload);
@@ -126,10 +170,12 @@ impl RecordCodec {
         out
     }
 
-    /// Decodes the record at the start of `buf`: the events and the number of bytes consumed.
-    pub fn decode(&self, buf: &[u8]) -> Result<(Vec<Event>, usize), RecordError> {
-        let (payload, flags, consumed) = split_record(buf)?;
-        let mut payload = payload.to_vec();
+    /// Opens the record at the start of `buf`: its format, its payload (decrypted and
+    /// decompressed) and the number of bytes consumed.
+    pub fn open(&self, buf: &[u8]) -> Result<(PayloadFormat, Vec<u8>, usize), RecordError> {
+        let (stored, flags, format, consumed) = split_record(buf)?;
+        let format = PayloadFormat::from_code(format)?;
+        let mut payload = stored.to_vec();
         if flags & FLAG_AES_GCM != 0 {
             let cipher = self.cipher.as_ref().ok_or(RecordError::KeyRequired)?;
             if payload.len() < NONCE_LEN {
@@ -144,24 +190,42 @@ impl RecordCodec {
             payload =
                 zstd::stream::decode_all(payload.as_slice()).map_err(RecordError::Decompress)?;
         }
-        let mut events = Vec::new();
-        for (index, line) in payload.split(|byte| *byte == b'\n').enumerate() {
-            if line.is_empty() {
-                continue;
-            }
-            let event = serde_json::from_slice(line).map_err(|source| RecordError::Event {
-                line: index + 1,
-                source,
-            })?;
-            events.push(event);
+        Ok((format, payload, consumed))
+    }
+
+    /// Decodes a JSON-lines record at the start of `buf`: the events and the number of bytes
+    /// consumed.
+    pub fn decode(&self, buf: &[u8]) -> Result<(Vec<Event>, usize), RecordError> {
+        let (format, payload, consumed) = self.open(buf)?;
+        if format != PayloadFormat::JsonLines {
+            return Err(RecordError::WrongFormat {
+                found: format,
+                expected: PayloadFormat::JsonLines,
+            });
         }
-        Ok((events, consumed))
+        Ok((decode_json_lines(&payload)?, consumed))
     }
 }
 
+/// The events of a JSON-lines payload.
+pub fn decode_json_lines(payload: &[u8]) -> Result<Vec<Event>, RecordError> {
+    let mut events = Vec::new();
+    for (index, line) in payload.split(|byte| *byte == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let event = serde_json::from_slice(line).map_err(|source| RecordError::Event {
+            line: index + 1,
+            source,
+        })?;
+        events.push(event);
+    }
+    Ok(events)
+}
+
 /// Checks framing and checksum of the record at the start of `buf` without decoding it.
-/// Returns the stored payload, the flags and the record's total length.
-pub fn split_record(buf: &[u8]) -> Result<(&[u8], u8, usize), RecordError> {
+/// Returns the stored payload, the flags, the format code and the record's total length.
+pub fn split_record(buf: &[u8]) -> Result<(&[u8], u8, u8, usize), RecordError> {
     if buf.len() < HEADER_LEN {
         return Err(RecordError::Incomplete {
             needed: HEADER_LEN,
@@ -173,6 +237,7 @@ pub fn split_record(buf: &[u8]) -> Result<(&[u8], u8, usize), RecordError> {
         return Err(RecordError::BadMagic { found: magic });
     }
     let flags = buf[4];
+    let format = buf[5];
     let payload_len = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]) as usize;
     if payload_len > MAX_PAYLOAD_LEN {
         return Err(RecordError::TooLarge(payload_len));
@@ -190,7 +255,7 @@ pub fn split_record(buf: &[u8]) -> Result<(&[u8], u8, usize), RecordError> {
     if computed != stored {
         return Err(RecordError::Checksum { stored, computed });
     }
-    Ok((payload, flags, total))
+    Ok((payload, flags, format, total))
 }
 
 #[cfg(test)]

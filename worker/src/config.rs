@@ -147,6 +147,10 @@ pub struct StorageConfig {
     /// Events held in memory (queryable) before they are written to Parquet.
     #[serde(default = "default_flush_events")]
     pub flush_events: usize,
+    /// Bytes of events (in their in-memory Arrow form) held before they are written to
+    /// Parquet, whatever their count: bounds memory when messages are large.
+    #[serde(default = "default_flush_bytes")]
+    pub flush_bytes: usize,
     /// Longest time events stay only in memory and the write-ahead log.
     #[serde(default = "default_flush_interval")]
     pub flush_interval: HumanDuration,
@@ -225,7 +229,11 @@ fn default_queue_batches() -> usize {
 }
 
 fn default_flush_events() -> usize {
-    100_000
+    1_000_000
+}
+
+fn default_flush_bytes() -> usize {
+    64 * 1024 * 1024
 }
 
 fn default_flush_interval() -> HumanDuration {

@@ -6,6 +6,7 @@
 use clap::{Parser, Subcommand};
 
 mod api;
+mod columnar;
 mod config;
 mod correlator;
 mod normalizer;

@@ -101,6 +101,7 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     let storage_options = StorageOptions {
         queue_batches: config.storage.queue_batches,
         flush_events: config.storage.flush_events,
+        flush_bytes: config.storage.flush_bytes,
         flush_interval: config.storage.flush_interval.0,
     };
     let storage = Storage::open(&args.data_dir, storage_options, metrics.clone())?;

@@ -13,23 +13,23 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, TimeZone, Utc};
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{
+    Array, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use datafusion::arrow::compute::filter_record_batch;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::parquet::schema::types::ColumnPath;
-use meniscus_grid::Event;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
-use super::schema::{events_to_batch, schema};
 use super::wal::sync_dir;
+use crate::columnar::{schema, TenantBatch};
 
 /// Events are grouped into windows of this many seconds: the unit of time pruning and
 /// retention.
 pub const WINDOW_SECONDS: i64 = 3600;
-/// Pending events are turned into an Arrow batch once a partition has this many.
-const BATCH_ROWS: usize = 8192;
 const MANIFEST: &str = "MANIFEST.json";
 
 pub fn window_of(time: DateTime<Utc>) -> i64 {
@@ -64,53 +64,50 @@ struct Manifest {
     files: Vec<FileEntry>,
 }
 
-#[derive(Default)]
-struct Partition {
-    batches: Vec<RecordBatch>,
-    pending: Vec<Event>,
-}
-
-impl Partition {
-    fn seal_pending(&mut self) {
-        if self.pending.is_empty() {
-            return;
+/// The key storage dedupes on: an `event_id` ULID as its 128 bits. An id that is not a ULID
+/// (none of ours; a replay of foreign data) is hashed instead, so it still dedupes.
+pub fn event_key(event_id: &str) -> u128 {
+    match ulid::Ulid::from_string(event_id) {
+        Ok(ulid) => ulid.0,
+        Err(_) => {
+            use std::hash::{BuildHasher, Hasher};
+            let hash = |seed: u64| {
+                let mut hasher = foldhash::quality::FixedState::with_seed(seed).build_hasher();
+                hasher.write(event_id.as_bytes());
+                hasher.finish() as u128
+            };
+            (hash(1) << 64) | hash(2)
         }
-        match events_to_batch(&self.pending) {
-            Ok(batch) => self.batches.push(batch),
-            // Our own builders always match our schema; if that ever broke, keeping the events
-            // pending (still in the WAL) beats losing them.
-            Err(error) => {
-                tracing::error!(%error, "cannot build an arrow batch from pending events");
-                return;
-            }
-        }
-        self.pending.clear();
-    }
-
-    fn snapshot(&self) -> Vec<RecordBatch> {
-        let mut batches = self.batches.clone();
-        if !self.pending.is_empty() {
-            if let Ok(batch) = events_to_batch(&self.pending) {
-                batches.push(batch);
-            }
-        }
-        batches
     }
 }
 
-/// Events not yet in Parquet.
+type IdSet = foldhash::HashSet<u128>;
+
+/// Events not yet in Parquet, as the Arrow batches they arrived in.
 #[derive(Default)]
 struct MemTable {
-    partitions: HashMap<(String, i64), Partition>,
-    event_ids: HashSet<String>,
+    partitions: HashMap<(String, i64), Vec<RecordBatch>>,
+    event_ids: IdSet,
     events: usize,
+    bytes: usize,
     started: Option<Instant>,
+}
+
+/// How much one insert added.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Inserted {
+    /// New events per tenant, in order of first appearance.
+    pub per_tenant: Vec<(String, u64)>,
+    /// Events already held (redelivered), skipped.
+    pub duplicates: u64,
+    /// Durable jobs with new events: tenant, job id, events.
+    pub jobs: Vec<(String, String, u64)>,
 }
 
 /// A memtable being written to Parquet: still queryable until its files are live.
 pub struct Frozen {
     partitions: Vec<((String, i64), Vec<RecordBatch>)>,
-    event_ids: Arc<HashSet<String>>,
+    event_ids: Arc<IdSet>,
     /// The WAL segment that held the last of these events.
     pub wal_seq: u64,
 }
@@ -125,7 +122,7 @@ struct State {
     active: MemTable,
     frozen: Vec<Arc<Frozen>>,
     /// Ids of the last flushed generation, so a redelivery right after a flush is still caught.
-    recently_flushed: Arc<HashSet<String>>,
+    recently_flushed: Arc<IdSet>,
     files: BTreeMap<String, BTreeMap<i64, Vec<FileEntry>>>,
     manifest: Manifest,
 }
@@ -194,9 +191,21 @@ impl HotStore {
         ))
     }
 
-    /// Adds events to memory, skipping any whose `event_id` is already held (at-least-once
-    /// delivery upstream becomes exactly-once here). Returns how many were new.
-    pub fn insert(&self, events: Vec<Event>) -> usize {
+    /// Adds batches to memory, skipping events whose `event_id` is already held (at-least-once
+    /// delivery upstream becomes exactly-once here).
+    pub fn insert(&self, groups: Vec<TenantBatch>) -> Inserted {
+        let mut inserted = Inserted::default();
+        // Work out keys and windows before taking the lock: ingest threads insert while
+        // queries take snapshots.
+        let prepared: Vec<(TenantBatch, Vec<u128>, Vec<i64>)> = groups
+            .into_iter()
+            .filter(|group| group.batch.num_rows() > 0)
+            .map(|group| {
+                let keys = event_keys(&group.batch);
+                let windows = windows(&group.batch);
+                (group, keys, windows)
+            })
+            .collect();
         let mut state = self.state.write();
         let State {
             active,
@@ -204,39 +213,71 @@ impl HotStore {
             recently_flushed,
             ..
         } = &mut *state;
-        let mut inserted = 0;
-        for event in events {
-            let id = &event.meniscus.event_id;
-            let duplicate = active.event_ids.contains(id)
-                || recently_flushed.contains(id)
-                || frozen.iter().any(|frozen| frozen.event_ids.contains(id));
-            if duplicate {
+        for (group, keys, windows) in prepared {
+            let mut keep = Vec::with_capacity(keys.len());
+            for key in &keys {
+                let duplicate = active.event_ids.contains(key)
+                    || recently_flushed.contains(key)
+                    || frozen.iter().any(|frozen| frozen.event_ids.contains(key));
+                if !duplicate {
+                    active.event_ids.insert(*key);
+                }
+                keep.push(!duplicate);
+            }
+            let new_events = keep.iter().filter(|keep| **keep).count();
+            inserted.duplicates += (keep.len() - new_events) as u64;
+            if new_events == 0 {
                 continue;
             }
-            active.event_ids.insert(id.clone());
-            let key = (
-                event.meniscus.tenant.clone(),
-                window_of(event.effective_time()),
-            );
-            let partition = active.partitions.entry(key).or_default();
-            partition.pending.push(event);
-            if partition.pending.len() >= BATCH_ROWS {
-                partition.seal_pending();
+            let tenant = group.tenant.as_str().to_string();
+            count_jobs(&group.batch, &keep, &tenant, &mut inserted.jobs);
+            let first_window = windows[0];
+            let single_window = windows.iter().all(|window| *window == first_window);
+            let mut pieces = Vec::new();
+            if single_window && new_events == keep.len() {
+                pieces.push((first_window, group.batch));
+            } else {
+                let mut distinct: Vec<i64> = windows.clone();
+                distinct.sort_unstable();
+                distinct.dedup();
+                for window in distinct {
+                    let mask: BooleanArray = keep
+                        .iter()
+                        .zip(&windows)
+                        .map(|(keep, row_window)| Some(*keep && *row_window == window))
+                        .collect();
+                    match filter_record_batch(&group.batch, &mask) {
+                        Ok(piece) if piece.num_rows() > 0 => pieces.push((window, piece)),
+                        Ok(_) => {}
+                        // Filtering our own batch with a mask of its length cannot fail.
+                        Err(error) => tracing::error!(%error, "cannot split a batch by window"),
+                    }
+                }
             }
-            inserted += 1;
-        }
-        if inserted > 0 {
-            active.events += inserted;
+            for (window, piece) in pieces {
+                active.bytes += piece.get_array_memory_size();
+                active
+                    .partitions
+                    .entry((tenant.clone(), window))
+                    .or_default()
+                    .push(piece);
+            }
+            active.events += new_events;
             active.started.get_or_insert_with(Instant::now);
+            match inserted.per_tenant.last_mut() {
+                Some((last, count)) if *last == tenant => *count += new_events as u64,
+                _ => inserted.per_tenant.push((tenant, new_events as u64)),
+            }
         }
         inserted
     }
 
-    /// Events in memory not yet frozen, and how long ago the first of them arrived.
-    pub fn active_size(&self) -> (usize, Option<std::time::Duration>) {
+    /// Events and bytes in memory not yet frozen, and how long ago the first of them arrived.
+    pub fn active_size(&self) -> (usize, usize, Option<std::time::Duration>) {
         let state = self.state.read();
         (
             state.active.events,
+            state.active.bytes,
             state.active.started.map(|started| started.elapsed()),
         )
     }
@@ -251,15 +292,8 @@ impl HotStore {
         if state.active.events == 0 {
             return None;
         }
-        let mut active = std::mem::take(&mut state.active);
-        let partitions = active
-            .partitions
-            .drain()
-            .map(|(key, mut partition)| {
-                partition.seal_pending();
-                (key, partition.batches)
-            })
-            .collect();
+        let active = std::mem::take(&mut state.active);
+        let partitions = active.partitions.into_iter().collect();
         let frozen = Arc::new(Frozen {
             partitions,
             event_ids: Arc::new(active.event_ids),
@@ -330,7 +364,7 @@ impl HotStore {
         let mut batches = Vec::new();
         for ((partition_tenant, window), partition) in &state.active.partitions {
             if partition_tenant == tenant && in_range(*window) {
-                batches.extend(partition.snapshot());
+                batches.extend(partition.iter().cloned());
             }
         }
         for frozen in &state.frozen {
@@ -405,6 +439,65 @@ impl HotStore {
             }
         }
         Ok(removed)
+    }
+}
+
+/// Adds the kept rows' job ids (runs of one job counted together) to `jobs`.
+fn count_jobs(
+    batch: &RecordBatch,
+    keep: &[bool],
+    tenant: &str,
+    jobs: &mut Vec<(String, String, u64)>,
+) {
+    let Some(job_ids) = batch
+        .column_by_name("job_id")
+        .and_then(|array| array.as_any().downcast_ref::<StringArray>())
+    else {
+        return;
+    };
+    if job_ids.null_count() == job_ids.len() {
+        return;
+    }
+    for (row, kept) in keep.iter().enumerate() {
+        if !kept || job_ids.is_null(row) {
+            continue;
+        }
+        let job_id = job_ids.value(row);
+        match jobs.last_mut() {
+            Some((job_tenant, last, count)) if job_tenant == tenant && last == job_id => {
+                *count += 1
+            }
+            _ => jobs.push((tenant.to_string(), job_id.to_string(), 1)),
+        }
+    }
+}
+
+/// The dedupe key of every row.
+fn event_keys(batch: &RecordBatch) -> Vec<u128> {
+    match batch
+        .column_by_name("event_id")
+        .and_then(|array| array.as_any().downcast_ref::<StringArray>())
+    {
+        Some(ids) => (0..ids.len())
+            .map(|row| event_key(ids.value(row)))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// The window of every row, from `ts`.
+fn windows(batch: &RecordBatch) -> Vec<i64> {
+    let micros_per_window = WINDOW_SECONDS * 1_000_000;
+    match batch
+        .column_by_name("ts")
+        .and_then(|array| array.as_any().downcast_ref::<TimestampMicrosecondArray>())
+    {
+        Some(ts) => ts
+            .values()
+            .iter()
+            .map(|micros| micros.div_euclid(micros_per_window) * WINDOW_SECONDS)
+            .collect(),
+        None => vec![0; batch.num_rows()],
     }
 }
 

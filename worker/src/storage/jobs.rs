@@ -22,15 +22,15 @@ struct Inner {
 }
 
 impl JobIndex {
-    pub fn record_stored(&self, tenant: &str, job_id: &str) {
+    pub fn record_stored(&self, tenant: &str, job_id: &str, events: u64) {
         let mut inner = self.inner.lock();
-        if let Some((_, events)) = inner.stored.get_mut(job_id) {
-            *events += 1;
+        if let Some((_, stored)) = inner.stored.get_mut(job_id) {
+            *stored += events;
             return;
         }
         inner
             .stored
-            .insert(job_id.to_string(), (tenant.to_string(), 1));
+            .insert(job_id.to_string(), (tenant.to_string(), events));
         inner.order.push_back(job_id.to_string());
         if inner.order.len() > REMEMBERED_JOBS {
             if let Some(oldest) = inner.order.pop_front() {
@@ -57,8 +57,8 @@ mod tests {
     #[test]
     fn a_job_is_only_visible_to_its_tenant() {
         let index = JobIndex::default();
-        index.record_stored("a", "J1");
-        index.record_stored("a", "J1");
+        index.record_stored("a", "J1", 1);
+        index.record_stored("a", "J1", 1);
         assert_eq!(index.stored_events("a", "J1"), Some(2));
         assert_eq!(index.stored_events("b", "J1"), None);
         assert_eq!(index.stored_events("a", "J2"), None);

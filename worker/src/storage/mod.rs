@@ -1,17 +1,18 @@
 //! The storage persona: write-ahead log with group commit, hot store, flushes, retention and
 //! the query engine over one tenant's events.
 //!
-//! Threads, so that blocking file IO never stalls the async runtime:
-//! - the committer owns the WAL: it takes every batch waiting in the queue, appends them as
-//!   records, fsyncs once if any is durable (group commit), inserts the events into memory and
-//!   then acknowledges each batch; it also decides when to freeze memory for a flush;
+//! Events become Arrow batches and a WAL record where they are submitted, on the ingest
+//! threads, so that work runs in parallel. Then, on threads of their own so that blocking file
+//! IO never stalls the async runtime:
+//! - the committer owns the WAL: it takes every record waiting in the queue, appends them,
+//!   fsyncs once if any is durable (group commit), inserts the batches into memory and then
+//!   acknowledges each submission; it also decides when to freeze memory for a flush;
 //! - the flusher writes frozen memory to Parquet, makes the files live in the manifest and
 //!   deletes the WAL segments they cover.
 
 pub mod hot;
 pub mod jobs;
 pub mod query;
-pub mod schema;
 pub mod wal;
 
 use std::path::{Path, PathBuf};
@@ -19,10 +20,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use meniscus_grid::record::RecordCodec;
-use meniscus_grid::Event;
+use meniscus_grid::record::{PayloadFormat, RecordCodec};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::columnar::{encode_payload, tenant_batches, TenantBatch};
 use crate::pipeline::{Batch, BoxFuture, Stage, StageError, WhenFull};
 use crate::telemetry::Metrics;
 use hot::{Frozen, HotStore};
@@ -32,12 +33,16 @@ use jobs::JobIndex;
 pub struct StorageOptions {
     pub queue_batches: usize,
     pub flush_events: usize,
+    /// Arrow bytes held in memory before a flush, whatever the event count.
+    pub flush_bytes: usize,
     pub flush_interval: Duration,
 }
 
 enum Command {
     Append {
-        events: Vec<Event>,
+        batches: Vec<TenantBatch>,
+        /// The WAL record holding `batches`.
+        record: Vec<u8>,
         durable: bool,
         done: oneshot::Sender<Result<(), StageError>>,
     },
@@ -49,6 +54,7 @@ enum Command {
 
 pub struct Storage {
     commands: mpsc::Sender<Command>,
+    codec: RecordCodec,
     pub hot: Arc<HotStore>,
     pub jobs: Arc<JobIndex>,
     metrics: Arc<Metrics>,
@@ -70,14 +76,15 @@ impl Storage {
         for (path, offset, reason) in &replay.repaired {
             tracing::warn!(path = %path.display(), offset, reason, "write-ahead log tail cut at the last whole record");
         }
-        let jobs = Arc::new(JobIndex::default());
-        let replayed = replay.events.len();
-        for event in &replay.events {
-            if let Some(job_id) = &event.meniscus.job_id {
-                jobs.record_stored(&event.meniscus.tenant, job_id);
-            }
+        for (path, offset, reason) in &replay.skipped {
+            tracing::error!(path = %path.display(), offset, reason, "write-ahead log record skipped: its events cannot be decoded");
         }
-        hot.insert(replay.events);
+        let jobs = Arc::new(JobIndex::default());
+        let inserted = hot.insert(replay.batches);
+        for (tenant, job_id, events) in &inserted.jobs {
+            jobs.record_stored(tenant, job_id, *events);
+        }
+        let replayed: u64 = inserted.per_tenant.iter().map(|(_, count)| count).sum();
         let writer = wal::WalWriter::create(&wal_dir, replay.last_seq + 1)?;
         tracing::info!(replayed, segment = writer.seq(), data_dir = %data_dir.display(), "storage open");
 
@@ -88,7 +95,6 @@ impl Storage {
         let committer = Committer {
             receiver,
             writer,
-            codec,
             hot: hot.clone(),
             jobs: jobs.clone(),
             metrics: metrics.clone(),
@@ -116,6 +122,7 @@ impl Storage {
         });
         Ok(Arc::new(Storage {
             commands,
+            codec,
             hot,
             jobs,
             metrics,
@@ -145,9 +152,22 @@ impl Stage for Storage {
             }
             let durable = batch.is_durable();
             let transport = batch.events[0].meniscus.transport.as_str();
+            // The CPU-heavy part of storing, done here on the submitting thread: ingest
+            // connections convert in parallel and the committer only writes bytes.
+            let batches = tenant_batches(&batch.events).map_err(|error| {
+                StageError::Unavailable(format!("cannot encode events: {error}"))
+            })?;
+            drop(batch);
+            let payload = encode_payload(&batches).map_err(|error| {
+                StageError::Unavailable(format!("cannot encode events: {error}"))
+            })?;
+            let mut record = Vec::with_capacity(payload.len() + 64);
+            self.codec
+                .seal_into(PayloadFormat::ArrowIpc, payload, &mut record);
             let (done, wait) = oneshot::channel();
             let command = Command::Append {
-                events: batch.events,
+                batches,
+                record,
                 durable,
                 done,
             };
@@ -185,7 +205,6 @@ impl Stage for Storage {
 struct Committer {
     receiver: mpsc::Receiver<Command>,
     writer: wal::WalWriter,
-    codec: RecordCodec,
     hot: Arc<HotStore>,
     jobs: Arc<JobIndex>,
     metrics: Arc<Metrics>,
@@ -207,12 +226,13 @@ impl Committer {
             while let Some(command) = pending.take() {
                 match command {
                     Command::Append {
-                        events,
+                        batches,
+                        record: bytes,
                         durable,
                         done,
                     } => {
-                        self.codec.encode_into(&events, &mut record);
-                        appends.push((events, durable, done));
+                        record.extend_from_slice(&bytes);
+                        appends.push((batches, durable, done));
                     }
                     Command::Tick => tick = true,
                     Command::Flush { done } => flush_waiters.push(done),
@@ -258,36 +278,34 @@ impl Committer {
 
     fn acknowledge(
         &mut self,
-        appends: Vec<(Vec<Event>, bool, oneshot::Sender<Result<(), StageError>>)>,
+        appends: Vec<(
+            Vec<TenantBatch>,
+            bool,
+            oneshot::Sender<Result<(), StageError>>,
+        )>,
         result: Result<(), StageError>,
     ) {
         if let Err(error) = &result {
             tracing::error!(%error, "batch not stored");
         }
-        for (events, _, done) in appends {
+        for (batches, _, done) in appends {
             if result.is_ok() {
-                let mut per_tenant: Vec<(String, u64)> = Vec::new();
-                for event in &events {
-                    if let Some(job_id) = &event.meniscus.job_id {
-                        self.jobs.record_stored(&event.meniscus.tenant, job_id);
-                    }
-                    match per_tenant.last_mut() {
-                        Some((tenant, count)) if *tenant == event.meniscus.tenant => *count += 1,
-                        _ => per_tenant.push((event.meniscus.tenant.clone(), 1)),
-                    }
+                let inserted = self.hot.insert(batches);
+                for (tenant, job_id, events) in &inserted.jobs {
+                    self.jobs.record_stored(tenant, job_id, *events);
                 }
-                for (tenant, count) in per_tenant {
-                    self.metrics.stored_events.add(&[&tenant], count);
+                for (tenant, count) in &inserted.per_tenant {
+                    self.metrics.stored_events.add(&[tenant], *count);
                 }
-                self.hot.insert(events);
             }
             let _ = done.send(result.clone());
         }
     }
 
     fn flush_due(&self) -> bool {
-        let (events, age) = self.hot.active_size();
+        let (events, bytes, age) = self.hot.active_size();
         events >= self.options.flush_events
+            || bytes >= self.options.flush_bytes
             || (events > 0 && age.is_some_and(|age| age >= self.options.flush_interval))
     }
 

@@ -33,7 +33,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::hot::HotStore;
-use super::schema::{batch_to_events, schema};
+use crate::columnar::{batch_to_events, schema};
 
 #[derive(Clone, Debug)]
 pub struct QueryLimits {

@@ -8,8 +8,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use meniscus_grid::record::{RecordCodec, RecordError};
-use meniscus_grid::Event;
+use meniscus_grid::record::{decode_json_lines, PayloadFormat, RecordCodec, RecordError};
+
+use crate::columnar::{decode_payload, tenant_batches, ColumnarError, TenantBatch};
 
 pub fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:016}.wal"))
@@ -36,11 +37,25 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 /// What replay found.
 #[derive(Debug, Default)]
 pub struct Replay {
-    pub events: Vec<Event>,
+    pub batches: Vec<TenantBatch>,
     /// Highest segment number seen (0 when there was none).
     pub last_seq: u64,
     /// Segments whose tail was cut, with the offset of the cut and why.
     pub repaired: Vec<(PathBuf, u64, String)>,
+    /// Whole, checksummed records whose events could not be decoded (written by a newer
+    /// version, say): skipped so the records after them still count, with the offset and why.
+    pub skipped: Vec<(PathBuf, u64, String)>,
+}
+
+/// The events of one opened record, whichever payload format it has.
+fn decode_record(format: PayloadFormat, payload: &[u8]) -> Result<Vec<TenantBatch>, String> {
+    match format {
+        PayloadFormat::ArrowIpc => decode_payload(payload).map_err(|error| error.to_string()),
+        PayloadFormat::JsonLines => {
+            let events = decode_json_lines(payload).map_err(|error| error.to_string())?;
+            tenant_batches(&events).map_err(|error: ColumnarError| error.to_string())
+        }
+    }
 }
 
 /// Deletes segments up to `flushed_through` (already in Parquet) and reads the rest.
@@ -59,9 +74,12 @@ pub fn replay(dir: &Path, codec: &RecordCodec, flushed_through: u64) -> io::Resu
         File::open(&path)?.read_to_end(&mut bytes)?;
         let mut offset = 0;
         while offset < bytes.len() {
-            match codec.decode(&bytes[offset..]) {
-                Ok((events, consumed)) => {
-                    replay.events.extend(events);
+            match codec.open(&bytes[offset..]) {
+                Ok((format, payload, consumed)) => {
+                    match decode_record(format, &payload) {
+                        Ok(batches) => replay.batches.extend(batches),
+                        Err(reason) => replay.skipped.push((path.clone(), offset as u64, reason)),
+                    }
                     offset += consumed;
                 }
                 Err(error) => {
@@ -169,7 +187,25 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::columnar::{batch_to_events, encode_payload};
     use meniscus_grid::event::{new_ulid, Correlation, Transport};
+    use meniscus_grid::Event;
+
+    fn arrow_record(codec: &RecordCodec, events: &[Event]) -> Vec<u8> {
+        let payload = encode_payload(&tenant_batches(events).unwrap()).unwrap();
+        let mut record = Vec::new();
+        codec.seal_into(PayloadFormat::ArrowIpc, payload, &mut record);
+        record
+    }
+
+    fn messages(replay: &Replay) -> Vec<String> {
+        replay
+            .batches
+            .iter()
+            .flat_map(|group| batch_to_events(&group.batch, group.tenant.as_str()))
+            .map(|event| event.msg)
+            .collect()
+    }
 
     fn event(msg: &str) -> Event {
         Event {
@@ -208,26 +244,39 @@ mod tests {
         let codec = RecordCodec::plain();
         let mut writer = WalWriter::create(dir.path(), 1).unwrap();
         writer
-            .append(&codec.encode(&[event("a"), event("b")]))
+            .append(&arrow_record(&codec, &[event("a"), event("b")]))
             .unwrap();
+        // Records written as JSON lines (older versions, tools) replay alike.
         writer.append(&codec.encode(&[event("c")])).unwrap();
-        let partial = codec.encode(&[event("lost")]);
+        let partial = arrow_record(&codec, &[event("lost")]);
         writer.append(&partial[..partial.len() / 2]).unwrap();
         writer.sync().unwrap();
 
         let replay = replay(dir.path(), &codec, 0).unwrap();
-        let msgs: Vec<_> = replay
-            .events
-            .iter()
-            .map(|event| event.msg.as_str())
-            .collect();
-        assert_eq!(msgs, ["a", "b", "c"]);
+        assert_eq!(messages(&replay), ["a", "b", "c"]);
         assert_eq!(replay.repaired.len(), 1);
         assert_eq!(replay.last_seq, 1);
         // The cut is permanent: a second replay finds a clean file.
         let again = super::replay(dir.path(), &codec, 0).unwrap();
-        assert_eq!(again.events.len(), 3);
+        assert_eq!(messages(&again).len(), 3);
         assert!(again.repaired.is_empty());
+    }
+
+    #[test]
+    fn an_undecodable_record_is_skipped_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let codec = RecordCodec::plain();
+        let mut writer = WalWriter::create(dir.path(), 1).unwrap();
+        writer.append(&arrow_record(&codec, &[event("a")])).unwrap();
+        let mut garbage = Vec::new();
+        codec.seal_into(PayloadFormat::ArrowIpc, b"not arrow".to_vec(), &mut garbage);
+        writer.append(&garbage).unwrap();
+        writer.append(&arrow_record(&codec, &[event("b")])).unwrap();
+        writer.sync().unwrap();
+        let replay = replay(dir.path(), &codec, 0).unwrap();
+        assert_eq!(messages(&replay), ["a", "b"]);
+        assert_eq!(replay.skipped.len(), 1);
+        assert!(replay.repaired.is_empty());
     }
 
     #[test]
@@ -235,13 +284,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let codec = RecordCodec::plain();
         let mut writer = WalWriter::create(dir.path(), 1).unwrap();
-        writer.append(&codec.encode(&[event("old")])).unwrap();
+        writer
+            .append(&arrow_record(&codec, &[event("old")]))
+            .unwrap();
         assert_eq!(writer.rotate().unwrap(), 1);
-        writer.append(&codec.encode(&[event("new")])).unwrap();
+        writer
+            .append(&arrow_record(&codec, &[event("new")]))
+            .unwrap();
         writer.sync().unwrap();
         let replay = replay(dir.path(), &codec, 1).unwrap();
-        assert_eq!(replay.events.len(), 1);
-        assert_eq!(replay.events[0].msg, "new");
+        assert_eq!(messages(&replay), ["new"]);
         assert_eq!(list_segments(dir.path()).unwrap().len(), 1);
     }
 }
