@@ -151,6 +151,13 @@ pub struct StorageConfig {
     /// Parquet, whatever their count: bounds memory when messages are large.
     #[serde(default = "default_flush_bytes")]
     pub flush_bytes: usize,
+    /// zstd level of compacted files (closed hourly windows rewritten sorted by `pname`, `ts`);
+    /// 0 turns compaction off.
+    #[serde(default = "default_compaction_zstd_level")]
+    pub compaction_zstd_level: i32,
+    /// Most rows in one compacted file (they are sorted in memory: about 400 bytes each).
+    #[serde(default = "default_compaction_max_rows")]
+    pub compaction_max_rows: u64,
     /// Longest time events stay only in memory and the write-ahead log.
     #[serde(default = "default_flush_interval")]
     pub flush_interval: HumanDuration,
@@ -230,6 +237,14 @@ fn default_queue_batches() -> usize {
 
 fn default_flush_events() -> usize {
     1_000_000
+}
+
+fn default_compaction_zstd_level() -> i32 {
+    9
+}
+
+fn default_compaction_max_rows() -> u64 {
+    512 * 1024
 }
 
 fn default_flush_bytes() -> usize {

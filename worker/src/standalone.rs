@@ -19,6 +19,7 @@ use crate::correlator::tls::TlsListener;
 use crate::correlator::{udp, Correlator};
 use crate::normalizer::Normalizer;
 use crate::storage::query::{QueryEngine, QueryLimits};
+use crate::storage::compaction::CompactionOptions;
 use crate::storage::{Storage, StorageOptions};
 use crate::telemetry::Metrics;
 
@@ -102,6 +103,11 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         queue_batches: config.storage.queue_batches,
         flush_events: config.storage.flush_events,
         flush_bytes: config.storage.flush_bytes,
+        compaction: CompactionOptions {
+            zstd_level: config.storage.compaction_zstd_level,
+            max_rows: config.storage.compaction_max_rows,
+            ..CompactionOptions::default()
+        },
         flush_interval: config.storage.flush_interval.0,
     };
     let storage = Storage::open(&args.data_dir, storage_options, metrics.clone())?;

@@ -86,6 +86,11 @@ impl Family {
         self.add(labels, 1);
     }
 
+    /// Sets a gauge.
+    pub fn set(&self, labels: &[&str], value: u64) {
+        self.slot(labels).store(value, Ordering::Relaxed);
+    }
+
     #[cfg(test)]
     pub fn get(&self, labels: &[&str]) -> u64 {
         self.values
@@ -141,6 +146,8 @@ pub struct Metrics {
     pub wal_fsyncs: Family,
     pub wal_bytes: Family,
     pub flushes: Family,
+    pub compactions: Family,
+    pub compaction_backlog: Family,
     pub retention_deleted_files: Family,
     pub connections: Family,
     pub queries: Family,
@@ -164,6 +171,8 @@ impl Metrics {
             wal_fsyncs: Family::new("meniscus_wal_fsyncs_total", "Write-ahead log group commits.", "counter", &[]),
             wal_bytes: Family::new("meniscus_wal_bytes_total", "Bytes appended to the write-ahead log.", "counter", &[]),
             flushes: Family::new("meniscus_hot_flushes_total", "Memory-to-Parquet flushes.", "counter", &[]),
+            compactions: Family::new("meniscus_hot_compactions_total", "Closed hot-store windows rewritten into one sorted, more compressed file.", "counter", &[]),
+            compaction_backlog: Family::new("meniscus_hot_compaction_backlog_files", "Parquet files of closed windows not yet compacted.", "gauge", &[]),
             retention_deleted_files: Family::new("meniscus_retention_deleted_files_total", "Hot-store files deleted by retention.", "counter", &["tenant"]),
             connections: Family::new("meniscus_open_connections", "Open syslog TCP/TLS connections.", "gauge", &["transport"]),
             queries: Family::new("meniscus_queries_total", "Tenant queries by kind and outcome.", "counter", &["kind", "outcome"]),
@@ -188,6 +197,8 @@ impl Metrics {
             &self.wal_fsyncs,
             &self.wal_bytes,
             &self.flushes,
+            &self.compactions,
+            &self.compaction_backlog,
             &self.retention_deleted_files,
             &self.connections,
             &self.queries,

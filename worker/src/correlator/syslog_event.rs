@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use meniscus_grid::event::new_ulid;
+use meniscus_grid::event::new_ulid_at;
 use meniscus_grid::tenant::{Tenant, TenantId, TenantRegistry};
 use meniscus_grid::{Correlation, Event, Transport};
 use meniscus_syslog::{Message, ParseOptions, SdElement};
@@ -66,7 +66,7 @@ pub fn is_meniscus_sd_id(id: &str) -> bool {
 /// Finds `tenant="…"` and `token="…"` in a `[meniscus…]` element written as text (a line that
 /// did not parse, or an RFC 3164 line), so the event can still go to the right tenant.
 fn scan_credentials(text: &str) -> Option<(String, Option<String>)> {
-    let start = text.find("[meniscus")?;
+    let start = memchr::memmem::find(text.as_bytes(), b"[meniscus")?;
     let element = &text[start..];
     let end = element.find(']').unwrap_or(element.len());
     let element = &element[..end];
@@ -200,9 +200,14 @@ impl Correlator {
                 })
         });
         // A line that did not parse, or an RFC 3164 line (no structured data), may still carry
-        // the element as text; it is honoured and its token redacted from what is stored.
+        // the element as text; it is honoured and its token redacted from what is stored. An
+        // RFC 5424 message has a place for it, so its free text is not searched.
+        let is_rfc5424 = parsed
+            .as_ref()
+            .is_ok_and(|message| message.version.is_some());
         let scanned = match from_structured_data {
             Some(_) => None,
+            None if is_rfc5424 => None,
             None => scan_credentials(&text),
         };
         let credentials = from_structured_data.or_else(|| {
@@ -289,7 +294,7 @@ pub fn correlation(
         pattern: producer.pattern.clone(),
         durable: producer.durable,
         encrypted: producer.encrypted,
-        event_id: new_ulid(),
+        event_id: new_ulid_at(received_at),
         job_id: None,
         received_at,
         transport,

@@ -16,9 +16,13 @@ use chrono::{DateTime, TimeZone, Utc};
 use datafusion::arrow::array::{
     Array, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
-use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::array::new_null_array;
+use datafusion::arrow::compute::{
+    concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch, SortColumn,
+};
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::parquet::schema::types::ColumnPath;
 use parking_lot::RwLock;
@@ -31,6 +35,8 @@ use crate::columnar::{schema, TenantBatch};
 /// retention.
 pub const WINDOW_SECONDS: i64 = 3600;
 const MANIFEST: &str = "MANIFEST.json";
+/// Flushes favour speed (they run while ingest goes on); compaction compresses harder later.
+const FLUSH_ZSTD_LEVEL: i32 = 3;
 
 pub fn window_of(time: DateTime<Utc>) -> i64 {
     time.timestamp().div_euclid(WINDOW_SECONDS) * WINDOW_SECONDS
@@ -53,6 +59,9 @@ pub struct FileEntry {
     pub path: String,
     pub rows: u64,
     pub bytes: u64,
+    /// Written by compaction (sorted, compressed harder); flushed files are not.
+    #[serde(default)]
+    pub compacted: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -125,7 +134,12 @@ struct State {
     recently_flushed: Arc<IdSet>,
     files: BTreeMap<String, BTreeMap<i64, Vec<FileEntry>>>,
     manifest: Manifest,
+    /// Files replaced by compaction, deleted once queries that listed them are done.
+    retired: Vec<(PathBuf, Instant)>,
 }
+
+/// How long a file replaced by compaction stays on disk: longer than any query may run.
+const RETIRED_FILE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(300);
 
 pub struct HotStore {
     root: PathBuf,
@@ -181,6 +195,7 @@ impl HotStore {
             recently_flushed: Arc::default(),
             files,
             manifest,
+            retired: Vec::new(),
         };
         Ok((
             HotStore {
@@ -316,7 +331,7 @@ impl HotStore {
                 "{tenant}/{}/{flush_seq:012}-{index:05}.parquet",
                 window_dir_name(*window)
             );
-            let bytes = write_parquet(&self.root.join(&relative), batches)?;
+            let bytes = write_parquet(&self.root.join(&relative), batches, FLUSH_ZSTD_LEVEL)?;
             let rows = batches.iter().map(|batch| batch.num_rows() as u64).sum();
             entries.push(FileEntry {
                 tenant: tenant.clone(),
@@ -324,6 +339,7 @@ impl HotStore {
                 path: relative,
                 rows,
                 bytes,
+                compacted: false,
             });
         }
         let mut state = self.state.write();
@@ -387,6 +403,101 @@ impl HotStore {
             })
             .unwrap_or_default();
         Snapshot { batches, files }
+    }
+
+    /// Every live Parquet file.
+    pub fn file_entries(&self) -> Vec<FileEntry> {
+        self.state.read().manifest.files.clone()
+    }
+
+    /// Rewrites `group` (files of one tenant and window) as one file sorted by `pname`, `ts`
+    /// at `zstd_level`, and swaps it in. Returns the new entry, or `None` when the group
+    /// changed meanwhile (retention removed a file) and nothing was swapped.
+    pub fn compact(&self, group: &[FileEntry], zstd_level: i32) -> io::Result<Option<FileEntry>> {
+        let Some(first) = group.first() else {
+            return Ok(None);
+        };
+        let mut batches = Vec::new();
+        for entry in group {
+            let file = fs::File::open(self.root.join(&entry.path))?;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .and_then(|builder| builder.with_batch_size(64 * 1024).build())
+                .map_err(io::Error::other)?;
+            for batch in reader {
+                batches.push(conform(&batch.map_err(io::Error::other)?)?);
+            }
+        }
+        let merged = concat_batches(&schema(), &batches).map_err(io::Error::other)?;
+        drop(batches);
+        let sorted = sort_for_compaction(&merged)?;
+        drop(merged);
+        let flush_seq = {
+            let mut state = self.state.write();
+            let seq = state.manifest.next_flush_seq;
+            state.manifest.next_flush_seq += 1;
+            seq
+        };
+        let relative = format!(
+            "{}/{}/{flush_seq:012}-compacted.parquet",
+            first.tenant,
+            window_dir_name(first.window)
+        );
+        let bytes = write_parquet(&self.root.join(&relative), &[sorted.clone()], zstd_level)?;
+        let entry = FileEntry {
+            tenant: first.tenant.clone(),
+            window: first.window,
+            path: relative,
+            rows: sorted.num_rows() as u64,
+            bytes,
+            compacted: true,
+        };
+        let mut state = self.state.write();
+        let still_live = group
+            .iter()
+            .all(|old| state.manifest.files.iter().any(|live| live.path == old.path));
+        if !still_live {
+            drop(state);
+            let _ = fs::remove_file(self.root.join(&entry.path));
+            return Ok(None);
+        }
+        let replaced = |candidate: &FileEntry| group.iter().any(|old| old.path == candidate.path);
+        let mut manifest = state.manifest.clone();
+        manifest.files.retain(|candidate| !replaced(candidate));
+        manifest.files.push(entry.clone());
+        write_manifest(&self.root, &manifest)?;
+        state.manifest = manifest;
+        if let Some(entries) = state
+            .files
+            .get_mut(&entry.tenant)
+            .and_then(|windows| windows.get_mut(&entry.window))
+        {
+            entries.retain(|candidate| !replaced(candidate));
+            entries.push(entry.clone());
+        }
+        let now = Instant::now();
+        for old in group {
+            state.retired.push((self.root.join(&old.path), now));
+        }
+        Ok(Some(entry))
+    }
+
+    /// Deletes files replaced by compaction long enough ago.
+    pub fn delete_retired(&self) {
+        let due: Vec<PathBuf> = {
+            let mut state = self.state.write();
+            let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut state.retired)
+                .into_iter()
+                .partition(|(_, retired)| retired.elapsed() >= RETIRED_FILE_LIFETIME);
+            state.retired = keep;
+            due.into_iter().map(|(path, _)| path).collect()
+        };
+        for path in due {
+            if let Err(error) = fs::remove_file(&path) {
+                if error.kind() != io::ErrorKind::NotFound {
+                    tracing::warn!(path = %path.display(), %error, "cannot delete a compacted-away file; it is deleted at the next start");
+                }
+            }
+        }
     }
 
     /// Deletes the files of every window that ended before `now - retention(tenant)`.
@@ -501,6 +612,46 @@ fn windows(batch: &RecordBatch) -> Vec<i64> {
     }
 }
 
+/// Brings a batch read from a file written by an older version to the current schema: columns
+/// matched by name and type, missing ones null.
+fn conform(batch: &RecordBatch) -> io::Result<RecordBatch> {
+    let target = schema();
+    if batch.schema() == target {
+        return Ok(batch.clone());
+    }
+    let columns = target
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) if column.data_type() == field.data_type() => column.clone(),
+            _ => new_null_array(field.data_type(), batch.num_rows()),
+        })
+        .collect();
+    RecordBatch::try_new(target, columns).map_err(io::Error::other)
+}
+
+/// Rows ordered by `pname`, then `ts`: a program's messages together, in time order.
+fn sort_for_compaction(batch: &RecordBatch) -> io::Result<RecordBatch> {
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .cloned()
+            .ok_or_else(|| io::Error::other(format!("no column {name}")))
+    };
+    let keys = vec![
+        SortColumn {
+            values: column("pname")?,
+            options: None,
+        },
+        SortColumn {
+            values: column("ts")?,
+            options: None,
+        },
+    ];
+    let indices = lexsort_to_indices(&keys, None).map_err(io::Error::other)?;
+    take_record_batch(batch, &indices).map_err(io::Error::other)
+}
+
 fn write_manifest(root: &Path, manifest: &Manifest) -> io::Result<()> {
     let temporary = root.join(format!("{MANIFEST}.tmp"));
     let bytes = serde_json::to_vec(manifest).map_err(io::Error::other)?;
@@ -513,25 +664,50 @@ fn write_manifest(root: &Path, manifest: &Manifest) -> io::Result<()> {
     sync_dir(root)
 }
 
-fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+/// Columns where nearly every value differs: a dictionary only costs time (interning every
+/// value until the dictionary overflows) and space (the abandoned dictionary page).
+const UNIQUE_COLUMNS: [&str; 7] = [
+    "ts",
+    "received_at",
+    "event_id",
+    "msg",
+    "native",
+    "raw",
+    "normalized",
+];
+
+fn writer_properties(zstd_level: i32) -> WriterProperties {
+    let mut builder = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(zstd_level).unwrap_or_default(),
+        ))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(256 * 1024))
         // A job lookup reads only files that may hold the job id.
-        .set_column_bloom_filter_enabled(ColumnPath::from("job_id"), true)
+        .set_column_bloom_filter_enabled(ColumnPath::from("job_id"), true);
+    for name in UNIQUE_COLUMNS {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(name), false);
+    }
+    // Times arrive nearly in order and monotonic ULIDs share long prefixes: stored as
+    // differences they take a byte or two per row instead of eight and twenty-six
+    // (bench/query corpus: 0.242 -> 0.208 of raw with the dictionaries above).
+    for name in ["ts", "received_at"] {
+        builder = builder.set_column_encoding(ColumnPath::from(name), Encoding::DELTA_BINARY_PACKED);
+    }
+    builder
+        .set_column_encoding(ColumnPath::from("event_id"), Encoding::DELTA_BYTE_ARRAY)
         .build()
 }
 
 /// Writes batches to one Parquet file (via a temporary name, fsynced) and returns its size.
-fn write_parquet(path: &Path, batches: &[RecordBatch]) -> io::Result<u64> {
+fn write_parquet(path: &Path, batches: &[RecordBatch], zstd_level: i32) -> io::Result<u64> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("parquet path has no parent"))?;
     fs::create_dir_all(dir)?;
     let temporary = path.with_extension("parquet.tmp");
     let file = fs::File::create(&temporary)?;
-    let mut writer = ArrowWriter::try_new(file, schema(), Some(writer_properties()))
+    let mut writer = ArrowWriter::try_new(file, schema(), Some(writer_properties(zstd_level)))
         .map_err(io::Error::other)?;
     for batch in batches {
         writer.write(batch).map_err(io::Error::other)?;
@@ -567,4 +743,134 @@ fn remove_orphans(root: &Path, live: &HashSet<PathBuf>) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::columnar::{batch_to_events, tenant_batches};
+    use meniscus_grid::event::{new_ulid, Correlation, Transport};
+    use meniscus_grid::Event;
+
+    fn event(pname: &str, time: DateTime<Utc>) -> Event {
+        Event {
+            time: Some(time.fixed_offset()),
+            host: Some("h".into()),
+            pname: Some(pname.into()),
+            pid: None,
+            msgid: None,
+            pri: Some(13),
+            ver: Some(1),
+            msg: format!("{pname} at {time}"),
+            native: Default::default(),
+            meniscus: Correlation {
+                tenant: "acme".into(),
+                producer: "default".into(),
+                pattern: None,
+                durable: false,
+                encrypted: false,
+                event_id: new_ulid(),
+                job_id: None,
+                received_at: Utc::now(),
+                transport: Transport::Tcp,
+                parse_error: None,
+                raw: None,
+                raw_encoding: None,
+                truncated_from: None,
+            },
+            normalized: Default::default(),
+            tags: vec![],
+        }
+    }
+
+    fn stored(store: &HotStore) -> Vec<Event> {
+        let snapshot = store.snapshot("acme", None, None);
+        let mut events: Vec<Event> = snapshot
+            .batches
+            .iter()
+            .flat_map(|batch| batch_to_events(batch, "acme"))
+            .collect();
+        for path in snapshot.files {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path).unwrap())
+                .unwrap()
+                .build()
+                .unwrap();
+            for batch in reader {
+                events.extend(batch_to_events(&batch.unwrap(), "acme"));
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn redelivered_events_are_stored_once_and_windows_are_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = HotStore::open(dir.path()).unwrap();
+        let hour_ago = Utc::now() - chrono::Duration::hours(1);
+        let events = vec![event("a", hour_ago), event("b", Utc::now())];
+        let first = store.insert(tenant_batches(&events).unwrap());
+        assert_eq!(first.per_tenant, vec![("acme".to_string(), 2)]);
+        // The same events again (a redelivery), with one new one.
+        let mut again = events.clone();
+        again.push(event("c", Utc::now()));
+        let second = store.insert(tenant_batches(&again).unwrap());
+        assert_eq!(second.per_tenant, vec![("acme".to_string(), 1)]);
+        assert_eq!(second.duplicates, 2);
+        assert_eq!(stored(&store).len(), 3);
+        // Still caught after the first generation was flushed.
+        let frozen = store.freeze(1).unwrap();
+        store.flush(&frozen).unwrap();
+        assert_eq!(store.insert(tenant_batches(&events).unwrap()).duplicates, 2);
+        let windows: HashSet<i64> = store.file_entries().iter().map(|entry| entry.window).collect();
+        assert_eq!(windows.len(), 2, "one file per hourly window");
+    }
+
+    #[test]
+    fn compaction_merges_sorts_and_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = HotStore::open(dir.path()).unwrap();
+        let start = Utc.timestamp_opt(window_of(Utc::now()) - 3 * WINDOW_SECONDS, 0).unwrap();
+        let mut sent = Vec::new();
+        for flush in 0..3 {
+            let events: Vec<Event> = (0..50)
+                .map(|index| {
+                    let pname = ["zeta", "alpha", "mid"][index % 3];
+                    event(pname, start + chrono::Duration::seconds(flush * 100 + index as i64))
+                })
+                .collect();
+            sent.extend(events.iter().map(|event| event.meniscus.event_id.clone()));
+            store.insert(tenant_batches(&events).unwrap());
+            let frozen = store.freeze(flush as u64 + 1).unwrap();
+            store.flush(&frozen).unwrap();
+        }
+        let before = store.file_entries();
+        assert_eq!(before.len(), 3);
+        let groups = super::super::compaction::plan(
+            &before,
+            Utc::now().timestamp(),
+            &super::super::compaction::CompactionOptions::default(),
+        );
+        assert_eq!(groups.len(), 1);
+        let entry = store.compact(&groups[0], 9).unwrap().unwrap();
+        assert!(entry.compacted);
+        assert_eq!(entry.rows, 150);
+        assert_eq!(store.file_entries(), vec![entry.clone()]);
+
+        let events = stored(&store);
+        let pnames: Vec<&str> = events.iter().filter_map(|event| event.pname.as_deref()).collect();
+        let mut sorted = pnames.clone();
+        sorted.sort();
+        assert_eq!(pnames, sorted, "rows are ordered by pname");
+        let mut ids: Vec<String> = events.iter().map(|event| event.meniscus.event_id.clone()).collect();
+        ids.sort();
+        sent.sort();
+        assert_eq!(ids, sent, "every event once");
+
+        // The replaced files wait for running queries; a restart deletes them as orphans.
+        assert!(before.iter().all(|old| dir.path().join(&old.path).exists()));
+        drop(store);
+        let (reopened, _) = HotStore::open(dir.path()).unwrap();
+        assert!(before.iter().all(|old| !dir.path().join(&old.path).exists()));
+        assert_eq!(stored(&reopened).len(), 150);
+    }
 }

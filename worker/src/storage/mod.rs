@@ -10,6 +10,7 @@
 //! - the flusher writes frozen memory to Parquet, makes the files live in the manifest and
 //!   deletes the WAL segments they cover.
 
+pub mod compaction;
 pub mod hot;
 pub mod jobs;
 pub mod query;
@@ -26,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::columnar::{encode_payload, tenant_batches, TenantBatch};
 use crate::pipeline::{Batch, BoxFuture, Stage, StageError, WhenFull};
 use crate::telemetry::Metrics;
+use compaction::CompactionOptions;
 use hot::{Frozen, HotStore};
 use jobs::JobIndex;
 
@@ -36,6 +38,7 @@ pub struct StorageOptions {
     /// Arrow bytes held in memory before a flush, whatever the event count.
     pub flush_bytes: usize,
     pub flush_interval: Duration,
+    pub compaction: CompactionOptions,
 }
 
 enum Command {
@@ -104,11 +107,16 @@ impl Storage {
         thread::Builder::new()
             .name("wal-committer".into())
             .spawn(move || committer.run())?;
-        let flusher_hot = hot.clone();
-        let flusher_metrics = metrics.clone();
+        let flusher = Flusher {
+            receiver: flush_receiver,
+            hot: hot.clone(),
+            wal_dir,
+            metrics: metrics.clone(),
+            compaction: options.compaction.clone(),
+        };
         thread::Builder::new()
             .name("hot-flusher".into())
-            .spawn(move || run_flusher(flush_receiver, flusher_hot, wal_dir, flusher_metrics))?;
+            .spawn(move || flusher.run())?;
 
         let tick_sender = commands.clone();
         tokio::spawn(async move {
@@ -335,28 +343,45 @@ impl Committer {
     }
 }
 
-fn run_flusher(
+/// Writes frozen memtables to Parquet and, between flushes, compacts closed windows.
+struct Flusher {
     receiver: std::sync::mpsc::Receiver<Arc<Frozen>>,
     hot: Arc<HotStore>,
     wal_dir: PathBuf,
     metrics: Arc<Metrics>,
-) {
-    for frozen in receiver {
+    compaction: CompactionOptions,
+}
+
+impl Flusher {
+    fn run(self) {
+        loop {
+            match self.receiver.recv_timeout(Duration::from_secs(1)) {
+                Ok(frozen) => self.flush(&frozen),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            // One group per turn, so a waiting flush is never held up by more than one.
+            self.compact_one();
+            self.hot.delete_retired();
+        }
+    }
+
+    fn flush(&self, frozen: &Arc<Frozen>) {
         let started = std::time::Instant::now();
         loop {
-            match hot.flush(&frozen) {
+            match self.hot.flush(frozen) {
                 Ok(files) => {
-                    metrics.flushes.inc(&[]);
+                    self.metrics.flushes.inc(&[]);
                     tracing::info!(
                         events = frozen.events(),
                         files = files.len(),
                         elapsed_ms = started.elapsed().as_millis() as u64,
                         "flushed to parquet"
                     );
-                    if let Err(error) = wal::delete_through(&wal_dir, frozen.wal_seq) {
+                    if let Err(error) = wal::delete_through(&self.wal_dir, frozen.wal_seq) {
                         tracing::warn!(%error, "cannot delete flushed write-ahead log segments; they are deleted at the next start");
                     }
-                    break;
+                    return;
                 }
                 Err(error) => {
                     // A full disk, say: the events are still in memory and the WAL, so retry
@@ -364,6 +389,43 @@ fn run_flusher(
                     tracing::error!(%error, "flush to parquet failed; retrying in 5s");
                     thread::sleep(Duration::from_secs(5));
                 }
+            }
+        }
+    }
+
+    fn compact_one(&self) {
+        let files = self.hot.file_entries();
+        let now = chrono::Utc::now().timestamp();
+        let plan = compaction::plan(&files, now, &self.compaction);
+        let backlog: usize = plan.iter().map(Vec::len).sum();
+        self.metrics.compaction_backlog.set(&[], backlog as u64);
+        let Some(group) = plan.first() else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        match self.hot.compact(group, self.compaction.zstd_level) {
+            Ok(Some(entry)) => {
+                self.metrics.compactions.inc(&[]);
+                self.metrics
+                    .compaction_backlog
+                    .set(&[], (backlog - group.len()) as u64);
+                let bytes_before: u64 = group.iter().map(|old| old.bytes).sum();
+                tracing::info!(
+                    tenant = %entry.tenant,
+                    window = entry.window,
+                    files = group.len(),
+                    rows = entry.rows,
+                    bytes_before,
+                    bytes_after = entry.bytes,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "compacted a closed window"
+                );
+            }
+            Ok(None) => {}
+            Err(error) => {
+                // The old files stay live; the next turn tries again. A full disk backs off.
+                tracing::error!(%error, "compaction failed; retrying in 5s");
+                thread::sleep(Duration::from_secs(5));
             }
         }
     }
