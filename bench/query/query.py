@@ -370,6 +370,19 @@ tenants:
     srv = Server(args, data, http_port, tcp_port, conf, logpath)
     wait_until(lambda: _try(lambda: srv.count(timeout=60)) == args.count, args.start_timeout,
                "the restarted server to answer count(*) = COUNT", pid=srv.pid, interval=0.5)
+    # Every window is closed: let compaction finish (the steady state queries meet), then read
+    # the live footprint from the manifest (replaced files linger a few minutes for running
+    # queries, so du would count them twice).
+    t_compact = time.monotonic()
+    time.sleep(3)
+    wait_until(lambda: _try(lambda: srv.prom_sum("meniscus_hot_compaction_backlog_files")) == 0,
+               args.ingest_timeout, "compaction to finish", pid=srv.pid, interval=1)
+    compact_s = time.monotonic() - t_compact - 3
+    compacted = json.load(open(os.path.join(data, "hot", "MANIFEST.json")))["files"]
+    compacted_bytes = sum(f["bytes"] for f in compacted)
+    compactions = int(_try(lambda: srv.prom_sum("meniscus_hot_compactions_total")) or 0)
+    log(f"compaction: {compactions} runs in ~{compact_s:.0f}s (after the restart); live files {len(compacted)}, "
+        f"{compacted_bytes:,} B, {sum(f['rows'] for f in compacted):,} rows")
     rss_idle = status_kb(srv.pid, "VmRSS") / 1024
     frm, to = rfc3339(base), rfc3339(end)
     rows = []  # (name, kind, [(wall, cpu)], check)
@@ -491,7 +504,10 @@ tenants:
     out.append(f"# ingest counters: " + ", ".join(f"{k}={v:,.0f}" for k, v in sorted(counters.items())))
     out.append(f"# SIGTERM -> exit {rc} in {stop_s:.1f} s; Parquet: {len(files)} files, {parquet_rows:,} rows")
     ratio_s = f"{hot_bytes / raw_bytes:.3f}"
-    out.append(f"# footprint: du -sb DATA/hot = {hot_bytes:,} B = {ratio_s} x raw (goal <= 0.15); DATA/wal = {wal_bytes:,} B")
+    out.append(f"# footprint after flushes: du -sb DATA/hot = {hot_bytes:,} B = {ratio_s} x raw; DATA/wal = {wal_bytes:,} B")
+    out.append(f"# footprint after compaction (live files in the manifest): {compacted_bytes:,} B = "
+               f"{compacted_bytes / raw_bytes:.3f} x raw (goal <= 0.15), {len(compacted)} files; "
+               f"compaction after the restart ~{compact_s:.0f} s ({compactions} runs, some may have run during ingest)")
     refs = []
     if zstd_b:
         refs.append(f"zstd -3 {zstd_b / raw_bytes:.3f}")

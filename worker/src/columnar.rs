@@ -265,26 +265,37 @@ pub enum ColumnarError {
 
 /// The `ArrowIpc` record payload: for each tenant, `tenant length u16 LE | tenant | IPC length
 /// u32 LE | Arrow IPC stream (schema and one batch)`.
+#[cfg(test)]
 pub fn encode_payload(batches: &[TenantBatch]) -> Result<Vec<u8>, ColumnarError> {
+    let mut payload = Vec::new();
+    encode_payload_into(batches, &mut payload)?;
+    Ok(payload)
+}
+
+/// [`encode_payload`], appending to `payload`.
+pub fn encode_payload_into(
+    batches: &[TenantBatch],
+    payload: &mut Vec<u8>,
+) -> Result<(), ColumnarError> {
     let bytes: usize = batches
         .iter()
         .map(|group| group.batch.get_array_memory_size() + 4096)
         .sum();
-    let mut payload = Vec::with_capacity(bytes);
+    payload.reserve(bytes);
     for group in batches {
         let tenant = group.tenant.as_str().as_bytes();
         payload.extend_from_slice(&(tenant.len() as u16).to_le_bytes());
         payload.extend_from_slice(tenant);
         let length_at = payload.len();
         payload.extend_from_slice(&[0; 4]);
-        let mut writer = StreamWriter::try_new(&mut payload, &group.batch.schema())?;
+        let mut writer = StreamWriter::try_new(&mut *payload, &group.batch.schema())?;
         writer.write(&group.batch)?;
         writer.finish()?;
         drop(writer);
         let length = (payload.len() - length_at - 4) as u32;
         payload[length_at..length_at + 4].copy_from_slice(&length.to_le_bytes());
     }
-    Ok(payload)
+    Ok(())
 }
 
 /// Reads an `ArrowIpc` record payload back. Tenant ids are validated again (they name

@@ -18,8 +18,8 @@ use crate::correlator::tcp::StreamListener;
 use crate::correlator::tls::TlsListener;
 use crate::correlator::{udp, Correlator};
 use crate::normalizer::Normalizer;
-use crate::storage::query::{QueryEngine, QueryLimits};
 use crate::storage::compaction::CompactionOptions;
+use crate::storage::query::{QueryEngine, QueryLimits};
 use crate::storage::{Storage, StorageOptions};
 use crate::telemetry::Metrics;
 

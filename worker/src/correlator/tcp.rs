@@ -107,6 +107,9 @@ async fn read_stream<S: AsyncRead + Unpin>(
     let mut framer = Framer::new(framing, correlator.max_message_bytes);
     let mut buffer = vec![0u8; READ_BUFFER_BYTES];
     let mut refusals_logged = 0;
+    // Sized like the previous read's batch: growing a vector of events by doubling copied it
+    // several times per read and kept faulting in fresh pages.
+    let mut events_per_read = 64;
     loop {
         let (read, at_end) = match stream.read(&mut buffer).await {
             Ok(0) => (0, true),
@@ -119,7 +122,7 @@ async fn read_stream<S: AsyncRead + Unpin>(
         framer.extend(&buffer[..read]);
         let registry = correlator.registry();
         let received_at = Utc::now();
-        let mut events = Vec::new();
+        let mut events = Vec::with_capacity(events_per_read);
         let mut bytes_in = 0u64;
         let mut next = framer.next_frame();
         if next.is_none() && at_end {
@@ -155,6 +158,7 @@ async fn read_stream<S: AsyncRead + Unpin>(
             }
         }
         if !events.is_empty() {
+            events_per_read = events.len().max(64);
             correlator.count_received(&events, transport, bytes_in);
             if correlator
                 .next

@@ -79,8 +79,10 @@ pub async fn serve(socket: UdpSocket, source: SourceContext, correlator: Arc<Cor
     // One byte more than the limit tells a datagram at the limit from a longer one.
     let max = correlator.max_message_bytes;
     let mut buffer = vec![0u8; 65_536.max(max + 1)];
+    let mut events_per_batch = 16;
     loop {
-        let mut events = Vec::new();
+        // Sized like the previous batch, so bursts do not regrow it datagram by datagram.
+        let mut events = Vec::with_capacity(events_per_batch);
         let mut bytes_in = 0u64;
         let registry = correlator.registry();
         for index in 0..DATAGRAMS_PER_BATCH {
@@ -114,6 +116,7 @@ pub async fn serve(socket: UdpSocket, source: SourceContext, correlator: Arc<Cor
             }
         }
         if !events.is_empty() {
+            events_per_batch = events.len().max(16);
             correlator.count_received(&events, source.transport, bytes_in);
             if correlator
                 .next

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, TimeZone, Utc};
+use datafusion::arrow::array::new_null_array;
 use datafusion::arrow::array::{
     Array, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
-use datafusion::arrow::array::new_null_array;
 use datafusion::arrow::compute::{
     concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch, SortColumn,
 };
@@ -452,9 +452,13 @@ impl HotStore {
             compacted: true,
         };
         let mut state = self.state.write();
-        let still_live = group
-            .iter()
-            .all(|old| state.manifest.files.iter().any(|live| live.path == old.path));
+        let still_live = group.iter().all(|old| {
+            state
+                .manifest
+                .files
+                .iter()
+                .any(|live| live.path == old.path)
+        });
         if !still_live {
             drop(state);
             let _ = fs::remove_file(self.root.join(&entry.path));
@@ -692,7 +696,8 @@ fn writer_properties(zstd_level: i32) -> WriterProperties {
     // differences they take a byte or two per row instead of eight and twenty-six
     // (bench/query corpus: 0.242 -> 0.208 of raw with the dictionaries above).
     for name in ["ts", "received_at"] {
-        builder = builder.set_column_encoding(ColumnPath::from(name), Encoding::DELTA_BINARY_PACKED);
+        builder =
+            builder.set_column_encoding(ColumnPath::from(name), Encoding::DELTA_BINARY_PACKED);
     }
     builder
         .set_column_encoding(ColumnPath::from("event_id"), Encoding::DELTA_BYTE_ARRAY)
@@ -821,7 +826,11 @@ mod tests {
         let frozen = store.freeze(1).unwrap();
         store.flush(&frozen).unwrap();
         assert_eq!(store.insert(tenant_batches(&events).unwrap()).duplicates, 2);
-        let windows: HashSet<i64> = store.file_entries().iter().map(|entry| entry.window).collect();
+        let windows: HashSet<i64> = store
+            .file_entries()
+            .iter()
+            .map(|entry| entry.window)
+            .collect();
         assert_eq!(windows.len(), 2, "one file per hourly window");
     }
 
@@ -829,13 +838,18 @@ mod tests {
     fn compaction_merges_sorts_and_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = HotStore::open(dir.path()).unwrap();
-        let start = Utc.timestamp_opt(window_of(Utc::now()) - 3 * WINDOW_SECONDS, 0).unwrap();
+        let start = Utc
+            .timestamp_opt(window_of(Utc::now()) - 3 * WINDOW_SECONDS, 0)
+            .unwrap();
         let mut sent = Vec::new();
         for flush in 0..3 {
             let events: Vec<Event> = (0..50)
                 .map(|index| {
                     let pname = ["zeta", "alpha", "mid"][index % 3];
-                    event(pname, start + chrono::Duration::seconds(flush * 100 + index as i64))
+                    event(
+                        pname,
+                        start + chrono::Duration::seconds(flush * 100 + index as i64),
+                    )
                 })
                 .collect();
             sent.extend(events.iter().map(|event| event.meniscus.event_id.clone()));
@@ -857,11 +871,17 @@ mod tests {
         assert_eq!(store.file_entries(), vec![entry.clone()]);
 
         let events = stored(&store);
-        let pnames: Vec<&str> = events.iter().filter_map(|event| event.pname.as_deref()).collect();
+        let pnames: Vec<&str> = events
+            .iter()
+            .filter_map(|event| event.pname.as_deref())
+            .collect();
         let mut sorted = pnames.clone();
         sorted.sort();
         assert_eq!(pnames, sorted, "rows are ordered by pname");
-        let mut ids: Vec<String> = events.iter().map(|event| event.meniscus.event_id.clone()).collect();
+        let mut ids: Vec<String> = events
+            .iter()
+            .map(|event| event.meniscus.event_id.clone())
+            .collect();
         ids.sort();
         sent.sort();
         assert_eq!(ids, sent, "every event once");
@@ -870,7 +890,9 @@ mod tests {
         assert!(before.iter().all(|old| dir.path().join(&old.path).exists()));
         drop(store);
         let (reopened, _) = HotStore::open(dir.path()).unwrap();
-        assert!(before.iter().all(|old| !dir.path().join(&old.path).exists()));
+        assert!(before
+            .iter()
+            .all(|old| !dir.path().join(&old.path).exists()));
         assert_eq!(stored(&reopened).len(), 150);
     }
 }

@@ -21,10 +21,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use meniscus_grid::record::{PayloadFormat, RecordCodec};
+use meniscus_grid::record::{self, PayloadFormat, RecordCodec};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::columnar::{encode_payload, tenant_batches, TenantBatch};
+use crate::columnar::{encode_payload_into, tenant_batches, TenantBatch};
 use crate::pipeline::{Batch, BoxFuture, Stage, StageError, WhenFull};
 use crate::telemetry::Metrics;
 use compaction::CompactionOptions;
@@ -166,12 +166,11 @@ impl Stage for Storage {
                 StageError::Unavailable(format!("cannot encode events: {error}"))
             })?;
             drop(batch);
-            let payload = encode_payload(&batches).map_err(|error| {
+            let mut buffer = vec![0u8; record::HEADER_LEN];
+            encode_payload_into(&batches, &mut buffer).map_err(|error| {
                 StageError::Unavailable(format!("cannot encode events: {error}"))
             })?;
-            let mut record = Vec::with_capacity(payload.len() + 64);
-            self.codec
-                .seal_into(PayloadFormat::ArrowIpc, payload, &mut record);
+            let record = self.codec.seal_prefixed(PayloadFormat::ArrowIpc, buffer);
             let (done, wait) = oneshot::channel();
             let command = Command::Append {
                 batches,
@@ -225,8 +224,9 @@ const GROUP_BYTES: usize = 8 * 1024 * 1024;
 
 impl Committer {
     fn run(mut self) {
-        let mut record = Vec::with_capacity(GROUP_BYTES);
         while let Some(first) = self.receiver.blocking_recv() {
+            let mut records: Vec<Vec<u8>> = Vec::new();
+            let mut group_bytes = 0;
             let mut appends = Vec::new();
             let mut flush_waiters = Vec::new();
             let mut tick = false;
@@ -239,19 +239,21 @@ impl Committer {
                         durable,
                         done,
                     } => {
-                        record.extend_from_slice(&bytes);
+                        group_bytes += bytes.len();
+                        records.push(bytes);
                         appends.push((batches, durable, done));
                     }
                     Command::Tick => tick = true,
                     Command::Flush { done } => flush_waiters.push(done),
                 }
-                if record.len() < GROUP_BYTES {
+                if group_bytes < GROUP_BYTES {
                     pending = self.receiver.try_recv().ok();
                 }
             }
             if !appends.is_empty() {
-                let result = self.commit(&record, appends.iter().any(|(_, durable, _)| *durable));
-                record.clear();
+                let durable = appends.iter().any(|(_, durable, _)| *durable);
+                let result = self.commit(&records, group_bytes, durable);
+                drop(records);
                 self.acknowledge(appends, result);
             }
             if tick {
@@ -270,11 +272,16 @@ impl Committer {
         }
     }
 
-    fn commit(&mut self, record: &[u8], durable: bool) -> Result<(), StageError> {
-        self.writer.append(record).map_err(|error| {
+    fn commit(
+        &mut self,
+        records: &[Vec<u8>],
+        bytes: usize,
+        durable: bool,
+    ) -> Result<(), StageError> {
+        self.writer.append(records).map_err(|error| {
             StageError::Unavailable(format!("write-ahead log append failed: {error}"))
         })?;
-        self.metrics.wal_bytes.add(&[], record.len() as u64);
+        self.metrics.wal_bytes.add(&[], bytes as u64);
         if durable {
             self.writer.sync().map_err(|error| {
                 StageError::Unavailable(format!("write-ahead log fsync failed: {error}"))

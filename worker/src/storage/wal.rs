@@ -133,10 +133,20 @@ impl WalWriter {
         self.seq
     }
 
-    /// Appends whole records. When the write fails (a full disk), the partial record is cut
-    /// off again, so later records are not hidden behind it at replay.
-    pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if let Err(error) = self.file.write_all(bytes) {
+    /// Appends whole records. When a write fails (a full disk), everything this call wrote is
+    /// cut off again, so later records are not hidden behind a partial one at replay.
+    pub fn append<R: AsRef<[u8]>>(&mut self, records: &[R]) -> io::Result<()> {
+        let mut written = 0u64;
+        let mut result = Ok(());
+        for record in records {
+            let bytes = record.as_ref();
+            if let Err(error) = self.file.write_all(bytes) {
+                result = Err(error);
+                break;
+            }
+            written += bytes.len() as u64;
+        }
+        if let Err(error) = result {
             if let Err(cut_error) = self.file.set_len(self.len) {
                 // Cannot cut: continue in a fresh segment. Replay cuts this one at the partial
                 // record, after which it holds nothing.
@@ -145,8 +155,8 @@ impl WalWriter {
             }
             return Err(error);
         }
-        self.len += bytes.len() as u64;
-        self.unsynced_bytes += bytes.len() as u64;
+        self.len += written;
+        self.unsynced_bytes += written;
         Ok(())
     }
 
@@ -244,12 +254,12 @@ mod tests {
         let codec = RecordCodec::plain();
         let mut writer = WalWriter::create(dir.path(), 1).unwrap();
         writer
-            .append(&arrow_record(&codec, &[event("a"), event("b")]))
+            .append(&[arrow_record(&codec, &[event("a"), event("b")])])
             .unwrap();
         // Records written as JSON lines (older versions, tools) replay alike.
-        writer.append(&codec.encode(&[event("c")])).unwrap();
+        writer.append(&[codec.encode(&[event("c")])]).unwrap();
         let partial = arrow_record(&codec, &[event("lost")]);
-        writer.append(&partial[..partial.len() / 2]).unwrap();
+        writer.append(&[&partial[..partial.len() / 2]]).unwrap();
         writer.sync().unwrap();
 
         let replay = replay(dir.path(), &codec, 0).unwrap();
@@ -267,11 +277,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let codec = RecordCodec::plain();
         let mut writer = WalWriter::create(dir.path(), 1).unwrap();
-        writer.append(&arrow_record(&codec, &[event("a")])).unwrap();
+        writer
+            .append(&[arrow_record(&codec, &[event("a")])])
+            .unwrap();
         let mut garbage = Vec::new();
         codec.seal_into(PayloadFormat::ArrowIpc, b"not arrow".to_vec(), &mut garbage);
-        writer.append(&garbage).unwrap();
-        writer.append(&arrow_record(&codec, &[event("b")])).unwrap();
+        writer.append(&[garbage]).unwrap();
+        writer
+            .append(&[arrow_record(&codec, &[event("b")])])
+            .unwrap();
         writer.sync().unwrap();
         let replay = replay(dir.path(), &codec, 0).unwrap();
         assert_eq!(messages(&replay), ["a", "b"]);
@@ -285,11 +299,11 @@ mod tests {
         let codec = RecordCodec::plain();
         let mut writer = WalWriter::create(dir.path(), 1).unwrap();
         writer
-            .append(&arrow_record(&codec, &[event("old")]))
+            .append(&[arrow_record(&codec, &[event("old")])])
             .unwrap();
         assert_eq!(writer.rotate().unwrap(), 1);
         writer
-            .append(&arrow_record(&codec, &[event("new")]))
+            .append(&[arrow_record(&codec, &[event("new")])])
             .unwrap();
         writer.sync().unwrap();
         let replay = replay(dir.path(), &codec, 1).unwrap();
