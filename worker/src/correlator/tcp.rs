@@ -2,6 +2,7 @@
 //! handing batches on. A read waits while the next stage is full, so a fast sender is slowed
 //! by TCP flow control instead of losing messages.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,13 +12,16 @@ use meniscus_grid::Transport;
 use meniscus_syslog::{Framer, Framing};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
 use super::syslog_event::{Refusal, SourceContext};
 use super::tls::TlsListener;
 use super::Correlator;
-use crate::pipeline::{Batch, WhenFull};
+use crate::pipeline::{Batch, StageError, WhenFull};
 
 const READ_BUFFER_BYTES: usize = 256 * 1024;
+/// Batches of one connection handed on and not yet acknowledged, at most.
+const MAX_BATCHES_IN_FLIGHT: usize = 4;
 /// A TLS client that has not finished its handshake by then is dropped, so slow or silent
 /// clients cannot hold connection slots forever.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -110,6 +114,12 @@ async fn read_stream<S: AsyncRead + Unpin>(
     // Sized like the previous read's batch: growing a vector of events by doubling copied it
     // several times per read and kept faulting in fresh pages.
     let mut events_per_read = 64;
+    // Batches handed on but not yet acknowledged. A durable batch is acknowledged after its
+    // fsync; waiting for each before reading on would leave one connection idle for every
+    // fsync. Syslog senders get no acknowledgement anyway, so a few batches may be in flight;
+    // the cap keeps memory bounded and the queue's backpressure still reaches the socket.
+    let mut in_flight: VecDeque<JoinHandle<Result<(), StageError>>> = VecDeque::new();
+    let mut failed = false;
     loop {
         let (read, at_end) = match stream.read(&mut buffer).await {
             Ok(0) => (0, true),
@@ -160,12 +170,16 @@ async fn read_stream<S: AsyncRead + Unpin>(
         if !events.is_empty() {
             events_per_read = events.len().max(64);
             correlator.count_received(&events, transport, bytes_in);
-            if correlator
-                .next
-                .submit(Batch::new(events), WhenFull::Wait)
-                .await
-                .is_err()
-            {
+            let next = correlator.next.clone();
+            in_flight.push_back(tokio::spawn(async move {
+                next.submit(Batch::new(events), WhenFull::Wait).await
+            }));
+            while in_flight.len() > MAX_BATCHES_IN_FLIGHT {
+                if let Some(oldest) = in_flight.pop_front() {
+                    failed |= !matches!(oldest.await, Ok(Ok(())));
+                }
+            }
+            if failed {
                 tracing::error!(%peer, "storage unavailable; closing the connection so the sender keeps its messages");
                 break;
             }
@@ -173,6 +187,10 @@ async fn read_stream<S: AsyncRead + Unpin>(
         if at_end {
             break;
         }
+    }
+    // The connection counts as open until what it sent is handed on.
+    for handle in in_flight {
+        let _ = handle.await;
     }
     drop(gauge);
 }

@@ -36,7 +36,7 @@ use crate::columnar::{schema, TenantBatch};
 pub const WINDOW_SECONDS: i64 = 3600;
 const MANIFEST: &str = "MANIFEST.json";
 /// Flushes favour speed (they run while ingest goes on); compaction compresses harder later.
-const FLUSH_ZSTD_LEVEL: i32 = 3;
+const FLUSH_ZSTD_LEVEL: i32 = 1;
 
 pub fn window_of(time: DateTime<Utc>) -> i64 {
     time.timestamp().div_euclid(WINDOW_SECONDS) * WINDOW_SECONDS
