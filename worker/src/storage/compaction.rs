@@ -34,17 +34,26 @@ impl Default for CompactionOptions {
     }
 }
 
-/// Files to compact, in groups that each become one file. Only files not yet compacted in
-/// windows that closed at least `grace` before `now` (seconds since the epoch) are taken;
-/// groups never exceed `max_rows` unless one file alone does (it is then recompressed alone).
+/// Files to compact, in groups that each become one file. Windows that closed at least
+/// `grace` before `now` (seconds since the epoch) and still have files not yet compacted are
+/// taken: those files, plus compacted files of the same window under half of `max_rows` (late
+/// events then merge into what is there instead of adding file after file). Groups never
+/// exceed `max_rows` unless one file alone does (it is then recompressed alone).
 pub fn plan(files: &[FileEntry], now: i64, options: &CompactionOptions) -> Vec<Vec<FileEntry>> {
     if options.zstd_level <= 0 {
         return Vec::new();
     }
     let grace = options.grace.as_secs() as i64;
+    let closed = |entry: &FileEntry| entry.window + WINDOW_SECONDS + grace <= now;
+    let due: std::collections::HashSet<(&str, i64)> = files
+        .iter()
+        .filter(|entry| !entry.compacted && closed(entry))
+        .map(|entry| (entry.tenant.as_str(), entry.window))
+        .collect();
     let mut candidates: Vec<&FileEntry> = files
         .iter()
-        .filter(|entry| !entry.compacted && entry.window + WINDOW_SECONDS + grace <= now)
+        .filter(|entry| due.contains(&(entry.tenant.as_str(), entry.window)))
+        .filter(|entry| !entry.compacted || entry.rows < options.max_rows / 2)
         .collect();
     candidates.sort_by(|a, b| (&a.tenant, a.window, &a.path).cmp(&(&b.tenant, b.window, &b.path)));
     let mut groups: Vec<Vec<FileEntry>> = Vec::new();
@@ -104,7 +113,8 @@ mod tests {
             file("a", 0, "1", 40, false),
             file("a", 0, "2", 40, false),
             file("a", 0, "3", 40, false), // over 100 with the first two: a group of its own
-            file("a", 0, "old", 90, true), // already compacted
+            file("a", 0, "old", 90, true), // compacted and over half the limit: left alone
+            file("b", 0, "0-small", 20, true), // compacted and small: merged with new files
             file("b", 0, "1", 10, false), // another tenant: its own group
             file("a", hour, "1", 500, false), // alone over the limit: recompressed alone
             file("a", 9 * hour, "1", 5, false), // closed at 10h, but within the grace
@@ -117,13 +127,15 @@ mod tests {
                 vec!["a/0/1", "a/0/2"],
                 vec!["a/0/3"],
                 vec!["a/3600/1"],
-                vec!["b/0/1"],
+                vec!["b/0/0-small", "b/0/1"],
             ]
         );
         let backlog: usize = groups.iter().map(Vec::len).sum();
-        assert_eq!(backlog, 5);
+        assert_eq!(backlog, 6);
         // After the grace the 9h window is due too.
         assert_eq!(plan(&files, now + 60, &options).len(), 5);
+        // A window whose files are all compacted is done, however small they are.
+        assert!(plan(&[file("c", 0, "1", 5, true)], now, &options).is_empty());
     }
 
     #[test]

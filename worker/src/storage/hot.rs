@@ -14,12 +14,14 @@ use std::time::Instant;
 
 use chrono::{DateTime, TimeZone, Utc};
 use datafusion::arrow::array::new_null_array;
+use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::array::{
     Array, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use datafusion::arrow::compute::{
-    concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch, SortColumn,
+    concat, filter_record_batch, interleave_record_batch, lexsort_to_indices, SortColumn,
 };
+use datafusion::arrow::datatypes::DataType;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -137,6 +139,9 @@ struct State {
     /// Files replaced by compaction, deleted once queries that listed them are done.
     retired: Vec<(PathBuf, Instant)>,
 }
+
+/// Rows gathered into one sorted slice when a compacted file is written.
+const COMPACTION_SLICE_ROWS: usize = 64 * 1024;
 
 /// How long a file replaced by compaction stays on disk: longer than any query may run.
 const RETIRED_FILE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(300);
@@ -427,10 +432,9 @@ impl HotStore {
                 batches.push(conform(&batch.map_err(io::Error::other)?)?);
             }
         }
-        let merged = concat_batches(&schema(), &batches).map_err(io::Error::other)?;
-        drop(batches);
-        let sorted = sort_for_compaction(&merged)?;
-        drop(merged);
+        // Only the sort keys are concatenated; rows are then gathered from the batches as
+        // read, one output slice at a time, so memory holds the input once plus one slice.
+        let order = compaction_order(&batches)?;
         let flush_seq = {
             let mut state = self.state.write();
             let seq = state.manifest.next_flush_seq;
@@ -442,12 +446,18 @@ impl HotStore {
             first.tenant,
             window_dir_name(first.window)
         );
-        let bytes = write_parquet(&self.root.join(&relative), &[sorted.clone()], zstd_level)?;
+        let inputs: Vec<&RecordBatch> = batches.iter().collect();
+        let slices = order
+            .chunks(COMPACTION_SLICE_ROWS)
+            .map(|slice| interleave_record_batch(&inputs, slice).map_err(io::Error::other));
+        let bytes = write_parquet_slices(&self.root.join(&relative), slices, zstd_level)?;
+        let rows = order.len();
+        drop(batches);
         let entry = FileEntry {
             tenant: first.tenant.clone(),
             window: first.window,
             path: relative,
-            rows: sorted.num_rows() as u64,
+            rows: rows as u64,
             bytes,
             compacted: true,
         };
@@ -634,26 +644,47 @@ fn conform(batch: &RecordBatch) -> io::Result<RecordBatch> {
     RecordBatch::try_new(target, columns).map_err(io::Error::other)
 }
 
-/// Rows ordered by `pname`, then `ts`: a program's messages together, in time order.
-fn sort_for_compaction(batch: &RecordBatch) -> io::Result<RecordBatch> {
-    let column = |name: &str| {
-        batch
-            .column_by_name(name)
-            .cloned()
-            .ok_or_else(|| io::Error::other(format!("no column {name}")))
+/// Rows of a compacted file, as (batch, row) pairs: ordered by `pname`, then `ts`, so a
+/// program's messages sit together, in time order.
+fn compaction_order(batches: &[RecordBatch]) -> io::Result<Vec<(usize, usize)>> {
+    let keys = |name: &str| -> io::Result<ArrayRef> {
+        let columns: Vec<&dyn Array> = batches
+            .iter()
+            .map(|batch| {
+                batch
+                    .column_by_name(name)
+                    .map(|column| column.as_ref())
+                    .ok_or_else(|| io::Error::other(format!("no column {name}")))
+            })
+            .collect::<io::Result<_>>()?;
+        if columns.is_empty() {
+            return Ok(new_null_array(&DataType::Null, 0));
+        }
+        concat(&columns).map_err(io::Error::other)
     };
-    let keys = vec![
+    let sort_columns = vec![
         SortColumn {
-            values: column("pname")?,
+            values: keys("pname")?,
             options: None,
         },
         SortColumn {
-            values: column("ts")?,
+            values: keys("ts")?,
             options: None,
         },
     ];
-    let indices = lexsort_to_indices(&keys, None).map_err(io::Error::other)?;
-    take_record_batch(batch, &indices).map_err(io::Error::other)
+    let mut location = Vec::new();
+    for (batch_index, batch) in batches.iter().enumerate() {
+        location.extend((0..batch.num_rows()).map(|row| (batch_index, row)));
+    }
+    if location.is_empty() {
+        return Ok(location);
+    }
+    let indices = lexsort_to_indices(&sort_columns, None).map_err(io::Error::other)?;
+    Ok(indices
+        .values()
+        .iter()
+        .map(|index| location[*index as usize])
+        .collect())
 }
 
 fn write_manifest(root: &Path, manifest: &Manifest) -> io::Result<()> {
@@ -706,6 +737,19 @@ fn writer_properties(zstd_level: i32) -> WriterProperties {
 
 /// Writes batches to one Parquet file (via a temporary name, fsynced) and returns its size.
 fn write_parquet(path: &Path, batches: &[RecordBatch], zstd_level: i32) -> io::Result<u64> {
+    write_parquet_slices(
+        path,
+        batches.iter().map(|batch| Ok(batch.clone())),
+        zstd_level,
+    )
+}
+
+/// [`write_parquet`] for batches made one at a time.
+fn write_parquet_slices(
+    path: &Path,
+    batches: impl Iterator<Item = io::Result<RecordBatch>>,
+    zstd_level: i32,
+) -> io::Result<u64> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("parquet path has no parent"))?;
@@ -715,7 +759,7 @@ fn write_parquet(path: &Path, batches: &[RecordBatch], zstd_level: i32) -> io::R
     let mut writer = ArrowWriter::try_new(file, schema(), Some(writer_properties(zstd_level)))
         .map_err(io::Error::other)?;
     for batch in batches {
-        writer.write(batch).map_err(io::Error::other)?;
+        writer.write(&batch?).map_err(io::Error::other)?;
     }
     let file = writer.into_inner().map_err(io::Error::other)?;
     file.sync_all()?;
