@@ -20,7 +20,8 @@ pub struct CompactionOptions {
     /// Most rows in one compacted file: bounds the memory one compaction needs (the rows are
     /// sorted in memory).
     pub max_rows: u64,
-    /// How long after a window ends its files are still left alone, for late events.
+    /// How long a window is left alone after it ends and after its newest file was written:
+    /// late events and a backlog being replayed land first, then the window is compacted once.
     pub grace: Duration,
 }
 
@@ -28,15 +29,15 @@ impl Default for CompactionOptions {
     fn default() -> Self {
         CompactionOptions {
             zstd_level: 9,
-            max_rows: 512 * 1024,
+            max_rows: 256 * 1024,
             grace: Duration::from_secs(120),
         }
     }
 }
 
 /// Files to compact, in groups that each become one file. Windows that closed at least
-/// `grace` before `now` (seconds since the epoch) and still have files not yet compacted are
-/// taken: those files, plus compacted files of the same window under half of `max_rows` (late
+/// `grace` before `now` (seconds since the epoch), whose newest file is at least `grace` old,
+/// and that still have files not yet compacted are taken: those files, plus compacted files of the same window under half of `max_rows` (late
 /// events then merge into what is there instead of adding file after file). Groups never
 /// exceed `max_rows` unless one file alone does (it is then recompressed alone).
 pub fn plan(files: &[FileEntry], now: i64, options: &CompactionOptions) -> Vec<Vec<FileEntry>> {
@@ -45,9 +46,17 @@ pub fn plan(files: &[FileEntry], now: i64, options: &CompactionOptions) -> Vec<V
     }
     let grace = options.grace.as_secs() as i64;
     let closed = |entry: &FileEntry| entry.window + WINDOW_SECONDS + grace <= now;
+    let mut newest: std::collections::HashMap<(&str, i64), i64> = Default::default();
+    for entry in files {
+        let created = newest
+            .entry((entry.tenant.as_str(), entry.window))
+            .or_insert(i64::MIN);
+        *created = (*created).max(entry.created);
+    }
+    let quiet = |entry: &FileEntry| newest[&(entry.tenant.as_str(), entry.window)] + grace <= now;
     let due: std::collections::HashSet<(&str, i64)> = files
         .iter()
-        .filter(|entry| !entry.compacted && closed(entry))
+        .filter(|entry| !entry.compacted && closed(entry) && quiet(entry))
         .map(|entry| (entry.tenant.as_str(), entry.window))
         .collect();
     let mut candidates: Vec<&FileEntry> = files
@@ -78,6 +87,19 @@ pub fn plan(files: &[FileEntry], now: i64, options: &CompactionOptions) -> Vec<V
     groups
 }
 
+/// Files not yet compacted in windows that have ended: what compaction still has to do, now or
+/// once the window has been quiet for the grace (the `meniscus_hot_compaction_backlog_files`
+/// gauge).
+pub fn backlog(files: &[FileEntry], now: i64, options: &CompactionOptions) -> usize {
+    if options.zstd_level <= 0 {
+        return 0;
+    }
+    files
+        .iter()
+        .filter(|entry| !entry.compacted && entry.window + WINDOW_SECONDS <= now)
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +112,7 @@ mod tests {
             rows,
             bytes: rows * 40,
             compacted,
+            created: 0,
         }
     }
 
@@ -130,10 +153,18 @@ mod tests {
                 vec!["b/0/0-small", "b/0/1"],
             ]
         );
-        let backlog: usize = groups.iter().map(Vec::len).sum();
-        assert_eq!(backlog, 6);
+        assert_eq!(
+            backlog(&files, now, &options),
+            6,
+            "every uncompacted file of an ended window"
+        );
         // After the grace the 9h window is due too.
         assert_eq!(plan(&files, now + 60, &options).len(), 5);
+        // A window still being written to waits until it has been quiet for the grace.
+        let mut busy = files.clone();
+        busy[4].created = now - 10; // tenant b's window 0 got a file ten seconds ago
+        assert_eq!(plan(&busy, now, &options).len(), 3);
+        assert_eq!(plan(&busy, now + 50, &options).len(), 5);
         // A window whose files are all compacted is done, however small they are.
         assert!(plan(&[file("c", 0, "1", 5, true)], now, &options).is_empty());
     }

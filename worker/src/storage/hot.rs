@@ -64,6 +64,9 @@ pub struct FileEntry {
     /// Written by compaction (sorted, compressed harder); flushed files are not.
     #[serde(default)]
     pub compacted: bool,
+    /// When the file was written, seconds since the epoch (0 in manifests of older versions).
+    #[serde(default)]
+    pub created: i64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -345,6 +348,7 @@ impl HotStore {
                 rows,
                 bytes,
                 compacted: false,
+                created: Utc::now().timestamp(),
             });
         }
         let mut state = self.state.write();
@@ -460,6 +464,7 @@ impl HotStore {
             rows: rows as u64,
             bytes,
             compacted: true,
+            created: Utc::now().timestamp(),
         };
         let mut state = self.state.write();
         let still_live = group.iter().all(|old| {
@@ -903,9 +908,10 @@ mod tests {
         }
         let before = store.file_entries();
         assert_eq!(before.len(), 3);
+        // Planned after the window has been quiet for the grace.
         let groups = super::super::compaction::plan(
             &before,
-            Utc::now().timestamp(),
+            Utc::now().timestamp() + 600,
             &super::super::compaction::CompactionOptions::default(),
         );
         assert_eq!(groups.len(), 1);

@@ -404,7 +404,7 @@ impl Flusher {
         let files = self.hot.file_entries();
         let now = chrono::Utc::now().timestamp();
         let plan = compaction::plan(&files, now, &self.compaction);
-        let backlog: usize = plan.iter().map(Vec::len).sum();
+        let backlog = compaction::backlog(&files, now, &self.compaction);
         self.metrics.compaction_backlog.set(&[], backlog as u64);
         let Some(group) = plan.first() else {
             return;
@@ -413,9 +413,11 @@ impl Flusher {
         match self.hot.compact(group, self.compaction.zstd_level) {
             Ok(Some(entry)) => {
                 self.metrics.compactions.inc(&[]);
-                self.metrics
-                    .compaction_backlog
-                    .set(&[], (backlog - group.len()) as u64);
+                self.metrics.compaction_backlog.set(
+                    &[],
+                    backlog.saturating_sub(group.iter().filter(|old| !old.compacted).count())
+                        as u64,
+                );
                 let bytes_before: u64 = group.iter().map(|old| old.bytes).sum();
                 tracing::info!(
                     tenant = %entry.tenant,
