@@ -219,6 +219,14 @@ struct Committer {
     flush_sender: std::sync::mpsc::SyncSender<Arc<Frozen>>,
 }
 
+/// A submission written in the current group commit: its batches, whether it is durable, and
+/// who waits for its acknowledgement.
+type PendingAppend = (
+    Vec<TenantBatch>,
+    bool,
+    oneshot::Sender<Result<(), StageError>>,
+);
+
 /// Most bytes one group commit gathers before it writes.
 const GROUP_BYTES: usize = 8 * 1024 * 1024;
 
@@ -291,15 +299,7 @@ impl Committer {
         Ok(())
     }
 
-    fn acknowledge(
-        &mut self,
-        appends: Vec<(
-            Vec<TenantBatch>,
-            bool,
-            oneshot::Sender<Result<(), StageError>>,
-        )>,
-        result: Result<(), StageError>,
-    ) {
+    fn acknowledge(&mut self, appends: Vec<PendingAppend>, result: Result<(), StageError>) {
         if let Err(error) = &result {
             tracing::error!(%error, "batch not stored");
         }
@@ -361,14 +361,21 @@ struct Flusher {
 
 impl Flusher {
     fn run(self) {
+        let mut compacting = false;
         loop {
-            match self.receiver.recv_timeout(Duration::from_secs(1)) {
+            // While compaction has work, only look for a waiting flush between groups.
+            let wait = if compacting {
+                Duration::ZERO
+            } else {
+                Duration::from_secs(1)
+            };
+            match self.receiver.recv_timeout(wait) {
                 Ok(frozen) => self.flush(&frozen),
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
             }
             // One group per turn, so a waiting flush is never held up by more than one.
-            self.compact_one();
+            compacting = self.compact_one();
             self.hot.delete_retired();
         }
     }
@@ -400,14 +407,15 @@ impl Flusher {
         }
     }
 
-    fn compact_one(&self) {
+    /// Compacts one group if one is due; true when it did (more may be waiting).
+    fn compact_one(&self) -> bool {
         let files = self.hot.file_entries();
         let now = chrono::Utc::now().timestamp();
         let plan = compaction::plan(&files, now, &self.compaction);
         let backlog = compaction::backlog(&files, now, &self.compaction);
         self.metrics.compaction_backlog.set(&[], backlog as u64);
         let Some(group) = plan.first() else {
-            return;
+            return false;
         };
         let started = std::time::Instant::now();
         match self.hot.compact(group, self.compaction.zstd_level) {
@@ -429,12 +437,14 @@ impl Flusher {
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "compacted a closed window"
                 );
+                true
             }
-            Ok(None) => {}
+            Ok(None) => true,
             Err(error) => {
                 // The old files stay live; the next turn tries again. A full disk backs off.
                 tracing::error!(%error, "compaction failed; retrying in 5s");
                 thread::sleep(Duration::from_secs(5));
+                false
             }
         }
     }
