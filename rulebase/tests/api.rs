@@ -3,6 +3,16 @@
 use meniscus_rulebase::Rulebase;
 use proptest::prelude::*;
 use serde_json::Value;
+use std::path::PathBuf;
+
+/// This package's directory in the checkout being tested. `cargo test` sets it at run time;
+/// the compile-time value would name whichever clone last compiled this file, since clones
+/// share one cached target directory and cargo reuses the binary when no source changed.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
 
 #[test]
 fn malformed_rulebase_reports_file_line_column() {
@@ -83,11 +93,9 @@ fn builtins_compile_and_match_their_samples() {
         assert!(Rulebase::builtin_text(name)
             .expect("text")
             .contains("# Built-in rulebase"));
-        let samples = std::fs::read_to_string(format!(
-            "{}/builtin/{name}.samples",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .expect("samples");
+        let samples =
+            std::fs::read_to_string(manifest_dir().join(format!("builtin/{name}.samples")))
+                .expect("samples");
         let matched = samples.lines().filter(|l| rb.normalize(l).matched).count();
         assert!(
             matched + 1 >= samples.lines().count(),

@@ -8,11 +8,20 @@
 
 use meniscus_rulebase::Rulebase;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+/// This package's directory in the checkout being tested. `cargo test` sets it at run time;
+/// the compile-time value would name whichever clone last compiled this file, since clones
+/// share one cached target directory and cargo reuses the binary when no source changed.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
+    manifest_dir().join("tests/corpus")
 }
 
 fn have_lognormalizer() -> bool {
@@ -163,7 +172,7 @@ fn corpus_matches_liblognorm() {
 #[test]
 fn builtins_match_liblognorm() {
     ensure_lognormalizer();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("builtin");
+    let dir = manifest_dir().join("builtin");
     for name in Rulebase::builtin_names() {
         let samples =
             std::fs::read_to_string(dir.join(format!("{name}.samples"))).expect("samples file");

@@ -265,9 +265,13 @@ pub fn run(command: &mut Command) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// The repository root (for dev/peers scripts).
+/// The repository root (for dev/peers scripts). From the run-time `CARGO_MANIFEST_DIR` that
+/// `cargo test` sets: the compile-time value names whichever clone last compiled this file,
+/// since clones share one cached target directory.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .parent()
         .unwrap()
         .to_path_buf()
