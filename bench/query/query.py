@@ -384,6 +384,7 @@ tenants:
     log(f"compaction: {compactions} runs in ~{compact_s:.0f}s (after the restart); live files {len(compacted)}, "
         f"{compacted_bytes:,} B, {sum(f['rows'] for f in compacted):,} rows")
     rss_idle = status_kb(srv.pid, "VmRSS") / 1024
+    compaction_rss = status_kb(srv.pid, "VmHWM") / 1024
     frm, to = rfc3339(base), rfc3339(end)
     rows = []  # (name, kind, [(wall, cpu)], check)
 
@@ -513,7 +514,8 @@ tenants:
         refs.append(f"zstd -3 {zstd_b / raw_bytes:.3f}")
     refs.append(f"gzip -6 {gzip_b / raw_bytes:.3f}")
     out.append(f"# reference: the raw lines compressed whole: " + ", ".join(refs) + " x raw")
-    out.append(f"# query-phase RSS: {rss_idle:.0f} MB after restart, peak {query_rss:.0f} MB; second stop exit {rc2}")
+    out.append(f"# after the restart: peak RSS {compaction_rss:.0f} MB while compacting, {rss_idle:.0f} MB once done; "
+               f"peak {query_rss:.0f} MB by the end of the queries; second stop exit {rc2}")
     out.extend("# " + n for n in notes)
     text = "\n".join(out) + "\n"
     print(text, end="")
