@@ -9,9 +9,12 @@ Run through bench/query/run.sh, which compiles the generator (qgen.c) and calls 
 2. Meniscus standalone (one tenant, a TCP listener bound to it, octet-counting) ingests them
    over CONNS connections; done when meniscus_stored_events_total says COUNT, then
    SELECT count(*) must agree. Then SIGTERM (memory is flushed to Parquet), bounded wait.
-3. Footprint: du -sb DATA/hot (and DATA/wal) / raw bytes; zstd -3 and gzip -6 of the raw file as
-   a reference.
-4. Restart (queries read Parquet only) and run each query RUNS times: wall time, server CPU
+3. Footprint after the flushes: du -sb DATA/hot (and DATA/wal) / raw bytes; zstd -3 and gzip -6 of
+   the raw file as a reference.
+4. Restart (queries read Parquet only); wait until meniscus_hot_compaction_backlog_files is 0
+   (every hour has ended, so compaction rewrites them all once they have been quiet for two
+   minutes) and take the footprint again from the manifest's live files. Then run each query
+   RUNS times: wall time, server CPU
    (utime+stime of the Meniscus process from /proc/PID/stat around the request), result checked
    against the reference. Peers run RUNS times over LINES (page cache warm for both):
    grep -c -F TOKEN, and a mawk pass counting lines per (minute, severity).
