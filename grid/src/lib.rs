@@ -5,11 +5,13 @@
 //!   authenticates tokens.
 //! - [`record`]: the framed, checksummed, optionally compressed and encrypted batch of events that
 //!   the write-ahead log appends, a spool holds and the wire carries.
+//! - [`rate_limit`]: the token bucket behind a tenant's `limits.eventsPerSecond`.
 //! - [`duration`]: human durations (`7d`, `36h`) used in specs.
 #![forbid(unsafe_code)]
 
 pub mod duration;
 pub mod event;
+pub mod rate_limit;
 pub mod record;
 pub mod tenant;
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::duration::HumanDuration;
+use crate::rate_limit::RateLimiter;
 
 /// A tenant id: a DNS-1123 label (`[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 bytes).
 ///
@@ -76,6 +77,22 @@ pub struct TenantSpec {
     pub producers: Vec<ProducerSpec>,
     #[serde(default)]
     pub retention: RetentionSpec,
+    #[serde(default)]
+    pub limits: LimitsSpec,
+}
+
+/// Per-tenant ingest limits. Without them a tenant is only bounded by the shared queues.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// Events per second accepted over HTTP and syslog TCP/TLS. Over it, HTTP answers 429 with
+    /// `Retry-After` and syslog streams are slowed down (nothing is dropped). UDP is not
+    /// limited: a datagram cannot be slowed down, only dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_per_second: Option<u64>,
+    /// Events accepted at once above the rate (default: one second's worth).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst_events: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -148,6 +165,8 @@ pub struct Tenant {
     pub spec: TenantSpec,
     producers: HashMap<String, Producer>,
     default_producer: Producer,
+    /// `limits.eventsPerSecond`, when set.
+    pub ingest_limit: Option<RateLimiter>,
 }
 
 impl Tenant {
@@ -219,11 +238,19 @@ impl Tenant {
             durable: false,
             encrypted: false,
         });
+        let ingest_limit = spec.limits.events_per_second.map(|rate| {
+            RateLimiter::new(
+                rate,
+                spec.limits.burst_events.unwrap_or(rate),
+                std::time::Instant::now(),
+            )
+        });
         Ok(Tenant {
             id: spec.id.clone(),
             spec,
             producers,
             default_producer,
+            ingest_limit,
         })
     }
 }

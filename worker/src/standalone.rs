@@ -77,6 +77,7 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
             }],
             producers: Vec::new(),
             retention: Default::default(),
+            limits: Default::default(),
         });
         demo = Some(token);
     }

@@ -156,6 +156,29 @@ async fn publish_inner(
     if events.is_empty() {
         return Err(ApiError::bad_request("the body holds no log message"));
     }
+    let event_count = events.len() as u64;
+    if let Some(limit) = &tenant.ingest_limit {
+        if let Err(wait) = limit.try_take(event_count, std::time::Instant::now()) {
+            state
+                .correlator
+                .metrics
+                .rate_limited
+                .add(&[tenant.id.as_str(), "http"], event_count);
+            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+            let mut error = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "tenant {} is over its ingest limit of {} events/s (burst {}); nothing from this request was stored, retry after {seconds} s",
+                    tenant.id,
+                    limit.events_per_second(),
+                    limit.burst()
+                ),
+            );
+            error.retry_after_seconds = Some(seconds);
+            return Err(error);
+        }
+    }
     let job_id = assign_job(&mut events);
     state
         .correlator
@@ -167,6 +190,10 @@ async fn publish_inner(
         .await
         .inspect_err(|_| {
             state.correlator.metrics.backpressure.inc(&["http"]);
+            // Nothing was stored: the request does not count against the limit.
+            if let Some(limit) = &tenant.ingest_limit {
+                limit.refund(event_count);
+            }
         })?;
     Ok(match job_id {
         Some(job_id) => {

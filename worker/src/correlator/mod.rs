@@ -73,6 +73,40 @@ impl Correlator {
         }
     }
 
+    /// Charges a batch to its tenants' ingest limits and returns how long the stream should
+    /// pause to stay within them (zero when every tenant is within its limit).
+    pub fn pace(
+        &self,
+        registry: &TenantRegistry,
+        events: &[meniscus_grid::Event],
+        transport: Transport,
+    ) -> std::time::Duration {
+        let now = std::time::Instant::now();
+        let mut pause = std::time::Duration::ZERO;
+        let mut first = 0;
+        while first < events.len() {
+            let tenant_id = &events[first].meniscus.tenant;
+            let run = events[first..]
+                .iter()
+                .take_while(|event| &event.meniscus.tenant == tenant_id)
+                .count();
+            if let Some(limit) = registry
+                .get(tenant_id)
+                .and_then(|tenant| tenant.ingest_limit.as_ref())
+            {
+                let wait = limit.take(run as u64, now);
+                if !wait.is_zero() {
+                    self.metrics
+                        .rate_limited
+                        .add(&[tenant_id, transport.as_str()], run as u64);
+                    pause = pause.max(wait);
+                }
+            }
+            first += run;
+        }
+        pause
+    }
+
     /// Authenticates and counts a failure by reason.
     pub fn authenticate(
         &self,

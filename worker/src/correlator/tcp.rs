@@ -170,6 +170,12 @@ async fn read_stream<S: AsyncRead + Unpin>(
         if !events.is_empty() {
             events_per_read = events.len().max(64);
             correlator.count_received(&events, transport, bytes_in);
+            // Over a tenant's ingest limit: stop reading for a while, so TCP flow control
+            // slows the sender down and nothing is dropped.
+            let pause = correlator.pace(&registry, &events, transport);
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
             let next = correlator.next.clone();
             in_flight.push_back(tokio::spawn(async move {
                 next.submit(Batch::new(events), WhenFull::Wait).await
