@@ -440,6 +440,11 @@ impl Flusher {
                 true
             }
             Ok(None) => true,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                // Retention removed a file of the group meanwhile; the next plan sees that.
+                tracing::info!(%error, "compaction group changed while it was read; planning again");
+                true
+            }
             Err(error) => {
                 // The old files stay live; the next turn tries again. A full disk backs off.
                 tracing::error!(%error, "compaction failed; retrying in 5s");
