@@ -159,6 +159,10 @@ pub struct StorageConfig {
     /// each).
     #[serde(default = "default_compaction_max_rows")]
     pub compaction_max_rows: u64,
+    /// How long an hour is left alone after it ends and after its newest file, before it is
+    /// compacted (late events and replayed backlogs land first).
+    #[serde(default = "default_compaction_grace")]
+    pub compaction_grace: HumanDuration,
     /// Longest time events stay only in memory and the write-ahead log.
     #[serde(default = "default_flush_interval")]
     pub flush_interval: HumanDuration,
@@ -246,6 +250,10 @@ fn default_compaction_zstd_level() -> i32 {
 
 // 256 k rows are about 100 MB in memory while they are sorted: compaction of a past hour
 // then fits beside full-speed ingest within bench/e2e's 512 MiB.
+fn default_compaction_grace() -> HumanDuration {
+    HumanDuration(Duration::from_secs(120))
+}
+
 fn default_compaction_max_rows() -> u64 {
     256 * 1024
 }

@@ -107,7 +107,7 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         compaction: CompactionOptions {
             zstd_level: config.storage.compaction_zstd_level,
             max_rows: config.storage.compaction_max_rows,
-            ..CompactionOptions::default()
+            grace: config.storage.compaction_grace.0,
         },
         flush_interval: config.storage.flush_interval.0,
     };
