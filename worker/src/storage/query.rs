@@ -193,6 +193,7 @@ impl QueryEngine {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("query")
+            .on_thread_stop(crate::allocator::release_thread_memory)
             .enable_all()
             .build()
             .map_err(|error| {
