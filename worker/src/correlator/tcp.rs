@@ -196,7 +196,10 @@ async fn read_stream<S: AsyncRead + Unpin>(
     }
     // The connection counts as open until what it sent is handed on.
     for handle in in_flight {
-        let _ = handle.await;
+        if !matches!(handle.await, Ok(Ok(()))) && !failed {
+            failed = true;
+            tracing::error!(%peer, "storage unavailable; the last messages of this connection were not stored");
+        }
     }
     drop(gauge);
 }
