@@ -9,6 +9,8 @@ use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::tenant::Producer;
+
 /// How the message reached Meniscus.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -91,7 +93,53 @@ pub struct Correlation {
     pub truncated_from: Option<u64>,
 }
 
+impl Correlation {
+    /// The correlation of a new event from `producer` of `tenant`: a fresh ULID stamped with
+    /// the receive time, no job yet, nothing flagged.
+    pub fn new(
+        tenant: &str,
+        producer: &Producer,
+        transport: Transport,
+        received_at: DateTime<Utc>,
+    ) -> Correlation {
+        Correlation {
+            tenant: tenant.to_string(),
+            producer: producer.name.clone(),
+            pattern: producer.pattern.clone(),
+            durable: producer.durable,
+            encrypted: producer.encrypted,
+            event_id: new_ulid_at(received_at),
+            job_id: None,
+            received_at,
+            transport,
+            parse_error: None,
+            raw: None,
+            raw_encoding: None,
+            truncated_from: None,
+        }
+    }
+}
+
 impl Event {
+    /// An event that is only a message: no syslog header fields, no structured data (a frame
+    /// that did not parse; the starting point of tests).
+    pub fn from_message(msg: String, meniscus: Correlation) -> Event {
+        Event {
+            time: None,
+            host: None,
+            pname: None,
+            pid: None,
+            msgid: None,
+            pri: None,
+            ver: None,
+            msg,
+            native: Map::new(),
+            meniscus,
+            normalized: Map::new(),
+            tags: Vec::new(),
+        }
+    }
+
     pub fn severity(&self) -> Option<u8> {
         self.pri.map(|pri| pri & 7)
     }

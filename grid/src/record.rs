@@ -283,39 +283,20 @@ pub fn split_record(buf: &[u8]) -> Result<(&[u8], u8, u8, usize), RecordError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{new_ulid, Correlation, Transport};
+    use crate::event::{Correlation, Transport};
+    use crate::tenant::Producer;
     use chrono::Utc;
     use proptest::prelude::*;
 
     fn event(msg: &str) -> Event {
-        Event {
-            time: None,
-            host: Some("h".into()),
-            pname: None,
-            pid: None,
-            msgid: None,
-            pri: Some(13),
-            ver: None,
-            msg: msg.into(),
-            native: Default::default(),
-            meniscus: Correlation {
-                tenant: "t".into(),
-                producer: "default".into(),
-                pattern: None,
-                durable: false,
-                encrypted: false,
-                event_id: new_ulid(),
-                job_id: None,
-                received_at: Utc::now(),
-                transport: Transport::Udp,
-                parse_error: None,
-                raw: None,
-                raw_encoding: None,
-                truncated_from: None,
-            },
-            normalized: Default::default(),
-            tags: vec![],
-        }
+        let producer = Producer::plain("default");
+        let mut event = Event::from_message(
+            msg.into(),
+            Correlation::new("t", &producer, Transport::Udp, Utc::now()),
+        );
+        event.host = Some("h".into());
+        event.pri = Some(13);
+        event
     }
 
     #[test]

@@ -147,6 +147,19 @@ pub struct Producer {
     pub encrypted: bool,
 }
 
+impl Producer {
+    /// A producer without a pattern, neither durable nor encrypted: what a tenant uses for
+    /// events that match none of its producers unless it defines `default` itself.
+    pub fn plain(name: &str) -> Producer {
+        Producer {
+            name: name.to_string(),
+            pattern: None,
+            durable: false,
+            encrypted: false,
+        }
+    }
+}
+
 impl From<&ProducerSpec> for Producer {
     fn from(spec: &ProducerSpec) -> Self {
         Producer {
@@ -232,12 +245,10 @@ impl Tenant {
                 });
             }
         }
-        let default_producer = producers.get("default").cloned().unwrap_or(Producer {
-            name: "default".into(),
-            pattern: None,
-            durable: false,
-            encrypted: false,
-        });
+        let default_producer = producers
+            .get("default")
+            .cloned()
+            .unwrap_or_else(|| Producer::plain("default"));
         let ingest_limit = spec.limits.events_per_second.map(|rate| {
             RateLimiter::new(
                 rate,

@@ -527,34 +527,10 @@ mod tests {
 
     #[test]
     fn a_damaged_payload_is_an_error_not_a_panic() {
-        let event = Event {
-            time: None,
-            host: None,
-            pname: None,
-            pid: None,
-            msgid: None,
-            pri: Some(13),
-            ver: None,
-            msg: "m".into(),
-            native: Map::new(),
-            meniscus: Correlation {
-                tenant: "acme".into(),
-                producer: "default".into(),
-                pattern: None,
-                durable: false,
-                encrypted: false,
-                event_id: new_ulid(),
-                job_id: None,
-                received_at: Utc::now(),
-                transport: Transport::Udp,
-                parse_error: None,
-                raw: None,
-                raw_encoding: None,
-                truncated_from: None,
-            },
-            normalized: Map::new(),
-            tags: vec![],
-        };
+        let producer = meniscus_grid::Producer::plain("default");
+        let correlation = Correlation::new("acme", &producer, Transport::Udp, Utc::now());
+        let mut event = Event::from_message("m".into(), correlation);
+        event.pri = Some(13);
         let payload = encode_payload(&tenant_batches(&[event]).unwrap()).unwrap();
         for cut in 0..payload.len() {
             assert!(

@@ -10,11 +10,11 @@ use std::io::Read;
 use chrono::{DateTime, FixedOffset, Utc};
 use meniscus_grid::event::new_ulid;
 use meniscus_grid::tenant::Tenant;
-use meniscus_grid::{Event, Transport};
+use meniscus_grid::{Correlation, Event, Transport};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::syslog_event::{correlation, Refusal, SourceContext};
+use super::syslog_event::{Refusal, SourceContext};
 use super::Correlator;
 use crate::api::error::ApiError;
 
@@ -182,7 +182,7 @@ fn message_to_event(
         ver: message.ver,
         msg: message.msg,
         native: message.native.unwrap_or_default(),
-        meniscus: correlation(tenant, producer, Transport::Http, received_at, None),
+        meniscus: Correlation::new(tenant.id.as_str(), producer, Transport::Http, received_at),
         normalized: Map::new(),
         tags: Vec::new(),
     })

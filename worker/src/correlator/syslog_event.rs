@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use meniscus_grid::event::new_ulid_at;
 use meniscus_grid::tenant::{Tenant, TenantId, TenantRegistry};
 use meniscus_grid::{Correlation, Event, Transport};
 use meniscus_syslog::{Message, ParseOptions, SdElement};
@@ -224,26 +223,10 @@ impl Correlator {
                     .parse_errors
                     .inc(&[tenant.id.as_str(), transport.as_str()]);
                 let producer = tenant.producer_for(None);
-                Event {
-                    time: None,
-                    host: None,
-                    pname: None,
-                    pid: None,
-                    msgid: None,
-                    pri: None,
-                    ver: None,
-                    msg: text.into_owned(),
-                    native: Map::new(),
-                    meniscus: correlation(
-                        &tenant,
-                        producer,
-                        transport,
-                        received_at,
-                        Some(error.to_string()),
-                    ),
-                    normalized: Map::new(),
-                    tags: Vec::new(),
-                }
+                let mut correlation =
+                    Correlation::new(tenant.id.as_str(), producer, transport, received_at);
+                correlation.parse_error = Some(error.to_string());
+                Event::from_message(text.into_owned(), correlation)
             }
         };
         let mut event = event;
@@ -274,34 +257,10 @@ impl Correlator {
             ver: message.version,
             msg: message.msg.to_string(),
             native: native_from(&message.structured_data),
-            meniscus: correlation(tenant, producer, transport, received_at, None),
+            meniscus: Correlation::new(tenant.id.as_str(), producer, transport, received_at),
             normalized: Map::new(),
             tags: Vec::new(),
         }
-    }
-}
-
-pub fn correlation(
-    tenant: &Tenant,
-    producer: &meniscus_grid::Producer,
-    transport: Transport,
-    received_at: DateTime<Utc>,
-    parse_error: Option<String>,
-) -> Correlation {
-    Correlation {
-        tenant: tenant.id.to_string(),
-        producer: producer.name.clone(),
-        pattern: producer.pattern.clone(),
-        durable: producer.durable,
-        encrypted: producer.encrypted,
-        event_id: new_ulid_at(received_at),
-        job_id: None,
-        received_at,
-        transport,
-        parse_error,
-        raw: None,
-        raw_encoding: None,
-        truncated_from: None,
     }
 }
 

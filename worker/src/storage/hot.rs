@@ -809,38 +809,18 @@ fn remove_orphans(root: &Path, live: &HashSet<PathBuf>) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::columnar::{batch_to_events, tenant_batches};
-    use meniscus_grid::event::{new_ulid, Correlation, Transport};
-    use meniscus_grid::Event;
+    use meniscus_grid::{Correlation, Event, Producer, Transport};
 
     fn event(pname: &str, time: DateTime<Utc>) -> Event {
-        Event {
-            time: Some(time.fixed_offset()),
-            host: Some("h".into()),
-            pname: Some(pname.into()),
-            pid: None,
-            msgid: None,
-            pri: Some(13),
-            ver: Some(1),
-            msg: format!("{pname} at {time}"),
-            native: Default::default(),
-            meniscus: Correlation {
-                tenant: "acme".into(),
-                producer: "default".into(),
-                pattern: None,
-                durable: false,
-                encrypted: false,
-                event_id: new_ulid(),
-                job_id: None,
-                received_at: Utc::now(),
-                transport: Transport::Tcp,
-                parse_error: None,
-                raw: None,
-                raw_encoding: None,
-                truncated_from: None,
-            },
-            normalized: Default::default(),
-            tags: vec![],
-        }
+        let producer = Producer::plain("default");
+        let correlation = Correlation::new("acme", &producer, Transport::Tcp, Utc::now());
+        let mut event = Event::from_message(format!("{pname} at {time}"), correlation);
+        event.time = Some(time.fixed_offset());
+        event.host = Some("h".into());
+        event.pname = Some(pname.into());
+        event.pri = Some(13);
+        event.ver = Some(1);
+        event
     }
 
     fn stored(store: &HotStore) -> Vec<Event> {

@@ -198,8 +198,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::columnar::{batch_to_events, encode_payload};
-    use meniscus_grid::event::{new_ulid, Correlation, Transport};
-    use meniscus_grid::Event;
+    use meniscus_grid::{Correlation, Event, Producer, Transport};
 
     fn arrow_record(codec: &RecordCodec, events: &[Event]) -> Vec<u8> {
         let payload = encode_payload(&tenant_batches(events).unwrap()).unwrap();
@@ -218,34 +217,12 @@ mod tests {
     }
 
     fn event(msg: &str) -> Event {
-        Event {
-            time: None,
-            host: None,
-            pname: None,
-            pid: None,
-            msgid: None,
-            pri: Some(13),
-            ver: None,
-            msg: msg.into(),
-            native: Default::default(),
-            meniscus: Correlation {
-                tenant: "t".into(),
-                producer: "default".into(),
-                pattern: None,
-                durable: true,
-                encrypted: false,
-                event_id: new_ulid(),
-                job_id: None,
-                received_at: chrono::Utc::now(),
-                transport: Transport::Http,
-                parse_error: None,
-                raw: None,
-                raw_encoding: None,
-                truncated_from: None,
-            },
-            normalized: Default::default(),
-            tags: vec![],
-        }
+        let mut producer = Producer::plain("default");
+        producer.durable = true;
+        let correlation = Correlation::new("t", &producer, Transport::Http, chrono::Utc::now());
+        let mut event = Event::from_message(msg.into(), correlation);
+        event.pri = Some(13);
+        event
     }
 
     #[test]
