@@ -54,22 +54,15 @@ impl Correlator {
         transport: Transport,
         bytes: u64,
     ) {
-        let mut first = 0;
-        while first < events.len() {
-            let tenant = &events[first].meniscus.tenant;
-            let run = events[first..]
-                .iter()
-                .take_while(|event| &event.meniscus.tenant == tenant)
-                .count();
+        for (index, (tenant, run)) in tenant_runs(events).enumerate() {
             self.metrics
                 .received_events
                 .add(&[tenant, transport.as_str()], run as u64);
-            if first == 0 {
+            if index == 0 {
                 self.metrics
                     .received_bytes
                     .add(&[tenant, transport.as_str()], bytes);
             }
-            first += run;
         }
     }
 
@@ -83,13 +76,7 @@ impl Correlator {
     ) -> std::time::Duration {
         let now = std::time::Instant::now();
         let mut pause = std::time::Duration::ZERO;
-        let mut first = 0;
-        while first < events.len() {
-            let tenant_id = &events[first].meniscus.tenant;
-            let run = events[first..]
-                .iter()
-                .take_while(|event| &event.meniscus.tenant == tenant_id)
-                .count();
+        for (tenant_id, run) in tenant_runs(events) {
             if let Some(limit) = registry
                 .get(tenant_id)
                 .and_then(|tenant| tenant.ingest_limit.as_ref())
@@ -102,7 +89,6 @@ impl Correlator {
                     pause = pause.max(wait);
                 }
             }
-            first += run;
         }
         pause
     }
@@ -124,5 +110,43 @@ impl Correlator {
                     .auth_failures
                     .inc(&[transport.as_str(), error.reason()]);
             })
+    }
+}
+
+/// Consecutive events of one tenant, as (tenant, how many). Events of one read nearly always
+/// share a tenant, so per-tenant work is done per run, not per event.
+fn tenant_runs(events: &[meniscus_grid::Event]) -> impl Iterator<Item = (&str, usize)> {
+    let mut rest = events;
+    std::iter::from_fn(move || {
+        let tenant = rest.first()?.meniscus.tenant.as_str();
+        let run = rest
+            .iter()
+            .take_while(|event| event.meniscus.tenant == tenant)
+            .count();
+        rest = &rest[run..];
+        Some((tenant, run))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meniscus_grid::{Correlation, Event, Producer};
+
+    #[test]
+    fn runs_follow_tenant_changes_in_order() {
+        let event = |tenant: &str| {
+            let correlation = Correlation::new(
+                tenant,
+                &Producer::plain("default"),
+                Transport::Tcp,
+                Utc::now(),
+            );
+            Event::from_message("m".into(), correlation)
+        };
+        let events = ["a", "a", "b", "a", "a", "a"].map(event);
+        let runs: Vec<(&str, usize)> = tenant_runs(&events).collect();
+        assert_eq!(runs, [("a", 2), ("b", 1), ("a", 3)]);
+        assert_eq!(tenant_runs(&[]).count(), 0);
     }
 }
