@@ -177,16 +177,40 @@ pub fn new_ulid() -> String {
 /// A new ULID stamped with `time` (the receive time a caller already has, which saves reading
 /// the clock once per event). Monotonic like [`new_ulid`].
 pub fn new_ulid_at(time: DateTime<Utc>) -> String {
-    thread_local! {
-        static GENERATOR: std::cell::RefCell<ulid::Generator> =
-            const { std::cell::RefCell::new(ulid::Generator::new()) };
+    /// The last id this thread made: its millisecond and its 80 random bits.
+    #[derive(Clone, Copy)]
+    struct Last {
+        millis: u64,
+        random: u128,
     }
-    let ulid = GENERATOR
-        .with(|generator| generator.borrow_mut().generate_from_datetime(time.into()))
-        // Overflow needs 2^80 ids in one millisecond; a fresh random id is then still unique.
-        .unwrap_or_else(|_| ulid::Ulid::new());
+    const RANDOM_BITS: u32 = 80;
+    const RANDOM_MASK: u128 = (1 << RANDOM_BITS) - 1;
+    thread_local! {
+        static LAST: std::cell::Cell<Option<Last>> = const { std::cell::Cell::new(None) };
+    }
+    // 48 bits of milliseconds last until the year 10889; times before 1970 are stamped 0.
+    let millis = (time.timestamp_millis().max(0) as u64) & ((1 << 48) - 1);
+    let random = LAST.with(|last| {
+        let random = match last.get() {
+            // Same millisecond: count up. Wrapping past 2^80 (not reachable in a millisecond)
+            // would break the order, so a fresh random start is drawn instead.
+            Some(previous) if previous.millis == millis && previous.random < RANDOM_MASK => {
+                previous.random + 1
+            }
+            _ => rand_u128() & RANDOM_MASK,
+        };
+        last.set(Some(Last { millis, random }));
+        random
+    });
+    let ulid = ulid::Ulid(((millis as u128) << RANDOM_BITS) | random);
     let mut buffer = [0u8; ulid::ULID_LEN];
-    ulid.array_to_str(&mut buffer).to_string()
+    String::from(ulid.array_to_str(&mut buffer))
+}
+
+/// Fresh random bits (once per millisecond per thread): the low 80 bits of a new random ULID,
+/// drawn from `rand`'s thread-local generator, which the operating system seeds.
+fn rand_u128() -> u128 {
+    ulid::Ulid::new().0
 }
 
 /// Severity names as RFC 5424 §6.2.1 lists them, index = severity code.
@@ -296,6 +320,24 @@ mod tests {
         let back: Event = serde_json::from_str(json).unwrap();
         assert_eq!(back, event);
         assert!(json.contains("\"pname\":\"nginx\""));
+    }
+
+    #[test]
+    fn ulids_carry_the_given_millisecond_and_count_up_within_it() {
+        use chrono::TimeZone;
+        let at = Utc.with_ymd_and_hms(2026, 11, 25, 21, 0, 0).unwrap();
+        let ids: Vec<ulid::Ulid> = (0..1_000)
+            .map(|_| ulid::Ulid::from_string(&new_ulid_at(at)).unwrap())
+            .collect();
+        assert!(ids
+            .iter()
+            .all(|id| id.timestamp_ms() == at.timestamp_millis() as u64));
+        assert!(ids.windows(2).all(|pair| pair[1].0 == pair[0].0 + 1));
+        // A later millisecond starts from fresh random bits, still above the earlier ids.
+        let later =
+            ulid::Ulid::from_string(&new_ulid_at(at + chrono::Duration::milliseconds(1))).unwrap();
+        assert!(later > ids[999]);
+        assert_eq!(later.timestamp_ms(), at.timestamp_millis() as u64 + 1);
     }
 
     #[test]

@@ -20,9 +20,8 @@ use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, BooleanBuilder, Int32Array, Int32Builder, RecordBatch,
-    StringArray, StringBuilder, TimestampMicrosecondArray, TimestampMicrosecondBuilder,
-    UInt64Array, UInt64Builder, UInt8Array, UInt8Builder,
+    new_null_array, Array, ArrayRef, BooleanArray, Int32Array, RecordBatch, StringArray,
+    StringBuilder, TimestampMicrosecondArray, UInt64Array, UInt8Array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::error::ArrowError;
@@ -79,125 +78,110 @@ fn json_or_null<T: serde::Serialize>(value: &T, empty: bool) -> Option<String> {
     }
 }
 
-/// Builders for the text columns, in schema order.
-struct TextColumns {
-    event_id: StringBuilder,
-    job_id: StringBuilder,
-    host: StringBuilder,
-    pname: StringBuilder,
-    pid: StringBuilder,
-    msgid: StringBuilder,
-    msg: StringBuilder,
-    native: StringBuilder,
-    normalized: StringBuilder,
-    tags: StringBuilder,
-    producer: StringBuilder,
-    pattern: StringBuilder,
-    transport: StringBuilder,
-    parse_error: StringBuilder,
-    raw: StringBuilder,
-    raw_encoding: StringBuilder,
+/// A text column built in one pass over the events. Most optional columns are empty for a
+/// whole batch (no job id, no structured data, no parse error); those become a null array
+/// without touching a builder.
+fn text_column<'a>(events: &'a [Event], value: impl Fn(&'a Event) -> Option<&'a str>) -> ArrayRef {
+    let bytes: usize = events
+        .iter()
+        .map(|event| value(event).map_or(0, str::len))
+        .sum();
+    if bytes == 0 && events.iter().all(|event| value(event).is_none()) {
+        return new_null_array(&DataType::Utf8, events.len());
+    }
+    let mut builder = StringBuilder::with_capacity(events.len(), bytes);
+    for event in events {
+        builder.append_option(value(event));
+    }
+    Arc::new(builder.finish())
 }
 
-/// Builds one record batch from events (all of one tenant).
-pub fn events_to_batch(events: &[Event]) -> Result<RecordBatch, ArrowError> {
-    let rows = events.len();
-    let micros = |time: DateTime<Utc>| time.timestamp_micros();
-    let text = |bytes_per_row: usize| StringBuilder::with_capacity(rows, rows * bytes_per_row);
-    let msg_bytes: usize = events.iter().map(|event| event.msg.len()).sum();
-    let mut texts = TextColumns {
-        event_id: text(ulid::ULID_LEN),
-        job_id: text(0),
-        host: text(12),
-        pname: text(8),
-        pid: text(6),
-        msgid: text(0),
-        msg: StringBuilder::with_capacity(rows, msg_bytes),
-        native: text(0),
-        normalized: text(0),
-        tags: text(0),
-        producer: text(8),
-        pattern: text(0),
-        transport: text(3),
-        parse_error: text(0),
-        raw: text(0),
-        raw_encoding: text(0),
-    };
-    let mut ts = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC");
-    let mut time_offset = Int32Builder::with_capacity(rows);
-    let mut received_at = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC");
-    let mut pri = UInt8Builder::with_capacity(rows);
-    let mut facility = UInt8Builder::with_capacity(rows);
-    let mut severity = UInt8Builder::with_capacity(rows);
-    let mut ver = UInt8Builder::with_capacity(rows);
-    let mut durable = BooleanBuilder::with_capacity(rows);
-    let mut encrypted = BooleanBuilder::with_capacity(rows);
-    let mut truncated_from = UInt64Builder::with_capacity(rows);
-    for event in events {
-        let meta = &event.meniscus;
-        ts.append_value(micros(event.effective_time()));
-        time_offset.append_option(event.time.map(|time| time.offset().local_minus_utc()));
-        received_at.append_value(micros(meta.received_at));
-        texts.event_id.append_value(&meta.event_id);
-        texts.job_id.append_option(meta.job_id.as_deref());
-        texts.host.append_option(event.host.as_deref());
-        texts.pname.append_option(event.pname.as_deref());
-        texts.pid.append_option(event.pid.as_deref());
-        texts.msgid.append_option(event.msgid.as_deref());
-        pri.append_option(event.pri);
-        facility.append_option(event.facility());
-        severity.append_option(event.severity());
-        ver.append_option(event.ver);
-        texts.msg.append_value(&event.msg);
-        texts
-            .native
-            .append_option(json_or_null(&event.native, event.native.is_empty()));
-        texts
-            .normalized
-            .append_option(json_or_null(&event.normalized, event.normalized.is_empty()));
-        texts
-            .tags
-            .append_option(json_or_null(&event.tags, event.tags.is_empty()));
-        texts.producer.append_value(&meta.producer);
-        texts.pattern.append_option(meta.pattern.as_deref());
-        durable.append_value(meta.durable);
-        encrypted.append_value(meta.encrypted);
-        texts.transport.append_value(meta.transport.as_str());
-        texts.parse_error.append_option(meta.parse_error.as_deref());
-        texts.raw.append_option(meta.raw.as_deref());
-        texts
-            .raw_encoding
-            .append_option(meta.raw_encoding.as_deref());
-        truncated_from.append_option(meta.truncated_from);
+/// A JSON text column for a nested part; null where the part is empty.
+fn json_column<T: serde::Serialize>(
+    events: &[Event],
+    value: impl Fn(&Event) -> (&T, bool),
+) -> ArrayRef {
+    if events.iter().all(|event| value(event).1) {
+        return new_null_array(&DataType::Utf8, events.len());
     }
-    let finish = |builder: &mut StringBuilder| Arc::new(builder.finish()) as ArrayRef;
+    let texts: Vec<Option<String>> = events
+        .iter()
+        .map(|event| {
+            let (part, empty) = value(event);
+            json_or_null(part, empty)
+        })
+        .collect();
+    Arc::new(StringArray::from(texts))
+}
+
+/// Builds one record batch from events (all of one tenant). Column by column: each loop reads
+/// one field of every event, which is about a third cheaper than appending a row at a time to
+/// two dozen builders (bench/e2e profile).
+pub fn events_to_batch(events: &[Event]) -> Result<RecordBatch, ArrowError> {
+    let micros = |time: DateTime<Utc>| time.timestamp_micros();
+    let timestamps = |value: &dyn Fn(&Event) -> i64| -> ArrayRef {
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(events.iter().map(value))
+                .with_timezone("UTC"),
+        )
+    };
+    let bytes = |value: &dyn Fn(&Event) -> Option<u8>| -> ArrayRef {
+        // Without nulls (every parsed message has a priority) no validity bitmap is built.
+        if events.iter().all(|event| value(event).is_some()) {
+            Arc::new(UInt8Array::from_iter_values(
+                events.iter().map(|event| value(event).unwrap_or_default()),
+            ))
+        } else {
+            Arc::new(events.iter().map(value).collect::<UInt8Array>())
+        }
+    };
+    let flags = |value: &dyn Fn(&Event) -> bool| -> ArrayRef {
+        Arc::new(
+            events
+                .iter()
+                .map(|event| Some(value(event)))
+                .collect::<BooleanArray>(),
+        )
+    };
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(ts.finish()),
-        Arc::new(time_offset.finish()),
-        Arc::new(received_at.finish()),
-        finish(&mut texts.event_id),
-        finish(&mut texts.job_id),
-        finish(&mut texts.host),
-        finish(&mut texts.pname),
-        finish(&mut texts.pid),
-        finish(&mut texts.msgid),
-        Arc::new(pri.finish()),
-        Arc::new(facility.finish()),
-        Arc::new(severity.finish()),
-        Arc::new(ver.finish()),
-        finish(&mut texts.msg),
-        finish(&mut texts.native),
-        finish(&mut texts.normalized),
-        finish(&mut texts.tags),
-        finish(&mut texts.producer),
-        finish(&mut texts.pattern),
-        Arc::new(durable.finish()),
-        Arc::new(encrypted.finish()),
-        finish(&mut texts.transport),
-        finish(&mut texts.parse_error),
-        finish(&mut texts.raw),
-        finish(&mut texts.raw_encoding),
-        Arc::new(truncated_from.finish()),
+        timestamps(&|event| micros(event.effective_time())),
+        Arc::new(
+            events
+                .iter()
+                .map(|event| event.time.map(|time| time.offset().local_minus_utc()))
+                .collect::<Int32Array>(),
+        ),
+        timestamps(&|event| micros(event.meniscus.received_at)),
+        text_column(events, |event| Some(event.meniscus.event_id.as_str())),
+        text_column(events, |event| event.meniscus.job_id.as_deref()),
+        text_column(events, |event| event.host.as_deref()),
+        text_column(events, |event| event.pname.as_deref()),
+        text_column(events, |event| event.pid.as_deref()),
+        text_column(events, |event| event.msgid.as_deref()),
+        bytes(&|event| event.pri),
+        bytes(&|event| event.facility()),
+        bytes(&|event| event.severity()),
+        bytes(&|event| event.ver),
+        text_column(events, |event| Some(event.msg.as_str())),
+        json_column(events, |event| (&event.native, event.native.is_empty())),
+        json_column(events, |event| {
+            (&event.normalized, event.normalized.is_empty())
+        }),
+        json_column(events, |event| (&event.tags, event.tags.is_empty())),
+        text_column(events, |event| Some(event.meniscus.producer.as_str())),
+        text_column(events, |event| event.meniscus.pattern.as_deref()),
+        flags(&|event| event.meniscus.durable),
+        flags(&|event| event.meniscus.encrypted),
+        text_column(events, |event| Some(event.meniscus.transport.as_str())),
+        text_column(events, |event| event.meniscus.parse_error.as_deref()),
+        text_column(events, |event| event.meniscus.raw.as_deref()),
+        text_column(events, |event| event.meniscus.raw_encoding.as_deref()),
+        Arc::new(
+            events
+                .iter()
+                .map(|event| event.meniscus.truncated_from)
+                .collect::<UInt64Array>(),
+        ),
     ];
     RecordBatch::try_new(schema(), columns)
 }

@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use meniscus_grid::Event;
 
@@ -47,8 +48,20 @@ pub enum WhenFull {
     Refuse,
 }
 
-pub trait Stage: Send + Sync {
+pub trait Stage: Send + Sync + 'static {
     /// Hands a batch on. Resolves when it is acknowledged: for a durable batch, once it is on
     /// disk (fsync); otherwise once the next stage has taken it.
     fn submit(&self, batch: Batch, when_full: WhenFull) -> BoxFuture<'_, Result<(), StageError>>;
+
+    /// [`Stage::submit`] for a caller that keeps several batches in flight on tasks of their
+    /// own (a TCP connection). A stage may do its CPU work here, before returning, on the
+    /// caller's thread while the batch is still in that core's cache; the returned future
+    /// then only waits for the acknowledgement.
+    fn hand_on(
+        self: Arc<Self>,
+        batch: Batch,
+        when_full: WhenFull,
+    ) -> BoxFuture<'static, Result<(), StageError>> {
+        Box::pin(async move { self.submit(batch, when_full).await })
+    }
 }

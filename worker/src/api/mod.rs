@@ -92,6 +92,7 @@ pub fn authorize(
             Transport::Http,
             Utc::now(),
         )
+        .cloned()
         .map_err(|error| match error {
             AuthError::UnknownTenant => {
                 ApiError::not_found("unknown_tenant", format!("no tenant {tenant_id:?}"))

@@ -94,17 +94,16 @@ impl Correlator {
     }
 
     /// Authenticates and counts a failure by reason.
-    pub fn authenticate(
+    pub fn authenticate<'r>(
         &self,
-        registry: &TenantRegistry,
+        registry: &'r TenantRegistry,
         tenant: &str,
         token: Option<&str>,
         transport: Transport,
         now: DateTime<Utc>,
-    ) -> Result<Arc<Tenant>, AuthError> {
+    ) -> Result<&'r Arc<Tenant>, AuthError> {
         registry
             .authenticate(tenant, token, now)
-            .cloned()
             .inspect_err(|error| {
                 self.metrics
                     .auth_failures

@@ -176,10 +176,11 @@ async fn read_stream<S: AsyncRead + Unpin>(
             if !pause.is_zero() {
                 tokio::time::sleep(pause).await;
             }
-            let next = correlator.next.clone();
-            in_flight.push_back(tokio::spawn(async move {
-                next.submit(Batch::new(events), WhenFull::Wait).await
-            }));
+            let pending = correlator
+                .next
+                .clone()
+                .hand_on(Batch::new(events), WhenFull::Wait);
+            in_flight.push_back(tokio::spawn(pending));
             while in_flight.len() > MAX_BATCHES_IN_FLIGHT {
                 if let Some(oldest) = in_flight.pop_front() {
                     failed |= !matches!(oldest.await, Ok(Ok(())));

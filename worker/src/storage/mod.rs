@@ -152,58 +152,105 @@ fn unavailable() -> StageError {
     StageError::Unavailable("the storage committer has stopped".into())
 }
 
+impl Storage {
+    /// The CPU-heavy part of storing, done on the submitting thread so ingest connections
+    /// convert in parallel and the committer only writes bytes: events to Arrow batches per
+    /// tenant, and those to the sealed WAL record.
+    fn encode(&self, batch: Batch) -> Result<Option<Encoded>, StageError> {
+        if batch.events.is_empty() {
+            return Ok(None);
+        }
+        let durable = batch.is_durable();
+        let transport = batch.events[0].meniscus.transport.as_str();
+        let batches = tenant_batches(&batch.events)
+            .map_err(|error| StageError::Unavailable(format!("cannot encode events: {error}")))?;
+        drop(batch);
+        let mut buffer = vec![0u8; record::HEADER_LEN];
+        encode_payload_into(&batches, &mut buffer)
+            .map_err(|error| StageError::Unavailable(format!("cannot encode events: {error}")))?;
+        let record = self.codec.seal_prefixed(PayloadFormat::ArrowIpc, buffer);
+        Ok(Some(Encoded {
+            batches,
+            record,
+            durable,
+            transport,
+        }))
+    }
+
+    /// Queues an encoded batch for the committer and waits for its acknowledgement.
+    async fn append(&self, encoded: Encoded, when_full: WhenFull) -> Result<(), StageError> {
+        let Encoded {
+            batches,
+            record,
+            durable,
+            transport,
+        } = encoded;
+        let (done, wait) = oneshot::channel();
+        let command = Command::Append {
+            batches,
+            record,
+            durable,
+            done,
+        };
+        match when_full {
+            WhenFull::Wait => match self.commands.try_send(command) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(command)) => {
+                    // The reader now waits, and TCP flow control slows the sender.
+                    self.metrics.backpressure.inc(&[transport]);
+                    self.commands
+                        .send(command)
+                        .await
+                        .map_err(|_| unavailable())?
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(unavailable()),
+            },
+            WhenFull::Refuse => self
+                .commands
+                .try_send(command)
+                .map_err(|error| match error {
+                    mpsc::error::TrySendError::Full(_) => StageError::Full,
+                    mpsc::error::TrySendError::Closed(_) => unavailable(),
+                })?,
+        }
+        if durable {
+            wait.await.map_err(|_| unavailable())?
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A batch in the form the committer takes.
+struct Encoded {
+    batches: Vec<TenantBatch>,
+    record: Vec<u8>,
+    durable: bool,
+    transport: &'static str,
+}
+
 impl Stage for Storage {
     fn submit(&self, batch: Batch, when_full: WhenFull) -> BoxFuture<'_, Result<(), StageError>> {
         Box::pin(async move {
-            if batch.events.is_empty() {
-                return Ok(());
+            match self.encode(batch)? {
+                Some(encoded) => self.append(encoded, when_full).await,
+                None => Ok(()),
             }
-            let durable = batch.is_durable();
-            let transport = batch.events[0].meniscus.transport.as_str();
-            // The CPU-heavy part of storing, done here on the submitting thread: ingest
-            // connections convert in parallel and the committer only writes bytes.
-            let batches = tenant_batches(&batch.events).map_err(|error| {
-                StageError::Unavailable(format!("cannot encode events: {error}"))
-            })?;
-            drop(batch);
-            let mut buffer = vec![0u8; record::HEADER_LEN];
-            encode_payload_into(&batches, &mut buffer).map_err(|error| {
-                StageError::Unavailable(format!("cannot encode events: {error}"))
-            })?;
-            let record = self.codec.seal_prefixed(PayloadFormat::ArrowIpc, buffer);
-            let (done, wait) = oneshot::channel();
-            let command = Command::Append {
-                batches,
-                record,
-                durable,
-                done,
-            };
-            match when_full {
-                WhenFull::Wait => match self.commands.try_send(command) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(command)) => {
-                        // The reader now waits, and TCP flow control slows the sender.
-                        self.metrics.backpressure.inc(&[transport]);
-                        self.commands
-                            .send(command)
-                            .await
-                            .map_err(|_| unavailable())?
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return Err(unavailable()),
-                },
-                WhenFull::Refuse => {
-                    self.commands
-                        .try_send(command)
-                        .map_err(|error| match error {
-                            mpsc::error::TrySendError::Full(_) => StageError::Full,
-                            mpsc::error::TrySendError::Closed(_) => unavailable(),
-                        })?
-                }
-            }
-            if durable {
-                wait.await.map_err(|_| unavailable())?
-            } else {
-                Ok(())
+        })
+    }
+
+    fn hand_on(
+        self: Arc<Self>,
+        batch: Batch,
+        when_full: WhenFull,
+    ) -> BoxFuture<'static, Result<(), StageError>> {
+        // Encoded now, on the reader's thread: the events were just parsed there and are
+        // still in its cache, and they are freed by the thread that allocated them.
+        let encoded = self.encode(batch);
+        Box::pin(async move {
+            match encoded? {
+                Some(encoded) => self.append(encoded, when_full).await,
+                None => Ok(()),
             }
         })
     }
