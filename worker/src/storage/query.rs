@@ -136,11 +136,19 @@ impl QueryEngine {
         QueryEngine { hot, limits }
     }
 
-    fn session(&self) -> Result<SessionContext, QueryError> {
-        let config = SessionConfig::new()
+    /// A session for one query. `selective`: the query keeps few rows of many (a free-text
+    /// search, a job lookup), so Parquet readers apply its filters first and decode the other
+    /// columns only for the rows that pass. A search then decodes `msg` and `ts` instead of
+    /// every column (about a fifth less CPU on bench/query's corpus); for aggregations that
+    /// keep most rows it would only add work, so it stays off for them.
+    fn session(&self, selective: bool) -> Result<SessionContext, QueryError> {
+        let mut config = SessionConfig::new()
             .with_target_partitions(2)
             .with_information_schema(false)
             .with_batch_size(8192);
+        let parquet = &mut config.options_mut().execution.parquet;
+        parquet.pushdown_filters = selective;
+        parquet.reorder_filters = selective;
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(self.limits.memory_bytes)))
             .with_disk_manager_builder(
@@ -219,7 +227,7 @@ impl QueryEngine {
     /// A tenant's SQL over its `events` table.
     pub async fn sql(&self, tenant: &TenantId, sql: &str) -> Result<QueryResult, QueryError> {
         check_single_select(sql)?;
-        let ctx = self.session()?;
+        let ctx = self.session(false)?;
         let frame = self.events_frame(&ctx, tenant, None, None)?;
         ctx.register_table("events", frame.into_view())?;
         let options = SQLOptions::new()
@@ -241,7 +249,7 @@ impl QueryEngine {
         tenant: &TenantId,
         request: SearchRequest,
     ) -> Result<SearchPage, QueryError> {
-        let ctx = self.session()?;
+        let ctx = self.session(true)?;
         let mut frame = self.events_frame(&ctx, tenant, request.from, request.to)?;
         for filter in search_filters(&request) {
             frame = frame.filter(filter)?;
@@ -295,7 +303,7 @@ impl QueryEngine {
             }
             None => None,
         };
-        let ctx = self.session()?;
+        let ctx = self.session(false)?;
         let frame = self.events_frame(&ctx, tenant, Some(from), Some(to))?;
         ctx.register_table("events", frame.into_view())?;
         // Every interpolated value is a number we produced or a field from the allow-list.
@@ -322,7 +330,7 @@ impl QueryEngine {
 
     /// How many events of this job the store holds (0 when none).
     pub async fn job_events(&self, tenant: &TenantId, job_id: &str) -> Result<u64, QueryError> {
-        let ctx = self.session()?;
+        let ctx = self.session(true)?;
         let frame = self
             .events_frame(&ctx, tenant, None, None)?
             .filter(col("job_id").eq(lit(job_id)))?;
