@@ -18,6 +18,7 @@
  *       Prints "listening" on stdout once bound.
  */
 #define _GNU_SOURCE
+#include "../lib/tcpsend.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -33,59 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static double cpu_self(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
-
-static void die(const char *what) {
-    perror(what);
-    exit(1);
-}
-
 /* ------------------------------------------------------------------ gen */
-
-struct conn {
-    char *buf;
-    size_t len;
-    int fd;
-    pthread_t th;
-};
-
-static pthread_barrier_t start_barrier;
-
-static void *send_all(void *arg) {
-    struct conn *c = arg;
-    pthread_barrier_wait(&start_barrier);
-    size_t off = 0;
-    while (off < c->len) {
-        size_t chunk = c->len - off;
-        if (chunk > (4u << 20)) chunk = 4u << 20;
-        ssize_t n = write(c->fd, c->buf + off, chunk);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            die("write");
-        }
-        off += (size_t)n;
-    }
-    /* Orderly close: the server sees EOF after the last frame. */
-    shutdown(c->fd, SHUT_WR);
-    /* Wait (bounded) for the server to close its side; syslog servers send nothing. */
-    struct timeval tv = {.tv_sec = 5};
-    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    char tmp[4096];
-    while (read(c->fd, tmp, sizeof tmp) > 0) {
-    }
-    close(c->fd);
-    return NULL;
-}
 
 static size_t render(char *out, uint64_t seq, int conn, int size, const char *app, time_t base) {
     /* Timestamp advances 1 µs per message from base: distinct and monotonic. */
@@ -109,20 +58,6 @@ static size_t render(char *out, uint64_t seq, int conn, int size, const char *ap
     int p = sprintf(out, "%d ", n);
     memcpy(out + p, body, n);
     return (size_t)(p + n);
-}
-
-static int connect_to(const char *host, int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) die("socket");
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
-        fprintf(stderr, "bad IPv4 address %s\n", host);
-        exit(2);
-    }
-    int sndbuf = 4 << 20;
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) die("connect");
-    return fd;
 }
 
 static int gen(int argc, char **argv) {
@@ -156,17 +91,8 @@ static int gen(int argc, char **argv) {
     /* Tell a driver the clock may start now (rendering is not part of the run). */
     printf("rendered render_s=%.3f\n", render_s);
     fflush(stdout);
-    pthread_barrier_init(&start_barrier, NULL, conns + 1);
-    for (int c = 0; c < conns; c++) {
-        cs[c].fd = connect_to(host, port);
-        pthread_create(&cs[c].th, NULL, send_all, &cs[c]);
-    }
-    double cpu0 = cpu_self();
-    double t1 = now();
-    pthread_barrier_wait(&start_barrier);
-    for (int c = 0; c < conns; c++) pthread_join(cs[c].th, NULL);
-    double send_s = now() - t1;
-    double cpu = cpu_self() - cpu0;
+    struct sent sent = send_buffers(cs, conns, host, port);
+    double send_s = sent.seconds, cpu = sent.cpu;
     printf("sent=%llu bytes=%zu conns=%d render_s=%.3f send_s=%.3f rate=%.0f cpu_s=%.3f cpu_us_per_msg=%.3f\n",
            (unsigned long long)count, total, conns, render_s, send_s, count / send_s, cpu,
            cpu * 1e6 / (double)count);

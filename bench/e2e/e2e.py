@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,110 +26,13 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 PEERS = os.path.join(REPO, "dev", "peers")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-STARTED = []  # Popen objects or pids we own
+sys.path.insert(0, os.path.join(REPO, "bench", "lib"))
+from benchproc import (STARTED, alive, cpu_seconds, free_port, listening,  # noqa: E402
+                       peak_rss_mb, stop, stop_all, wait_until)
 
 
 def log(*a):
     print("[e2e]", *a, file=sys.stderr, flush=True)
-
-
-def cleanup(*_):
-    for p in reversed(STARTED):
-        pid = p.pid if hasattr(p, "pid") else p
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            continue
-    deadline = time.time() + 10
-    for p in reversed(STARTED):
-        pid = p.pid if hasattr(p, "pid") else p
-        while time.time() < deadline and alive(pid):
-            time.sleep(0.05)
-        if alive(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if hasattr(p, "wait"):
-            try:
-                p.wait(timeout=1)
-            except Exception:
-                pass
-    STARTED.clear()
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-
-
-def stop(p):
-    pid = p.pid if hasattr(p, "pid") else p
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    deadline = time.time() + 15
-    while alive(pid) and time.time() < deadline:
-        time.sleep(0.05)
-    if alive(pid):
-        os.kill(pid, signal.SIGKILL)
-    if hasattr(p, "wait"):
-        p.wait(timeout=5)
-    if p in STARTED:
-        STARTED.remove(p)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def listening(port):
-    hexport = ":%04X" % port
-    for fn in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(fn) as f:
-                for line in f.readlines()[1:]:
-                    parts = line.split()
-                    if parts[1].endswith(hexport) and parts[3] == "0A":
-                        return True
-        except FileNotFoundError:
-            pass
-    return False
-
-
-def wait_until(pred, timeout, what, pid=None, interval=0.05):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        if pid is not None and not alive(pid):
-            raise RuntimeError(f"process {pid} exited while waiting for {what}")
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(") ", 1)[1].split()
-    # fields[0] is field 3 (state); utime is field 14, stime field 15
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def peak_rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def parse_kv(text):
@@ -425,7 +327,7 @@ def main():
                     case_runs.append(r)
             rows.extend(median(case_runs) for case_runs in runs)
     finally:
-        cleanup()
+        stop_all()
         if args.keep:
             log("kept", work)
         else:

@@ -17,31 +17,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-cache="${MENISCUS_CACHE:-$HOME/.cache/meniscus}/bench"
-mkdir -p "$cache"
+. "$repo/bench/lib/run-common.sh"
 
 command -v rsyslogd >/dev/null || "$repo/dev/peers/install.sh"
-command -v gcc >/dev/null || { echo "run.sh: gcc is needed to build the generator" >&2; exit 1; }
-
-blast=$cache/blast
-if [ ! -x "$blast" ] || [ "$here/blast.c" -nt "$blast" ]; then
-    gcc -O2 -pthread -Wall -o "$blast.tmp" "$here/blast.c"
-    mv "$blast.tmp" "$blast"
-fi
-
-py=""
-cleanup() {
-    # e2e.py kills the servers and generators it started on SIGTERM; give it a moment.
-    if [ -n "$py" ] && kill -0 "$py" 2>/dev/null; then
-        kill -TERM "$py" 2>/dev/null || true
-        for _ in $(seq 100); do kill -0 "$py" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$py" 2>/dev/null || true
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-python3 "$here/e2e.py" --blast "$blast" "$@" &
-py=$!
-wait "$py"
+blast=$(bench_compile "$here/blast.c")
+bench_drive "$here/e2e.py" --blast "$blast" "$@"

@@ -18,6 +18,7 @@
  *       sent= bytes= conns= send_s= rate= cpu_s=
  */
 #define _GNU_SOURCE
+#include "../lib/tcpsend.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -32,23 +33,6 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static double cpu_self(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
-
-static void die(const char *what) {
-    perror(what);
-    exit(1);
-}
 
 /* ---------------------------------------------------------------- render */
 
@@ -292,52 +276,6 @@ static int cmd_render(int argc, char **argv) {
 
 /* ------------------------------------------------------------------ send */
 
-struct conn {
-    char *buf;
-    size_t len;
-    int fd;
-    pthread_t th;
-};
-static pthread_barrier_t start_barrier;
-
-static void *send_all(void *arg) {
-    struct conn *c = arg;
-    pthread_barrier_wait(&start_barrier);
-    size_t off = 0;
-    while (off < c->len) {
-        size_t chunk = c->len - off;
-        if (chunk > (4u << 20)) chunk = 4u << 20;
-        ssize_t n = write(c->fd, c->buf + off, chunk);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            die("write");
-        }
-        off += (size_t)n;
-    }
-    shutdown(c->fd, SHUT_WR);
-    struct timeval tv = {.tv_sec = 5};
-    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    char tmp[4096];
-    while (read(c->fd, tmp, sizeof tmp) > 0) {
-    }
-    close(c->fd);
-    return NULL;
-}
-
-static int connect_to(const char *host, int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) die("socket");
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
-        fprintf(stderr, "bad IPv4 address %s\n", host);
-        exit(2);
-    }
-    int sndbuf = 4 << 20;
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) die("connect");
-    return fd;
-}
-
 static int cmd_send(int argc, char **argv) {
     if (argc < 6) return 2;
     const char *file = argv[2], *host = argv[3];
@@ -375,15 +313,8 @@ static int cmd_send(int argc, char **argv) {
     free(raw);
     printf("rendered frames=%llu\n", (unsigned long long)done);
     fflush(stdout);
-    pthread_barrier_init(&start_barrier, NULL, conns + 1);
-    for (int c = 0; c < conns; c++) {
-        cs[c].fd = connect_to(host, port);
-        pthread_create(&cs[c].th, NULL, send_all, &cs[c]);
-    }
-    double cpu0 = cpu_self(), t1 = now();
-    pthread_barrier_wait(&start_barrier);
-    for (int c = 0; c < conns; c++) pthread_join(cs[c].th, NULL);
-    double send_s = now() - t1, cpu = cpu_self() - cpu0;
+    struct sent sent = send_buffers(cs, conns, host, port);
+    double send_s = sent.seconds, cpu = sent.cpu;
     printf("sent=%llu bytes=%zu conns=%d send_s=%.3f rate=%.0f cpu_s=%.3f\n", (unsigned long long)done, out, conns,
            send_s, done / send_s, cpu);
     return 0;

@@ -24,10 +24,8 @@ Every wait is bounded; every process started is killed on exit.
 import argparse
 import json
 import os
-import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,87 +37,14 @@ from datetime import datetime, timezone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-STARTED = []  # Popen objects we own
+sys.path.insert(0, os.path.join(REPO, "bench", "lib"))
+from benchproc import (STARTED, alive, cpu_seconds, free_port, listening,  # noqa: E402
+                       status_kb, stop_all, wait_until)
 TENANT, TOKEN_HDR = "q", "q-token"
 
 
 def log(*a):
     print("[query]", *a, file=sys.stderr, flush=True)
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1][0] != "Z"
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-
-
-def kill_all():
-    for p in reversed(STARTED):
-        try:
-            p.send_signal(signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.time() + 10
-    for p in reversed(STARTED):
-        try:
-            p.wait(timeout=max(0.1, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-    STARTED.clear()
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(") ", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def status_kb(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def listening(port):
-    hexport = ":%04X" % port
-    for fn in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(fn) as f:
-                for line in f.readlines()[1:]:
-                    parts = line.split()
-                    if parts[1].endswith(hexport) and parts[3] == "0A":
-                        return True
-        except FileNotFoundError:
-            pass
-    return False
-
-
-def wait_until(pred, timeout, what, pid=None, interval=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        if pid is not None and not alive(pid):
-            raise RuntimeError(f"process {pid} exited while waiting for {what}")
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
 def du_bytes(path):
@@ -268,7 +193,7 @@ def main():
     try:
         return run(args, loadavg, lines_path, data)
     finally:
-        kill_all()
+        stop_all()
         if not args.keep:
             shutil.rmtree(args.work, ignore_errors=True)
         else:
@@ -447,7 +372,7 @@ tenants:
         runs.append((w, c))
     evs = res["events"]
     ok = len(evs) == grep_n and all(args.token in e["msg"] for e in evs) and res.get("next_cursor") is None
-    rows.append((f"GET /events?q=<token> (24 h)", "meniscus", runs,
+    rows.append(("GET /events?q=<token> (24 h)", "meniscus", runs,
                  f"{len(evs)} events" + (" = grep" if ok else f" (grep: {grep_n}) MISMATCH")))
     runs = []
     like = f"SELECT count(*) AS n FROM events WHERE msg LIKE '%{args.token}%'"
@@ -505,7 +430,7 @@ tenants:
     out.append(f"# ingest: {args.count:,} events over {args.conns} TCP conns (octet-counted, listener bound to the tenant) "
                f"in {ingest_wall:.1f} s = {args.count / ingest_wall:,.0f} msg/s, server {ingest_cpu * 1e6 / args.count:.2f} µs CPU/msg "
                f"(sender alone: {float(gkv['rate']):,.0f} msg/s); peak RSS {ingest_rss:.0f} MB")
-    out.append(f"# ingest counters: " + ", ".join(f"{k}={v:,.0f}" for k, v in sorted(counters.items())))
+    out.append("# ingest counters: " + ", ".join(f"{k}={v:,.0f}" for k, v in sorted(counters.items())))
     out.append(f"# SIGTERM -> exit {rc} in {stop_s:.1f} s; Parquet: {len(files)} files, {parquet_rows:,} rows")
     ratio_s = f"{hot_bytes / raw_bytes:.3f}"
     out.append(f"# footprint after flushes: du -sb DATA/hot = {hot_bytes:,} B = {ratio_s} x raw; DATA/wal = {wal_bytes:,} B")
@@ -516,7 +441,7 @@ tenants:
     if zstd_b:
         refs.append(f"zstd -3 {zstd_b / raw_bytes:.3f}")
     refs.append(f"gzip -6 {gzip_b / raw_bytes:.3f}")
-    out.append(f"# reference: the raw lines compressed whole: " + ", ".join(refs) + " x raw")
+    out.append("# reference: the raw lines compressed whole: " + ", ".join(refs) + " x raw")
     out.append(f"# after the restart: peak RSS {compaction_rss:.0f} MB while compacting, {rss_idle:.0f} MB once done; "
                f"peak {query_rss:.0f} MB by the end of the queries; second stop exit {rc2}")
     out.extend("# " + n for n in notes)

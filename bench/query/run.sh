@@ -21,29 +21,7 @@
 # Options: --count N  --span SECONDS  --rare N  --token T  --conns N  --runs N  --keep
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-cache="${MENISCUS_CACHE:-$HOME/.cache/meniscus}/bench"
-mkdir -p "$cache"
-command -v gcc >/dev/null || { echo "run.sh: gcc is needed to build the generator" >&2; exit 1; }
+. "$here/../lib/run-common.sh"
 
-qgen=$cache/qgen
-if [ ! -x "$qgen" ] || [ "$here/qgen.c" -nt "$qgen" ]; then
-    gcc -O2 -pthread -Wall -o "$qgen.tmp" "$here/qgen.c"
-    mv "$qgen.tmp" "$qgen"
-fi
-
-py=""
-cleanup() {
-    # query.py kills the server and the sender it started on SIGTERM; give it a moment.
-    if [ -n "$py" ] && kill -0 "$py" 2>/dev/null; then
-        kill -TERM "$py" 2>/dev/null || true
-        for _ in $(seq 150); do kill -0 "$py" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$py" 2>/dev/null || true
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-python3 "$here/query.py" --qgen "$qgen" "$@" &
-py=$!
-wait "$py"
+qgen=$(bench_compile "$here/qgen.c")
+bench_drive "$here/query.py" --qgen "$qgen" "$@"
