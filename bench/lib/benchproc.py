@@ -84,7 +84,23 @@ def wait_until(pred, timeout, what, pid=None, interval=0.05):
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
-def _reap(process):
+def _terminate(process):
+    try:
+        os.kill(pid_of(process), signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+
+
+def _finish(process, deadline):
+    """Waits until deadline for the process to go, then SIGKILLs it, and reaps it."""
+    pid = pid_of(process)
+    while alive(pid) and time.time() < deadline:
+        time.sleep(0.05)
+    if alive(pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     if hasattr(process, "wait"):
         try:
             process.wait(timeout=5)
@@ -94,20 +110,8 @@ def _reap(process):
 
 def stop(process, timeout=15):
     """SIGTERM, then SIGKILL if it is still there after timeout seconds; forgets it."""
-    pid = pid_of(process)
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    deadline = time.time() + timeout
-    while alive(pid) and time.time() < deadline:
-        time.sleep(0.05)
-    if alive(pid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    _reap(process)
+    _terminate(process)
+    _finish(process, time.time() + timeout)
     if process in STARTED:
         STARTED.remove(process)
 
@@ -115,19 +119,8 @@ def stop(process, timeout=15):
 def stop_all(*_):
     """Stops every started process, newest first, within about ten seconds in all."""
     for process in reversed(STARTED):
-        try:
-            os.kill(pid_of(process), signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        _terminate(process)
     deadline = time.time() + 10
     for process in reversed(STARTED):
-        pid = pid_of(process)
-        while time.time() < deadline and alive(pid):
-            time.sleep(0.05)
-        if alive(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        _reap(process)
+        _finish(process, deadline)
     STARTED.clear()
