@@ -115,8 +115,9 @@ fn json_column<T: serde::Serialize>(
 }
 
 /// Builds one record batch from events (all of one tenant). Column by column: each loop reads
-/// one field of every event, which is about a third cheaper than appending a row at a time to
-/// two dozen builders (bench/e2e profile).
+/// one field of every event, and columns empty for the whole batch cost nothing; appending a
+/// row at a time to two dozen builders cost more (bench/e2e profile: this function's share of
+/// ingest CPU fell from 13.8 % to 12.1 %).
 pub fn events_to_batch(events: &[Event]) -> Result<RecordBatch, ArrowError> {
     let micros = |time: DateTime<Utc>| time.timestamp_micros();
     let timestamps = |value: &dyn Fn(&Event) -> i64| -> ArrayRef {
