@@ -656,14 +656,9 @@ fn a_full_disk_answers_503_and_loses_nothing_acknowledged() {
             .collect();
         let body: Vec<Value> = msgs
             .iter()
-            .map(|msg| json!({"log_message": {"pname": "web", "host": "h", "msg": msg}}))
+            .map(|msg| json!({"pname": "web", "host": "h", "msg": msg}))
             .collect();
-        let (status, text) = meniscus.publish_raw(
-            "acme",
-            Some("acme-token"),
-            &[("Content-Type", "application/json")],
-            serde_json::to_vec(&body).unwrap(),
-        );
+        let (status, text) = meniscus.publish_messages("acme", "acme-token", &body);
         match status {
             202 => acked.extend(
                 msgs.iter()

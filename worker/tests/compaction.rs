@@ -33,15 +33,10 @@ fn an_ended_hour_is_compacted_once_quiet_and_survives_kill_9() {
         let body: Vec<Value> = (0..10)
             .map(|index| {
                 let app = ["zeta", "alpha", "mid"][index % 3];
-                json!({"log_message": {"host": "h", "pname": app, "time": stamp(flush * 10 + index as u32), "msg": format!("old {flush}-{index}")}})
+                json!({"host": "h", "pname": app, "time": stamp(flush * 10 + index as u32), "msg": format!("old {flush}-{index}")})
             })
             .collect();
-        let (status, text) = meniscus.publish_raw(
-            "other",
-            Some("other-token"),
-            &[("Content-Type", "application/json")],
-            serde_json::to_vec(&body).unwrap(),
-        );
+        let (status, text) = meniscus.publish_messages("other", "other-token", &body);
         assert_eq!(status, 204, "{text}");
         meniscus.wait_until(30, "the flush of this request", || {
             live_files(&meniscus).len() > flush as usize

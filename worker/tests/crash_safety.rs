@@ -313,14 +313,9 @@ fn restarting_twice_without_traffic_keeps_counts_identical() {
             .collect();
         let body: Vec<_> = msgs
             .iter()
-            .map(|msg| json!({"log_message": {"pname": "web", "host": "h", "msg": msg}}))
+            .map(|msg| json!({"pname": "web", "host": "h", "msg": msg}))
             .collect();
-        let (status, text) = meniscus.publish_raw(
-            "acme",
-            Some("acme-token"),
-            &[("Content-Type", "application/json")],
-            serde_json::to_vec(&body).unwrap(),
-        );
+        let (status, text) = meniscus.publish_messages("acme", "acme-token", &body);
         assert_eq!(status, 202, "publish {request}: {text}");
         let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
         acked.push(Ack {

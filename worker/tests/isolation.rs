@@ -29,14 +29,10 @@ fn seed(
     pname: &str,
     secret: &str,
 ) -> Option<String> {
-    let body: Vec<Value> =
-        (0..25).map(|index| json!({"log_message": {"pname": pname, "host": "h", "msg": format!("{secret} {index}")}})).collect();
-    let (status, text) = meniscus.publish_raw(
-        tenant,
-        Some(token),
-        &[("Content-Type", "application/json")],
-        serde_json::to_vec(&body).unwrap(),
-    );
+    let body: Vec<Value> = (0..25)
+        .map(|index| json!({"pname": pname, "host": "h", "msg": format!("{secret} {index}")}))
+        .collect();
+    let (status, text) = meniscus.publish_messages(tenant, token, &body);
     assert!(
         status == 202 || status == 204,
         "seeding {tenant}: {status} {text}"

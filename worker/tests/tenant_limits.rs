@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::Meniscus;
+use support::{log_messages_body, Meniscus};
 
 const LIMITED: &str = r#"
 tenants:
@@ -24,27 +24,17 @@ tenants:
     tokens: [{value: free-token}]
 "#;
 
-fn batch(tag: &str, count: usize) -> Vec<u8> {
-    let body: Vec<Value> = (0..count)
-        .map(|index| json!({"log_message": {"host": "h", "pname": "app", "msg": format!("{tag} {index}")}}))
-        .collect();
-    serde_json::to_vec(&body).unwrap()
-}
-
-fn publish(meniscus: &Meniscus, tenant: &str, token: &str, body: Vec<u8>) -> (u16, String) {
-    meniscus.publish_raw(
-        tenant,
-        Some(token),
-        &[("Content-Type", "application/json")],
-        body,
-    )
+fn batch(tag: &str, count: usize) -> Vec<Value> {
+    (0..count)
+        .map(|index| json!({"host": "h", "pname": "app", "msg": format!("{tag} {index}")}))
+        .collect()
 }
 
 #[test]
 fn http_over_the_limit_gets_429_with_retry_after_and_loses_nothing_else() {
     let meniscus = Meniscus::start(LIMITED);
     // The burst: 20 events pass at once.
-    let (status, text) = publish(&meniscus, "slow", "slow-token", batch("first", 20));
+    let (status, text) = meniscus.publish_messages("slow", "slow-token", &batch("first", 20));
     assert_eq!(status, 204, "{text}");
 
     // The bucket is empty: the next request (10 events = 5 s of refill at 2/s) is refused
@@ -53,7 +43,7 @@ fn http_over_the_limit_gets_429_with_retry_after_and_loses_nothing_else() {
         .post(meniscus.url("/v1/tenant/slow/publish"))
         .header("MESSAGE-TOKEN", "slow-token")
         .header("Content-Type", "application/json")
-        .body(batch("refused", 10))
+        .body(log_messages_body(&batch("refused", 10)))
         .send()
         .unwrap();
     assert_eq!(response.status().as_u16(), 429);
@@ -74,18 +64,14 @@ fn http_over_the_limit_gets_429_with_retry_after_and_loses_nothing_else() {
 
     // Another tenant is not slowed by this one.
     for round in 0..3 {
-        let (status, text) = publish(
-            &meniscus,
-            "free",
-            "free-token",
-            batch(&format!("free{round}"), 50),
-        );
+        let (status, text) =
+            meniscus.publish_messages("free", "free-token", &batch(&format!("free{round}"), 50));
         assert_eq!(status, 204, "{text}");
     }
 
     // After the advertised wait the tenant is accepted again.
     std::thread::sleep(Duration::from_secs(retry_after));
-    let (status, text) = publish(&meniscus, "slow", "slow-token", batch("later", 10));
+    let (status, text) = meniscus.publish_messages("slow", "slow-token", &batch("later", 10));
     assert_eq!(status, 204, "{text}");
 
     assert_eq!(meniscus.wait_for_count("slow", "slow-token", "", 30), 30);

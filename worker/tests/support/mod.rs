@@ -402,6 +402,17 @@ impl Meniscus {
         )
     }
 
+    /// Publishes several messages as one JSON array of `{"log_message": ...}`; returns the status
+    /// and the answer's text.
+    pub fn publish_messages(&self, tenant: &str, token: &str, messages: &[Value]) -> (u16, String) {
+        self.publish_raw(
+            tenant,
+            Some(token),
+            &[("Content-Type", "application/json")],
+            log_messages_body(messages),
+        )
+    }
+
     /// Every file under the data dir whose name ends in `suffix`, sorted.
     pub fn data_files(&self, suffix: &str) -> Vec<PathBuf> {
         fn walk(dir: &Path, suffix: &str, found: &mut Vec<PathBuf>) {
@@ -918,3 +929,12 @@ pub fn wait_for_metric(
     }
 }
 // --- end of the rsyslog/syslog_ng/tls block ----------------------------------------------------
+
+/// A publish body: the messages as a JSON array of `{"log_message": ...}`.
+pub fn log_messages_body(messages: &[Value]) -> Vec<u8> {
+    let body: Vec<Value> = messages
+        .iter()
+        .map(|message| serde_json::json!({ "log_message": message }))
+        .collect();
+    serde_json::to_vec(&body).unwrap()
+}
