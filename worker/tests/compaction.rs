@@ -4,6 +4,7 @@
 
 mod support;
 
+use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
 use serde_json::{json, Value};
 use support::{Meniscus, StartOptions, TENANTS};
 
@@ -29,11 +30,21 @@ fn an_ended_hour_is_compacted_once_quiet_and_survives_kill_9() {
         let base = hour_ago_3.format("%Y-%m-%dT%H").to_string();
         format!("{base}:{minute:02}:00Z")
     };
+    // Compacted files store a message's first words in columns of their own; these messages
+    // have fewer and more words than there are columns, and doubled, trailing and non-ASCII
+    // spacing, all of which must come back byte for byte.
+    let message = |flush: usize, index: usize| match index % 3 {
+        0 => format!("old {flush}-{index}"),
+        1 => format!("old {flush}-{index} GET /x 200 a b c d e f g  h i j k needle-{flush}-{index} end "),
+        _ => format!("old {flush}-{index}  ünï\tcödé ☃ "),
+    };
+    let mut sent = Vec::new();
     for flush in 0..3 {
         let body: Vec<Value> = (0..10)
             .map(|index| {
                 let app = ["zeta", "alpha", "mid"][index % 3];
-                json!({"host": "h", "pname": app, "time": stamp(flush * 10 + index as u32), "msg": format!("old {flush}-{index}")})
+                sent.push(message(flush, index));
+                json!({"host": "h", "pname": app, "time": stamp((flush * 10 + index) as u32), "msg": message(flush, index)})
             })
             .collect();
         let (status, text) = meniscus.publish_messages("other", "other-token", &body);
@@ -61,6 +72,24 @@ fn an_ended_hour_is_compacted_once_quiet_and_survives_kill_9() {
         "SELECT count(DISTINCT event_id) AS n FROM events",
     );
     assert_eq!(distinct[0]["n"], 30);
+    sent.sort();
+    let stored_messages = |meniscus: &Meniscus| -> Vec<String> {
+        meniscus
+            .sql("other", "other-token", "SELECT msg FROM events ORDER BY msg")
+            .iter()
+            .map(|row| row["msg"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(stored_messages(&meniscus), sent);
+    // Text beyond the token columns, and text across several of them, is found by search
+    // and by SQL alike.
+    let (status, body) = meniscus.get("/v1/tenant/other/events?q=needle-2-4", "other-token");
+    assert_eq!(status, 200, "{body}");
+    let found = body["events"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{body}");
+    assert_eq!(found[0]["msg"], message(2, 4));
+    assert_eq!(meniscus.count("other", "other-token", "msg LIKE '%g  h i j k needle%'"), 9);
+    assert_eq!(meniscus.count("other", "other-token", "msg LIKE '% ☃ '"), 9);
 
     // The replaced files wait on disk for running queries; a crash and a restart removes them.
     assert!(meniscus.data_files(".parquet").len() > 1);
@@ -72,4 +101,13 @@ fn an_ended_hour_is_compacted_once_quiet_and_survives_kill_9() {
     );
     assert_eq!(meniscus.data_files(".parquet").len(), 1);
     assert_eq!(live_files(&meniscus).len(), 1);
+    assert_eq!(stored_messages(&meniscus), sent);
+    let file = std::fs::File::open(&meniscus.data_files(".parquet")[0]).unwrap();
+    let reader = SerializedFileReader::new(file).unwrap();
+    let schema = reader.metadata().file_metadata().schema_descr();
+    let columns: Vec<&str> = schema.columns().iter().map(|column| column.name()).collect();
+    assert!(
+        columns.contains(&"msg_t0") && columns.contains(&"msg_t11"),
+        "the compacted file stores message tokens: {columns:?}"
+    );
 }

@@ -21,7 +21,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::{
     concat, filter_record_batch, interleave_record_batch, lexsort_to_indices, SortColumn,
 };
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -30,6 +30,7 @@ use datafusion::parquet::schema::types::ColumnPath;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
+use super::msg_tokens::{self, stored_schema};
 use super::wal::sync_dir;
 use crate::columnar::{schema, TenantBatch};
 
@@ -462,7 +463,9 @@ impl HotStore {
                 .and_then(|builder| builder.with_batch_size(64 * 1024).build())
                 .map_err(io::Error::other)?;
             for batch in reader {
-                batches.push(conform(&batch.map_err(io::Error::other)?)?);
+                let batch = msg_tokens::join(&batch.map_err(io::Error::other)?)
+                    .map_err(io::Error::other)?;
+                batches.push(conform(&batch)?);
             }
         }
         // Only the sort keys are concatenated; rows are then gathered from the batches as
@@ -482,9 +485,18 @@ impl HotStore {
         let inputs: Vec<&RecordBatch> = batches.iter().collect();
         let slices = order
             .chunks(COMPACTION_SLICE_ROWS)
-            .map(|slice| interleave_record_batch(&inputs, slice).map_err(io::Error::other));
+            .map(|slice| {
+                interleave_record_batch(&inputs, slice)
+                    .and_then(|rows| msg_tokens::split(&rows))
+                    .map_err(io::Error::other)
+            });
         let compression = Compression::ZSTD(ZstdLevel::try_new(zstd_level).unwrap_or_default());
-        let bytes = write_parquet_slices(&self.root.join(&relative), slices, compression)?;
+        let bytes = write_parquet_slices(
+            &self.root.join(&relative),
+            stored_schema(),
+            slices,
+            compression,
+        )?;
         let rows = order.len();
         drop(batches);
         let entry = FileEntry {
@@ -755,12 +767,15 @@ fn writer_properties(compression: Compression) -> WriterProperties {
         .set_max_row_group_row_count(Some(256 * 1024))
         // A job lookup reads only files that may hold the job id.
         .set_column_bloom_filter_enabled(ColumnPath::from("job_id"), true);
-    for name in UNIQUE_COLUMNS {
+    // Message tokens (compacted files only) are free text too; a dictionary made them
+    // larger, not smaller, on bench/query's corpus.
+    let tokens = msg_tokens::token_column_names().iter().map(String::as_str);
+    for name in UNIQUE_COLUMNS.into_iter().chain(tokens.clone()) {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(name), false);
     }
     // Free text: the smallest and largest message of a page prune nothing (searches look
     // inside the text), and comparing every value to find them cost ~10 % of a flush.
-    for name in FREE_TEXT_COLUMNS {
+    for name in FREE_TEXT_COLUMNS.into_iter().chain(tokens) {
         builder =
             builder.set_column_statistics_enabled(ColumnPath::from(name), EnabledStatistics::None);
     }
@@ -784,6 +799,7 @@ fn write_parquet(
 ) -> io::Result<u64> {
     write_parquet_slices(
         path,
+        schema(),
         batches.iter().map(|batch| Ok(batch.clone())),
         compression,
     )
@@ -792,6 +808,7 @@ fn write_parquet(
 /// [`write_parquet`] for batches made one at a time.
 fn write_parquet_slices(
     path: &Path,
+    schema: SchemaRef,
     batches: impl Iterator<Item = io::Result<RecordBatch>>,
     compression: Compression,
 ) -> io::Result<u64> {
@@ -801,7 +818,7 @@ fn write_parquet_slices(
     fs::create_dir_all(dir)?;
     let temporary = path.with_extension("parquet.tmp");
     let file = fs::File::create(&temporary)?;
-    let mut writer = ArrowWriter::try_new(file, schema(), Some(writer_properties(compression)))
+    let mut writer = ArrowWriter::try_new(file, schema, Some(writer_properties(compression)))
         .map_err(io::Error::other)?;
     for batch in batches {
         writer.write(&batch?).map_err(io::Error::other)?;
@@ -883,7 +900,8 @@ mod tests {
                 .build()
                 .unwrap();
             for batch in reader {
-                events.extend(batch_to_events(&batch.unwrap(), "acme"));
+                let batch = msg_tokens::join(&batch.unwrap()).unwrap();
+                events.extend(batch_to_events(&batch, "acme"));
             }
         }
         events

@@ -13,6 +13,7 @@
 pub mod compaction;
 pub mod hot;
 pub mod jobs;
+pub mod msg_tokens;
 pub mod query;
 pub mod wal;
 

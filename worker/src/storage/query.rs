@@ -33,6 +33,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::hot::HotStore;
+use super::msg_tokens::{msg_from_tokens, stored_schema, token_column_names};
 use crate::columnar::{batch_to_events, schema};
 
 #[derive(Clone, Debug)]
@@ -178,11 +179,13 @@ impl QueryEngine {
                 .collect::<Result<Vec<_>, _>>()?;
             let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
                 .with_file_extension(".parquet");
+            // Every file is read with the compacted files' schema: a flushed file lacks the
+            // token columns, reads them as nulls, and its `msg` comes back as stored.
             let config = ListingTableConfig::new_with_multi_paths(urls)
                 .with_listing_options(options)
-                .with_schema(schema());
+                .with_schema(stored_schema());
             let files = ctx.read_table(Arc::new(ListingTable::try_new(config)?))?;
-            frame = files.union(frame)?;
+            frame = files.select(event_columns())?.union(frame)?;
         }
         Ok(frame)
     }
@@ -337,6 +340,25 @@ impl QueryEngine {
         self.run(async move { Ok(frame.count().await? as u64) })
             .await
     }
+}
+
+/// The event schema's columns over a scan of [`stored_schema`], with `msg` rebuilt from its
+/// tokens. Filters on `msg` are pushed below this projection as filters on the rebuilt text.
+fn event_columns() -> Vec<Expr> {
+    let msg = msg_from_tokens();
+    schema()
+        .fields()
+        .iter()
+        .map(|field| {
+            if field.name() == "msg" {
+                let mut parts: Vec<Expr> = token_column_names().iter().map(col).collect();
+                parts.push(col("msg"));
+                msg.call(parts).alias("msg")
+            } else {
+                col(field.name())
+            }
+        })
+        .collect()
 }
 
 fn timestamp_literal(micros: i64) -> Expr {
