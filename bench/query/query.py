@@ -179,6 +179,8 @@ def main():
     ap.add_argument("--query-timeout", type=float, default=600)
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results", "query.txt"))
     ap.add_argument("--keep", action="store_true", help="keep the lines file and the data dir")
+    ap.add_argument("--storage", default="", help="the server's storage settings as a YAML flow map, "
+                    "e.g. '{compactionSplitMessages: true, compactionZstdLevel: 15}' (default: none)")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
@@ -232,6 +234,8 @@ tenants:
     tokens:
       - value: {TOKEN_HDR}
 """)
+        if args.storage:
+            f.write(f"storage: {args.storage}\n")
     logpath = os.path.join(args.work, "meniscus.log")
 
     # ------------------------------------------------------------ ingest
@@ -399,7 +403,7 @@ tenants:
     out.append(f"# bench/query: {args.count:,} RFC 5424 lines, {raw_bytes:,} raw bytes ({raw_bytes / args.count:.1f} B/line), "
                f"{args.span // 3600} h of timestamps, 50 hosts, 20 apps, 8 severities, token in {rare} lines")
     out.append(f"# {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, {os.cpu_count()} cpus, load average at start {loadavg}; "
-               f"binary {args.meniscus_bin}")
+               f"binary {args.meniscus_bin}; storage settings: {args.storage or 'defaults'}")
     out.append(f"# median of {args.runs} runs; MB/s = raw bytes / wall; MB/s/core = raw bytes / CPU s "
                "(Meniscus: server utime+stime around the request; peers: the command and its children)")
     out.append("# Meniscus queries run after a SIGTERM flush and a restart: every event is read from Parquet; "

@@ -19,6 +19,7 @@
 # Env: MENISCUS_BIN (default $CARGO_TARGET_DIR/release/meniscus, else target/release/meniscus);
 #      MENISCUS_CACHE (default ~/.cache/meniscus).
 # Options: --count N  --span SECONDS  --rare N  --token T  --conns N  --runs N  --keep
+#          --storage '{compactionSplitMessages: true}'  --out FILE
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib/run-common.sh"

@@ -163,6 +163,11 @@ pub struct StorageConfig {
     /// compacted (late events and replayed backlogs land first).
     #[serde(default = "default_compaction_grace")]
     pub compaction_grace: HumanDuration,
+    /// Compacted files store each message's first twelve words in columns of their own:
+    /// about 8 % less disk on bench/query's corpus, at about twice the CPU for a free-text
+    /// search or a `msg LIKE` over those files. Off by default.
+    #[serde(default)]
+    pub compaction_split_messages: bool,
     /// Longest time events stay only in memory and the write-ahead log.
     #[serde(default = "default_flush_interval")]
     pub flush_interval: HumanDuration,

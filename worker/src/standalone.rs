@@ -108,6 +108,7 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
             zstd_level: config.storage.compaction_zstd_level,
             max_rows: config.storage.compaction_max_rows,
             grace: config.storage.compaction_grace.0,
+            split_messages: config.storage.compaction_split_messages,
         },
         flush_interval: config.storage.flush_interval.0,
     };

@@ -1,6 +1,7 @@
 //! Compaction through the real binary: an ended hour written by several flushes becomes one
-//! compacted file, every event stays queryable exactly once, and after `kill -9` and a restart
-//! the replaced files are gone from disk.
+//! compacted file (messages whole, or split into tokens when configured), every event stays
+//! queryable exactly once and byte for byte, and after `kill -9` and a restart the replaced
+//! files are gone from disk.
 
 mod support;
 
@@ -17,10 +18,40 @@ fn live_files(meniscus: &Meniscus) -> Vec<Value> {
     manifest["files"].as_array().cloned().unwrap_or_default()
 }
 
+/// Messages of the events a search for `text` finds.
+fn search(meniscus: &Meniscus, text: &str) -> Vec<String> {
+    let query = text.replace(' ', "%20");
+    let (status, body) = meniscus.get(&format!("/v1/tenant/other/events?q={query}"), "other-token");
+    assert_eq!(status, 200, "{body}");
+    body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["msg"].as_str().unwrap().to_string())
+        .collect()
+}
+
 #[test]
 fn an_ended_hour_is_compacted_once_quiet_and_survives_kill_9() {
+    compact_an_ended_hour(
+        "storage: {flushEvents: 10, flushInterval: 1s, compactionGrace: 1s}",
+        false,
+    );
+}
+
+#[test]
+fn split_messages_come_back_byte_for_byte_after_compaction() {
+    compact_an_ended_hour(
+        "storage: {flushEvents: 10, flushInterval: 1s, compactionGrace: 1s, compactionSplitMessages: true}",
+        true,
+    );
+}
+
+/// Three flushes into one past hour, compaction with `storage`, then every check, before and
+/// after `kill -9` and a restart. `split`: whether compacted files store message tokens.
+fn compact_an_ended_hour(storage: &'static str, split: bool) {
     let mut meniscus = Meniscus::start_with_options(StartOptions {
-        storage: "storage: {flushEvents: 10, flushInterval: 1s, compactionGrace: 1s}",
+        storage,
         extra: TENANTS,
         ..Default::default()
     });
@@ -30,12 +61,14 @@ fn an_ended_hour_is_compacted_once_quiet_and_survives_kill_9() {
         let base = hour_ago_3.format("%Y-%m-%dT%H").to_string();
         format!("{base}:{minute:02}:00Z")
     };
-    // Compacted files store a message's first words in columns of their own; these messages
-    // have fewer and more words than there are columns, and doubled, trailing and non-ASCII
+    // Split files store a message's first words in columns of their own; these messages have
+    // fewer and more words than there are columns, and doubled, trailing and non-ASCII
     // spacing, all of which must come back byte for byte.
     let message = |flush: usize, index: usize| match index % 3 {
         0 => format!("old {flush}-{index}"),
-        1 => format!("old {flush}-{index} GET /x 200 a b c d e f g  h i j k needle-{flush}-{index} end "),
+        1 => format!(
+            "old {flush}-{index} GET /x 200 a b c d e f g  h i j k needle-{flush}-{index} end "
+        ),
         _ => format!("old {flush}-{index}  ünï\tcödé ☃ "),
     };
     let mut sent = Vec::new();
@@ -53,6 +86,11 @@ fn an_ended_hour_is_compacted_once_quiet_and_survives_kill_9() {
             live_files(&meniscus).len() > flush as usize
                 || meniscus.metric("meniscus_hot_compactions_total") > 0
         });
+        // Flushed files keep messages whole; search finds text in them just the same.
+        assert_eq!(
+            search(&meniscus, &format!("needle-{flush}-4")),
+            [message(flush, 4)]
+        );
     }
     meniscus.wait_until(60, "compaction of the ended hour", || {
         meniscus.metric("meniscus_hot_compactions_total") >= 1
@@ -61,6 +99,11 @@ fn an_ended_hour_is_compacted_once_quiet_and_survives_kill_9() {
     let files = live_files(&meniscus);
     assert_eq!(files.len(), 1, "{files:?}");
     assert_eq!(files[0]["compacted"], true);
+    assert_eq!(
+        files[0]["msg_tokens"].as_bool().unwrap_or(false),
+        split,
+        "{files:?}"
+    );
     assert_eq!(files[0]["rows"], 30);
     assert_eq!(
         meniscus.count("other", "other-token", "msg LIKE 'old %'"),
@@ -75,7 +118,11 @@ fn an_ended_hour_is_compacted_once_quiet_and_survives_kill_9() {
     sent.sort();
     let stored_messages = |meniscus: &Meniscus| -> Vec<String> {
         meniscus
-            .sql("other", "other-token", "SELECT msg FROM events ORDER BY msg")
+            .sql(
+                "other",
+                "other-token",
+                "SELECT msg FROM events ORDER BY msg",
+            )
             .iter()
             .map(|row| row["msg"].as_str().unwrap().to_string())
             .collect()
@@ -83,12 +130,13 @@ fn an_ended_hour_is_compacted_once_quiet_and_survives_kill_9() {
     assert_eq!(stored_messages(&meniscus), sent);
     // Text beyond the token columns, and text across several of them, is found by search
     // and by SQL alike.
-    let (status, body) = meniscus.get("/v1/tenant/other/events?q=needle-2-4", "other-token");
-    assert_eq!(status, 200, "{body}");
-    let found = body["events"].as_array().unwrap();
-    assert_eq!(found.len(), 1, "{body}");
-    assert_eq!(found[0]["msg"], message(2, 4));
-    assert_eq!(meniscus.count("other", "other-token", "msg LIKE '%g  h i j k needle%'"), 9);
+    assert_eq!(search(&meniscus, "needle-2-4"), [message(2, 4)]);
+    assert_eq!(search(&meniscus, "k needle-1-7 e"), [message(1, 7)]);
+    assert_eq!(search(&meniscus, "0-0"), [message(0, 0)]);
+    assert_eq!(
+        meniscus.count("other", "other-token", "msg LIKE '%g  h i j k needle%'"),
+        9
+    );
     assert_eq!(meniscus.count("other", "other-token", "msg LIKE '% ☃ '"), 9);
 
     // The replaced files wait on disk for running queries; a crash and a restart removes them.
@@ -105,9 +153,14 @@ fn an_ended_hour_is_compacted_once_quiet_and_survives_kill_9() {
     let file = std::fs::File::open(&meniscus.data_files(".parquet")[0]).unwrap();
     let reader = SerializedFileReader::new(file).unwrap();
     let schema = reader.metadata().file_metadata().schema_descr();
-    let columns: Vec<&str> = schema.columns().iter().map(|column| column.name()).collect();
-    assert!(
+    let columns: Vec<&str> = schema
+        .columns()
+        .iter()
+        .map(|column| column.name())
+        .collect();
+    assert_eq!(
         columns.contains(&"msg_t0") && columns.contains(&"msg_t11"),
-        "the compacted file stores message tokens: {columns:?}"
+        split,
+        "token columns in the compacted file: {columns:?}"
     );
 }

@@ -23,6 +23,9 @@ pub struct CompactionOptions {
     /// How long a window is left alone after it ends and after its newest file was written:
     /// late events and a backlog being replayed land first, then the window is compacted once.
     pub grace: Duration,
+    /// Store each message's first words in columns of their own (see `msg_tokens`): smaller
+    /// files, costlier searches.
+    pub split_messages: bool,
 }
 
 impl Default for CompactionOptions {
@@ -31,6 +34,7 @@ impl Default for CompactionOptions {
             zstd_level: 9,
             max_rows: 256 * 1024,
             grace: Duration::from_secs(120),
+            split_messages: false,
         }
     }
 }
@@ -113,6 +117,7 @@ mod tests {
             bytes: rows * 40,
             compacted,
             created: 0,
+            msg_tokens: false,
         }
     }
 
@@ -129,6 +134,7 @@ mod tests {
             zstd_level: 9,
             max_rows: 100,
             grace: Duration::from_secs(60),
+            split_messages: false,
         };
         let hour = WINDOW_SECONDS;
         let now = 10 * hour + 30;

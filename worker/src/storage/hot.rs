@@ -30,6 +30,7 @@ use datafusion::parquet::schema::types::ColumnPath;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
+use super::compaction::CompactionOptions;
 use super::msg_tokens::{self, stored_schema};
 use super::wal::sync_dir;
 use crate::columnar::{schema, TenantBatch};
@@ -71,6 +72,9 @@ pub struct FileEntry {
     /// When the file was written, seconds since the epoch (0 in manifests of older versions).
     #[serde(default)]
     pub created: i64,
+    /// `msg` is stored as tokens (see `msg_tokens`); read with its stored schema.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub msg_tokens: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -190,7 +194,10 @@ pub struct HotStore {
 /// What a query over one tenant reads: in-memory batches and Parquet files.
 pub struct Snapshot {
     pub batches: Vec<RecordBatch>,
+    /// Files that store `msg` whole.
     pub files: Vec<PathBuf>,
+    /// Files that store `msg` as tokens.
+    pub token_files: Vec<PathBuf>,
 }
 
 impl HotStore {
@@ -379,6 +386,7 @@ impl HotStore {
                 bytes,
                 compacted: false,
                 created: Utc::now().timestamp(),
+                msg_tokens: false,
             });
         }
         let mut state = self.state.write();
@@ -429,19 +437,25 @@ impl HotStore {
                 }
             }
         }
-        let files = state
-            .files
-            .get(tenant)
-            .map(|windows| {
-                windows
-                    .range(first_window..=last_window)
-                    .flat_map(|(_, entries)| {
-                        entries.iter().map(|entry| self.root.join(&entry.path))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Snapshot { batches, files }
+        let (mut files, mut token_files) = (Vec::new(), Vec::new());
+        if let Some(windows) = state.files.get(tenant) {
+            for entry in windows
+                .range(first_window..=last_window)
+                .flat_map(|(_, entries)| entries)
+            {
+                let path = self.root.join(&entry.path);
+                if entry.msg_tokens {
+                    token_files.push(path);
+                } else {
+                    files.push(path);
+                }
+            }
+        }
+        Snapshot {
+            batches,
+            files,
+            token_files,
+        }
     }
 
     /// Every live Parquet file.
@@ -450,9 +464,13 @@ impl HotStore {
     }
 
     /// Rewrites `group` (files of one tenant and window) as one file sorted by `pname`, `ts`
-    /// at `zstd_level`, and swaps it in. Returns the new entry, or `None` when the group
+    /// at the options' zstd level, messages split if they say so, and swaps it in. Returns the new entry, or `None` when the group
     /// changed meanwhile (retention removed a file) and nothing was swapped.
-    pub fn compact(&self, group: &[FileEntry], zstd_level: i32) -> io::Result<Option<FileEntry>> {
+    pub fn compact(
+        &self,
+        group: &[FileEntry],
+        options: &CompactionOptions,
+    ) -> io::Result<Option<FileEntry>> {
         let Some(first) = group.first() else {
             return Ok(None);
         };
@@ -483,19 +501,26 @@ impl HotStore {
             window_dir_name(first.window)
         );
         let inputs: Vec<&RecordBatch> = batches.iter().collect();
-        let slices = order
-            .chunks(COMPACTION_SLICE_ROWS)
-            .map(|slice| {
-                interleave_record_batch(&inputs, slice)
-                    .and_then(|rows| msg_tokens::split(&rows))
-                    .map_err(io::Error::other)
-            });
-        let compression = Compression::ZSTD(ZstdLevel::try_new(zstd_level).unwrap_or_default());
+        let slices = order.chunks(COMPACTION_SLICE_ROWS).map(|slice| {
+            let rows = interleave_record_batch(&inputs, slice);
+            if options.split_messages {
+                rows.and_then(|rows| msg_tokens::split(&rows))
+            } else {
+                rows
+            }
+            .map_err(io::Error::other)
+        });
+        let level = ZstdLevel::try_new(options.zstd_level).unwrap_or_default();
+        let file_schema = if options.split_messages {
+            stored_schema()
+        } else {
+            schema()
+        };
         let bytes = write_parquet_slices(
             &self.root.join(&relative),
-            stored_schema(),
+            file_schema,
             slices,
-            compression,
+            Compression::ZSTD(level),
         )?;
         let rows = order.len();
         drop(batches);
@@ -507,6 +532,7 @@ impl HotStore {
             bytes,
             compacted: true,
             created: Utc::now().timestamp(),
+            msg_tokens: options.split_messages,
         };
         let mut state = self.state.write();
         let still_live = group.iter().all(|old| {
@@ -894,7 +920,7 @@ mod tests {
             .iter()
             .flat_map(|batch| batch_to_events(batch, "acme"))
             .collect();
-        for path in snapshot.files {
+        for path in snapshot.files.into_iter().chain(snapshot.token_files) {
             let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path).unwrap())
                 .unwrap()
                 .build()
@@ -966,7 +992,11 @@ mod tests {
             &super::super::compaction::CompactionOptions::default(),
         );
         assert_eq!(groups.len(), 1);
-        let entry = store.compact(&groups[0], 9).unwrap().unwrap();
+        let options = CompactionOptions {
+            split_messages: true,
+            ..CompactionOptions::default()
+        };
+        let entry = store.compact(&groups[0], &options).unwrap().unwrap();
         assert!(entry.compacted);
         assert_eq!(entry.rows, 150);
         assert_eq!(store.file_entries(), vec![entry.clone()]);

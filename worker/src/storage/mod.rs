@@ -466,7 +466,7 @@ impl Flusher {
             return false;
         };
         let started = std::time::Instant::now();
-        match self.hot.compact(group, self.compaction.zstd_level) {
+        match self.hot.compact(group, &self.compaction) {
             Ok(Some(entry)) => {
                 self.metrics.compactions.inc(&[]);
                 self.metrics.compaction_backlog.set(

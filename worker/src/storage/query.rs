@@ -171,20 +171,11 @@ impl QueryEngine {
         let snapshot = self.hot.snapshot(tenant.as_str(), from, to);
         let memory = MemTable::try_new(schema(), vec![snapshot.batches])?;
         let mut frame = ctx.read_table(Arc::new(memory))?;
-        if !snapshot.files.is_empty() {
-            let urls = snapshot
-                .files
-                .iter()
-                .map(|path| ListingTableUrl::parse(path.to_string_lossy()))
-                .collect::<Result<Vec<_>, _>>()?;
-            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                .with_file_extension(".parquet");
-            // Every file is read with the compacted files' schema: a flushed file lacks the
-            // token columns, reads them as nulls, and its `msg` comes back as stored.
-            let config = ListingTableConfig::new_with_multi_paths(urls)
-                .with_listing_options(options)
-                .with_schema(stored_schema());
-            let files = ctx.read_table(Arc::new(ListingTable::try_new(config)?))?;
+        if let Some(files) = read_parquet(ctx, &snapshot.files, schema())? {
+            frame = files.union(frame)?;
+        }
+        // Filters on `msg` reach these files' readers as filters on the rebuilt text.
+        if let Some(files) = read_parquet(ctx, &snapshot.token_files, stored_schema())? {
             frame = files.select(event_columns())?.union(frame)?;
         }
         Ok(frame)
@@ -342,6 +333,29 @@ impl QueryEngine {
     }
 }
 
+/// A frame over Parquet `files` read as `schema`; `None` when there are none.
+fn read_parquet(
+    ctx: &SessionContext,
+    files: &[std::path::PathBuf],
+    schema: datafusion::arrow::datatypes::SchemaRef,
+) -> Result<Option<DataFrame>, QueryError> {
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let urls = files
+        .iter()
+        .map(|path| ListingTableUrl::parse(path.to_string_lossy()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(schema);
+    Ok(Some(
+        ctx.read_table(Arc::new(ListingTable::try_new(config)?))?,
+    ))
+}
+
 /// The event schema's columns over a scan of [`stored_schema`], with `msg` rebuilt from its
 /// tokens. Filters on `msg` are pushed below this projection as filters on the rebuilt text.
 fn event_columns() -> Vec<Expr> {
@@ -368,6 +382,21 @@ fn timestamp_literal(micros: i64) -> Expr {
     ))
 }
 
+/// `text LIKE '%<text>%'`, with our own escape character so `%` and `_` in it are literal.
+fn contains(text: Expr, needle: &str) -> Expr {
+    let escaped = needle
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    Expr::Like(datafusion::logical_expr::expr::Like::new(
+        false,
+        Box::new(text),
+        Box::new(lit(format!("%{escaped}%"))),
+        Some('\\'),
+        false,
+    ))
+}
+
 fn search_filters(request: &SearchRequest) -> Vec<Expr> {
     let mut filters = Vec::new();
     if let Some(from) = request.from {
@@ -377,18 +406,7 @@ fn search_filters(request: &SearchRequest) -> Vec<Expr> {
         filters.push(col("ts").lt(timestamp_literal(to.timestamp_micros())));
     }
     if let Some(text) = &request.text {
-        // LIKE with our own escape character, so `%` and `_` in the search text are literal.
-        let escaped = text
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        filters.push(Expr::Like(datafusion::logical_expr::expr::Like::new(
-            false,
-            Box::new(col("msg")),
-            Box::new(lit(format!("%{escaped}%"))),
-            Some('\\'),
-            false,
-        )));
+        filters.push(contains(col("msg"), text));
     }
     if let Some(host) = &request.host {
         filters.push(col("host").eq(lit(host.clone())));
