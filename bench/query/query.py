@@ -310,6 +310,8 @@ tenants:
     wait_until(lambda: _try(lambda: srv.prom_sum("meniscus_hot_compaction_backlog_files")) == 0,
                args.ingest_timeout, "compaction to finish", pid=srv.pid, interval=1)
     compact_s = time.monotonic() - t_compact - 3
+    # The restarted server has done little else yet: its CPU so far is compaction's.
+    compact_cpu = cpu_seconds(srv.pid)
     compacted = json.load(open(os.path.join(data, "hot", "MANIFEST.json")))["files"]
     compacted_bytes = sum(f["bytes"] for f in compacted)
     compactions = int(_try(lambda: srv.prom_sum("meniscus_hot_compactions_total")) or 0)
@@ -440,7 +442,8 @@ tenants:
     out.append(f"# footprint after flushes: du -sb DATA/hot = {hot_bytes:,} B = {ratio_s} x raw; DATA/wal = {wal_bytes:,} B")
     out.append(f"# footprint after compaction (live files in the manifest): {compacted_bytes:,} B = "
                f"{compacted_bytes / raw_bytes:.3f} x raw (goal <= 0.15), {len(compacted)} files; "
-               f"compaction after the restart ~{compact_s:.0f} s ({compactions} runs, some may have run during ingest)")
+               f"compaction after the restart ~{compact_s:.0f} s ({compactions} runs, some may have run during ingest), "
+               f"server CPU since the restart {compact_cpu:.1f} s = {compact_cpu * 1e6 / args.count:.1f} µs/event")
     refs = []
     if zstd_b:
         refs.append(f"zstd -3 {zstd_b / raw_bytes:.3f}")

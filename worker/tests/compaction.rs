@@ -83,7 +83,7 @@ fn compact_an_ended_hour(storage: &'static str, split: bool) {
         let (status, text) = meniscus.publish_messages("other", "other-token", &body);
         assert_eq!(status, 204, "{text}");
         meniscus.wait_until(30, "the flush of this request", || {
-            live_files(&meniscus).len() > flush as usize
+            live_files(&meniscus).len() > flush
                 || meniscus.metric("meniscus_hot_compactions_total") > 0
         });
         // Flushed files keep messages whole; search finds text in them just the same.
