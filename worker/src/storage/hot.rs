@@ -1025,5 +1025,35 @@ mod tests {
             .iter()
             .all(|old| !dir.path().join(&old.path).exists()));
         assert_eq!(stored(&reopened).len(), 150);
+
+        // A late file joins the small split file in a compaction with splitting off: the
+        // messages come back whole from both kinds of input.
+        let late: Vec<Event> = (0..5)
+            .map(|index| event("late", start + chrono::Duration::seconds(index)))
+            .collect();
+        reopened.insert(tenant_batches(&late).unwrap());
+        let frozen = reopened.freeze(10).unwrap();
+        reopened.flush(&frozen).unwrap();
+        let messages = |store: &HotStore| {
+            let mut messages: Vec<String> =
+                stored(store).into_iter().map(|event| event.msg).collect();
+            messages.sort();
+            messages
+        };
+        let expected = messages(&reopened);
+        assert_eq!(expected.len(), 155);
+        let groups = super::super::compaction::plan(
+            &reopened.file_entries(),
+            Utc::now().timestamp() + 600,
+            &CompactionOptions::default(),
+        );
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].len(), 2, "the split file is absorbed: {groups:?}");
+        let merged = reopened
+            .compact(&groups[0], &CompactionOptions::default())
+            .unwrap()
+            .unwrap();
+        assert!(!merged.msg_tokens);
+        assert_eq!(messages(&reopened), expected);
     }
 }
