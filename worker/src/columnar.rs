@@ -249,7 +249,10 @@ pub enum ColumnarError {
 }
 
 /// The `ArrowIpc` record payload: for each tenant, `tenant length u16 LE | tenant | IPC length
-/// u32 LE | Arrow IPC stream (schema and one batch)`.
+/// u32 LE | Arrow IPC stream (schema and one batch)`. The stream leaves out columns that are
+/// null in every row: IPC would still write their offsets and values as zeros, about 40 bytes
+/// per event for a plain syslog line (job id, structured data, raw text, …), a seventh of the
+/// WAL. Decoding puts them back as nulls.
 #[cfg(test)]
 pub fn encode_payload(batches: &[TenantBatch]) -> Result<Vec<u8>, ColumnarError> {
     let mut payload = Vec::new();
@@ -273,8 +276,16 @@ pub fn encode_payload_into(
         payload.extend_from_slice(tenant);
         let length_at = payload.len();
         payload.extend_from_slice(&[0; 4]);
-        let mut writer = StreamWriter::try_new(&mut *payload, &group.batch.schema())?;
-        writer.write(&group.batch)?;
+        let batch = &group.batch;
+        let present: Vec<usize> = (0..batch.num_columns())
+            .filter(|&index| {
+                let column = batch.column(index);
+                column.is_empty() || column.null_count() < column.len()
+            })
+            .collect();
+        let batch = batch.project(&present)?;
+        let mut writer = StreamWriter::try_new(&mut *payload, &batch.schema())?;
+        writer.write(&batch)?;
         writer.finish()?;
         drop(writer);
         let length = (payload.len() - length_at - 4) as u32;
@@ -284,7 +295,8 @@ pub fn encode_payload_into(
 }
 
 /// Reads an `ArrowIpc` record payload back. Tenant ids are validated again (they name
-/// directories) and batches must have the event schema.
+/// directories); every column must be one of the event schema's, as it is there, and the
+/// columns left out come back null.
 pub fn decode_payload(payload: &[u8]) -> Result<Vec<TenantBatch>, ColumnarError> {
     let mut groups = Vec::new();
     let mut rest = payload;
@@ -302,13 +314,29 @@ pub fn decode_payload(payload: &[u8]) -> Result<Vec<TenantBatch>, ColumnarError>
                 as usize;
         let ipc = take(&mut rest, ipc_length)?;
         let reader = StreamReader::try_new(Cursor::new(ipc), None)?;
-        if reader.schema() != schema() {
+        let full = schema();
+        let known = |field: &Arc<Field>| {
+            full.field_with_name(field.name())
+                .is_ok_and(|expected| expected == field.as_ref())
+        };
+        if !reader.schema().fields().iter().all(known) {
             return Err(ColumnarError::Schema);
         }
         for batch in reader {
+            let batch = batch?;
+            let columns = full
+                .fields()
+                .iter()
+                .map(|field| match batch.column_by_name(field.name()) {
+                    Some(column) => column.clone(),
+                    None => new_null_array(field.data_type(), batch.num_rows()),
+                })
+                .collect();
+            // Fails (a schema error) when a non-null column was left out.
+            let batch = RecordBatch::try_new(full.clone(), columns)?;
             groups.push(TenantBatch {
                 tenant: tenant.clone(),
-                batch: batch?,
+                batch,
             });
         }
     }
@@ -508,6 +536,65 @@ mod tests {
             vec![event.clone(), event]
         );
         assert_eq!(batch_to_events(&decoded[1].batch, "other"), vec![other]);
+    }
+
+    /// One tenant's payload holding `batch` as is, every column written.
+    fn payload_of(batch: &RecordBatch) -> Vec<u8> {
+        let mut payload = vec![4, 0];
+        payload.extend_from_slice(b"acme");
+        let mut ipc = Vec::new();
+        let mut writer = StreamWriter::try_new(&mut ipc, &batch.schema()).unwrap();
+        writer.write(batch).unwrap();
+        writer.finish().unwrap();
+        drop(writer);
+        payload.extend_from_slice(&(ipc.len() as u32).to_le_bytes());
+        payload.extend_from_slice(&ipc);
+        payload
+    }
+
+    #[test]
+    fn columns_null_in_every_row_are_left_out_of_the_wal_and_come_back_null() {
+        let producer = meniscus_grid::Producer::plain("default");
+        let correlation = Correlation::new("acme", &producer, Transport::Tcp, Utc::now());
+        let events: Vec<Event> = (0..1000)
+            .map(|index| Event::from_message(format!("line {index}"), correlation.clone()))
+            .collect();
+        let groups = tenant_batches(&events).unwrap();
+        let payload = encode_payload(&groups).unwrap();
+        let everything = payload_of(&groups[0].batch);
+        assert!(
+            payload.len() * 3 < everything.len() * 2,
+            "{} bytes, {} with every column",
+            payload.len(),
+            everything.len()
+        );
+        let decoded = decode_payload(&payload).unwrap();
+        assert_eq!(decoded[0].batch, groups[0].batch);
+        // Records written with every column (by older versions) still decode.
+        assert_eq!(
+            decode_payload(&everything).unwrap()[0].batch,
+            groups[0].batch
+        );
+
+        // A column the event schema does not have, or a required column left out: rejected.
+        let batch = &groups[0].batch;
+        let extra = Field::new("extra", DataType::Utf8, true);
+        let mut fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(extra);
+        let mut columns = batch.columns().to_vec();
+        columns.push(new_null_array(&DataType::Utf8, batch.num_rows()));
+        let widened = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        assert!(matches!(
+            decode_payload(&payload_of(&widened)),
+            Err(ColumnarError::Schema)
+        ));
+        let without_msg = batch.project(&[0, 1, 2, 3]).unwrap();
+        assert!(decode_payload(&payload_of(&without_msg)).is_err());
     }
 
     #[test]
