@@ -990,6 +990,18 @@ fn simulated_node() -> serde_json::Value {
     })
 }
 
+/// A kube client for `config`. Installs ring as rustls' process-wide crypto provider first:
+/// when the whole workspace is built together, another crate's dependencies also enable
+/// aws-lc-rs, and rustls then refuses to pick a default on its own.
+fn kube_client(config: kube::Config) -> std::result::Result<Client, kube::Error> {
+    static PROVIDER: std::sync::Once = std::sync::Once::new();
+    PROVIDER.call_once(|| {
+        // Err only when a provider is installed already, which is what we want anyway.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    Client::try_from(config)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1046,16 +1058,4 @@ mod tests {
             assert!(dir.path().join("pki").join(f).is_file(), "{f}");
         }
     }
-}
-
-/// A kube client for `config`. Installs ring as rustls' process-wide crypto provider first:
-/// when the whole workspace is built together, another crate's dependencies also enable
-/// aws-lc-rs, and rustls then refuses to pick a default on its own.
-fn kube_client(config: kube::Config) -> std::result::Result<Client, kube::Error> {
-    static PROVIDER: std::sync::Once = std::sync::Once::new();
-    PROVIDER.call_once(|| {
-        // Err only when a provider is installed already, which is what we want anyway.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-    Client::try_from(config)
 }

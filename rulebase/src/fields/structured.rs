@@ -8,9 +8,12 @@ fn str_val(s: &[u8], a: usize, b: usize) -> Value {
     Value::String(span_string(s, a, b))
 }
 
+/// Start and end offsets of a piece of the input.
+type Span = (usize, usize);
+
 /// One `name=value` pair (name: alnum . _ -; value: up to whitespace).
 /// Returns (name span, value span, new offset).
-fn name_value(s: &[u8], i: usize) -> Option<((usize, usize), (usize, usize), usize)> {
+fn name_value(s: &[u8], i: usize) -> Option<(Span, Span, usize)> {
     let len = s.len();
     let mut j = i;
     while j < len && (s[j].is_ascii_alphanumeric() || matches!(s[j], b'.' | b'_' | b'-')) {

@@ -14,7 +14,8 @@ fn parse_int(s: &[u8], p: &mut usize, len: &mut usize) -> i32 {
     v
 }
 
-/// Seconds since the epoch for a civil date (UTC), 0 outside 1970..=2100 as liblognorm.
+/// Seconds since the epoch for a civil date at `utc_offset_seconds` east of UTC, 0 outside
+/// 1970..=2100 as liblognorm.
 fn to_unix(
     year: i32,
     month: i32,
@@ -22,9 +23,7 @@ fn to_unix(
     hour: i32,
     min: i32,
     sec: i32,
-    off_h: i32,
-    off_m: i32,
-    plus: bool,
+    utc_offset_seconds: i64,
 ) -> i64 {
     if !(1970..=2100).contains(&year) {
         return 0;
@@ -38,10 +37,7 @@ fn to_unix(
     let y = year as i64;
     // days from 1970-01-01 to Jan 1 of `year`
     let yd = (y - 1970) * 365 + ((y - 1969) / 4) - ((y - 1901) / 100) + ((y - 1601) / 400);
-    let mut t = (yd + days) * 86400 + hour as i64 * 3600 + min as i64 * 60 + sec as i64;
-    let off = off_h as i64 * 3600 + off_m as i64 * 60;
-    t += if plus { -off } else { off };
-    t
+    (yd + days) * 86400 + hour as i64 * 3600 + min as i64 * 60 + sec as i64 - utc_offset_seconds
 }
 
 fn month_of(s: &[u8], p: usize) -> Option<i32> {
@@ -130,7 +126,7 @@ pub(crate) fn rfc3164(s: &[u8], offs: usize, fmt: Fmt) -> Parsed {
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0);
             let year = current_year(now);
-            let mut t = to_unix(year, month, day, hour, minute, second, 0, 0, true);
+            let mut t = to_unix(year, month, day, hour, minute, second, 0);
             if ts == Fmt::TimestampUnixMs {
                 t *= 1000;
             }
@@ -142,7 +138,7 @@ pub(crate) fn rfc3164(s: &[u8], offs: usize, fmt: Fmt) -> Parsed {
 
 fn current_year(now: i64) -> i32 {
     let mut y = 1970;
-    while to_unix(y + 1, 1, 1, 0, 0, 0, 0, 0, true) <= now && y < 2100 {
+    while to_unix(y + 1, 1, 1, 0, 0, 0, 0) <= now && y < 2100 {
         y += 1;
     }
     y
@@ -231,7 +227,8 @@ pub(crate) fn rfc5424(s: &[u8], offs: usize, fmt: Fmt) -> Parsed {
     let out = match fmt {
         Fmt::String | Fmt::Number => Out::Span(offs, offs + parsed),
         ts => {
-            let mut t = to_unix(year, month, day, hour, minute, second, off_h, off_m, plus);
+            let offset = (off_h as i64 * 3600 + off_m as i64 * 60) * if plus { 1 } else { -1 };
+            let mut t = to_unix(year, month, day, hour, minute, second, offset);
             if ts == Fmt::TimestampUnixMs {
                 t *= 1000;
                 let mut frac = secfrac as i64;

@@ -59,22 +59,6 @@ fn strip_octet_count(datagram: &[u8]) -> &[u8] {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::strip_octet_count;
-
-    #[test]
-    fn an_octet_count_is_removed_only_when_it_matches() {
-        assert_eq!(strip_octet_count(b"5 <13>x"), b"<13>x");
-        assert_eq!(strip_octet_count(b"6 <13>x"), b"6 <13>x");
-        assert_eq!(
-            strip_octet_count(b"91: *Oct  7 03:10:04: x"),
-            b"91: *Oct  7 03:10:04: x"
-        );
-        assert_eq!(strip_octet_count(b"<13>x"), b"<13>x");
-    }
-}
-
 pub async fn serve(socket: UdpSocket, source: SourceContext, correlator: Arc<Correlator>) {
     // One byte more than the limit tells a datagram at the limit from a longer one.
     let max = correlator.max_message_bytes;
@@ -127,5 +111,21 @@ pub async fn serve(socket: UdpSocket, source: SourceContext, correlator: Arc<Cor
                 tracing::error!("storage unavailable; udp messages are being refused");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_octet_count;
+
+    #[test]
+    fn an_octet_count_is_removed_only_when_it_matches() {
+        assert_eq!(strip_octet_count(b"5 <13>x"), b"<13>x");
+        assert_eq!(strip_octet_count(b"6 <13>x"), b"6 <13>x");
+        assert_eq!(
+            strip_octet_count(b"91: *Oct  7 03:10:04: x"),
+            b"91: *Oct  7 03:10:04: x"
+        );
+        assert_eq!(strip_octet_count(b"<13>x"), b"<13>x");
     }
 }
