@@ -319,7 +319,14 @@ pub fn decode_payload(payload: &[u8]) -> Result<Vec<TenantBatch>, ColumnarError>
             full.field_with_name(field.name())
                 .is_ok_and(|expected| expected == field.as_ref())
         };
-        if !reader.schema().fields().iter().all(known) {
+        // Every column must be one of ours, and every required one present: its buffers then
+        // back the row count, which would otherwise size the null columns made below.
+        let written = reader.schema();
+        let required_present = full
+            .fields()
+            .iter()
+            .all(|field| field.is_nullable() || written.field_with_name(field.name()).is_ok());
+        if !written.fields().iter().all(known) || !required_present {
             return Err(ColumnarError::Schema);
         }
         for batch in reader {
@@ -332,7 +339,6 @@ pub fn decode_payload(payload: &[u8]) -> Result<Vec<TenantBatch>, ColumnarError>
                     None => new_null_array(field.data_type(), batch.num_rows()),
                 })
                 .collect();
-            // Fails (a schema error) when a non-null column was left out.
             let batch = RecordBatch::try_new(full.clone(), columns)?;
             groups.push(TenantBatch {
                 tenant: tenant.clone(),
@@ -594,7 +600,10 @@ mod tests {
             Err(ColumnarError::Schema)
         ));
         let without_msg = batch.project(&[0, 1, 2, 3]).unwrap();
-        assert!(decode_payload(&payload_of(&without_msg)).is_err());
+        assert!(matches!(
+            decode_payload(&payload_of(&without_msg)),
+            Err(ColumnarError::Schema)
+        ));
     }
 
     #[test]

@@ -464,8 +464,9 @@ impl HotStore {
     }
 
     /// Rewrites `group` (files of one tenant and window) as one file sorted by `pname`, `ts`
-    /// at the options' zstd level, messages split if they say so, and swaps it in. Returns the new entry, or `None` when the group
-    /// changed meanwhile (retention removed a file) and nothing was swapped.
+    /// at the options' zstd level, messages split if they say so, and swaps it in. Returns the
+    /// new entry, or `None` when the group changed meanwhile (retention removed a file) and
+    /// nothing was swapped.
     pub fn compact(
         &self,
         group: &[FileEntry],

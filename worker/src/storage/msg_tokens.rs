@@ -121,14 +121,15 @@ pub fn split(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
 }
 
 /// Rebuilds whole messages from token columns and the rest: the non-null parts of each row
-/// joined by single spaces; null where every part is null.
-pub fn join_arrays(tokens: &[&StringArray], rest: &StringArray) -> StringArray {
+/// joined by single spaces; null where every part is null. Fails only when a batch's text
+/// would pass 2 GiB.
+pub fn join_arrays(tokens: &[&StringArray], rest: &StringArray) -> Result<StringArray, ArrowError> {
     if tokens
         .iter()
         .all(|column| column.null_count() == column.len())
     {
         // A file without token columns: `msg` already holds every message whole.
-        return rest.clone();
+        return Ok(rest.clone());
     }
     let rows = rest.len();
     let bytes = tokens
@@ -156,7 +157,10 @@ pub fn join_arrays(tokens: &[&StringArray], rest: &StringArray) -> StringArray {
             any = true;
         }
         nulls.append(any);
-        offsets.push(i32::try_from(values.len()).expect("a batch's messages fit in 2 GiB"));
+        let end = i32::try_from(values.len()).map_err(|_| {
+            ArrowError::ComputeError("a batch's rebuilt messages pass 2 GiB".into())
+        })?;
+        offsets.push(end);
     }
     // Valid UTF-8 by construction (whole strings joined by spaces); checked all the same.
     StringArray::try_new(
@@ -164,7 +168,6 @@ pub fn join_arrays(tokens: &[&StringArray], rest: &StringArray) -> StringArray {
         Buffer::from_vec(values),
         nulls.finish(),
     )
-    .expect("joined text is valid UTF-8")
 }
 
 /// A batch read from any Parquet file brought back to whole messages: token columns, when
@@ -184,7 +187,7 @@ pub fn join(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
         .iter()
         .map(|name| text(name))
         .collect::<Result<Vec<_>, _>>()?;
-    let message = join_arrays(&tokens, text("msg")?);
+    let message = join_arrays(&tokens, text("msg")?)?;
     let schema = batch.schema();
     let mut fields = Vec::new();
     let mut columns = Vec::new();
@@ -239,7 +242,12 @@ impl ScalarUDFImpl for MsgFromTokens {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        // Arrays of the batch's length, even where an argument is a constant.
+        let arrays: Vec<ArrayRef> = args
+            .args
+            .iter()
+            .map(|value| value.to_array(args.number_rows))
+            .collect::<DfResult<_>>()?;
         let mut text = Vec::with_capacity(arrays.len());
         for array in &arrays {
             match array.as_string_opt::<i32>() {
@@ -250,7 +258,7 @@ impl ScalarUDFImpl for MsgFromTokens {
         let Some((rest, tokens)) = text.split_last() else {
             return exec_err!("meniscus_msg takes {} arguments", TOKEN_COLUMNS + 1);
         };
-        Ok(ColumnarValue::Array(Arc::new(join_arrays(tokens, rest))))
+        Ok(ColumnarValue::Array(Arc::new(join_arrays(tokens, rest)?)))
     }
 }
 
@@ -342,7 +350,7 @@ mod tests {
             .collect();
         let refs: Vec<&StringArray> = tokens.iter().collect();
         let rest = StringArray::from(vec!["whole message", "x"]);
-        assert_eq!(join_arrays(&refs, &rest), rest);
+        assert_eq!(join_arrays(&refs, &rest).unwrap(), rest);
     }
 
     proptest! {

@@ -139,8 +139,9 @@ impl QueryEngine {
 
     /// A session for one query. `selective`: the query keeps few rows of many (a free-text
     /// search, a job lookup), so Parquet readers apply its filters first and decode the other
-    /// columns only for the rows that pass. A search then decodes `msg` and `ts` instead of
-    /// every column (about a fifth less CPU on bench/query's corpus); for aggregations that
+    /// columns only for the rows that pass. A search then decodes `msg` (or, in split files,
+    /// its token columns) and `ts` instead of every column (about a fifth less CPU on
+    /// bench/query's corpus, whole messages); for aggregations that
     /// keep most rows it would only add work, so it stays off for them.
     fn session(&self, selective: bool) -> Result<SessionContext, QueryError> {
         let mut config = SessionConfig::new()
@@ -174,7 +175,9 @@ impl QueryEngine {
         if let Some(files) = read_parquet(ctx, &snapshot.files, schema())? {
             frame = files.union(frame)?;
         }
-        // Filters on `msg` reach these files' readers as filters on the rebuilt text.
+        // Filters on `msg` are pushed below the projection as filters on the rebuilt text: into
+        // the Parquet readers where pushdown is on (searches, job lookups), above them
+        // otherwise. Row-group pruning cannot use them, as it cannot with whole messages.
         if let Some(files) = read_parquet(ctx, &snapshot.token_files, stored_schema())? {
             frame = files.select(event_columns())?.union(frame)?;
         }
@@ -357,7 +360,7 @@ fn read_parquet(
 }
 
 /// The event schema's columns over a scan of [`stored_schema`], with `msg` rebuilt from its
-/// tokens. Filters on `msg` are pushed below this projection as filters on the rebuilt text.
+/// tokens.
 fn event_columns() -> Vec<Expr> {
     let msg = msg_from_tokens();
     schema()
