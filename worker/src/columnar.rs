@@ -294,6 +294,24 @@ pub fn encode_payload_into(
     Ok(())
 }
 
+/// `batch` in the event schema: columns matched by name and type, missing ones (and ones of
+/// another type, from a file of an older version) null.
+pub fn conform(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let target = schema();
+    if batch.schema() == target {
+        return Ok(batch.clone());
+    }
+    let columns = target
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) if column.data_type() == field.data_type() => column.clone(),
+            _ => new_null_array(field.data_type(), batch.num_rows()),
+        })
+        .collect();
+    RecordBatch::try_new(target, columns)
+}
+
 /// Reads an `ArrowIpc` record payload back. Tenant ids are validated again (they name
 /// directories); every column must be one of the event schema's, as it is there, and the
 /// columns left out come back null.
@@ -330,19 +348,9 @@ pub fn decode_payload(payload: &[u8]) -> Result<Vec<TenantBatch>, ColumnarError>
             return Err(ColumnarError::Schema);
         }
         for batch in reader {
-            let batch = batch?;
-            let columns = full
-                .fields()
-                .iter()
-                .map(|field| match batch.column_by_name(field.name()) {
-                    Some(column) => column.clone(),
-                    None => new_null_array(field.data_type(), batch.num_rows()),
-                })
-                .collect();
-            let batch = RecordBatch::try_new(full.clone(), columns)?;
             groups.push(TenantBatch {
                 tenant: tenant.clone(),
-                batch,
+                batch: conform(&batch?)?,
             });
         }
     }

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use super::compaction::CompactionOptions;
 use super::msg_tokens::{self, stored_schema};
 use super::wal::sync_dir;
-use crate::columnar::{schema, TenantBatch};
+use crate::columnar::{conform, schema, TenantBatch};
 
 /// Events are grouped into windows of this many seconds: the unit of time pruning and
 /// retention.
@@ -482,9 +482,11 @@ impl HotStore {
                 .and_then(|builder| builder.with_batch_size(64 * 1024).build())
                 .map_err(io::Error::other)?;
             for batch in reader {
+                // Files of older versions may lack columns or hold ones since replaced.
                 let batch = msg_tokens::join(&batch.map_err(io::Error::other)?)
+                    .and_then(|batch| conform(&batch))
                     .map_err(io::Error::other)?;
-                batches.push(conform(&batch)?);
+                batches.push(batch);
             }
         }
         // Only the sort keys are concatenated; rows are then gathered from the batches as
@@ -698,24 +700,6 @@ fn windows(batch: &RecordBatch) -> Vec<i64> {
             .collect(),
         None => vec![0; batch.num_rows()],
     }
-}
-
-/// Brings a batch read from a file written by an older version to the current schema: columns
-/// matched by name and type, missing ones null.
-fn conform(batch: &RecordBatch) -> io::Result<RecordBatch> {
-    let target = schema();
-    if batch.schema() == target {
-        return Ok(batch.clone());
-    }
-    let columns = target
-        .fields()
-        .iter()
-        .map(|field| match batch.column_by_name(field.name()) {
-            Some(column) if column.data_type() == field.data_type() => column.clone(),
-            _ => new_null_array(field.data_type(), batch.num_rows()),
-        })
-        .collect();
-    RecordBatch::try_new(target, columns).map_err(io::Error::other)
 }
 
 /// Rows of a compacted file, as (batch, row) pairs: ordered by `pname`, then `ts`, so a
@@ -990,7 +974,7 @@ mod tests {
         let groups = super::super::compaction::plan(
             &before,
             Utc::now().timestamp() + 600,
-            &super::super::compaction::CompactionOptions::default(),
+            &CompactionOptions::default(),
         );
         assert_eq!(groups.len(), 1);
         let options = CompactionOptions {

@@ -161,14 +161,13 @@ impl Storage {
         if batch.events.is_empty() {
             return Ok(None);
         }
+        let failed = |error| StageError::Unavailable(format!("cannot encode events: {error}"));
         let durable = batch.is_durable();
         let transport = batch.events[0].meniscus.transport.as_str();
-        let batches = tenant_batches(&batch.events)
-            .map_err(|error| StageError::Unavailable(format!("cannot encode events: {error}")))?;
+        let batches = tenant_batches(&batch.events).map_err(failed)?;
         drop(batch);
         let mut buffer = vec![0u8; record::HEADER_LEN];
-        encode_payload_into(&batches, &mut buffer)
-            .map_err(|error| StageError::Unavailable(format!("cannot encode events: {error}")))?;
+        encode_payload_into(&batches, &mut buffer).map_err(failed)?;
         let record = self.codec.seal_prefixed(PayloadFormat::ArrowIpc, buffer);
         Ok(Some(Encoded {
             batches,
@@ -178,14 +177,22 @@ impl Storage {
         }))
     }
 
-    /// Queues an encoded batch for the committer and waits for its acknowledgement.
-    async fn append(&self, encoded: Encoded, when_full: WhenFull) -> Result<(), StageError> {
-        let Encoded {
+    /// Queues an encoded batch for the committer and waits for its acknowledgement (an empty
+    /// batch, `None`, is acknowledged at once).
+    async fn append(
+        &self,
+        encoded: Option<Encoded>,
+        when_full: WhenFull,
+    ) -> Result<(), StageError> {
+        let Some(Encoded {
             batches,
             record,
             durable,
             transport,
-        } = encoded;
+        }) = encoded
+        else {
+            return Ok(());
+        };
         let (done, wait) = oneshot::channel();
         let command = Command::Append {
             batches,
@@ -233,10 +240,8 @@ struct Encoded {
 impl Stage for Storage {
     fn submit(&self, batch: Batch, when_full: WhenFull) -> BoxFuture<'_, Result<(), StageError>> {
         Box::pin(async move {
-            match self.encode(batch)? {
-                Some(encoded) => self.append(encoded, when_full).await,
-                None => Ok(()),
-            }
+            let encoded = self.encode(batch)?;
+            self.append(encoded, when_full).await
         })
     }
 
@@ -248,12 +253,7 @@ impl Stage for Storage {
         // Encoded now, on the reader's thread: the events were just parsed there and are
         // still in its cache, and they are freed by the thread that allocated them.
         let encoded = self.encode(batch);
-        Box::pin(async move {
-            match encoded? {
-                Some(encoded) => self.append(encoded, when_full).await,
-                None => Ok(()),
-            }
-        })
+        Box::pin(async move { self.append(encoded?, when_full).await })
     }
 }
 

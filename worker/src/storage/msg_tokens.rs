@@ -1,4 +1,4 @@
-//! How compacted files store `msg`: its first [`TOKEN_COLUMNS`] space-separated tokens in
+//! How compacted files store `msg` when `compactionSplitMessages` is on: its first [`TOKEN_COLUMNS`] space-separated tokens in
 //! columns of their own (`msg_t0`, `msg_t1`, …) and whatever follows in `msg`.
 //!
 //! A program writes its messages from a few templates, so the n-th word of its messages is
@@ -10,8 +10,9 @@
 //!
 //! Off by default (`compactionSplitMessages`): reading a dozen short columns instead of one
 //! long one made a free-text search over bench/query's 10 M events cost about twice the CPU
-//! (1.75 -> 3.8 s) and raised the process's peak memory during it (~460 -> ~800 MB), for
-//! 0.173 -> 0.160 of raw on disk. Files record in the manifest whether they are split.
+//! (1.8 -> 3.8 s) and about doubled the process's peak memory during queries (~480 -> ~1,000
+//! MB, mostly freed pages the allocator keeps), for 0.173 -> 0.160 of raw on disk (0.149 with
+//! zstd 15). Files record in the manifest whether they are split.
 //!
 //! The split is exact for every string: joining the non-null parts with single spaces gives
 //! the message back byte for byte (doubled, leading and trailing spaces become empty tokens).
