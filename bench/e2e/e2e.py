@@ -159,11 +159,11 @@ def sql_count(http_port, token, timeout=5):
 
 
 def stored_events(http_port, timeout=5):
-    """meniscus_stored_events_total summed over tenants: a /metrics scrape, far cheaper than a query."""
+    """meniscus_store_stored_events_total summed over tenants: a /metrics scrape, far cheaper than a query."""
     with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=timeout) as r:
         text = r.read().decode()
     return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
-               if line.startswith("meniscus_stored_events_total"))
+               if line.startswith("meniscus_store_stored_events_total"))
 
 
 def meniscus_case(args, work, conns, durable):
@@ -335,7 +335,7 @@ def main():
     notes.append("generator: bench/e2e/blast.c, frames pre-rendered before the clock starts; "
                  "server rows count only the server's CPU")
     notes.append("both servers are polled every 0.05 s: rsyslog's file for its line count, Meniscus's "
-                 "/metrics for meniscus_stored_events_total, then SQL count(*) to confirm every event is "
+                 "/metrics for meniscus_store_stored_events_total, then SQL count(*) to confirm every event is "
                  "queryable; durable = fsync before storage acknowledges (syslog itself cannot acknowledge)")
     if args.repeat > 1:
         notes.append(f"each server row is the median (by wall time) of {args.repeat} runs, the servers "

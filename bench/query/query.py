@@ -7,7 +7,7 @@ Run through bench/query/run.sh, which compiles the generator (qgen.c) and calls 
    severities, timestamps spread over SPAN seconds ending at least an hour ago, a rare TOKEN in
    RARE lines) into LINES (a file; raw bytes = the lines without their LF).
 2. Meniscus standalone (one tenant, a TCP listener bound to it, octet-counting) ingests them
-   over CONNS connections; done when meniscus_stored_events_total says COUNT, then
+   over CONNS connections; done when meniscus_store_stored_events_total says COUNT, then
    SELECT count(*) must agree. Then SIGTERM (memory is flushed to Parquet), bounded wait.
 3. Footprint after the flushes: du -sb DATA/hot (and DATA/wal) / raw bytes; zstd -3 and gzip -6 of
    the raw file as a reference.
@@ -251,7 +251,7 @@ tenants:
     deadline = time.time() + args.ingest_timeout
     stored, last_log = 0, time.time()
     while True:
-        stored = int(_try(lambda: srv.prom_sum("meniscus_stored_events_total")) or 0)
+        stored = int(_try(lambda: srv.prom_sum("meniscus_store_stored_events_total")) or 0)
         if stored >= args.count:
             break
         if time.time() > deadline:

@@ -1,114 +1,127 @@
 #!/usr/bin/env bash
-# Install the real syslog peers that Meniscus tests and benchmarks talk to.
+# Install the real syslog peers that Meniscus tests and benchmarks talk to, without removing,
+# replacing or starting anything the machine has (see README.md here, "Install").
 #
 #   dev/peers/install.sh            install whatever is missing, verify, print timing
 #
-# - logger (bsdutils), rsyslog + rsyslog-gnutls and openssl (make-certs.sh, TLS tests): apt, with service start-up
-#   blocked (policy-rc.d exit 101, RUNLEVEL=1); we never run the system service.
-# - syslog-ng-core (conflicts with rsyslog in Debian): `apt-get download` +
-#   `dpkg -x` into $MENISCUS_CACHE/peers/syslog-ng (default ~/.cache/meniscus),
-#   together with its library dependencies that are not installed, plus
-#   wrappers $MENISCUS_CACHE/peers/bin/{syslog-ng,loggen}.
+# - logger (bsdutils) and openssl (make-certs.sh, TLS tests): system-wide with apt, as new
+#   packages only (dev/lib/apt.sh: apt_install_no_remove; no removal, no upgrade, services
+#   blocked). They are nearly always there already.
+# - rsyslog (rsyslogd + rsyslog-gnutls + rsyslog-relp): the system's when all three are
+#   installed; otherwise `apt-get download` + `dpkg -x` into $MENISCUS_CACHE/peers/rsyslog
+#   (default ~/.cache/meniscus) with the libraries that are not installed (e.g. librelp0).
+#   rsyslog conflicts with syslog-ng-core, and installing it would enable a system service.
+# - syslog-ng-core: always unpacked into $MENISCUS_CACHE/peers/syslog-ng the same way.
+# - Wrappers in $MENISCUS_CACHE/peers/bin: rsyslogd, syslog-ng, loggen. Callers use these and
+#   do not care where the daemon came from.
 #
 # Idempotent: a second run only verifies (well under a second).
 set -euo pipefail
 
 start=$(date +%s.%N)
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=dev/lib/apt.sh
+. "$here/../lib/apt.sh"
 CACHE="${MENISCUS_CACHE:-$HOME/.cache/meniscus}"
 PEERS="$CACHE/peers"
 SNG="$PEERS/syslog-ng"
+RSL="$PEERS/rsyslog"
 BIN="$PEERS/bin"
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 log() { printf '[peers] %s\n' "$*" >&2; }
-have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed'; }
+die() { log "$*"; exit 1; }
 
-apt_updated=0
-apt_update_once() {
-    if [ $apt_updated -eq 0 ]; then
-        log "apt-get update"
-        $SUDO apt-get update -qq
-        apt_updated=1
-    fi
-}
-
-# ---- apt packages (no service start) -------------------------------------
-need=()
-for p in bsdutils rsyslog rsyslog-gnutls openssl; do
-    have_pkg "$p" || need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-    apt_update_once
-    log "apt-get install ${need[*]} (services blocked)"
-    # Block service starts even on hosts without a policy-rc.d of their own.
-    created_policy=0
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-        $SUDO chmod +x /usr/sbin/policy-rc.d
-        created_policy=1
-    fi
-    $SUDO env RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends "${need[@]}" >&2
-    [ $created_policy -eq 0 ] || $SUDO rm -f /usr/sbin/policy-rc.d
-fi
+# ---- system-wide tools: new packages only -----------------------------------
+rc=0
+apt_install_no_remove bsdutils openssl || rc=$?
+case $rc in
+    0) ;;
+    2 | 3) die "apt can add bsdutils/openssl only by changing installed packages (see above): install them yourself" ;;
+    *) die "apt-get could not install bsdutils/openssl (see above)" ;;
+esac
 
 # logger must speak the options the tests rely on.
 for opt in --octet-count --sd-id --rfc5424 --tcp --udp --port --server; do
-    logger --help 2>&1 | grep -q -- "$opt" || { log "logger lacks $opt"; exit 1; }
+    logger --help 2>&1 | grep -q -- "$opt" || die "logger lacks $opt"
 done
 
-# ---- syslog-ng unpacked into the cache -----------------------------------
-if [ ! -x "$SNG/usr/sbin/syslog-ng" ] || [ ! -f "$SNG/.complete" ]; then
-    apt_update_once
-    rm -rf "$SNG" && mkdir -p "$SNG" "$PEERS/debs"
-    # syslog-ng-core plus each direct library dependency that is not installed.
-    pkgs=(syslog-ng-core)
-    while read -r dep; do
-        case "$dep" in
-            lsb-base|sysvinit-utils|libelogind0|"<"*) continue ;;
-        esac
-        have_pkg "$dep" || pkgs+=("$dep")
-    done < <(apt-cache depends syslog-ng-core | awk '/^ *\|?Depends:/ {print $2}')
-    log "unpacking ${pkgs[*]} into $SNG"
-    (cd "$PEERS/debs" && apt-get download -qq "${pkgs[@]}")
-    for deb in "$PEERS"/debs/*.deb; do dpkg -x "$deb" "$SNG"; done
-    touch "$SNG/.complete"
+mkdir -p "$BIN"
+rm -rf "$PEERS/debs" # where install.sh kept its .debs before they moved to $CACHE/debs
+# Writes an executable file atomically from stdin.
+put() { cat >"$1.new" && chmod +x "$1.new" && mv -f "$1.new" "$1"; }
+
+# ---- rsyslog ------------------------------------------------------------------
+RSYSLOG_PKGS=(rsyslog rsyslog-gnutls rsyslog-relp)
+if apt_have "${RSYSLOG_PKGS[@]}" && [ -x /usr/sbin/rsyslogd ]; then
+    rsyslog_from="system"
+    gtls_module=$(dpkg -L rsyslog-gnutls | grep '/lmnsd_gtls\.so$' | head -1 || true)
+    put "$BIN/rsyslogd" <<'EOF'
+#!/bin/sh
+# Generated by dev/peers/install.sh: rsyslog, rsyslog-gnutls and rsyslog-relp are installed
+# on this machine, so this is the system's rsyslogd (never its service: callers pass -f, -i, -n).
+exec /usr/sbin/rsyslogd "$@"
+EOF
+else
+    rsyslog_from="unpacked"
+    apt_unpack "$RSL" "${RSYSLOG_PKGS[@]}"
+    moddir=$(find "$RSL/usr/lib" -mindepth 2 -maxdepth 2 -type d -name rsyslog | head -1)
+    [ -n "$moddir" ] && [ -f "$moddir/imptcp.so" ] || die "no rsyslog module directory in $RSL"
+    gtls_module=$moddir/lmnsd_gtls.so
+    put "$BIN/rsyslogd" <<EOF
+#!/bin/sh
+# Generated by dev/peers/install.sh: rsyslogd unpacked into the cache, with its modules (-M)
+# and the libraries the machine does not have (LD_LIBRARY_PATH). The machine's own packages
+# are left as they are (rsyslog conflicts with syslog-ng-core).
+R="$RSL"
+export LD_LIBRARY_PATH="$(apt_lib_path "$RSL")\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
+exec "\$R/usr/sbin/rsyslogd" -M "$moddir" "\$@"
+EOF
 fi
 
-mkdir -p "$BIN" "$PEERS/syslog-ng-var"
+# ---- syslog-ng unpacked into the cache -----------------------------------------
+apt_unpack "$SNG" syslog-ng-core
+mkdir -p "$PEERS/syslog-ng-var"
+sng_libs=$(apt_lib_path "$SNG")
 for tool in syslog-ng loggen; do
     case $tool in
-        syslog-ng) target='$R/usr/sbin/syslog-ng' ;;
-        loggen) target='$R/usr/bin/loggen' ;;
+        syslog-ng) exe='"$R/usr/sbin/syslog-ng" --module-path="$R/usr/lib/syslog-ng/3.38"' ;;
+        loggen) exe='"$R/usr/bin/loggen"' ;;
     esac
-    cat > "$BIN/$tool.new" <<EOF
+    put "$BIN/$tool" <<EOF
 #!/bin/sh
 # Generated by dev/peers/install.sh: run $tool from the unpacked tree.
 R="$SNG"
 export SYSLOGNG_PREFIX="\$R/usr"
-export LD_LIBRARY_PATH="\$R/usr/lib/syslog-ng:\$R/usr/lib/x86_64-linux-gnu:\$R/lib/x86_64-linux-gnu\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
+export LD_LIBRARY_PATH="$sng_libs\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
+exec $exe "\$@"
 EOF
-    if [ $tool = syslog-ng ]; then
-        # --module-path and a private persist/pid/control path unless the caller gives them.
-        cat >> "$BIN/$tool.new" <<EOF
-exec "$target" --module-path="\$R/usr/lib/syslog-ng/3.38" "\$@"
-EOF
-    else
-        cat >> "$BIN/$tool.new" <<EOF
-exec "$target" "\$@"
-EOF
-    fi
-    chmod +x "$BIN/$tool.new" && mv "$BIN/$tool.new" "$BIN/$tool"
 done
 
-# ---- verify --------------------------------------------------------------
-rsyslogd -v | head -1 >&2
+# ---- verify --------------------------------------------------------------------
+"$BIN/rsyslogd" -v | head -1 >&2
+# Every module the tests load, RELP included, must load; the TLS driver (lmnsd_gtls, which a
+# config check does not load) must be there.
+[ -n "$gtls_module" ] && [ -f "$gtls_module" ] || die "rsyslog's TLS driver lmnsd_gtls.so is missing ($rsyslog_from)"
+check=$(mktemp -d)
+trap 'rm -rf "$check"' EXIT
+cat >"$check/check.conf" <<EOF
+global(workDirectory="$check" DefaultNetstreamDriver="gtls")
+module(load="imptcp") module(load="imudp") module(load="imfile" mode="polling")
+module(load="imrelp") module(load="omrelp")
+module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")
+input(type="imptcp" address="127.0.0.1" port="1") input(type="imudp" address="127.0.0.1" port="1")
+input(type="imtcp" address="127.0.0.1" port="1") input(type="imrelp" address="127.0.0.1" port="1")
+input(type="imfile" file="$check/in.log" tag="t")
+*.* action(type="omrelp" target="127.0.0.1" port="1")
+*.* action(type="omfwd" target="127.0.0.1" port="1" protocol="tcp" StreamDriver="gtls"
+           StreamDriverMode="1" StreamDriverAuthMode="anon")
+EOF
+"$BIN/rsyslogd" -N1 -f "$check/check.conf" >"$check/out" 2>&1 ||
+    { cat "$check/out" >&2; die "rsyslogd cannot load the modules the tests need ($rsyslog_from)"; }
 "$BIN/syslog-ng" --version | head -1 >&2
-"$BIN/syslog-ng" --version >/dev/null
 # loggen must find its socket plugin (options --inet/--stream/--syslog-proto).
-"$BIN/loggen" --help-all 2>&1 | grep -q -- '--syslog-proto' || { log "loggen does not run"; exit 1; }
-log "loggen OK ($BIN/loggen)"
-log "syslog-ng: $BIN/syslog-ng"
+"$BIN/loggen" --help-all 2>&1 | grep -q -- '--syslog-proto' || die "loggen does not run"
+log "rsyslogd: $BIN/rsyslogd ($rsyslog_from)"
+log "syslog-ng: $BIN/syslog-ng, loggen: $BIN/loggen (unpacked)"
 end=$(date +%s.%N)
 log "peers ready in $(awk -v s="$start" -v e="$end" 'BEGIN{printf "%.2f", e-s}') s"

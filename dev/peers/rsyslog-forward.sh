@@ -44,7 +44,8 @@ case $FRAMING in
     lf) framing_param='TCP_Framing="traditional"' ;;
     *) peer_die "framing must be octet or lf" ;;
 esac
-command -v rsyslogd >/dev/null || peer_die "rsyslogd missing: run dev/peers/install.sh"
+RSYSLOGD=$PEERS_BIN/rsyslogd # the wrapper install.sh writes (system or unpacked rsyslogd)
+[ -x "$RSYSLOGD" ] || peer_die "$RSYSLOGD missing: run dev/peers/install.sh"
 
 INPUT=${INPUT:-tcp}
 SD_ID=${SD_ID:-meniscus@32473}
@@ -126,8 +127,8 @@ ruleset(name="fwd") {
 *.* action(type="omfile" file="$LOG")
 EOF
 
-rsyslogd -N1 -f "$CONF" >"$WD/config-check.log" 2>&1 || { cat "$WD/config-check.log" >&2; peer_die "config rejected"; }
-peer_spawn "$LOG" rsyslogd -n -f "$CONF" -i "$PIDFILE"
+"$RSYSLOGD" -N1 -f "$CONF" >"$WD/config-check.log" 2>&1 || { cat "$WD/config-check.log" >&2; peer_die "config rejected"; }
+peer_spawn "$LOG" "$RSYSLOGD" -n -f "$CONF" -i "$PIDFILE"
 pid=$PEER_PID
 case $INPUT in
     tcp) peer_wait_listen "$pid" "$IN_PORT" 10 || { kill "$pid" 2>/dev/null; tail -5 "$LOG" >&2; peer_die "rsyslogd did not listen on $IN_PORT"; } ;;

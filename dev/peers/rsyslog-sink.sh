@@ -16,7 +16,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 [ $# -eq 2 ] || peer_die "usage: $0 <workdir> <port>"
 WD=$1 PORT=$2
-command -v rsyslogd >/dev/null || peer_die "rsyslogd missing: run dev/peers/install.sh"
+RSYSLOGD=$PEERS_BIN/rsyslogd # the wrapper install.sh writes (system or unpacked rsyslogd)
+[ -x "$RSYSLOGD" ] || peer_die "$RSYSLOGD missing: run dev/peers/install.sh"
 mkdir -p "$WD/spool"
 WD=$(realpath "$WD")
 CONF=$WD/rsyslog-sink.conf PIDFILE=$WD/rsyslogd.pid LOG=$WD/rsyslogd.log OUT=$WD/out.log
@@ -37,8 +38,8 @@ input(type="imptcp" address="127.0.0.1" port="$PORT" ruleset="sink")
 *.* action(type="omfile" file="$LOG")
 EOF
 
-rsyslogd -N1 -f "$CONF" >"$WD/config-check.log" 2>&1 || { cat "$WD/config-check.log" >&2; peer_die "config rejected"; }
-peer_spawn "$LOG" rsyslogd -n -f "$CONF" -i "$PIDFILE"
+"$RSYSLOGD" -N1 -f "$CONF" >"$WD/config-check.log" 2>&1 || { cat "$WD/config-check.log" >&2; peer_die "config rejected"; }
+peer_spawn "$LOG" "$RSYSLOGD" -n -f "$CONF" -i "$PIDFILE"
 pid=$PEER_PID
 peer_wait_listen "$pid" "$PORT" 10 || { kill "$pid" 2>/dev/null; tail -5 "$LOG" >&2; peer_die "rsyslogd did not listen on $PORT"; }
 peer_report "$WD/peer.env" "pid=$pid" "port=$PORT" "out=$OUT" "config=$CONF" "log=$LOG"

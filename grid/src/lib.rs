@@ -1,10 +1,11 @@
-//! Meniscus shared library: what every persona and the operator agree on.
+//! Meniscus shared types: what every persona and the operator agree on. Types only: no async
+//! runtime, no Arrow, no I/O, so the operator and every tool can link it cheaply.
 //!
 //! - [`event`]: the CEE event, the one shape a log message has inside Meniscus.
 //! - [`tenant`]: tenant specs (the future `Tenant` CRD spec), validated ids, the registry that
 //!   authenticates tokens.
-//! - [`record`]: the framed, checksummed, optionally compressed and encrypted batch of events that
-//!   the write-ahead log appends, a spool holds and the wire carries.
+//! - [`stage`]: the contract between personas: a batch, its acknowledgement, the errors, the
+//!   [`Stage`] trait.
 //! - [`rate_limit`]: the token bucket behind a tenant's `limits.eventsPerSecond`.
 //! - [`duration`]: human durations (`7d`, `36h`) used in specs.
 #![forbid(unsafe_code)]
@@ -12,8 +13,9 @@
 pub mod duration;
 pub mod event;
 pub mod rate_limit;
-pub mod record;
+pub mod stage;
 pub mod tenant;
 
 pub use event::{Correlation, Event, Transport};
+pub use stage::{Ack, Batch, Stage, StageError, Transform, WhenFull};
 pub use tenant::{Producer, Tenant, TenantId, TenantRegistry, TenantSpec};

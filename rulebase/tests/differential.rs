@@ -2,9 +2,10 @@
 //! `tests/corpus/NAME.in` by both Meniscus and the real liblognorm `lognormalizer`, and
 //! the resulting JSON values must be equal line by line (fields, and `event.tags`).
 //!
-//! `lognormalizer` comes from Debian's `liblognorm-utils`. When it is missing and the
-//! test runs as root, the test installs it with apt-get; otherwise it fails with a clear
-//! message (it never skips silently).
+//! `lognormalizer` comes from Debian's `liblognorm-utils`, which `dev/test` installs (or, when
+//! installing it would change a package the machine has, unpacks into the cache as
+//! `$MENISCUS_CACHE/peers/bin/lognormalizer`). When it is missing the test fails with the
+//! command that provides it (it never skips silently, and never installs packages itself).
 
 use meniscus_rulebase::Rulebase;
 use serde_json::Value;
@@ -24,8 +25,22 @@ fn corpus_dir() -> PathBuf {
     manifest_dir().join("tests/corpus")
 }
 
+/// The `lognormalizer` to run: the one unpacked into the cache by `dev/test` if there is one,
+/// else the one on `PATH`.
+fn lognormalizer() -> PathBuf {
+    let cache = std::env::var_os("MENISCUS_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/meniscus"))
+        });
+    cache
+        .map(|cache| cache.join("peers/bin/lognormalizer"))
+        .filter(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from("lognormalizer"))
+}
+
 fn have_lognormalizer() -> bool {
-    Command::new("lognormalizer")
+    Command::new(lognormalizer())
         .arg("-V")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -34,34 +49,18 @@ fn have_lognormalizer() -> bool {
 }
 
 fn ensure_lognormalizer() {
-    if have_lognormalizer() {
-        return;
-    }
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
     assert!(
-        is_root,
-        "the real `lognormalizer` is required for the differential tests: install it with \
-         `apt-get install -y liblognorm-utils` (the test installs it itself only when run as root)"
-    );
-    let ok = Command::new("sh")
-        .args(["-c", "apt-get install -y liblognorm-utils >/dev/null 2>&1 || (apt-get update >/dev/null 2>&1 && apt-get install -y liblognorm-utils >/dev/null 2>&1)"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        ok && have_lognormalizer(),
-        "could not install liblognorm-utils (lognormalizer) with apt-get"
+        have_lognormalizer(),
+        "the real `lognormalizer` is required for the differential tests: run dev/test once \
+         (it installs liblognorm-utils without removing or replacing any package, see \
+         dev/lib/apt.sh), or `bash dev/lib/apt.sh install liblognorm-utils`"
     );
 }
 
 /// Run lognormalizer in the corpus directory (so `include=` paths resolve the same way).
 fn run_lognormalizer(rb: &str, input: &str) -> Vec<Value> {
     use std::io::Write;
-    let mut child = Command::new("lognormalizer")
+    let mut child = Command::new(lognormalizer())
         .args(["-r", rb, "-e", "json", "-T"])
         .current_dir(corpus_dir())
         .stdin(Stdio::piped())
@@ -180,7 +179,7 @@ fn builtins_match_liblognorm() {
         let path = dir.join(format!("{name}.rb"));
         let expected = {
             use std::io::Write;
-            let mut child = Command::new("lognormalizer")
+            let mut child = Command::new(lognormalizer())
                 .args(["-r", path.to_str().expect("utf8 path"), "-e", "json", "-T"])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())

@@ -1,5 +1,5 @@
-//! Memory allocation: mimalloc as the global allocator, transparent huge pages off, and
-//! returning a finished thread's memory at once.
+//! Memory allocation: mimalloc as the global allocator of every binary that links the worker,
+//! transparent huge pages off, and returning a finished thread's memory at once.
 
 // Ingest makes and frees a few small strings per message on several threads; glibc's malloc
 // spent a fifth of the ingest threads' CPU on that (perf, bench/e2e). mimalloc's per-thread

@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use meniscus_grid::duration::HumanDuration;
 use meniscus_grid::tenant::{TenantId, TenantSpec};
+use meniscus_grid::Transport;
+use meniscus_store::StoreOptions;
+use meniscus_syslog::Framing;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -47,6 +50,43 @@ pub enum ListenerProtocol {
     Tls,
 }
 
+impl ListenerProtocol {
+    /// The transport its messages are stamped with.
+    pub fn transport(self) -> Transport {
+        match self {
+            ListenerProtocol::Tcp => Transport::Tcp,
+            ListenerProtocol::Udp => Transport::Udp,
+            ListenerProtocol::Tls => Transport::Tls,
+        }
+    }
+}
+
+/// Values written as text in the file and parsed once, at load, into their type (framing,
+/// time zone): a bad value fails there, with the field named.
+mod as_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    pub fn serialize<T: Display, S: Serializer>(
+        value: &T,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(value)
+    }
+
+    pub fn deserialize<'de, T, D>(deserializer: D) -> Result<T, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        let text = String::deserialize(deserializer)?;
+        text.parse()
+            .map_err(|error| serde::de::Error::custom(format!("{text:?}: {error}")))
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListenerConfig {
@@ -55,11 +95,11 @@ pub struct ListenerConfig {
     /// TCP and TLS framing: `auto`, `octet-counting` or `lf`. `auto` treats a frame as
     /// octet-counted only when it starts with 1 to 9 digits, one space and `<` (a syslog PRI);
     /// anything else, such as Cisco's `91: *Oct 7 ...`, is read as a line ending in LF or NUL.
-    #[serde(default = "default_framing")]
-    pub framing: String,
+    #[serde(default, with = "as_text")]
+    pub framing: Framing,
     /// Zone for RFC 3164 time stamps, which carry none (an IANA name, e.g. `Europe/Berlin`).
-    #[serde(default = "default_timezone")]
-    pub timezone: String,
+    #[serde(default = "default_timezone", with = "as_text")]
+    pub timezone: chrono_tz::Tz,
     /// Binds the listener to one tenant: every message on it belongs to this tenant, no token
     /// needed (a port per tenant, as hosted syslog services hand out). Messages that still carry
     /// a `meniscus` SD element must name this tenant with a valid token.
@@ -166,7 +206,7 @@ pub struct StorageConfig {
     /// Compacted files store each message's first twelve words in columns of their own:
     /// about 8 % less disk on bench/query's corpus, at about twice the CPU for a free-text
     /// search or a `msg LIKE` over those files. Off by default.
-    #[serde(default)]
+    #[serde(default = "default_compaction_split_messages")]
     pub compaction_split_messages: bool,
     /// Longest time events stay only in memory and the write-ahead log.
     #[serde(default = "default_flush_interval")]
@@ -174,6 +214,29 @@ pub struct StorageConfig {
     /// How often expired hot data is deleted.
     #[serde(default = "default_retention_interval")]
     pub retention_check_interval: HumanDuration,
+    /// At start, event ids of files written this long before are read back, so a batch
+    /// delivered again after a restart (an unacknowledged retry) is stored once.
+    #[serde(default = "default_dedupe_window")]
+    pub dedupe_window: HumanDuration,
+}
+
+impl StorageConfig {
+    /// The store's options as this section sets them.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            queue_batches: self.queue_batches,
+            flush_events: self.flush_events,
+            flush_bytes: self.flush_bytes,
+            flush_interval: self.flush_interval.0,
+            dedupe_window: self.dedupe_window.0,
+            compaction: meniscus_store::compaction::CompactionOptions {
+                zstd_level: self.compaction_zstd_level,
+                max_rows: self.compaction_max_rows,
+                grace: self.compaction_grace.0,
+                split_messages: self.compaction_split_messages,
+            },
+        }
+    }
 }
 
 impl Default for StorageConfig {
@@ -196,23 +259,26 @@ fn default_listeners() -> Vec<ListenerConfig> {
     let address: SocketAddr = "0.0.0.0:5514".parse().expect("valid literal address");
     [ListenerProtocol::Tcp, ListenerProtocol::Udp]
         .into_iter()
-        .map(|protocol| ListenerConfig {
-            protocol,
-            address,
-            framing: default_framing(),
-            timezone: default_timezone(),
-            tenant: None,
-            tls: None,
-        })
+        .map(|protocol| ListenerConfig::new(protocol, address))
         .collect()
 }
 
-fn default_framing() -> String {
-    "auto".into()
+fn default_timezone() -> chrono_tz::Tz {
+    chrono_tz::UTC
 }
 
-fn default_timezone() -> String {
-    "UTC".into()
+impl ListenerConfig {
+    /// A listener with the default framing and time zone, no tenant binding and no TLS.
+    pub fn new(protocol: ListenerProtocol, address: SocketAddr) -> ListenerConfig {
+        ListenerConfig {
+            protocol,
+            address,
+            framing: Framing::default(),
+            timezone: default_timezone(),
+            tenant: None,
+            tls: None,
+        }
+    }
 }
 
 fn default_http_address() -> SocketAddr {
@@ -239,36 +305,42 @@ fn default_query_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
 }
 
-// Measured (bench/e2e, 2 M messages): 256 batches and 500 k events peaked at 1.25 GB RSS;
-// 16 and 100 k peaked at 317 MB and ingested faster.
+// The store's defaults are defined once, in `StoreOptions::default` (with the measurements
+// behind them); the configuration only names them.
 fn default_queue_batches() -> usize {
-    16
+    StoreOptions::default().queue_batches
 }
 
 fn default_flush_events() -> usize {
-    1_000_000
+    StoreOptions::default().flush_events
 }
 
 fn default_compaction_zstd_level() -> i32 {
-    9
+    StoreOptions::default().compaction.zstd_level
 }
 
-// 256 k rows are about 100 MB in memory while they are sorted: compaction of a past hour
-// then fits beside full-speed ingest within bench/e2e's 512 MiB.
 fn default_compaction_grace() -> HumanDuration {
-    HumanDuration(Duration::from_secs(120))
+    HumanDuration(StoreOptions::default().compaction.grace)
 }
 
 fn default_compaction_max_rows() -> u64 {
-    256 * 1024
+    StoreOptions::default().compaction.max_rows
+}
+
+fn default_compaction_split_messages() -> bool {
+    StoreOptions::default().compaction.split_messages
 }
 
 fn default_flush_bytes() -> usize {
-    64 * 1024 * 1024
+    StoreOptions::default().flush_bytes
 }
 
 fn default_flush_interval() -> HumanDuration {
-    HumanDuration(Duration::from_secs(60))
+    HumanDuration(StoreOptions::default().flush_interval)
+}
+
+fn default_dedupe_window() -> HumanDuration {
+    HumanDuration(StoreOptions::default().dedupe_window)
 }
 
 fn default_retention_interval() -> HumanDuration {
@@ -310,20 +382,6 @@ impl Config {
         for listener in &self.listeners {
             let name =
                 format!("{:?} listener on {}", listener.protocol, listener.address).to_lowercase();
-            listener
-                .framing
-                .parse::<meniscus_syslog::Framing>()
-                .map_err(|_| {
-                    ConfigError::Invalid(format!(
-                        "{name}: framing must be auto, octet-counting or lf"
-                    ))
-                })?;
-            listener.timezone.parse::<chrono_tz::Tz>().map_err(|_| {
-                ConfigError::Invalid(format!(
-                    "{name}: unknown timezone {:?} (use an IANA name like Europe/Berlin)",
-                    listener.timezone
-                ))
-            })?;
             match (listener.protocol, &listener.tls) {
                 (ListenerProtocol::Tls, None) => {
                     return Err(ConfigError::Invalid(format!(
@@ -389,24 +447,17 @@ mod tests {
     fn typos_and_bad_values_are_refused_with_the_field_named() {
         let error = serde_yaml::from_str::<Config>("listners: []").unwrap_err();
         assert!(error.to_string().contains("listners"), "{error}");
-        let config: Config = serde_yaml::from_str(
+        // Typed at load: a bad framing or zone fails parsing, with the field named.
+        let error = serde_yaml::from_str::<Config>(
             "listeners: [{protocol: tcp, address: '127.0.0.1:1', framing: octets}]",
         )
-        .unwrap();
-        assert!(config
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("framing must be"));
-        let config: Config = serde_yaml::from_str(
+        .unwrap_err();
+        assert!(error.to_string().contains("unknown framing"), "{error}");
+        let error = serde_yaml::from_str::<Config>(
             "listeners: [{protocol: tcp, address: '127.0.0.1:1', timezone: Mars/Olympus}]",
         )
-        .unwrap();
-        assert!(config
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("unknown timezone"));
+        .unwrap_err();
+        assert!(error.to_string().contains("Mars/Olympus"), "{error}");
         let config: Config =
             serde_yaml::from_str("listeners: [{protocol: tls, address: '127.0.0.1:1'}]").unwrap();
         assert!(config

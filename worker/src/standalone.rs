@@ -8,20 +8,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 use meniscus_grid::tenant::{TenantId, TenantRegistry, TenantSpec, TokenSpec};
-use meniscus_grid::Transport;
+use meniscus_metrics::Registry;
+use meniscus_store::query::{QueryEngine, QueryLimits};
+use meniscus_store::{retention, Store};
 use tokio::net::TcpListener;
 
-use crate::api::{self, AppState};
 use crate::config::{Config, ListenerConfig, ListenerProtocol, TlsConfig};
-use crate::correlator::syslog_event::SourceContext;
-use crate::correlator::tcp::StreamListener;
-use crate::correlator::tls::TlsListener;
-use crate::correlator::{udp, Correlator};
+use crate::correlator::sources::syslog;
+use crate::correlator::{Accept, Correlator};
+use crate::http::{self, AppState};
 use crate::normalizer::Normalizer;
-use crate::storage::compaction::CompactionOptions;
-use crate::storage::query::{QueryEngine, QueryLimits};
-use crate::storage::{Storage, StorageOptions};
-use crate::telemetry::Metrics;
+use crate::telemetry::{HttpMetrics, IngestMetrics, NormalizerMetrics};
+use crate::{allocator, pipeline};
 
 #[derive(Debug, clap::Args)]
 pub struct StandaloneArgs {
@@ -82,81 +80,73 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         demo = Some(token);
     }
     if let (Some(cert_file), Some(key_file)) = (&args.tls_cert, &args.tls_key) {
-        config.listeners.push(ListenerConfig {
-            protocol: ListenerProtocol::Tls,
-            address: args.tls_address,
-            framing: "auto".into(),
-            timezone: "UTC".into(),
-            tenant: None,
-            tls: Some(TlsConfig {
-                cert_file: cert_file.clone(),
-                key_file: key_file.clone(),
-                client_ca_file: None,
-                client_tenants: vec![],
-            }),
+        let mut listener = ListenerConfig::new(ListenerProtocol::Tls, args.tls_address);
+        listener.tls = Some(TlsConfig {
+            cert_file: cert_file.clone(),
+            key_file: key_file.clone(),
+            client_ca_file: None,
+            client_tenants: vec![],
         });
+        config.listeners.push(listener);
     }
     config.validate()?;
     let registry = TenantRegistry::from_specs(config.tenants.clone())?;
 
-    let metrics = Metrics::new();
-    let storage_options = StorageOptions {
-        queue_batches: config.storage.queue_batches,
-        flush_events: config.storage.flush_events,
-        flush_bytes: config.storage.flush_bytes,
-        compaction: CompactionOptions {
-            zstd_level: config.storage.compaction_zstd_level,
-            max_rows: config.storage.compaction_max_rows,
-            grace: config.storage.compaction_grace.0,
-            split_messages: config.storage.compaction_split_messages,
-        },
-        flush_interval: config.storage.flush_interval.0,
-    };
-    let storage = Storage::open(&args.data_dir, storage_options, metrics.clone())?;
+    let metrics = Registry::new();
+    let store = Store::open(&args.data_dir, config.storage.store_options(), &metrics)?;
     let limits = QueryLimits {
         memory_bytes: config.limits.query_memory_bytes,
         timeout: config.limits.query_timeout.0,
         max_rows: config.limits.max_result_rows,
     };
-    let queries = QueryEngine::new(storage.hot.clone(), limits);
+    let queries = QueryEngine::new(store.hot.clone(), limits, store.metrics.clone())
+        .with_thread_stop(allocator::release_thread_memory);
     let normalizer = Normalizer::new(
         config.normalizer.rulebase_dir.clone(),
-        storage.clone(),
-        metrics.clone(),
+        NormalizerMetrics::register(&metrics),
     );
     normalizer.spawn_reloader(Duration::from_secs(2));
+    let next = pipeline::standalone(normalizer, store.clone());
+    let accept = Accept::new(registry, next, Arc::new(IngestMetrics::register(&metrics)));
     let correlator = Correlator::new(
-        registry,
-        normalizer,
-        metrics.clone(),
+        accept,
         config.limits.max_message_bytes,
         config.limits.max_http_body_bytes,
     );
 
     let mut bound = Vec::new();
     for listener in &config.listeners {
-        bound.push(start_listener(listener, correlator.clone()).await?);
+        bound.push(syslog::listen(listener, correlator.clone()).await?);
     }
-    let http = TcpListener::bind(config.http.address)
+    let http_listener = TcpListener::bind(config.http.address)
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", config.http.address))?;
-    let http_address = http.local_addr()?;
+    let http_address = http_listener.local_addr()?;
     let state = Arc::new(AppState {
         correlator: correlator.clone(),
-        storage: storage.clone(),
+        store: store.clone(),
         queries,
+        http_metrics: HttpMetrics::register(&metrics),
+        registry: metrics,
         ready: Default::default(),
     });
-    let app = api::router(state.clone());
+    let app = http::router(state.clone());
     tokio::spawn(async move {
-        if let Err(error) = axum::serve(http, app).await {
+        if let Err(error) = axum::serve(http_listener, app).await {
             tracing::error!(%error, "http server stopped");
         }
     });
-    spawn_retention(
-        storage.clone(),
-        correlator.clone(),
+    let tenants = correlator.clone();
+    retention::spawn(
+        store.clone(),
         config.storage.retention_check_interval.0,
+        move |tenant| {
+            tenants
+                .accept
+                .registry()
+                .get(tenant)
+                .map(|tenant| tenant.spec.retention.short_term.0)
+        },
     );
     state.ready.store(true, Ordering::Relaxed);
     tracing::info!(http = %http_address, listeners = ?bound, data_dir = %args.data_dir.display(), "meniscus standalone ready");
@@ -165,100 +155,10 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down: flushing memory to parquet");
     state.ready.store(false, Ordering::Relaxed);
-    if let Err(error) = tokio::time::timeout(Duration::from_secs(30), storage.flush()).await {
+    if let Err(error) = tokio::time::timeout(Duration::from_secs(30), store.flush()).await {
         tracing::warn!(%error, "flush at shutdown timed out; the write-ahead log will be replayed at the next start");
     }
     Ok(())
-}
-
-/// Binds one syslog listener and starts serving it; returns the bound address.
-async fn start_listener(
-    listener: &ListenerConfig,
-    correlator: Arc<Correlator>,
-) -> anyhow::Result<(ListenerProtocol, SocketAddr)> {
-    let timezone: chrono_tz::Tz = listener
-        .timezone
-        .parse()
-        .map_err(|_| anyhow::anyhow!("unknown timezone {}", listener.timezone))?;
-    let transport = match listener.protocol {
-        ListenerProtocol::Tcp => Transport::Tcp,
-        ListenerProtocol::Udp => Transport::Udp,
-        ListenerProtocol::Tls => Transport::Tls,
-    };
-    let source = SourceContext {
-        transport,
-        bound_tenant: listener.tenant.clone(),
-        timezone,
-    };
-    let framing = listener
-        .framing
-        .parse()
-        .map_err(|_| anyhow::anyhow!("bad framing {}", listener.framing))?;
-    let address = listener.address;
-    match listener.protocol {
-        ListenerProtocol::Udp => {
-            let socket = udp::bind(address)
-                .with_context(|| format!("cannot listen for syslog UDP on {address}"))?;
-            let local = socket.local_addr()?;
-            tokio::spawn(udp::serve(socket, source, correlator));
-            Ok((listener.protocol, local))
-        }
-        ListenerProtocol::Tcp | ListenerProtocol::Tls => {
-            let tls = match &listener.tls {
-                Some(tls) => Some(Arc::new(TlsListener::from_config(tls)?)),
-                None => None,
-            };
-            let tcp = TcpListener::bind(address)
-                .await
-                .with_context(|| format!("cannot listen for syslog on {address}"))?;
-            let local = tcp.local_addr()?;
-            tokio::spawn(
-                StreamListener {
-                    listener: tcp,
-                    framing,
-                    source,
-                    tls,
-                }
-                .serve(correlator),
-            );
-            Ok((listener.protocol, local))
-        }
-    }
-}
-
-fn spawn_retention(storage: Arc<Storage>, correlator: Arc<Correlator>, every: Duration) {
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(every);
-        loop {
-            interval.tick().await;
-            let registry = correlator.registry();
-            let hot = storage.hot.clone();
-            let metrics = correlator.metrics.clone();
-            let outcome = tokio::task::spawn_blocking(move || {
-                hot.expire(chrono::Utc::now(), |tenant| {
-                    registry.get(tenant).and_then(|tenant| {
-                        chrono::Duration::from_std(tenant.spec.retention.short_term.0).ok()
-                    })
-                })
-            })
-            .await;
-            match outcome {
-                Ok(Ok(removed)) => {
-                    for entry in &removed {
-                        metrics.retention_deleted_files.inc(&[&entry.tenant]);
-                    }
-                    if !removed.is_empty() {
-                        tracing::info!(
-                            files = removed.len(),
-                            "retention deleted expired hot-store files"
-                        );
-                    }
-                }
-                Ok(Err(error)) => tracing::error!(%error, "retention pass failed"),
-                Err(error) => tracing::error!(%error, "retention task failed"),
-            }
-        }
-    });
 }
 
 fn print_banner(

@@ -11,13 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use meniscus_grid::Event;
+use meniscus_grid::{Batch, Event, Transform};
 use meniscus_rulebase::Rulebase;
 use parking_lot::RwLock;
 use serde_json::Value;
 
-use crate::pipeline::{Batch, BoxFuture, Stage, StageError, WhenFull};
-use crate::telemetry::Metrics;
+use crate::telemetry::NormalizerMetrics;
 
 struct Loaded {
     rulebase: Arc<Rulebase>,
@@ -25,11 +24,11 @@ struct Loaded {
     modified: Option<SystemTime>,
 }
 
+/// Normalizes batches in place; the pipeline decides what comes next.
 pub struct Normalizer {
     rulebase_dir: Option<PathBuf>,
     rulebases: RwLock<HashMap<String, Loaded>>,
-    next: Arc<dyn Stage>,
-    metrics: Arc<Metrics>,
+    metrics: NormalizerMetrics,
 }
 
 /// A pattern may only name a file directly inside the rulebase directory.
@@ -48,15 +47,10 @@ fn modified(path: &Path) -> Option<SystemTime> {
 }
 
 impl Normalizer {
-    pub fn new(
-        rulebase_dir: Option<PathBuf>,
-        next: Arc<dyn Stage>,
-        metrics: Arc<Metrics>,
-    ) -> Arc<Normalizer> {
+    pub fn new(rulebase_dir: Option<PathBuf>, metrics: NormalizerMetrics) -> Arc<Normalizer> {
         Arc::new(Normalizer {
             rulebase_dir,
             rulebases: RwLock::new(HashMap::new()),
-            next,
             metrics,
         })
     }
@@ -81,7 +75,7 @@ impl Normalizer {
                         modified: stamp,
                     }),
                     Err(error) => {
-                        self.metrics.rulebase_errors.inc(&[pattern]);
+                        self.metrics.rulebase_load_errors.inc(&[pattern]);
                         tracing::error!(pattern, %error, "rulebase not loaded; the previous version stays active");
                         // Remember the stamp so the same broken file is not reparsed every poll.
                         let mut rulebases = self.rulebases.write();
@@ -144,7 +138,7 @@ impl Normalizer {
     }
 
     /// Normalizes events in place.
-    pub fn apply(&self, events: &mut [Event]) {
+    pub fn normalize(&self, events: &mut [Event]) {
         let mut cached: Option<(String, Option<Arc<Rulebase>>)> = None;
         let mut matched = 0u64;
         let mut unmatched = 0u64;
@@ -171,24 +165,15 @@ impl Normalizer {
                 .insert(pattern, Value::Object(result.fields));
         }
         if let Some((pattern, _)) = cached {
-            self.metrics
-                .normalized_events
-                .add(&[&pattern, "matched"], matched);
-            self.metrics
-                .normalized_events
-                .add(&[&pattern, "unmatched"], unmatched);
+            self.metrics.events.add(&[&pattern, "matched"], matched);
+            self.metrics.events.add(&[&pattern, "unmatched"], unmatched);
         }
     }
 }
 
-impl Stage for Normalizer {
-    fn submit(
-        &self,
-        mut batch: Batch,
-        when_full: WhenFull,
-    ) -> BoxFuture<'_, Result<(), StageError>> {
-        self.apply(&mut batch.events);
-        self.next.submit(batch, when_full)
+impl Transform for Normalizer {
+    fn apply(&self, batch: &mut Batch) {
+        self.normalize(&mut batch.events);
     }
 }
 

@@ -1,0 +1,137 @@
+//! The stage contract: how one persona hands a batch of events to the next and learns that it
+//! was taken.
+//!
+//! Standalone wires stages in process; the grid wires the same stages over the network. The
+//! batch, the acknowledgement and the error are plain data that serialize, so a network link
+//! is just another [`Stage`] that carries them, and no persona knows which wiring it has.
+//! Which stage follows which is decided in one place (the worker's `pipeline` module).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::Event;
+
+/// A future a stage returns: owns everything it needs, so it can be spawned.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Events travelling together from one read, datagram or request.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    pub events: Vec<Event>,
+}
+
+impl Batch {
+    pub fn new(events: Vec<Event>) -> Batch {
+        Batch { events }
+    }
+
+    /// A batch must be on disk before it is acknowledged when any event in it is durable.
+    pub fn is_durable(&self) -> bool {
+        self.events.iter().any(|event| event.meniscus.durable)
+    }
+}
+
+/// What a stage answers when it has taken a batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// Events taken.
+    pub events: u64,
+    /// True when they are on disk (fsynced) downstream; always true for a durable batch.
+    pub synced: bool,
+}
+
+/// Why a batch was not taken. Nothing of the batch counts as acknowledged.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StageError {
+    /// The next stage's queue is full: retry later (HTTP 503 with `Retry-After`).
+    #[error("the ingest queue is full")]
+    Full,
+    /// The stage cannot take anything now (stopping, a failed disk, an unreachable peer):
+    /// retry later, elsewhere if possible.
+    #[error("storage unavailable: {reason}")]
+    Unavailable { reason: String },
+    /// This batch can never be taken as it is (too large, malformed): do not retry it.
+    #[error("batch refused: {reason}")]
+    Refused { reason: String },
+}
+
+impl StageError {
+    pub fn unavailable(reason: impl Into<String>) -> StageError {
+        StageError::Unavailable {
+            reason: reason.into(),
+        }
+    }
+
+    pub fn refused(reason: impl Into<String>) -> StageError {
+        StageError::Refused {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// How a caller waits when the next stage is busy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Wait for space: TCP and UDP readers, so the socket slows down instead of dropping.
+    Wait,
+    /// Fail at once with [`StageError::Full`]: HTTP, so the client is told to retry.
+    Refuse,
+}
+
+/// A persona's input.
+pub trait Stage: Send + Sync + 'static {
+    /// Takes a batch. The CPU work a stage does on it (normalizing, encoding) is done in this
+    /// call, on the caller's thread, while the events are still in that core's cache; the
+    /// returned future only waits for the acknowledgement: for a durable batch, once it is on
+    /// disk (fsync); otherwise once the next stage has queued it. A caller may keep several
+    /// such futures in flight.
+    fn hand_on(
+        self: Arc<Self>,
+        batch: Batch,
+        when_full: WhenFull,
+    ) -> BoxFuture<Result<Ack, StageError>>;
+}
+
+/// Work a persona does to a batch in place before it goes on (the normalizer).
+pub trait Transform: Send + Sync + 'static {
+    fn apply(&self, batch: &mut Batch);
+}
+
+/// A transform followed by the next stage: one stage to whoever hands batches to it.
+pub struct Then<T: ?Sized, N: ?Sized> {
+    pub transform: Arc<T>,
+    pub next: Arc<N>,
+}
+
+impl<T: Transform + ?Sized, N: Stage + ?Sized> Stage for Then<T, N> {
+    fn hand_on(
+        self: Arc<Self>,
+        mut batch: Batch,
+        when_full: WhenFull,
+    ) -> BoxFuture<Result<Ack, StageError>> {
+        self.transform.apply(&mut batch);
+        self.next.clone().hand_on(batch, when_full)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_serialize_as_tagged_kinds() {
+        let error = StageError::refused("record too large");
+        let json = serde_json::to_string(&error).unwrap();
+        assert_eq!(json, r#"{"kind":"refused","reason":"record too large"}"#);
+        assert_eq!(serde_json::from_str::<StageError>(&json).unwrap(), error);
+        assert_eq!(
+            serde_json::to_string(&StageError::Full).unwrap(),
+            r#"{"kind":"full"}"#
+        );
+    }
+}

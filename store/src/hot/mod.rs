@@ -1,0 +1,1036 @@
+//! The hot store: recent events per tenant and hourly window, in memory (queryable at once)
+//! and in Parquet files on local disk, with a manifest that says which files are live.
+//!
+//! - [`memtable`]: what is in memory, and the event ids storage dedupes on;
+//! - [`manifest`]: the live files and the WAL position they cover (the source of truth);
+//! - [`parquet`]: how files are written, durably.
+//!
+//! A live file that has gone missing from disk (deleted by hand, a lost volume) is reported
+//! once, and queries say which windows they could not read instead of failing outright.
+
+pub mod manifest;
+pub mod memtable;
+pub mod parquet;
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use datafusion::arrow::array::new_null_array;
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::array::{
+    Array, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use datafusion::arrow::compute::{
+    concat, filter_record_batch, interleave_record_batch, lexsort_to_indices, SortColumn,
+};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::ProjectionMask;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use meniscus_record::columnar::{conform, schema, TenantBatch};
+use parking_lot::RwLock;
+
+use crate::compaction::CompactionOptions;
+use crate::disk::Disk;
+use crate::msg_tokens::{self, stored_schema};
+pub use manifest::FileEntry;
+use manifest::Manifest;
+pub use memtable::{event_key, Frozen, Inserted};
+use memtable::{IdSet, MemTable};
+use parquet::{flush_compression, write_parquet};
+
+/// Events are grouped into windows of this many seconds: the unit of time pruning and
+/// retention.
+pub const WINDOW_SECONDS: i64 = 3600;
+
+pub fn window_of(time: DateTime<Utc>) -> i64 {
+    time.timestamp().div_euclid(WINDOW_SECONDS) * WINDOW_SECONDS
+}
+
+fn window_dir_name(window: i64) -> String {
+    match Utc.timestamp_opt(window, 0).single() {
+        Some(start) => start.format("%Y%m%dT%H").to_string(),
+        None => format!("w{window}"),
+    }
+}
+
+/// The window a directory name stands for (the inverse of `window_dir_name`).
+fn window_from_dir_name(name: &str) -> Option<i64> {
+    if let Some(seconds) = name.strip_prefix('w') {
+        return seconds.parse().ok();
+    }
+    chrono::NaiveDateTime::parse_from_str(&format!("{name}0000"), "%Y%m%dT%H%M%S")
+        .ok()
+        .map(|start| start.and_utc().timestamp())
+}
+
+/// Flushed generations whose event ids are kept for dedupe after they leave memory.
+const FLUSHED_GENERATIONS_KEPT: usize = 2;
+/// Most event ids read back from recent files at start, for dedupe of redeliveries.
+const MAX_IDS_LOADED_AT_START: usize = 4_000_000;
+
+struct State {
+    active: MemTable,
+    frozen: Vec<Arc<Frozen>>,
+    /// Ids of the last flushed generations (and, after a start, of recently written files),
+    /// so a redelivery just after a flush or a restart is still caught.
+    recently_flushed: VecDeque<Arc<IdSet>>,
+    files: BTreeMap<String, BTreeMap<i64, Vec<FileEntry>>>,
+    manifest: Manifest,
+    /// Files replaced by compaction, deleted once queries that listed them are done.
+    retired: Vec<(PathBuf, Instant)>,
+    /// Live files found missing from disk (relative paths), each reported once.
+    missing: HashSet<String>,
+}
+
+/// Rows gathered into one sorted slice when a compacted file is written.
+const COMPACTION_SLICE_ROWS: usize = 64 * 1024;
+
+/// How long a file replaced by compaction stays on disk: longer than any query may run.
+const RETIRED_FILE_LIFETIME: Duration = Duration::from_secs(300);
+
+pub struct HotStore {
+    root: PathBuf,
+    disk: Arc<dyn Disk>,
+    state: RwLock<State>,
+}
+
+/// A window a query could not read, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unreadable {
+    /// Window start, seconds since the epoch.
+    pub window: i64,
+    pub reason: String,
+}
+
+/// What a query over one tenant reads: in-memory batches and Parquet files.
+pub struct Snapshot {
+    pub batches: Vec<RecordBatch>,
+    /// Files that store `msg` whole.
+    pub files: Vec<PathBuf>,
+    /// Files that store `msg` as tokens.
+    pub token_files: Vec<PathBuf>,
+    /// Windows with a live file missing from disk: the query answers without them.
+    pub unreadable: Vec<Unreadable>,
+}
+
+impl HotStore {
+    /// Opens the store, deleting Parquet files the manifest does not list (an interrupted
+    /// flush). Refuses to open when the manifest is missing but Parquet files exist. Event
+    /// ids of files written within `dedupe_window` are read back, so a batch redelivered
+    /// after a restart is stored once. Returns the store and the WAL segment up to which
+    /// events are already in Parquet.
+    pub fn open(
+        root: &Path,
+        disk: Arc<dyn Disk>,
+        dedupe_window: Duration,
+    ) -> io::Result<(HotStore, u64)> {
+        fs::create_dir_all(root)?;
+        let manifest = manifest::read(root)?;
+        let live: HashSet<PathBuf> = manifest
+            .files
+            .iter()
+            .map(|entry| root.join(&entry.path))
+            .collect();
+        remove_orphans(root, &live)?;
+        let mut files: BTreeMap<String, BTreeMap<i64, Vec<FileEntry>>> = BTreeMap::new();
+        for entry in &manifest.files {
+            files
+                .entry(entry.tenant.clone())
+                .or_default()
+                .entry(entry.window)
+                .or_default()
+                .push(entry.clone());
+        }
+        let recent_ids = recent_event_ids(root, &manifest.files, dedupe_window);
+        let mut recently_flushed = VecDeque::new();
+        if !recent_ids.is_empty() {
+            recently_flushed.push_back(Arc::new(recent_ids));
+        }
+        let flushed_through = manifest.wal_flushed_through;
+        let state = State {
+            active: MemTable::default(),
+            frozen: Vec::new(),
+            recently_flushed,
+            files,
+            manifest,
+            retired: Vec::new(),
+            missing: HashSet::new(),
+        };
+        Ok((
+            HotStore {
+                root: root.to_path_buf(),
+                disk,
+                state: RwLock::new(state),
+            },
+            flushed_through,
+        ))
+    }
+
+    /// Adds batches to memory, skipping events whose `event_id` is already held (at-least-once
+    /// delivery upstream becomes exactly-once here).
+    pub fn insert(&self, groups: Vec<TenantBatch>) -> Inserted {
+        let mut inserted = Inserted::default();
+        // Work out keys and windows before taking the lock: ingest threads insert while
+        // queries take snapshots.
+        let prepared: Vec<(TenantBatch, Vec<u128>, Vec<i64>)> = groups
+            .into_iter()
+            .filter(|group| group.batch.num_rows() > 0)
+            .map(|group| {
+                let keys = event_keys(&group.batch);
+                let windows = windows(&group.batch);
+                (group, keys, windows)
+            })
+            .collect();
+        let mut state = self.state.write();
+        let State {
+            active,
+            frozen,
+            recently_flushed,
+            ..
+        } = &mut *state;
+        for (group, keys, windows) in prepared {
+            let mut keep = Vec::with_capacity(keys.len());
+            for key in &keys {
+                let duplicate = recently_flushed.iter().any(|ids| ids.contains(key))
+                    || frozen.iter().any(|frozen| frozen.event_ids.contains(key))
+                    || !active.event_ids.insert(*key);
+                keep.push(!duplicate);
+            }
+            let new_events = keep.iter().filter(|keep| **keep).count();
+            inserted.duplicates += (keep.len() - new_events) as u64;
+            if new_events == 0 {
+                continue;
+            }
+            let tenant = group.tenant.as_str().to_string();
+            count_jobs(&group.batch, &keep, &tenant, &mut inserted.jobs);
+            let first_window = windows[0];
+            let single_window = windows.iter().all(|window| *window == first_window);
+            let mut pieces = Vec::new();
+            if single_window && new_events == keep.len() {
+                pieces.push((first_window, group.batch));
+            } else {
+                let mut distinct: Vec<i64> = windows.clone();
+                distinct.sort_unstable();
+                distinct.dedup();
+                for window in distinct {
+                    let mask: BooleanArray = keep
+                        .iter()
+                        .zip(&windows)
+                        .map(|(keep, row_window)| Some(*keep && *row_window == window))
+                        .collect();
+                    match filter_record_batch(&group.batch, &mask) {
+                        Ok(piece) if piece.num_rows() > 0 => pieces.push((window, piece)),
+                        Ok(_) => {}
+                        // Filtering our own batch with a mask of its length cannot fail.
+                        Err(error) => tracing::error!(%error, "cannot split a batch by window"),
+                    }
+                }
+            }
+            for (window, piece) in pieces {
+                active.bytes += piece.get_array_memory_size();
+                active
+                    .partitions
+                    .entry((tenant.clone(), window))
+                    .or_default()
+                    .push(piece);
+            }
+            active.events += new_events;
+            active.started.get_or_insert_with(Instant::now);
+            match inserted.per_tenant.last_mut() {
+                Some((last, count)) if *last == tenant => *count += new_events as u64,
+                _ => inserted.per_tenant.push((tenant, new_events as u64)),
+            }
+        }
+        inserted
+    }
+
+    /// Events and bytes in memory not yet frozen, and how long ago the first of them arrived.
+    pub fn active_size(&self) -> (usize, usize, Option<std::time::Duration>) {
+        let state = self.state.read();
+        (
+            state.active.events,
+            state.active.bytes,
+            state.active.started.map(|started| started.elapsed()),
+        )
+    }
+
+    pub fn frozen_count(&self) -> usize {
+        self.state.read().frozen.len()
+    }
+
+    /// Moves the active memtable aside for flushing; it stays queryable.
+    pub fn freeze(&self, wal_seq: u64) -> Option<Arc<Frozen>> {
+        let mut state = self.state.write();
+        if state.active.events == 0 {
+            return None;
+        }
+        let active = std::mem::take(&mut state.active);
+        let partitions = active.partitions.into_iter().collect();
+        let frozen = Arc::new(Frozen {
+            partitions,
+            event_ids: Arc::new(active.event_ids),
+            wal_seq,
+        });
+        state.frozen.push(frozen.clone());
+        Some(frozen)
+    }
+
+    /// Writes a frozen memtable to Parquet and makes the files live. Runs on the flusher
+    /// thread; ingest continues meanwhile.
+    pub fn flush(&self, frozen: &Arc<Frozen>) -> io::Result<Vec<FileEntry>> {
+        let flush_seq = self.state.read().manifest.next_flush_seq;
+        let mut entries = Vec::new();
+        for (index, ((tenant, window), batches)) in frozen.partitions.iter().enumerate() {
+            if batches.iter().all(|batch| batch.num_rows() == 0) {
+                continue;
+            }
+            let relative = format!(
+                "{tenant}/{}/{flush_seq:012}-{index:05}.parquet",
+                window_dir_name(*window)
+            );
+            let bytes = write_parquet(
+                self.disk.as_ref(),
+                &self.root,
+                &relative,
+                schema(),
+                batches.iter().map(|batch| Ok(batch.clone())),
+                flush_compression(),
+            )?;
+            let rows = batches.iter().map(|batch| batch.num_rows() as u64).sum();
+            entries.push(FileEntry {
+                tenant: tenant.clone(),
+                window: *window,
+                path: relative,
+                rows,
+                bytes,
+                compacted: false,
+                created: Utc::now().timestamp(),
+                msg_tokens: false,
+            });
+        }
+        let mut state = self.state.write();
+        let mut manifest = state.manifest.clone();
+        manifest.files.extend(entries.iter().cloned());
+        manifest.wal_flushed_through = manifest.wal_flushed_through.max(frozen.wal_seq);
+        manifest.next_flush_seq = flush_seq + 1;
+        manifest::write(self.disk.as_ref(), &self.root, &manifest)?;
+        state.manifest = manifest;
+        for entry in &entries {
+            state
+                .files
+                .entry(entry.tenant.clone())
+                .or_default()
+                .entry(entry.window)
+                .or_default()
+                .push(entry.clone());
+        }
+        state
+            .frozen
+            .retain(|candidate| !Arc::ptr_eq(candidate, frozen));
+        // Shared, not copied: copying half a million ids under the write lock stalled ingest.
+        state.recently_flushed.push_back(frozen.event_ids.clone());
+        while state.recently_flushed.len() > FLUSHED_GENERATIONS_KEPT {
+            state.recently_flushed.pop_front();
+        }
+        Ok(entries)
+    }
+
+    /// What a query over `tenant` between `from` and `to` (window starts, inclusive) reads.
+    pub fn snapshot(
+        &self,
+        tenant: &str,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Snapshot {
+        let first_window = from.map(window_of).unwrap_or(i64::MIN);
+        let last_window = to.map(window_of).unwrap_or(i64::MAX);
+        let in_range = |window: i64| window >= first_window && window <= last_window;
+        let mut newly_missing = Vec::new();
+        let snapshot = {
+            let state = self.state.read();
+            let mut batches = Vec::new();
+            for ((partition_tenant, window), partition) in &state.active.partitions {
+                if partition_tenant == tenant && in_range(*window) {
+                    batches.extend(partition.iter().cloned());
+                }
+            }
+            for frozen in &state.frozen {
+                for ((partition_tenant, window), frozen_batches) in &frozen.partitions {
+                    if partition_tenant == tenant && in_range(*window) {
+                        batches.extend(frozen_batches.iter().cloned());
+                    }
+                }
+            }
+            let (mut files, mut token_files, mut unreadable) = (Vec::new(), Vec::new(), Vec::new());
+            if let Some(windows) = state.files.get(tenant) {
+                for entry in windows
+                    .range(first_window..=last_window)
+                    .flat_map(|(_, entries)| entries)
+                {
+                    let path = self.root.join(&entry.path);
+                    // One stat per file: a missing file would fail the whole query.
+                    if !path.exists() {
+                        if !state.missing.contains(&entry.path) {
+                            newly_missing.push(entry.path.clone());
+                        }
+                        unreadable.push(Unreadable {
+                            window: entry.window,
+                            reason: format!("hot-store file {} is missing from disk", entry.path),
+                        });
+                        continue;
+                    }
+                    if entry.msg_tokens {
+                        token_files.push(path);
+                    } else {
+                        files.push(path);
+                    }
+                }
+            }
+            Snapshot {
+                batches,
+                files,
+                token_files,
+                unreadable,
+            }
+        };
+        if !newly_missing.is_empty() {
+            let mut state = self.state.write();
+            for path in newly_missing {
+                if state.missing.insert(path.clone()) {
+                    tracing::error!(
+                        path = %self.root.join(&path).display(),
+                        "a live hot-store file is missing from disk; queries answer without its window and say so (restore the file, or let retention remove its entry)"
+                    );
+                }
+            }
+        }
+        snapshot
+    }
+
+    /// Live files found missing from disk so far.
+    pub fn missing_files(&self) -> usize {
+        self.state.read().missing.len()
+    }
+
+    /// Whether a live file is known to be missing.
+    pub fn is_missing(&self, entry: &FileEntry) -> bool {
+        let state = self.state.read();
+        if state.missing.contains(&entry.path) {
+            return true;
+        }
+        drop(state);
+        if self.root.join(&entry.path).exists() {
+            return false;
+        }
+        if self.state.write().missing.insert(entry.path.clone()) {
+            tracing::error!(path = %self.root.join(&entry.path).display(), "a live hot-store file is missing from disk");
+        }
+        true
+    }
+
+    /// Every live Parquet file.
+    pub fn file_entries(&self) -> Vec<FileEntry> {
+        self.state.read().manifest.files.clone()
+    }
+
+    /// Rewrites `group` (files of one tenant and window) as one file sorted by `pname`, `ts`
+    /// at the options' zstd level, messages split if they say so, and swaps it in. Returns the
+    /// new entry, or `None` when the group changed meanwhile (retention removed a file) and
+    /// nothing was swapped.
+    pub fn compact(
+        &self,
+        group: &[FileEntry],
+        options: &CompactionOptions,
+    ) -> io::Result<Option<FileEntry>> {
+        let Some(first) = group.first() else {
+            return Ok(None);
+        };
+        let mut batches = Vec::new();
+        for entry in group {
+            let file = fs::File::open(self.root.join(&entry.path))?;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .and_then(|builder| builder.with_batch_size(64 * 1024).build())
+                .map_err(io::Error::other)?;
+            for batch in reader {
+                // Files of older versions may lack columns or hold ones since replaced.
+                let batch = msg_tokens::join(&batch.map_err(io::Error::other)?)
+                    .and_then(|batch| conform(&batch))
+                    .map_err(io::Error::other)?;
+                batches.push(batch);
+            }
+        }
+        // Only the sort keys are concatenated; rows are then gathered from the batches as
+        // read, one output slice at a time, so memory holds the input once plus one slice.
+        let order = compaction_order(&batches)?;
+        let flush_seq = {
+            let mut state = self.state.write();
+            let seq = state.manifest.next_flush_seq;
+            state.manifest.next_flush_seq += 1;
+            seq
+        };
+        let relative = format!(
+            "{}/{}/{flush_seq:012}-compacted.parquet",
+            first.tenant,
+            window_dir_name(first.window)
+        );
+        let inputs: Vec<&RecordBatch> = batches.iter().collect();
+        let slices = order.chunks(COMPACTION_SLICE_ROWS).map(|slice| {
+            let rows = interleave_record_batch(&inputs, slice);
+            if options.split_messages {
+                rows.and_then(|rows| msg_tokens::split(&rows))
+            } else {
+                rows
+            }
+            .map_err(io::Error::other)
+        });
+        let level = ZstdLevel::try_new(options.zstd_level).unwrap_or_default();
+        let file_schema = if options.split_messages {
+            stored_schema()
+        } else {
+            schema()
+        };
+        let bytes = write_parquet(
+            self.disk.as_ref(),
+            &self.root,
+            &relative,
+            file_schema,
+            slices,
+            Compression::ZSTD(level),
+        )?;
+        let rows = order.len();
+        drop(batches);
+        let entry = FileEntry {
+            tenant: first.tenant.clone(),
+            window: first.window,
+            path: relative,
+            rows: rows as u64,
+            bytes,
+            compacted: true,
+            created: Utc::now().timestamp(),
+            msg_tokens: options.split_messages,
+        };
+        let mut state = self.state.write();
+        let still_live = group.iter().all(|old| {
+            state
+                .manifest
+                .files
+                .iter()
+                .any(|live| live.path == old.path)
+        });
+        if !still_live {
+            drop(state);
+            let _ = self.disk.remove_file(&self.root.join(&entry.path));
+            return Ok(None);
+        }
+        let replaced = |candidate: &FileEntry| group.iter().any(|old| old.path == candidate.path);
+        let mut manifest = state.manifest.clone();
+        manifest.files.retain(|candidate| !replaced(candidate));
+        manifest.files.push(entry.clone());
+        manifest::write(self.disk.as_ref(), &self.root, &manifest)?;
+        state.manifest = manifest;
+        if let Some(entries) = state
+            .files
+            .get_mut(&entry.tenant)
+            .and_then(|windows| windows.get_mut(&entry.window))
+        {
+            entries.retain(|candidate| !replaced(candidate));
+            entries.push(entry.clone());
+        }
+        let now = Instant::now();
+        for old in group {
+            state.retired.push((self.root.join(&old.path), now));
+        }
+        Ok(Some(entry))
+    }
+
+    /// Deletes files replaced by compaction long enough ago.
+    pub fn delete_retired(&self) {
+        let due: Vec<PathBuf> = {
+            let mut state = self.state.write();
+            let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut state.retired)
+                .into_iter()
+                .partition(|(_, retired)| retired.elapsed() >= RETIRED_FILE_LIFETIME);
+            state.retired = keep;
+            due.into_iter().map(|(path, _)| path).collect()
+        };
+        for path in due {
+            if let Err(error) = self.disk.remove_file(&path) {
+                if error.kind() != io::ErrorKind::NotFound {
+                    tracing::warn!(path = %path.display(), %error, "cannot delete a compacted-away file; it is deleted at the next start");
+                }
+            }
+        }
+    }
+
+    /// Deletes the files of every window that ended before `now - retention(tenant)`.
+    /// Returns the removed entries. Tenants for which `retention` gives `None` are kept.
+    pub fn expire(
+        &self,
+        now: DateTime<Utc>,
+        retention: impl Fn(&str) -> Option<chrono::Duration>,
+    ) -> io::Result<Vec<FileEntry>> {
+        let mut state = self.state.write();
+        let expired = |entry: &FileEntry| match retention(&entry.tenant) {
+            Some(keep) => entry.window + WINDOW_SECONDS <= (now - keep).timestamp(),
+            None => false,
+        };
+        let removed: Vec<FileEntry> = state
+            .manifest
+            .files
+            .iter()
+            .filter(|entry| expired(entry))
+            .cloned()
+            .collect();
+        if removed.is_empty() {
+            return Ok(removed);
+        }
+        let mut manifest = state.manifest.clone();
+        manifest.files.retain(|entry| !expired(entry));
+        // The manifest goes first: a crash after it leaves orphans that the next start deletes,
+        // never a manifest that names a missing file.
+        manifest::write(self.disk.as_ref(), &self.root, &manifest)?;
+        state.manifest = manifest;
+        for entry in &removed {
+            state.missing.remove(&entry.path);
+            if let Some(windows) = state.files.get_mut(&entry.tenant) {
+                windows.remove(&entry.window);
+                if windows.is_empty() {
+                    state.files.remove(&entry.tenant);
+                }
+            }
+        }
+        drop(state);
+        for entry in &removed {
+            let path = self.root.join(&entry.path);
+            if let Err(error) = self.disk.remove_file(&path) {
+                if error.kind() != io::ErrorKind::NotFound {
+                    return Err(error);
+                }
+            }
+            if let Some(window_dir) = path.parent() {
+                // Only succeeds once the window's directory is empty, which is what we want.
+                let _ = fs::remove_dir(window_dir);
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Rebuilds a lost manifest from the Parquet files under `root`: every file counts as live.
+/// For `meniscus recover-manifest`; refuses when a manifest exists.
+pub fn rebuild_manifest(root: &Path, disk: &dyn Disk) -> io::Result<usize> {
+    let manifest_path = root.join(manifest::MANIFEST);
+    if manifest_path.exists() {
+        return Err(io::Error::other(format!(
+            "{} exists; move it away first if it is really wrong",
+            manifest_path.display()
+        )));
+    }
+    let mut rebuilt = Manifest {
+        version: 1,
+        ..Manifest::default()
+    };
+    for path in manifest::parquet_files(root)? {
+        let relative = path
+            .strip_prefix(root)
+            .map_err(io::Error::other)?
+            .to_string_lossy()
+            .into_owned();
+        let parts: Vec<&str> = relative.split('/').collect();
+        let [tenant, window_dir, name] = parts.as_slice() else {
+            tracing::warn!(path = %path.display(), "not a hot-store file path; left out");
+            continue;
+        };
+        let (Ok(tenant), Some(window)) = (
+            meniscus_grid::TenantId::parse(tenant),
+            window_from_dir_name(window_dir),
+        ) else {
+            tracing::warn!(path = %path.display(), "not a hot-store file path; left out");
+            continue;
+        };
+        let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(&path)?)
+            .map_err(|error| io::Error::other(format!("{}: {error}", path.display())))?;
+        let rows = reader.metadata().file_metadata().num_rows().max(0) as u64;
+        let msg_tokens = reader.schema().field_with_name("msg_t0").is_ok();
+        let seq: u64 = name
+            .split(['-', '.'])
+            .next()
+            .and_then(|seq| seq.parse().ok())
+            .unwrap_or(0);
+        rebuilt.next_flush_seq = rebuilt.next_flush_seq.max(seq + 1);
+        let metadata = fs::metadata(&path)?;
+        let created = metadata
+            .modified()
+            .ok()
+            .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |age| age.as_secs() as i64);
+        rebuilt.files.push(FileEntry {
+            tenant: tenant.as_str().to_string(),
+            window,
+            path: relative.clone(),
+            rows,
+            bytes: metadata.len(),
+            compacted: name.ends_with("-compacted.parquet"),
+            created,
+            msg_tokens,
+        });
+    }
+    // A compacted file holds every flushed file of its window that existed when it was
+    // written; those inputs stay on disk for a few minutes after the swap (or after a crash
+    // before it). Listing both would show their events twice, so flushed files no newer than
+    // the window's newest compacted file are left out (the next start deletes them).
+    let mut newest_compacted: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    for entry in rebuilt.files.iter().filter(|entry| entry.compacted) {
+        let newest = newest_compacted
+            .entry((entry.tenant.clone(), entry.window))
+            .or_insert(i64::MIN);
+        *newest = (*newest).max(entry.created);
+    }
+    rebuilt.files.retain(|entry| {
+        let replaced = !entry.compacted
+            && newest_compacted
+                .get(&(entry.tenant.clone(), entry.window))
+                .is_some_and(|compacted| entry.created <= *compacted);
+        if replaced {
+            tracing::warn!(path = %entry.path, "left out: an input of a later compaction");
+        }
+        !replaced
+    });
+    let count = rebuilt.files.len();
+    manifest::write(disk, root, &rebuilt)?;
+    Ok(count)
+}
+
+/// Event ids of files written in the last `window`, at most [`MAX_IDS_LOADED_AT_START`].
+fn recent_event_ids(root: &Path, files: &[FileEntry], window: Duration) -> IdSet {
+    let mut ids = IdSet::default();
+    let since = Utc::now().timestamp() - window.as_secs() as i64;
+    let mut recent: Vec<&FileEntry> = files
+        .iter()
+        .filter(|entry| entry.created >= since)
+        .collect();
+    recent.sort_by_key(|entry| std::cmp::Reverse(entry.created));
+    for entry in recent {
+        if ids.len() >= MAX_IDS_LOADED_AT_START {
+            break;
+        }
+        let path = root.join(&entry.path);
+        let mut read = || -> Result<(), Box<dyn std::error::Error>> {
+            let builder = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(&path)?)?;
+            let mask = ProjectionMask::columns(builder.parquet_schema(), ["event_id"]);
+            for batch in builder.with_projection(mask).build()? {
+                for key in event_keys(&batch?) {
+                    ids.insert(key);
+                }
+            }
+            Ok(())
+        };
+        if let Err(error) = read() {
+            tracing::warn!(path = %path.display(), %error, "cannot read event ids of a recent file; redeliveries of its events would be stored twice");
+        }
+    }
+    ids
+}
+
+/// Adds the kept rows' job ids (runs of one job counted together) to `jobs`.
+fn count_jobs(
+    batch: &RecordBatch,
+    keep: &[bool],
+    tenant: &str,
+    jobs: &mut Vec<(String, String, u64)>,
+) {
+    let Some(job_ids) = batch
+        .column_by_name("job_id")
+        .and_then(|array| array.as_any().downcast_ref::<StringArray>())
+    else {
+        return;
+    };
+    if job_ids.null_count() == job_ids.len() {
+        return;
+    }
+    for (row, kept) in keep.iter().enumerate() {
+        if !kept || job_ids.is_null(row) {
+            continue;
+        }
+        let job_id = job_ids.value(row);
+        match jobs.last_mut() {
+            Some((job_tenant, last, count)) if job_tenant == tenant && last == job_id => {
+                *count += 1
+            }
+            _ => jobs.push((tenant.to_string(), job_id.to_string(), 1)),
+        }
+    }
+}
+
+/// The dedupe key of every row.
+fn event_keys(batch: &RecordBatch) -> Vec<u128> {
+    match batch
+        .column_by_name("event_id")
+        .and_then(|array| array.as_any().downcast_ref::<StringArray>())
+    {
+        Some(ids) => (0..ids.len())
+            .map(|row| event_key(ids.value(row)))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// The window of every row, from `ts`.
+fn windows(batch: &RecordBatch) -> Vec<i64> {
+    let micros_per_window = WINDOW_SECONDS * 1_000_000;
+    match batch
+        .column_by_name("ts")
+        .and_then(|array| array.as_any().downcast_ref::<TimestampMicrosecondArray>())
+    {
+        Some(ts) => ts
+            .values()
+            .iter()
+            .map(|micros| micros.div_euclid(micros_per_window) * WINDOW_SECONDS)
+            .collect(),
+        None => vec![0; batch.num_rows()],
+    }
+}
+
+/// Rows of a compacted file, as (batch, row) pairs: ordered by `pname`, then `ts`, so a
+/// program's messages sit together, in time order.
+fn compaction_order(batches: &[RecordBatch]) -> io::Result<Vec<(usize, usize)>> {
+    let keys = |name: &str| -> io::Result<ArrayRef> {
+        let columns: Vec<&dyn Array> = batches
+            .iter()
+            .map(|batch| {
+                batch
+                    .column_by_name(name)
+                    .map(|column| column.as_ref())
+                    .ok_or_else(|| io::Error::other(format!("no column {name}")))
+            })
+            .collect::<io::Result<_>>()?;
+        if columns.is_empty() {
+            return Ok(new_null_array(&DataType::Null, 0));
+        }
+        concat(&columns).map_err(io::Error::other)
+    };
+    let sort_columns = vec![
+        SortColumn {
+            values: keys("pname")?,
+            options: None,
+        },
+        SortColumn {
+            values: keys("ts")?,
+            options: None,
+        },
+    ];
+    let mut location = Vec::new();
+    for (batch_index, batch) in batches.iter().enumerate() {
+        location.extend((0..batch.num_rows()).map(|row| (batch_index, row)));
+    }
+    if location.is_empty() {
+        return Ok(location);
+    }
+    let indices = lexsort_to_indices(&sort_columns, None).map_err(io::Error::other)?;
+    Ok(indices
+        .values()
+        .iter()
+        .map(|index| location[*index as usize])
+        .collect())
+}
+
+/// Deletes Parquet files (and temporaries) under `root` that are not live.
+fn remove_orphans(root: &Path, live: &HashSet<PathBuf>) -> io::Result<()> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let name = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .unwrap_or_default();
+            let orphan = (name.ends_with(".parquet") && !live.contains(&path))
+                || name.ends_with(".parquet.tmp");
+            if orphan {
+                tracing::warn!(path = %path.display(), "deleting a hot-store file left by an interrupted flush");
+                fs::remove_file(&path)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::LocalDisk;
+    use meniscus_grid::{Correlation, Event, Producer, Transport};
+    use meniscus_record::columnar::{batch_to_events, tenant_batches};
+
+    fn open(root: &Path) -> HotStore {
+        HotStore::open(root, Arc::new(LocalDisk), Duration::from_secs(600))
+            .unwrap()
+            .0
+    }
+
+    fn event(pname: &str, time: DateTime<Utc>) -> Event {
+        let producer = Producer::plain("default");
+        let correlation = Correlation::new("acme", &producer, Transport::Tcp, Utc::now());
+        let mut event = Event::from_message(format!("{pname} at {time}"), correlation);
+        event.time = Some(time.fixed_offset());
+        event.host = Some("h".into());
+        event.pname = Some(pname.into());
+        event.pri = Some(13);
+        event.ver = Some(1);
+        event
+    }
+
+    fn stored(store: &HotStore) -> Vec<Event> {
+        let snapshot = store.snapshot("acme", None, None);
+        let mut events: Vec<Event> = snapshot
+            .batches
+            .iter()
+            .flat_map(|batch| batch_to_events(batch, "acme"))
+            .collect();
+        for path in snapshot.files.into_iter().chain(snapshot.token_files) {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path).unwrap())
+                .unwrap()
+                .build()
+                .unwrap();
+            for batch in reader {
+                let batch = msg_tokens::join(&batch.unwrap()).unwrap();
+                events.extend(batch_to_events(&batch, "acme"));
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn redelivered_events_are_stored_once_and_windows_are_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let hour_ago = Utc::now() - chrono::Duration::hours(1);
+        let events = vec![event("a", hour_ago), event("b", Utc::now())];
+        let first = store.insert(tenant_batches(&events).unwrap());
+        assert_eq!(first.per_tenant, vec![("acme".to_string(), 2)]);
+        // The same events again (a redelivery), with one new one.
+        let mut again = events.clone();
+        again.push(event("c", Utc::now()));
+        let second = store.insert(tenant_batches(&again).unwrap());
+        assert_eq!(second.per_tenant, vec![("acme".to_string(), 1)]);
+        assert_eq!(second.duplicates, 2);
+        assert_eq!(stored(&store).len(), 3);
+        // Still caught after the first generation was flushed.
+        let frozen = store.freeze(1).unwrap();
+        store.flush(&frozen).unwrap();
+        assert_eq!(store.insert(tenant_batches(&events).unwrap()).duplicates, 2);
+        let windows: HashSet<i64> = store
+            .file_entries()
+            .iter()
+            .map(|entry| entry.window)
+            .collect();
+        assert_eq!(windows.len(), 2, "one file per hourly window");
+    }
+
+    #[test]
+    fn compaction_merges_sorts_and_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let start = Utc
+            .timestamp_opt(window_of(Utc::now()) - 3 * WINDOW_SECONDS, 0)
+            .unwrap();
+        let mut sent = Vec::new();
+        for flush in 0..3 {
+            let events: Vec<Event> = (0..50)
+                .map(|index| {
+                    let pname = ["zeta", "alpha", "mid"][index % 3];
+                    event(
+                        pname,
+                        start + chrono::Duration::seconds(flush * 100 + index as i64),
+                    )
+                })
+                .collect();
+            sent.extend(events.iter().map(|event| event.meniscus.event_id.clone()));
+            store.insert(tenant_batches(&events).unwrap());
+            let frozen = store.freeze(flush as u64 + 1).unwrap();
+            store.flush(&frozen).unwrap();
+        }
+        let before = store.file_entries();
+        assert_eq!(before.len(), 3);
+        // Planned after the window has been quiet for the grace.
+        let groups = crate::compaction::plan(
+            &before,
+            Utc::now().timestamp() + 600,
+            &CompactionOptions::default(),
+        );
+        assert_eq!(groups.len(), 1);
+        let options = CompactionOptions {
+            split_messages: true,
+            ..CompactionOptions::default()
+        };
+        let entry = store.compact(&groups[0], &options).unwrap().unwrap();
+        assert!(entry.compacted);
+        assert_eq!(entry.rows, 150);
+        assert_eq!(store.file_entries(), vec![entry.clone()]);
+
+        let events = stored(&store);
+        let pnames: Vec<&str> = events
+            .iter()
+            .filter_map(|event| event.pname.as_deref())
+            .collect();
+        let mut sorted = pnames.clone();
+        sorted.sort();
+        assert_eq!(pnames, sorted, "rows are ordered by pname");
+        let mut ids: Vec<String> = events
+            .iter()
+            .map(|event| event.meniscus.event_id.clone())
+            .collect();
+        ids.sort();
+        sent.sort();
+        assert_eq!(ids, sent, "every event once");
+
+        // The replaced files wait for running queries; a restart deletes them as orphans.
+        assert!(before.iter().all(|old| dir.path().join(&old.path).exists()));
+        drop(store);
+        let reopened = open(dir.path());
+        assert!(before
+            .iter()
+            .all(|old| !dir.path().join(&old.path).exists()));
+        assert_eq!(stored(&reopened).len(), 150);
+
+        // A late file joins the small split file in a compaction with splitting off: the
+        // messages come back whole from both kinds of input.
+        let late: Vec<Event> = (0..5)
+            .map(|index| event("late", start + chrono::Duration::seconds(index)))
+            .collect();
+        reopened.insert(tenant_batches(&late).unwrap());
+        let frozen = reopened.freeze(10).unwrap();
+        reopened.flush(&frozen).unwrap();
+        let messages = |store: &HotStore| {
+            let mut messages: Vec<String> =
+                stored(store).into_iter().map(|event| event.msg).collect();
+            messages.sort();
+            messages
+        };
+        let expected = messages(&reopened);
+        assert_eq!(expected.len(), 155);
+        let groups = crate::compaction::plan(
+            &reopened.file_entries(),
+            Utc::now().timestamp() + 600,
+            &CompactionOptions::default(),
+        );
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].len(), 2, "the split file is absorbed: {groups:?}");
+        let merged = reopened
+            .compact(&groups[0], &CompactionOptions::default())
+            .unwrap()
+            .unwrap();
+        assert!(!merged.msg_tokens);
+        assert_eq!(messages(&reopened), expected);
+    }
+}

@@ -1,0 +1,172 @@
+//! A real rsyslogd (`omfwd`, RFC 5424) as a tenant's relay in front of Meniscus: octet-counted
+//! and LF framing over TCP, TLS (gtls) with the tenant in structured data, and mutual TLS where
+//! the client certificate names the tenant. Every line pushed into rsyslog must be stored
+//! exactly once with its fields.
+
+use std::path::Path;
+
+use meniscus_tests::{
+    assert_each_stored_once, make_certs, numbered_lines, openssl_send, Expect, Meniscus, Peer,
+    TestLine, TENANTS,
+};
+
+/// Lines pushed through each peer.
+const LINES: usize = 200;
+const TENANT_ENV: &[(&str, &str)] = &[("TENANT", "acme"), ("TOKEN", "acme-token")];
+
+fn rfc5424(lines: &[TestLine]) -> Vec<String> {
+    lines.iter().map(TestLine::rfc5424).collect()
+}
+
+fn acme(transport: &str) -> Expect<'_> {
+    Expect {
+        tenant: "acme",
+        token: "acme-token",
+        transport,
+        native_seq: true,
+    }
+}
+
+/// A TLS listener on `{syslog_port}` with the server certificate of `certs`, plus `more` YAML
+/// inside its `tls` section.
+fn tls_listener(certs: &Path, more: &str) -> String {
+    format!(
+        "  - {{protocol: tls, address: \"127.0.0.1:{{syslog_port}}\", tls: {{certFile: \"{}\", keyFile: \"{}\"{more}}}}}\n",
+        certs.join("server.pem").display(),
+        certs.join("server.key").display()
+    )
+}
+
+fn forward_and_check(framing: &str) {
+    let meniscus = Meniscus::start(TENANTS);
+    let peer = Peer::start(
+        "rsyslog-forward.sh",
+        meniscus.syslog_port,
+        framing,
+        None,
+        TENANT_ENV,
+    );
+    let lines = numbered_lines(&format!("rsyslog-{framing}"), LINES);
+    peer.send_lines(&rfc5424(&lines));
+    assert_each_stored_once(&meniscus, &lines, &acme("tcp"));
+    assert_eq!(
+        meniscus.count("acme", "acme-token", ""),
+        LINES as u64,
+        "nothing but the forwarded lines"
+    );
+    assert_eq!(
+        meniscus.count("other", "other-token", ""),
+        0,
+        "nothing leaks to another tenant"
+    );
+    assert!(peer.is_running(), "rsyslogd died:\n{}", peer.diagnostics());
+}
+
+#[test]
+fn rsyslog_octet_counted_forwarding_stores_every_line_once() {
+    forward_and_check("octet");
+}
+
+#[test]
+fn rsyslog_lf_forwarding_stores_every_line_once() {
+    forward_and_check("lf");
+}
+
+#[test]
+fn rsyslog_over_tls_with_the_tenant_in_structured_data() {
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(certs_dir.path(), "relay-7");
+    let meniscus = Meniscus::start_with_listeners(&tls_listener(&certs, ""), TENANTS);
+    let peer = Peer::start(
+        "rsyslog-forward.sh",
+        meniscus.syslog_port,
+        "octet",
+        Some(&certs.join("ca.pem")),
+        TENANT_ENV,
+    );
+    let lines = numbered_lines("rsyslog-tls", LINES);
+    peer.send_lines(&rfc5424(&lines));
+    assert_each_stored_once(&meniscus, &lines, &acme("tls"));
+    assert_eq!(meniscus.count("acme", "acme-token", ""), LINES as u64);
+    assert_eq!(meniscus.count("other", "other-token", ""), 0);
+    assert_eq!(
+        meniscus.metric(
+            "meniscus_ingest_rejected_messages_total{transport=\"tls\",reason=\"handshake_failed\"}"
+        ),
+        0
+    );
+}
+
+/// rsyslog sends no `[meniscus ...]` element: only its client certificate (CN relay-7, mapped
+/// to acme) says whose lines these are. Clients without a certificate, or with one from another
+/// CA (even with the mapped CN and valid credentials in the message), are refused.
+#[test]
+fn rsyslog_over_mutual_tls_gets_its_tenant_from_the_client_certificate() {
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(certs_dir.path(), "relay-7");
+    let foreign_dir = tempfile::tempdir().unwrap();
+    let foreign = make_certs(foreign_dir.path(), "relay-7");
+    let more = format!(
+        ", clientCaFile: \"{}\", clientTenants: [{{name: relay-7, tenant: acme}}]",
+        certs.join("ca.pem").display()
+    );
+    let meniscus = Meniscus::start_with_listeners(&tls_listener(&certs, &more), TENANTS);
+    let client_cert = certs.join("client.pem").display().to_string();
+    let client_key = certs.join("client.key").display().to_string();
+    let peer = Peer::start(
+        "rsyslog-forward.sh",
+        meniscus.syslog_port,
+        "octet",
+        Some(&certs.join("ca.pem")),
+        &[("TLS_CERT", &client_cert), ("TLS_KEY", &client_key)],
+    );
+    let lines = numbered_lines("rsyslog-mtls", LINES);
+    peer.send_lines(&rfc5424(&lines));
+    assert_each_stored_once(&meniscus, &lines, &acme("tls"));
+
+    // Refused clients: their message carries valid credentials, so only the certificate check
+    // can keep it out.
+    let handshake_failed =
+        "meniscus_ingest_rejected_messages_total{transport=\"tls\",reason=\"handshake_failed\"}";
+    let before = meniscus.metric(handshake_failed);
+    let payload = |who: &str| {
+        format!(
+            "<13>1 2026-11-25T10:00:00Z intruder app - - [meniscus@32473 tenant=\"acme\" token=\"acme-token\"] refused {who}\n"
+        )
+    };
+    let ca = certs.join("ca.pem");
+    let anonymous = openssl_send(
+        meniscus.syslog_port,
+        &ca,
+        None,
+        &payload("without a certificate"),
+    );
+    let foreign_client = openssl_send(
+        meniscus.syslog_port,
+        &ca,
+        Some((&foreign.join("client.pem"), &foreign.join("client.key"))),
+        &payload("with a certificate of another CA"),
+    );
+    // A marker through rsyslog after the refused clients: once it is stored, they were handled.
+    let marker = numbered_lines("rsyslog-mtls-marker", 1);
+    peer.send_lines(&rfc5424(&marker));
+    assert_each_stored_once(&meniscus, &marker, &acme("tls"));
+    meniscus_tests::wait_for_metric(&meniscus, handshake_failed, 30, |value| value >= before + 2);
+    assert_eq!(
+        meniscus.count("acme", "acme-token", "msg LIKE 'refused %'"),
+        0,
+        "a refused client's message was stored; openssl without cert: {anonymous:?}; with a foreign cert: {foreign_client:?}"
+    );
+    assert_eq!(
+        meniscus.metric(handshake_failed),
+        before + 2,
+        "exactly the two refused handshakes"
+    );
+    assert_eq!(meniscus.count("acme", "acme-token", ""), LINES as u64 + 1);
+    assert_eq!(meniscus.count("other", "other-token", ""), 0);
+    assert!(
+        meniscus.log().contains("peer sent no certificates"),
+        "the refusal of the anonymous client is logged:\n{}",
+        meniscus.log()
+    );
+}

@@ -1,0 +1,334 @@
+//! Publish bodies to events: the original Meniscus `{"log_message": {...}}`, a bare message
+//! object, a JSON array of either, NDJSON (one per line), or raw syslog lines (`text/plain`,
+//! `application/syslog`); optionally `Content-Encoding: gzip` or `zstd`. A body is taken whole
+//! or not at all: one bad line is an error naming the line.
+
+use std::io::Read;
+
+use chrono::{DateTime, FixedOffset, Utc};
+use meniscus_grid::tenant::Tenant;
+use meniscus_grid::{Correlation, Event, Transport};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::PublishError;
+use crate::correlator::sources::syslog::event::{Refusal, SourceContext};
+use crate::correlator::Correlator;
+
+/// One message as the original Meniscus API took it.
+#[derive(Debug, Deserialize)]
+struct LogMessage {
+    #[serde(default)]
+    host: Option<String>,
+    #[serde(default)]
+    pname: Option<String>,
+    #[serde(default)]
+    pid: Option<StringOrNumber>,
+    #[serde(default)]
+    msgid: Option<String>,
+    #[serde(default)]
+    time: Option<String>,
+    #[serde(default)]
+    pri: Option<u8>,
+    #[serde(default)]
+    ver: Option<u8>,
+    msg: String,
+    #[serde(default)]
+    native: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum StringOrNumber {
+    Text(String),
+    Number(u64),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Envelope {
+    Wrapped { log_message: LogMessage },
+    Bare(LogMessage),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFormat {
+    Json,
+    NdJson,
+    Syslog,
+}
+
+impl BodyFormat {
+    /// Picks the format from `Content-Type`. `curl -d` sends
+    /// `application/x-www-form-urlencoded` whatever the body is, so for that type (and none) the
+    /// body decides: JSON when it starts with `{` or `[`, syslog lines otherwise.
+    pub fn from_content_type(
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<BodyFormat, PublishError> {
+        let media = content_type
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match media.as_str() {
+            "" | "application/x-www-form-urlencoded" => Ok(BodyFormat::sniff(body)),
+            "application/json" => Ok(BodyFormat::Json),
+            "application/x-ndjson"
+            | "application/ndjson"
+            | "application/jsonl"
+            | "application/x-jsonlines" => Ok(BodyFormat::NdJson),
+            "text/plain" | "application/syslog" => Ok(BodyFormat::Syslog),
+            other => Err(PublishError::UnsupportedMediaType(other.to_string())),
+        }
+    }
+
+    fn sniff(body: &[u8]) -> BodyFormat {
+        match body.iter().find(|byte| !byte.is_ascii_whitespace()) {
+            Some(b'{') | Some(b'[') => BodyFormat::Json,
+            _ => BodyFormat::Syslog,
+        }
+    }
+}
+
+/// Decompresses per `Content-Encoding`, refusing output larger than `limit` (zip bombs).
+pub fn decode_body(
+    encoding: Option<&str>,
+    body: &[u8],
+    limit: usize,
+) -> Result<Vec<u8>, PublishError> {
+    let mut decoded = Vec::new();
+    let read_limited = |reader: &mut dyn Read, decoded: &mut Vec<u8>| -> Result<(), PublishError> {
+        let read = reader.take(limit as u64 + 1).read_to_end(decoded);
+        match read {
+            Ok(_) if decoded.len() > limit => Err(PublishError::TooLarge { limit }),
+            Ok(_) => Ok(()),
+            Err(error) => Err(PublishError::BadBody(format!(
+                "the body could not be decompressed: {error}"
+            ))),
+        }
+    };
+    match encoding
+        .map(|value| value.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("") | Some("identity") => {
+            if body.len() > limit {
+                return Err(PublishError::TooLarge { limit });
+            }
+            return Ok(body.to_vec());
+        }
+        Some("gzip") | Some("x-gzip") => {
+            read_limited(&mut flate2::read::MultiGzDecoder::new(body), &mut decoded)?
+        }
+        Some("zstd") => {
+            let mut decoder = zstd::stream::read::Decoder::new(body).map_err(|error| {
+                PublishError::BadBody(format!("the body could not be decompressed: {error}"))
+            })?;
+            read_limited(&mut decoder, &mut decoded)?
+        }
+        Some(other) => return Err(PublishError::UnsupportedEncoding(other.to_string())),
+    }
+    Ok(decoded)
+}
+
+fn message_to_event(
+    tenant: &Tenant,
+    message: LogMessage,
+    received_at: DateTime<Utc>,
+    position: &str,
+) -> Result<Event, PublishError> {
+    let time = match &message.time {
+        Some(text) => Some(
+            DateTime::<FixedOffset>::parse_from_rfc3339(text).map_err(|error| {
+                PublishError::BadBody(format!(
+                    "{position}: log_message.time {text:?} is not an RFC 3339 timestamp ({error})"
+                ))
+            })?,
+        ),
+        None => None,
+    };
+    if message.pri.is_some_and(|pri| pri > 191) {
+        return Err(PublishError::BadBody(format!(
+            "{position}: log_message.pri must be 0-191"
+        )));
+    }
+    let producer = tenant.producer_for(message.pname.as_deref());
+    Ok(Event {
+        time,
+        host: message.host,
+        pid: message.pid.map(|pid| match pid {
+            StringOrNumber::Text(text) => text,
+            StringOrNumber::Number(number) => number.to_string(),
+        }),
+        pname: message.pname,
+        msgid: message.msgid,
+        pri: message.pri,
+        ver: message.ver,
+        msg: message.msg,
+        native: message.native.unwrap_or_default(),
+        meniscus: Correlation::new(tenant.id.as_str(), producer, Transport::Http, received_at),
+        normalized: Map::new(),
+        tags: Vec::new(),
+    })
+}
+
+fn parse_envelope(
+    value: Value,
+    tenant: &Tenant,
+    received_at: DateTime<Utc>,
+    position: &str,
+) -> Result<Event, PublishError> {
+    let envelope: Envelope = serde_json::from_value(value).map_err(|error| {
+        PublishError::BadBody(format!(
+            "{position}: not a log message ({error}); expected {{\"log_message\": {{\"msg\": ..., \"host\": ..., \"pname\": ..., \"time\": ...}}}}"
+        ))
+    })?;
+    let message = match envelope {
+        Envelope::Wrapped { log_message } => log_message,
+        Envelope::Bare(message) => message,
+    };
+    message_to_event(tenant, message, received_at, position)
+}
+
+impl Correlator {
+    /// Turns a decoded body into events for `tenant`, or says exactly what is wrong with it.
+    pub fn http_events(
+        &self,
+        tenant: &std::sync::Arc<Tenant>,
+        format: BodyFormat,
+        body: &[u8],
+    ) -> Result<Vec<Event>, PublishError> {
+        let received_at = Utc::now();
+        match format {
+            BodyFormat::Json => {
+                let value: Value = serde_json::from_slice(body).map_err(|error| {
+                    PublishError::BadBody(format!("the body is not valid JSON: {error}"))
+                })?;
+                match value {
+                    Value::Array(items) => items
+                        .into_iter()
+                        .enumerate()
+                        .map(|(index, item)| {
+                            parse_envelope(item, tenant, received_at, &format!("item {index}"))
+                        })
+                        .collect(),
+                    single => Ok(vec![parse_envelope(single, tenant, received_at, "body")?]),
+                }
+            }
+            BodyFormat::NdJson => {
+                let text = std::str::from_utf8(body).map_err(|error| {
+                    PublishError::BadBody(format!(
+                        "the body is not valid UTF-8 (first bad byte at offset {})",
+                        error.valid_up_to()
+                    ))
+                })?;
+                text.lines()
+                    .enumerate()
+                    .filter(|(_, line)| !line.trim().is_empty())
+                    .map(|(index, line)| {
+                        let position = format!("line {}", index + 1);
+                        let value: Value = serde_json::from_str(line).map_err(|error| {
+                            PublishError::BadBody(format!("{position}: not valid JSON: {error}"))
+                        })?;
+                        parse_envelope(value, tenant, received_at, &position)
+                    })
+                    .collect()
+            }
+            BodyFormat::Syslog => {
+                let registry = self.accept.registry();
+                let source = SourceContext {
+                    transport: Transport::Http,
+                    bound_tenant: Some(tenant.id.clone()),
+                    timezone: chrono_tz::UTC,
+                };
+                let mut framer = meniscus_syslog::Framer::new(
+                    meniscus_syslog::Framing::Auto,
+                    self.max_message_bytes,
+                );
+                framer.extend(body);
+                let mut events = Vec::new();
+                let mut line = 0;
+                while let Some(frame) = framer.next_frame().or_else(|| framer.finish()) {
+                    line += 1;
+                    match self.syslog_event(
+                        &registry,
+                        &frame.bytes,
+                        frame.truncated_from,
+                        &source,
+                        received_at,
+                    ) {
+                        Ok(event) => events.push(event),
+                        Err(Refusal::Empty) => {}
+                        Err(refusal) => {
+                            return Err(PublishError::LineRefused {
+                                line,
+                                reason: refusal.reason(),
+                            })
+                        }
+                    }
+                }
+                Ok(events)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_pick_the_format() {
+        assert_eq!(
+            BodyFormat::from_content_type(None, b" {}").unwrap(),
+            BodyFormat::Json
+        );
+        assert_eq!(
+            BodyFormat::from_content_type(Some("application/x-www-form-urlencoded"), b"<13>hi")
+                .unwrap(),
+            BodyFormat::Syslog
+        );
+        assert_eq!(
+            BodyFormat::from_content_type(Some("application/json; charset=utf-8"), b"").unwrap(),
+            BodyFormat::Json
+        );
+        assert_eq!(
+            BodyFormat::from_content_type(Some("application/x-ndjson"), b"").unwrap(),
+            BodyFormat::NdJson
+        );
+        assert_eq!(
+            BodyFormat::from_content_type(Some("text/plain"), b"{").unwrap(),
+            BodyFormat::Syslog
+        );
+        assert!(matches!(
+            BodyFormat::from_content_type(Some("image/png"), b""),
+            Err(PublishError::UnsupportedMediaType(_))
+        ));
+    }
+
+    #[test]
+    fn compressed_bodies_are_decoded_within_the_limit() {
+        let text = b"hello\n".repeat(1000);
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gzip, &text).unwrap();
+        let gzip = gzip.finish().unwrap();
+        assert_eq!(decode_body(Some("gzip"), &gzip, 1 << 20).unwrap(), text);
+        let zstd = zstd::bulk::compress(&text, 3).unwrap();
+        assert_eq!(decode_body(Some("zstd"), &zstd, 1 << 20).unwrap(), text);
+        assert!(matches!(
+            decode_body(Some("gzip"), &gzip, 100),
+            Err(PublishError::TooLarge { limit: 100 })
+        ));
+        assert!(matches!(
+            decode_body(Some("gzip"), b"not gzip", 100),
+            Err(PublishError::BadBody(_))
+        ));
+        assert!(matches!(
+            decode_body(Some("br"), b"x", 100),
+            Err(PublishError::UnsupportedEncoding(_))
+        ));
+    }
+}

@@ -1,0 +1,448 @@
+//! From one syslog frame to one CEE event: UTF-8 check, parse, tenant, producer.
+//!
+//! Nothing a sender wrote is dropped for being malformed: a frame that does not parse becomes
+//! an event whose `msg` is the whole frame and whose `meniscus.parse_error` says why; bytes that
+//! are not UTF-8 are kept, base64-encoded, in `meniscus.raw`. Only frames that cannot be tied
+//! to a tenant (no credentials on an unbound listener, or wrong credentials) are refused, and
+//! those are counted by reason.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use meniscus_grid::tenant::{Tenant, TenantId, TenantRegistry};
+use meniscus_grid::{Correlation, Event, Transport};
+use meniscus_syslog::{Message, ParseOptions, SdElement};
+use serde_json::{Map, Value};
+
+use crate::correlator::Correlator;
+
+/// Where a listener's messages come from, for tenant resolution.
+#[derive(Clone, Debug)]
+pub struct SourceContext {
+    pub transport: Transport,
+    /// The tenant the listener (or the client certificate) is bound to, if any.
+    pub bound_tenant: Option<TenantId>,
+    pub timezone: chrono_tz::Tz,
+}
+
+/// Why a frame was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No `[meniscus ...]` element and the listener is not bound to a tenant.
+    NoTenant,
+    /// The element names another tenant than the one the listener is bound to.
+    TenantMismatch,
+    /// Authentication failed (reason as in `AuthError::reason`).
+    Auth(&'static str),
+    /// Empty frame (nothing to store).
+    Empty,
+}
+
+impl Refusal {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::NoTenant => "no_tenant",
+            Refusal::TenantMismatch => "tenant_mismatch",
+            Refusal::Auth(reason) => reason,
+            Refusal::Empty => "empty",
+        }
+    }
+}
+
+/// True for `meniscus` and `meniscus@<enterprise number>`.
+pub fn is_meniscus_sd_id(id: &str) -> bool {
+    id == "meniscus"
+        || id.strip_prefix("meniscus@").is_some_and(|pen| {
+            !pen.is_empty()
+                && pen
+                    .bytes()
+                    .all(|byte| byte.is_ascii_digit() || byte == b'.')
+        })
+}
+
+/// Finds `tenant="…"` and `token="…"` in a `[meniscus…]` element written as text (a line that
+/// did not parse, or an RFC 3164 line), so the event can still go to the right tenant.
+fn scan_credentials(text: &str) -> Option<(String, Option<String>)> {
+    let start = memchr::memmem::find(text.as_bytes(), b"[meniscus")?;
+    let element = &text[start..];
+    let end = element.find(']').unwrap_or(element.len());
+    let element = &element[..end];
+    let value_of = |name: &str| {
+        let key = format!(" {name}=\"");
+        let begin = element.find(&key)? + key.len();
+        let rest = &element[begin..];
+        rest.find('"').map(|close| rest[..close].to_string())
+    };
+    Some((value_of("tenant")?, value_of("token")))
+}
+
+/// Replaces the value of `token="…"` inside a `[meniscus…]` element with `[redacted]`.
+fn redact_token(text: &str) -> String {
+    let Some(start) = text.find("[meniscus") else {
+        return text.to_string();
+    };
+    let Some(key) = text[start..]
+        .find(" token=\"")
+        .map(|offset| start + offset + " token=\"".len())
+    else {
+        return text.to_string();
+    };
+    let Some(close) = text[key..].find('"').map(|offset| key + offset) else {
+        return text.to_string();
+    };
+    format!("{}[redacted]{}", &text[..key], &text[close..])
+}
+
+fn native_from(elements: &[SdElement<'_>]) -> Map<String, Value> {
+    let mut native = Map::new();
+    for element in elements
+        .iter()
+        .filter(|element| !is_meniscus_sd_id(element.id))
+    {
+        let entry = native
+            .entry(element.id.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        let Value::Object(params) = entry else {
+            continue;
+        };
+        for (name, value) in &element.params {
+            let value = Value::String(value.to_string());
+            match params.get_mut(*name) {
+                // A repeated PARAM-NAME is legal (RFC 5424 §6.3.3): keep every value.
+                Some(Value::Array(values)) => values.push(value),
+                Some(existing) => {
+                    let first = existing.take();
+                    *existing = Value::Array(vec![first, value]);
+                }
+                None => {
+                    params.insert(name.to_string(), value);
+                }
+            }
+        }
+    }
+    native
+}
+
+impl Correlator {
+    /// Resolves the tenant of a frame.
+    /// Borrowed from the registry, not cloned: every event of a connection resolves the same
+    /// tenant, and bumping one shared reference count from both ingest threads per event cost
+    /// more than the lookup.
+    fn resolve_tenant<'r>(
+        &self,
+        registry: &'r TenantRegistry,
+        credentials: Option<(&str, Option<&str>)>,
+        source: &SourceContext,
+        now: DateTime<Utc>,
+    ) -> Result<&'r Arc<Tenant>, Refusal> {
+        match (credentials, &source.bound_tenant) {
+            (Some((tenant, _)), Some(bound)) if tenant != bound.as_str() => {
+                self.accept
+                    .count_auth_failure(source.transport, "tenant_mismatch");
+                Err(Refusal::TenantMismatch)
+            }
+            (Some((tenant, token)), _) => self
+                .accept
+                .authenticate(registry, tenant, token, source.transport, now)
+                .map_err(|error| Refusal::Auth(error.reason())),
+            (None, Some(bound)) => registry.get(bound.as_str()).ok_or_else(|| {
+                self.accept
+                    .count_auth_failure(source.transport, "unknown_tenant");
+                Refusal::Auth("unknown_tenant")
+            }),
+            (None, None) => {
+                self.accept
+                    .count_auth_failure(source.transport, "no_tenant");
+                Err(Refusal::NoTenant)
+            }
+        }
+    }
+
+    /// Builds the event for one frame (or datagram), or says why it was refused.
+    pub fn syslog_event(
+        &self,
+        registry: &TenantRegistry,
+        bytes: &[u8],
+        truncated_from: Option<usize>,
+        source: &SourceContext,
+        received_at: DateTime<Utc>,
+    ) -> Result<Event, Refusal> {
+        let transport = source.transport;
+        if truncated_from.is_some() {
+            self.accept
+                .metrics
+                .oversize_messages
+                .inc(&[transport.as_str()]);
+        }
+        let (text, invalid_utf8) = match std::str::from_utf8(bytes) {
+            Ok(text) => (Cow::Borrowed(text), false),
+            Err(_) => {
+                self.accept.metrics.invalid_utf8.inc(&[transport.as_str()]);
+                (String::from_utf8_lossy(bytes), true)
+            }
+        };
+        if text.trim_end_matches(['\n', '\r', '\0']).is_empty() {
+            return Err(Refusal::Empty);
+        }
+        let options = ParseOptions {
+            received_at,
+            timezone: source.timezone,
+        };
+        let parsed = meniscus_syslog::parse(&text, &options);
+        let from_structured_data = parsed.as_ref().ok().and_then(|message| {
+            message
+                .structured_data
+                .iter()
+                .find(|element| is_meniscus_sd_id(element.id))
+                .and_then(|element| {
+                    element
+                        .param("tenant")
+                        .map(|tenant| (tenant, element.param("token")))
+                })
+        });
+        // A line that did not parse, or an RFC 3164 line (no structured data), may still carry
+        // the element as text; it is honoured and its token redacted from what is stored. An
+        // RFC 5424 message has a place for it, so its free text is not searched.
+        let is_rfc5424 = parsed
+            .as_ref()
+            .is_ok_and(|message| message.version.is_some());
+        let scanned = match from_structured_data {
+            Some(_) => None,
+            None if is_rfc5424 => None,
+            None => scan_credentials(&text),
+        };
+        let credentials = from_structured_data.or_else(|| {
+            scanned
+                .as_ref()
+                .map(|(tenant, token)| (tenant.as_str(), token.as_deref()))
+        });
+        let tenant = self.resolve_tenant(registry, credentials, source, received_at)?;
+        let raw = invalid_utf8.then(|| base64::engine::general_purpose::STANDARD.encode(bytes));
+        let event = match parsed {
+            Ok(message) => self.parsed_event(tenant, message, transport, received_at),
+            Err(error) => {
+                self.accept
+                    .metrics
+                    .parse_errors
+                    .inc(&[tenant.id.as_str(), transport.as_str()]);
+                let producer = tenant.producer_for(None);
+                let mut correlation =
+                    Correlation::new(tenant.id.as_str(), producer, transport, received_at);
+                correlation.parse_error = Some(error.to_string());
+                Event::from_message(text.into_owned(), correlation)
+            }
+        };
+        let mut event = event;
+        if scanned.as_ref().is_some_and(|(_, token)| token.is_some()) {
+            event.msg = redact_token(&event.msg);
+        }
+        event.meniscus.raw_encoding = raw.as_ref().map(|_| "base64".to_string());
+        event.meniscus.raw = raw;
+        event.meniscus.truncated_from = truncated_from.map(|length| length as u64);
+        Ok(event)
+    }
+
+    fn parsed_event(
+        &self,
+        tenant: &Tenant,
+        message: Message<'_>,
+        transport: Transport,
+        received_at: DateTime<Utc>,
+    ) -> Event {
+        let producer = tenant.producer_for(message.app_name);
+        Event {
+            time: message.timestamp,
+            host: message.hostname.map(String::from),
+            pname: message.app_name.map(String::from),
+            pid: message.proc_id.map(String::from),
+            msgid: message.msg_id.map(String::from),
+            pri: Some(message.pri),
+            ver: message.version,
+            msg: message.msg.to_string(),
+            native: native_from(&message.structured_data),
+            meniscus: Correlation::new(tenant.id.as_str(), producer, transport, received_at),
+            normalized: Map::new(),
+            tags: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::correlator::Accept;
+    use crate::telemetry::IngestMetrics;
+    use meniscus_grid::stage::BoxFuture;
+    use meniscus_grid::{Ack, Batch, Stage, StageError, WhenFull};
+
+    struct Discard;
+    impl Stage for Discard {
+        fn hand_on(
+            self: Arc<Self>,
+            _batch: Batch,
+            _when_full: WhenFull,
+        ) -> BoxFuture<Result<Ack, StageError>> {
+            Box::pin(async { Ok(Ack::default()) })
+        }
+    }
+
+    fn correlator() -> (Arc<Correlator>, Arc<TenantRegistry>) {
+        let specs = serde_yaml::from_str(
+            "- {id: acme, tokens: [{value: s3cret}], producers: [{name: sshd, pattern: sshd, durable: true}]}\n- {id: other, tokens: [{value: x}]}",
+        )
+        .unwrap();
+        let registry = TenantRegistry::from_specs(specs).unwrap();
+        let metrics = Arc::new(IngestMetrics::register(&meniscus_metrics::Registry::new()));
+        let accept = Accept::new(registry, Arc::new(Discard), metrics);
+        let correlator = Correlator::new(accept, 65536, 1 << 20);
+        let registry = correlator.accept.registry();
+        (correlator, registry)
+    }
+
+    fn source(bound: Option<&str>) -> SourceContext {
+        SourceContext {
+            transport: Transport::Tcp,
+            bound_tenant: bound.map(|id| TenantId::parse(id).unwrap()),
+            timezone: chrono_tz::UTC,
+        }
+    }
+
+    #[test]
+    fn rfc5424_with_credentials_becomes_an_event_without_them() {
+        let (correlator, registry) = correlator();
+        let line = br#"<38>1 2026-11-25T10:00:00Z web sshd 42 ID7 [meniscus@32473 tenant="acme" token="s3cret"][origin ip="10.0.0.1" ip="10.0.0.2"] Accepted key"#;
+        let event = correlator
+            .syslog_event(&registry, line, None, &source(None), Utc::now())
+            .unwrap();
+        assert_eq!(event.meniscus.tenant, "acme");
+        assert_eq!(event.meniscus.producer, "sshd");
+        assert!(event.meniscus.durable);
+        assert_eq!(event.msg, "Accepted key");
+        assert_eq!(event.host.as_deref(), Some("web"));
+        assert!(
+            !event.native.contains_key("meniscus@32473"),
+            "credentials must not be stored"
+        );
+        assert_eq!(
+            event.native["origin"]["ip"],
+            serde_json::json!(["10.0.0.1", "10.0.0.2"])
+        );
+    }
+
+    #[test]
+    fn wrong_token_and_missing_tenant_are_refused_and_counted() {
+        let (correlator, registry) = correlator();
+        let wrong = br#"<13>1 - - - - - [meniscus tenant="acme" token="nope"] x"#;
+        assert_eq!(
+            correlator
+                .syslog_event(&registry, wrong, None, &source(None), Utc::now())
+                .unwrap_err(),
+            Refusal::Auth("invalid_token")
+        );
+        let anonymous = b"<13>Nov 25 10:00:00 host app: hello";
+        assert_eq!(
+            correlator
+                .syslog_event(&registry, anonymous, None, &source(None), Utc::now())
+                .unwrap_err(),
+            Refusal::NoTenant
+        );
+        let foreign = br#"<13>1 - - - - - [meniscus tenant="other" token="x"] x"#;
+        assert_eq!(
+            correlator
+                .syslog_event(&registry, foreign, None, &source(Some("acme")), Utc::now())
+                .unwrap_err(),
+            Refusal::TenantMismatch
+        );
+        assert_eq!(
+            correlator
+                .accept
+                .metrics
+                .auth_failures
+                .get(&["tcp", "invalid_token"]),
+            1
+        );
+        assert_eq!(
+            correlator
+                .accept
+                .metrics
+                .auth_failures
+                .get(&["tcp", "no_tenant"]),
+            1
+        );
+    }
+
+    #[test]
+    fn a_bound_listener_needs_no_token() {
+        let (correlator, registry) = correlator();
+        let event = correlator
+            .syslog_event(
+                &registry,
+                b"<189>91: *Oct  7 03:10:04.123: %SYS-5-CONFIG_I: Configured",
+                None,
+                &source(Some("acme")),
+                Utc::now(),
+            )
+            .unwrap();
+        assert_eq!(event.meniscus.tenant, "acme");
+        assert_eq!(event.pri, Some(189));
+    }
+
+    #[test]
+    fn unparseable_and_non_utf8_frames_are_kept_raw() {
+        let (correlator, registry) = correlator();
+        let bad = br#"<13>1 2026-13-45T99:00:00Z h a - - [meniscus tenant="acme" token="s3cret"] broken stamp"#;
+        let event = correlator
+            .syslog_event(&registry, bad, None, &source(None), Utc::now())
+            .unwrap();
+        assert!(event.meniscus.parse_error.is_some());
+        // The whole frame is kept, except the token, which is never stored.
+        let expected = String::from_utf8_lossy(bad).replace("s3cret", "[redacted]");
+        assert_eq!(event.msg, expected);
+        let binary = b"<13>Nov 25 10:00:00 host app: caf\xe9";
+        let event = correlator
+            .syslog_event(
+                &registry,
+                binary,
+                Some(70000),
+                &source(Some("acme")),
+                Utc::now(),
+            )
+            .unwrap();
+        assert_eq!(event.meniscus.raw_encoding.as_deref(), Some("base64"));
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(event.meniscus.raw.unwrap())
+            .unwrap();
+        assert_eq!(decoded, binary);
+        assert_eq!(event.meniscus.truncated_from, Some(70000));
+        assert_eq!(correlator.accept.metrics.invalid_utf8.get(&["tcp"]), 1);
+    }
+
+    #[test]
+    fn credentials_written_as_text_are_honoured_and_redacted() {
+        let (correlator, registry) = correlator();
+        let line =
+            br#"<13>Nov 25 10:00:00 host app: [meniscus tenant="acme" token="s3cret"] hello"#;
+        let event = correlator
+            .syslog_event(&registry, line, None, &source(None), Utc::now())
+            .unwrap();
+        assert_eq!(event.meniscus.tenant, "acme");
+        assert!(!event.msg.contains("s3cret"), "{}", event.msg);
+        assert!(event.msg.contains(r#"token="[redacted]""#), "{}", event.msg);
+        let wrong = br#"<13>Nov 25 10:00:00 host app: [meniscus tenant="acme" token="nope"] hello"#;
+        assert!(correlator
+            .syslog_event(&registry, wrong, None, &source(None), Utc::now())
+            .is_err());
+    }
+
+    #[test]
+    fn sd_ids_with_any_enterprise_number_are_credentials() {
+        assert!(is_meniscus_sd_id("meniscus"));
+        assert!(is_meniscus_sd_id("meniscus@32473"));
+        assert!(is_meniscus_sd_id("meniscus@1.2.3"));
+        assert!(!is_meniscus_sd_id("meniscus@"));
+        assert!(!is_meniscus_sd_id("meniscusx"));
+        assert!(!is_meniscus_sd_id("origin"));
+    }
+}

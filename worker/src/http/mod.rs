@@ -1,0 +1,120 @@
+//! The HTTP surface of a worker: one router for every HTTP source (publish), the tenant read
+//! API, and the operational endpoints every persona serves (`/metrics`, `/healthz`,
+//! `/readyz`). Status codes are chosen here and in [`error`] only.
+
+pub mod error;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::Utc;
+use meniscus_grid::tenant::{AuthError, Tenant};
+use meniscus_grid::Transport;
+use meniscus_metrics::{Exposure, Registry};
+use meniscus_store::query::QueryEngine;
+use meniscus_store::Store;
+
+use crate::correlator::sources::http_publish;
+use crate::correlator::Correlator;
+use crate::telemetry::HttpMetrics;
+use crate::tenant_api;
+use error::ApiError;
+
+pub struct AppState {
+    pub correlator: Arc<Correlator>,
+    pub store: Arc<Store>,
+    pub queries: QueryEngine,
+    pub registry: Registry,
+    pub http_metrics: HttpMetrics,
+    pub ready: AtomicBool,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let body_limit = state.correlator.max_http_body_bytes;
+    Router::new()
+        .route(
+            "/v1/tenant/{tenant_id}/publish",
+            post(http_publish::publish),
+        )
+        .route(
+            "/v1/tenant/{tenant_id}/jobs/{job_id}",
+            get(tenant_api::job_status),
+        )
+        .route("/v1/tenant/{tenant_id}/events", get(tenant_api::search))
+        .route("/v1/tenant/{tenant_id}/sql", post(tenant_api::sql))
+        .route("/v1/tenant/{tenant_id}/metrics", get(tenant_api::metrics))
+        .route("/metrics", get(prometheus))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .fallback(|| async {
+            ApiError::not_found(
+                "not_found",
+                "no such route; see the API reference in the README",
+            )
+        })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// The token from `MESSAGE-TOKEN` (the original Meniscus header) or `Authorization: Bearer`.
+fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    if let Some(token) = headers
+        .get("message-token")
+        .and_then(|value| value.to_str().ok())
+    {
+        return Some(token.trim());
+    }
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+}
+
+/// Checks the tenant's token for any tenant route, through the accept path (counted).
+pub fn authorize(
+    state: &AppState,
+    tenant_id: &str,
+    headers: &HeaderMap,
+) -> Result<Arc<Tenant>, AuthError> {
+    let accept = &state.correlator.accept;
+    let registry = accept.registry();
+    accept
+        .authenticate(
+            &registry,
+            tenant_id,
+            presented_token(headers),
+            Transport::Http,
+            Utc::now(),
+        )
+        .cloned()
+}
+
+async fn prometheus(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.registry.render(Exposure::Full),
+    )
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    if !state.ready.load(Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "starting\n".to_string());
+    }
+    match state.store.unhealthy() {
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        ),
+        None => (StatusCode::OK, "ready\n".to_string()),
+    }
+}
