@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::correlator::sources::http_publish::PublishError;
 use crate::correlator::AcceptError;
+use crate::http::Unauthorized;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -58,10 +59,12 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<AuthError> for ApiError {
-    fn from(error: AuthError) -> Self {
+impl From<Unauthorized> for ApiError {
+    fn from(Unauthorized { tenant, error }: Unauthorized) -> Self {
         match error {
-            AuthError::UnknownTenant => ApiError::not_found("unknown_tenant", "no such tenant"),
+            AuthError::UnknownTenant => {
+                ApiError::not_found("unknown_tenant", format!("no tenant {tenant:?}"))
+            }
             AuthError::MissingToken => ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "missing_token",

@@ -80,12 +80,20 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+/// A tenant route's credentials were refused.
+#[derive(Debug, thiserror::Error)]
+#[error("tenant {tenant:?}: {error}")]
+pub struct Unauthorized {
+    pub tenant: String,
+    pub error: AuthError,
+}
+
 /// Checks the tenant's token for any tenant route, through the accept path (counted).
 pub fn authorize(
     state: &AppState,
     tenant_id: &str,
     headers: &HeaderMap,
-) -> Result<Arc<Tenant>, AuthError> {
+) -> Result<Arc<Tenant>, Unauthorized> {
     let accept = &state.correlator.accept;
     let registry = accept.registry();
     accept
@@ -97,6 +105,10 @@ pub fn authorize(
             Utc::now(),
         )
         .cloned()
+        .map_err(|error| Unauthorized {
+            tenant: tenant_id.to_string(),
+            error,
+        })
 }
 
 async fn prometheus(State(state): State<Arc<AppState>>) -> impl IntoResponse {

@@ -13,19 +13,18 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use meniscus_grid::tenant::AuthError;
 use meniscus_grid::{Transport, WhenFull};
 use serde_json::json;
 
 use crate::correlator::{AcceptError, Admission, WhenLimited};
-use crate::http::{authorize, AppState};
+use crate::http::{authorize, AppState, Unauthorized};
 use body::{decode_body, BodyFormat};
 
 /// Why a publish was refused. Nothing from the request was stored.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error(transparent)]
-    Auth(#[from] AuthError),
+    Auth(#[from] Unauthorized),
     #[error("{0}")]
     BadBody(String),
     #[error("the body (after decompression) is larger than {limit} bytes; split it into smaller requests")]
