@@ -17,8 +17,8 @@ pub trait DiskFile: Write + Send {
     fn sync_all(&mut self) -> io::Result<()>;
     /// Cuts or extends the file.
     fn set_len(&mut self, len: u64) -> io::Result<()>;
-    /// The file's size.
-    fn len(&self) -> io::Result<u64>;
+    /// The file's size in bytes.
+    fn size(&self) -> io::Result<u64>;
 }
 
 /// Where the store writes.
@@ -60,7 +60,7 @@ impl DiskFile for LocalFile {
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
     }
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
     }
 }
@@ -244,8 +244,8 @@ pub mod faults {
         fn set_len(&mut self, len: u64) -> io::Result<()> {
             self.inner.set_len(len)
         }
-        fn len(&self) -> io::Result<u64> {
-            self.inner.len()
+        fn size(&self) -> io::Result<u64> {
+            self.inner.size()
         }
     }
 

@@ -35,7 +35,14 @@ pub struct Gate {
     opened: Notify,
 }
 
+impl Default for Gate {
+    fn default() -> Self {
+        Gate::new()
+    }
+}
+
 impl Gate {
+    /// An open gate.
     pub fn new() -> Gate {
         Gate {
             open: AtomicBool::new(true),

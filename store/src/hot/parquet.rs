@@ -92,7 +92,7 @@ pub fn write_parquet(
     }
     let mut file = writer.into_inner().map_err(io::Error::other)?;
     file.sync_all()?;
-    let bytes = file.len()?;
+    let bytes = file.size()?;
     drop(file);
     disk.rename(&temporary, &path)?;
     disk.sync_dir(&dir)?;

@@ -140,9 +140,11 @@ impl Accept {
         };
         self.count_received(&events, transport, admission.bytes);
         // Refunded if the batch is not taken: it did not count against the limit.
-        let refund = (admission.when_limited == Some(WhenLimited::Refuse))
-            .then(|| charged_runs(&registry, &events))
-            .unwrap_or_default();
+        let refund = if admission.when_limited == Some(WhenLimited::Refuse) {
+            charged_runs(&registry, &events)
+        } else {
+            Vec::new()
+        };
         let ack = self
             .next
             .clone()
