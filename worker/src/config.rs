@@ -475,4 +475,83 @@ mod tests {
         .unwrap();
         assert!(config.validate().unwrap_err().to_string().contains("ghost"));
     }
+
+    /// The configuration block of the README: after "## Configuration", the first YAML block.
+    fn readme_configuration() -> &'static str {
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme
+            .find("## Configuration")
+            .expect("the README has a Configuration section")..];
+        let start = section.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+        let end = start + section[start..].find("```").expect("the block ends");
+        &section[start..end]
+    }
+
+    /// Every key of a YAML value, nested ones included.
+    fn keys(value: &serde_yaml::Value, into: &mut std::collections::BTreeSet<String>) {
+        match value {
+            serde_yaml::Value::Mapping(map) => {
+                for (key, value) in map {
+                    if let Some(key) = key.as_str() {
+                        into.insert(key.to_string());
+                    }
+                    keys(value, into);
+                }
+            }
+            serde_yaml::Value::Sequence(items) => items.iter().for_each(|item| keys(item, into)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_readme_configuration_reference_is_in_step_with_the_structs() {
+        let block = readme_configuration();
+        // Unknown fields are refused: a renamed or removed field fails here.
+        let documented: Config = serde_yaml::from_str(block)
+            .unwrap_or_else(|error| panic!("the README's configuration does not load: {error}"));
+        documented.validate().unwrap();
+
+        // Every field is documented: the defaults' fields, and the optional ones of a listener.
+        let mut fields = std::collections::BTreeSet::new();
+        keys(
+            &serde_yaml::to_value(Config::default()).unwrap(),
+            &mut fields,
+        );
+        let mut listener = ListenerConfig::new(ListenerProtocol::Tls, default_http_address());
+        listener.tenant = Some(TenantId::parse("acme").unwrap());
+        listener.tls = Some(TlsConfig {
+            cert_file: "c".into(),
+            key_file: "k".into(),
+            client_ca_file: Some("ca".into()),
+            client_tenants: vec![ClientCertTenant {
+                name: "n".into(),
+                tenant: TenantId::parse("acme").unwrap(),
+            }],
+        });
+        keys(&serde_yaml::to_value(&listener).unwrap(), &mut fields);
+        keys(
+            &serde_yaml::to_value(NormalizerConfig {
+                rulebase_dir: Some("/r".into()),
+            })
+            .unwrap(),
+            &mut fields,
+        );
+        let mut in_readme = std::collections::BTreeSet::new();
+        keys(&serde_yaml::from_str(block).unwrap(), &mut in_readme);
+        let missing: Vec<&String> = fields.difference(&in_readme).collect();
+        assert!(
+            missing.is_empty(),
+            "fields missing from the README's configuration: {missing:?}"
+        );
+
+        // The values shown for http, limits and storage are the defaults.
+        let defaults = serde_yaml::to_value(Config::default()).unwrap();
+        let shown = serde_yaml::to_value(&documented).unwrap();
+        for section in ["http", "limits", "storage"] {
+            assert_eq!(
+                shown[section], defaults[section],
+                "the README shows other values than the defaults for `{section}`"
+            );
+        }
+    }
 }
