@@ -7,6 +7,12 @@
 bench_lib=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 bench_cache="${MENISCUS_CACHE:-$HOME/.cache/meniscus}/bench"
 mkdir -p "$bench_cache"
+# Peers unpacked into the cache (rsyslogd when the system has a conflicting logger, syslog-ng,
+# loggen) come first, as in dev/test.
+export PATH="${MENISCUS_CACHE:-$HOME/.cache/meniscus}/peers/bin:$PATH"
+# The release binary where dev/env.sh's target directory puts it (`dev/run --release` or
+# `cargo build --release -p meniscus-worker` with dev/env.sh sourced builds it).
+export MENISCUS_BIN="${MENISCUS_BIN:-${CARGO_TARGET_DIR:-${MENISCUS_CACHE:-$HOME/.cache/meniscus}/target}/release/meniscus}"
 
 bench_compile() {
     local source=$1 binary

@@ -1,7 +1,7 @@
 //! Tenants: the spec users write (the same fields the `Tenant` CRD spec uses), the validated
 //! form, and the registry that authenticates a tenant's token.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -176,6 +176,7 @@ impl From<&ProducerSpec> for Producer {
 pub struct Tenant {
     pub id: TenantId,
     pub spec: TenantSpec,
+    /// foldhash, not SipHash: looked up for every message, with keys from configuration.
     producers: HashMap<String, Producer>,
     default_producer: Producer,
     /// `limits.eventsPerSecond`, when set.
@@ -228,7 +229,7 @@ impl Tenant {
                 tenant: tenant_name,
             });
         }
-        let mut producers = HashMap::new();
+        let mut producers = HashMap::default();
         for producer in &spec.producers {
             if producer.name.is_empty() {
                 return Err(SpecError::EmptyProducerName {
@@ -295,7 +296,7 @@ pub struct TenantRegistry {
 
 impl TenantRegistry {
     pub fn from_specs(specs: Vec<TenantSpec>) -> Result<TenantRegistry, SpecError> {
-        let mut tenants = HashMap::new();
+        let mut tenants = HashMap::default();
         for spec in specs {
             let tenant = Tenant::from_spec(spec)?;
             let id = tenant.id.to_string();

@@ -31,7 +31,6 @@ use datafusion::arrow::compute::{
 use datafusion::arrow::datatypes::DataType;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::ProjectionMask;
-use datafusion::parquet::basic::{Compression, ZstdLevel};
 use meniscus_record::columnar::{conform, schema, TenantBatch};
 use parking_lot::RwLock;
 
@@ -41,8 +40,8 @@ use crate::msg_tokens::{self, stored_schema};
 pub use manifest::FileEntry;
 use manifest::Manifest;
 pub use memtable::{event_key, Frozen, Inserted};
-use memtable::{IdSet, MemTable};
-use parquet::{flush_compression, write_parquet};
+use memtable::{sorted_keys, IdSet, MemTable};
+use parquet::{write_parquet, FileKind};
 
 /// Events are grouped into windows of this many seconds: the unit of time pruning and
 /// retention.
@@ -70,7 +69,7 @@ fn window_from_dir_name(name: &str) -> Option<i64> {
 }
 
 /// Flushed generations whose event ids are kept for dedupe after they leave memory.
-const FLUSHED_GENERATIONS_KEPT: usize = 2;
+const FLUSHED_GENERATIONS_KEPT: usize = 1;
 /// Most event ids read back from recent files at start, for dedupe of redeliveries.
 const MAX_IDS_LOADED_AT_START: usize = 4_000_000;
 
@@ -178,13 +177,22 @@ impl HotStore {
         let mut inserted = Inserted::default();
         // Work out keys and windows before taking the lock: ingest threads insert while
         // queries take snapshots.
-        let prepared: Vec<(TenantBatch, Vec<u128>, Vec<i64>)> = groups
+        type Prepared = (
+            TenantBatch,
+            Vec<u128>,
+            Vec<i64>,
+            Vec<(u128, usize)>,
+            Vec<bool>,
+        );
+        let prepared: Vec<Prepared> = groups
             .into_iter()
             .filter(|group| group.batch.num_rows() > 0)
             .map(|group| {
                 let keys = event_keys(&group.batch);
                 let windows = windows(&group.batch);
-                (group, keys, windows)
+                let mut duplicate = vec![false; keys.len()];
+                let sorted = sorted_keys(&keys, &mut duplicate);
+                (group, keys, windows, sorted, duplicate)
             })
             .collect();
         let mut state = self.state.write();
@@ -194,14 +202,17 @@ impl HotStore {
             recently_flushed,
             ..
         } = &mut *state;
-        for (group, keys, windows) in prepared {
-            let mut keep = Vec::with_capacity(keys.len());
-            for key in &keys {
-                let duplicate = recently_flushed.iter().any(|ids| ids.contains(key))
-                    || frozen.iter().any(|frozen| frozen.event_ids.contains(key))
-                    || !active.event_ids.insert(*key);
-                keep.push(!duplicate);
+        for (group, keys, windows, sorted, mut duplicate) in prepared {
+            for held in recently_flushed
+                .iter()
+                .chain(frozen.iter().map(|frozen| &frozen.event_ids))
+            {
+                held.mark_held(&sorted, &mut duplicate);
             }
+            active.event_ids.mark_held(&sorted, &mut duplicate);
+            active.event_ids.insert_run(&sorted, &duplicate);
+            let keep: Vec<bool> = duplicate.iter().map(|duplicate| !duplicate).collect();
+            debug_assert_eq!(keep.len(), keys.len());
             let new_events = keep.iter().filter(|keep| **keep).count();
             inserted.duplicates += (keep.len() - new_events) as u64;
             if new_events == 0 {
@@ -300,7 +311,7 @@ impl HotStore {
                 &relative,
                 schema(),
                 batches.iter().map(|batch| Ok(batch.clone())),
-                flush_compression(),
+                FileKind::Flush,
             )?;
             let rows = batches.iter().map(|batch| batch.num_rows() as u64).sum();
             entries.push(FileEntry {
@@ -489,7 +500,6 @@ impl HotStore {
             }
             .map_err(io::Error::other)
         });
-        let level = ZstdLevel::try_new(options.zstd_level).unwrap_or_default();
         let file_schema = if options.split_messages {
             stored_schema()
         } else {
@@ -501,7 +511,9 @@ impl HotStore {
             &relative,
             file_schema,
             slices,
-            Compression::ZSTD(level),
+            FileKind::Compacted {
+                zstd_level: options.zstd_level,
+            },
         )?;
         let rows = order.len();
         drop(batches);
@@ -709,15 +721,15 @@ pub fn rebuild_manifest(root: &Path, disk: &dyn Disk) -> io::Result<usize> {
 
 /// Event ids of files written in the last `window`, at most [`MAX_IDS_LOADED_AT_START`].
 fn recent_event_ids(root: &Path, files: &[FileEntry], window: Duration) -> IdSet {
-    let mut ids = IdSet::default();
     let since = Utc::now().timestamp() - window.as_secs() as i64;
     let mut recent: Vec<&FileEntry> = files
         .iter()
         .filter(|entry| entry.created >= since)
         .collect();
     recent.sort_by_key(|entry| std::cmp::Reverse(entry.created));
+    let mut keys = Vec::new();
     for entry in recent {
-        if ids.len() >= MAX_IDS_LOADED_AT_START {
+        if keys.len() >= MAX_IDS_LOADED_AT_START {
             break;
         }
         let path = root.join(&entry.path);
@@ -725,9 +737,7 @@ fn recent_event_ids(root: &Path, files: &[FileEntry], window: Duration) -> IdSet
             let builder = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(&path)?)?;
             let mask = ProjectionMask::columns(builder.parquet_schema(), ["event_id"]);
             for batch in builder.with_projection(mask).build()? {
-                for key in event_keys(&batch?) {
-                    ids.insert(key);
-                }
+                keys.extend(event_keys(&batch?));
             }
             Ok(())
         };
@@ -735,6 +745,10 @@ fn recent_event_ids(root: &Path, files: &[FileEntry], window: Duration) -> IdSet
             tracing::warn!(path = %path.display(), %error, "cannot read event ids of a recent file; redeliveries of its events would be stored twice");
         }
     }
+    let mut ids = IdSet::default();
+    let mut duplicate = vec![false; keys.len()];
+    let sorted = sorted_keys(&keys, &mut duplicate);
+    ids.insert_run(&sorted, &duplicate);
     ids
 }
 
