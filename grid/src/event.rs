@@ -177,6 +177,13 @@ pub fn new_ulid() -> String {
 /// A new ULID stamped with `time` (the receive time a caller already has, which saves reading
 /// the clock once per event). Monotonic like [`new_ulid`].
 pub fn new_ulid_at(time: DateTime<Utc>) -> String {
+    let ulid = ulid::Ulid(new_event_key_at(time));
+    let mut buffer = [0u8; ulid::ULID_LEN];
+    String::from(ulid.array_to_str(&mut buffer))
+}
+
+/// [`new_ulid_at`] as its 128 bits: the key storage dedupes on, made without text.
+pub fn new_event_key_at(time: DateTime<Utc>) -> u128 {
     /// The last id this thread made: its millisecond and its 80 random bits.
     #[derive(Clone, Copy)]
     struct Last {
@@ -202,9 +209,7 @@ pub fn new_ulid_at(time: DateTime<Utc>) -> String {
         last.set(Some(Last { millis, random }));
         random
     });
-    let ulid = ulid::Ulid(((millis as u128) << RANDOM_BITS) | random);
-    let mut buffer = [0u8; ulid::ULID_LEN];
-    String::from(ulid.array_to_str(&mut buffer))
+    ((millis as u128) << RANDOM_BITS) | random
 }
 
 /// Fresh random bits (once per millisecond per thread): the low 80 bits of a new random ULID,

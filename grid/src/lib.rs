@@ -4,8 +4,6 @@
 //! - [`event`]: the CEE event, the one shape a log message has inside Meniscus.
 //! - [`tenant`]: tenant specs (the future `Tenant` CRD spec), validated ids, the registry that
 //!   authenticates tokens.
-//! - [`stage`]: the contract between personas: a batch, its acknowledgement, the errors, the
-//!   [`Stage`] trait.
 //! - [`rate_limit`]: the token bucket behind a tenant's `limits.eventsPerSecond`.
 //! - [`duration`]: human durations (`7d`, `36h`) used in specs.
 #![forbid(unsafe_code)]
@@ -13,9 +11,7 @@
 pub mod duration;
 pub mod event;
 pub mod rate_limit;
-pub mod stage;
 pub mod tenant;
 
 pub use event::{Correlation, Event, Transport};
-pub use stage::{Ack, Batch, Stage, StageError, Transform, WhenFull};
 pub use tenant::{Producer, Tenant, TenantId, TenantRegistry, TenantSpec};

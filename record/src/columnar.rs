@@ -14,11 +14,13 @@
 //! parallel): the WAL record is the Arrow IPC form of the same batches the memtable keeps, so
 //! the single WAL thread only writes bytes, and a query reads memory without converting it.
 
-use std::collections::HashMap;
 use std::io::Cursor;
 use std::sync::{Arc, OnceLock};
 
-use arrow_array::builder::StringBuilder;
+use arrow_array::builder::{
+    BooleanBuilder, Int32Builder, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder,
+    UInt8Builder,
+};
 use arrow_array::{
     new_null_array, Array, ArrayRef, BooleanArray, Int32Array, RecordBatch, StringArray,
     TimestampMicrosecondArray, UInt64Array, UInt8Array,
@@ -28,8 +30,9 @@ use arrow_ipc::writer::StreamWriter;
 use arrow_schema::ArrowError;
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
+use meniscus_grid::event::new_event_key_at;
 use meniscus_grid::tenant::TenantId;
-use meniscus_grid::{Correlation, Event, Transport};
+use meniscus_grid::{Correlation, Event, Producer, Transport};
 use serde_json::{Map, Value};
 
 pub fn schema() -> SchemaRef {
@@ -71,121 +74,384 @@ pub fn schema() -> SchemaRef {
         .clone()
 }
 
-fn json_or_null<T: serde::Serialize>(value: &T, empty: bool) -> Option<String> {
-    if empty {
-        None
-    } else {
-        serde_json::to_string(value).ok()
-    }
+/// One event as the columns take it: borrowed text, so a source appends what it parsed
+/// without making an owned event first.
+#[derive(Clone, Copy, Debug)]
+pub struct EventRow<'a> {
+    /// The sender's time; `None` when it sent none.
+    pub time: Option<DateTime<FixedOffset>>,
+    pub received_at: DateTime<Utc>,
+    /// `None`: a new ULID is made, stamped with `received_at`.
+    pub event_id: Option<&'a str>,
+    pub job_id: Option<&'a str>,
+    pub host: Option<&'a str>,
+    pub pname: Option<&'a str>,
+    pub pid: Option<&'a str>,
+    pub msgid: Option<&'a str>,
+    pub pri: Option<u8>,
+    pub ver: Option<u8>,
+    pub msg: &'a str,
+    /// Structured data as JSON text; `None` when there is none.
+    pub native: Option<&'a str>,
+    /// Normalizer output and tags as JSON text; `None` when empty.
+    pub normalized: Option<&'a str>,
+    pub tags: Option<&'a str>,
+    pub producer: &'a Producer,
+    pub transport: Transport,
+    pub parse_error: Option<&'a str>,
+    pub raw: Option<&'a str>,
+    pub raw_encoding: Option<&'a str>,
+    pub truncated_from: Option<u64>,
 }
 
-/// A text column built in one pass over the events. Most optional columns are empty for a
-/// whole batch (no job id, no structured data, no parse error); those become a null array
-/// without touching a builder.
-fn text_column<'a>(events: &'a [Event], value: impl Fn(&'a Event) -> Option<&'a str>) -> ArrayRef {
-    let bytes: usize = events
-        .iter()
-        .map(|event| value(event).map_or(0, str::len))
-        .sum();
-    if bytes == 0 && events.iter().all(|event| value(event).is_none()) {
-        return new_null_array(&DataType::Utf8, events.len());
-    }
-    let mut builder = StringBuilder::with_capacity(events.len(), bytes);
-    for event in events {
-        builder.append_option(value(event));
-    }
-    Arc::new(builder.finish())
-}
-
-/// A JSON text column for a nested part; null where the part is empty.
-fn json_column<T: serde::Serialize>(
-    events: &[Event],
-    value: impl Fn(&Event) -> (&T, bool),
-) -> ArrayRef {
-    if events.iter().all(|event| value(event).1) {
-        return new_null_array(&DataType::Utf8, events.len());
-    }
-    let texts: Vec<Option<String>> = events
-        .iter()
-        .map(|event| {
-            let (part, empty) = value(event);
-            json_or_null(part, empty)
-        })
-        .collect();
-    Arc::new(StringArray::from(texts))
-}
-
-/// Builds one record batch from events (all of one tenant). Column by column: each loop reads
-/// one field of every event, and columns empty for the whole batch cost nothing; appending a
-/// row at a time to two dozen builders cost more (bench/e2e profile: this function's share of
-/// ingest CPU fell from 13.8 % to 12.1 %).
-pub fn events_to_batch(events: &[Event]) -> Result<RecordBatch, ArrowError> {
-    let micros = |time: DateTime<Utc>| time.timestamp_micros();
-    let timestamps = |value: &dyn Fn(&Event) -> i64| -> ArrayRef {
-        Arc::new(
-            TimestampMicrosecondArray::from_iter_values(events.iter().map(value))
-                .with_timezone("UTC"),
-        )
-    };
-    let bytes = |value: &dyn Fn(&Event) -> Option<u8>| -> ArrayRef {
-        // Without nulls (every parsed message has a priority) no validity bitmap is built.
-        if events.iter().all(|event| value(event).is_some()) {
-            Arc::new(UInt8Array::from_iter_values(
-                events.iter().map(|event| value(event).unwrap_or_default()),
-            ))
-        } else {
-            Arc::new(events.iter().map(value).collect::<UInt8Array>())
+impl<'a> EventRow<'a> {
+    /// A row with only a message: no header fields, nothing flagged.
+    pub fn message(
+        msg: &'a str,
+        producer: &'a Producer,
+        transport: Transport,
+        received_at: DateTime<Utc>,
+    ) -> EventRow<'a> {
+        EventRow {
+            time: None,
+            received_at,
+            event_id: None,
+            job_id: None,
+            host: None,
+            pname: None,
+            pid: None,
+            msgid: None,
+            pri: None,
+            ver: None,
+            msg,
+            native: None,
+            normalized: None,
+            tags: None,
+            producer,
+            transport,
+            parse_error: None,
+            raw: None,
+            raw_encoding: None,
+            truncated_from: None,
         }
+    }
+}
+
+/// A text column that stays a null array, without offsets, while every row is null: most
+/// optional columns are null for a whole batch (no job id, no structured data, no parse
+/// error).
+#[derive(Default)]
+struct OptionalText {
+    builder: Option<StringBuilder>,
+}
+
+impl OptionalText {
+    fn append(&mut self, value: Option<&str>, rows_before: usize) {
+        match (&mut self.builder, value) {
+            (Some(builder), value) => builder.append_option(value),
+            (None, None) => {}
+            (None, Some(value)) => {
+                let mut builder = StringBuilder::with_capacity(rows_before + 64, 1024);
+                for _ in 0..rows_before {
+                    builder.append_null();
+                }
+                builder.append_value(value);
+                self.builder = Some(builder);
+            }
+        }
+    }
+
+    fn finish(&mut self, rows: usize) -> ArrayRef {
+        match self.builder.take() {
+            Some(mut builder) => Arc::new(builder.finish()),
+            None => new_null_array(&DataType::Utf8, rows),
+        }
+    }
+}
+
+/// The columns of one tenant's events, appended a row at a time: what a source builds as it
+/// parses, and what the WAL record, the memtable and a flush work with once finished.
+pub struct EventColumns {
+    tenant: TenantId,
+    rows: usize,
+    ts: TimestampMicrosecondBuilder,
+    time_offset: Int32Builder,
+    received_at: TimestampMicrosecondBuilder,
+    event_id: StringBuilder,
+    keys: Vec<u128>,
+    job_id: OptionalText,
+    host: OptionalText,
+    pname: OptionalText,
+    pid: OptionalText,
+    msgid: OptionalText,
+    pri: UInt8Builder,
+    facility: UInt8Builder,
+    severity: UInt8Builder,
+    ver: UInt8Builder,
+    msg: StringBuilder,
+    native: OptionalText,
+    normalized: OptionalText,
+    tags: OptionalText,
+    producer: StringBuilder,
+    pattern: OptionalText,
+    durable: BooleanBuilder,
+    encrypted: BooleanBuilder,
+    transport: StringBuilder,
+    parse_error: OptionalText,
+    raw: OptionalText,
+    raw_encoding: OptionalText,
+    truncated_from: UInt64Builder,
+}
+
+impl EventColumns {
+    /// Columns for about `rows` events of `tenant` (they grow past it as needed).
+    pub fn new(tenant: TenantId, rows: usize) -> EventColumns {
+        EventColumns {
+            tenant,
+            rows: 0,
+            ts: TimestampMicrosecondBuilder::with_capacity(rows),
+            time_offset: Int32Builder::with_capacity(rows),
+            received_at: TimestampMicrosecondBuilder::with_capacity(rows),
+            event_id: StringBuilder::with_capacity(rows, rows * ulid::ULID_LEN),
+            keys: Vec::with_capacity(rows),
+            job_id: OptionalText::default(),
+            host: OptionalText::default(),
+            pname: OptionalText::default(),
+            pid: OptionalText::default(),
+            msgid: OptionalText::default(),
+            pri: UInt8Builder::with_capacity(rows),
+            facility: UInt8Builder::with_capacity(rows),
+            severity: UInt8Builder::with_capacity(rows),
+            ver: UInt8Builder::with_capacity(rows),
+            msg: StringBuilder::with_capacity(rows, rows * 160),
+            native: OptionalText::default(),
+            normalized: OptionalText::default(),
+            tags: OptionalText::default(),
+            producer: StringBuilder::with_capacity(rows, rows * 8),
+            pattern: OptionalText::default(),
+            durable: BooleanBuilder::with_capacity(rows),
+            encrypted: BooleanBuilder::with_capacity(rows),
+            transport: StringBuilder::with_capacity(rows, rows * 4),
+            parse_error: OptionalText::default(),
+            raw: OptionalText::default(),
+            raw_encoding: OptionalText::default(),
+            truncated_from: UInt64Builder::with_capacity(rows),
+        }
+    }
+
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Appends one event.
+    pub fn push(&mut self, row: &EventRow<'_>) {
+        let before = self.rows;
+        let effective = row
+            .time
+            .map_or(row.received_at, |time| time.with_timezone(&Utc));
+        self.ts.append_value(effective.timestamp_micros());
+        self.time_offset
+            .append_option(row.time.map(|time| time.offset().local_minus_utc()));
+        self.received_at
+            .append_value(row.received_at.timestamp_micros());
+        match row.event_id {
+            Some(event_id) => {
+                self.keys.push(event_key(event_id));
+                self.event_id.append_value(event_id);
+            }
+            None => {
+                let key = new_event_key_at(row.received_at);
+                self.keys.push(key);
+                let mut text = [0u8; ulid::ULID_LEN];
+                self.event_id
+                    .append_value(ulid::Ulid(key).array_to_str(&mut text));
+            }
+        }
+        self.job_id.append(row.job_id, before);
+        self.host.append(row.host, before);
+        self.pname.append(row.pname, before);
+        self.pid.append(row.pid, before);
+        self.msgid.append(row.msgid, before);
+        self.pri.append_option(row.pri);
+        self.facility.append_option(row.pri.map(|pri| pri >> 3));
+        self.severity.append_option(row.pri.map(|pri| pri & 7));
+        self.ver.append_option(row.ver);
+        self.msg.append_value(row.msg);
+        self.native.append(row.native, before);
+        self.normalized.append(row.normalized, before);
+        self.tags.append(row.tags, before);
+        self.producer.append_value(&row.producer.name);
+        self.pattern.append(row.producer.pattern.as_deref(), before);
+        self.durable.append_value(row.producer.durable);
+        self.encrypted.append_value(row.producer.encrypted);
+        self.transport.append_value(row.transport.as_str());
+        self.parse_error.append(row.parse_error, before);
+        self.raw.append(row.raw, before);
+        self.raw_encoding.append(row.raw_encoding, before);
+        self.truncated_from.append_option(row.truncated_from);
+        self.rows += 1;
+    }
+
+    /// Appends an event in its owned form (HTTP bodies, tools, tests).
+    pub fn push_event(&mut self, event: &Event) {
+        let json =
+            |value: &dyn erased::Json, empty: bool| (!empty).then(|| value.to_json()).flatten();
+        let native = json(&event.native, event.native.is_empty());
+        let normalized = json(&event.normalized, event.normalized.is_empty());
+        let tags = json(&event.tags, event.tags.is_empty());
+        let correlation = &event.meniscus;
+        let producer = Producer {
+            name: correlation.producer.clone(),
+            pattern: correlation.pattern.clone(),
+            durable: correlation.durable,
+            encrypted: correlation.encrypted,
+        };
+        self.push(&EventRow {
+            time: event.time,
+            received_at: correlation.received_at,
+            event_id: Some(&correlation.event_id),
+            job_id: correlation.job_id.as_deref(),
+            host: event.host.as_deref(),
+            pname: event.pname.as_deref(),
+            pid: event.pid.as_deref(),
+            msgid: event.msgid.as_deref(),
+            pri: event.pri,
+            ver: event.ver,
+            msg: &event.msg,
+            native: native.as_deref(),
+            normalized: normalized.as_deref(),
+            tags: tags.as_deref(),
+            producer: &producer,
+            transport: correlation.transport,
+            parse_error: correlation.parse_error.as_deref(),
+            raw: correlation.raw.as_deref(),
+            raw_encoding: correlation.raw_encoding.as_deref(),
+            truncated_from: correlation.truncated_from,
+        });
+    }
+
+    /// The finished batch of this tenant, with the dedupe key of every row.
+    pub fn finish(mut self) -> Result<TenantBatch, ArrowError> {
+        let rows = self.rows;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.ts.finish().with_timezone("UTC")),
+            Arc::new(self.time_offset.finish()),
+            Arc::new(self.received_at.finish().with_timezone("UTC")),
+            Arc::new(self.event_id.finish()),
+            self.job_id.finish(rows),
+            self.host.finish(rows),
+            self.pname.finish(rows),
+            self.pid.finish(rows),
+            self.msgid.finish(rows),
+            Arc::new(self.pri.finish()),
+            Arc::new(self.facility.finish()),
+            Arc::new(self.severity.finish()),
+            Arc::new(self.ver.finish()),
+            Arc::new(self.msg.finish()),
+            self.native.finish(rows),
+            self.normalized.finish(rows),
+            self.tags.finish(rows),
+            Arc::new(self.producer.finish()),
+            self.pattern.finish(rows),
+            Arc::new(self.durable.finish()),
+            Arc::new(self.encrypted.finish()),
+            Arc::new(self.transport.finish()),
+            self.parse_error.finish(rows),
+            self.raw.finish(rows),
+            self.raw_encoding.finish(rows),
+            Arc::new(self.truncated_from.finish()),
+        ];
+        Ok(TenantBatch {
+            tenant: self.tenant,
+            batch: RecordBatch::try_new(schema(), columns)?,
+            keys: Some(self.keys.into()),
+        })
+    }
+}
+
+/// JSON text of the nested parts of an owned event.
+mod erased {
+    pub trait Json {
+        fn to_json(&self) -> Option<String>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> Option<String> {
+            serde_json::to_string(self).ok()
+        }
+    }
+}
+
+/// Events of several tenants being collected into one batch: one [`EventColumns`] per tenant,
+/// in order of first appearance (one read nearly always has one tenant).
+#[derive(Default)]
+pub struct BatchBuilder {
+    tenants: Vec<EventColumns>,
+    rows_hint: usize,
+}
+
+impl BatchBuilder {
+    /// A builder expecting about `rows` events (sizes the first tenant's columns).
+    pub fn with_capacity(rows: usize) -> BatchBuilder {
+        BatchBuilder {
+            tenants: Vec::new(),
+            rows_hint: rows,
+        }
+    }
+
+    /// The columns of `tenant`, created on first use.
+    pub fn tenant(&mut self, tenant: &TenantId) -> &mut EventColumns {
+        let index = match self
+            .tenants
+            .iter()
+            .position(|columns| columns.tenant == *tenant)
+        {
+            Some(index) => index,
+            None => {
+                let rows = if self.tenants.is_empty() {
+                    self.rows_hint
+                } else {
+                    64
+                };
+                self.tenants.push(EventColumns::new(tenant.clone(), rows));
+                self.tenants.len() - 1
+            }
+        };
+        &mut self.tenants[index]
+    }
+
+    pub fn rows(&self) -> usize {
+        self.tenants.iter().map(EventColumns::rows).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows() == 0
+    }
+
+    pub fn finish(self) -> Result<Vec<TenantBatch>, ArrowError> {
+        self.tenants
+            .into_iter()
+            .filter(|columns| columns.rows > 0)
+            .map(EventColumns::finish)
+            .collect()
+    }
+}
+
+/// Builds one record batch from events (all of one tenant).
+pub fn events_to_batch(events: &[Event]) -> Result<RecordBatch, ColumnarError> {
+    let Some(first) = events.first() else {
+        return Ok(RecordBatch::new_empty(schema()));
     };
-    let flags = |value: &dyn Fn(&Event) -> bool| -> ArrayRef {
-        Arc::new(
-            events
-                .iter()
-                .map(|event| Some(value(event)))
-                .collect::<BooleanArray>(),
-        )
-    };
-    let columns: Vec<ArrayRef> = vec![
-        timestamps(&|event| micros(event.effective_time())),
-        Arc::new(
-            events
-                .iter()
-                .map(|event| event.time.map(|time| time.offset().local_minus_utc()))
-                .collect::<Int32Array>(),
-        ),
-        timestamps(&|event| micros(event.meniscus.received_at)),
-        text_column(events, |event| Some(event.meniscus.event_id.as_str())),
-        text_column(events, |event| event.meniscus.job_id.as_deref()),
-        text_column(events, |event| event.host.as_deref()),
-        text_column(events, |event| event.pname.as_deref()),
-        text_column(events, |event| event.pid.as_deref()),
-        text_column(events, |event| event.msgid.as_deref()),
-        bytes(&|event| event.pri),
-        bytes(&|event| event.facility()),
-        bytes(&|event| event.severity()),
-        bytes(&|event| event.ver),
-        text_column(events, |event| Some(event.msg.as_str())),
-        json_column(events, |event| (&event.native, event.native.is_empty())),
-        json_column(events, |event| {
-            (&event.normalized, event.normalized.is_empty())
-        }),
-        json_column(events, |event| (&event.tags, event.tags.is_empty())),
-        text_column(events, |event| Some(event.meniscus.producer.as_str())),
-        text_column(events, |event| event.meniscus.pattern.as_deref()),
-        flags(&|event| event.meniscus.durable),
-        flags(&|event| event.meniscus.encrypted),
-        text_column(events, |event| Some(event.meniscus.transport.as_str())),
-        text_column(events, |event| event.meniscus.parse_error.as_deref()),
-        text_column(events, |event| event.meniscus.raw.as_deref()),
-        text_column(events, |event| event.meniscus.raw_encoding.as_deref()),
-        Arc::new(
-            events
-                .iter()
-                .map(|event| event.meniscus.truncated_from)
-                .collect::<UInt64Array>(),
-        ),
-    ];
-    RecordBatch::try_new(schema(), columns)
+    let tenant = TenantId::parse(&first.meniscus.tenant)
+        .map_err(|error| ColumnarError::Tenant(error.to_string()))?;
+    let mut columns = EventColumns::new(tenant, events.len());
+    for event in events {
+        columns.push_event(event);
+    }
+    Ok(columns.finish()?.batch)
 }
 
 /// Events of one tenant in columnar form: the unit the WAL record, the memtable and a flush
@@ -194,47 +460,104 @@ pub fn events_to_batch(events: &[Event]) -> Result<RecordBatch, ArrowError> {
 pub struct TenantBatch {
     pub tenant: TenantId,
     pub batch: RecordBatch,
+    /// The dedupe key of every row ([`event_key`] of its `event_id`), when the batch was built
+    /// here; `None` for batches read back (they are worked out from `event_id`).
+    pub keys: Option<Arc<[u128]>>,
+}
+
+impl TenantBatch {
+    /// A batch read back from a record or a file: its keys are worked out when needed.
+    pub fn new(tenant: TenantId, batch: RecordBatch) -> TenantBatch {
+        TenantBatch {
+            tenant,
+            batch,
+            keys: None,
+        }
+    }
+
+    /// The dedupe key of every row.
+    pub fn keys(&self) -> Arc<[u128]> {
+        match &self.keys {
+            Some(keys) => keys.clone(),
+            None => event_keys(&self.batch).into(),
+        }
+    }
+
+    /// Rows `offset..offset + length`, keys included.
+    pub fn slice(&self, offset: usize, length: usize) -> TenantBatch {
+        TenantBatch {
+            tenant: self.tenant.clone(),
+            batch: self.batch.slice(offset, length),
+            keys: self
+                .keys
+                .as_ref()
+                .map(|keys| keys[offset..offset + length].into()),
+        }
+    }
+
+    /// Whether any row belongs to a durable producer.
+    pub fn is_durable(&self) -> bool {
+        column::<BooleanArray>(&self.batch, "durable")
+            .is_some_and(|durable| durable.true_count() > 0)
+    }
+
+    /// This batch with every row's `job_id` set to `job_id`.
+    pub fn with_job_id(&self, job_id: &str) -> Result<TenantBatch, ArrowError> {
+        self.with_column(
+            "job_id",
+            Arc::new(StringArray::from(vec![job_id; self.batch.num_rows()])),
+        )
+    }
+
+    /// This batch with one column replaced (same name, same type).
+    pub fn with_column(&self, name: &str, column: ArrayRef) -> Result<TenantBatch, ArrowError> {
+        let index = self.batch.schema().index_of(name)?;
+        let mut columns = self.batch.columns().to_vec();
+        columns[index] = column;
+        Ok(TenantBatch {
+            tenant: self.tenant.clone(),
+            batch: RecordBatch::try_new(self.batch.schema(), columns)?,
+            keys: self.keys.clone(),
+        })
+    }
 }
 
 /// Groups events by tenant (keeping their order within a tenant) and converts each group.
 pub fn tenant_batches(events: &[Event]) -> Result<Vec<TenantBatch>, ColumnarError> {
-    let first_tenant = match events.first() {
-        Some(event) => &event.meniscus.tenant,
-        None => return Ok(Vec::new()),
-    };
-    // The common case: one read, one tenant.
-    if events
-        .iter()
-        .all(|event| &event.meniscus.tenant == first_tenant)
-    {
-        return Ok(vec![TenantBatch {
-            tenant: TenantId::parse(first_tenant)
-                .map_err(|error| ColumnarError::Tenant(error.to_string()))?,
-            batch: events_to_batch(events)?,
-        }]);
-    }
-    let mut order: Vec<&str> = Vec::new();
-    let mut groups: HashMap<&str, Vec<Event>> = HashMap::new();
+    let mut builder = BatchBuilder::with_capacity(events.len());
     for event in events {
-        let tenant = event.meniscus.tenant.as_str();
-        groups
-            .entry(tenant)
-            .or_insert_with(|| {
-                order.push(tenant);
-                Vec::new()
-            })
-            .push(event.clone());
+        let tenant = TenantId::parse(&event.meniscus.tenant)
+            .map_err(|error| ColumnarError::Tenant(error.to_string()))?;
+        builder.tenant(&tenant).push_event(event);
     }
-    order
-        .into_iter()
-        .map(|tenant| {
-            Ok(TenantBatch {
-                tenant: TenantId::parse(tenant)
-                    .map_err(|error| ColumnarError::Tenant(error.to_string()))?,
-                batch: events_to_batch(&groups[tenant])?,
-            })
-        })
-        .collect()
+    Ok(builder.finish()?)
+}
+
+/// The key storage dedupes on: an `event_id` ULID as its 128 bits. An id that is not a ULID
+/// (none of ours; a replay of foreign data) is hashed instead, so it still dedupes.
+pub fn event_key(event_id: &str) -> u128 {
+    match ulid::Ulid::from_string(event_id) {
+        Ok(ulid) => ulid.0,
+        Err(_) => {
+            use std::hash::{BuildHasher, Hasher};
+            let hash = |seed: u64| {
+                let mut hasher = foldhash::quality::FixedState::with_seed(seed).build_hasher();
+                hasher.write(event_id.as_bytes());
+                hasher.finish() as u128
+            };
+            (hash(1) << 64) | hash(2)
+        }
+    }
+}
+
+/// The dedupe key of every row of a batch.
+pub fn event_keys(batch: &RecordBatch) -> Vec<u128> {
+    match column::<StringArray>(batch, "event_id") {
+        Some(ids) => (0..ids.len())
+            .map(|row| event_key(ids.value(row)))
+            .collect(),
+        None => Vec::new(),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -348,10 +671,7 @@ pub fn decode_payload(payload: &[u8]) -> Result<Vec<TenantBatch>, ColumnarError>
             return Err(ColumnarError::Schema);
         }
         for batch in reader {
-            groups.push(TenantBatch {
-                tenant: tenant.clone(),
-                batch: conform(&batch?)?,
-            });
+            groups.push(TenantBatch::new(tenant.clone(), conform(&batch?)?));
         }
     }
     Ok(groups)

@@ -18,9 +18,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{Array, TimestampMicrosecondArray};
-use meniscus_grid::{Ack, StageError};
 use meniscus_record::frame::{PayloadFormat, RecordCodec};
 use meniscus_record::TenantBatch;
+use meniscus_record::{Ack, StageError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::gate::{Closed, Gate};

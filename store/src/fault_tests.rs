@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use meniscus_grid::{Batch, Correlation, Event, Producer, Stage, StageError, Transport, WhenFull};
+use meniscus_grid::{Correlation, Event, Producer, Transport};
 use meniscus_metrics::Registry;
-use meniscus_record::columnar::{batch_to_events, decode_payload, encode_payload, tenant_batches};
+use meniscus_record::columnar::{batch_to_events, decode_payload, encode_payload};
+use meniscus_record::{Batch, Stage, StageError, WhenFull};
 
 use crate::compaction::CompactionOptions;
 use crate::disk::faults::{FaultyDisk, Op};
@@ -28,12 +29,14 @@ fn event(msg: &str, durable: bool, time: chrono::DateTime<Utc>) -> Event {
     event
 }
 
+fn events(prefix: &str, count: usize, durable: bool) -> Vec<Event> {
+    (0..count)
+        .map(|index| event(&format!("{prefix}-{index}"), durable, Utc::now()))
+        .collect()
+}
+
 fn batch(prefix: &str, count: usize, durable: bool) -> Batch {
-    Batch::new(
-        (0..count)
-            .map(|index| event(&format!("{prefix}-{index}"), durable, Utc::now()))
-            .collect(),
-    )
+    Batch::from_events(&events(prefix, count, durable)).unwrap()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -105,7 +108,12 @@ fn wait_until(what: &str, seconds: u64, mut condition: impl FnMut() -> bool) {
 }
 
 fn names(batch: &Batch) -> Vec<String> {
-    batch.events.iter().map(|event| event.msg.clone()).collect()
+    batch
+        .tenants
+        .iter()
+        .flat_map(|group| batch_to_events(&group.batch, "acme"))
+        .map(|event| event.msg)
+        .collect()
 }
 
 #[test]
@@ -153,7 +161,11 @@ fn a_failed_fsync_refuses_its_batch_retires_the_segment_and_the_store_recovers()
         "the segment whose fsync failed was never written again: {segments:?}"
     );
     let first_segment = std::fs::read(&segments[0].1).unwrap();
-    let last_name = last.events[0].meniscus.event_id.as_bytes();
+    let last_id = batch_to_events(&last.tenants[0].batch, "acme")[0]
+        .meniscus
+        .event_id
+        .clone();
+    let last_name = last_id.as_bytes();
     assert!(
         !first_segment
             .windows(last_name.len())
@@ -284,10 +296,11 @@ fn a_missing_file_is_reported_and_queries_answer_without_its_window() {
         for (hours_ago, name) in [(3, "gone"), (2, "kept")] {
             // Two files per window, so compaction has a group to make.
             for part in 0..2 {
-                let events = (0..5)
+                let events: Vec<Event> = (0..5)
                     .map(|index| event(&format!("{name}-{part}-{index}"), true, hour(hours_ago)))
                     .collect();
-                hand_on(&runtime, &store, Batch::new(events), WhenFull::Refuse).unwrap();
+                let batch = Batch::from_events(&events).unwrap();
+                hand_on(&runtime, &store, batch, WhenFull::Refuse).unwrap();
                 runtime.block_on(store.flush()).unwrap();
             }
         }
@@ -458,7 +471,7 @@ fn a_batch_redelivered_after_a_restart_is_stored_once() {
 #[test]
 fn a_batch_too_large_for_one_record_is_cut_into_records_that_hold_every_event() {
     let sent = batch("big", 1000, true);
-    let batches = tenant_batches(&sent.events).unwrap();
+    let batches = sent.tenants.clone();
     let total = batches[0].batch.get_array_memory_size();
     let chunks = record_chunks(&batches, total / 4);
     assert!(chunks.len() >= 4, "{} chunks", chunks.len());

@@ -32,11 +32,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use meniscus_grid::stage::BoxFuture;
-use meniscus_grid::{Ack, Batch, Stage, StageError, WhenFull};
 use meniscus_metrics::Registry;
-use meniscus_record::columnar::{encode_payload_into, tenant_batches, TenantBatch};
+use meniscus_record::columnar::{encode_payload_into, TenantBatch};
 use meniscus_record::frame::{self, PayloadFormat, RecordCodec};
+use meniscus_record::stage::BoxFuture;
+use meniscus_record::{Ack, Batch, Stage, StageError, WhenFull};
 use tokio::sync::{mpsc, oneshot};
 
 use commit::{Command, Committer};
@@ -223,17 +223,16 @@ impl Store {
     /// convert in parallel and the committer only writes bytes: events to Arrow batches per
     /// tenant, and those to sealed WAL records of at most about [`RECORD_TARGET_BYTES`].
     fn encode(&self, batch: Batch) -> Result<Option<Encoded>, StageError> {
-        if batch.events.is_empty() {
+        if batch.is_empty() {
             return Ok(None);
         }
         let refused = |error: &dyn std::fmt::Display| {
             StageError::refused(format!("cannot encode events: {error}"))
         };
         let durable = batch.is_durable();
-        let events = batch.events.len() as u64;
-        let transport = batch.events[0].meniscus.transport.as_str();
-        let batches = tenant_batches(&batch.events).map_err(|error| refused(&error))?;
-        drop(batch);
+        let events = batch.rows() as u64;
+        let transport = transport_of(&batch);
+        let batches = batch.tenants;
         let mut records = Vec::new();
         for chunk in record_chunks(&batches, RECORD_TARGET_BYTES) {
             let mut buffer = vec![0u8; frame::HEADER_LEN];
@@ -310,6 +309,23 @@ impl Store {
     }
 }
 
+/// The transport of a batch's first event, as a metric label.
+fn transport_of(batch: &Batch) -> &'static str {
+    use datafusion::arrow::array::{Array, StringArray};
+    let transport = batch.tenants.first().and_then(|group| {
+        let column = group.batch.column_by_name("transport")?;
+        let texts = column.as_any().downcast_ref::<StringArray>()?;
+        (!texts.is_empty()).then(|| texts.value(0))
+    });
+    match transport {
+        Some("tcp") => "tcp",
+        Some("udp") => "udp",
+        Some("tls") => "tls",
+        Some("http") => "http",
+        _ => "other",
+    }
+}
+
 fn stopped() -> StageError {
     StageError::unavailable("the storage committer has stopped")
 }
@@ -341,10 +357,7 @@ fn record_chunks(batches: &[TenantBatch], target: usize) -> Vec<Vec<TenantBatch>
         let mut offset = 0;
         while offset < rows {
             let length = rows_per_piece.min(rows - offset);
-            chunks.push(vec![TenantBatch {
-                tenant: group.tenant.clone(),
-                batch: group.batch.slice(offset, length),
-            }]);
+            chunks.push(vec![group.slice(offset, length)]);
             offset += length;
         }
     }

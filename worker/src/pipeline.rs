@@ -1,13 +1,13 @@
 //! How the personas' stages are wired, in one place.
 //!
-//! Every persona is a stage (`meniscus_grid::Stage`) or a transform applied before the next
+//! Every persona is a stage (`meniscus_record::Stage`) or a transform applied before the next
 //! stage; none of them knows what follows it. Standalone wires them in process here; the grid
 //! wires the same stages with a network link between them, by changing only this module.
 
 use std::sync::Arc;
 
-use meniscus_grid::stage::Then;
-use meniscus_grid::Stage;
+use meniscus_record::stage::Then;
+use meniscus_record::Stage;
 use meniscus_store::Store;
 
 use crate::normalizer::Normalizer;

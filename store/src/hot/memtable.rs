@@ -7,23 +7,6 @@ use std::time::Instant;
 
 use datafusion::arrow::array::RecordBatch;
 
-/// The key storage dedupes on: an `event_id` ULID as its 128 bits. An id that is not a ULID
-/// (none of ours; a replay of foreign data) is hashed instead, so it still dedupes.
-pub fn event_key(event_id: &str) -> u128 {
-    match ulid::Ulid::from_string(event_id) {
-        Ok(ulid) => ulid.0,
-        Err(_) => {
-            use std::hash::{BuildHasher, Hasher};
-            let hash = |seed: u64| {
-                let mut hasher = foldhash::quality::FixedState::with_seed(seed).build_hasher();
-                hasher.write(event_id.as_bytes());
-                hasher.finish() as u128
-            };
-            (hash(1) << 64) | hash(2)
-        }
-    }
-}
-
 /// The event ids of one memtable, as sorted runs: one per inserted batch.
 ///
 /// A hash set of a million ids made every insert a random access into 32 MB (a cache miss

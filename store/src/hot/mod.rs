@@ -31,7 +31,7 @@ use datafusion::arrow::compute::{
 use datafusion::arrow::datatypes::DataType;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::ProjectionMask;
-use meniscus_record::columnar::{conform, schema, TenantBatch};
+use meniscus_record::columnar::{conform, event_keys, schema, TenantBatch};
 use parking_lot::RwLock;
 
 use crate::compaction::CompactionOptions;
@@ -39,8 +39,9 @@ use crate::disk::Disk;
 use crate::msg_tokens::{self, stored_schema};
 pub use manifest::FileEntry;
 use manifest::Manifest;
-pub use memtable::{event_key, Frozen, Inserted};
 use memtable::{sorted_keys, IdSet, MemTable};
+pub use memtable::{Frozen, Inserted};
+pub use meniscus_record::columnar::event_key;
 use parquet::{write_parquet, FileKind};
 
 /// Events are grouped into windows of this many seconds: the unit of time pruning and
@@ -179,7 +180,7 @@ impl HotStore {
         // queries take snapshots.
         type Prepared = (
             TenantBatch,
-            Vec<u128>,
+            Arc<[u128]>,
             Vec<i64>,
             Vec<(u128, usize)>,
             Vec<bool>,
@@ -188,7 +189,7 @@ impl HotStore {
             .into_iter()
             .filter(|group| group.batch.num_rows() > 0)
             .map(|group| {
-                let keys = event_keys(&group.batch);
+                let keys = group.keys();
                 let windows = windows(&group.batch);
                 let mut duplicate = vec![false; keys.len()];
                 let sorted = sorted_keys(&keys, &mut duplicate);
@@ -779,19 +780,6 @@ fn count_jobs(
             }
             _ => jobs.push((tenant.to_string(), job_id.to_string(), 1)),
         }
-    }
-}
-
-/// The dedupe key of every row.
-fn event_keys(batch: &RecordBatch) -> Vec<u128> {
-    match batch
-        .column_by_name("event_id")
-        .and_then(|array| array.as_any().downcast_ref::<StringArray>())
-    {
-        Some(ids) => (0..ids.len())
-            .map(|row| event_key(ids.value(row)))
-            .collect(),
-        None => Vec::new(),
     }
 }
 

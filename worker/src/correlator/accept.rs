@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use meniscus_grid::event::new_ulid;
-use meniscus_grid::stage::BoxFuture;
 use meniscus_grid::tenant::{AuthError, Tenant, TenantRegistry};
-use meniscus_grid::{Ack, Batch, Event, Stage, StageError, Transport, WhenFull};
+use meniscus_grid::Transport;
+use meniscus_record::stage::BoxFuture;
+use meniscus_record::{Ack, Batch, Stage, StageError, WhenFull};
 
 use crate::telemetry::IngestMetrics;
 
@@ -115,18 +116,18 @@ impl Accept {
     /// next stage has the batch; the acknowledgement comes through [`Admitted::ack`].
     pub async fn admit(
         &self,
-        mut events: Vec<Event>,
+        mut batch: Batch,
         admission: Admission,
     ) -> Result<Admitted, AcceptError> {
-        if events.is_empty() {
+        if batch.is_empty() {
             return Err(AcceptError::Empty);
         }
         let transport = admission.transport;
         let registry = self.registry();
         match admission.when_limited {
-            Some(WhenLimited::Refuse) => self.refuse_over_limit(&registry, &events, transport)?,
+            Some(WhenLimited::Refuse) => self.refuse_over_limit(&registry, &batch, transport)?,
             Some(WhenLimited::Pace) => {
-                let pause = self.pace(&registry, &events, transport);
+                let pause = self.pace(&registry, &batch, transport);
                 if !pause.is_zero() {
                     tokio::time::sleep(pause).await;
                 }
@@ -134,21 +135,18 @@ impl Accept {
             None => {}
         }
         let job_id = if admission.job_ids {
-            assign_job(&mut events)
+            assign_job(&mut batch)?
         } else {
             None
         };
-        self.count_received(&events, transport, admission.bytes);
+        self.count_received(&batch, transport, admission.bytes);
         // Refunded if the batch is not taken: it did not count against the limit.
         let refund = if admission.when_limited == Some(WhenLimited::Refuse) {
-            charged_runs(&registry, &events)
+            charged(&registry, &batch)
         } else {
             Vec::new()
         };
-        let ack = self
-            .next
-            .clone()
-            .hand_on(Batch::new(events), admission.when_full);
+        let ack = self.next.clone().hand_on(batch, admission.when_full);
         let ack: BoxFuture<Result<Ack, StageError>> = if refund.is_empty() {
             ack
         } else {
@@ -167,13 +165,12 @@ impl Accept {
         Ok(Admitted { job_id, ack })
     }
 
-    /// Counts accepted events per tenant. Events of one read nearly always share a tenant, so
-    /// runs are counted, not single events.
-    fn count_received(&self, events: &[Event], transport: Transport, bytes: u64) {
-        for (index, (tenant, run)) in tenant_runs(events).enumerate() {
+    /// Counts accepted events per tenant (a batch holds one group per tenant).
+    fn count_received(&self, batch: &Batch, transport: Transport, bytes: u64) {
+        for (index, (tenant, rows)) in tenant_rows(batch).enumerate() {
             self.metrics
                 .received_events
-                .add(&[tenant, transport.as_str()], run as u64);
+                .add(&[tenant, transport.as_str()], rows);
             if index == 0 {
                 self.metrics
                     .received_bytes
@@ -184,19 +181,19 @@ impl Accept {
 
     /// Charges a batch to its tenants' limits; returns how long the stream should pause to
     /// stay within them (zero when every tenant is within its limit).
-    fn pace(&self, registry: &TenantRegistry, events: &[Event], transport: Transport) -> Duration {
+    fn pace(&self, registry: &TenantRegistry, batch: &Batch, transport: Transport) -> Duration {
         let now = Instant::now();
         let mut pause = Duration::ZERO;
-        for (tenant_id, run) in tenant_runs(events) {
+        for (tenant_id, rows) in tenant_rows(batch) {
             if let Some(limit) = registry
                 .get(tenant_id)
                 .and_then(|tenant| tenant.ingest_limit.as_ref())
             {
-                let wait = limit.take(run as u64, now);
+                let wait = limit.take(rows, now);
                 if !wait.is_zero() {
                     self.metrics
                         .rate_limited_events
-                        .add(&[tenant_id, transport.as_str()], run as u64);
+                        .add(&[tenant_id, transport.as_str()], rows);
                     pause = pause.max(wait);
                 }
             }
@@ -208,19 +205,19 @@ impl Accept {
     fn refuse_over_limit(
         &self,
         registry: &TenantRegistry,
-        events: &[Event],
+        batch: &Batch,
         transport: Transport,
     ) -> Result<(), AcceptError> {
         let now = Instant::now();
         let mut charged: Vec<(&Arc<Tenant>, u64)> = Vec::new();
-        for (tenant_id, run) in tenant_runs(events) {
+        for (tenant_id, rows) in tenant_rows(batch) {
             let Some(tenant) = registry.get(tenant_id) else {
                 continue;
             };
             let Some(limit) = &tenant.ingest_limit else {
                 continue;
             };
-            if let Err(wait) = limit.try_take(run as u64, now) {
+            if let Err(wait) = limit.try_take(rows, now) {
                 // Undo what this request already took from other tenants.
                 for (charged_tenant, count) in charged {
                     if let Some(limit) = &charged_tenant.ingest_limit {
@@ -229,7 +226,7 @@ impl Accept {
                 }
                 self.metrics
                     .rate_limited_events
-                    .add(&[tenant_id, transport.as_str()], events.len() as u64);
+                    .add(&[tenant_id, transport.as_str()], batch.rows() as u64);
                 return Err(AcceptError::RateLimited {
                     tenant: tenant_id.to_string(),
                     events_per_second: limit.events_per_second(),
@@ -237,56 +234,54 @@ impl Accept {
                     retry_after: Duration::from_secs_f64(wait.as_secs_f64().ceil().max(1.0)),
                 });
             }
-            charged.push((tenant, run as u64));
+            charged.push((tenant, rows));
         }
         Ok(())
     }
 }
 
 /// The limited tenants of a batch and how many events each was charged.
-fn charged_runs(registry: &TenantRegistry, events: &[Event]) -> Vec<(Arc<Tenant>, u64)> {
-    tenant_runs(events)
-        .filter_map(|(tenant_id, run)| {
+fn charged(registry: &TenantRegistry, batch: &Batch) -> Vec<(Arc<Tenant>, u64)> {
+    tenant_rows(batch)
+        .filter_map(|(tenant_id, rows)| {
             registry
                 .get(tenant_id)
                 .filter(|tenant| tenant.ingest_limit.is_some())
-                .map(|tenant| (tenant.clone(), run as u64))
+                .map(|tenant| (tenant.clone(), rows))
         })
         .collect()
 }
 
 /// Stamps one job id on every event of a batch with a durable event.
-fn assign_job(events: &mut [Event]) -> Option<String> {
-    if !events.iter().any(|event| event.meniscus.durable) {
-        return None;
+fn assign_job(batch: &mut Batch) -> Result<Option<String>, AcceptError> {
+    if !batch.is_durable() {
+        return Ok(None);
     }
     let job_id = new_ulid();
-    for event in events.iter_mut() {
-        event.meniscus.job_id = Some(job_id.clone());
+    for group in batch.tenants.iter_mut() {
+        *group = group.with_job_id(&job_id).map_err(|error| {
+            AcceptError::Stage(StageError::refused(format!(
+                "cannot stamp the job id: {error}"
+            )))
+        })?;
     }
-    Some(job_id)
+    Ok(Some(job_id))
 }
 
-/// Consecutive events of one tenant, as (tenant, how many). Events of one read nearly always
-/// share a tenant, so per-tenant work is done per run, not per event.
-fn tenant_runs(events: &[Event]) -> impl Iterator<Item = (&str, usize)> {
-    let mut rest = events;
-    std::iter::from_fn(move || {
-        let tenant = rest.first()?.meniscus.tenant.as_str();
-        let run = rest
-            .iter()
-            .take_while(|event| event.meniscus.tenant == tenant)
-            .count();
-        rest = &rest[run..];
-        Some((tenant, run))
-    })
+/// Each tenant of a batch with its number of events.
+fn tenant_rows(batch: &Batch) -> impl Iterator<Item = (&str, u64)> {
+    batch
+        .tenants
+        .iter()
+        .map(|group| (group.tenant.as_str(), group.batch.num_rows() as u64))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meniscus_grid::{Correlation, Producer};
+    use meniscus_grid::{Correlation, Event, Producer};
     use meniscus_metrics::Registry;
+    use meniscus_record::columnar::batch_to_events;
     use parking_lot::Mutex;
 
     /// A next stage that keeps what it is handed, or refuses everything.
@@ -301,7 +296,7 @@ mod tests {
             batch: Batch,
             _when_full: WhenFull,
         ) -> BoxFuture<Result<Ack, StageError>> {
-            let events = batch.events.len() as u64;
+            let events = batch.rows() as u64;
             let refuse = self.refuse;
             if !refuse {
                 self.batches.lock().push(batch);
@@ -324,6 +319,10 @@ mod tests {
         producer.durable = durable;
         let correlation = Correlation::new(tenant, &producer, Transport::Http, Utc::now());
         Event::from_message("m".into(), correlation)
+    }
+
+    fn batch(events: &[Event]) -> Batch {
+        Batch::from_events(events).unwrap()
     }
 
     fn accept_with(refuse: bool) -> (Accept, Arc<Keep>) {
@@ -350,39 +349,36 @@ mod tests {
         }
     }
 
-    #[test]
-    fn runs_follow_tenant_changes_in_order() {
-        let events = ["a", "a", "b", "a", "a", "a"].map(|tenant| event(tenant, false));
-        let runs: Vec<(&str, usize)> = tenant_runs(&events).collect();
-        assert_eq!(runs, [("a", 2), ("b", 1), ("a", 3)]);
-        assert_eq!(tenant_runs(&[]).count(), 0);
-    }
-
     #[tokio::test]
     async fn durable_batches_get_one_job_id_and_are_counted() {
         let (accept, next) = accept_with(false);
         let admitted = accept
-            .admit(vec![event("free", true), event("free", false)], http())
+            .admit(batch(&[event("free", true), event("free", false)]), http())
             .await
             .unwrap();
         let job_id = admitted.job_id.clone().unwrap();
         assert_eq!(admitted.ack.await.unwrap().events, 2);
-        assert!(next.batches.lock()[0]
-            .events
+        let kept = batch_to_events(&next.batches.lock()[0].tenants[0].batch, "free");
+        assert!(kept
             .iter()
             .all(|event| event.meniscus.job_id.as_deref() == Some(job_id.as_str())));
         assert_eq!(accept.metrics.received_events.get(&["free", "http"]), 2);
         let none = accept
-            .admit(vec![event("free", false)], http())
+            .admit(batch(&[event("free", false)]), http())
             .await
             .unwrap();
         assert!(none.job_id.is_none());
+        assert!(matches!(
+            accept.admit(Batch::default(), http()).await,
+            Err(AcceptError::Empty)
+        ));
     }
 
     #[tokio::test]
     async fn over_the_limit_a_request_is_refused_whole_and_a_refused_one_is_refunded() {
         let (accept, next) = accept_with(false);
-        let events = |count: usize| (0..count).map(|_| event("acme", false)).collect::<Vec<_>>();
+        let events =
+            |count: usize| batch(&(0..count).map(|_| event("acme", false)).collect::<Vec<_>>());
         // The burst (3) is taken; the next request is refused whole, with the wait.
         accept
             .admit(events(3), http())
@@ -405,7 +401,7 @@ mod tests {
         assert_eq!(accept.metrics.rate_limited_events.get(&["acme", "http"]), 2);
         // Another tenant is not slowed by acme's limit.
         accept
-            .admit(vec![event("free", false)], http())
+            .admit(batch(&[event("free", false)]), http())
             .await
             .unwrap();
 

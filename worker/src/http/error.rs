@@ -6,7 +6,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use meniscus_grid::tenant::AuthError;
-use meniscus_grid::StageError;
+use meniscus_record::StageError;
 use meniscus_store::query::QueryError;
 use serde_json::json;
 

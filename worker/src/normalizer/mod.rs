@@ -11,10 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use meniscus_grid::{Batch, Event, Transform};
+use arrow_array::builder::StringBuilder;
+use arrow_array::{Array, ArrayRef, StringArray};
+use meniscus_record::{Batch, TenantBatch, Transform};
 use meniscus_rulebase::Rulebase;
 use parking_lot::RwLock;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::telemetry::NormalizerMetrics;
 
@@ -137,43 +139,107 @@ impl Normalizer {
         });
     }
 
-    /// Normalizes events in place.
-    pub fn normalize(&self, events: &mut [Event]) {
-        let mut cached: Option<(String, Option<Arc<Rulebase>>)> = None;
-        let mut matched = 0u64;
-        let mut unmatched = 0u64;
-        for event in events.iter_mut() {
-            let Some(pattern) = event.meniscus.pattern.clone() else {
-                continue;
-            };
-            // Events of one batch nearly always share a producer: look the rulebase up once.
-            if cached.as_ref().is_none_or(|(name, _)| *name != pattern) {
-                cached = Some((pattern.clone(), self.rulebase(&pattern)));
-            }
-            let Some((_, Some(rulebase))) = &cached else {
-                continue;
-            };
-            let result = rulebase.normalize(&event.msg);
-            if result.matched {
-                matched += 1;
-            } else {
-                unmatched += 1;
-            }
-            event.tags.extend(result.tags);
-            event
-                .normalized
-                .insert(pattern, Value::Object(result.fields));
+    /// Normalizes the events of one tenant: for every row whose producer names a pattern, the
+    /// rulebase's fields go under `normalized.<pattern>` and its tags into `tags` (merged with
+    /// what the event already had). `None` when no row names a pattern (most batches).
+    fn normalize_group(&self, group: &TenantBatch) -> Option<TenantBatch> {
+        let text = |name: &str| {
+            group
+                .batch
+                .column_by_name(name)
+                .and_then(|column| column.as_any().downcast_ref::<StringArray>())
+        };
+        let patterns = text("pattern")?;
+        if patterns.null_count() == patterns.len() {
+            return None;
         }
-        if let Some((pattern, _)) = cached {
-            self.metrics.events.add(&[&pattern, "matched"], matched);
-            self.metrics.events.add(&[&pattern, "unmatched"], unmatched);
+        let (messages, normalized, tags) = (text("msg")?, text("normalized")?, text("tags")?);
+        let rows = group.batch.num_rows();
+        let mut normalized_out = StringBuilder::with_capacity(rows, rows * 64);
+        let mut tags_out = StringBuilder::with_capacity(rows, rows * 16);
+        fn value_at(column: &StringArray, row: usize) -> Option<&str> {
+            (!column.is_null(row)).then(|| column.value(row))
+        }
+        // Rows of one batch nearly always share a producer: the rulebase is looked up once
+        // per run of one pattern, and counted per run.
+        let mut current: Option<(&str, Option<Arc<Rulebase>>, u64, u64)> = None;
+        for row in 0..rows {
+            let existing_normalized = value_at(normalized, row);
+            let existing_tags = value_at(tags, row);
+            let Some(pattern) = value_at(patterns, row) else {
+                normalized_out.append_option(existing_normalized);
+                tags_out.append_option(existing_tags);
+                continue;
+            };
+            if current.as_ref().is_none_or(|(name, ..)| *name != pattern) {
+                if let Some(done) = current.take() {
+                    self.count(done);
+                }
+                current = Some((pattern, self.rulebase(pattern), 0, 0));
+            }
+            let Some((_, Some(rulebase), matched, unmatched)) = current.as_mut() else {
+                normalized_out.append_option(existing_normalized);
+                tags_out.append_option(existing_tags);
+                continue;
+            };
+            let result = rulebase.normalize(messages.value(row));
+            if result.matched {
+                *matched += 1;
+            } else {
+                *unmatched += 1;
+            }
+            let mut object = match existing_normalized.map(serde_json::from_str::<Value>) {
+                Some(Ok(Value::Object(object))) => object,
+                _ => Map::new(),
+            };
+            object.insert(pattern.to_string(), Value::Object(result.fields));
+            normalized_out.append_option(serde_json::to_string(&object).ok());
+            let mut all_tags = match existing_tags.map(serde_json::from_str::<Vec<String>>) {
+                Some(Ok(existing)) => existing,
+                _ => Vec::new(),
+            };
+            all_tags.extend(result.tags);
+            if all_tags.is_empty() {
+                tags_out.append_null();
+            } else {
+                tags_out.append_option(serde_json::to_string(&all_tags).ok());
+            }
+        }
+        if let Some(done) = current.take() {
+            self.count(done);
+        }
+        let normalized_out: ArrayRef = Arc::new(normalized_out.finish());
+        let tags_out: ArrayRef = Arc::new(tags_out.finish());
+        let replaced = group
+            .with_column("normalized", normalized_out)
+            .and_then(|group| group.with_column("tags", tags_out));
+        match replaced {
+            Ok(group) => Some(group),
+            Err(error) => {
+                tracing::error!(%error, "normalizer output does not fit the batch; events stored without it");
+                None
+            }
+        }
+    }
+
+    fn count(
+        &self,
+        (pattern, rulebase, matched, unmatched): (&str, Option<Arc<Rulebase>>, u64, u64),
+    ) {
+        if rulebase.is_some() {
+            self.metrics.events.add(&[pattern, "matched"], matched);
+            self.metrics.events.add(&[pattern, "unmatched"], unmatched);
         }
     }
 }
 
 impl Transform for Normalizer {
     fn apply(&self, batch: &mut Batch) {
-        self.normalize(&mut batch.events);
+        for group in batch.tenants.iter_mut() {
+            if let Some(normalized) = self.normalize_group(group) {
+                *group = normalized;
+            }
+        }
     }
 }
 

@@ -7,7 +7,8 @@ use std::io::Read;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use meniscus_grid::tenant::Tenant;
-use meniscus_grid::{Correlation, Event, Transport};
+use meniscus_grid::Transport;
+use meniscus_record::{Batch, BatchBuilder, EventColumns, EventRow};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -134,12 +135,14 @@ pub fn decode_body(
     Ok(decoded)
 }
 
-fn message_to_event(
+/// Appends one message of the body to the tenant's columns.
+fn push_message(
+    columns: &mut EventColumns,
     tenant: &Tenant,
     message: LogMessage,
     received_at: DateTime<Utc>,
     position: &str,
-) -> Result<Event, PublishError> {
+) -> Result<(), PublishError> {
     let time = match &message.time {
         Some(text) => Some(
             DateTime::<FixedOffset>::parse_from_rfc3339(text).map_err(|error| {
@@ -156,66 +159,68 @@ fn message_to_event(
         )));
     }
     let producer = tenant.producer_for(message.pname.as_deref());
-    Ok(Event {
+    let pid = message.pid.map(|pid| match pid {
+        StringOrNumber::Text(text) => text,
+        StringOrNumber::Number(number) => number.to_string(),
+    });
+    let native = message
+        .native
+        .filter(|native| !native.is_empty())
+        .and_then(|native| serde_json::to_string(&native).ok());
+    columns.push(&EventRow {
         time,
-        host: message.host,
-        pid: message.pid.map(|pid| match pid {
-            StringOrNumber::Text(text) => text,
-            StringOrNumber::Number(number) => number.to_string(),
-        }),
-        pname: message.pname,
-        msgid: message.msgid,
+        host: message.host.as_deref(),
+        pname: message.pname.as_deref(),
+        pid: pid.as_deref(),
+        msgid: message.msgid.as_deref(),
         pri: message.pri,
         ver: message.ver,
-        msg: message.msg,
-        native: message.native.unwrap_or_default(),
-        meniscus: Correlation::new(tenant.id.as_str(), producer, Transport::Http, received_at),
-        normalized: Map::new(),
-        tags: Vec::new(),
-    })
+        native: native.as_deref(),
+        ..EventRow::message(&message.msg, producer, Transport::Http, received_at)
+    });
+    Ok(())
 }
 
-fn parse_envelope(
-    value: Value,
-    tenant: &Tenant,
-    received_at: DateTime<Utc>,
-    position: &str,
-) -> Result<Event, PublishError> {
+fn parse_envelope(value: Value, position: &str) -> Result<LogMessage, PublishError> {
     let envelope: Envelope = serde_json::from_value(value).map_err(|error| {
         PublishError::BadBody(format!(
             "{position}: not a log message ({error}); expected {{\"log_message\": {{\"msg\": ..., \"host\": ..., \"pname\": ..., \"time\": ...}}}}"
         ))
     })?;
-    let message = match envelope {
+    Ok(match envelope {
         Envelope::Wrapped { log_message } => log_message,
         Envelope::Bare(message) => message,
-    };
-    message_to_event(tenant, message, received_at, position)
+    })
 }
 
 impl Correlator {
-    /// Turns a decoded body into events for `tenant`, or says exactly what is wrong with it.
-    pub fn http_events(
+    /// Turns a decoded body into a batch for `tenant`, or says exactly what is wrong with it.
+    pub fn http_batch(
         &self,
         tenant: &std::sync::Arc<Tenant>,
         format: BodyFormat,
         body: &[u8],
-    ) -> Result<Vec<Event>, PublishError> {
+    ) -> Result<Batch, PublishError> {
         let received_at = Utc::now();
+        let mut batch = BatchBuilder::default();
         match format {
             BodyFormat::Json => {
                 let value: Value = serde_json::from_slice(body).map_err(|error| {
                     PublishError::BadBody(format!("the body is not valid JSON: {error}"))
                 })?;
+                let columns = batch.tenant(&tenant.id);
                 match value {
-                    Value::Array(items) => items
-                        .into_iter()
-                        .enumerate()
-                        .map(|(index, item)| {
-                            parse_envelope(item, tenant, received_at, &format!("item {index}"))
-                        })
-                        .collect(),
-                    single => Ok(vec![parse_envelope(single, tenant, received_at, "body")?]),
+                    Value::Array(items) => {
+                        for (index, item) in items.into_iter().enumerate() {
+                            let position = format!("item {index}");
+                            let message = parse_envelope(item, &position)?;
+                            push_message(columns, tenant, message, received_at, &position)?;
+                        }
+                    }
+                    single => {
+                        let message = parse_envelope(single, "body")?;
+                        push_message(columns, tenant, message, received_at, "body")?;
+                    }
                 }
             }
             BodyFormat::NdJson => {
@@ -225,17 +230,18 @@ impl Correlator {
                         error.valid_up_to()
                     ))
                 })?;
-                text.lines()
-                    .enumerate()
-                    .filter(|(_, line)| !line.trim().is_empty())
-                    .map(|(index, line)| {
-                        let position = format!("line {}", index + 1);
-                        let value: Value = serde_json::from_str(line).map_err(|error| {
-                            PublishError::BadBody(format!("{position}: not valid JSON: {error}"))
-                        })?;
-                        parse_envelope(value, tenant, received_at, &position)
-                    })
-                    .collect()
+                let columns = batch.tenant(&tenant.id);
+                for (index, line) in text.lines().enumerate() {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    let position = format!("line {}", index + 1);
+                    let value: Value = serde_json::from_str(line).map_err(|error| {
+                        PublishError::BadBody(format!("{position}: not valid JSON: {error}"))
+                    })?;
+                    let message = parse_envelope(value, &position)?;
+                    push_message(columns, tenant, message, received_at, &position)?;
+                }
             }
             BodyFormat::Syslog => {
                 let registry = self.accept.registry();
@@ -249,19 +255,19 @@ impl Correlator {
                     self.max_message_bytes,
                 );
                 framer.extend(body);
-                let mut events = Vec::new();
                 let mut line = 0;
                 while let Some(frame) = framer.next_frame().or_else(|| framer.finish()) {
                     line += 1;
-                    match self.syslog_event(
+                    match self.append_syslog(
+                        &mut batch,
                         &registry,
                         &frame.bytes,
                         frame.truncated_from,
+                        None,
                         &source,
                         received_at,
                     ) {
-                        Ok(event) => events.push(event),
-                        Err(Refusal::Empty) => {}
+                        Ok(()) | Err(Refusal::Empty) => {}
                         Err(refusal) => {
                             return Err(PublishError::LineRefused {
                                 line,
@@ -270,9 +276,12 @@ impl Correlator {
                         }
                     }
                 }
-                Ok(events)
             }
         }
+        let groups = batch.finish().map_err(|error| {
+            PublishError::BadBody(format!("the events cannot be stored: {error}"))
+        })?;
+        Ok(Batch::new(groups))
     }
 }
 

@@ -13,7 +13,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use meniscus_grid::{Transport, WhenFull};
+use meniscus_grid::Transport;
+use meniscus_record::WhenFull;
 use serde_json::json;
 
 use crate::correlator::{AcceptError, Admission, WhenLimited};
@@ -84,7 +85,7 @@ async fn publish_inner(
     let correlator = &state.correlator;
     let body = decode_body(encoding, body, correlator.max_http_body_bytes)?;
     let format = BodyFormat::from_content_type(content_type, &body)?;
-    let events = correlator.http_events(&tenant, format, &body)?;
+    let batch = correlator.http_batch(&tenant, format, &body)?;
     let admission = Admission {
         transport: Transport::Http,
         bytes: body.len() as u64,
@@ -92,7 +93,7 @@ async fn publish_inner(
         when_full: WhenFull::Refuse,
         job_ids: true,
     };
-    let admitted = correlator.accept.admit(events, admission).await?;
+    let admitted = correlator.accept.admit(batch, admission).await?;
     admitted.ack.await.map_err(AcceptError::from)?;
     Ok(match admitted.job_id {
         Some(job_id) => {

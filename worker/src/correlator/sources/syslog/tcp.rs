@@ -14,8 +14,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use meniscus_grid::stage::BoxFuture;
-use meniscus_grid::{Ack, StageError, WhenFull};
+use meniscus_record::stage::BoxFuture;
+use meniscus_record::{Ack, Batch, BatchBuilder, StageError, WhenFull};
 
 use super::event::{Refusal, SourceContext};
 use super::tls::TlsListener;
@@ -119,7 +119,7 @@ async fn read_stream<S: AsyncRead + Unpin>(
     let mut framer = Framer::new(framing, correlator.max_message_bytes);
     let mut buffer = vec![0u8; READ_BUFFER_BYTES];
     let mut refusals_logged = 0;
-    // Sized like the previous read's batch: growing a vector of events by doubling copied it
+    // Columns sized like the previous read's batch: growing them by doubling copied them
     // several times per read and kept faulting in fresh pages.
     let mut events_per_read = 64;
     // Batches handed on but not yet acknowledged. A durable batch is acknowledged after its
@@ -140,7 +140,7 @@ async fn read_stream<S: AsyncRead + Unpin>(
         framer.extend(&buffer[..read]);
         let registry = correlator.accept.registry();
         let received_at = Utc::now();
-        let mut events = Vec::with_capacity(events_per_read);
+        let mut batch = BatchBuilder::with_capacity(events_per_read);
         let mut bytes_in = 0u64;
         let mut next = framer.next_frame();
         if next.is_none() && at_end {
@@ -148,19 +148,17 @@ async fn read_stream<S: AsyncRead + Unpin>(
         }
         while let Some(frame) = next {
             bytes_in += frame.bytes.len() as u64;
-            match correlator.syslog_event(
+            let framing_error = frame.error.as_ref().map(ToString::to_string);
+            match correlator.append_syslog(
+                &mut batch,
                 &registry,
                 &frame.bytes,
                 frame.truncated_from,
+                framing_error.as_deref(),
                 &source,
                 received_at,
             ) {
-                Ok(mut event) => {
-                    if let Some(error) = &frame.error {
-                        event.meniscus.parse_error = Some(format!("framing: {error}"));
-                    }
-                    events.push(event);
-                }
+                Ok(()) => {}
                 Err(Refusal::Empty) => {}
                 Err(refusal) => {
                     // Already counted in meniscus_auth_failures_total by tenant resolution.
@@ -175,8 +173,15 @@ async fn read_stream<S: AsyncRead + Unpin>(
                 next = framer.finish();
             }
         }
-        if !events.is_empty() {
-            events_per_read = events.len().max(64);
+        if !batch.is_empty() {
+            events_per_read = batch.rows().max(64);
+            let batch = match batch.finish() {
+                Ok(groups) => Batch::new(groups),
+                Err(error) => {
+                    tracing::error!(%peer, %error, "cannot build the batch of a read; closing the connection");
+                    break;
+                }
+            };
             // Over a tenant's ingest limit the accept path pauses this read, so TCP flow
             // control slows the sender down and nothing is dropped.
             let admission = Admission {
@@ -187,7 +192,7 @@ async fn read_stream<S: AsyncRead + Unpin>(
                 job_ids: false,
             };
             let pending: BoxFuture<Result<Ack, StageError>> =
-                match correlator.accept.admit(events, admission).await {
+                match correlator.accept.admit(batch, admission).await {
                     Ok(admitted) => admitted.ack,
                     Err(error) => {
                         Box::pin(async move { Err(StageError::unavailable(error.to_string())) })

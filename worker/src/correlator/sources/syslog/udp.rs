@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use tokio::net::UdpSocket;
 
-use meniscus_grid::WhenFull;
+use meniscus_record::{Batch, BatchBuilder, WhenFull};
 
 use super::event::{Refusal, SourceContext};
 use crate::correlator::{Admission, Correlator};
@@ -67,7 +67,7 @@ pub async fn serve(socket: UdpSocket, source: SourceContext, correlator: Arc<Cor
     let mut events_per_batch = 16;
     loop {
         // Sized like the previous batch, so bursts do not regrow it datagram by datagram.
-        let mut events = Vec::with_capacity(events_per_batch);
+        let mut batch = BatchBuilder::with_capacity(events_per_batch);
         let mut bytes_in = 0u64;
         let registry = correlator.accept.registry();
         for index in 0..DATAGRAMS_PER_BATCH {
@@ -93,15 +93,30 @@ pub async fn serve(socket: UdpSocket, source: SourceContext, correlator: Arc<Cor
             };
             let bytes = strip_octet_count(bytes);
             bytes_in += bytes.len() as u64;
-            match correlator.syslog_event(&registry, bytes, truncated_from, &source, Utc::now()) {
-                Ok(event) => events.push(event),
+            match correlator.append_syslog(
+                &mut batch,
+                &registry,
+                bytes,
+                truncated_from,
+                None,
+                &source,
+                Utc::now(),
+            ) {
+                Ok(()) => {}
                 Err(Refusal::Empty) => {}
                 // Refusals are counted in meniscus_auth_failures_total by tenant resolution.
                 Err(_refusal) => {}
             }
         }
-        if !events.is_empty() {
-            events_per_batch = events.len().max(16);
+        if !batch.is_empty() {
+            events_per_batch = batch.rows().max(16);
+            let batch = match batch.finish() {
+                Ok(groups) => Batch::new(groups),
+                Err(error) => {
+                    tracing::error!(%error, "cannot build the batch of udp datagrams");
+                    continue;
+                }
+            };
             // UDP is not rate-limited: a datagram cannot be slowed down, only dropped.
             let admission = Admission {
                 transport: source.transport,
@@ -110,7 +125,7 @@ pub async fn serve(socket: UdpSocket, source: SourceContext, correlator: Arc<Cor
                 when_full: WhenFull::Wait,
                 job_ids: false,
             };
-            let stored = match correlator.accept.admit(events, admission).await {
+            let stored = match correlator.accept.admit(batch, admission).await {
                 Ok(admitted) => admitted
                     .ack
                     .await

@@ -1,36 +1,55 @@
 //! The stage contract: how one persona hands a batch of events to the next and learns that it
 //! was taken.
 //!
-//! Standalone wires stages in process; the grid wires the same stages over the network. The
-//! batch, the acknowledgement and the error are plain data that serialize, so a network link
-//! is just another [`Stage`] that carries them, and no persona knows which wiring it has.
-//! Which stage follows which is decided in one place (the worker's `pipeline` module).
+//! Standalone wires stages in process; the grid wires the same stages over the network. A
+//! batch is columnar (Arrow, one [`TenantBatch`] per tenant): exactly what a record carries,
+//! so a network link sends it as one record and the next persona works on it without
+//! converting it back; the acknowledgement and the error are plain data that serialize. No
+//! persona knows which wiring it has. Which stage follows which is decided in one place (the
+//! worker's `pipeline` module).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use meniscus_grid::Event;
 use serde::{Deserialize, Serialize};
 
-use crate::event::Event;
+use crate::columnar::{tenant_batches, ColumnarError, TenantBatch};
 
 /// A future a stage returns: owns everything it needs, so it can be spawned.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// Events travelling together from one read, datagram or request.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Events travelling together from one read, datagram or request, in columns, per tenant.
+#[derive(Clone, Debug, Default)]
 pub struct Batch {
-    pub events: Vec<Event>,
+    pub tenants: Vec<TenantBatch>,
 }
 
 impl Batch {
-    pub fn new(events: Vec<Event>) -> Batch {
-        Batch { events }
+    pub fn new(tenants: Vec<TenantBatch>) -> Batch {
+        Batch { tenants }
+    }
+
+    /// A batch of owned events (HTTP bodies, tools, tests).
+    pub fn from_events(events: &[Event]) -> Result<Batch, ColumnarError> {
+        Ok(Batch::new(tenant_batches(events)?))
+    }
+
+    pub fn rows(&self) -> usize {
+        self.tenants
+            .iter()
+            .map(|group| group.batch.num_rows())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows() == 0
     }
 
     /// A batch must be on disk before it is acknowledged when any event in it is durable.
     pub fn is_durable(&self) -> bool {
-        self.events.iter().any(|event| event.meniscus.durable)
+        self.tenants.iter().any(TenantBatch::is_durable)
     }
 }
 
