@@ -146,6 +146,7 @@ struct OptionalText {
 }
 
 impl OptionalText {
+    #[inline]
     fn append(&mut self, value: Option<&str>, rows_before: usize) {
         match (&mut self.builder, value) {
             (Some(builder), value) => builder.append_option(value),
@@ -248,6 +249,7 @@ impl EventColumns {
     }
 
     /// Appends one event.
+    #[inline]
     pub fn push(&mut self, row: &EventRow<'_>) {
         let before = self.rows;
         let effective = row

@@ -108,6 +108,30 @@ pub struct Frame {
     pub error: Option<FrameError>,
 }
 
+/// A frame borrowed from the framer's buffer: what [`Framer::next_frame_ref`] returns, so a
+/// caller that copies the message on (into columns) does not pay for a copy of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameRef<'a> {
+    /// As [`Frame::bytes`].
+    pub bytes: &'a [u8],
+    /// As [`Frame::truncated_from`].
+    pub truncated_from: Option<usize>,
+    /// As [`Frame::error`].
+    pub error: Option<FrameError>,
+}
+
+/// Where a found frame's bytes are: in the buffer (the common case) or cut out of it.
+enum Body {
+    Buf(std::ops::Range<usize>),
+    Owned(Vec<u8>),
+}
+
+struct Found {
+    body: Body,
+    truncated_from: Option<usize>,
+    error: Option<FrameError>,
+}
+
 /// Incremental RFC 6587 framer. Feed it with [`Framer::extend`], then drain
 /// [`Framer::next_frame`] until `None`; at end of stream call [`Framer::finish`].
 #[derive(Debug)]
@@ -118,6 +142,9 @@ pub struct Framer {
     /// Start of the unconsumed bytes in `buf`.
     pos: usize,
     state: State,
+    /// The bytes of the last frame [`Framer::next_frame_ref`] returned when they are not a
+    /// plain slice of `buf` (a cut-short long line, the last frame of a stream).
+    scratch: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -166,6 +193,7 @@ impl Framer {
             buf: Vec::new(),
             pos: 0,
             state: State::Idle,
+            scratch: Vec::new(),
         }
     }
 
@@ -195,6 +223,45 @@ impl Framer {
 
     /// Next complete frame, if any. Call in a loop after each `extend`.
     pub fn next_frame(&mut self) -> Option<Frame> {
+        let found = self.next_inner()?;
+        Some(self.owned(found))
+    }
+
+    /// [`Framer::next_frame`], or with `at_end` [`Framer::finish`] once no complete frame is
+    /// left, borrowing the frame's bytes instead of copying them. Call in a loop; the frame is
+    /// valid until the next call.
+    pub fn next_frame_ref(&mut self, at_end: bool) -> Option<FrameRef<'_>> {
+        let found = match self.next_inner() {
+            Some(found) => found,
+            None if at_end => self.finish_inner()?,
+            None => return None,
+        };
+        let bytes = match found.body {
+            Body::Buf(range) => &self.buf[range],
+            Body::Owned(bytes) => {
+                self.scratch = bytes;
+                &self.scratch[..]
+            }
+        };
+        Some(FrameRef {
+            bytes,
+            truncated_from: found.truncated_from,
+            error: found.error,
+        })
+    }
+
+    fn owned(&self, found: Found) -> Frame {
+        Frame {
+            bytes: match found.body {
+                Body::Buf(range) => self.buf[range].to_vec(),
+                Body::Owned(bytes) => bytes,
+            },
+            truncated_from: found.truncated_from,
+            error: found.error,
+        }
+    }
+
+    fn next_inner(&mut self) -> Option<Found> {
         loop {
             let avail = &self.buf[self.pos..];
             match &mut self.state {
@@ -231,7 +298,7 @@ impl Framer {
                     if avail.len() < keep {
                         return None;
                     }
-                    let bytes = avail[..keep].to_vec();
+                    let start = self.pos;
                     self.pos += keep;
                     self.state = if declared > keep {
                         State::Skip {
@@ -240,8 +307,8 @@ impl Framer {
                     } else {
                         State::Idle
                     };
-                    return Some(Frame {
-                        bytes,
+                    return Some(Found {
+                        body: Body::Buf(start..start + keep),
                         truncated_from: (declared > keep).then_some(declared),
                         error: None,
                     });
@@ -261,7 +328,8 @@ impl Framer {
                         Some(off) => {
                             let end = from + off;
                             let error = error.take();
-                            let frame = line_frame(&avail[..end], self.max, error);
+                            let frame =
+                                line_frame(&self.buf, self.pos, self.pos + end, self.max, error);
                             self.pos += end + 1;
                             self.state = State::Idle;
                             if let Some(f) = frame {
@@ -316,16 +384,23 @@ impl Framer {
     /// octet-counted frame flagged [`FrameError::Incomplete`] — as a final frame, if non-empty.
     /// The framer is empty afterwards.
     pub fn finish(&mut self) -> Option<Frame> {
-        if let Some(f) = self.next_frame() {
-            return Some(f);
-        }
+        let found = match self.next_inner() {
+            Some(found) => found,
+            None => self.finish_inner()?,
+        };
+        Some(self.owned(found))
+    }
+
+    /// What is left at end of stream, once no complete frame is: always owned, since the
+    /// buffer is cleared.
+    fn finish_inner(&mut self) -> Option<Found> {
         let state = std::mem::replace(&mut self.state, State::Idle);
         let frame = match state {
             State::Idle => self.finish_idle(),
             State::Octets { declared, .. } => {
                 let avail = &self.buf[self.pos..];
-                Some(Frame {
-                    bytes: avail.to_vec(),
+                Some(Found {
+                    body: Body::Owned(avail.to_vec()),
                     truncated_from: None,
                     error: Some(FrameError::Incomplete {
                         declared,
@@ -334,7 +409,9 @@ impl Framer {
                 })
             }
             State::Skip { .. } => None,
-            State::Line { error, .. } => line_frame(&self.buf[self.pos..], self.max, error),
+            State::Line { error, .. } => {
+                line_frame(&self.buf, self.pos, self.buf.len(), self.max, error)
+            }
             State::LongLine {
                 kept,
                 total,
@@ -342,35 +419,49 @@ impl Framer {
                 error,
             } => {
                 let total = total - usize::from(last_cr);
-                Some(Frame {
-                    bytes: kept,
+                Some(Found {
+                    body: Body::Owned(kept),
                     truncated_from: Some(total),
                     error,
                 })
             }
         };
+        // The buffer is cleared below: a frame still pointing into it is copied out first.
+        let frame = frame.map(|found| match found.body {
+            Body::Buf(range) => Found {
+                body: Body::Owned(self.buf[range].to_vec()),
+                ..found
+            },
+            owned => Found {
+                body: owned,
+                ..found
+            },
+        });
         self.buf.clear();
         self.pos = 0;
         frame
     }
 
-    fn finish_idle(&mut self) -> Option<Frame> {
+    fn finish_idle(&mut self) -> Option<Found> {
         loop {
             let avail = &self.buf[self.pos..];
             if avail.is_empty() {
                 return None;
             }
+            let (start, end) = (self.pos, self.buf.len());
             return match self.decide(true) {
                 Decision::SkipByte => {
                     self.pos += 1;
                     continue;
                 }
-                Decision::NeedMore | Decision::Line => line_frame(avail, self.max, None),
-                Decision::Error(e) => line_frame(avail, self.max, Some(e)),
+                Decision::NeedMore | Decision::Line => {
+                    line_frame(&self.buf, start, end, self.max, None)
+                }
+                Decision::Error(e) => line_frame(&self.buf, start, end, self.max, Some(e)),
                 Decision::Octets { header, declared } => {
                     let body = &avail[header..];
-                    Some(Frame {
-                        bytes: body[..body.len().min(self.max)].to_vec(),
+                    Some(Found {
+                        body: Body::Owned(body[..body.len().min(self.max)].to_vec()),
                         truncated_from: None,
                         error: Some(FrameError::Incomplete {
                             declared,
@@ -382,15 +473,15 @@ impl Framer {
         }
     }
 
-    fn take_long_line(&mut self) -> Option<Frame> {
+    fn take_long_line(&mut self) -> Option<Found> {
         match std::mem::replace(&mut self.state, State::Idle) {
             State::LongLine {
                 kept,
                 total,
                 last_cr,
                 error,
-            } => Some(Frame {
-                bytes: kept,
+            } => Some(Found {
+                body: Body::Owned(kept),
                 truncated_from: Some(total - usize::from(last_cr)),
                 error,
             }),
@@ -461,20 +552,31 @@ fn count(digits: &[u8]) -> Option<usize> {
     usize::try_from(v).ok()
 }
 
-/// A line frame from its content (terminator already removed): trailing CR dropped, cut to
-/// `max`. An empty line without an error is no frame at all.
-fn line_frame(content: &[u8], max: usize, error: Option<FrameError>) -> Option<Frame> {
-    let content = content.strip_suffix(b"\r").unwrap_or(content);
-    if content.is_empty() && error.is_none() {
+/// A line frame from its content `buf[start..end]` (terminator already removed): trailing CR
+/// dropped, cut to `max`. An empty line without an error is no frame at all.
+fn line_frame(
+    buf: &[u8],
+    start: usize,
+    end: usize,
+    max: usize,
+    error: Option<FrameError>,
+) -> Option<Found> {
+    let end = if end > start && buf[end - 1] == b'\r' {
+        end - 1
+    } else {
+        end
+    };
+    let length = end - start;
+    if length == 0 && error.is_none() {
         return None;
     }
-    let (bytes, truncated_from) = if content.len() > max {
-        (&content[..max], Some(content.len()))
+    let (kept, truncated_from) = if length > max {
+        (max, Some(length))
     } else {
-        (content, None)
+        (length, None)
     };
-    Some(Frame {
-        bytes: bytes.to_vec(),
+    Some(Found {
+        body: Body::Buf(start..start + kept),
         truncated_from,
         error,
     })

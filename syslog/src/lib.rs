@@ -28,7 +28,7 @@ mod timestamp;
 
 pub use error::{ParseError, ParseErrorKind};
 pub use format::format_rfc5424;
-pub use framing::{Frame, FrameError, Framer, Framing, UnknownFraming};
+pub use framing::{Frame, FrameError, FrameRef, Framer, Framing, UnknownFraming};
 pub use message::{Message, ParseOptions, Protocol, SdElement};
 
 /// Parses one syslog message, detecting RFC 5424 or RFC 3164.

@@ -250,4 +250,41 @@ proptest! {
         let got: Vec<String> = got.into_iter().map(|fr| String::from_utf8_lossy(&fr.bytes).into_owned()).collect();
         prop_assert_eq!(got, msgs);
     }
+
+    #[test]
+    fn borrowed_frames_equal_owned_frames(
+        input in proptest::collection::vec(prop_oneof![
+            Just(b'\n'), Just(b'\r'), Just(0u8), Just(b' '), Just(b'<'), Just(b'1'), Just(b'5'),
+            any::<u8>(),
+        ], 0..400),
+        chunks in proptest::collection::vec(1usize..50, 1..20),
+        framing in prop_oneof![Just(Framing::Auto), Just(Framing::OctetCounting), Just(Framing::Lf)],
+        max in 1usize..64,
+    ) {
+        let (mut owned, mut borrowed) = (Framer::new(framing, max), Framer::new(framing, max));
+        let (mut by_copy, mut by_ref) = (Vec::new(), Vec::new());
+        let mut at = 0;
+        let mut i = 0;
+        while at < input.len() {
+            let n = chunks[i % chunks.len()].min(input.len() - at);
+            owned.extend(&input[at..at + n]);
+            borrowed.extend(&input[at..at + n]);
+            at += n;
+            i += 1;
+            while let Some(fr) = owned.next_frame() {
+                by_copy.push((fr.bytes, fr.truncated_from, fr.error));
+            }
+            while let Some(fr) = borrowed.next_frame_ref(false) {
+                by_ref.push((fr.bytes.to_vec(), fr.truncated_from, fr.error));
+            }
+        }
+        while let Some(fr) = owned.finish() {
+            by_copy.push((fr.bytes, fr.truncated_from, fr.error));
+        }
+        while let Some(fr) = borrowed.next_frame_ref(true) {
+            by_ref.push((fr.bytes.to_vec(), fr.truncated_from, fr.error));
+            prop_assert!(by_ref.len() <= input.len() + 1, "the last frame repeats");
+        }
+        prop_assert_eq!(by_ref, by_copy);
+    }
 }

@@ -256,12 +256,12 @@ impl Correlator {
                 );
                 framer.extend(body);
                 let mut line = 0;
-                while let Some(frame) = framer.next_frame().or_else(|| framer.finish()) {
+                while let Some(frame) = framer.next_frame_ref(true) {
                     line += 1;
                     match self.append_syslog(
                         &mut batch,
                         &registry,
-                        &frame.bytes,
+                        frame.bytes,
                         frame.truncated_from,
                         None,
                         &source,

@@ -142,17 +142,14 @@ async fn read_stream<S: AsyncRead + Unpin>(
         let received_at = Utc::now();
         let mut batch = BatchBuilder::with_capacity(events_per_read);
         let mut bytes_in = 0u64;
-        let mut next = framer.next_frame();
-        if next.is_none() && at_end {
-            next = framer.finish();
-        }
-        while let Some(frame) = next {
+        // Frames are borrowed from the framer's buffer and copied once, into the columns.
+        while let Some(frame) = framer.next_frame_ref(at_end) {
             bytes_in += frame.bytes.len() as u64;
             let framing_error = frame.error.as_ref().map(ToString::to_string);
             match correlator.append_syslog(
                 &mut batch,
                 &registry,
-                &frame.bytes,
+                frame.bytes,
                 frame.truncated_from,
                 framing_error.as_deref(),
                 &source,
@@ -161,16 +158,13 @@ async fn read_stream<S: AsyncRead + Unpin>(
                 Ok(()) => {}
                 Err(Refusal::Empty) => {}
                 Err(refusal) => {
-                    // Already counted in meniscus_auth_failures_total by tenant resolution.
+                    // Already counted in meniscus_ingest_auth_failures_total by tenant
+                    // resolution.
                     if refusals_logged < 3 {
                         refusals_logged += 1;
                         tracing::warn!(%peer, reason = refusal.reason(), "syslog message refused");
                     }
                 }
-            }
-            next = framer.next_frame();
-            if next.is_none() && at_end {
-                next = framer.finish();
             }
         }
         if !batch.is_empty() {
