@@ -340,7 +340,7 @@ fn a_frame_refused_for_its_tenant_is_counted_once() {
     );
     let metrics = meniscus
         .client
-        .get(meniscus.url("/metrics"))
+        .get(meniscus.ops_url("/metrics"))
         .send()
         .unwrap()
         .text()

@@ -332,8 +332,8 @@ fn a_missing_file_is_reported_and_queries_answer_without_its_window() {
         store.hot.clone(),
         QueryLimits {
             memory_bytes: 64 << 20,
-            timeout: Duration::from_secs(30),
             max_rows: 100,
+            ..QueryLimits::default()
         },
         store.metrics.clone(),
     );

@@ -48,6 +48,8 @@ pub struct Meniscus {
     pub dir: tempfile::TempDir,
     pub syslog_port: u16,
     pub http_port: u16,
+    /// The operators' listener (`/metrics` with every series).
+    pub ops_port: u16,
     config_path: PathBuf,
     data_dir: PathBuf,
     child: Option<Child>,
@@ -229,11 +231,18 @@ impl Meniscus {
         (status, response.json().unwrap_or(Value::Null))
     }
 
-    /// A Prometheus sample's value (0 when absent), e.g. `meniscus_ingest_auth_failures_total{transport="tcp",reason="invalid_token"}`.
+    /// A URL on the operators' listener.
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ops_port)
+    }
+
+    /// A Prometheus sample's value (0 when absent), e.g.
+    /// `meniscus_ingest_auth_failures_total{transport="tcp",reason="invalid_token"}`, from the
+    /// operators' listener (the public `/metrics` leaves tenant series out).
     pub fn metric(&self, sample: &str) -> u64 {
         let text = self
             .client
-            .get(self.url("/metrics"))
+            .get(self.ops_url("/metrics"))
             .send()
             .unwrap()
             .text()
@@ -337,12 +346,13 @@ impl Meniscus {
         let dir = tempfile::tempdir().expect("temp dir");
         let syslog_port = free_port();
         let http_port = free_port();
+        let ops_port = free_port();
         let fill = |text: &str| {
             text.replace("{syslog_port}", &syslog_port.to_string())
                 .replace("{dir}", &dir.path().display().to_string())
         };
         let config = format!(
-            "listeners:\n{}http: {{address: \"127.0.0.1:{http_port}\"}}\n{}\n{}",
+            "listeners:\n{}http: {{address: \"127.0.0.1:{http_port}\"}}\nops: {{address: \"127.0.0.1:{ops_port}\"}}\n{}\n{}",
             fill(options.listeners),
             fill(options.storage),
             fill(options.extra)
@@ -358,6 +368,7 @@ impl Meniscus {
             dir,
             syslog_port,
             http_port,
+            ops_port,
             config_path,
             data_dir,
             child: None,

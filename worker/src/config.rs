@@ -6,12 +6,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use meniscus_grid::duration::HumanDuration;
 use meniscus_grid::tenant::{TenantId, TenantSpec};
 use meniscus_grid::Transport;
+use meniscus_store::query::QueryLimits;
 use meniscus_store::StoreOptions;
+
+use crate::connections::ConnectionLimits;
 use meniscus_syslog::Framing;
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +25,8 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     #[serde(default)]
     pub http: HttpConfig,
+    #[serde(default)]
+    pub ops: OpsConfig,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -150,6 +154,28 @@ impl Default for HttpConfig {
     }
 }
 
+/// The operators' listener: `/metrics` with every series (tenant-labelled ones included),
+/// `/healthz`, `/readyz`, served on threads of its own so that no ingest flood can starve a
+/// health check. Keep it off networks tenants can reach.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OpsConfig {
+    #[serde(default = "default_ops_address")]
+    pub address: SocketAddr,
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        OpsConfig {
+            address: default_ops_address(),
+        }
+    }
+}
+
+fn default_ops_address() -> SocketAddr {
+    "127.0.0.1:9464".parse().expect("valid literal address")
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Limits {
@@ -163,12 +189,69 @@ pub struct Limits {
     /// Largest SQL/search result, in rows; larger results are cut and marked `truncated`.
     #[serde(default = "default_max_result_rows")]
     pub max_result_rows: usize,
-    /// Memory one query may use before it fails with a clear error.
+    /// Largest SQL/counts result, in bytes of JSON; larger results are cut and marked
+    /// `truncated`.
+    #[serde(default = "default_max_result_bytes")]
+    pub max_result_bytes: usize,
+    /// Memory one query may use (operators, and any one function call) before it fails with a
+    /// clear error.
     #[serde(default = "default_query_memory_bytes")]
     pub query_memory_bytes: usize,
-    /// Time one query may run.
+    /// Time one query may run; at the deadline its work stops.
     #[serde(default = "default_query_timeout")]
     pub query_timeout: HumanDuration,
+    /// Longest SQL statement accepted, in bytes.
+    #[serde(default = "default_max_statement_bytes")]
+    pub max_statement_bytes: usize,
+    /// Queries running at once, in all; more get 429 with `Retry-After`.
+    #[serde(default = "default_max_concurrent_queries")]
+    pub max_concurrent_queries: usize,
+    /// Queries one tenant may run at once; more get 429 with `Retry-After`.
+    #[serde(default = "default_max_concurrent_queries_per_tenant")]
+    pub max_concurrent_queries_per_tenant: usize,
+    /// Open connections one listener (each syslog TCP/TLS listener, the HTTP listener) takes;
+    /// more are closed at once and counted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Open connections one client address may hold on one listener.
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: usize,
+    /// A syslog connection that sends nothing for this long is closed (senders reconnect when
+    /// they have something to say); HTTP keep-alive connections alike.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: HumanDuration,
+    /// Time an HTTP client has to send its request headers.
+    #[serde(default = "default_http_header_timeout")]
+    pub http_header_timeout: HumanDuration,
+    /// Time an HTTP client has to send its request body.
+    #[serde(default = "default_http_body_timeout")]
+    pub http_body_timeout: HumanDuration,
+}
+
+impl Limits {
+    /// The query engine's limits as this section sets them.
+    pub fn query_limits(&self) -> QueryLimits {
+        QueryLimits {
+            memory_bytes: self.query_memory_bytes,
+            timeout: self.query_timeout.0,
+            max_rows: self.max_result_rows,
+            max_result_bytes: self.max_result_bytes,
+            max_statement_bytes: self.max_statement_bytes,
+            max_concurrent: self.max_concurrent_queries,
+            max_concurrent_per_tenant: self.max_concurrent_queries_per_tenant,
+        }
+    }
+
+    /// The connection limits as this section sets them.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            per_listener: self.max_connections,
+            per_address: self.max_connections_per_address,
+            idle_timeout: self.idle_timeout.0,
+            header_timeout: self.http_header_timeout.0,
+            body_timeout: self.http_body_timeout.0,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -293,16 +376,54 @@ fn default_max_http_body_bytes() -> usize {
     16 * 1024 * 1024
 }
 
+// Query and connection defaults are defined once, in `QueryLimits::default` and
+// `ConnectionLimits::default`.
 fn default_max_result_rows() -> usize {
-    10_000
+    QueryLimits::default().max_rows
+}
+
+fn default_max_result_bytes() -> usize {
+    QueryLimits::default().max_result_bytes
 }
 
 fn default_query_memory_bytes() -> usize {
-    256 * 1024 * 1024
+    QueryLimits::default().memory_bytes
 }
 
 fn default_query_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(30))
+    HumanDuration(QueryLimits::default().timeout)
+}
+
+fn default_max_statement_bytes() -> usize {
+    QueryLimits::default().max_statement_bytes
+}
+
+fn default_max_concurrent_queries() -> usize {
+    QueryLimits::default().max_concurrent
+}
+
+fn default_max_concurrent_queries_per_tenant() -> usize {
+    QueryLimits::default().max_concurrent_per_tenant
+}
+
+fn default_max_connections() -> usize {
+    ConnectionLimits::default().per_listener
+}
+
+fn default_max_connections_per_address() -> usize {
+    ConnectionLimits::default().per_address
+}
+
+fn default_idle_timeout() -> HumanDuration {
+    HumanDuration(ConnectionLimits::default().idle_timeout)
+}
+
+fn default_http_header_timeout() -> HumanDuration {
+    HumanDuration(ConnectionLimits::default().header_timeout)
+}
+
+fn default_http_body_timeout() -> HumanDuration {
+    HumanDuration(ConnectionLimits::default().body_timeout)
 }
 
 // The store's defaults are defined once, in `StoreOptions::default` (with the measurements
@@ -344,7 +465,7 @@ fn default_dedupe_window() -> HumanDuration {
 }
 
 fn default_retention_interval() -> HumanDuration {
-    HumanDuration(Duration::from_secs(60))
+    HumanDuration(std::time::Duration::from_secs(60))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -547,7 +668,7 @@ mod tests {
         // The values shown for http, limits and storage are the defaults.
         let defaults = serde_yaml::to_value(Config::default()).unwrap();
         let shown = serde_yaml::to_value(&documented).unwrap();
-        for section in ["http", "limits", "storage"] {
+        for section in ["http", "ops", "limits", "storage"] {
             assert_eq!(
                 shown[section], defaults[section],
                 "the README shows other values than the defaults for `{section}`"

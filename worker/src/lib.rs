@@ -14,6 +14,7 @@
 pub mod allocator;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod correlator;
 pub mod http;
 pub mod normalizer;

@@ -9,11 +9,12 @@ use std::time::Duration;
 use anyhow::Context;
 use meniscus_grid::tenant::{TenantId, TenantRegistry, TenantSpec, TokenSpec};
 use meniscus_metrics::Registry;
-use meniscus_store::query::{QueryEngine, QueryLimits};
+use meniscus_store::query::QueryEngine;
 use meniscus_store::{retention, Store};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ListenerConfig, ListenerProtocol, TlsConfig};
+use crate::connections::{ConnectionTable, SocketBudget};
 use crate::correlator::sources::syslog;
 use crate::correlator::{Accept, Correlator};
 use crate::http::{self, AppState};
@@ -94,13 +95,12 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
 
     let metrics = Registry::new();
     let store = Store::open(&args.data_dir, config.storage.store_options(), &metrics)?;
-    let limits = QueryLimits {
-        memory_bytes: config.limits.query_memory_bytes,
-        timeout: config.limits.query_timeout.0,
-        max_rows: config.limits.max_result_rows,
-    };
-    let queries = QueryEngine::new(store.hot.clone(), limits, store.metrics.clone())
-        .with_thread_stop(allocator::release_thread_memory);
+    let queries = QueryEngine::new(
+        store.hot.clone(),
+        config.limits.query_limits(),
+        store.metrics.clone(),
+    )
+    .with_thread_stop(allocator::release_thread_memory);
     let normalizer = Normalizer::new(
         config.normalizer.rulebase_dir.clone(),
         NormalizerMetrics::register(&metrics),
@@ -114,9 +114,22 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         config.limits.max_http_body_bytes,
     );
 
+    // Every listener's connections come out of one budget of file descriptors that leaves
+    // the store its reserve.
+    let sockets = SocketBudget::from_process_limit();
+    let connection_limits = config.limits.connection_limits();
+    let table = |transport: &'static str| {
+        ConnectionTable::new(
+            connection_limits.clone(),
+            transport,
+            sockets.clone(),
+            correlator.accept.metrics.refused_connections.clone(),
+        )
+    };
     let mut bound = Vec::new();
     for listener in &config.listeners {
-        bound.push(syslog::listen(listener, correlator.clone()).await?);
+        let connections = table(listener.protocol.transport().as_str());
+        bound.push(syslog::listen(listener, correlator.clone(), connections).await?);
     }
     let http_listener = TcpListener::bind(config.http.address)
         .await
@@ -128,14 +141,12 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         queries,
         http_metrics: HttpMetrics::register(&metrics),
         registry: metrics,
+        connection_limits: connection_limits.clone(),
         ready: Default::default(),
     });
+    let ops_address = http::ops::start(config.ops.address, state.clone())?;
     let app = http::router(state.clone());
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(http_listener, app).await {
-            tracing::error!(%error, "http server stopped");
-        }
-    });
+    tokio::spawn(http::server::serve(http_listener, app, table("http")));
     let tenants = correlator.clone();
     retention::spawn(
         store.clone(),
@@ -149,8 +160,8 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         },
     );
     state.ready.store(true, Ordering::Relaxed);
-    tracing::info!(http = %http_address, listeners = ?bound, data_dir = %args.data_dir.display(), "meniscus standalone ready");
-    print_banner(&bound, http_address, demo.as_deref());
+    tracing::info!(http = %http_address, ops = %ops_address, listeners = ?bound, data_dir = %args.data_dir.display(), "meniscus standalone ready");
+    print_banner(&bound, http_address, ops_address, demo.as_deref());
 
     shutdown_signal().await;
     tracing::info!("shutting down: flushing memory to parquet");
@@ -164,6 +175,7 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
 fn print_banner(
     bound: &[(ListenerProtocol, SocketAddr)],
     http: SocketAddr,
+    ops: SocketAddr,
     demo_token: Option<&str>,
 ) {
     let host = |address: &SocketAddr| {
@@ -180,7 +192,10 @@ fn print_banner(
             format!("{protocol:?}").to_lowercase()
         );
     }
-    println!("  http        {http}  (tenant API, /metrics, /healthz, /readyz)");
+    println!(
+        "  http        {http}  (tenant API, /healthz, /readyz, /metrics without tenant series)"
+    );
+    println!("  ops         {ops}  (/metrics with every series, /healthz, /readyz)");
     if let Some(token) = demo_token {
         println!();
         println!("Demo tenant: id \"{DEMO_TENANT}\", token {token}");

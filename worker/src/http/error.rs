@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::correlator::sources::http_publish::PublishError;
 use crate::correlator::AcceptError;
-use crate::http::Unauthorized;
+use crate::http::{BodyError, Unauthorized};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -62,18 +62,16 @@ impl IntoResponse for ApiError {
 impl From<Unauthorized> for ApiError {
     fn from(Unauthorized { tenant, error }: Unauthorized) -> Self {
         match error {
-            AuthError::UnknownTenant => {
-                ApiError::not_found("unknown_tenant", format!("no tenant {tenant:?}"))
-            }
+            // The same answer as a wrong token: a stranger must not learn which tenants exist.
+            AuthError::UnknownTenant | AuthError::InvalidToken => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                format!("the token is not valid for tenant {tenant:?}"),
+            ),
             AuthError::MissingToken => ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "missing_token",
                 "send the tenant token in the MESSAGE-TOKEN header or as Authorization: Bearer",
-            ),
-            AuthError::InvalidToken => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "the token is not valid for this tenant",
             ),
         }
     }
@@ -140,6 +138,22 @@ impl From<PublishError> for ApiError {
                 ApiError::new(StatusCode::UNAUTHORIZED, "line_refused", message)
             }
             PublishError::Accept(accept) => accept.into(),
+            PublishError::Body(body) => body.into(),
+        }
+    }
+}
+
+impl From<BodyError> for ApiError {
+    fn from(error: BodyError) -> Self {
+        let message = error.to_string();
+        match error {
+            BodyError::TooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+            }
+            BodyError::Timeout(_) => {
+                ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", message)
+            }
+            BodyError::Read(_) => ApiError::bad_request(message),
         }
     }
 }
@@ -154,8 +168,12 @@ impl From<QueryError> for ApiError {
             QueryError::Timeout(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "query_timeout", message)
             }
-            QueryError::Memory => {
+            QueryError::Memory(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "query_memory", message)
+            }
+            QueryError::Busy(_) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_queries", message)
+                    .retry_after(1)
             }
             QueryError::Internal(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use meniscus_store::query::SearchRequest;
 
 use crate::http::error::ApiError;
-use crate::http::{authorize, AppState};
+use crate::http::{authorize, read_body, AppState};
 
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
@@ -82,9 +82,12 @@ fn parse_time(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
         return Ok(time.with_timezone(&Utc));
     }
     if let Ok(ago) = text.parse::<meniscus_grid::duration::HumanDuration>() {
-        let ago = Duration::from_std(ago.0)
-            .map_err(|_| ApiError::bad_request(format!("{name}: {text:?} is too far back")))?;
-        return Ok(Utc::now() - ago);
+        // Checked: `999999999d` ago is before any time the calendar holds (a handler
+        // panicked on it).
+        return Duration::from_std(ago.0)
+            .ok()
+            .and_then(|ago| Utc::now().checked_sub_signed(ago))
+            .ok_or_else(|| ApiError::bad_request(format!("{name}: {text:?} is too far back")));
     }
     Err(ApiError::bad_request(format!(
         "{name}: {text:?} is neither an RFC 3339 time nor a duration ago like 15m or 7d"
@@ -173,11 +176,16 @@ pub struct SqlRequest {
 pub async fn sql(
     State(state): State<Arc<AppState>>,
     Path(tenant_id): Path<String>,
-    headers: HeaderMap,
-    body: bytes::Bytes,
+    request: axum::extract::Request,
 ) -> Result<Json<Value>, ApiError> {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     let result = async {
         let tenant = authorize(&state, &tenant_id, &headers)?;
+        // A statement plus its JSON wrapping; longer ones are refused by the query engine
+        // with a message naming the limit.
+        let limit = state.queries.limits().max_statement_bytes.saturating_mul(2) + 1024;
+        let body = read_body(&state, &headers, body, limit).await?;
         // Any content type: `curl -d` labels JSON as a form.
         let request: SqlRequest = serde_json::from_slice(&body).map_err(|error| {
             ApiError::bad_request(format!(
@@ -203,6 +211,8 @@ pub struct MetricsParams {
 
 /// Most buckets one counts request may ask for.
 const MAX_BUCKETS: i64 = 10_000;
+/// Widest bucket: ten years (a wider one answered 500 from the engine's interval arithmetic).
+const MAX_BUCKET_SECONDS: u64 = 3650 * 86_400;
 
 pub async fn metrics(
     State(state): State<Arc<AppState>>,
@@ -237,8 +247,11 @@ pub async fn metrics(
                     ApiError::bad_request(format!("bucket: {error}"))
                 })?;
         let bucket_seconds = bucket.0.as_secs();
-        if bucket_seconds == 0 {
-            return Err(ApiError::bad_request("bucket must be at least 1s"));
+        if bucket_seconds == 0 || bucket_seconds > MAX_BUCKET_SECONDS {
+            return Err(ApiError::bad_request(format!(
+                "bucket must be between 1s and {}d",
+                MAX_BUCKET_SECONDS / 86_400
+            )));
         }
         if (to - from).num_seconds() / bucket_seconds as i64 > MAX_BUCKETS {
             return Err(ApiError::bad_request(format!(

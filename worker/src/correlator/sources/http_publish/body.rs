@@ -195,12 +195,15 @@ fn parse_envelope(value: Value, position: &str) -> Result<LogMessage, PublishErr
 
 impl Correlator {
     /// Turns a decoded body into a batch for `tenant`, or says exactly what is wrong with it.
+    /// Syslog lines that are refused (credentials of another tenant in their structured
+    /// data) are left out and listed, as (line number, reason); the other lines go on.
     pub fn http_batch(
         &self,
         tenant: &std::sync::Arc<Tenant>,
         format: BodyFormat,
         body: &[u8],
-    ) -> Result<Batch, PublishError> {
+    ) -> Result<(Batch, Vec<(usize, &'static str)>), PublishError> {
+        let mut refused = Vec::new();
         let received_at = Utc::now();
         let mut batch = BatchBuilder::default();
         match format {
@@ -268,20 +271,20 @@ impl Correlator {
                         received_at,
                     ) {
                         Ok(()) | Err(Refusal::Empty) => {}
-                        Err(refusal) => {
-                            return Err(PublishError::LineRefused {
-                                line,
-                                reason: refusal.reason(),
-                            })
-                        }
+                        Err(refusal) => refused.push((line, refusal.reason())),
                     }
                 }
+            }
+        }
+        if batch.is_empty() {
+            if let Some(&(line, reason)) = refused.first() {
+                return Err(PublishError::LineRefused { line, reason });
             }
         }
         let groups = batch.finish().map_err(|error| {
             PublishError::BadBody(format!("the events cannot be stored: {error}"))
         })?;
-        Ok(Batch::new(groups))
+        Ok((Batch::new(groups), refused))
     }
 }
 

@@ -8,17 +8,17 @@ pub mod body;
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bytes::Bytes;
 use meniscus_grid::Transport;
 use meniscus_record::WhenFull;
 use serde_json::json;
 
 use crate::correlator::{AcceptError, Admission, WhenLimited};
-use crate::http::{authorize, AppState, Unauthorized};
+use crate::http::{authorize, read_body, AppState, BodyError, Unauthorized};
 use body::{decode_body, BodyFormat};
 
 /// Why a publish was refused. Nothing from the request was stored.
@@ -38,15 +38,17 @@ pub enum PublishError {
     LineRefused { line: usize, reason: &'static str },
     #[error(transparent)]
     Accept(#[from] AcceptError),
+    #[error(transparent)]
+    Body(#[from] BodyError),
 }
 
 pub async fn publish(
     State(state): State<Arc<AppState>>,
     Path(tenant_id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
-    let result = publish_inner(&state, &tenant_id, &headers, &body).await;
+    let (parts, body) = request.into_parts();
+    let result = publish_inner(&state, &tenant_id, &parts.headers, body).await;
     let response = match result {
         Ok(response) => response,
         Err(error) => {
@@ -73,9 +75,11 @@ async fn publish_inner(
     state: &AppState,
     tenant_id: &str,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Body,
 ) -> Result<Response, PublishError> {
+    // The token first: a stranger's body is never read.
     let tenant = authorize(state, tenant_id, headers)?;
+    let body = read_body(state, headers, body, state.correlator.max_http_body_bytes).await?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok());
@@ -83,9 +87,9 @@ async fn publish_inner(
         .get(header::CONTENT_ENCODING)
         .and_then(|value| value.to_str().ok());
     let correlator = &state.correlator;
-    let body = decode_body(encoding, body, correlator.max_http_body_bytes)?;
+    let body = decode_body(encoding, &body, correlator.max_http_body_bytes)?;
     let format = BodyFormat::from_content_type(content_type, &body)?;
-    let batch = correlator.http_batch(&tenant, format, &body)?;
+    let (batch, refused) = correlator.http_batch(&tenant, format, &body)?;
     let admission = Admission {
         transport: Transport::Http,
         bytes: body.len() as u64,
@@ -95,15 +99,22 @@ async fn publish_inner(
     };
     let admitted = correlator.accept.admit(batch, admission).await?;
     admitted.ack.await.map_err(AcceptError::from)?;
+    // Lines refused on their own (a syslog body's line naming another tenant) are listed;
+    // they cost the other lines nothing.
+    let refused: Vec<serde_json::Value> = refused
+        .into_iter()
+        .map(|(line, reason)| json!({ "line": line, "reason": reason }))
+        .collect();
     Ok(match admitted.job_id {
         Some(job_id) => {
             let uri = format!("/v1/tenant/{}/jobs/{job_id}", tenant.id);
-            (
-                StatusCode::ACCEPTED,
-                Json(json!({ "job_id": job_id, "job_status_uri": uri })),
-            )
-                .into_response()
+            let mut answer = json!({ "job_id": job_id, "job_status_uri": uri });
+            if !refused.is_empty() {
+                answer["refused"] = json!(refused);
+            }
+            (StatusCode::ACCEPTED, Json(answer)).into_response()
         }
-        None => StatusCode::NO_CONTENT.into_response(),
+        None if refused.is_empty() => StatusCode::NO_CONTENT.into_response(),
+        None => (StatusCode::OK, Json(json!({ "refused": refused }))).into_response(),
     })
 }

@@ -19,6 +19,7 @@ use meniscus_record::{BatchBuilder, EventRow};
 use meniscus_syslog::{ParseOptions, SdElement};
 use serde_json::{Map, Value};
 
+use super::text_credentials;
 use crate::correlator::Correlator;
 
 /// Where a listener's messages come from, for tenant resolution.
@@ -63,39 +64,6 @@ pub fn is_meniscus_sd_id(id: &str) -> bool {
                     .bytes()
                     .all(|byte| byte.is_ascii_digit() || byte == b'.')
         })
-}
-
-/// Finds `tenant="…"` and `token="…"` in a `[meniscus…]` element written as text (a line that
-/// did not parse, or an RFC 3164 line), so the event can still go to the right tenant.
-fn scan_credentials(text: &str) -> Option<(String, Option<String>)> {
-    let start = memchr::memmem::find(text.as_bytes(), b"[meniscus")?;
-    let element = &text[start..];
-    let end = element.find(']').unwrap_or(element.len());
-    let element = &element[..end];
-    let value_of = |name: &str| {
-        let key = format!(" {name}=\"");
-        let begin = element.find(&key)? + key.len();
-        let rest = &element[begin..];
-        rest.find('"').map(|close| rest[..close].to_string())
-    };
-    Some((value_of("tenant")?, value_of("token")))
-}
-
-/// Replaces the value of `token="…"` inside a `[meniscus…]` element with `[redacted]`.
-fn redact_token(text: &str) -> String {
-    let Some(start) = text.find("[meniscus") else {
-        return text.to_string();
-    };
-    let Some(key) = text[start..]
-        .find(" token=\"")
-        .map(|offset| start + offset + " token=\"".len())
-    else {
-        return text.to_string();
-    };
-    let Some(close) = text[key..].find('"').map(|offset| key + offset) else {
-        return text.to_string();
-    };
-    format!("{}[redacted]{}", &text[..key], &text[close..])
 }
 
 /// Structured data other than the credentials, as the JSON text of `native`; `None` when there
@@ -218,32 +186,95 @@ impl Correlator {
                         .map(|tenant| (tenant, element.param("token")))
                 })
         });
-        // A line that did not parse, or an RFC 3164 line (no structured data), may still carry
-        // the element as text; it is honoured and its token redacted from what is stored. An
-        // RFC 5424 message has a place for it, so its free text is not searched.
-        let is_rfc5424 = parsed
-            .as_ref()
-            .is_ok_and(|message| message.version.is_some());
-        let scanned = match from_structured_data {
+        let in_header = match from_structured_data {
             Some(_) => None,
-            None if is_rfc5424 => None,
-            None => scan_credentials(&text),
+            None => text_credentials::find(&text, parsed.as_ref().ok()),
         };
-        let credentials = from_structured_data.or_else(|| {
-            scanned
-                .as_ref()
-                .map(|(tenant, token)| (tenant.as_str(), token.as_deref()))
-        });
-        let tenant = self.resolve_tenant(registry, credentials, source, received_at)?;
-        let raw = invalid_utf8.then(|| base64::engine::general_purpose::STANDARD.encode(bytes));
-        let redact = scanned.as_ref().is_some_and(|(_, token)| token.is_some());
-        let framing_error = framing_error.map(|error| format!("framing: {error}"));
+        let tenant = match (&source.bound_tenant, &in_header) {
+            // On a listener bound to a tenant the text is data, never credentials.
+            (None, Some(element)) => {
+                let credentials = Some((element.tenant.as_str(), element.token.as_deref()));
+                self.resolve_tenant(registry, credentials, source, received_at)?
+            }
+            _ => self.resolve_tenant(registry, from_structured_data, source, received_at)?,
+        };
+        // No token is ever stored: an element in the free text that holds a valid token (of
+        // any tenant; the header element just used is one) is cut out, wherever it is.
+        let cuts: Vec<text_credentials::TextElement> = {
+            let from = text_credentials::free_text_start(&text, parsed.as_ref().ok());
+            let mentions = text
+                .get(from..)
+                .is_some_and(|free| memchr::memmem::find(free.as_bytes(), b"[meniscus").is_some());
+            if mentions {
+                text_credentials::all_from(&text, from)
+                    .into_iter()
+                    .filter(|element| {
+                        registry
+                            .authenticate(&element.tenant, element.token.as_deref(), received_at)
+                            .is_ok()
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            }
+        };
+        let frame = Frame {
+            framing_error,
+            truncated_from,
+            transport,
+            received_at,
+        };
+        if cuts.is_empty() {
+            let raw =
+                invalid_utf8.then(|| base64::engine::general_purpose::STANDARD.encode(bytes));
+            self.push_event(batch, tenant, &text, parsed, raw.as_deref(), &frame);
+        } else {
+            // Parsed again without the elements: host, tag and message as the sender meant
+            // them, and no token anywhere in what is stored.
+            let cleaned = text_credentials::cut_all(&text, &cuts);
+            let reparsed = meniscus_syslog::parse(&cleaned, &options);
+            let raw = invalid_utf8.then(|| {
+                let mut kept = bytes.to_vec();
+                for element in &cuts {
+                    let written = element.text(&text).as_bytes();
+                    match memchr::memmem::find(&kept, written) {
+                        Some(at) => {
+                            let mut end = at + written.len();
+                            if kept.get(end) == Some(&b' ') {
+                                end += 1;
+                            }
+                            kept.drain(at..end);
+                        }
+                        // The element held bytes that are not UTF-8: the raw copy is left
+                        // out rather than keep the token.
+                        None => return String::new(),
+                    }
+                }
+                base64::engine::general_purpose::STANDARD.encode(kept)
+            });
+            self.push_event(batch, tenant, &cleaned, reparsed, raw.as_deref(), &frame);
+        }
+        Ok(())
+    }
+
+    /// Appends one parsed (or unparseable) frame's event to the tenant's columns.
+    fn push_event(
+        &self,
+        batch: &mut BatchBuilder,
+        tenant: &Tenant,
+        text: &str,
+        parsed: Result<meniscus_syslog::Message<'_>, meniscus_syslog::ParseError>,
+        raw: Option<&str>,
+        frame: &Frame<'_>,
+    ) {
+        let raw = raw.filter(|raw| !raw.is_empty());
+        let framing_error = frame.framing_error.map(|error| format!("framing: {error}"));
+        let truncated_from = frame.truncated_from.map(|length| length as u64);
         let columns = batch.tenant(&tenant.id);
         match parsed {
             Ok(message) => {
                 let producer = tenant.producer_for(message.app_name);
                 let native = native_json(&message.structured_data);
-                let redacted = redact.then(|| redact_token(message.msg));
                 columns.push(&EventRow {
                     time: message.timestamp,
                     host: message.hostname,
@@ -254,43 +285,41 @@ impl Correlator {
                     ver: message.version,
                     native: native.as_deref(),
                     parse_error: framing_error.as_deref(),
-                    raw: raw.as_deref(),
-                    raw_encoding: raw.as_ref().map(|_| "base64"),
-                    truncated_from: truncated_from.map(|length| length as u64),
-                    ..EventRow::message(
-                        redacted.as_deref().unwrap_or(message.msg),
-                        producer,
-                        transport,
-                        received_at,
-                    )
+                    raw,
+                    raw_encoding: raw.map(|_| "base64"),
+                    truncated_from,
+                    ..EventRow::message(message.msg, producer, frame.transport, frame.received_at)
                 });
             }
             Err(error) => {
                 self.accept
                     .metrics
                     .parse_errors
-                    .inc(&[tenant.id.as_str(), transport.as_str()]);
-                let parse_error = match framing_error {
-                    Some(framing) => framing,
-                    None => error.to_string(),
-                };
-                let redacted = redact.then(|| redact_token(&text));
+                    .inc(&[tenant.id.as_str(), frame.transport.as_str()]);
+                let parse_error = framing_error.unwrap_or_else(|| error.to_string());
                 columns.push(&EventRow {
                     parse_error: Some(&parse_error),
-                    raw: raw.as_deref(),
-                    raw_encoding: raw.as_ref().map(|_| "base64"),
-                    truncated_from: truncated_from.map(|length| length as u64),
+                    raw,
+                    raw_encoding: raw.map(|_| "base64"),
+                    truncated_from,
                     ..EventRow::message(
-                        redacted.as_deref().unwrap_or(&text),
+                        text,
                         tenant.producer_for(None),
-                        transport,
-                        received_at,
+                        frame.transport,
+                        frame.received_at,
                     )
                 });
             }
         }
-        Ok(())
     }
+}
+
+/// What a frame's event carries besides its text.
+struct Frame<'a> {
+    framing_error: Option<&'a str>,
+    truncated_from: Option<usize>,
+    transport: Transport,
+    received_at: DateTime<Utc>,
 }
 
 #[cfg(test)]
@@ -462,9 +491,8 @@ mod tests {
             .syslog_event(&registry, bad, None, &source(None), Utc::now())
             .unwrap();
         assert!(event.meniscus.parse_error.is_some());
-        // The whole frame is kept, except the token, which is never stored.
-        let expected = String::from_utf8_lossy(bad).replace("s3cret", "[redacted]");
-        assert_eq!(event.msg, expected);
+        // The whole frame is kept, except the credentials, which are never stored.
+        assert_eq!(event.msg, "<13>1 2026-13-45T99:00:00Z h a - - broken stamp");
         let binary = b"<13>Nov 25 10:00:00 host app: caf\xe9";
         let event = correlator
             .syslog_event(
@@ -493,12 +521,72 @@ mod tests {
             .syslog_event(&registry, line, None, &source(None), Utc::now())
             .unwrap();
         assert_eq!(event.meniscus.tenant, "acme");
-        assert!(!event.msg.contains("s3cret"), "{}", event.msg);
-        assert!(event.msg.contains(r#"token="[redacted]""#), "{}", event.msg);
+        assert_eq!(event.msg, "hello", "the element is cut out, token and all");
         let wrong = br#"<13>Nov 25 10:00:00 host app: [meniscus tenant="acme" token="nope"] hello"#;
         assert!(correlator
             .syslog_event(&registry, wrong, None, &source(None), Utc::now())
             .is_err());
+    }
+
+    #[test]
+    fn an_element_after_the_time_stamp_is_not_taken_for_the_host() {
+        let (correlator, registry) = correlator();
+        let line = br#"<13>Nov 25 10:00:00 [meniscus tenant="acme" token="s3cret"] web-1 app: hi"#;
+        let event = correlator
+            .syslog_event(&registry, line, None, &source(None), Utc::now())
+            .unwrap();
+        assert_eq!(event.meniscus.tenant, "acme");
+        assert_eq!(event.host.as_deref(), Some("web-1"));
+        assert_eq!(event.pname.as_deref(), Some("app"));
+        assert_eq!(event.msg, "hi");
+    }
+
+    #[test]
+    fn on_a_bound_listener_text_is_data_and_cannot_get_a_line_refused() {
+        let (correlator, registry) = correlator();
+        // An intruder's user name that mimics credentials, on acme's own port: stored as it
+        // was logged, never refused.
+        for text in [
+            r#"<38>Nov 25 10:00:00 host sshd[42]: Invalid user [meniscus tenant="other" token="guess"] from 10.0.0.9"#,
+            r#"<38>Nov 25 10:00:00 host sshd: [meniscus tenant="other" token="wrong"] at the header position"#,
+        ] {
+            let event = correlator
+                .syslog_event(
+                    &registry,
+                    text.as_bytes(),
+                    None,
+                    &source(Some("acme")),
+                    Utc::now(),
+                )
+                .unwrap();
+            assert_eq!(event.meniscus.tenant, "acme");
+            assert!(
+                event.msg.contains("[meniscus tenant=\"other\""),
+                "{}",
+                event.msg
+            );
+        }
+        // A real token, even on a bound port, is cut out rather than stored.
+        let line = br#"<13>Nov 25 10:00:00 host app: [meniscus tenant="acme" token="s3cret"] hi"#;
+        let event = correlator
+            .syslog_event(&registry, line, None, &source(Some("acme")), Utc::now())
+            .unwrap();
+        assert_eq!(event.msg, "hi");
+    }
+
+    #[test]
+    fn the_raw_copy_of_a_frame_that_is_not_utf8_holds_no_token() {
+        let (correlator, registry) = correlator();
+        let line =
+            b"<13>Nov 25 10:00:00 host app: [meniscus tenant=\"acme\" token=\"s3cret\"] caf\xe9";
+        let event = correlator
+            .syslog_event(&registry, line, None, &source(None), Utc::now())
+            .unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(event.meniscus.raw.unwrap())
+            .unwrap();
+        assert_eq!(raw, b"<13>Nov 25 10:00:00 host app: caf\xe9");
+        assert!(!event.msg.contains("s3cret"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod event;
 pub mod tcp;
+pub mod text_credentials;
 pub mod tls;
 pub mod udp;
 
@@ -14,6 +15,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::config::{ListenerConfig, ListenerProtocol};
+use crate::connections::ConnectionTable;
 use crate::correlator::Correlator;
 use event::SourceContext;
 use tcp::StreamListener;
@@ -23,6 +25,7 @@ use tls::TlsListener;
 pub async fn listen(
     listener: &ListenerConfig,
     correlator: Arc<Correlator>,
+    connections: Arc<ConnectionTable>,
 ) -> anyhow::Result<(ListenerProtocol, SocketAddr)> {
     let source = SourceContext {
         transport: listener.protocol.transport(),
@@ -53,6 +56,7 @@ pub async fn listen(
                     framing: listener.framing,
                     source,
                     tls,
+                    connections,
                 }
                 .serve(correlator),
             );

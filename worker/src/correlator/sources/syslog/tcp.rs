@@ -19,13 +19,17 @@ use meniscus_record::{Ack, Batch, BatchBuilder, StageError, WhenFull};
 
 use super::event::{Refusal, SourceContext};
 use super::tls::TlsListener;
+use crate::connections::ConnectionTable;
 use crate::correlator::{Admission, Correlator, WhenLimited};
 
-/// Bytes one read may take from a connection; the frames in it become one batch. bench/e2e,
-/// one connection: 256 KiB gave 1.06 M msg/s, 512 KiB 1.14-1.17 M (fewer, larger batches
-/// through the same per-batch work); 1 MiB was no faster and peaked at 535 MiB RSS with four
-/// connections (four batches in flight each).
+/// Bytes one read may take from a busy connection; the frames in it become one batch.
+/// bench/e2e, one connection: 256 KiB gave 1.06 M msg/s, 512 KiB 1.14-1.17 M (fewer, larger
+/// batches through the same per-batch work); 1 MiB was no faster and peaked at 535 MiB RSS
+/// with four connections (four batches in flight each).
 const READ_BUFFER_BYTES: usize = 512 * 1024;
+/// A connection's read buffer starts this small and doubles each time a read fills it, up to
+/// [`READ_BUFFER_BYTES`]: 2,000 idle connections holding 512 KiB each took 600 MB before.
+const FIRST_READ_BUFFER_BYTES: usize = 16 * 1024;
 /// Batches of one connection handed on and not yet acknowledged, at most.
 const MAX_BATCHES_IN_FLIGHT: usize = 4;
 /// A TLS client that has not finished its handshake by then is dropped, so slow or silent
@@ -37,6 +41,7 @@ pub struct StreamListener {
     pub framing: Framing,
     pub source: SourceContext,
     pub tls: Option<Arc<TlsListener>>,
+    pub connections: Arc<ConnectionTable>,
 }
 
 impl StreamListener {
@@ -52,6 +57,12 @@ impl StreamListener {
                     continue;
                 }
             };
+            // Over the listener's, the address's or the process's share: closed at once.
+            let Ok(slot) = self.connections.admit(peer.ip()) else {
+                drop(stream);
+                continue;
+            };
+            let idle_timeout = self.connections.limits().idle_timeout;
             let _ = stream.set_nodelay(true);
             let keepalive = socket2::TcpKeepalive::new()
                 .with_time(Duration::from_secs(60))
@@ -63,8 +74,11 @@ impl StreamListener {
             let mut source = self.source.clone();
             let tls = self.tls.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 match tls {
-                    None => read_stream(stream, peer, framing, source, correlator).await,
+                    None => {
+                        read_stream(stream, peer, framing, source, idle_timeout, correlator).await
+                    }
                     Some(tls) => {
                         let handshake = tokio::time::timeout(
                             TLS_HANDSHAKE_TIMEOUT,
@@ -99,7 +113,7 @@ impl StreamListener {
                         {
                             source.bound_tenant = Some(tenant);
                         }
-                        read_stream(stream, peer, framing, source, correlator).await
+                        read_stream(stream, peer, framing, source, idle_timeout, correlator).await
                     }
                 }
             });
@@ -112,12 +126,13 @@ async fn read_stream<S: AsyncRead + Unpin>(
     peer: SocketAddr,
     framing: Framing,
     source: SourceContext,
+    idle_timeout: Duration,
     correlator: Arc<Correlator>,
 ) {
     let transport = source.transport;
     let gauge = ConnectionGauge::open(&correlator, transport);
     let mut framer = Framer::new(framing, correlator.max_message_bytes);
-    let mut buffer = vec![0u8; READ_BUFFER_BYTES];
+    let mut buffer = vec![0u8; FIRST_READ_BUFFER_BYTES];
     let mut refusals_logged = 0;
     // Columns sized like the previous read's batch: growing them by doubling copied them
     // several times per read and kept faulting in fresh pages.
@@ -129,14 +144,29 @@ async fn read_stream<S: AsyncRead + Unpin>(
     let mut in_flight: VecDeque<JoinHandle<Result<Ack, StageError>>> = VecDeque::new();
     let mut failed = false;
     loop {
-        let (read, at_end) = match stream.read(&mut buffer).await {
-            Ok(0) => (0, true),
-            Ok(read) => (read, false),
-            Err(error) => {
-                tracing::debug!(%peer, %error, "connection read failed");
-                (0, true)
-            }
-        };
+        let (read, at_end) =
+            match tokio::time::timeout(idle_timeout, stream.read(&mut buffer)).await {
+                Ok(Ok(0)) => (0, true),
+                Ok(Ok(read)) => (read, false),
+                Ok(Err(error)) => {
+                    tracing::debug!(%peer, %error, "connection read failed");
+                    (0, true)
+                }
+                Err(_) => {
+                    // Ends like a closed stream: what was received is stored, then the slot is
+                    // free for someone who has something to say.
+                    tracing::debug!(%peer, ?idle_timeout, "idle connection closed");
+                    correlator
+                        .accept
+                        .metrics
+                        .closed_idle_connections
+                        .inc(&[transport.as_str()]);
+                    (0, true)
+                }
+            };
+        if read == buffer.len() && buffer.len() < READ_BUFFER_BYTES {
+            buffer.resize((buffer.len() * 2).min(READ_BUFFER_BYTES), 0);
+        }
         framer.extend(&buffer[..read]);
         let registry = correlator.accept.registry();
         let received_at = Utc::now();

@@ -2,10 +2,21 @@
 //!
 //! Every query gets a fresh DataFusion session that holds exactly one table, `events`, built
 //! from that tenant's in-memory batches and Parquet files; nothing else is registered, so no
-//! statement can name another tenant's data. On top of that: only a single `SELECT` (or `WITH`)
-//! is accepted (no DDL, DML, `COPY`, `SET`, `EXPLAIN`), URL tables are off, spilling to disk is
-//! off, memory is capped and the query has a deadline. Each query runs on its own small runtime
-//! so a heavy query cannot starve ingest.
+//! statement can name another tenant's data. On top of that, no statement can take the
+//! service down:
+//! - only a single `SELECT` (or `WITH`) is accepted (no DDL, DML, `COPY`, `SET`, `EXPLAIN`),
+//!   URL tables are off, and a statement has a size limit;
+//! - parsing, planning and running all happen on the query's own threads, inside its
+//!   deadline, so a huge statement cannot stall the shared runtime (or `/healthz`);
+//! - DataFusion's recursion protection grows the stack of deep expression trees (a flat
+//!   `1+1+…+1` of a thousand terms overflowed a 2 MiB stack and aborted the process);
+//! - memory is capped for operators (the pool, spilling off) and for the functions that build
+//!   large values from small arguments ([`guards`]), and the answer is capped in rows and bytes;
+//! - concurrent queries are capped per tenant and in all (429 beyond), each query runs on a
+//!   small runtime of its own so it cannot starve ingest, and at its deadline its task is
+//!   dropped, which stops its operators at their next batch.
+
+mod guards;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +54,28 @@ pub struct QueryLimits {
     pub memory_bytes: usize,
     pub timeout: Duration,
     pub max_rows: usize,
+    /// Largest answer, in bytes of JSON; a longer one is cut and marked `truncated`.
+    pub max_result_bytes: usize,
+    /// Longest SQL statement, in bytes.
+    pub max_statement_bytes: usize,
+    /// Queries running at once, in all and per tenant.
+    pub max_concurrent: usize,
+    pub max_concurrent_per_tenant: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits {
+            memory_bytes: 256 * 1024 * 1024,
+            timeout: Duration::from_secs(30),
+            max_rows: 10_000,
+            max_result_bytes: 16 * 1024 * 1024,
+            max_statement_bytes: 64 * 1024,
+            // Each query runs on two threads of its own; the machines have two cores.
+            max_concurrent: 4,
+            max_concurrent_per_tenant: 2,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,8 +85,12 @@ pub enum QueryError {
     Invalid(String),
     #[error("query exceeded its time limit of {0:?}; narrow the time range or add filters")]
     Timeout(Duration),
-    #[error("query exceeded its memory limit; narrow the time range, add filters or aggregate")]
-    Memory,
+    /// Over the memory limit; the detail says where, when known.
+    #[error("query exceeded its memory limit{}; narrow the time range, add filters or aggregate", .0.as_deref().map(|detail| format!(" ({detail})")).unwrap_or_default())]
+    Memory(Option<String>),
+    /// Too many queries are running (this tenant's or everyone's); retry shortly.
+    #[error("{0}; retry in a second")]
+    Busy(String),
     #[error("internal query error: {0}")]
     Internal(String),
 }
@@ -62,12 +99,15 @@ impl From<DataFusionError> for QueryError {
     fn from(error: DataFusionError) -> Self {
         let text = error.to_string();
         match error.find_root() {
-            DataFusionError::ResourcesExhausted(_) => QueryError::Memory,
+            DataFusionError::ResourcesExhausted(detail) if detail.contains("memory limit of") => {
+                QueryError::Memory(Some(detail.clone()))
+            }
+            DataFusionError::ResourcesExhausted(_) => QueryError::Memory(None),
             DataFusionError::SQL(..)
             | DataFusionError::Plan(_)
             | DataFusionError::SchemaError(..)
             | DataFusionError::NotImplemented(_) => QueryError::Invalid(text),
-            _ if text.contains("Resources exhausted") => QueryError::Memory,
+            _ if text.contains("Resources exhausted") => QueryError::Memory(None),
             _ => QueryError::Internal(text),
         }
     }
@@ -149,9 +189,31 @@ pub struct QueryEngine {
     hot: Arc<HotStore>,
     limits: QueryLimits,
     metrics: Arc<StoreMetrics>,
+    /// Queries running now, per tenant; their sum is capped too.
+    running: Arc<parking_lot::Mutex<std::collections::HashMap<String, usize>>>,
     /// Run by each query thread as it exits (the binary returns the thread's memory to the
     /// OS there).
     on_thread_stop: fn(),
+}
+
+const QUERY_THREAD_STACK_BYTES: usize = 16 * 1024 * 1024;
+
+/// A running query's slot, given back when it ends however it ends.
+struct Running {
+    tenant: String,
+    running: Arc<parking_lot::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut running = self.running.lock();
+        if let Some(count) = running.get_mut(&self.tenant) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                running.remove(&self.tenant);
+            }
+        }
+    }
 }
 
 /// A query's own runtime, shut down without waiting when the query ends or times out.
@@ -173,8 +235,35 @@ impl QueryEngine {
             hot,
             limits,
             metrics,
+            running: Default::default(),
             on_thread_stop: || {},
         }
+    }
+
+    pub fn limits(&self) -> &QueryLimits {
+        &self.limits
+    }
+
+    /// A slot for one more query of `tenant`, or why there is none.
+    fn admit(&self, tenant: &TenantId) -> Result<Running, QueryError> {
+        let mut running = self.running.lock();
+        let total: usize = running.values().sum();
+        if total >= self.limits.max_concurrent {
+            return Err(QueryError::Busy(format!(
+                "{total} queries are running, the most this server runs at once"
+            )));
+        }
+        let mine = running.entry(tenant.as_str().to_string()).or_default();
+        if *mine >= self.limits.max_concurrent_per_tenant {
+            return Err(QueryError::Busy(format!(
+                "tenant {tenant} has {mine} queries running, the most one tenant may run at once"
+            )));
+        }
+        *mine += 1;
+        Ok(Running {
+            tenant: tenant.as_str().to_string(),
+            running: self.running.clone(),
+        })
     }
 
     /// Runs `hook` on every query thread as it exits.
@@ -203,7 +292,9 @@ impl QueryEngine {
                 DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
             )
             .build_arc()?;
-        Ok(SessionContext::new_with_config_rt(config, runtime))
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        guards::install(&ctx, self.limits.memory_bytes);
+        Ok(ctx)
     }
 
     /// The tenant's events between `from` and `to` (by window; rows are filtered further by
@@ -247,7 +338,8 @@ impl QueryEngine {
             Ok(_) => "ok",
             Err(QueryError::Invalid(_)) => "invalid",
             Err(QueryError::Timeout(_)) => "timeout",
-            Err(QueryError::Memory) => "memory",
+            Err(QueryError::Memory(_)) => "memory",
+            Err(QueryError::Busy(_)) => "busy",
             Err(QueryError::Internal(_)) => "error",
         };
         self.metrics.query_requests.inc(&[kind, outcome]);
@@ -267,6 +359,9 @@ impl QueryEngine {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("query")
+            // Deep expression trees recurse: DataFusion's recursion protection grows the stack
+            // where it must, and a roomier start keeps that rare (only touched pages count).
+            .thread_stack_size(QUERY_THREAD_STACK_BYTES)
             .on_thread_stop(self.on_thread_stop)
             .enable_all()
             .build()
@@ -292,7 +387,14 @@ impl QueryEngine {
 
     /// A tenant's SQL over its `events` table.
     pub async fn sql(&self, tenant: &TenantId, sql: &str) -> Result<QueryResult, QueryError> {
-        check_single_select(sql)?;
+        if sql.len() > self.limits.max_statement_bytes {
+            return Err(QueryError::Invalid(format!(
+                "the statement is {} bytes long; at most {} are accepted",
+                sql.len(),
+                self.limits.max_statement_bytes
+            )));
+        }
+        let running = self.admit(tenant)?;
         let ctx = self.session(false)?;
         let (frame, unreadable) = self.events_frame(&ctx, tenant, None, None)?;
         ctx.register_table("events", frame.into_view())?;
@@ -301,10 +403,13 @@ impl QueryEngine {
             .with_allow_dml(false)
             .with_allow_statements(false);
         let sql = sql.to_string();
-        let max_rows = self.limits.max_rows;
+        let (max_rows, max_bytes) = (self.limits.max_rows, self.limits.max_result_bytes);
         self.run("sql", async move {
+            let _running = running;
+            // Parsed here, on the query's threads and inside its deadline.
+            check_single_select(&sql)?;
             let frame = ctx.sql_with_options(&sql, options).await?;
-            let mut result = collect_json(frame, max_rows).await?;
+            let mut result = collect_json(frame, max_rows, max_bytes).await?;
             result.unreadable = unreadable;
             Ok(result)
         })
@@ -317,6 +422,7 @@ impl QueryEngine {
         tenant: &TenantId,
         request: SearchRequest,
     ) -> Result<SearchPage, QueryError> {
+        let running = self.admit(tenant)?;
         let ctx = self.session(true)?;
         let (mut frame, unreadable) = self.events_frame(&ctx, tenant, request.from, request.to)?;
         for filter in search_filters(&request) {
@@ -330,6 +436,7 @@ impl QueryEngine {
         let frame = frame.sort(order)?.limit(0, Some(limit + 1))?;
         let tenant_name = tenant.to_string();
         self.run("search", async move {
+            let _running = running;
             let batches: Vec<RecordBatch> = frame.collect().await?;
             let mut events: Vec<Event> = batches
                 .iter()
@@ -375,6 +482,7 @@ impl QueryEngine {
             }
             None => None,
         };
+        let running = self.admit(tenant)?;
         let ctx = self.session(false)?;
         let (frame, unreadable) = self.events_frame(&ctx, tenant, Some(from), Some(to))?;
         ctx.register_table("events", frame.into_view())?;
@@ -393,9 +501,11 @@ impl QueryEngine {
         // Buckets times groups can pass the SQL row limit (a day of minutes by 8 severities is
         // 11,520 rows); the API already caps the buckets, so allow ten groups per bucket.
         let max_rows = self.limits.max_rows.max(100_000);
+        let max_bytes = self.limits.max_result_bytes;
         self.run("counts", async move {
+            let _running = running;
             let frame = ctx.sql(&sql).await?;
-            let mut result = collect_json(frame, max_rows).await?;
+            let mut result = collect_json(frame, max_rows, max_bytes).await?;
             result.unreadable = unreadable;
             Ok(result)
         })
@@ -404,11 +514,15 @@ impl QueryEngine {
 
     /// How many events of this job the store holds (0 when none).
     pub async fn job_events(&self, tenant: &TenantId, job_id: &str) -> Result<u64, QueryError> {
+        let running = self.admit(tenant)?;
         let ctx = self.session(true)?;
         let (frame, _) = self.events_frame(&ctx, tenant, None, None)?;
         let frame = frame.filter(col("job_id").eq(lit(job_id)))?;
-        self.run("jobs", async move { Ok(frame.count().await? as u64) })
-            .await
+        self.run("jobs", async move {
+            let _running = running;
+            Ok(frame.count().await? as u64)
+        })
+        .await
     }
 }
 
@@ -528,7 +642,13 @@ fn check_single_select(sql: &str) -> Result<(), QueryError> {
     }
 }
 
-async fn collect_json(frame: DataFrame, max_rows: usize) -> Result<QueryResult, QueryError> {
+/// Runs the frame and turns its rows into JSON objects, stopping (and saying so) at `max_rows`
+/// rows or `max_bytes` bytes of JSON.
+async fn collect_json(
+    frame: DataFrame,
+    max_rows: usize,
+    max_bytes: usize,
+) -> Result<QueryResult, QueryError> {
     let columns: Vec<String> = frame
         .schema()
         .fields()
@@ -538,6 +658,7 @@ async fn collect_json(frame: DataFrame, max_rows: usize) -> Result<QueryResult, 
     let mut stream = frame.execute_stream().await?;
     let mut rows = Vec::new();
     let mut truncated = false;
+    let mut bytes = 0usize;
     while let Some(batch) = stream.next().await {
         let batch = batch?;
         let mut buffer = Vec::new();
@@ -553,14 +674,21 @@ async fn collect_json(frame: DataFrame, max_rows: usize) -> Result<QueryResult, 
         if buffer.is_empty() {
             continue;
         }
+        bytes += buffer.len();
         let values: Vec<Map<String, Value>> = serde_json::from_slice(&buffer)
             .map_err(|error| QueryError::Internal(error.to_string()))?;
+        drop(buffer);
         for row in values {
             if rows.len() == max_rows {
                 truncated = true;
                 break;
             }
             rows.push(row);
+        }
+        if bytes > max_bytes {
+            // The batch that went past the limit is kept whole: the answer may be a little
+            // over the exact byte.
+            truncated = true;
         }
         if truncated {
             break;
