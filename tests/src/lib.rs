@@ -32,6 +32,30 @@ pub fn meniscus_binary() -> PathBuf {
     binary
 }
 
+/// A TCP connection to `port` on 127.0.0.1 from the loopback address `from` (127.0.0.2,
+/// 127.0.0.3, …): a stranger with an address of its own.
+pub fn connect_from(from: std::net::Ipv4Addr, port: u16) -> std::io::Result<std::net::TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&std::net::SocketAddr::from((from, 0)).into())?;
+    socket.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())?;
+    Ok(socket.into())
+}
+
+/// Raises this process's open-file limit to its hard limit (tests that hold many sockets).
+pub fn raise_open_files() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct passed, nothing else.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    limit.rlim_cur
+}
+
 /// A port that was free a moment ago. TCP and UDP are checked together so one port serves a
 /// TCP and a UDP listener.
 pub fn free_port() -> u16 {
@@ -52,6 +76,7 @@ pub struct Meniscus {
     pub ops_port: u16,
     config_path: PathBuf,
     data_dir: PathBuf,
+    open_files: Option<u64>,
     child: Option<Child>,
     pub client: reqwest::blocking::Client,
 }
@@ -98,7 +123,8 @@ impl Meniscus {
             .append(true)
             .open(self.log_path())
             .unwrap();
-        let child = Command::new(meniscus_binary())
+        let mut command = Command::new(meniscus_binary());
+        command
             .arg("standalone")
             .arg("--config")
             .arg(&self.config_path)
@@ -106,9 +132,24 @@ impl Meniscus {
             .arg(&self.data_dir)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start meniscus");
+            .stderr(log);
+        if let Some(open_files) = self.open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe and touches only the child's limits.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: open_files,
+                        rlim_max: open_files,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = command.spawn().expect("start meniscus");
         self.child = Some(child);
         self.wait_ready();
     }
@@ -144,6 +185,28 @@ impl Meniscus {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
+    }
+
+    /// CPU time the server has used so far (user + system).
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        // Fields after the command name (which may hold spaces, inside parentheses).
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf only reads a system constant.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Duration::from_millis(ticks * 1000 / per_second)
+    }
+
+    /// A `/proc/PID/status` field in kilobytes (`VmRSS`, `VmHWM`).
+    pub fn memory_kb(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|value| value.trim().trim_end_matches(" kB").parse().ok())
+            .unwrap_or(0)
     }
 
     /// SIGKILL: no flush, no goodbye.
@@ -323,6 +386,8 @@ pub struct StartOptions<'a> {
     pub storage: &'a str,
     pub extra: &'a str,
     pub data_dir: Option<PathBuf>,
+    /// The server's open-file limit (soft and hard), as a small machine would have it.
+    pub open_files: Option<u64>,
 }
 
 /// The listeners of `Meniscus::start`: TCP and UDP on `{syslog_port}`, tenant-less, framing auto.
@@ -334,6 +399,7 @@ impl<'a> Default for StartOptions<'a> {
         StartOptions {
             listeners: DEFAULT_LISTENERS,
             storage: "storage: {flushInterval: 5s}",
+            open_files: None,
             extra: "",
             data_dir: None,
         }
@@ -371,6 +437,7 @@ impl Meniscus {
             ops_port,
             config_path,
             data_dir,
+            open_files: options.open_files,
             child: None,
             client,
         };

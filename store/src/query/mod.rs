@@ -103,10 +103,14 @@ impl From<DataFusionError> for QueryError {
                 QueryError::Memory(Some(detail.clone()))
             }
             DataFusionError::ResourcesExhausted(_) => QueryError::Memory(None),
+            // What the statement asked for cannot be done: the tenant's to fix (a division by
+            // zero, a cast that overflows, a type that does not fit).
             DataFusionError::SQL(..)
             | DataFusionError::Plan(_)
             | DataFusionError::SchemaError(..)
-            | DataFusionError::NotImplemented(_) => QueryError::Invalid(text),
+            | DataFusionError::NotImplemented(_)
+            | DataFusionError::Execution(_)
+            | DataFusionError::ArrowError(..) => QueryError::Invalid(text),
             _ if text.contains("Resources exhausted") => QueryError::Memory(None),
             _ => QueryError::Internal(text),
         }
@@ -196,6 +200,8 @@ pub struct QueryEngine {
     on_thread_stop: fn(),
 }
 
+/// Only the pages a query touches count; recursion protection grows the stack beyond this
+/// where DataFusion must.
 const QUERY_THREAD_STACK_BYTES: usize = 16 * 1024 * 1024;
 
 /// A running query's slot, given back when it ends however it ends.
@@ -624,8 +630,49 @@ fn search_filters(request: &SearchRequest) -> Vec<Expr> {
     filters
 }
 
-/// Accepts exactly one read-only query statement.
+/// Deepest expression nesting accepted. A flat `1+1+…+1` is a tree as deep as it is long;
+/// planning one of 12,000 terms took longer than any deadline, on a thread a deadline cannot
+/// stop (planning never yields), so such statements are refused before they are planned.
+const MAX_EXPRESSION_DEPTH: usize = 256;
+/// Most expression nodes in one statement (an `IN` list of 9,000 values is 9,001).
+const MAX_EXPRESSION_NODES: usize = 50_000;
+
+/// Counts the expressions of a statement and their nesting, stopping at the limits.
+#[derive(Default)]
+struct ExpressionSize {
+    depth: usize,
+    deepest: usize,
+    nodes: usize,
+}
+
+impl datafusion::sql::sqlparser::ast::Visitor for ExpressionSize {
+    type Break = ();
+
+    fn pre_visit_expr(
+        &mut self,
+        _expr: &datafusion::sql::sqlparser::ast::Expr,
+    ) -> std::ops::ControlFlow<()> {
+        self.depth += 1;
+        self.nodes += 1;
+        self.deepest = self.deepest.max(self.depth);
+        if self.depth > MAX_EXPRESSION_DEPTH || self.nodes > MAX_EXPRESSION_NODES {
+            return std::ops::ControlFlow::Break(());
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(
+        &mut self,
+        _expr: &datafusion::sql::sqlparser::ast::Expr,
+    ) -> std::ops::ControlFlow<()> {
+        self.depth -= 1;
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+/// Accepts exactly one read-only query statement, of bounded size.
 fn check_single_select(sql: &str) -> Result<(), QueryError> {
+    use datafusion::sql::sqlparser::ast::Visit;
     let statements =
         DFParser::parse_sql(sql).map_err(|error| QueryError::Invalid(error.to_string()))?;
     if statements.len() != 1 {
@@ -635,7 +682,17 @@ fn check_single_select(sql: &str) -> Result<(), QueryError> {
         )));
     }
     match statements.front() {
-        Some(DfStatement::Statement(statement)) if matches!(**statement, SqlStatement::Query(_)) => Ok(()),
+        Some(DfStatement::Statement(statement)) if matches!(**statement, SqlStatement::Query(_)) => {
+            let mut size = ExpressionSize::default();
+            if statement.visit(&mut size).is_break() {
+                return Err(QueryError::Invalid(if size.deepest > MAX_EXPRESSION_DEPTH {
+                    format!("an expression is nested more than {MAX_EXPRESSION_DEPTH} levels deep; split it or use IN lists and functions")
+                } else {
+                    format!("the statement has more than {MAX_EXPRESSION_NODES} expressions")
+                }));
+            }
+            Ok(())
+        }
         _ => Err(QueryError::Invalid(
             "only SELECT queries over the `events` table are allowed (no DDL, DML, COPY, SET or EXPLAIN)".into(),
         )),
@@ -674,21 +731,19 @@ async fn collect_json(
         if buffer.is_empty() {
             continue;
         }
-        bytes += buffer.len();
         let values: Vec<Map<String, Value>> = serde_json::from_slice(&buffer)
             .map_err(|error| QueryError::Internal(error.to_string()))?;
+        // Rows are counted at the batch's average size: the answer stops within a row or
+        // so of the byte limit.
+        let row_bytes = buffer.len() / values.len().max(1) + 1;
         drop(buffer);
         for row in values {
-            if rows.len() == max_rows {
+            if rows.len() == max_rows || bytes + row_bytes > max_bytes {
                 truncated = true;
                 break;
             }
+            bytes += row_bytes;
             rows.push(row);
-        }
-        if bytes > max_bytes {
-            // The batch that went past the limit is kept whole: the answer may be a little
-            // over the exact byte.
-            truncated = true;
         }
         if truncated {
             break;

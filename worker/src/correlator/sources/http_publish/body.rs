@@ -193,6 +193,9 @@ fn parse_envelope(value: Value, position: &str) -> Result<LogMessage, PublishErr
     })
 }
 
+/// A syslog line left out of a publish: its line number and why.
+pub type RefusedLine = (usize, &'static str);
+
 impl Correlator {
     /// Turns a decoded body into a batch for `tenant`, or says exactly what is wrong with it.
     /// Syslog lines that are refused (credentials of another tenant in their structured
@@ -202,7 +205,7 @@ impl Correlator {
         tenant: &std::sync::Arc<Tenant>,
         format: BodyFormat,
         body: &[u8],
-    ) -> Result<(Batch, Vec<(usize, &'static str)>), PublishError> {
+    ) -> Result<(Batch, Vec<RefusedLine>), PublishError> {
         let mut refused = Vec::new();
         let received_at = Utc::now();
         let mut batch = BatchBuilder::default();

@@ -225,8 +225,7 @@ impl Correlator {
             received_at,
         };
         if cuts.is_empty() {
-            let raw =
-                invalid_utf8.then(|| base64::engine::general_purpose::STANDARD.encode(bytes));
+            let raw = invalid_utf8.then(|| base64::engine::general_purpose::STANDARD.encode(bytes));
             self.push_event(batch, tenant, &text, parsed, raw.as_deref(), &frame);
         } else {
             // Parsed again without the elements: host, tag and message as the sender meant
