@@ -332,6 +332,15 @@ fn sockets_never_take_the_file_descriptors_the_store_needs() {
         ..StartOptions::default()
     });
     let mut tenant = TcpStream::connect(("127.0.0.1", meniscus.syslog_port)).unwrap();
+    // A sender that has spoken keeps its place even on a full listener (a silent one may be
+    // closed for a newcomer after a second, see the next test).
+    tenant
+        .write_all(format!("<13>1 {STAMP} h web - - {CREDENTIALS} warm-up\n").as_bytes())
+        .unwrap();
+    assert_eq!(
+        meniscus.wait_for_count("acme", "acme-token", "msg = 'warm-up'", 1),
+        1
+    );
     let mut held = Vec::new();
     for n in 0..800u32 {
         let address = Ipv4Addr::new(127, 0, 1, (n % 200) as u8 + 1);
@@ -340,12 +349,14 @@ fn sockets_never_take_the_file_descriptors_the_store_needs() {
         }
     }
     std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        meniscus.metric(
-            "meniscus_ingest_refused_connections_total{transport=\"tcp\",reason=\"file_descriptors\"}"
-        ) > 0,
-        "the socket budget was reached"
+    // Past the budget a newcomer is refused, or, once the stranger's sockets have been
+    // silent for a second (a slow machine), takes the place of one of them.
+    let refused = meniscus.metric(
+        "meniscus_ingest_refused_connections_total{transport=\"tcp\",reason=\"file_descriptors\"}",
     );
+    let made_room =
+        meniscus.metric("meniscus_ingest_idle_connections_closed_total{transport=\"tcp\"}");
+    assert!(refused + made_room > 0, "the socket budget was reached");
     for n in 0..20 {
         tenant
             .write_all(format!("<13>1 {STAMP} h web - - {CREDENTIALS} reserve-{n}\n").as_bytes())
@@ -369,6 +380,54 @@ fn sockets_never_take_the_file_descriptors_the_store_needs() {
         0
     );
     assert!(!meniscus.log().contains("Too many open files"));
+    assert_alive(&meniscus);
+    drop(held);
+}
+
+/// A stranger with many addresses fills a syslog listener with silent connections: a
+/// tenant's sender that arrives afterwards still gets in (the idlest stranger is closed for
+/// it), and the stranger's connections that spoke keep theirs only while they speak.
+#[test]
+fn a_full_listener_makes_room_for_a_sender_by_closing_an_idle_stranger() {
+    raise_open_files();
+    let meniscus = Meniscus::start_with_options(StartOptions {
+        storage: "storage: {flushInterval: 1s}",
+        extra: &format!(
+            "{TENANTS}limits: {{maxConnections: 100, maxConnectionsPerAddress: 10, idleTimeout: 10m}}\n"
+        ),
+        ..StartOptions::default()
+    });
+    let mut held = Vec::new();
+    for n in 0..150u32 {
+        let address = Ipv4Addr::new(127, 0, 2, (n % 15) as u8 + 1);
+        if let Ok(stream) = connect_from(address, meniscus.syslog_port) {
+            held.push(stream);
+        }
+    }
+    meniscus_tests::wait_for_metric(
+        &meniscus,
+        "meniscus_ingest_open_connections{transport=\"tcp\"}",
+        20,
+        |open| open >= 100,
+    );
+    // Silent for more than a second: each may now be closed for a newcomer.
+    std::thread::sleep(Duration::from_millis(1_500));
+    for round in 0..3 {
+        let lines: Vec<String> = (0..20)
+            .map(|n| format!("<13>1 {STAMP} h web - - {CREDENTIALS} room-{round}-{n}"))
+            .collect();
+        send_syslog(meniscus.syslog_port, &lines);
+    }
+    assert_eq!(
+        meniscus.wait_for_count("acme", "acme-token", "msg LIKE 'room-%'", 60),
+        60
+    );
+    assert!(
+        meniscus.metric("meniscus_ingest_idle_connections_closed_total{transport=\"tcp\"}") >= 3,
+        "a stranger's idle connection was closed for each sender"
+    );
+    let open = meniscus.metric("meniscus_ingest_open_connections{transport=\"tcp\"}");
+    assert!(open <= 100, "the listener cap still holds: {open} open");
     assert_alive(&meniscus);
     drop(held);
 }

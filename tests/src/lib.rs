@@ -118,6 +118,12 @@ impl Meniscus {
     }
 
     fn spawn(&mut self) {
+        if let Err(exited) = self.try_spawn() {
+            panic!("{exited}");
+        }
+    }
+
+    fn try_spawn(&mut self) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -151,23 +157,24 @@ impl Meniscus {
         }
         let child = command.spawn().expect("start meniscus");
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready()
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits for `/readyz`; an `Err` (with the log) when the process exited during start.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!(
+                    return Err(format!(
                         "meniscus exited during start with {status}; log:\n{}",
                         self.log()
-                    );
+                    ));
                 }
             }
             if let Ok(response) = self.client.get(self.url("/readyz")).send() {
                 if response.status().is_success() {
-                    return;
+                    return Ok(());
                 }
             }
             assert!(
@@ -409,6 +416,22 @@ impl<'a> Default for StartOptions<'a> {
 impl Meniscus {
     /// Like `start_with_listeners`, with the storage section and data dir chosen by the caller.
     pub fn start_with_options(options: StartOptions<'_>) -> Meniscus {
+        // The ports are free when chosen, but tests running alongside (thousands of outgoing
+        // connections take ephemeral ports from the same range) may take one before the
+        // process binds it: then it is started again on new ports.
+        for attempt in 1.. {
+            let (mut meniscus, started) = Meniscus::start_once(&options);
+            match started {
+                Ok(()) => return meniscus,
+                // Dropped: the exited process is reaped, its folder removed.
+                Err(exited) if attempt < 5 && exited.contains("in use") => drop(meniscus),
+                Err(exited) => panic!("{exited}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
+    }
+
+    fn start_once(options: &StartOptions<'_>) -> (Meniscus, Result<(), String>) {
         let dir = tempfile::tempdir().expect("temp dir");
         let syslog_port = free_port();
         let http_port = free_port();
@@ -425,7 +448,10 @@ impl Meniscus {
         );
         let config_path = dir.path().join("meniscus.yaml");
         std::fs::write(&config_path, config).unwrap();
-        let data_dir = options.data_dir.unwrap_or_else(|| dir.path().join("data"));
+        let data_dir = options
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("data"));
         let client = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
@@ -441,8 +467,8 @@ impl Meniscus {
             child: None,
             client,
         };
-        meniscus.spawn();
-        meniscus
+        let started = meniscus.try_spawn();
+        (meniscus, started)
     }
 
     /// True while the process runs.

@@ -53,7 +53,7 @@ impl IngestMetrics {
             rate_limited_events: registry.counters("meniscus_ingest_rate_limited_events_total", "Events refused (HTTP 429) or slowed down (syslog TCP/TLS) by their tenant's limits.eventsPerSecond.", &["tenant", "transport"]),
             open_connections: registry.gauges("meniscus_ingest_open_connections", "Open syslog TCP/TLS connections.", &["transport"]),
             refused_connections: registry.counters("meniscus_ingest_refused_connections_total", "Connections closed at once: over the listener's or the client address's limit, or no file descriptor to spare.", &["transport", "reason"]),
-            closed_idle_connections: registry.counters("meniscus_ingest_idle_connections_closed_total", "Connections closed after limits.idleTimeout without a byte.", &["transport"]),
+            closed_idle_connections: registry.counters("meniscus_ingest_idle_connections_closed_total", "Connections closed after limits.idleTimeout without a byte, or closed while idle to make room on a full listener.", &["transport"]),
         }
     }
 }

@@ -19,7 +19,7 @@ use meniscus_record::{Ack, Batch, BatchBuilder, StageError, WhenFull};
 
 use super::event::{Refusal, SourceContext};
 use super::tls::TlsListener;
-use crate::connections::ConnectionTable;
+use crate::connections::{ConnectionTable, Slot};
 use crate::correlator::{Admission, Correlator, WhenLimited};
 
 /// Bytes one read may take from a busy connection; the frames in it become one batch.
@@ -57,8 +57,9 @@ impl StreamListener {
                     continue;
                 }
             };
-            // Over the listener's, the address's or the process's share: closed at once.
-            let Ok(slot) = self.connections.admit(peer.ip()) else {
+            // Over the listener's, the address's or the process's share: closed at once
+            // (unless an idle connection gives its place up, see connections.rs).
+            let Ok(slot) = self.connections.admit_evictable(peer.ip()) else {
                 drop(stream);
                 continue;
             };
@@ -74,10 +75,19 @@ impl StreamListener {
             let mut source = self.source.clone();
             let tls = self.tls.clone();
             tokio::spawn(async move {
-                let _slot = slot;
+                let slot = &slot;
                 match tls {
                     None => {
-                        read_stream(stream, peer, framing, source, idle_timeout, correlator).await
+                        read_stream(
+                            stream,
+                            peer,
+                            framing,
+                            source,
+                            idle_timeout,
+                            slot,
+                            correlator,
+                        )
+                        .await
                     }
                     Some(tls) => {
                         let handshake = tokio::time::timeout(
@@ -113,7 +123,16 @@ impl StreamListener {
                         {
                             source.bound_tenant = Some(tenant);
                         }
-                        read_stream(stream, peer, framing, source, idle_timeout, correlator).await
+                        read_stream(
+                            stream,
+                            peer,
+                            framing,
+                            source,
+                            idle_timeout,
+                            slot,
+                            correlator,
+                        )
+                        .await
                     }
                 }
             });
@@ -127,6 +146,7 @@ async fn read_stream<S: AsyncRead + Unpin>(
     framing: Framing,
     source: SourceContext,
     idle_timeout: Duration,
+    slot: &Slot,
     correlator: Arc<Correlator>,
 ) {
     let transport = source.transport;
@@ -144,26 +164,36 @@ async fn read_stream<S: AsyncRead + Unpin>(
     let mut in_flight: VecDeque<JoinHandle<Result<Ack, StageError>>> = VecDeque::new();
     let mut failed = false;
     loop {
-        let (read, at_end) =
-            match tokio::time::timeout(idle_timeout, stream.read(&mut buffer)).await {
-                Ok(Ok(0)) => (0, true),
-                Ok(Ok(read)) => (read, false),
-                Ok(Err(error)) => {
-                    tracing::debug!(%peer, %error, "connection read failed");
-                    (0, true)
-                }
-                Err(_) => {
-                    // Ends like a closed stream: what was received is stored, then the slot is
-                    // free for someone who has something to say.
-                    tracing::debug!(%peer, ?idle_timeout, "idle connection closed");
-                    correlator
-                        .accept
-                        .metrics
-                        .closed_idle_connections
-                        .inc(&[transport.as_str()]);
-                    (0, true)
-                }
-            };
+        let read_or_evicted = async {
+            tokio::select! {
+                read = stream.read(&mut buffer) => Some(read),
+                () = slot.evicted() => None,
+            }
+        };
+        let (read, at_end) = match tokio::time::timeout(idle_timeout, read_or_evicted).await {
+            Ok(Some(Ok(0))) => (0, true),
+            Ok(Some(Ok(read))) => {
+                slot.touch();
+                (read, false)
+            }
+            Ok(Some(Err(error))) => {
+                tracing::debug!(%peer, %error, "connection read failed");
+                (0, true)
+            }
+            // The listener is full and this connection was the idlest: closed like an
+            // idle one, so that a sender with something to say gets its place.
+            Ok(None) | Err(_) => {
+                // Ends like a closed stream: what was received is stored, then the slot is
+                // free for someone who has something to say.
+                tracing::debug!(%peer, ?idle_timeout, "idle connection closed");
+                correlator
+                    .accept
+                    .metrics
+                    .closed_idle_connections
+                    .inc(&[transport.as_str()]);
+                (0, true)
+            }
+        };
         if read == buffer.len() && buffer.len() < READ_BUFFER_BYTES {
             buffer.resize((buffer.len() * 2).min(READ_BUFFER_BYTES), 0);
         }
