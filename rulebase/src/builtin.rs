@@ -9,6 +9,11 @@ pub(crate) const NAMES: &[&str] = &[
     "access-log",
     "postfix",
     "cisco-asa",
+    "su",
+    "systemd",
+    "kernel",
+    "apache-error",
+    "nginx-error",
 ];
 
 pub(crate) fn text(name: &str) -> Option<&'static str> {
@@ -20,6 +25,11 @@ pub(crate) fn text(name: &str) -> Option<&'static str> {
         "access-log" => include_str!("../builtin/access-log.rb"),
         "postfix" => include_str!("../builtin/postfix.rb"),
         "cisco-asa" => include_str!("../builtin/cisco-asa.rb"),
+        "su" => include_str!("../builtin/su.rb"),
+        "systemd" => include_str!("../builtin/systemd.rb"),
+        "kernel" => include_str!("../builtin/kernel.rb"),
+        "apache-error" => include_str!("../builtin/apache-error.rb"),
+        "nginx-error" => include_str!("../builtin/nginx-error.rb"),
         _ => return None,
     })
 }

@@ -84,10 +84,15 @@
 //! are escaped once at compile time, values with a word-at-a-time escaper) in
 //! liblognorm's member order, so for the built-in rulebases its text is byte-identical
 //! to `lognormalizer`'s; [`Rulebase::normalize`] builds the `serde_json::Map` directly.
-//! `bench/normalizer/run.sh` measures both against `lognormalizer`
-//! (results in `bench/results/normalizer.txt`).
+//! [`Rulebase::normalize_json_into`], the path the Meniscus pipeline stores, writes the
+//! text `serde_json` would print for that map (members sorted, serde_json's escaping)
+//! straight from the recipes too; members are sorted on the stack by ranks computed at
+//! compile time for the rulebase's field names. `bench/normalizer/run.sh` measures the CLI and both API paths
+//! against `lognormalizer` (results in `bench/results/normalizer.txt`).
 
 mod builtin;
+mod compact;
+pub mod coverage;
 mod error;
 mod fields;
 mod graph;
@@ -116,6 +121,23 @@ pub struct Normalized {
     pub tags: Vec<String>,
     /// Whether a rule matched.
     pub matched: bool,
+}
+
+/// What [`Rulebase::normalize_json_into`] reports besides the JSON text it wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonNormalized<'r> {
+    /// Whether a rule matched.
+    pub matched: bool,
+    /// Tags of the matching rule (empty when none matched), borrowed from the rulebase.
+    pub tags: &'r [String],
+}
+
+/// Append `s` to `out` as a JSON string literal, escaped exactly as serde_json escapes it
+/// (`"`, `\` and control characters; `/` and non-ASCII text unchanged), so callers can
+/// write JSON around [`Rulebase::normalize_json_into`]'s output, such as a tags array,
+/// without allocating.
+pub fn push_json_string(out: &mut String, s: &str) {
+    compact::string(out, s);
 }
 
 /// Ordered result, as liblognorm builds it (used for liblognorm-identical output).
@@ -197,7 +219,7 @@ impl Rulebase {
                         .map(Vec::as_slice)
                         .unwrap_or(&[])
                     {
-                        set_field(&mut fields, fields::Key::Name(k), fields::Out::Str(v));
+                        set_field(&mut fields, fields::Key::Rule(k), fields::Out::Str(v));
                     }
                 }
                 Raw {
@@ -211,10 +233,14 @@ impl Rulebase {
                 static ORIGINALMSG: fields::KeyText = fields::KeyText {
                     name: Cow::Borrowed("originalmsg"),
                     json: Cow::Borrowed(", \"originalmsg\": "),
+                    compact: Cow::Borrowed("\"originalmsg\":"),
+                    rank: fields::UNRANKED,
                 };
                 static UNPARSED: fields::KeyText = fields::KeyText {
                     name: Cow::Borrowed("unparsed-data"),
                     json: Cow::Borrowed(", \"unparsed-data\": "),
+                    compact: Cow::Borrowed("\"unparsed-data\":"),
+                    rank: fields::UNRANKED,
                 };
                 fields.push((
                     fields::Key::Rule(&ORIGINALMSG),
@@ -241,6 +267,49 @@ impl Rulebase {
             tags: raw.tags.map(|t| t.to_vec()).unwrap_or_default(),
             matched: raw.matched,
         }
+    }
+
+    /// Normalize one line and append its fields to `out` as compact JSON: exactly the text
+    /// of `serde_json::to_string(&self.normalize(line).fields)` (members sorted by name,
+    /// serde_json's escaping and number formatting, nested objects of `v2-iptables`, user
+    /// types, `json`/`cee-syslog` values and annotations included), but written straight
+    /// from the line without building the `serde_json::Map`.
+    ///
+    /// Returns whether a rule matched and that rule's tags, borrowed from the rulebase:
+    /// nothing is allocated per line beyond what `out` grows by. This is the path the
+    /// Meniscus pipeline stores (`{"PATTERN":` + this text + `}`).
+    ///
+    /// ```
+    /// use meniscus_rulebase::Rulebase;
+    /// let rb = Rulebase::parse_str(
+    ///     "version=2\nrule=ssh,auth:login %user:word% from %ip:ipv4%\n",
+    ///     "x.rb",
+    /// ).unwrap();
+    /// let line = "login alice from 10.0.0.5";
+    /// let mut out = String::new();
+    /// let r = rb.normalize_json_into(line, &mut out);
+    /// assert!(r.matched);
+    /// assert_eq!(r.tags, ["ssh", "auth"]);
+    /// assert_eq!(out, r#"{"ip":"10.0.0.5","user":"alice"}"#);
+    /// assert_eq!(out, serde_json::to_string(&rb.normalize(line).fields).unwrap());
+    /// ```
+    ///
+    /// If serde_json's `preserve_order` feature is enabled in the build (its `Map` then
+    /// keeps insertion order), this builds the map and serializes it, so the text still
+    /// equals `normalize()`'s serialization, only without the speed-up.
+    pub fn normalize_json_into<'r>(&'r self, line: &str, out: &mut String) -> JsonNormalized<'r> {
+        let raw = self.run(line);
+        let result = JsonNormalized {
+            matched: raw.matched,
+            tags: raw.tags.unwrap_or(&[]),
+        };
+        if compact::map_is_sorted() {
+            compact::object(out, &raw.fields, line);
+        } else {
+            let map = fields::fields_to_map(raw.fields, line);
+            out.push_str(&Value::Object(map).to_string());
+        }
+        result
     }
 
     /// Normalize one line and append liblognorm's JSON rendering of the result to

@@ -4,7 +4,7 @@
 //! (`%name:type{...}%`, `%{...}%`, `%[...]%`).
 
 use crate::error::RulebaseError;
-use crate::fields::{is_space, NodeId};
+use crate::fields::{is_space, KeyText, NodeId};
 use crate::graph::Graph;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -26,7 +26,7 @@ pub(crate) struct Compiled {
     pub(crate) graph: Graph,
     pub(crate) root: NodeId,
     /// Annotations per tag, in the order liblognorm applies them.
-    pub(crate) annotations: HashMap<String, Vec<(String, String)>>,
+    pub(crate) annotations: HashMap<String, Vec<(KeyText, String)>>,
     /// 2 for `version=2` rulebases, 1 for legacy ones.
     pub(crate) version: u8,
 }
@@ -55,6 +55,7 @@ impl Loader {
 
     pub(crate) fn finish(mut self) -> Compiled {
         self.c.graph.optimize(self.c.root);
+        crate::compact::rank_keys(&mut self.c.graph, &mut self.c.annotations);
         if self.c.version == 0 {
             self.c.version = 2;
         }
@@ -341,8 +342,8 @@ impl Loader {
         }
         // liblognorm prepends each operation, so the last one written is applied first
         let entry = self.c.annotations.entry(tag).or_default();
-        for op in ops {
-            entry.insert(0, op);
+        for (name, value) in ops {
+            entry.insert(0, (KeyText::new(&name), value));
         }
         Ok(())
     }

@@ -420,7 +420,7 @@ impl Meniscus {
         // connections take ephemeral ports from the same range) may take one before the
         // process binds it: then it is started again on new ports.
         for attempt in 1.. {
-            let (mut meniscus, started) = Meniscus::start_once(&options);
+            let (meniscus, started) = Meniscus::start_once(&options);
             match started {
                 Ok(()) => return meniscus,
                 // Dropped: the exited process is reaped, its folder removed.

@@ -332,8 +332,8 @@ impl Default for StorageConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NormalizerConfig {
     /// Folder of rulebase files: a producer's `pattern: NAME` uses `NAME.rb` from here, else the
-    /// built-in rulebase NAME (sshd, sudo, cron, iptables, access-log, postfix, cisco-asa).
-    /// Files are reloaded when they change.
+    /// built-in rulebase NAME (`meniscus_rulebase::Rulebase::builtin_names()`, listed in the
+    /// README). Files are reloaded when they change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rulebase_dir: Option<PathBuf>,
 }

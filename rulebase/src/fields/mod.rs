@@ -78,19 +78,31 @@ pub(crate) enum Field {
 /// Fields collected during a match, in liblognorm's insertion order (deepest first).
 pub(crate) type Fields<'g> = Vec<(Key<'g>, Out<'g>)>;
 
-/// A field name from the rulebase with its JSON member prefix (`, "name": `, escaped)
-/// rendered once at compile time, so output needs no escaping pass for it.
+/// A field name from the rulebase with its JSON member prefixes rendered once at compile
+/// time, so output needs no escaping pass for it.
 #[derive(Debug)]
 pub(crate) struct KeyText {
     pub(crate) name: Cow<'static, str>,
+    /// json-c style (`, "name": `), for [`crate::jsonc`].
     pub(crate) json: Cow<'static, str>,
+    /// serde_json compact style (`"name":`), for [`crate::compact`].
+    pub(crate) compact: Cow<'static, str>,
+    /// Position of `name` among all names of the compiled rulebase sorted bytewise (equal
+    /// names share a rank), so objects can be put in serde_json's key order by comparing
+    /// integers; [`UNRANKED`] until [`crate::compact::rank_keys`] has run.
+    pub(crate) rank: u32,
 }
+
+/// [`KeyText::rank`] of a name that has no rank.
+pub(crate) const UNRANKED: u32 = u32::MAX;
 
 impl KeyText {
     pub(crate) fn new(name: &str) -> Self {
         KeyText {
             name: Cow::Owned(name.to_string()),
             json: Cow::Owned(crate::jsonc::key_text(name)),
+            compact: Cow::Owned(crate::compact::key_text(name)),
+            rank: UNRANKED,
         }
     }
 }
@@ -104,20 +116,26 @@ const _: () = assert!(std::mem::size_of::<(Key<'static>, Out<'static>)>() * 16 <
 /// every line).
 #[derive(Debug)]
 pub(crate) enum Key<'g> {
-    /// A name from the rulebase (field or built-in key).
+    /// A name from the rulebase (field, annotation or built-in key).
     Rule(&'g KeyText),
-    /// A name borrowed from the compiled rulebase without a pre-rendered form.
-    Name(&'g str),
     /// A name taken from the data (members merged by `.`).
     Owned(Box<str>),
 }
 
 impl Key<'_> {
+    /// The name's [`KeyText::rank`], if it has one.
+    #[inline]
+    pub(crate) fn rank(&self) -> Option<u32> {
+        match self {
+            Key::Rule(k) if k.rank != UNRANKED => Some(k.rank),
+            _ => None,
+        }
+    }
+
     #[inline]
     pub(crate) fn name(&self) -> &str {
         match self {
             Key::Rule(k) => &k.name,
-            Key::Name(n) => n,
             Key::Owned(n) => n,
         }
     }

@@ -6,6 +6,7 @@
 //! reloaded without a restart; a rulebase that fails to load is reported with file, line and
 //! column and the previous version stays active.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -142,6 +143,11 @@ impl Normalizer {
     /// Normalizes the events of one tenant: for every row whose producer names a pattern, the
     /// rulebase's fields go under `normalized.<pattern>` and its tags into `tags` (merged with
     /// what the event already had). `None` when no row names a pattern (most batches).
+    ///
+    /// A row without earlier `normalized`/`tags` values (the common case) gets its JSON text
+    /// written directly: `{"PATTERN":` + [`Rulebase::normalize_json_into`]'s fields + `}`,
+    /// and the rule's tags as a JSON array, byte for byte what serializing the
+    /// `serde_json::Map` and `Vec<String>` gives (the merge path below).
     fn normalize_group(&self, group: &TenantBatch) -> Option<TenantBatch> {
         let text = |name: &str| {
             group
@@ -157,6 +163,10 @@ impl Normalizer {
         let rows = group.batch.num_rows();
         let mut normalized_out = StringBuilder::with_capacity(rows, rows * 64);
         let mut tags_out = StringBuilder::with_capacity(rows, rows * 16);
+        // reused per row: `{"PATTERN":` for the current pattern, and the texts being built
+        let mut prefix = String::new();
+        let mut json = String::new();
+        let mut tags_json = String::new();
         fn value_at(column: &StringArray, row: usize) -> Option<&str> {
             (!column.is_null(row)).then(|| column.value(row))
         }
@@ -176,33 +186,68 @@ impl Normalizer {
                     self.count(done);
                 }
                 current = Some((pattern, self.rulebase(pattern), 0, 0));
+                prefix.clear();
+                prefix.push('{');
+                prefix.push_str(&serde_json::to_string(pattern).unwrap_or_default());
+                prefix.push(':');
             }
             let Some((_, Some(rulebase), matched, unmatched)) = current.as_mut() else {
                 normalized_out.append_option(existing_normalized);
                 tags_out.append_option(existing_tags);
                 continue;
             };
-            let result = rulebase.normalize(messages.value(row));
-            if result.matched {
+            let message = messages.value(row);
+            let (line_matched, rule_tags): (bool, Cow<'_, [String]>) = match existing_normalized {
+                // nothing to merge with: the stored text is written directly
+                None => {
+                    json.clear();
+                    json.push_str(&prefix);
+                    let result = rulebase.normalize_json_into(message, &mut json);
+                    json.push('}');
+                    normalized_out.append_value(&json);
+                    (result.matched, Cow::Borrowed(result.tags))
+                }
+                Some(existing) => {
+                    let result = rulebase.normalize(message);
+                    let mut object = match serde_json::from_str::<Value>(existing) {
+                        Ok(Value::Object(object)) => object,
+                        _ => Map::new(),
+                    };
+                    object.insert(pattern.to_string(), Value::Object(result.fields));
+                    normalized_out.append_option(serde_json::to_string(&object).ok());
+                    (result.matched, Cow::Owned(result.tags))
+                }
+            };
+            if line_matched {
                 *matched += 1;
             } else {
                 *unmatched += 1;
             }
-            let mut object = match existing_normalized.map(serde_json::from_str::<Value>) {
-                Some(Ok(Value::Object(object))) => object,
-                _ => Map::new(),
-            };
-            object.insert(pattern.to_string(), Value::Object(result.fields));
-            normalized_out.append_option(serde_json::to_string(&object).ok());
-            let mut all_tags = match existing_tags.map(serde_json::from_str::<Vec<String>>) {
-                Some(Ok(existing)) => existing,
-                _ => Vec::new(),
-            };
-            all_tags.extend(result.tags);
-            if all_tags.is_empty() {
-                tags_out.append_null();
-            } else {
-                tags_out.append_option(serde_json::to_string(&all_tags).ok());
+            match existing_tags {
+                None if rule_tags.is_empty() => tags_out.append_null(),
+                // `["a","b"]`, as serde_json serializes a Vec<String>
+                None => {
+                    tags_json.clear();
+                    tags_json.push('[');
+                    for (i, tag) in rule_tags.iter().enumerate() {
+                        if i > 0 {
+                            tags_json.push(',');
+                        }
+                        meniscus_rulebase::push_json_string(&mut tags_json, tag);
+                    }
+                    tags_json.push(']');
+                    tags_out.append_value(&tags_json);
+                }
+                Some(existing) => {
+                    let mut all_tags =
+                        serde_json::from_str::<Vec<String>>(existing).unwrap_or_default();
+                    all_tags.extend(rule_tags.iter().cloned());
+                    if all_tags.is_empty() {
+                        tags_out.append_null();
+                    } else {
+                        tags_out.append_option(serde_json::to_string(&all_tags).ok());
+                    }
+                }
             }
         }
         if let Some(done) = current.take() {
