@@ -209,6 +209,10 @@ pub struct Limits {
     /// Queries one tenant may run at once; more get 429 with `Retry-After`.
     #[serde(default = "default_max_concurrent_queries_per_tenant")]
     pub max_concurrent_queries_per_tenant: usize,
+    /// Nice value of query threads (0–19): how far below ingest queries run when both want
+    /// the CPU; they still take every idle cycle. 0 runs them alongside ingest.
+    #[serde(default = "default_query_thread_nice")]
+    pub query_thread_nice: i32,
     /// Open connections one listener (each syslog TCP/TLS listener, the HTTP listener) takes;
     /// more are closed at once and counted.
     #[serde(default = "default_max_connections")]
@@ -239,6 +243,7 @@ impl Limits {
             max_statement_bytes: self.max_statement_bytes,
             max_concurrent: self.max_concurrent_queries,
             max_concurrent_per_tenant: self.max_concurrent_queries_per_tenant,
+            thread_nice: self.query_thread_nice,
         }
     }
 
@@ -406,6 +411,10 @@ fn default_max_concurrent_queries_per_tenant() -> usize {
     QueryLimits::default().max_concurrent_per_tenant
 }
 
+fn default_query_thread_nice() -> i32 {
+    QueryLimits::default().thread_nice
+}
+
 fn default_max_connections() -> usize {
     ConnectionLimits::default().per_listener
 }
@@ -541,6 +550,12 @@ impl Config {
                     )));
                 }
             }
+        }
+        if !(0..=19).contains(&self.limits.query_thread_nice) {
+            return Err(ConfigError::Invalid(
+                "limits.queryThreadNice must be 0-19 (a nice value; 0 runs queries alongside ingest)"
+                    .into(),
+            ));
         }
         if self.limits.max_message_bytes < 480 {
             return Err(ConfigError::Invalid(
