@@ -15,20 +15,50 @@ use crate::tenant::Producer;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
+    /// Syslog over TCP.
     Tcp,
+    /// Syslog over UDP.
     Udp,
+    /// Syslog over TLS.
     Tls,
+    /// The Meniscus HTTP publish API.
     Http,
+    /// Loki's push API (`/loki/api/v1/push`), JSON or protobuf.
+    Loki,
+    /// Elasticsearch's `_bulk` API.
+    Elastic,
+    /// OTLP/HTTP logs (`/v1/logs`), protobuf or JSON.
+    Otlp,
 }
 
 impl Transport {
+    pub const ALL: [Transport; 7] = [
+        Transport::Tcp,
+        Transport::Udp,
+        Transport::Tls,
+        Transport::Http,
+        Transport::Loki,
+        Transport::Elastic,
+        Transport::Otlp,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::Tcp => "tcp",
             Transport::Udp => "udp",
             Transport::Tls => "tls",
             Transport::Http => "http",
+            Transport::Loki => "loki",
+            Transport::Elastic => "elastic",
+            Transport::Otlp => "otlp",
         }
+    }
+
+    /// The transport whose [`as_str`](Self::as_str) is `text`.
+    pub fn parse(text: &str) -> Option<Transport> {
+        Transport::ALL
+            .into_iter()
+            .find(|transport| transport.as_str() == text)
     }
 }
 

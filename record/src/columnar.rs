@@ -770,12 +770,10 @@ pub fn batch_to_events(batch: &RecordBatch, tenant: &str) -> Vec<Event> {
                 Some(Value::Object(map)) => map,
                 _ => Map::new(),
             };
-            let transport = match text_at(transport, row).as_deref() {
-                Some("udp") => Transport::Udp,
-                Some("tls") => Transport::Tls,
-                Some("http") => Transport::Http,
-                _ => Transport::Tcp,
-            };
+            let transport = text_at(transport, row)
+                .as_deref()
+                .and_then(Transport::parse)
+                .unwrap_or(Transport::Tcp);
             Event {
                 time: sender_time(ts, time_offset, row),
                 host: text_at(host, row),

@@ -317,13 +317,9 @@ fn transport_of(batch: &Batch) -> &'static str {
         let texts = column.as_any().downcast_ref::<StringArray>()?;
         (!texts.is_empty()).then(|| texts.value(0))
     });
-    match transport {
-        Some("tcp") => "tcp",
-        Some("udp") => "udp",
-        Some("tls") => "tls",
-        Some("http") => "http",
-        _ => "other",
-    }
+    transport
+        .and_then(meniscus_grid::Transport::parse)
+        .map_or("other", meniscus_grid::Transport::as_str)
 }
 
 fn stopped() -> StageError {

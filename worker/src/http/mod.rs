@@ -25,7 +25,7 @@ use meniscus_metrics::{Exposure, Registry};
 use meniscus_store::query::QueryEngine;
 use meniscus_store::Store;
 
-use crate::correlator::sources::http_publish;
+use crate::correlator::sources::{elastic_bulk, http_publish, loki_push, otlp_http};
 use crate::correlator::Correlator;
 use crate::telemetry::HttpMetrics;
 use crate::tenant_api;
@@ -54,6 +54,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tenant/{tenant_id}/events", get(tenant_api::search))
         .route("/v1/tenant/{tenant_id}/sql", post(tenant_api::sql))
         .route("/v1/tenant/{tenant_id}/metrics", get(tenant_api::metrics))
+        // Agent protocols: the tenant comes from the credentials (X-Scope-OrgID, Basic,
+        // ApiKey), see correlator::sources::agent.
+        .route("/loki/api/v1/push", post(loki_push::push))
+        .route("/v1/logs", post(otlp_http::export))
+        .route("/", get(elastic_bulk::info))
+        // The Elasticsearch clients send PUT, Beats and Logstash POST.
+        .route("/_bulk", post(elastic_bulk::bulk).put(elastic_bulk::bulk))
+        .route(
+            "/{index}/_bulk",
+            post(elastic_bulk::bulk_into).put(elastic_bulk::bulk_into),
+        )
         .route("/metrics", get(prometheus))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
