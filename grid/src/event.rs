@@ -29,10 +29,12 @@ pub enum Transport {
     Elastic,
     /// OTLP/HTTP logs (`/v1/logs`), protobuf or JSON.
     Otlp,
+    /// RELP, rsyslog's acknowledged syslog transport.
+    Relp,
 }
 
 impl Transport {
-    pub const ALL: [Transport; 7] = [
+    pub const ALL: [Transport; 8] = [
         Transport::Tcp,
         Transport::Udp,
         Transport::Tls,
@@ -40,6 +42,7 @@ impl Transport {
         Transport::Loki,
         Transport::Elastic,
         Transport::Otlp,
+        Transport::Relp,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +54,7 @@ impl Transport {
             Transport::Loki => "loki",
             Transport::Elastic => "elastic",
             Transport::Otlp => "otlp",
+            Transport::Relp => "relp",
         }
     }
 

@@ -52,6 +52,8 @@ pub enum ListenerProtocol {
     Tcp,
     Udp,
     Tls,
+    /// RELP (rsyslog's `omrelp`): every message acknowledged once stored.
+    Relp,
 }
 
 impl ListenerProtocol {
@@ -61,6 +63,7 @@ impl ListenerProtocol {
             ListenerProtocol::Tcp => Transport::Tcp,
             ListenerProtocol::Udp => Transport::Udp,
             ListenerProtocol::Tls => Transport::Tls,
+            ListenerProtocol::Relp => Transport::Relp,
         }
     }
 }
@@ -521,6 +524,11 @@ impl Config {
                 (ListenerProtocol::Tcp | ListenerProtocol::Udp, Some(_)) => {
                     return Err(ConfigError::Invalid(format!(
                         "{name}: `tls` is only for protocol tls"
+                    )))
+                }
+                (ListenerProtocol::Relp, Some(_)) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "{name}: RELP over TLS is not supported yet; use protocol tls, or RELP on a trusted network"
                     )))
                 }
                 _ => {}

@@ -7,4 +7,5 @@ pub mod elastic_bulk;
 pub mod http_publish;
 pub mod loki_push;
 pub mod otlp_http;
+pub mod relp;
 pub mod syslog;

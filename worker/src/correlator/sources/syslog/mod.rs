@@ -41,6 +41,21 @@ pub async fn listen(
             tokio::spawn(udp::serve(socket, source, correlator));
             Ok((listener.protocol, local))
         }
+        ListenerProtocol::Relp => {
+            let tcp = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen for RELP on {address}"))?;
+            let local = tcp.local_addr()?;
+            tokio::spawn(
+                crate::correlator::sources::relp::RelpListener {
+                    listener: tcp,
+                    source,
+                    connections,
+                }
+                .serve(correlator),
+            );
+            Ok((listener.protocol, local))
+        }
         ListenerProtocol::Tcp | ListenerProtocol::Tls => {
             let tls = match &listener.tls {
                 Some(tls) => Some(Arc::new(TlsListener::from_config(tls)?)),

@@ -278,12 +278,12 @@ async fn read_stream<S: AsyncRead + Unpin>(
 }
 
 /// Keeps `meniscus_ingest_open_connections` right however the task ends.
-struct ConnectionGauge {
+pub(crate) struct ConnectionGauge {
     gauge: meniscus_metrics::Gauge,
 }
 
 impl ConnectionGauge {
-    fn open(correlator: &Arc<Correlator>, transport: Transport) -> ConnectionGauge {
+    pub(crate) fn open(correlator: &Arc<Correlator>, transport: Transport) -> ConnectionGauge {
         let gauge = correlator
             .accept
             .metrics
