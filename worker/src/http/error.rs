@@ -40,6 +40,16 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, code, message)
     }
 
+    /// Adds the `Retry-After` header, when the error has one, to a response written in
+    /// another shape (the agent protocols' own error bodies).
+    pub fn add_retry_after(&self, response: &mut Response) {
+        if let Some(seconds) = self.retry_after_seconds {
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+    }
+
     fn retry_after(mut self, seconds: u64) -> ApiError {
         self.retry_after_seconds = Some(seconds.max(1));
         self
@@ -50,11 +60,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(json!({ "error": { "code": self.code, "message": self.message } }));
         let mut response = (self.status, body).into_response();
-        if let Some(seconds) = self.retry_after_seconds {
-            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-        }
+        self.add_retry_after(&mut response);
         response
     }
 }

@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, FixedOffset, Utc};
@@ -130,11 +130,7 @@ fn error_response(error: &ApiError) -> Response {
         })),
     )
         .into_response();
-    if let Some(seconds) = error.retry_after_seconds {
-        if let Ok(value) = seconds.to_string().parse() {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-    }
+    error.add_retry_after(&mut response);
     response
 }
 

@@ -57,11 +57,7 @@ fn plain_text(error: &ApiError) -> Response {
         format!("{}\n", error.message),
     )
         .into_response();
-    if let Some(seconds) = error.retry_after_seconds {
-        if let Ok(value) = seconds.to_string().parse() {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-    }
+    error.add_retry_after(&mut response);
     response
 }
 

@@ -132,11 +132,7 @@ fn status_response(encoding: Encoding, error: &ApiError) -> Response {
             .into_bytes(),
     };
     let mut response = answer(encoding, error.status, body);
-    if let Some(seconds) = error.retry_after_seconds {
-        if let Ok(value) = seconds.to_string().parse() {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-    }
+    error.add_retry_after(&mut response);
     response
 }
 
