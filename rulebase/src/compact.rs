@@ -309,6 +309,22 @@ fn word_needs_escape(x: u64) -> bool {
 
 /// `s` as a JSON string literal, escaped exactly as serde_json escapes it.
 pub(crate) fn string(out: &mut String, s: &str) {
+    write_escaped(out, s, word_needs_escape, |c| {
+        c < 0x20 || c == b'"' || c == b'\\'
+    });
+}
+
+/// `s` as a JSON string literal, escaping the bytes `byte_needs_escape` names, for both JSON
+/// dialects written here (serde_json's, above, and json-c's in [`crate::jsonc`]). Runs that
+/// need no escaping are copied in one go, testing 8 bytes at a time with `word_needs_escape`,
+/// which must be exact for the same set of bytes.
+#[inline(always)]
+pub(crate) fn write_escaped(
+    out: &mut String,
+    s: &str,
+    word_needs_escape: impl Fn(u64) -> bool,
+    byte_needs_escape: impl Fn(u8) -> bool,
+) {
     let b = s.as_bytes();
     out.reserve(b.len() + 2);
     out.push('"');
@@ -318,7 +334,8 @@ pub(crate) fn string(out: &mut String, s: &str) {
         let end = (i + 8).min(b.len());
         let w = match b[i..].first_chunk::<8>() {
             Some(w) => u64::from_le_bytes(*w),
-            // a partial last word, padded with 'a' (needs no escaping)
+            // a partial last word, padded with 'a' (needs no escaping); built with shifts,
+            // as a short copy into a buffer would be a memcpy call
             None => b[i..]
                 .iter()
                 .enumerate()
@@ -328,7 +345,7 @@ pub(crate) fn string(out: &mut String, s: &str) {
         };
         if word_needs_escape(w) {
             for (j, &c) in b.iter().enumerate().take(end).skip(i) {
-                if c < 0x20 || c == b'"' || c == b'\\' {
+                if byte_needs_escape(c) {
                     out.push_str(&s[start..j]);
                     escape_byte(out, c);
                     start = j + 1;
@@ -341,10 +358,12 @@ pub(crate) fn string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// The escape of one byte that needs one, in either dialect (`/` only json-c escapes).
 fn escape_byte(out: &mut String, c: u8) {
     match c {
         b'"' => out.push_str("\\\""),
         b'\\' => out.push_str("\\\\"),
+        b'/' => out.push_str("\\/"),
         b'\n' => out.push_str("\\n"),
         b'\r' => out.push_str("\\r"),
         b'\t' => out.push_str("\\t"),

@@ -524,59 +524,7 @@ pub(crate) mod jsonc {
     }
 
     pub(crate) fn string(out: &mut String, s: &str) {
-        let b = s.as_bytes();
-        out.reserve(b.len() + 2);
-        out.push('"');
-        // copy runs that need no escaping in one go, testing 8 bytes at a time (the
-        // last, partial word is padded with a byte that needs no escaping)
-        let mut start = 0;
-        let mut i = 0;
-        while i < b.len() {
-            let end = (i + 8).min(b.len());
-            let w = match b[i..].first_chunk::<8>() {
-                Some(w) => u64::from_le_bytes(*w),
-                // a partial last word, padded with 'a' (needs no escaping); built with
-                // shifts, as a short copy into a buffer would be a memcpy call
-                None => b[i..]
-                    .iter()
-                    .enumerate()
-                    .fold(u64::from_le_bytes([b'a'; 8]), |x, (k, &c)| {
-                        (x & !(0xff << (8 * k))) | (c as u64) << (8 * k)
-                    }),
-            };
-            if word_needs_escape(w) {
-                for (j, &c) in b.iter().enumerate().take(end).skip(i) {
-                    if NEEDS_ESCAPE[c as usize] {
-                        out.push_str(&s[start..j]);
-                        escape_byte(out, c);
-                        start = j + 1;
-                    }
-                }
-            }
-            i = end;
-        }
-        out.push_str(&s[start..]);
-        out.push('"');
-    }
-
-    /// `c` is one of the ASCII bytes of [`NEEDS_ESCAPE`].
-    fn escape_byte(out: &mut String, c: u8) {
-        match c {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            b'/' => out.push_str("\\/"),
-            b'\n' => out.push_str("\\n"),
-            b'\r' => out.push_str("\\r"),
-            b'\t' => out.push_str("\\t"),
-            0x08 => out.push_str("\\b"),
-            0x0c => out.push_str("\\f"),
-            c => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.push_str("\\u00");
-                out.push(HEX[(c >> 4) as usize] as char);
-                out.push(HEX[(c & 15) as usize] as char);
-            }
-        }
+        crate::compact::write_escaped(out, s, word_needs_escape, |c| NEEDS_ESCAPE[c as usize]);
     }
 
     pub(crate) fn value(out: &mut String, v: &Value) {
