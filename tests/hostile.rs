@@ -412,11 +412,19 @@ fn a_full_listener_makes_room_for_a_sender_by_closing_an_idle_stranger() {
     );
     // Silent for more than a second: each may now be closed for a newcomer.
     std::thread::sleep(Duration::from_millis(1_500));
+    // The senders stay connected until all have spoken: a sender that had closed would
+    // leave a free place for the next one, which then would not need an eviction.
+    let mut senders = Vec::new();
     for round in 0..3 {
-        let lines: Vec<String> = (0..20)
-            .map(|n| format!("<13>1 {STAMP} h web - - {CREDENTIALS} room-{round}-{n}"))
-            .collect();
-        send_syslog(meniscus.syslog_port, &lines);
+        let mut sender = TcpStream::connect(("127.0.0.1", meniscus.syslog_port)).unwrap();
+        for n in 0..20 {
+            sender
+                .write_all(
+                    format!("<13>1 {STAMP} h web - - {CREDENTIALS} room-{round}-{n}\n").as_bytes(),
+                )
+                .unwrap();
+        }
+        senders.push(sender);
     }
     assert_eq!(
         meniscus.wait_for_count("acme", "acme-token", "msg LIKE 'room-%'", 60),
@@ -429,7 +437,7 @@ fn a_full_listener_makes_room_for_a_sender_by_closing_an_idle_stranger() {
     let open = meniscus.metric("meniscus_ingest_open_connections{transport=\"tcp\"}");
     assert!(open <= 100, "the listener cap still holds: {open} open");
     assert_alive(&meniscus);
-    drop(held);
+    drop((held, senders));
 }
 
 /// Slow HTTP clients: headers trickled are cut off at the header timeout; a body is not read
