@@ -76,7 +76,8 @@ class Server:
         req = urllib.request.Request(
             f"http://127.0.0.1:{self.http_port}{path}",
             data=None if body is None else json.dumps(body).encode(),
-            headers={"MESSAGE-TOKEN": TOKEN_HDR, "Content-Type": "application/json"}, method=method)
+            headers={"MESSAGE-TOKEN": TOKEN_HDR, "X-Scope-OrgID": TENANT, "Content-Type": "application/json"},
+            method=method)
         try:
             with urllib.request.urlopen(req, timeout=timeout or self.args.query_timeout) as r:
                 return json.loads(r.read())
@@ -370,6 +371,30 @@ tenants:
     rows.append(("SQL date_bin(1 minute), severity, count(*)", "meniscus", runs, chk))
     rows.append(("mawk: count per (minute, severity)", "peer", peer_counts, f"{len(ref_counts)} cells"))
 
+    # (a') the same question in LogQL (Grafana's Loki data source): the window of the step at
+    # t is (t - 1m, t], so its SQL twin bins ts - 1 µs and labels the bin by its end.
+    severities = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"]
+    logql = 'sum by (severity) (count_over_time({transport="tcp"}[1m]))'
+    q = urllib.parse.urlencode({"query": logql, "start": base, "end": end, "step": 60})
+    runs = []
+    for _ in range(args.runs):
+        res, w, c = timed_server(srv, lambda: srv.request("GET", f"/loki/api/v1/query_range?{q}"))
+        runs.append((w, c))
+    got = {}
+    for series in res["data"]["result"]:
+        code = severities.index(series["metric"]["severity"])
+        for t, v in series["values"]:
+            got[(int(t), code)] = int(v)
+    sql_twin = ("SELECT CAST(to_unixtime(date_bin(INTERVAL '1 minute', ts - INTERVAL '1 microsecond', "
+                "TIMESTAMP '1970-01-01T00:00:00Z')) AS BIGINT) + 60 AS t, severity, count(*) AS count FROM events "
+                f"WHERE ts > to_timestamp_micros({(base - 60) * 1_000_000}) AND ts <= to_timestamp_micros({end * 1_000_000}) "
+                "GROUP BY 1, 2")
+    twin = {(int(r["t"]), int(r["severity"])): int(r["count"]) for r in srv.sql(sql_twin)["rows"]}
+    chk = "= SQL (same windows)" if got == twin else (
+        f"DIFFERS from SQL in {sum(1 for k in set(got) | set(twin) if got.get(k) != twin.get(k))} cells")
+    chk += f", {sum(got.values()):,} events"
+    rows.append(("LogQL sum by (severity) (count_over_time[1m])", "meniscus", runs, chk))
+
     # (b) rare token, API and SQL
     q = urllib.parse.urlencode({"q": args.token, "from": frm, "to": to, "limit": 100})
     runs = []
@@ -430,7 +455,8 @@ tenants:
     api_s, sql_s, peer_s = ("GET /events?q=<token> (24 h)", "SQL count(*) WHERE msg LIKE '%<token>%'",
                             "grep -c -F <token> lines.txt")
     out.append("# ratios (Meniscus / peer; > 1 = Meniscus slower or costlier)")
-    for a, b in ((api_m, peer_m), (sql_m, peer_m), (api_s, peer_s), (sql_s, peer_s)):
+    logql_m = "LogQL sum by (severity) (count_over_time[1m])"
+    for a, b in ((api_m, peer_m), (sql_m, peer_m), (logql_m, sql_m), (api_s, peer_s), (sql_s, peer_s)):
         out.append(f"#   {a} / {b}: wall x{ratio(a, b, 0):.2f}, CPU x{ratio(a, b, 1):.2f}")
     out.append("")
     out.append(f"# ingest: {args.count:,} events over {args.conns} TCP conns (octet-counted, listener bound to the tenant) "

@@ -18,6 +18,7 @@ mod flush;
 pub mod gate;
 pub mod hot;
 pub mod jobs;
+pub mod logql;
 pub mod metrics;
 pub mod msg_tokens;
 pub mod query;

@@ -143,6 +143,7 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         registry: metrics,
         connection_limits: connection_limits.clone(),
         ready: Default::default(),
+        loki_tails: Default::default(),
     });
     let ops_address = http::ops::start(config.ops.address, state.clone())?;
     let app = http::router(state.clone());

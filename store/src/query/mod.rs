@@ -17,6 +17,7 @@
 //!   dropped, which stops its operators at their next batch.
 
 mod guards;
+pub mod loki;
 mod yielding;
 
 use std::sync::Arc;

@@ -29,6 +29,7 @@ use crate::correlator::sources::{elastic_bulk, http_publish, loki_push, otlp_htt
 use crate::correlator::Correlator;
 use crate::telemetry::HttpMetrics;
 use crate::tenant_api;
+use crate::tenant_api::loki;
 use error::ApiError;
 
 pub struct AppState {
@@ -39,6 +40,8 @@ pub struct AppState {
     pub http_metrics: HttpMetrics,
     pub connection_limits: crate::connections::ConnectionLimits,
     pub ready: AtomicBool,
+    /// Open Loki tails per tenant (tenant_api::loki::tail caps them).
+    pub loki_tails: parking_lot::Mutex<std::collections::HashMap<String, usize>>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -65,6 +68,22 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/{index}/_bulk",
             post(elastic_bulk::bulk_into).put(elastic_bulk::bulk_into),
         )
+        // The Loki-compatible query API (Grafana's Loki data source); tenant as for agents.
+        .route(
+            "/loki/api/v1/query_range",
+            get(loki::query_range).post(loki::query_range),
+        )
+        .route("/loki/api/v1/query", get(loki::query).post(loki::query))
+        .route("/loki/api/v1/labels", get(loki::labels).post(loki::labels))
+        .route(
+            "/loki/api/v1/label/{name}/values",
+            get(loki::label_values).post(loki::label_values),
+        )
+        .route(
+            "/loki/api/v1/series",
+            get(loki::series_route).post(loki::series_route),
+        )
+        .route("/loki/api/v1/tail", get(loki::tail::tail))
         .route("/metrics", get(prometheus))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

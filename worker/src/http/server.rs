@@ -39,8 +39,10 @@ pub async fn serve(listener: TcpListener, app: Router, connections: Arc<Connecti
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout);
+            // Upgrades: the Loki tail is a WebSocket.
             if let Err(error) = builder
                 .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
                 .await
             {
                 tracing::debug!(%peer, %error, "http connection ended");

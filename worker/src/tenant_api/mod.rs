@@ -1,5 +1,8 @@
 //! The tenant persona's read API: job status, search, SQL and counts. Every call needs the
-//! tenant's token and sees only that tenant's events.
+//! tenant's token and sees only that tenant's events. The Loki-compatible query API is in
+//! [`loki`].
+
+pub mod loki;
 
 use std::sync::Arc;
 

@@ -77,15 +77,13 @@ impl Credentials {
     }
 }
 
-/// Checks an agent's credentials (counted per transport, as every refusal is), then reads and
-/// decompresses the body (`Content-Encoding: gzip` or `zstd`, within the body limit and
-/// timeout). The token is checked before a byte of the body is read.
-pub async fn authorized_body(
+/// The tenant an agent's (or a Loki client's) credentials name, once its token is checked;
+/// refusals are counted per transport, as every refusal is.
+pub fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
-    body: axum::body::Body,
     transport: Transport,
-) -> Result<(Arc<Tenant>, Vec<u8>), ApiError> {
+) -> Result<Arc<Tenant>, ApiError> {
     let credentials = Credentials::from_headers(headers);
     let accept = &state.correlator.accept;
     let Some(tenant_id) = credentials.tenant else {
@@ -98,7 +96,7 @@ pub async fn authorized_body(
         ));
     };
     let registry = accept.registry();
-    let tenant = accept
+    accept
         .authenticate(
             &registry,
             &tenant_id,
@@ -112,7 +110,19 @@ pub async fn authorized_body(
                 tenant: tenant_id.clone(),
                 error,
             })
-        })?;
+        })
+}
+
+/// Checks an agent's credentials ([`authenticate`]), then reads and decompresses the body
+/// (`Content-Encoding: gzip` or `zstd`, within the body limit and timeout). The token is
+/// checked before a byte of the body is read.
+pub async fn authorized_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    transport: Transport,
+) -> Result<(Arc<Tenant>, Vec<u8>), ApiError> {
+    let tenant = authenticate(state, headers, transport)?;
     let limit = state.correlator.max_http_body_bytes;
     let raw = read_body(state, headers, body, limit).await?;
     let encoding = headers
