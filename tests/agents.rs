@@ -6,12 +6,18 @@
 //!
 //! Also, without a client library: each protocol's error shape for a wrong token, an item of a
 //! bulk request that cannot be taken while the others are stored, gzip bodies, and OTLP/JSON.
+//!
+//! And the OpenTelemetry Collector itself (built from Go modules by `tools/otelcol/build.sh`,
+//! which `dev/test` runs): its filelog receiver tails a file and ships every line with the
+//! `otlphttp` exporter, and with the `syslog` exporter (RFC 5424 over TCP, newline-terminated and
+//! octet-counted) to tenant-bound syslog listeners.
 
 use std::io::Write;
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use meniscus_tests::{repo_root, Meniscus};
+use meniscus_tests::{free_port, repo_root, Meniscus, StartOptions};
 use serde_json::{json, Value};
 
 const TENANTS: &str = r#"
@@ -22,14 +28,16 @@ tenants:
     tokens: [{value: other-token}]
 "#;
 
+/// `${MENISCUS_CACHE:-$HOME/.cache/meniscus}`, where dev/test puts the clients and tools.
+fn cache_dir() -> PathBuf {
+    std::env::var_os("MENISCUS_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/meniscus"))
+}
+
 /// The virtualenv's python; the test fails (never skips) without it.
 fn python() -> PathBuf {
-    let cache = std::env::var_os("MENISCUS_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/meniscus")
-        });
-    let python = cache.join("venv-agents/bin/python");
+    let python = cache_dir().join("venv-agents/bin/python");
     assert!(
         python.is_file(),
         "{} is missing: run dev/peers/python-clients.sh (dev/test does)",
@@ -428,4 +436,295 @@ fn each_protocol_answers_in_its_own_shape() {
 fn base64_of(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The OpenTelemetry Collector (tools/otelcol): filelog receiver -> otlphttp / syslog exporters.
+// ---------------------------------------------------------------------------------------------
+
+/// The collector `tools/otelcol/build.sh` builds, at the release in `tools/otelcol/versions.env`;
+/// the test fails (never skips) without it.
+fn otelcol_binary() -> PathBuf {
+    let versions = std::fs::read_to_string(repo_root().join("tools/otelcol/versions.env"))
+        .expect("read tools/otelcol/versions.env");
+    let version = versions
+        .lines()
+        .find_map(|line| line.strip_prefix("OTELCOL_VERSION="))
+        .expect("OTELCOL_VERSION in tools/otelcol/versions.env")
+        .trim();
+    let binary = cache_dir()
+        .join("otelcol")
+        .join(version)
+        .join("otelcol-meniscus");
+    assert!(
+        binary.is_file(),
+        "{} is missing: run tools/otelcol/build.sh (dev/test does)",
+        binary.display()
+    );
+    binary
+}
+
+/// A running collector with a folder of its own (config, its log, the files it tails).
+/// Dropping it kills the collector, and prints its log when the test failed.
+struct Collector {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Collector {
+    /// Runs the collector with `config` (YAML; `{dir}` is replaced by its folder). Its own
+    /// telemetry is off in every config here (`metrics: {level: none}`), so it binds no port.
+    fn start(dir: tempfile::TempDir, config: &str) -> Collector {
+        let binary = otelcol_binary();
+        let config_path = dir.path().join("otelcol.yaml");
+        std::fs::write(
+            &config_path,
+            config.replace("{dir}", &dir.path().display().to_string()),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("otelcol.log")).unwrap();
+        let child = Command::new(binary)
+            .arg(format!("--config=file:{}", config_path.display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start the collector");
+        Collector { child, dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path("otelcol.log")).unwrap_or_default()
+    }
+
+    /// Panics with the collector's log when it has exited.
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("the collector exited with {status}:\n{}", self.log());
+        }
+    }
+
+    /// Waits (up to 120 s) until `count(filter)` for acme reaches `expected`, checking all the
+    /// while that the collector still runs; then a moment more, so that a line delivered twice
+    /// (a retry) has time to show.
+    fn wait_until_stored(&mut self, meniscus: &Meniscus, filter: &str, expected: u64) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            self.assert_running();
+            let count = meniscus.count("acme", "acme-token", filter);
+            if count >= expected {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{filter}: {count} of {expected} stored after 120s; collector log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        self.assert_running();
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- otelcol log ---\n{}", self.log());
+        }
+    }
+}
+
+/// Appends `lines` to `path` in chunks of 100 whole lines (one write each), pausing between
+/// chunks, as an application logging to a file does.
+fn append_lines(path: &Path, lines: &[String]) {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    for chunk in lines.chunks(100) {
+        let mut text = chunk.join("\n");
+        text.push('\n');
+        file.write_all(text.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_opentelemetry_collector_tails_a_file_to_otlp_http() {
+    let meniscus = Meniscus::start(TENANTS);
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+receivers:
+  filelog:
+    include: ["{dir}/app.log"]
+    start_at: beginning
+exporters:
+  # The otlphttp exporter; `otlp_http` is its name at this release (`otlphttp` still works, with
+  # a deprecation warning).
+  otlp_http:
+    endpoint: "{url}"
+    headers:
+      X-Scope-OrgID: acme
+      Authorization: Bearer acme-token
+  debug:
+    verbosity: basic
+service:
+  telemetry:
+    metrics: {level: none}
+    logs: {level: info}
+  pipelines:
+    logs:
+      receivers: [filelog]
+      exporters: [otlp_http, debug]
+"#
+    .replace("{url}", &meniscus.url(""));
+    const COUNT: usize = 2000;
+    let lines: Vec<String> = (0..COUNT).map(|i| format!("otelcol-{i}")).collect();
+    // Half is in the file before the collector starts (start_at: beginning), half is written
+    // while it tails the file.
+    append_lines(&dir.path().join("app.log"), &lines[..COUNT / 2]);
+    let mut collector = Collector::start(dir, &config);
+    append_lines(&collector.path("app.log"), &lines[COUNT / 2..]);
+    collector.wait_until_stored(&meniscus, "msg LIKE 'otelcol-%'", COUNT as u64);
+    assert_stored_once(&meniscus, "otelcol", COUNT);
+
+    let row = first_row(&meniscus, "otelcol");
+    assert_eq!(row["transport"], "otlp");
+    let native: Value = serde_json::from_str(row["native"].as_str().unwrap()).unwrap();
+    assert_eq!(native["attributes"]["log.file.name"], "app.log", "{native}");
+}
+
+#[test]
+fn the_opentelemetry_collector_tails_a_file_to_syslog_rfc5424_over_tcp() {
+    // The syslog exporter writes one RFC 5424 message per record, ending in LF; with
+    // `enable_octet_counting` each is prefixed with its length (which counts that LF). One
+    // tenant-bound listener per framing.
+    let octet_port = free_port();
+    let listeners = format!(
+        "  - {{protocol: tcp, address: \"127.0.0.1:{{syslog_port}}\", tenant: acme}}\n  \
+         - {{protocol: tcp, address: \"127.0.0.1:{octet_port}\", tenant: acme, framing: octet-counting}}\n"
+    );
+    let meniscus = Meniscus::start_with_options(StartOptions {
+        listeners: &listeners,
+        extra: TENANTS,
+        ..StartOptions::default()
+    });
+    // The exporter takes the message, host and app name from record attributes (not the body):
+    // the filelog receiver's operators put them there, and the time at the start of each line
+    // becomes the record's time (without one the exporter writes 1970-01-01T00:00:00Z, and
+    // retention drops such events at its next check). The exporter speaks TLS unless told
+    // `tls: {insecure: true}`; it opens a connection per batch.
+    let receiver = |name: &str| {
+        format!(
+            r#"
+  filelog/{name}:
+    include: ["{{dir}}/{name}.log"]
+    start_at: beginning
+    operators:
+      - type: regex_parser
+        regex: '^(?P<time>\S+) (?P<message>.*)$'
+        timestamp:
+          parse_from: attributes.time
+          layout_type: gotime
+          layout: '2006-01-02T15:04:05.999999999Z07:00'
+      - {{type: remove, field: attributes.time}}
+      - {{type: add, field: attributes.hostname, value: otel-host}}
+      - {{type: add, field: attributes.appname, value: otel-app}}"#
+        )
+    };
+    let config = format!(
+        r#"
+receivers:{lf_receiver}{octet_receiver}
+exporters:
+  syslog/lf:
+    endpoint: 127.0.0.1
+    port: {lf_port}
+    network: tcp
+    protocol: rfc5424
+    tls: {{insecure: true}}
+  syslog/octet:
+    endpoint: 127.0.0.1
+    port: {octet_port}
+    network: tcp
+    protocol: rfc5424
+    enable_octet_counting: true
+    tls: {{insecure: true}}
+  debug:
+    verbosity: basic
+service:
+  telemetry:
+    metrics: {{level: none}}
+    logs: {{level: info}}
+  pipelines:
+    logs/lf:
+      receivers: [filelog/lf]
+      exporters: [syslog/lf, debug]
+    logs/octet:
+      receivers: [filelog/octet]
+      exporters: [syslog/octet, debug]
+"#,
+        lf_receiver = receiver("lf"),
+        octet_receiver = receiver("octet"),
+        lf_port = meniscus.syslog_port,
+    );
+    const COUNT: usize = 2000;
+    let stamp = || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let lines = |prefix: &str, range: std::ops::Range<usize>| -> Vec<String> {
+        range.map(|i| format!("{} {prefix}-{i}", stamp())).collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let first_lf = lines("sys-lf", 0..COUNT / 2);
+    let first_octet = lines("sys-oc", 0..COUNT / 2);
+    append_lines(&dir.path().join("lf.log"), &first_lf);
+    append_lines(&dir.path().join("octet.log"), &first_octet);
+    let mut collector = Collector::start(dir, &config);
+    append_lines(
+        &collector.path("lf.log"),
+        &lines("sys-lf", COUNT / 2..COUNT),
+    );
+    append_lines(
+        &collector.path("octet.log"),
+        &lines("sys-oc", COUNT / 2..COUNT),
+    );
+
+    for (prefix, first_line) in [("sys-lf", &first_lf[0]), ("sys-oc", &first_octet[0])] {
+        collector.wait_until_stored(&meniscus, &format!("msg LIKE '{prefix}-%'"), COUNT as u64);
+        assert_stored_once(&meniscus, prefix, COUNT);
+        // Exactly the line's text (no LF left over from either framing), with the exporter's
+        // header fields and the line's own time.
+        let rows = meniscus.sql(
+            "acme",
+            "acme-token",
+            &format!(
+                "SELECT host, pname, severity, facility, transport, parse_error, ts FROM events \
+                 WHERE msg = '{prefix}-0'"
+            ),
+        );
+        assert_eq!(
+            rows.len(),
+            1,
+            "{prefix}-0 stored as the line's text: {rows:?}"
+        );
+        let row = &rows[0];
+        assert_eq!(row["host"], "otel-host", "{row:?}");
+        assert_eq!(row["pname"], "otel-app");
+        assert_eq!(row["transport"], "tcp");
+        assert!(row.get("parse_error").is_none_or(Value::is_null), "{row:?}");
+        // The exporter's default PRI 165: local4.notice.
+        assert_eq!(row["facility"], 20, "{row:?}");
+        assert_eq!(row["severity"], 5, "{row:?}");
+        let written = &first_line[..19]; // YYYY-MM-DDTHH:MM:SS
+        assert!(
+            row["ts"].as_str().unwrap().starts_with(written),
+            "the line's time {written}: {row:?}"
+        );
+    }
 }
