@@ -30,8 +30,13 @@ fn acme(transport: &str) -> Expect<'_> {
 /// A TLS listener on `{syslog_port}` with the server certificate of `certs`, plus `more` YAML
 /// inside its `tls` section.
 fn tls_listener(certs: &Path, more: &str) -> String {
+    secure_listener("tls", certs, more)
+}
+
+/// A `protocol` (tls or relp) listener with the test certificates, on `{syslog_port}`.
+fn secure_listener(protocol: &str, certs: &Path, more: &str) -> String {
     format!(
-        "  - {{protocol: tls, address: \"127.0.0.1:{{syslog_port}}\", tls: {{certFile: \"{}\", keyFile: \"{}\"{more}}}}}\n",
+        "  - {{protocol: {protocol}, address: \"127.0.0.1:{{syslog_port}}\", tls: {{certFile: \"{}\", keyFile: \"{}\"{more}}}}}\n",
         certs.join("server.pem").display(),
         certs.join("server.key").display()
     )
@@ -189,6 +194,53 @@ fn rsyslog_omrelp_stores_every_line_once() {
     assert_each_stored_once(&meniscus, &lines, &acme("relp"));
     assert_eq!(meniscus.count("other", "other-token", ""), 0);
     assert!(peer.is_running(), "rsyslogd died:\n{}", peer.diagnostics());
+}
+
+/// RELP over TLS (librelp's TLS in omrelp, the server checked by name), the tenant from the
+/// client certificate only: rsyslog adds no `[meniscus ...]` element. A client whose
+/// certificate comes from another CA is refused at the handshake.
+#[test]
+fn rsyslog_omrelp_over_mutual_tls_gets_its_tenant_from_the_client_certificate() {
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(certs_dir.path(), "relay-7");
+    let more = format!(
+        ", clientCaFile: \"{}\", clientTenants: [{{name: relay-7, tenant: acme}}]",
+        certs.join("ca.pem").display()
+    );
+    let meniscus = Meniscus::start_with_listeners(&secure_listener("relp", &certs, &more), TENANTS);
+    let client_cert = certs.join("client.pem").display().to_string();
+    let client_key = certs.join("client.key").display().to_string();
+    let peer = Peer::start(
+        "rsyslog-forward.sh",
+        meniscus.syslog_port,
+        "relp",
+        Some(&certs.join("ca.pem")),
+        &[("TLS_CERT", &client_cert), ("TLS_KEY", &client_key)],
+    );
+    let lines = numbered_lines("rsyslog-relp-tls", LINES);
+    peer.send_lines(&rfc5424(&lines));
+    assert_each_stored_once(&meniscus, &lines, &acme("relp"));
+    assert_eq!(meniscus.count("other", "other-token", ""), 0);
+    assert!(peer.is_running(), "rsyslogd died:\n{}", peer.diagnostics());
+
+    // A client of another CA, with the mapped name and valid credentials in its message.
+    let foreign_dir = tempfile::tempdir().unwrap();
+    let foreign = make_certs(foreign_dir.path(), "relay-7");
+    let handshake_failed =
+        "meniscus_ingest_rejected_messages_total{transport=\"relp\",reason=\"handshake_failed\"}";
+    let before = meniscus.metric(handshake_failed);
+    let refused = openssl_send(
+        meniscus.syslog_port,
+        &certs.join("ca.pem"),
+        Some((&foreign.join("client.pem"), &foreign.join("client.key"))),
+        "1 open 85 relp_version=0\nrelp_software=test\ncommands=syslog\n2 syslog 95 <13>1 2026-11-25T10:00:00Z intruder app - - [meniscus@32473 tenant=\"acme\" token=\"acme-token\"] refused\n",
+    );
+    meniscus_tests::wait_for_metric(&meniscus, handshake_failed, 30, |value| value > before);
+    assert_eq!(
+        meniscus.count("acme", "acme-token", "msg LIKE '%refused%'"),
+        0,
+        "{refused:?}"
+    );
 }
 
 /// RELP's point: Meniscus killed with `kill -9` in the middle of 10,000 lines and started

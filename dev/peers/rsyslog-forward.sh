@@ -14,7 +14,8 @@
 #   octet  TCP_Framing="octet-counted"   (RFC 6587 3.4.1)
 #   lf     traditional LF framing        (RFC 6587 3.4.2)
 #   relp   omrelp instead of omfwd: RELP, every message acknowledged by the receiver and
-#          resent when it was not (no TLS)
+#          resent when it was not; with "tls <ca.pem>" RELP over TLS (librelp's TLS, the
+#          server checked by name: TLS_PEER, default localhost)
 # Env:
 #   TENANT, TOKEN      when both set, STRUCTURED-DATA gets [$SD_ID tenant=".." token=".."]
 #                      in front of whatever SD the message had (SD_ID default meniscus@32473)
@@ -115,9 +116,19 @@ esac
 output_module=""
 queue='queue.type="LinkedList" queue.size="200000" action.resumeRetryCount="-1" action.resumeInterval="1"'
 if [ "$FRAMING" = relp ]; then
-    [ -z "$TLS_CA" ] || peer_die "relp here is without TLS"
+    relp_tls=""
+    if [ -n "$TLS_CA" ]; then
+        # librelp's own TLS (not the netstream driver): the server is checked by name
+        # (TLS_PEER, default localhost, the test certificate's name); without an auth mode
+        # librelp would use anonymous TLS, which no certificate-checking server accepts.
+        relp_tls="tls=\"on\" tls.caCert=\"$TLS_CA\" tls.authMode=\"name\" tls.permittedPeer=[\"${TLS_PEER:-localhost}\"]"
+        if [ -n "${TLS_CERT:-}" ]; then
+            relp_tls+=" tls.myCert=\"$(realpath "$TLS_CERT")\" tls.myPrivKey=\"$(realpath "${TLS_KEY:?TLS_KEY goes with TLS_CERT}")\""
+        fi
+        global_extra="" stream=""
+    fi
     output_module='module(load="omrelp")'
-    output_action="action(type=\"omrelp\" target=\"$HOST\" port=\"$PORT\" template=\"$template\" $queue)"
+    output_action="action(type=\"omrelp\" target=\"$HOST\" port=\"$PORT\" template=\"$template\" $relp_tls $queue)"
 else
     output_action="action(type=\"omfwd\" target=\"$HOST\" port=\"$PORT\" protocol=\"tcp\" $framing_param template=\"$template\" $stream $queue)"
 fi

@@ -523,12 +523,7 @@ impl Config {
                 }
                 (ListenerProtocol::Tcp | ListenerProtocol::Udp, Some(_)) => {
                     return Err(ConfigError::Invalid(format!(
-                        "{name}: `tls` is only for protocol tls"
-                    )))
-                }
-                (ListenerProtocol::Relp, Some(_)) => {
-                    return Err(ConfigError::Invalid(format!(
-                        "{name}: RELP over TLS is not supported yet; use protocol tls, or RELP on a trusted network"
+                        "{name}: `tls` is only for protocols tls and relp"
                     )))
                 }
                 _ => {}

@@ -14,6 +14,9 @@
 //!
 //! Delivery is at least once: a message stored just before the connection broke, and not yet
 //! acknowledged, is sent again and stored twice.
+//!
+//! With a `tls` section the listener speaks RELP over TLS (rsyslog's `omrelp` with `tls="on"`),
+//! and a client certificate can name the tenant, as on a syslog TLS listener.
 
 pub mod frame;
 
@@ -23,11 +26,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 use meniscus_record::{Batch, BatchBuilder, WhenFull};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 use super::syslog::event::{Refusal, SourceContext};
 use super::syslog::tcp::ConnectionGauge;
+use super::syslog::tls::TlsListener;
 use crate::connections::{ConnectionTable, Slot};
 use crate::correlator::{Admission, Correlator, WhenLimited};
 
@@ -38,6 +42,8 @@ pub struct RelpListener {
     pub listener: TcpListener,
     pub source: SourceContext,
     pub connections: Arc<ConnectionTable>,
+    /// RELP over TLS when set.
+    pub tls: Option<Arc<TlsListener>>,
 }
 
 impl RelpListener {
@@ -57,10 +63,25 @@ impl RelpListener {
             };
             let _ = stream.set_nodelay(true);
             let idle_timeout = self.connections.limits().idle_timeout;
-            let source = self.source.clone();
+            let mut source = self.source.clone();
             let correlator = correlator.clone();
+            let tls = self.tls.clone();
             tokio::spawn(async move {
-                session(stream, peer, source, idle_timeout, &slot, correlator).await;
+                match tls {
+                    None => session(stream, peer, source, idle_timeout, &slot, correlator).await,
+                    Some(tls) => {
+                        let transport = source.transport.as_str();
+                        let Some((stream, tenant)) =
+                            tls.handshake(stream, peer, transport, &correlator).await
+                        else {
+                            return;
+                        };
+                        if tenant.is_some() {
+                            source.bound_tenant = tenant;
+                        }
+                        session(stream, peer, source, idle_timeout, &slot, correlator).await
+                    }
+                }
             });
         }
     }
@@ -76,8 +97,8 @@ enum Answer {
     ServerClose,
 }
 
-async fn session(
-    stream: TcpStream,
+async fn session<S: AsyncRead + AsyncWrite + Send + 'static>(
+    stream: S,
     peer: SocketAddr,
     source: SourceContext,
     idle_timeout: Duration,
@@ -86,7 +107,7 @@ async fn session(
 ) {
     let transport = source.transport;
     let _gauge = ConnectionGauge::open(&correlator, transport);
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let max_message = correlator.max_message_bytes;
     // librelp's largest message is 128 KiB by default; a frame may carry a message up to the
     // larger of that and our limit (longer ones are cut to the limit, as on syslog TCP).

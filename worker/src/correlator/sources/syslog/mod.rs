@@ -42,6 +42,10 @@ pub async fn listen(
             Ok((listener.protocol, local))
         }
         ListenerProtocol::Relp => {
+            let tls = match &listener.tls {
+                Some(tls) => Some(Arc::new(TlsListener::from_config(tls)?)),
+                None => None,
+            };
             let tcp = TcpListener::bind(address)
                 .await
                 .with_context(|| format!("cannot listen for RELP on {address}"))?;
@@ -51,6 +55,7 @@ pub async fn listen(
                     listener: tcp,
                     source,
                     connections,
+                    tls,
                 }
                 .serve(correlator),
             );

@@ -32,9 +32,6 @@ const READ_BUFFER_BYTES: usize = 512 * 1024;
 const FIRST_READ_BUFFER_BYTES: usize = 16 * 1024;
 /// Batches of one connection handed on and not yet acknowledged, at most.
 const MAX_BATCHES_IN_FLIGHT: usize = 4;
-/// A TLS client that has not finished its handshake by then is dropped, so slow or silent
-/// clients cannot hold connection slots forever.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct StreamListener {
     pub listener: TcpListener,
@@ -90,38 +87,13 @@ impl StreamListener {
                         .await
                     }
                     Some(tls) => {
-                        let handshake = tokio::time::timeout(
-                            TLS_HANDSHAKE_TIMEOUT,
-                            tls.acceptor.accept(stream),
-                        )
-                        .await;
-                        let stream = match handshake {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(error)) => {
-                                correlator
-                                    .accept
-                                    .metrics
-                                    .rejected_messages
-                                    .inc(&["tls", "handshake_failed"]);
-                                tracing::warn!(%peer, %error, "tls handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                correlator
-                                    .accept
-                                    .metrics
-                                    .rejected_messages
-                                    .inc(&["tls", "handshake_timeout"]);
-                                tracing::warn!(%peer, "tls handshake timed out");
-                                return;
-                            }
+                        let Some((stream, tenant)) =
+                            tls.handshake(stream, peer, "tls", &correlator).await
+                        else {
+                            return;
                         };
-                        let certificates = stream.get_ref().1.peer_certificates();
-                        if let Some(tenant) = certificates
-                            .and_then(|chain| chain.first())
-                            .and_then(|leaf| tls.tenant_for(leaf))
-                        {
-                            source.bound_tenant = Some(tenant);
+                        if tenant.is_some() {
+                            source.bound_tenant = tenant;
                         }
                         read_stream(
                             stream,

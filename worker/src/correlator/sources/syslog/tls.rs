@@ -16,6 +16,10 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::TlsConfig;
 
+/// A TLS client that has not finished its handshake by then is dropped, so slow or silent
+/// clients cannot hold connection slots forever.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub struct TlsListener {
     pub acceptor: TlsAcceptor,
     client_tenants: HashMap<String, TenantId>,
@@ -105,6 +109,44 @@ impl TlsListener {
             acceptor: TlsAcceptor::from(Arc::new(server)),
             client_tenants,
         })
+    }
+
+    /// The server side of a client's handshake, within [`HANDSHAKE_TIMEOUT`]: the TLS stream
+    /// and the tenant its client certificate maps to, or `None` (counted as
+    /// `meniscus_ingest_rejected_messages_total{transport, reason="handshake_failed" |
+    /// "handshake_timeout"}` and logged).
+    pub async fn handshake(
+        &self,
+        stream: tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        transport: &str,
+        correlator: &crate::correlator::Correlator,
+    ) -> Option<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        Option<TenantId>,
+    )> {
+        let rejected = &correlator.accept.metrics.rejected_messages;
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => {
+                let tenant = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .and_then(|leaf| self.tenant_for(leaf));
+                Some((stream, tenant))
+            }
+            Ok(Err(error)) => {
+                rejected.inc(&[transport, "handshake_failed"]);
+                tracing::warn!(%peer, %error, transport, "tls handshake failed");
+                None
+            }
+            Err(_) => {
+                rejected.inc(&[transport, "handshake_timeout"]);
+                tracing::warn!(%peer, transport, "tls handshake timed out");
+                None
+            }
+        }
     }
 
     /// The tenant a verified client certificate maps to: its subject CN first, then its DNS
