@@ -402,6 +402,42 @@ fn a_slow_client_sending_byte_by_byte_is_stored_whole() {
     assert_intact(&meniscus, "m5-slow-octets");
 }
 
+/// A sender that speaks TLS to a plain TCP listener (the OpenTelemetry Collector's syslog
+/// exporter does unless told not to): its handshake is refused and counted, not stored as
+/// garbage events of the listener's tenant; the next plain sender is stored as usual.
+#[test]
+fn a_tls_handshake_on_a_plain_listener_is_refused_not_stored() {
+    let Server {
+        meniscus,
+        acme_port,
+    } = start();
+    let output = Command::new("timeout")
+        .args(["20", "openssl", "s_client", "-connect"])
+        .arg(format!("127.0.0.1:{acme_port}"))
+        .args(["-servername", "localhost"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run openssl s_client");
+    assert!(
+        !output.status.success()
+            || !String::from_utf8_lossy(&output.stdout).contains("Verify return code: 0"),
+        "no TLS session can be set up with a plain listener"
+    );
+    let refused = "meniscus_ingest_rejected_messages_total{transport=\"tcp\",reason=\"tls_on_plain_listener\"}";
+    meniscus_tests::wait_for_metric(&meniscus, refused, 30, |value| value == 1);
+    send_and_close(acme_port, format!("{}\n", line("m-after-tls")).as_bytes());
+    assert_intact(&meniscus, "m-after-tls");
+    assert_eq!(
+        meniscus.count("acme", "acme-token", ""),
+        1,
+        "only the plain line is stored: {:?}",
+        meniscus.sql("acme", "acme-token", "SELECT msg, raw FROM events")
+    );
+    assert!(meniscus
+        .log()
+        .contains("TLS handshake on a plain TCP listener"));
+}
+
 /// Closes with RST instead of FIN, like a crashed sender or a dropped connection.
 fn reset(stream: TcpStream) {
     socket2::SockRef::from(&stream)

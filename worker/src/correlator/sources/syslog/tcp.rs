@@ -135,6 +135,7 @@ async fn read_stream<S: AsyncRead + Unpin>(
     // the cap keeps memory bounded and the queue's backpressure still reaches the socket.
     let mut in_flight: VecDeque<JoinHandle<Result<Ack, StageError>>> = VecDeque::new();
     let mut failed = false;
+    let mut first_read = true;
     loop {
         let read_or_evicted = async {
             tokio::select! {
@@ -166,6 +167,22 @@ async fn read_stream<S: AsyncRead + Unpin>(
                 (0, true)
             }
         };
+        if first_read && read > 0 {
+            first_read = false;
+            // A sender speaking TLS to a plain listener (the OpenTelemetry Collector's syslog
+            // exporter does by default): its handshake would be stored as dozens of garbage
+            // events, once per retry, on a listener bound to a tenant.
+            if transport == Transport::Tcp && super::tls::looks_like_tls_handshake(&buffer[..read])
+            {
+                correlator
+                    .accept
+                    .metrics
+                    .rejected_messages
+                    .inc(&[transport.as_str(), "tls_on_plain_listener"]);
+                tracing::warn!(%peer, "a TLS handshake on a plain TCP listener: connection closed; send to a protocol: tls listener, or turn the sender's TLS off");
+                break;
+            }
+        }
         if read == buffer.len() && buffer.len() < READ_BUFFER_BYTES {
             buffer.resize((buffer.len() * 2).min(READ_BUFFER_BYTES), 0);
         }

@@ -161,6 +161,13 @@ impl TlsListener {
     }
 }
 
+/// Whether a connection's first bytes are a TLS handshake record (content type 22, version
+/// 3.x): no syslog frame starts that way (octet counts start with a digit, messages with `<`
+/// or text).
+pub fn looks_like_tls_handshake(first: &[u8]) -> bool {
+    matches!(first, [0x16, 0x03, minor, ..] if *minor <= 0x04)
+}
+
 /// Subject common names, then DNS SANs, of a DER certificate.
 pub fn certificate_names(certificate: &CertificateDer<'_>) -> Vec<String> {
     let Ok((_, parsed)) = x509_parser::parse_x509_certificate(certificate.as_ref()) else {
