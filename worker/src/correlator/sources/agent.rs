@@ -197,6 +197,36 @@ pub fn user_pri(severity: u8) -> u8 {
     8 + severity.min(7)
 }
 
+/// An event's `native` object written as JSON text field by field, so what many events share
+/// (an OTLP scope's resource, a Loki stream's labels) is written once and copied.
+#[derive(Clone, Default)]
+pub struct NativeJson(String);
+
+impl NativeJson {
+    /// A field whose value is already JSON text.
+    pub fn raw(&mut self, key: &str, json: &str) {
+        self.0.push(if self.0.is_empty() { '{' } else { ',' });
+        self.0.push('"');
+        self.0.push_str(key);
+        self.0.push_str("\":");
+        self.0.push_str(json);
+    }
+
+    pub fn text(&mut self, key: &str, value: &str) {
+        let quoted = serde_json::to_string(value).unwrap_or_else(|_| "\"\"".into());
+        self.raw(key, &quoted);
+    }
+
+    /// The object, or `None` when it has no field.
+    pub fn finish(mut self) -> Option<String> {
+        if self.0.is_empty() {
+            return None;
+        }
+        self.0.push('}');
+        Some(self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,7 +26,7 @@ use meniscus_record::{Batch, BatchBuilder, EventRow};
 use prost::Message;
 use serde_json::{Map, Value};
 
-use super::agent::{self, severity_from_level, user_pri};
+use super::agent::{self, severity_from_level, user_pri, NativeJson};
 use crate::http::error::ApiError;
 use crate::http::AppState;
 
@@ -296,19 +296,28 @@ fn to_batch(
             .and_then(severity_from_level)
             .map(user_pri);
         let producer = tenant.producer_for(pname);
-        let labels = serde_json::to_value(&stream.labels).unwrap_or(Value::Null);
+        // The stream's labels are written as JSON once, not per entry.
+        let mut shared = NativeJson::default();
+        if !stream.labels.is_empty() {
+            shared.raw(
+                "labels",
+                &serde_json::to_string(&stream.labels).unwrap_or_else(|_| "{}".into()),
+            );
+        }
+        let labels_only = shared.clone().finish();
         for entry in &stream.entries {
-            let mut native = Map::new();
-            if !stream.labels.is_empty() {
-                native.insert("labels".into(), labels.clone());
-            }
-            if !entry.metadata.is_empty() {
-                native.insert(
-                    "structured_metadata".into(),
-                    serde_json::to_value(&entry.metadata).unwrap_or(Value::Null),
+            let with_metadata;
+            let native = if entry.metadata.is_empty() {
+                labels_only.as_deref()
+            } else {
+                let mut native = shared.clone();
+                native.raw(
+                    "structured_metadata",
+                    &serde_json::to_string(&entry.metadata).unwrap_or_else(|_| "{}".into()),
                 );
-            }
-            let native = (!native.is_empty()).then(|| Value::Object(native).to_string());
+                with_metadata = native.finish();
+                with_metadata.as_deref()
+            };
             let time = i64::try_from(entry.nanos)
                 .ok()
                 .filter(|nanos| *nanos > 0)
@@ -318,7 +327,7 @@ fn to_batch(
                 host,
                 pname,
                 pri,
-                native: native.as_deref(),
+                native,
                 ..EventRow::message(&entry.line, producer, TRANSPORT, received_at)
             });
         }
