@@ -86,7 +86,7 @@ fn load() -> Data {
         "acme",
         json!([
             {"stream": {"app": "web", "host": "h1", "env": "prod"}, "values": web},
-            {"stream": {"app": "api", "host": "h2", "env": "prod"}, "values": api},
+            {"stream": {"app": "api", "host": "h2", "env": "prod", "level": "warn"}, "values": api},
             {"stream": {"app": "web", "host": "h3", "env": "dev"}, "values": web2},
         ]),
     );
@@ -298,14 +298,19 @@ fn log_queries_answer_streams_that_match_sql() {
     );
     assert!(!entries.is_empty());
 
-    // Severity as a label, by name: Loki's `level` label set the severity.
+    // Severity as a label, by name: the api stream's Loki `level` label set it.
     let mut severity = data.range();
-    severity.push(("query", r#"{severity="err"} != "plain""#.into()));
-    let none = stream_entries(&data.data("/loki/api/v1/query_range", &severity));
+    severity.push(("query", r#"{severity="warning"} != "call 1""#.into()));
+    severity.push(("limit", "1000".into()));
+    let warnings = stream_entries(&data.data("/loki/api/v1/query_range", &severity));
     assert_eq!(
-        none.len() as u64,
-        data.sql_count("severity = 3 AND msg NOT LIKE '%plain%'")
+        warnings.len() as u64,
+        data.sql_count("severity = 4 AND msg NOT LIKE '%call 1%'")
     );
+    assert!(!warnings.is_empty());
+    assert!(warnings
+        .iter()
+        .all(|(labels, _, _)| labels["severity"] == "warning"));
 }
 
 #[test]
@@ -459,7 +464,16 @@ fn labels_values_and_series_list_only_the_tenants_own() {
     let range = data.range();
     let names: Vec<String> =
         serde_json::from_value(data.data("/loki/api/v1/labels", &range)).unwrap();
-    for name in ["app", "env", "host", "pname", "transport", "producer"] {
+    for name in [
+        "app",
+        "env",
+        "host",
+        "pname",
+        "transport",
+        "producer",
+        "severity",
+        "level",
+    ] {
         assert!(names.contains(&name.to_string()), "{name} in {names:?}");
     }
     assert!(!names.contains(&"secret_label".to_string()), "{names:?}");
@@ -473,6 +487,9 @@ fn labels_values_and_series_list_only_the_tenants_own() {
     let hosts: Vec<String> =
         serde_json::from_value(data.data("/loki/api/v1/label/host/values", &range)).unwrap();
     assert_eq!(hosts, ["h1", "h2", "h3"]);
+    let severities: Vec<String> =
+        serde_json::from_value(data.data("/loki/api/v1/label/severity/values", &range)).unwrap();
+    assert_eq!(severities, ["warning"]);
     let mut scoped = range.clone();
     scoped.push(("query", r#"{env="dev"}"#.into()));
     let dev_hosts: Vec<String> =

@@ -76,19 +76,44 @@ pub fn label_value(name: &str, parser: Option<LineFormat>) -> Expr {
     }
 }
 
-/// The expressions that identify an event's stream: its event labels (as text) and its
-/// pushed Loki labels (as one JSON object text), aliased `label_<name>` and `loki_labels`.
+/// What to group by for a label: [`label_value`], except that severity and facility stay
+/// codes (grouping 10 M rows by a name computed per row took four times as long as by the
+/// code); [`label_text`] names them once per group.
+pub fn group_value(name: &str, parser: Option<LineFormat>) -> Expr {
+    match name {
+        "severity" | "facility" => col(name),
+        _ => label_value(name, parser),
+    }
+}
+
+/// A label's value as LogQL shows it, from a [`group_value`] read as text.
+pub fn label_text(name: &str, value: &str) -> String {
+    let names: &[&str] = match name {
+        "severity" => &SEVERITY_NAMES,
+        "facility" => &FACILITY_NAMES,
+        _ => return value.to_string(),
+    };
+    value
+        .parse::<usize>()
+        .ok()
+        .and_then(|code| names.get(code))
+        .map_or_else(|| value.to_string(), |name| name.to_string())
+}
+
+/// The expressions that identify an event's stream: its event labels (see [`group_value`])
+/// and its pushed Loki labels (as one JSON object text), aliased `label_<name>` and
+/// `loki_labels`.
 pub fn stream_key() -> Vec<Expr> {
     let mut key: Vec<Expr> = EVENT_LABELS
         .iter()
-        .map(|name| label_value(name, None).alias(format!("label_{name}")))
+        .map(|name| group_value(name, None).alias(format!("label_{name}")))
         .collect();
     key.push(native_labels_expr(col("native")).alias("loki_labels"));
     key
 }
 
-/// The label set of a stream from the values of [`stream_key`] (empty values are no label,
-/// as in Loki).
+/// The label set of a stream from the values of [`stream_key`] read as text (empty values
+/// are no label, as in Loki).
 pub fn stream_labels(
     event_labels: &[Option<&str>],
     loki_labels: Option<&str>,
@@ -107,7 +132,7 @@ pub fn stream_labels(
     }
     for (name, value) in EVENT_LABELS.iter().zip(event_labels) {
         if let Some(value) = value.filter(|value| !value.is_empty()) {
-            labels.insert(name.to_string(), value.to_string());
+            labels.insert(name.to_string(), label_text(name, value));
         }
     }
     labels
@@ -149,6 +174,15 @@ fn matcher(matcher: &Matcher) -> Expr {
 /// `value op "text"` with Loki's rules: a missing label is the empty value; regular
 /// expressions match the whole value.
 fn text_match(value: Expr, op: MatchOp, text: &str) -> Expr {
+    // Where the empty value cannot match, a missing label fails as null does: no coalesce,
+    // so the comparison stays one the scans can use.
+    match op {
+        MatchOp::Eq if !text.is_empty() => return value.eq(lit(text.to_string())).is_true(),
+        MatchOp::Re if !regex_matches_empty(text) => {
+            return binary_expr(value, Operator::RegexMatch, lit(anchored(text))).is_true()
+        }
+        _ => {}
+    }
     let value = datafusion::functions::expr_fn::coalesce(vec![value, lit("")]);
     match op {
         MatchOp::Eq => value.eq(lit(text.to_string())),
@@ -156,6 +190,10 @@ fn text_match(value: Expr, op: MatchOp, text: &str) -> Expr {
         MatchOp::Re => binary_expr(value, Operator::RegexMatch, lit(anchored(text))),
         MatchOp::NotRe => binary_expr(value, Operator::RegexNotMatch, lit(anchored(text))),
     }
+}
+
+fn regex_matches_empty(pattern: &str) -> bool {
+    regex::Regex::new(&anchored(pattern)).is_ok_and(|regex| regex.is_match(""))
 }
 
 fn anchored(pattern: &str) -> String {

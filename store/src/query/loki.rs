@@ -279,7 +279,7 @@ impl QueryEngine {
                     .iter()
                     .enumerate()
                     .map(|(index, name)| {
-                        compile::label_value(name, query.parser()).alias(format!("g{index}"))
+                        compile::group_value(name, query.parser()).alias(format!("g{index}"))
                     })
                     .collect(),
                 Some(labels.clone()),
@@ -365,7 +365,7 @@ impl QueryEngine {
                                 value
                                     .as_ref()
                                     .filter(|value| !value.is_empty())
-                                    .map(|value| (name.clone(), value.clone()))
+                                    .map(|value| (name.clone(), compile::label_text(name, value)))
                             })
                             .collect(),
                         None => {
@@ -466,9 +466,10 @@ impl QueryEngine {
                     .and(compile::any_selector(&selectors)),
             )?
             .aggregate(
-                vec![compile::label_value(name, None).alias("value")],
+                vec![compile::group_value(name, None).alias("value")],
                 vec![],
             )?;
+        let name = name.to_string();
         self.run("logql_labels", async move {
             let _running = running;
             let batches = frame.collect().await?;
@@ -478,7 +479,7 @@ impl QueryEngine {
                 let column = column.as_string::<i32>();
                 for row in 0..batch.num_rows() {
                     if !column.is_null(row) && !column.value(row).is_empty() {
-                        values.push(column.value(row).to_string());
+                        values.push(compile::label_text(&name, column.value(row)));
                     }
                 }
             }

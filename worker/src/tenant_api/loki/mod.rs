@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -83,6 +83,25 @@ impl Params {
 fn parse_form(text: &str) -> Result<Vec<(String, String)>, ApiError> {
     serde_urlencoded::from_str(text)
         .map_err(|error| ApiError::bad_request(format!("the parameters cannot be read: {error}")))
+}
+
+/// A Loki API request: the tenant its credentials name (checked first, so nothing of a
+/// stranger's request is read) and its parameters.
+pub struct LokiRequest {
+    tenant: Arc<Tenant>,
+    params: Params,
+}
+
+impl FromRequest<Arc<AppState>> for LokiRequest {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        let tenant = authenticate(state, &parts.headers)?;
+        let query = parts.uri.query().map(str::to_string);
+        let params = Params::read(state, &parts.method, &parts.headers, query, body).await?;
+        Ok(LokiRequest { tenant, params })
+    }
 }
 
 /// A Loki time: RFC 3339, Unix seconds with a fraction (`1700000000.5`), Unix seconds (up to
@@ -252,14 +271,10 @@ impl From<LogqlError> for ApiError {
 /// `GET|POST /loki/api/v1/query_range`
 pub async fn query_range(
     State(state): State<Arc<AppState>>,
-    method: Method,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: axum::body::Body,
+    request: Result<LokiRequest, ApiError>,
 ) -> Response {
     let result = async {
-        let tenant = authenticate(&state, &headers)?;
-        let params = Params::read(&state, &method, &headers, raw, body).await?;
+        let LokiRequest { tenant, params } = request?;
         let query = parse_query(params.get("query"))?;
         let (start, end) = time_range(&params, DEFAULT_SINCE_HOURS)?;
         // Checked for metric queries too, as Loki does.
@@ -311,14 +326,10 @@ fn default_step(start: DateTime<Utc>, end: DateTime<Utc>) -> std::time::Duration
 /// `GET|POST /loki/api/v1/query`: a metric query at one time.
 pub async fn query(
     State(state): State<Arc<AppState>>,
-    method: Method,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: axum::body::Body,
+    request: Result<LokiRequest, ApiError>,
 ) -> Response {
     let result = async {
-        let tenant = authenticate(&state, &headers)?;
-        let params = Params::read(&state, &method, &headers, raw, body).await?;
+        let LokiRequest { tenant, params } = request?;
         let query = parse_query(params.get("query"))?;
         let at = match params.get("time") {
             Some(text) => parse_loki_time("time", text)?,
@@ -360,14 +371,10 @@ pub async fn query(
 /// `GET|POST /loki/api/v1/labels`: the label names in the time range.
 pub async fn labels(
     State(state): State<Arc<AppState>>,
-    method: Method,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: axum::body::Body,
+    request: Result<LokiRequest, ApiError>,
 ) -> Response {
     let result = async {
-        let tenant = authenticate(&state, &headers)?;
-        let params = Params::read(&state, &method, &headers, raw, body).await?;
+        let LokiRequest { tenant, params } = request?;
         let (start, end) = time_range(&params, DEFAULT_LABELS_SINCE_HOURS)?;
         let selectors = match params.get("query") {
             Some(text) => vec![parse_selector(text)?],
@@ -387,14 +394,10 @@ pub async fn labels(
 pub async fn label_values(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-    method: Method,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: axum::body::Body,
+    request: Result<LokiRequest, ApiError>,
 ) -> Response {
     let result = async {
-        let tenant = authenticate(&state, &headers)?;
-        let params = Params::read(&state, &method, &headers, raw, body).await?;
+        let LokiRequest { tenant, params } = request?;
         let (start, end) = time_range(&params, DEFAULT_LABELS_SINCE_HOURS)?;
         let selector = params.get("query").map(parse_selector).transpose()?;
         let values = state
@@ -410,14 +413,10 @@ pub async fn label_values(
 /// `GET|POST /loki/api/v1/series`: the label sets of the streams matching `match[]`.
 pub async fn series_route(
     State(state): State<Arc<AppState>>,
-    method: Method,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: axum::body::Body,
+    request: Result<LokiRequest, ApiError>,
 ) -> Response {
     let result = async {
-        let tenant = authenticate(&state, &headers)?;
-        let params = Params::read(&state, &method, &headers, raw, body).await?;
+        let LokiRequest { tenant, params } = request?;
         let (start, end) = time_range(&params, DEFAULT_LABELS_SINCE_HOURS)?;
         let mut texts = params.all("match[]");
         texts.extend(params.all("match"));
