@@ -304,13 +304,18 @@ impl QueryEngine {
                     .and(col("ts").lt_eq(timestamp_literal(steps.end_us)))
                     .and(compile::filter(query)),
             )?
-            .aggregate(
-                keys,
-                vec![
-                    count(lit(1)).alias("lines"),
-                    sum(octet_length(col("msg"))).alias("bytes"),
-                ],
-            )?;
+            .aggregate(keys, {
+                // Bytes only when asked: summing them reads every line's text, the largest
+                // column (a count over 10 M events took 4.5x the time of the same count in SQL).
+                let mut aggregates = vec![count(lit(1)).alias("lines")];
+                if matches!(
+                    function,
+                    RangeFunction::BytesOverTime | RangeFunction::BytesRate
+                ) {
+                    aggregates.push(sum(octet_length(col("msg"))).alias("bytes"));
+                }
+                aggregates
+            })?;
         let key_count = match &group_names {
             Some(names) => names.len(),
             None => EVENT_LABELS.len() + 1,
@@ -330,7 +335,10 @@ impl QueryEngine {
                     .collect::<Result<_, _>>()?;
                 let buckets = int_column(batch, "bucket")?;
                 let lines = int_column(batch, "lines")?;
-                let bytes = int_column(batch, "bytes")?;
+                let bytes = batch
+                    .column_by_name("bytes")
+                    .map(|_| int_column(batch, "bytes"))
+                    .transpose()?;
                 for row in 0..batch.num_rows() {
                     let key = keys
                         .iter()
@@ -342,11 +350,10 @@ impl QueryEngine {
                     groups.entry(key).or_default().push((
                         buckets.value(row),
                         lines.value(row),
-                        if bytes.is_null(row) {
-                            0
-                        } else {
-                            bytes.value(row)
-                        },
+                        bytes
+                            .as_ref()
+                            .filter(|bytes| !bytes.is_null(row))
+                            .map_or(0, |bytes| bytes.value(row)),
                     ));
                     if groups.len() > MAX_SERIES {
                         return Err(too_many_series());
