@@ -217,7 +217,13 @@ async fn send(socket: &mut WebSocket, streams: &[meniscus_store::query::loki::Lo
 }
 
 async fn close(mut socket: WebSocket, error: QueryError) {
-    let reason: String = error.to_string().chars().take(120).collect();
+    // A close frame's reason is at most 123 bytes: cut at a character boundary.
+    let mut reason = error.to_string();
+    let mut end = reason.len().min(120);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason.truncate(end);
     let _ = socket
         .send(Message::Close(Some(CloseFrame {
             code: axum::extract::ws::close_code::ERROR,
