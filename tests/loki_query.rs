@@ -729,3 +729,154 @@ fn urlencode(text: &str) -> String {
         })
         .collect()
 }
+
+/// Extreme parameters and hostile queries: every one is answered 200 or 4xx, never a 500 or a
+/// crash, and the server keeps answering.
+#[test]
+fn extreme_parameters_and_hostile_queries_get_an_answer_never_a_500() {
+    let data = load();
+    let deep_regex = format!("{}a{}", "(".repeat(300), ")".repeat(300));
+    let long_alternation = (0..5000)
+        .map(|n| format!("v{n}"))
+        .collect::<Vec<_>>()
+        .join("|");
+    let many_matchers = (0..2000)
+        .map(|n| format!("l{n}!=\"x\""))
+        .collect::<Vec<_>>()
+        .join(",");
+    let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
+        (
+            "/loki/api/v1/query_range",
+            vec![
+                ("query", r#"count_over_time({app="web"}[1m])"#.into()),
+                ("start", "0".into()),
+                ("end", "9223372036854775807".into()),
+            ],
+        ),
+        (
+            "/loki/api/v1/query_range",
+            vec![
+                ("query", r#"count_over_time({app="web"}[1m])"#.into()),
+                ("step", "0.000000001".into()),
+            ],
+        ),
+        (
+            "/loki/api/v1/query_range",
+            vec![
+                ("query", r#"count_over_time({app="web"}[1m])"#.into()),
+                ("step", "1e300".into()),
+            ],
+        ),
+        (
+            "/loki/api/v1/query_range",
+            vec![("query", r#"count_over_time({app="web"}[99999999y])"#.into())],
+        ),
+        (
+            "/loki/api/v1/query_range",
+            vec![
+                ("query", r#"rate({app="web"}[1ms])"#.into()),
+                ("start", "1".into()),
+                ("end", "2000000000".into()),
+                ("step", "86400".into()),
+            ],
+        ),
+        (
+            "/loki/api/v1/query_range",
+            vec![
+                ("query", r#"{app="web"}"#.into()),
+                ("start", "-9223372036854775808".into()),
+            ],
+        ),
+        (
+            "/loki/api/v1/query_range",
+            vec![
+                ("query", r#"{app="web"}"#.into()),
+                ("since", "99999999999999y".into()),
+            ],
+        ),
+        (
+            "/loki/api/v1/query_range",
+            vec![("query", format!("{{app=~\"{deep_regex}\"}}"))],
+        ),
+        (
+            "/loki/api/v1/query_range",
+            vec![("query", format!("{{app=~\"{long_alternation}\"}}"))],
+        ),
+        (
+            "/loki/api/v1/query_range",
+            vec![("query", format!("{{app=\"web\",{many_matchers}}}"))],
+        ),
+        (
+            "/loki/api/v1/query_range",
+            vec![("query", format!("{{app=\"web\"}} |~ \"{deep_regex}\""))],
+        ),
+        (
+            "/loki/api/v1/query_range",
+            vec![(
+                "query",
+                format!(
+                    "{}count_over_time({{app=\"web\"}}[1m]){}",
+                    "sum(".repeat(40),
+                    ")".repeat(40)
+                ),
+            )],
+        ),
+        (
+            "/loki/api/v1/query_range",
+            vec![("query", "{".repeat(17_000))],
+        ),
+        (
+            "/loki/api/v1/query_range",
+            vec![(
+                "query",
+                r#"topk(9999999999, count_over_time({app="web"}[1m]))"#.into(),
+            )],
+        ),
+        (
+            "/loki/api/v1/query_range",
+            vec![(
+                "query",
+                "{app=\"\u{0}\u{feff}\u{10ffff}\"} |= \"\u{0}\"".into(),
+            )],
+        ),
+        (
+            "/loki/api/v1/query",
+            vec![
+                ("query", r#"count_over_time({app="web"}[1m])"#.into()),
+                ("time", "99999999999999999999999".into()),
+            ],
+        ),
+        (
+            "/loki/api/v1/query",
+            vec![
+                ("query", r#"count_over_time({app="web"}[1m])"#.into()),
+                ("time", "1e308".into()),
+            ],
+        ),
+        (
+            "/loki/api/v1/labels",
+            vec![("start", "9223372036854775807".into()), ("end", "1".into())],
+        ),
+        ("/loki/api/v1/label/%2e%2e/values", vec![]),
+        (
+            "/loki/api/v1/series",
+            vec![("match[]", r#"count_over_time({a="b"}[1m])"#.into())],
+        ),
+    ];
+    for (path, params) in &cases {
+        let (status, body) = data.get(path, params);
+        assert!(
+            status == 200 || (400..500).contains(&status),
+            "{path} {}: {status} {body}",
+            params
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.chars().take(80).collect::<String>()))
+                .collect::<Vec<_>>()
+                .join("&")
+        );
+    }
+    let (status, _) = data.get("/loki/api/v1/labels", &data.range());
+    assert_eq!(status, 200, "the server still answers");
+    let log = data.meniscus.log();
+    assert!(!log.contains("panicked"), "{log}");
+}

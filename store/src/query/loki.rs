@@ -26,6 +26,9 @@ pub const MAX_POINTS: i64 = 11_000;
 /// Time buckets one metric query may count in (range and step with a tiny common divisor
 /// would make millions).
 const MAX_BUCKETS: i64 = 1_000_000;
+/// Longest range a range function takes (`[3650d]`): longer ones would reach outside the
+/// times the engine's arithmetic holds.
+const MAX_RANGE: std::time::Duration = std::time::Duration::from_secs(3650 * 86_400);
 /// Series one query may produce before it is refused.
 const MAX_SERIES: usize = 50_000;
 
@@ -77,8 +80,9 @@ impl Steps {
         }
     }
 
-    fn count(&self) -> i64 {
-        (self.end_us - self.start_us) / self.step_us.max(1) + 1
+    /// How many steps (in i128: a range from the year -262143 to 262143 overflows i64).
+    fn count(&self) -> i128 {
+        (i128::from(self.end_us) - i128::from(self.start_us)) / i128::from(self.step_us.max(1)) + 1
     }
 }
 
@@ -208,7 +212,7 @@ impl QueryEngine {
         expr: &MetricExpr,
         steps: Steps,
     ) -> Result<Matrix, QueryError> {
-        if steps.count() > MAX_POINTS {
+        if steps.count() > i128::from(MAX_POINTS) {
             return Err(QueryError::Invalid(format!(
                 "exceeded maximum resolution of {MAX_POINTS} points per timeseries. Try \
                  increasing the value of the step parameter"
@@ -255,6 +259,13 @@ impl QueryEngine {
                     .into(),
             ));
         }
+        if range > MAX_RANGE {
+            return Err(QueryError::Invalid(format!(
+                "the range [{}s] is longer than {} days, the longest a range function takes",
+                range.as_secs(),
+                MAX_RANGE.as_secs() / 86_400
+            )));
+        }
         let range_us = i64::try_from(range.as_micros()).unwrap_or(i64::MAX);
         let step_us = if steps.start_us == steps.end_us {
             range_us
@@ -263,8 +274,8 @@ impl QueryEngine {
         };
         let bucket_us = gcd(range_us, step_us).max(1);
         let base_us = steps.start_us.saturating_sub(range_us);
-        let buckets = (steps.end_us - base_us) / bucket_us + 1;
-        if buckets > MAX_BUCKETS {
+        let buckets = (i128::from(steps.end_us) - i128::from(base_us)) / i128::from(bucket_us) + 1;
+        if buckets > i128::from(MAX_BUCKETS) {
             return Err(QueryError::Invalid(format!(
                 "the range [{}] and the step {}s divide the time into {buckets} slices, more \
                  than {MAX_BUCKETS}; choose a step that divides the range (or the other way \
