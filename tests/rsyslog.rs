@@ -42,6 +42,15 @@ fn secure_listener(protocol: &str, certs: &Path, more: &str) -> String {
     )
 }
 
+/// The `tls` fields that ask for a client certificate of the test CA and map CN relay-7 to
+/// tenant acme.
+fn relay_7_is_acme(certs: &Path) -> String {
+    format!(
+        ", clientCaFile: \"{}\", clientTenants: [{{name: relay-7, tenant: acme}}]",
+        certs.join("ca.pem").display()
+    )
+}
+
 fn forward_and_check(framing: &str) {
     let meniscus = Meniscus::start(TENANTS);
     let peer = Peer::start(
@@ -111,11 +120,8 @@ fn rsyslog_over_mutual_tls_gets_its_tenant_from_the_client_certificate() {
     let certs = make_certs(certs_dir.path(), "relay-7");
     let foreign_dir = tempfile::tempdir().unwrap();
     let foreign = make_certs(foreign_dir.path(), "relay-7");
-    let more = format!(
-        ", clientCaFile: \"{}\", clientTenants: [{{name: relay-7, tenant: acme}}]",
-        certs.join("ca.pem").display()
-    );
-    let meniscus = Meniscus::start_with_listeners(&tls_listener(&certs, &more), TENANTS);
+    let meniscus =
+        Meniscus::start_with_listeners(&tls_listener(&certs, &relay_7_is_acme(&certs)), TENANTS);
     let client_cert = certs.join("client.pem").display().to_string();
     let client_key = certs.join("client.key").display().to_string();
     let peer = Peer::start(
@@ -203,11 +209,10 @@ fn rsyslog_omrelp_stores_every_line_once() {
 fn rsyslog_omrelp_over_mutual_tls_gets_its_tenant_from_the_client_certificate() {
     let certs_dir = tempfile::tempdir().unwrap();
     let certs = make_certs(certs_dir.path(), "relay-7");
-    let more = format!(
-        ", clientCaFile: \"{}\", clientTenants: [{{name: relay-7, tenant: acme}}]",
-        certs.join("ca.pem").display()
+    let meniscus = Meniscus::start_with_listeners(
+        &secure_listener("relp", &certs, &relay_7_is_acme(&certs)),
+        TENANTS,
     );
-    let meniscus = Meniscus::start_with_listeners(&secure_listener("relp", &certs, &more), TENANTS);
     let client_cert = certs.join("client.pem").display().to_string();
     let client_key = certs.join("client.key").display().to_string();
     let peer = Peer::start(

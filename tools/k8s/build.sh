@@ -47,19 +47,8 @@ if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0
 fi
 
-if [[ -z "${GO:-}" ]]; then
-    if [[ -x /usr/local/go/bin/go ]]; then GO=/usr/local/go/bin/go; else GO=go; fi
-fi
-
-export GOPATH="$cache/go"
-export GOMODCACHE="$cache/go/mod"
-export GOCACHE="$cache/go/cache"
-# Module hashes are checked against the committed go.sum files; the checksum database
-# (sum.golang.org) is not reachable from the build machines, only the module proxy is.
-export GOSUMDB=off
-export GOTOOLCHAIN=local
-export CGO_ENABLED=0
-export GOFLAGS="-mod=readonly -buildvcs=false -trimpath -p=${MENISCUS_GO_PARALLEL:-2}"
+# shellcheck source=tools/lib/go-env.sh
+. "$here/../lib/go-env.sh"
 
 # Check that go.mod agrees with versions.env (go.mod is the one that gets built).
 check_version() { # dir module want

@@ -114,10 +114,9 @@ pub fn stream_key() -> Vec<Expr> {
 
 /// The label set of a stream from the values of [`stream_key`] read as text (empty values
 /// are no label, as in Loki).
-pub fn stream_labels(
-    event_labels: &[Option<&str>],
-    loki_labels: Option<&str>,
-) -> BTreeMap<String, String> {
+pub fn stream_labels(key: &[Option<&str>]) -> BTreeMap<String, String> {
+    let (event_labels, loki_labels) = key.split_at(EVENT_LABELS.len().min(key.len()));
+    let loki_labels = loki_labels.first().copied().flatten();
     let mut labels = BTreeMap::new();
     if let Some(pushed) = loki_labels.and_then(|text| {
         serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text).ok()
@@ -192,7 +191,8 @@ fn text_match(value: Expr, op: MatchOp, text: &str) -> Expr {
     }
 }
 
-fn regex_matches_empty(pattern: &str) -> bool {
+/// Whether a label regex (matched against the whole value) accepts the empty value.
+pub(crate) fn regex_matches_empty(pattern: &str) -> bool {
     regex::Regex::new(&anchored(pattern)).is_ok_and(|regex| regex.is_match(""))
 }
 

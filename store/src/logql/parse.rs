@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use super::ast::*;
+use super::compile::regex_matches_empty;
 use super::LogqlError;
 
 /// Longest query accepted, in bytes (Grafana's generated queries are well under 1 KiB).
@@ -742,11 +743,6 @@ fn check_regex(pattern: &str) -> Result<(), LogqlError> {
     regex::Regex::new(pattern).map(|_| ()).map_err(|error| {
         LogqlError::Syntax(format!("invalid regular expression {pattern:?}: {error}"))
     })
-}
-
-/// Whether an (anchored) label regex accepts the empty value.
-fn regex_matches_empty(pattern: &str) -> bool {
-    regex::Regex::new(&format!("^(?:{pattern})$")).is_ok_and(|regex| regex.is_match(""))
 }
 
 #[cfg(test)]

@@ -110,12 +110,7 @@ impl QueryEngine {
         let ctx = self.session(true)?;
         let (frame, unreadable) = self.events_frame(&ctx, tenant, Some(from), Some(to))?;
         let frame = frame
-            .filter(
-                col("ts")
-                    .gt_eq(timestamp_literal(from.timestamp_micros()))
-                    .and(col("ts").lt(timestamp_literal(to.timestamp_micros())))
-                    .and(compile::filter(query)),
-            )?
+            .filter(time_within(from, to).and(compile::filter(query)))?
             .sort(vec![
                 SortExpr::new(col("ts"), forward, false),
                 SortExpr::new(col("event_id"), forward, false),
@@ -338,12 +333,7 @@ impl QueryEngine {
             // Per series key: its buckets' line and byte counts.
             let mut groups: HashMap<Vec<Option<String>>, Vec<Bucket>> = HashMap::new();
             for batch in &batches {
-                let keys: Vec<_> = (0..key_count)
-                    .map(|index| {
-                        cast(batch.column(index), &DataType::Utf8)
-                            .map_err(|error| QueryError::Internal(error.to_string()))
-                    })
-                    .collect::<Result<_, _>>()?;
+                let keys = leading_texts(batch, key_count)?;
                 let buckets = int_column(batch, "bucket")?;
                 let lines = int_column(batch, "lines")?;
                 let bytes = batch
@@ -351,12 +341,9 @@ impl QueryEngine {
                     .map(|_| int_column(batch, "bytes"))
                     .transpose()?;
                 for row in 0..batch.num_rows() {
-                    let key = keys
-                        .iter()
-                        .map(|array| {
-                            let text = array.as_string::<i32>();
-                            (!text.is_null(row)).then(|| text.value(row).to_string())
-                        })
+                    let key = row_texts(&keys, row)
+                        .into_iter()
+                        .map(|value| value.map(str::to_string))
                         .collect();
                     groups.entry(key).or_default().push((
                         buckets.value(row),
@@ -387,11 +374,8 @@ impl QueryEngine {
                             })
                             .collect(),
                         None => {
-                            let event: Vec<Option<&str>> = key[..EVENT_LABELS.len()]
-                                .iter()
-                                .map(|v| v.as_deref())
-                                .collect();
-                            compile::stream_labels(&event, key[EVENT_LABELS.len()].as_deref())
+                            let key: Vec<Option<&str>> = key.iter().map(Option::as_deref).collect();
+                            compile::stream_labels(&key)
                         }
                     };
                     let points = windows(&buckets, steps, step_us, range_us, bucket_us, function);
@@ -424,34 +408,16 @@ impl QueryEngine {
         let ctx = self.session(false)?;
         let (frame, _) = self.events_frame(&ctx, tenant, Some(from), Some(to))?;
         let frame = frame
-            .filter(
-                col("ts")
-                    .gt_eq(timestamp_literal(from.timestamp_micros()))
-                    .and(col("ts").lt(timestamp_literal(to.timestamp_micros())))
-                    .and(compile::any_selector(selectors)),
-            )?
+            .filter(time_within(from, to).and(compile::any_selector(selectors)))?
             .aggregate(compile::stream_key(), vec![])?;
         self.run("logql_series", async move {
             let _running = running;
             let batches = frame.collect().await?;
             let mut sets = std::collections::BTreeSet::new();
             for batch in &batches {
-                let keys: Vec<_> = (0..=EVENT_LABELS.len())
-                    .map(|index| {
-                        cast(batch.column(index), &DataType::Utf8)
-                            .map_err(|error| QueryError::Internal(error.to_string()))
-                    })
-                    .collect::<Result<_, _>>()?;
+                let keys = leading_texts(batch, EVENT_LABELS.len() + 1)?;
                 for row in 0..batch.num_rows() {
-                    let values: Vec<Option<&str>> = keys
-                        .iter()
-                        .map(|array| {
-                            let text = array.as_string::<i32>();
-                            (!text.is_null(row)).then(|| text.value(row))
-                        })
-                        .collect();
-                    let (event, loki) = values.split_at(EVENT_LABELS.len());
-                    sets.insert(compile::stream_labels(event, loki[0]));
+                    sets.insert(compile::stream_labels(&row_texts(&keys, row)));
                     if sets.len() > MAX_SERIES {
                         return Err(too_many_series());
                     }
@@ -477,12 +443,7 @@ impl QueryEngine {
         let (frame, _) = self.events_frame(&ctx, tenant, Some(from), Some(to))?;
         let selectors: Vec<Vec<Matcher>> = selector.map(|s| vec![s.to_vec()]).unwrap_or_default();
         let frame = frame
-            .filter(
-                col("ts")
-                    .gt_eq(timestamp_literal(from.timestamp_micros()))
-                    .and(col("ts").lt(timestamp_literal(to.timestamp_micros())))
-                    .and(compile::any_selector(&selectors)),
-            )?
+            .filter(time_within(from, to).and(compile::any_selector(&selectors)))?
             .aggregate(
                 vec![compile::group_value(name, None).alias("value")],
                 vec![],
@@ -723,16 +684,7 @@ impl LineColumns {
         row: usize,
         parser: Option<crate::logql::ast::LineFormat>,
     ) -> (BTreeMap<String, String>, i64, String) {
-        let values: Vec<Option<&str>> = self
-            .key
-            .iter()
-            .map(|array| {
-                let text = array.as_string::<i32>();
-                (!text.is_null(row)).then(|| text.value(row))
-            })
-            .collect();
-        let (event, loki) = values.split_at(EVENT_LABELS.len());
-        let mut labels = compile::stream_labels(event, loki[0]);
+        let mut labels = compile::stream_labels(&row_texts(&self.key, row));
         let line = self.msg.as_string::<i32>().value(row).to_string();
         if let Some(format) = parser {
             for (name, value) in line_fields(format, &line) {
@@ -773,6 +725,37 @@ impl StreamsBuilder {
     fn finish(self) -> Vec<LogStream> {
         self.streams
     }
+}
+
+/// Events with `from <= ts < to`.
+fn time_within(from: DateTime<Utc>, to: DateTime<Utc>) -> Expr {
+    col("ts")
+        .gt_eq(timestamp_literal(from.timestamp_micros()))
+        .and(col("ts").lt(timestamp_literal(to.timestamp_micros())))
+}
+
+/// A batch's first `count` columns as text (group keys come first in the aggregates).
+fn leading_texts(
+    batch: &RecordBatch,
+    count: usize,
+) -> Result<Vec<datafusion::arrow::array::ArrayRef>, QueryError> {
+    (0..count)
+        .map(|index| {
+            cast(batch.column(index), &DataType::Utf8)
+                .map_err(|error| QueryError::Internal(error.to_string()))
+        })
+        .collect()
+}
+
+/// One row of text columns; a null is `None`.
+fn row_texts(columns: &[datafusion::arrow::array::ArrayRef], row: usize) -> Vec<Option<&str>> {
+    columns
+        .iter()
+        .map(|array| {
+            let text = array.as_string::<i32>();
+            (!text.is_null(row)).then(|| text.value(row))
+        })
+        .collect()
 }
 
 /// A column as text (Parquet scans may hand out views or dictionaries).

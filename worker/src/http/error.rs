@@ -50,6 +50,19 @@ impl ApiError {
         }
     }
 
+    /// The error as Loki answers (push and the query API alike): the status, and the reason
+    /// as one line of plain text.
+    pub fn plain_text(&self) -> Response {
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{}\n", self.message),
+        )
+            .into_response();
+        self.add_retry_after(&mut response);
+        response
+    }
+
     fn retry_after(mut self, seconds: u64) -> ApiError {
         self.retry_after_seconds = Some(seconds.max(1));
         self

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{FromRequest, Path, Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
-use meniscus_grid::tenant::{Tenant, TenantId};
+use meniscus_grid::tenant::Tenant;
 use meniscus_grid::Transport;
 use meniscus_store::logql::ast::{Matcher, Query};
 use meniscus_store::logql::{self, LogqlError};
@@ -233,18 +233,6 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<Tenant>, Ap
     agent::authenticate(state, headers, Transport::Http)
 }
 
-/// Loki's error answer: the status and the reason as text.
-pub fn loki_error(error: ApiError) -> Response {
-    let mut response = (
-        error.status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{}\n", error.message),
-    )
-        .into_response();
-    error.add_retry_after(&mut response);
-    response
-}
-
 /// Counts the request by route and status, and renders errors Loki's way.
 fn answer(state: &AppState, route: &str, result: Result<Value, ApiError>) -> Response {
     let status = match &result {
@@ -254,7 +242,7 @@ fn answer(state: &AppState, route: &str, result: Result<Value, ApiError>) -> Res
     state.http_metrics.requests.inc(&[route, status.as_str()]);
     match result {
         Ok(value) => Json(value).into_response(),
-        Err(error) => loki_error(error),
+        Err(error) => error.plain_text(),
     }
 }
 
@@ -380,7 +368,10 @@ pub async fn labels(
             Some(text) => vec![parse_selector(text)?],
             None => Vec::new(),
         };
-        let sets = series(&state, &tenant.id, &selectors, start, end).await?;
+        let sets = state
+            .queries
+            .loki_series(&tenant.id, &selectors, start, end)
+            .await?;
         let mut names: Vec<&String> = sets.iter().flat_map(BTreeMap::keys).collect();
         names.sort();
         names.dedup();
@@ -424,24 +415,14 @@ pub async fn series_route(
             .into_iter()
             .map(parse_selector)
             .collect::<Result<Vec<_>, _>>()?;
-        let sets = series(&state, &tenant.id, &selectors, start, end).await?;
+        let sets = state
+            .queries
+            .loki_series(&tenant.id, &selectors, start, end)
+            .await?;
         Ok(json!({ "status": "success", "data": sets }))
     }
     .await;
     answer(&state, "loki_series", result)
-}
-
-async fn series(
-    state: &AppState,
-    tenant: &TenantId,
-    selectors: &[Vec<Matcher>],
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> Result<Vec<BTreeMap<String, String>>, ApiError> {
-    Ok(state
-        .queries
-        .loki_series(tenant, selectors, start, end)
-        .await?)
 }
 
 /// Streams as Loki answers them: `{"stream": {labels}, "values": [["<ns>", "line"], ...]}`.

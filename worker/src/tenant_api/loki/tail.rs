@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use meniscus_grid::tenant::TenantId;
@@ -23,7 +23,7 @@ use meniscus_store::query::loki::TailCursor;
 use meniscus_store::query::QueryError;
 use serde_json::json;
 
-use super::{authenticate, limit, loki_error, parse_loki_time, parse_query, stream_values, Params};
+use super::{limit, parse_loki_time, parse_query, stream_values, LokiRequest};
 use crate::http::error::ApiError;
 use crate::http::AppState;
 
@@ -72,20 +72,11 @@ impl Drop for TailSlot {
 
 pub async fn tail(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: Result<LokiRequest, ApiError>,
 ) -> Response {
     let prepared = async {
-        let tenant = authenticate(&state, &headers)?;
-        let params = Params::read(
-            &state,
-            &Method::GET,
-            &headers,
-            raw,
-            axum::body::Body::empty(),
-        )
-        .await?;
+        let LokiRequest { tenant, params } = request?;
         let query =
             match parse_query(params.get("query"))? {
                 Query::Log(query) => query,
@@ -138,7 +129,7 @@ pub async fn tail(
         .requests
         .inc(&["loki_tail", status.as_str()]);
     match prepared {
-        Err(error) => loki_error(error),
+        Err(error) => error.plain_text(),
         Ok((tenant, query, limit, start, upgrade, slot)) => {
             let state = state.clone();
             upgrade.on_upgrade(move |socket| async move {

@@ -37,7 +37,7 @@ pub async fn push(State(state): State<Arc<AppState>>, request: Request) -> Respo
     let result = push_inner(&state, &parts.headers, body).await;
     let (response, error) = match result {
         Ok(()) => (StatusCode::NO_CONTENT.into_response(), None),
-        Err(error) => (plain_text(&error), Some(error)),
+        Err(error) => (error.plain_text(), Some(error)),
     };
     agent::count_answer(
         &state,
@@ -46,18 +46,6 @@ pub async fn push(State(state): State<Arc<AppState>>, request: Request) -> Respo
         error.as_ref(),
         response.status(),
     );
-    response
-}
-
-/// Loki's error shape: the status and a line of text.
-fn plain_text(error: &ApiError) -> Response {
-    let mut response = (
-        error.status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{}\n", error.message),
-    )
-        .into_response();
-    error.add_retry_after(&mut response);
     response
 }
 
