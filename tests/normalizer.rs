@@ -14,6 +14,9 @@ tenants:
     producers:
       - {name: sshd, pattern: sshd}
       - {name: app, pattern: app}
+      - {name: sudo, pattern: sudo}
+      - {name: su, pattern: su}
+      - {name: cron, pattern: cron}
 "#;
 
 fn send(meniscus: &Meniscus, app: &str, msg: &str) {
@@ -149,5 +152,49 @@ fn file_rulebases_reload_and_a_broken_one_keeps_the_previous() {
     assert_eq!(
         normalized_of(&meniscus, "user carol logged in")["normalized"]["app"]["name"],
         "carol"
+    );
+}
+
+/// FIELDS.md's promise, through the running product: one query on the shared tags finds the
+/// failed logins of sshd, sudo and su alike, `user` names the account in each, and a line
+/// that is not a failure (an accepted login, a cron job) stays out.
+#[test]
+fn one_query_finds_failed_logins_from_sshd_sudo_and_su() {
+    let meniscus = Meniscus::start(TENANTS);
+    let lines = [
+        ("sshd", "Failed password for invalid user admin from 198.51.100.23 port 40112 ssh2"),
+        ("sudo", "   carol : 3 incorrect password attempts ; TTY=pts/2 ; PWD=/srv ; USER=root ; COMMAND=/usr/bin/id"),
+        ("su", "FAILED SU (to root) bob on pts/0"),
+        ("sshd", "Accepted password for dave from 10.0.0.8 port 50022 ssh2"),
+        ("cron", "(root) CMD (run-parts /etc/cron.hourly)"),
+    ];
+    for (app, msg) in lines {
+        send(&meniscus, app, msg);
+    }
+    assert_eq!(meniscus.wait_for_count("acme", "acme-token", "true", 5), 5);
+    let rows = meniscus.sql(
+        "acme",
+        "acme-token",
+        "SELECT pname, normalized FROM events \
+         WHERE tags LIKE '%\"auth\"%' AND tags LIKE '%\"failure\"%' ORDER BY pname",
+    );
+    let found: Vec<(String, String)> = rows
+        .iter()
+        .map(|row| {
+            let program = row["pname"].as_str().unwrap().to_string();
+            let normalized: serde_json::Value =
+                serde_json::from_str(row["normalized"].as_str().unwrap()).unwrap();
+            let user = normalized[&program]["user"].as_str().unwrap_or("").to_string();
+            (program, user)
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("sshd".to_string(), "admin".to_string()),
+            ("su".to_string(), "bob".to_string()),
+            ("sudo".to_string(), "carol".to_string()),
+        ],
+        "{rows:?}"
     );
 }
