@@ -184,7 +184,10 @@ fn one_query_finds_failed_logins_from_sshd_sudo_and_su() {
             let program = row["pname"].as_str().unwrap().to_string();
             let normalized: serde_json::Value =
                 serde_json::from_str(row["normalized"].as_str().unwrap()).unwrap();
-            let user = normalized[&program]["user"].as_str().unwrap_or("").to_string();
+            let user = normalized[&program]["user"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             (program, user)
         })
         .collect();

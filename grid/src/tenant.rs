@@ -121,19 +121,30 @@ pub struct ProducerSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetentionSpec {
-    /// How long events stay in the hot, queryable store.
+    /// How long events stay in the hot store (on the storage worker's disk). With an archive,
+    /// a file leaves the hot store only once it is archived.
     #[serde(default = "default_short_term")]
     pub short_term: HumanDuration,
+    /// How long events stay in the archive (object storage), counted from the event's hour;
+    /// no query returns anything older. At least `shortTerm`. Without an archive, events
+    /// are kept for `shortTerm` only.
+    #[serde(default = "default_long_term")]
+    pub long_term: HumanDuration,
 }
 
 fn default_short_term() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(7 * 86_400))
 }
 
+fn default_long_term() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(365 * 86_400))
+}
+
 impl Default for RetentionSpec {
     fn default() -> Self {
         RetentionSpec {
             short_term: default_short_term(),
+            long_term: default_long_term(),
         }
     }
 }
@@ -216,6 +227,15 @@ pub enum SpecError {
     DuplicateProducer { tenant: String, producer: String },
     #[error("tenant {tenant:?} has a producer with an empty name")]
     EmptyProducerName { tenant: String },
+    #[error(
+        "tenant {tenant:?}: retention.longTerm ({long_term}) is shorter than retention.shortTerm \
+         ({short_term}); the archive keeps events at least as long as the hot store"
+    )]
+    LongTermShorterThanShortTerm {
+        tenant: String,
+        short_term: HumanDuration,
+        long_term: HumanDuration,
+    },
 }
 
 impl Tenant {
@@ -227,6 +247,13 @@ impl Tenant {
         if spec.tokens.iter().any(|token| token.value.is_empty()) {
             return Err(SpecError::EmptyToken {
                 tenant: tenant_name,
+            });
+        }
+        if spec.retention.long_term.0 < spec.retention.short_term.0 {
+            return Err(SpecError::LongTermShorterThanShortTerm {
+                tenant: tenant_name,
+                short_term: spec.retention.short_term,
+                long_term: spec.retention.long_term,
             });
         }
         let mut producers = HashMap::default();

@@ -137,7 +137,7 @@ impl Flusher {
 
     /// Compacts one group if one is due; true when it did (more may be waiting).
     fn compact_one(&mut self) -> bool {
-        let files = self.hot.file_entries();
+        let files = self.hot.compactable_entries();
         let now = chrono::Utc::now().timestamp();
         let plan = compaction::plan(&files, now, &self.compaction);
         let backlog = compaction::backlog(&files, now, &self.compaction);

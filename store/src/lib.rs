@@ -11,6 +11,7 @@
 //! - the flusher ([`flush`]) writes frozen memory to Parquet, makes the files live in the
 //!   manifest, deletes the WAL segments they cover, and compacts closed windows in between.
 
+pub mod archive;
 mod commit;
 pub mod compaction;
 pub mod disk;
@@ -27,6 +28,9 @@ pub mod wal;
 
 #[cfg(test)]
 mod fault_tests;
+
+/// The object-store client the archive uses, for tools and tests that look at a target.
+pub use object_store;
 
 use std::path::Path;
 use std::sync::Arc;

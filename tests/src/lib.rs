@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod s3;
+
 /// The `meniscus` command line under test: `MENISCUS_BIN` when set, else the `meniscus-e2e`
 /// binary this package builds next to its test executables (`target/<profile>/`), so the tests
 /// always run the code they were built with.

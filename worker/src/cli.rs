@@ -1,6 +1,6 @@
 //! The `meniscus` command line: `meniscus standalone` runs every persona in one process (the
-//! default way to try Meniscus and the way tests run it); `check-config` and
-//! `recover-manifest` are tools. Grid personas over the network come with the grid.
+//! default way to try Meniscus and the way tests run it); `check-config`,
+//! `recover-manifest` and `keys rotate` are tools. Grid personas over the network come with the grid.
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +30,64 @@ enum Command {
         #[arg(long, default_value = "meniscus-data")]
         data_dir: std::path::PathBuf,
     },
+    /// Tenant keys of the archive.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Makes a new key current for TENANT and re-wraps the data key of every object archived
+    /// for it (objects are not rewritten). Safe while Meniscus runs: uploads pick the new key up
+    /// at once, and old objects stay readable throughout.
+    Rotate {
+        tenant: String,
+        /// The configuration file Meniscus runs with (its `archive` section).
+        #[arg(long, env = "MENISCUS_CONFIG")]
+        config: Option<std::path::PathBuf>,
+        /// The data directory Meniscus runs with (the default key directory is under it).
+        #[arg(long, env = "MENISCUS_DATA_DIR", default_value = "meniscus-data")]
+        data_dir: std::path::PathBuf,
+        /// Then drop the old keys (after a listing finds no object that still needs them).
+        #[arg(long)]
+        retire_old: bool,
+    },
+}
+
+/// `meniscus keys rotate`.
+fn rotate_key(
+    tenant: &str,
+    config: Option<&std::path::Path>,
+    data_dir: &std::path::Path,
+    retire_old: bool,
+) -> anyhow::Result<()> {
+    use meniscus_store::archive::{crypto::Keyring, rotation, target};
+    let config = match config {
+        Some(path) => config::Config::load(path)?,
+        None => config::Config::default(),
+    };
+    let Some(options) = config.archive.archive_options(data_dir)? else {
+        anyhow::bail!("the archive is off in this configuration (archive.enabled: false)");
+    };
+    let target = target::build(
+        &options.url,
+        options.credentials_file.as_deref(),
+        &options.options,
+    )?;
+    let keyring = Keyring::open(&options.key_dir)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let rewrapped = runtime.block_on(rotation::rotate(&target, &keyring, tenant, retire_old))?;
+    let key = keyring.current(tenant)?;
+    println!(
+        "tenant {tenant}: key {} is current; {rewrapped} object key(s) re-wrapped{}",
+        key.id,
+        if retire_old { "; old keys dropped" } else { "" }
+    );
+    Ok(())
 }
 
 /// Runs the command line; what the `meniscus` binary's `main` calls.
@@ -47,6 +105,15 @@ pub fn main() -> std::process::ExitCode {
         Command::CheckConfig { config } => config::Config::load(&config)
             .map(|_| println!("{}: valid", config.display()))
             .map_err(Into::into),
+        Command::Keys {
+            command:
+                KeysCommand::Rotate {
+                    tenant,
+                    config,
+                    data_dir,
+                    retire_old,
+                },
+        } => rotate_key(&tenant, config.as_deref(), &data_dir, retire_old),
         Command::RecoverManifest { data_dir } => {
             let hot = data_dir.join("hot");
             meniscus_store::hot::rebuild_manifest(&hot, &meniscus_store::disk::LocalDisk)

@@ -33,6 +33,8 @@ pub struct Config {
     pub storage: StorageConfig,
     #[serde(default)]
     pub normalizer: NormalizerConfig,
+    #[serde(default)]
+    pub archive: ArchiveConfig,
     /// Tenants. When the list is empty, standalone creates a `demo` tenant with a random token
     /// (kept in the data dir so it survives restarts) and prints it.
     #[serde(default)]
@@ -333,6 +335,89 @@ impl StorageConfig {
 impl Default for StorageConfig {
     fn default() -> Self {
         serde_yaml::from_str("{}").expect("the empty storage section is valid")
+    }
+}
+
+/// The long-term archive: closed hours of the hot store copied to object storage, encrypted
+/// per object with a key wrapped by the tenant's key, read by queries once the hot copy is gone.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// Off: nothing is archived and events are kept for the tenant's `shortTerm` only.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Where objects go: `s3://bucket/prefix` (AWS or an S3-compatible server; set
+    /// `aws_endpoint` in `options`), `gs://bucket/prefix`, `az://container/prefix` or
+    /// `file:///dir`. Default: `DATA_DIR/archive-objects`, a local directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A file of `KEY=VALUE` lines with the target's credentials (`aws_access_key_id=…`,
+    /// `aws_secret_access_key=…`), e.g. a mounted Secret. The environment's `AWS_*`,
+    /// `GOOGLE_*` and `AZURE_*` variables are read too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_file: Option<PathBuf>,
+    /// Settings of the target by `object_store` key: `aws_endpoint`, `aws_region`,
+    /// `aws_allow_http`, `aws_virtual_hosted_style_request`, ….
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
+    /// Where tenant keys are kept, one file per tenant (mode 0600), made on first use.
+    /// Default: `DATA_DIR/keys`. Losing it makes the archive unreadable: back it up, or mount
+    /// it from a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_dir: Option<PathBuf>,
+    /// How often closed hours are looked for and uploaded.
+    #[serde(default = "default_upload_interval")]
+    pub upload_interval: HumanDuration,
+    /// Bytes of fetched, decrypted objects kept on local disk for queries.
+    #[serde(default = "default_archive_cache_bytes")]
+    pub cache_bytes: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_upload_interval() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(30))
+}
+
+fn default_archive_cache_bytes() -> u64 {
+    1024 * 1024 * 1024
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("the empty archive section is valid")
+    }
+}
+
+impl ArchiveConfig {
+    /// The archive's options for a store under `data_dir`; `None` when it is off.
+    pub fn archive_options(
+        &self,
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<Option<meniscus_store::archive::ArchiveOptions>> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let data_dir = std::path::absolute(data_dir)?;
+        let url = match &self.url {
+            Some(url) => url.clone(),
+            None => url::Url::from_directory_path(data_dir.join("archive-objects"))
+                .map_err(|_| anyhow::anyhow!("cannot make a file URL of {}", data_dir.display()))?
+                .to_string(),
+        };
+        Ok(Some(meniscus_store::archive::ArchiveOptions {
+            url,
+            credentials_file: self.credentials_file.clone(),
+            options: self.options.clone(),
+            key_dir: self
+                .key_dir
+                .clone()
+                .unwrap_or_else(|| data_dir.join("keys")),
+            upload_interval: self.upload_interval.0,
+            cache_bytes: self.cache_bytes,
+        }))
     }
 }
 

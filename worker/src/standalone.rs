@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use meniscus_grid::tenant::{TenantId, TenantRegistry, TenantSpec, TokenSpec};
 use meniscus_metrics::Registry;
+use meniscus_store::archive::{self, Archive};
 use meniscus_store::query::QueryEngine;
 use meniscus_store::{retention, Store};
 use tokio::net::TcpListener;
@@ -94,8 +95,9 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     let registry = TenantRegistry::from_specs(config.tenants.clone())?;
 
     let metrics = Registry::new();
-    let store = Store::open(&args.data_dir, config.storage.store_options(), &metrics)?;
-    let queries = QueryEngine::new(
+    let store_options = config.storage.store_options();
+    let store = Store::open(&args.data_dir, store_options.clone(), &metrics)?;
+    let mut queries = QueryEngine::new(
         store.hot.clone(),
         config.limits.query_limits(),
         store.metrics.clone(),
@@ -113,6 +115,29 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         config.limits.max_message_bytes,
         config.limits.max_http_body_bytes,
     );
+
+    let archive = match config.archive.archive_options(&args.data_dir)? {
+        Some(options) => {
+            let tenants = correlator.clone();
+            let long_term = Arc::new(move |tenant: &str| {
+                tenants
+                    .accept
+                    .registry()
+                    .get(tenant)
+                    .map(|tenant| tenant.spec.retention.long_term.0)
+            });
+            let archive = Archive::open(&args.data_dir, options, &metrics, long_term)?;
+            archive.attach(&store.hot);
+            archive::spawn_uploader(
+                archive.clone(),
+                store.hot.clone(),
+                store_options.compaction.clone(),
+            );
+            queries = queries.with_archive(archive.clone());
+            Some(archive)
+        }
+        None => None,
+    };
 
     // Every listener's connections come out of one budget of file descriptors that leaves
     // the store its reserve.
@@ -138,6 +163,7 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     let state = Arc::new(AppState {
         correlator: correlator.clone(),
         store: store.clone(),
+        archive: archive.clone(),
         queries,
         http_metrics: HttpMetrics::register(&metrics),
         registry: metrics,
@@ -151,6 +177,7 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     let tenants = correlator.clone();
     retention::spawn(
         store.clone(),
+        archive.clone(),
         config.storage.retention_check_interval.0,
         move |tenant| {
             tenants

@@ -86,6 +86,9 @@ struct State {
     retired: Vec<(PathBuf, Instant)>,
     /// Live files found missing from disk (relative paths), each reported once.
     missing: HashSet<String>,
+    /// Live files compaction must leave alone (relative paths): the archive holds them as
+    /// objects of their own, so their rows must never move into another file.
+    pinned: HashSet<String>,
 }
 
 /// Rows gathered into one sorted slice when a compacted file is written.
@@ -117,6 +120,9 @@ pub struct Snapshot {
     pub token_files: Vec<PathBuf>,
     /// Windows with a live file missing from disk: the query answers without them.
     pub unreadable: Vec<Unreadable>,
+    /// The readable live files above, as paths relative to the hot-store root (what the
+    /// archive names its objects' sources by).
+    pub live: HashSet<String>,
 }
 
 impl HotStore {
@@ -161,6 +167,7 @@ impl HotStore {
             manifest,
             retired: Vec::new(),
             missing: HashSet::new(),
+            pinned: HashSet::new(),
         };
         Ok((
             HotStore {
@@ -272,6 +279,21 @@ impl HotStore {
         )
     }
 
+    /// The hot store's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Every (tenant, window) with events in memory, not yet in a file.
+    pub fn memory_windows(&self) -> Vec<(String, i64)> {
+        let state = self.state.read();
+        let mut windows: HashSet<(String, i64)> = state.active.partitions.keys().cloned().collect();
+        for frozen in &state.frozen {
+            windows.extend(frozen.partitions.iter().map(|(key, _)| key.clone()));
+        }
+        windows.into_iter().collect()
+    }
+
     pub fn frozen_count(&self) -> usize {
         self.state.read().frozen.len()
     }
@@ -380,6 +402,7 @@ impl HotStore {
                 }
             }
             let (mut files, mut token_files, mut unreadable) = (Vec::new(), Vec::new(), Vec::new());
+            let mut live = HashSet::new();
             if let Some(windows) = state.files.get(tenant) {
                 for entry in windows
                     .range(first_window..=last_window)
@@ -397,6 +420,7 @@ impl HotStore {
                         });
                         continue;
                     }
+                    live.insert(entry.path.clone());
                     if entry.msg_tokens {
                         token_files.push(path);
                     } else {
@@ -409,6 +433,7 @@ impl HotStore {
                 files,
                 token_files,
                 unreadable,
+                live,
             }
         };
         if !newly_missing.is_empty() {
@@ -449,6 +474,35 @@ impl HotStore {
     /// Every live Parquet file.
     pub fn file_entries(&self) -> Vec<FileEntry> {
         self.state.read().manifest.files.clone()
+    }
+
+    /// Live files compaction may rewrite: every one not pinned by the archive.
+    pub fn compactable_entries(&self) -> Vec<FileEntry> {
+        let state = self.state.read();
+        state
+            .manifest
+            .files
+            .iter()
+            .filter(|entry| !state.pinned.contains(&entry.path))
+            .cloned()
+            .collect()
+    }
+
+    /// Keeps compaction off the live file `path` from now on, so its rows stay exactly where
+    /// an archived copy says they are. False when the file is no longer live (compaction or
+    /// retention replaced it meanwhile): then it must not be archived.
+    pub fn pin(&self, path: &str) -> bool {
+        let mut state = self.state.write();
+        let live = state.manifest.files.iter().any(|entry| entry.path == path);
+        if live {
+            state.pinned.insert(path.to_string());
+        }
+        live
+    }
+
+    /// Whether the live file `path` is pinned.
+    pub fn is_pinned(&self, path: &str) -> bool {
+        self.state.read().pinned.contains(path)
     }
 
     /// Rewrites `group` (files of one tenant and window) as one file sorted by `pname`, `ts`
@@ -529,12 +583,14 @@ impl HotStore {
             msg_tokens: options.split_messages,
         };
         let mut state = self.state.write();
+        // Pinned meanwhile (the archiver took a file of the group) counts as changed too.
         let still_live = group.iter().all(|old| {
-            state
-                .manifest
-                .files
-                .iter()
-                .any(|live| live.path == old.path)
+            !state.pinned.contains(&old.path)
+                && state
+                    .manifest
+                    .files
+                    .iter()
+                    .any(|live| live.path == old.path)
         });
         if !still_live {
             drop(state);
@@ -581,16 +637,20 @@ impl HotStore {
         }
     }
 
-    /// Deletes the files of every window that ended before `now - retention(tenant)`.
-    /// Returns the removed entries. Tenants for which `retention` gives `None` are kept.
+    /// Deletes the files of every window that ended before `now - retention(tenant)`, except
+    /// those `keep` holds back (not yet archived). Returns the removed entries. Tenants for
+    /// which `retention` gives `None` are kept.
     pub fn expire(
         &self,
         now: DateTime<Utc>,
         retention: impl Fn(&str) -> Option<chrono::Duration>,
+        keep: impl Fn(&FileEntry) -> bool,
     ) -> io::Result<Vec<FileEntry>> {
         let mut state = self.state.write();
         let expired = |entry: &FileEntry| match retention(&entry.tenant) {
-            Some(keep) => entry.window + WINDOW_SECONDS <= (now - keep).timestamp(),
+            Some(period) => {
+                entry.window + WINDOW_SECONDS <= (now - period).timestamp() && !keep(entry)
+            }
             None => false,
         };
         let removed: Vec<FileEntry> = state
@@ -611,8 +671,14 @@ impl HotStore {
         state.manifest = manifest;
         for entry in &removed {
             state.missing.remove(&entry.path);
+            state.pinned.remove(&entry.path);
             if let Some(windows) = state.files.get_mut(&entry.tenant) {
-                windows.remove(&entry.window);
+                if let Some(entries) = windows.get_mut(&entry.window) {
+                    entries.retain(|candidate| candidate.path != entry.path);
+                    if entries.is_empty() {
+                        windows.remove(&entry.window);
+                    }
+                }
                 if windows.is_empty() {
                     state.files.remove(&entry.tenant);
                 }

@@ -106,9 +106,11 @@ impl QueryEngine {
         limit: usize,
         forward: bool,
     ) -> Result<Streams, QueryError> {
-        let running = self.admit(tenant)?;
+        let mut running = self.admit(tenant)?;
         let ctx = self.session(true)?;
-        let (frame, unreadable) = self.events_frame(&ctx, tenant, Some(from), Some(to))?;
+        let (frame, unreadable) = self
+            .events_frame(&ctx, tenant, Some(from), Some(to), &mut running)
+            .await?;
         let frame = frame
             .filter(time_within(from, to).and(compile::filter(query)))?
             .sort(vec![
@@ -148,9 +150,11 @@ impl QueryEngine {
         cursor: TailCursor,
         limit: usize,
     ) -> Result<(Vec<LogStream>, TailCursor), QueryError> {
-        let running = self.admit(tenant)?;
+        let mut running = self.admit(tenant)?;
         let ctx = self.session(true)?;
-        let (frame, _) = self.events_frame(&ctx, tenant, Some(window_from), None)?;
+        let (frame, _) = self
+            .events_frame(&ctx, tenant, Some(window_from), None, &mut running)
+            .await?;
         let frame = frame
             .filter(
                 col("received_at")
@@ -292,11 +296,13 @@ impl QueryEngine {
             ),
             None => (compile::stream_key(), None),
         };
-        let running = self.admit(tenant)?;
+        let mut running = self.admit(tenant)?;
         let ctx = self.session(false)?;
         let from = DateTime::<Utc>::from_timestamp_micros(base_us);
         let to = DateTime::<Utc>::from_timestamp_micros(steps.end_us.saturating_add(1));
-        let (frame, unreadable) = self.events_frame(&ctx, tenant, from, to)?;
+        let (frame, unreadable) = self
+            .events_frame(&ctx, tenant, from, to, &mut running)
+            .await?;
         let bucket = ((datafusion::logical_expr::cast(col("ts"), DataType::Int64)
             - lit(base_us + 1))
             / lit(bucket_us))
@@ -404,9 +410,11 @@ impl QueryEngine {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<BTreeMap<String, String>>, QueryError> {
-        let running = self.admit(tenant)?;
+        let mut running = self.admit(tenant)?;
         let ctx = self.session(false)?;
-        let (frame, _) = self.events_frame(&ctx, tenant, Some(from), Some(to))?;
+        let (frame, _) = self
+            .events_frame(&ctx, tenant, Some(from), Some(to), &mut running)
+            .await?;
         let frame = frame
             .filter(time_within(from, to).and(compile::any_selector(selectors)))?
             .aggregate(compile::stream_key(), vec![])?;
@@ -438,9 +446,11 @@ impl QueryEngine {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<String>, QueryError> {
-        let running = self.admit(tenant)?;
+        let mut running = self.admit(tenant)?;
         let ctx = self.session(false)?;
-        let (frame, _) = self.events_frame(&ctx, tenant, Some(from), Some(to))?;
+        let (frame, _) = self
+            .events_frame(&ctx, tenant, Some(from), Some(to), &mut running)
+            .await?;
         let selectors: Vec<Vec<Matcher>> = selector.map(|s| vec![s.to_vec()]).unwrap_or_default();
         let frame = frame
             .filter(time_within(from, to).and(compile::any_selector(&selectors)))?

@@ -47,7 +47,9 @@ use serde_json::{Map, Value};
 
 use meniscus_record::columnar::{batch_to_events, schema};
 
-use crate::hot::{HotStore, Unreadable};
+use crate::archive::cache::CachedFile;
+use crate::archive::Archive;
+use crate::hot::{window_of, HotStore, Unreadable};
 use crate::metrics::StoreMetrics;
 use crate::msg_tokens::{msg_from_tokens, stored_schema, token_column_names};
 
@@ -197,6 +199,8 @@ pub const GROUPABLE_FIELDS: [&str; 7] = [
 
 pub struct QueryEngine {
     hot: Arc<HotStore>,
+    /// Archived hours, read where the hot store no longer holds them.
+    archive: Option<Arc<Archive>>,
     limits: QueryLimits,
     metrics: Arc<StoreMetrics>,
     /// Queries running now, per tenant; their sum is capped too.
@@ -214,6 +218,8 @@ const QUERY_THREAD_STACK_BYTES: usize = 16 * 1024 * 1024;
 struct Running {
     tenant: String,
     running: Arc<parking_lot::Mutex<std::collections::HashMap<String, usize>>>,
+    /// Archived objects the query reads, kept on local disk until it ends.
+    held: Vec<Arc<CachedFile>>,
 }
 
 impl Drop for Running {
@@ -268,11 +274,18 @@ impl QueryEngine {
     pub fn new(hot: Arc<HotStore>, limits: QueryLimits, metrics: Arc<StoreMetrics>) -> QueryEngine {
         QueryEngine {
             hot,
+            archive: None,
             limits,
             metrics,
             running: Default::default(),
             on_thread_stop: || {},
         }
+    }
+
+    /// Queries read archived hours too.
+    pub fn with_archive(mut self, archive: Arc<Archive>) -> QueryEngine {
+        self.archive = Some(archive);
+        self
     }
 
     pub fn limits(&self) -> &QueryLimits {
@@ -298,6 +311,7 @@ impl QueryEngine {
         Ok(Running {
             tenant: tenant.as_str().to_string(),
             running: self.running.clone(),
+            held: Vec::new(),
         })
     }
 
@@ -339,25 +353,79 @@ impl QueryEngine {
     }
 
     /// The tenant's events between `from` and `to` (by window; rows are filtered further by
-    /// the caller) as one data frame.
-    fn events_frame(
+    /// the caller) as one data frame: memory, hot-store files and, for hours the hot store no
+    /// longer holds, archived objects (fetched into the local cache and held open by
+    /// `running` until the query ends).
+    async fn events_frame(
         &self,
         ctx: &SessionContext,
         tenant: &TenantId,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
+        running: &mut Running,
     ) -> Result<(DataFrame, Vec<UnreadableWindow>), QueryError> {
+        // Nothing past the tenant's retention is read, even before the janitor deletes it.
+        let from = match &self.archive {
+            Some(archive) => {
+                let first = archive.first_readable_window(tenant.as_str(), Utc::now());
+                let earliest = DateTime::<Utc>::from_timestamp(first.max(0), 0);
+                match (from, earliest) {
+                    (Some(from), Some(earliest)) => Some(from.max(earliest)),
+                    (None, earliest) if first > 0 => earliest,
+                    (from, _) => from,
+                }
+            }
+            None => from,
+        };
         let snapshot = self.hot.snapshot(tenant.as_str(), from, to);
-        let unreadable = unreadable_windows(snapshot.unreadable);
+        let mut unreadable = snapshot.unreadable;
+        let (mut archived_files, mut archived_token_files) = (Vec::new(), Vec::new());
+        if let Some(archive) = &self.archive {
+            let objects = archive.objects_for_query(
+                tenant.as_str(),
+                from.map(window_of).unwrap_or(i64::MIN),
+                to.map(window_of).unwrap_or(i64::MAX),
+                &snapshot.live,
+            );
+            if !objects.is_empty() {
+                // A hot file missing from disk but archived is read from the archive.
+                let covered: std::collections::HashSet<i64> =
+                    objects.iter().map(|object| object.window).collect();
+                unreadable.retain(|window| !covered.contains(&window.window));
+                let fetch = archive.fetch(objects);
+                let (files, failures) = tokio::time::timeout(self.limits.timeout, fetch)
+                    .await
+                    .map_err(|_| QueryError::Timeout(self.limits.timeout))?;
+                for failure in failures {
+                    unreadable.push(Unreadable {
+                        window: failure.window,
+                        reason: failure.reason,
+                    });
+                }
+                for (file, object) in files {
+                    if object.msg_tokens {
+                        archived_token_files.push(file.path.clone());
+                    } else {
+                        archived_files.push(file.path.clone());
+                    }
+                    running.held.push(file);
+                }
+            }
+        }
+        let unreadable = unreadable_windows(unreadable);
         let memory = MemTable::try_new(schema(), vec![snapshot.batches])?;
         let mut frame = ctx.read_table(Arc::new(memory))?;
-        if let Some(files) = read_parquet(ctx, &snapshot.files, schema())? {
+        let mut files = snapshot.files;
+        files.extend(archived_files);
+        let mut token_files = snapshot.token_files;
+        token_files.extend(archived_token_files);
+        if let Some(files) = read_parquet(ctx, &files, schema())? {
             frame = files.union(frame)?;
         }
         // Filters on `msg` are pushed below the projection as filters on the rebuilt text: into
         // the Parquet readers where pushdown is on (searches, job lookups), above them
         // otherwise. Row-group pruning cannot use them, as it cannot with whole messages.
-        if let Some(files) = read_parquet(ctx, &snapshot.token_files, stored_schema())? {
+        if let Some(files) = read_parquet(ctx, &token_files, stored_schema())? {
             frame = files.select(event_columns())?.union(frame)?;
         }
         Ok((frame, unreadable))
@@ -439,9 +507,11 @@ impl QueryEngine {
                 self.limits.max_statement_bytes
             )));
         }
-        let running = self.admit(tenant)?;
+        let mut running = self.admit(tenant)?;
         let ctx = self.session(false)?;
-        let (frame, unreadable) = self.events_frame(&ctx, tenant, None, None)?;
+        let (frame, unreadable) = self
+            .events_frame(&ctx, tenant, None, None, &mut running)
+            .await?;
         ctx.register_table("events", frame.into_view())?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
@@ -467,9 +537,11 @@ impl QueryEngine {
         tenant: &TenantId,
         request: SearchRequest,
     ) -> Result<SearchPage, QueryError> {
-        let running = self.admit(tenant)?;
+        let mut running = self.admit(tenant)?;
         let ctx = self.session(true)?;
-        let (mut frame, unreadable) = self.events_frame(&ctx, tenant, request.from, request.to)?;
+        let (mut frame, unreadable) = self
+            .events_frame(&ctx, tenant, request.from, request.to, &mut running)
+            .await?;
         for filter in search_filters(&request) {
             frame = frame.filter(filter)?;
         }
@@ -527,9 +599,11 @@ impl QueryEngine {
             }
             None => None,
         };
-        let running = self.admit(tenant)?;
+        let mut running = self.admit(tenant)?;
         let ctx = self.session(false)?;
-        let (frame, unreadable) = self.events_frame(&ctx, tenant, Some(from), Some(to))?;
+        let (frame, unreadable) = self
+            .events_frame(&ctx, tenant, Some(from), Some(to), &mut running)
+            .await?;
         ctx.register_table("events", frame.into_view())?;
         // Every interpolated value is a number we produced or a field from the allow-list.
         let (select_field, group_field) = match group_by {
@@ -557,11 +631,72 @@ impl QueryEngine {
         .await
     }
 
+    /// How many events of this job have an archived copy: those in hot-store files the
+    /// archive holds, and those in archived objects whose file has left the hot store. 0
+    /// without an archive.
+    pub async fn job_archived_events(
+        &self,
+        tenant: &TenantId,
+        job_id: &str,
+    ) -> Result<u64, QueryError> {
+        let Some(archive) = self.archive.clone() else {
+            return Ok(0);
+        };
+        let mut running = self.admit(tenant)?;
+        let ctx = self.session(true)?;
+        let snapshot = self.hot.snapshot(tenant.as_str(), None, None);
+        let root = self.hot.root().to_path_buf();
+        let archived = |paths: Vec<std::path::PathBuf>| -> Vec<std::path::PathBuf> {
+            paths
+                .into_iter()
+                .filter(|path| {
+                    path.strip_prefix(&root)
+                        .is_ok_and(|relative| archive.holds(&relative.to_string_lossy()))
+                })
+                .collect()
+        };
+        let (mut files, mut token_files) =
+            (archived(snapshot.files), archived(snapshot.token_files));
+        let objects =
+            archive.objects_for_query(tenant.as_str(), i64::MIN, i64::MAX, &snapshot.live);
+        let (fetched, failures) = archive.fetch(objects).await;
+        if let Some(failure) = failures.first() {
+            return Err(QueryError::Internal(failure.reason.clone()));
+        }
+        for (file, object) in fetched {
+            if object.msg_tokens {
+                token_files.push(file.path.clone());
+            } else {
+                files.push(file.path.clone());
+            }
+            running.held.push(file);
+        }
+        let mut frame: Option<DataFrame> = read_parquet(&ctx, &files, schema())?;
+        if let Some(tokens) = read_parquet(&ctx, &token_files, stored_schema())? {
+            let tokens = tokens.select(event_columns())?;
+            frame = Some(match frame {
+                Some(frame) => frame.union(tokens)?,
+                None => tokens,
+            });
+        }
+        let Some(frame) = frame else {
+            return Ok(0);
+        };
+        let frame = frame.filter(col("job_id").eq(lit(job_id)))?;
+        self.run("jobs", async move {
+            let _running = running;
+            Ok(frame.count().await? as u64)
+        })
+        .await
+    }
+
     /// How many events of this job the store holds (0 when none).
     pub async fn job_events(&self, tenant: &TenantId, job_id: &str) -> Result<u64, QueryError> {
-        let running = self.admit(tenant)?;
+        let mut running = self.admit(tenant)?;
         let ctx = self.session(true)?;
-        let (frame, _) = self.events_frame(&ctx, tenant, None, None)?;
+        let (frame, _) = self
+            .events_frame(&ctx, tenant, None, None, &mut running)
+            .await?;
         let frame = frame.filter(col("job_id").eq(lit(job_id)))?;
         self.run("jobs", async move {
             let _running = running;

@@ -35,6 +35,8 @@ use error::ApiError;
 pub struct AppState {
     pub correlator: Arc<Correlator>,
     pub store: Arc<Store>,
+    /// The long-term archive, when it is on.
+    pub archive: Option<Arc<meniscus_store::archive::Archive>>,
     pub queries: QueryEngine,
     pub registry: Registry,
     pub http_metrics: HttpMetrics,
@@ -201,15 +203,23 @@ async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 /// 503 while starting and while the store cannot take durable writes (with the reason).
+/// Failing archive uploads are reported but keep the instance ready: ingest and queries work,
+/// and the data stays in the hot store until the uploads do.
 pub fn readiness(state: &AppState) -> (StatusCode, String) {
     if !state.ready.load(Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, "starting\n".to_string());
     }
+    let archive = state
+        .archive
+        .as_ref()
+        .and_then(|archive| archive.problem())
+        .map(|problem| format!("archive: {problem}\n"))
+        .unwrap_or_default();
     match state.store.unhealthy() {
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {reason}\n"),
+            format!("not ready: {reason}\n{archive}"),
         ),
-        None => (StatusCode::OK, "ready\n".to_string()),
+        None => (StatusCode::OK, format!("ready\n{archive}")),
     }
 }

@@ -1,0 +1,73 @@
+//! The archive's manifest: which objects hold which hot-store file. The single source of truth
+//! for queries and retention, written atomically under the data directory.
+//!
+//! An entry is added only after its object and sidecar were uploaded and verified, so a crash
+//! before that leaves at most an object that the next upload of the same file overwrites (its
+//! name is derived from the file's). An entry is removed before its object is deleted, so a
+//! crash in between leaves an orphan object, never an entry without one.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::disk::{replace_file, Disk};
+
+pub const MANIFEST: &str = "ARCHIVE.json";
+
+/// One archived object: a copy of one hot-store file, row for row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchivedObject {
+    pub tenant: String,
+    /// Window start, seconds since the epoch.
+    pub window: i64,
+    /// The hot-store file it copies (path relative to the hot-store root). Queries read the
+    /// object only while that file is not live: never both.
+    pub source: String,
+    /// The object's key in the target (its sidecar is `key` + [`SIDECAR_SUFFIX`]).
+    pub key: String,
+    pub rows: u64,
+    /// Bytes of the Parquet file before encryption.
+    pub plain_bytes: u64,
+    /// Bytes of the object as stored.
+    pub stored_bytes: u64,
+    /// Whether `msg` is stored as tokens (read with the stored schema).
+    #[serde(default)]
+    pub msg_tokens: bool,
+    /// When it was uploaded, seconds since the epoch.
+    pub uploaded: i64,
+}
+
+pub const SIDECAR_SUFFIX: &str = ".key";
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ArchiveManifest {
+    pub version: u32,
+    pub objects: Vec<ArchivedObject>,
+}
+
+pub fn read(dir: &Path) -> io::Result<ArchiveManifest> {
+    match fs::read(dir.join(MANIFEST)) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|error| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "corrupt archive manifest {}: {error}",
+                    dir.join(MANIFEST).display()
+                ),
+            )
+        }),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(ArchiveManifest {
+            version: 1,
+            objects: Vec::new(),
+        }),
+        Err(error) => Err(error),
+    }
+}
+
+pub fn write(disk: &dyn Disk, dir: &Path, manifest: &ArchiveManifest) -> io::Result<()> {
+    let bytes = serde_json::to_vec(manifest).map_err(io::Error::other)?;
+    replace_file(disk, &dir.join(MANIFEST), &bytes)
+}

@@ -1,0 +1,667 @@
+//! The long-term archive: closed, compacted hot-store files copied to object storage, each
+//! encrypted with a key of its own wrapped by its tenant's key, and read back by queries once
+//! the hot copy is gone.
+//!
+//! - **What is archived**: a hot-store file whose window has ended and been quiet for the
+//!   compaction grace and that compaction will not rewrite again. Before the upload the file is
+//!   *pinned*: compaction leaves it alone from then on (late events of its hour are compacted
+//!   into files of their own), so an object always holds exactly the rows of one file.
+//! - **Where**: `PREFIX/TENANT/YYYY/MM/DD/HH/NAME.parquet.enc` plus its key sidecar
+//!   (`….key`), so a time range is a prefix listing and no tenant shares a prefix with another.
+//!   Uploads over [`MULTIPART_BYTES`] go in parts. A retried upload writes the same name, so a
+//!   crash mid-upload leaves no duplicate.
+//! - **Queries** read an object only while its source file is not live in the hot store (it
+//!   expired, or went missing from disk): never both copies.
+//! - **Retention**: the hot copy of a file is deleted at the tenant's short-term retention only
+//!   once it is archived; objects are deleted at the long-term retention, and no query reads
+//!   past it.
+
+pub mod cache;
+pub mod crypto;
+pub mod manifest;
+pub mod rotation;
+pub mod target;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use futures::{StreamExt, TryStreamExt};
+use meniscus_metrics::{Counter, Family, Gauge, Registry};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use parking_lot::Mutex;
+
+use crate::compaction::{self, CompactionOptions};
+use crate::disk::{Disk, LocalDisk};
+use crate::hot::{FileEntry, HotStore, WINDOW_SECONDS};
+use cache::{CachedFile, ObjectCache};
+use crypto::Keyring;
+use manifest::{ArchiveManifest, ArchivedObject, SIDECAR_SUFFIX};
+
+/// Objects larger than this are uploaded in parts.
+pub const MULTIPART_BYTES: usize = 8 * 1024 * 1024;
+/// Objects fetched at once by one query.
+const FETCH_CONCURRENCY: usize = 4;
+
+/// A tenant's long-term retention (`None`: keep forever).
+pub type RetentionFn = Arc<dyn Fn(&str) -> Option<Duration> + Send + Sync>;
+
+#[derive(Clone, Debug)]
+pub struct ArchiveOptions {
+    /// `s3://bucket/prefix`, `gs://…`, `az://…` or `file:///dir`.
+    pub url: String,
+    /// `KEY=VALUE` lines of target settings (credentials); see [`target`].
+    pub credentials_file: Option<PathBuf>,
+    /// Target settings by `object_store` configuration key.
+    pub options: BTreeMap<String, String>,
+    /// Where tenant keys are kept.
+    pub key_dir: PathBuf,
+    /// How often the uploader looks for files to archive.
+    pub upload_interval: Duration,
+    /// Bytes of decrypted objects kept on local disk for queries.
+    pub cache_bytes: u64,
+}
+
+pub struct ArchiveMetrics {
+    pub uploads: Family<Counter>,
+    pub uploaded_bytes: Counter,
+    pub objects: Gauge,
+    pub stored_bytes: Gauge,
+    pub unarchived_seconds: Family<Gauge>,
+    pub fetches: Family<Counter>,
+    pub cache_bytes: Gauge,
+    pub expired_objects: Family<Counter>,
+    pub healthy: Gauge,
+}
+
+impl ArchiveMetrics {
+    fn register(registry: &Registry) -> ArchiveMetrics {
+        ArchiveMetrics {
+            uploads: registry.counters("meniscus_archive_uploads_total", "Hot-store files uploaded to the archive, by result (an error is retried at the next pass; the data stays hot).", &["result"]),
+            uploaded_bytes: registry.counter("meniscus_archive_uploaded_bytes_total", "Bytes of objects uploaded to the archive."),
+            objects: registry.gauge("meniscus_archive_objects", "Objects the archive holds."),
+            stored_bytes: registry.gauge("meniscus_archive_stored_bytes", "Bytes of the objects the archive holds."),
+            unarchived_seconds: registry.gauges("meniscus_archive_unarchived_seconds", "Per tenant: seconds from the start of the oldest hour with events not yet archived to now — what a lost local disk could cost.", &["tenant"]),
+            fetches: registry.counters("meniscus_archive_fetches_total", "Archived objects a query needed, by result (hit: in the local cache; miss: fetched; error: could not be fetched or opened).", &["result"]),
+            cache_bytes: registry.gauge("meniscus_archive_cache_bytes", "Bytes of decrypted objects in the local query cache."),
+            expired_objects: registry.counters("meniscus_archive_expired_objects_total", "Archived objects deleted by long-term retention.", &["tenant"]),
+            healthy: registry.gauge("meniscus_archive_healthy", "1 while the last upload pass worked, 0 while uploads fail (see /readyz and the logs)."),
+        }
+    }
+}
+
+/// An archived hour a query could not read, and why.
+#[derive(Clone, Debug)]
+pub struct FetchFailure {
+    pub window: i64,
+    pub reason: String,
+}
+
+pub struct Archive {
+    dir: PathBuf,
+    target: target::Target,
+    keyring: Keyring,
+    cache: ObjectCache,
+    manifest: Mutex<ArchiveManifest>,
+    /// Serializes manifest writes (uploads, retention, purges).
+    writes: tokio::sync::Mutex<()>,
+    disk: Arc<dyn Disk>,
+    pub metrics: ArchiveMetrics,
+    last_error: Mutex<Option<String>>,
+    /// Tenants given an `unarchived_seconds` series (set to 0 once all is archived).
+    reported_tenants: Mutex<HashSet<String>>,
+    long_term: RetentionFn,
+    pub options: ArchiveOptions,
+}
+
+impl Archive {
+    /// Opens the archive kept under `data_dir/archive` (manifest and query cache) for the
+    /// target in `options`.
+    pub fn open(
+        data_dir: &Path,
+        options: ArchiveOptions,
+        registry: &Registry,
+        long_term: RetentionFn,
+    ) -> anyhow::Result<Arc<Archive>> {
+        let dir = data_dir.join("archive");
+        std::fs::create_dir_all(&dir)?;
+        let target = target::build(
+            &options.url,
+            options.credentials_file.as_deref(),
+            &options.options,
+        )?;
+        let keyring = Keyring::open(&options.key_dir).map_err(|error| {
+            anyhow::anyhow!(
+                "cannot open the archive key directory {}: {error}",
+                options.key_dir.display()
+            )
+        })?;
+        let cache = ObjectCache::open(&dir.join("cache"), options.cache_bytes)?;
+        let manifest = manifest::read(&dir)?;
+        let metrics = ArchiveMetrics::register(registry);
+        metrics.healthy.set(1);
+        let archive = Archive {
+            dir,
+            target,
+            keyring,
+            cache,
+            manifest: Mutex::new(manifest),
+            writes: tokio::sync::Mutex::new(()),
+            disk: Arc::new(LocalDisk),
+            metrics,
+            last_error: Mutex::new(None),
+            reported_tenants: Mutex::new(HashSet::new()),
+            long_term,
+            options,
+        };
+        archive.update_gauges();
+        tracing::info!(target = %archive.target.display, objects = archive.manifest.lock().objects.len(), "archive open");
+        Ok(Arc::new(archive))
+    }
+
+    /// Pins every live hot-store file that is already archived, so compaction leaves them be.
+    pub fn attach(&self, hot: &HotStore) {
+        for object in &self.manifest.lock().objects {
+            hot.pin(&object.source);
+        }
+    }
+
+    pub fn target_display(&self) -> &str {
+        &self.target.display
+    }
+
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// Why uploads are failing, if they are (for `/readyz`).
+    pub fn problem(&self) -> Option<String> {
+        self.last_error.lock().clone()
+    }
+
+    /// Every archived object (for tests, tools and benchmarks).
+    pub fn objects(&self) -> Vec<ArchivedObject> {
+        self.manifest.lock().objects.clone()
+    }
+
+    /// Whether the hot-store file `source` has an archived copy.
+    pub fn holds(&self, source: &str) -> bool {
+        self.manifest
+            .lock()
+            .objects
+            .iter()
+            .any(|object| object.source == source)
+    }
+
+    /// The earliest window start a query of `tenant` may read at `now` (long-term retention).
+    pub fn first_readable_window(&self, tenant: &str, now: DateTime<Utc>) -> i64 {
+        match (self.long_term)(tenant).and_then(|keep| chrono::Duration::from_std(keep).ok()) {
+            // A window is readable while it has not wholly passed the retention.
+            Some(keep) => (now - keep).timestamp() - WINDOW_SECONDS + 1,
+            None => i64::MIN,
+        }
+    }
+
+    /// Whether a hot-store file is past its tenant's long-term retention too (then it is
+    /// deleted without being archived).
+    pub fn past_long_term(&self, entry: &FileEntry, now: DateTime<Utc>) -> bool {
+        entry.window < self.first_readable_window(&entry.tenant, now)
+    }
+
+    /// Archived objects of `tenant` with windows in `first..=last` whose source file is not in
+    /// `live` (the hot-store files the same query reads) and that retention still allows.
+    pub fn objects_for_query(
+        &self,
+        tenant: &str,
+        first_window: i64,
+        last_window: i64,
+        live: &HashSet<String>,
+    ) -> Vec<ArchivedObject> {
+        let first_window = first_window.max(self.first_readable_window(tenant, Utc::now()));
+        self.manifest
+            .lock()
+            .objects
+            .iter()
+            .filter(|object| {
+                object.tenant == tenant
+                    && object.window >= first_window
+                    && object.window <= last_window
+                    && !live.contains(&object.source)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Local decrypted copies of `objects`, fetched where not cached. Objects that cannot be
+    /// fetched or opened are returned as failures (the query answers without their hours and
+    /// says so).
+    pub async fn fetch(
+        self: &Arc<Self>,
+        objects: Vec<ArchivedObject>,
+    ) -> (Vec<(Arc<CachedFile>, ArchivedObject)>, Vec<FetchFailure>) {
+        let results: Vec<_> = futures::stream::iter(objects)
+            .map(|object| {
+                let archive = self.clone();
+                async move {
+                    let result = archive.fetch_one(&object).await;
+                    (object, result)
+                }
+            })
+            .buffer_unordered(FETCH_CONCURRENCY)
+            .collect()
+            .await;
+        let (mut files, mut failures) = (Vec::new(), Vec::new());
+        for (object, result) in results {
+            match result {
+                Ok(file) => files.push((file, object)),
+                Err(error) => {
+                    self.metrics.fetches.inc(&["error"]);
+                    tracing::error!(key = %object.key, %error, "cannot read an archived object");
+                    failures.push(FetchFailure {
+                        window: object.window,
+                        reason: format!(
+                            "archived object {} could not be read: {error}",
+                            object.key
+                        ),
+                    });
+                }
+            }
+        }
+        self.metrics.cache_bytes.set(self.cache.bytes());
+        (files, failures)
+    }
+
+    async fn fetch_one(&self, object: &ArchivedObject) -> anyhow::Result<Arc<CachedFile>> {
+        if let Some(file) = self.cache.get(&object.key) {
+            self.metrics.fetches.inc(&["hit"]);
+            return Ok(file);
+        }
+        let location = ObjectPath::from(object.key.as_str());
+        let sidecar_location = ObjectPath::from(format!("{}{SIDECAR_SUFFIX}", object.key));
+        let (body, sidecar) = futures::try_join!(
+            async { self.target.store.get(&location).await?.bytes().await },
+            async {
+                self.target
+                    .store
+                    .get(&sidecar_location)
+                    .await?
+                    .bytes()
+                    .await
+            },
+        )?;
+        let tenant = object.tenant.clone();
+        let key = object.key.clone();
+        let keyring_dir = self.options.key_dir.clone();
+        let plain = tokio::task::spawn_blocking(move || {
+            let keyring = Keyring::open(&keyring_dir)?;
+            anyhow::Ok(crypto::open(&body, &sidecar, &tenant, &key, &keyring)?)
+        })
+        .await??;
+        self.metrics.fetches.inc(&["miss"]);
+        Ok(self.cache.insert(&object.key, &plain)?)
+    }
+
+    /// The object key for a hot-store file.
+    fn object_key(&self, entry: &FileEntry) -> String {
+        let start = Utc
+            .timestamp_opt(entry.window, 0)
+            .single()
+            .unwrap_or_default();
+        let name = Path::new(&entry.path)
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "file".into());
+        let relative = format!(
+            "{}/{}/{name}.parquet.enc",
+            entry.tenant,
+            start.format("%Y/%m/%d/%H")
+        );
+        self.target
+            .prefix
+            .parts()
+            .chain(ObjectPath::from(relative).parts())
+            .collect::<ObjectPath>()
+            .to_string()
+    }
+
+    /// Files the uploader should archive now, oldest hours first: windows that ended and
+    /// have been quiet for the compaction grace, files compaction will not rewrite, not
+    /// archived yet, not past long-term retention.
+    pub fn due(&self, hot: &HotStore, compaction_options: &CompactionOptions) -> Vec<FileEntry> {
+        let now = Utc::now();
+        let seconds = now.timestamp();
+        let grace = compaction_options.grace.as_secs() as i64;
+        let files = hot.file_entries();
+        let planned: HashSet<String> =
+            compaction::plan(&hot.compactable_entries(), seconds, compaction_options)
+                .into_iter()
+                .flatten()
+                .map(|entry| entry.path)
+                .collect();
+        let mut newest: HashMap<(&str, i64), i64> = HashMap::new();
+        for entry in &files {
+            let created = newest
+                .entry((&entry.tenant, entry.window))
+                .or_insert(i64::MIN);
+            *created = (*created).max(entry.created);
+        }
+        let archived: HashSet<String> = self
+            .manifest
+            .lock()
+            .objects
+            .iter()
+            .map(|object| object.source.clone())
+            .collect();
+        let mut due: Vec<FileEntry> = files
+            .iter()
+            .filter(|entry| {
+                entry.window + WINDOW_SECONDS + grace <= seconds
+                    && newest[&(entry.tenant.as_str(), entry.window)] + grace <= seconds
+                    && !planned.contains(&entry.path)
+                    && !archived.contains(&entry.path)
+                    && !self.past_long_term(entry, now)
+            })
+            .cloned()
+            .collect();
+        due.sort_by(|a, b| (a.window, &a.path).cmp(&(b.window, &b.path)));
+        due
+    }
+
+    /// One upload pass: archives every due file, stopping at the first failure (retried at
+    /// the next pass). Returns how many files it archived.
+    pub async fn upload_pass(
+        self: &Arc<Self>,
+        hot: &Arc<HotStore>,
+        compaction_options: &CompactionOptions,
+    ) -> anyhow::Result<usize> {
+        let mut uploaded = 0;
+        let outcome = async {
+            for entry in self.due(hot, compaction_options) {
+                if hot.is_missing(&entry) {
+                    continue;
+                }
+                if self.upload(hot, &entry).await? {
+                    uploaded += 1;
+                }
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        self.update_unarchived(hot);
+        match outcome {
+            Ok(()) => {
+                if self.last_error.lock().take().is_some() {
+                    tracing::info!(target = %self.target.display, "archive uploads work again");
+                }
+                self.metrics.healthy.set(1);
+                Ok(uploaded)
+            }
+            Err(error) => {
+                self.metrics.uploads.inc(&["error"]);
+                self.metrics.healthy.set(0);
+                let text = format!(
+                    "uploads to {} fail: {}",
+                    self.target.display,
+                    explain(&error)
+                );
+                let mut last = self.last_error.lock();
+                if last.as_deref() != Some(text.as_str()) {
+                    tracing::error!(target = %self.target.display, error = %explain(&error), "archive upload failed; the data stays in the hot store and is retried");
+                }
+                *last = Some(text);
+                Err(error)
+            }
+        }
+    }
+
+    /// Archives one file: pin, seal, upload, verify, record. False when the file stopped
+    /// being live before it was pinned (compaction or retention replaced it).
+    async fn upload(
+        self: &Arc<Self>,
+        hot: &Arc<HotStore>,
+        entry: &FileEntry,
+    ) -> anyhow::Result<bool> {
+        if !hot.pin(&entry.path) {
+            return Ok(false);
+        }
+        let path = hot.root().join(&entry.path);
+        let plain = tokio::fs::read(&path)
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot read {}: {error}", path.display()))?;
+        let key = self.keyring.current(&entry.tenant)?;
+        let object_key = self.object_key(entry);
+        let (tenant, sealed_key) = (entry.tenant.clone(), object_key.clone());
+        let plain_bytes = plain.len() as u64;
+        let (object, sidecar) =
+            tokio::task::spawn_blocking(move || crypto::seal(&plain, &tenant, &sealed_key, &key))
+                .await?;
+        let stored_bytes = object.len() as u64;
+        let location = ObjectPath::from(object_key.as_str());
+        // The sidecar first: an object is never there without the key that opens it.
+        let sidecar_location = ObjectPath::from(format!("{object_key}{SIDECAR_SUFFIX}"));
+        self.target
+            .store
+            .put(&sidecar_location, PutPayload::from(sidecar))
+            .await?;
+        if object.len() > MULTIPART_BYTES {
+            let upload = self.target.store.put_multipart(&location).await?;
+            let mut writer = WriteMultipart::new_with_chunk_size(upload, MULTIPART_BYTES);
+            for chunk in object.chunks(MULTIPART_BYTES) {
+                writer.wait_for_capacity(2).await?;
+                writer.write(chunk);
+            }
+            writer.finish().await?;
+        } else {
+            self.target
+                .store
+                .put(&location, PutPayload::from(object))
+                .await?;
+        }
+        let head = self.target.store.head(&location).await?;
+        if head.size != stored_bytes {
+            anyhow::bail!(
+                "object {object_key} reads back as {} bytes, {stored_bytes} were uploaded",
+                head.size
+            );
+        }
+        let record = ArchivedObject {
+            tenant: entry.tenant.clone(),
+            window: entry.window,
+            source: entry.path.clone(),
+            key: object_key,
+            rows: entry.rows,
+            plain_bytes,
+            stored_bytes,
+            msg_tokens: entry.msg_tokens,
+            uploaded: Utc::now().timestamp(),
+        };
+        self.change_manifest(|manifest| {
+            manifest.objects.retain(|object| object.key != record.key);
+            manifest.objects.push(record.clone());
+        })
+        .await?;
+        self.metrics.uploads.inc(&["ok"]);
+        self.metrics.uploaded_bytes.add(stored_bytes);
+        tracing::debug!(key = %record.key, rows = record.rows, bytes = stored_bytes, "archived a hot-store file");
+        Ok(true)
+    }
+
+    async fn change_manifest(
+        &self,
+        change: impl FnOnce(&mut ArchiveManifest),
+    ) -> std::io::Result<()> {
+        let _writing = self.writes.lock().await;
+        let mut next = self.manifest.lock().clone();
+        change(&mut next);
+        let (disk, dir, bytes) = (self.disk.clone(), self.dir.clone(), next.clone());
+        tokio::task::spawn_blocking(move || manifest::write(disk.as_ref(), &dir, &bytes))
+            .await
+            .map_err(std::io::Error::other)??;
+        *self.manifest.lock() = next;
+        self.update_gauges();
+        Ok(())
+    }
+
+    fn update_gauges(&self) {
+        let manifest = self.manifest.lock();
+        self.metrics.objects.set(manifest.objects.len() as u64);
+        self.metrics.stored_bytes.set(
+            manifest
+                .objects
+                .iter()
+                .map(|object| object.stored_bytes)
+                .sum(),
+        );
+    }
+
+    /// Per tenant: seconds since the start of the oldest hour holding events not archived.
+    fn update_unarchived(&self, hot: &HotStore) {
+        let now = Utc::now().timestamp();
+        let mut oldest: BTreeMap<String, i64> = BTreeMap::new();
+        let mut note = |tenant: &str, window: i64| {
+            let start = oldest.entry(tenant.to_string()).or_insert(window);
+            *start = (*start).min(window);
+        };
+        let archived: HashSet<String> = self
+            .manifest
+            .lock()
+            .objects
+            .iter()
+            .map(|object| object.source.clone())
+            .collect();
+        for entry in hot.file_entries() {
+            if !archived.contains(&entry.path) {
+                note(&entry.tenant, entry.window);
+            }
+        }
+        for (tenant, window) in hot.memory_windows() {
+            note(&tenant, window);
+        }
+        let mut reported = self.reported_tenants.lock();
+        for tenant in reported.iter() {
+            if !oldest.contains_key(tenant) {
+                self.metrics.unarchived_seconds.set(&[tenant], 0);
+            }
+        }
+        for (tenant, window) in oldest {
+            self.metrics
+                .unarchived_seconds
+                .set(&[&tenant], (now - window).max(0) as u64);
+            reported.insert(tenant);
+        }
+    }
+
+    /// Deletes objects past their tenant's long-term retention (entry first, then the
+    /// object). Returns how many it deleted.
+    pub async fn expire(&self, now: DateTime<Utc>) -> anyhow::Result<usize> {
+        let expired: Vec<ArchivedObject> = self
+            .manifest
+            .lock()
+            .objects
+            .iter()
+            .filter(|object| object.window < self.first_readable_window(&object.tenant, now))
+            .cloned()
+            .collect();
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let keys: HashSet<String> = expired.iter().map(|object| object.key.clone()).collect();
+        self.change_manifest(|manifest| {
+            manifest
+                .objects
+                .retain(|object| !keys.contains(&object.key))
+        })
+        .await?;
+        for object in &expired {
+            self.delete_object(&object.key).await?;
+            self.metrics.expired_objects.inc(&[&object.tenant]);
+        }
+        Ok(expired.len())
+    }
+
+    async fn delete_object(&self, key: &str) -> anyhow::Result<()> {
+        self.cache.remove(key);
+        for location in [
+            ObjectPath::from(key),
+            ObjectPath::from(format!("{key}{SIDECAR_SUFFIX}")),
+        ] {
+            match self.target.store.delete(&location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes everything archived for `tenant` (listed objects too, so orphans of
+    /// interrupted uploads go as well), then its keys. Returns the objects deleted.
+    pub async fn purge(&self, tenant: &str) -> anyhow::Result<usize> {
+        self.change_manifest(|manifest| manifest.objects.retain(|object| object.tenant != tenant))
+            .await?;
+        let prefix = self.target.tenant_prefix(tenant);
+        let listed: Vec<ObjectPath> = self
+            .target
+            .store
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await?;
+        let mut deleted = 0;
+        for location in &listed {
+            self.cache.remove(location.as_ref());
+            match self.target.store.delete(location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+            if !location.as_ref().ends_with(SIDECAR_SUFFIX) {
+                deleted += 1;
+            }
+        }
+        self.keyring.purge(tenant)?;
+        Ok(deleted)
+    }
+
+    /// Rotates `tenant`'s key (see [`rotation::rotate`]).
+    pub async fn rotate_key(&self, tenant: &str, retire_old: bool) -> anyhow::Result<usize> {
+        rotation::rotate(&self.target, &self.keyring, tenant, retire_old).await
+    }
+}
+
+/// One line saying why a request failed: an S3 error's XML body is cut down to its code and
+/// message (the client repeats it once per error in the chain).
+fn explain(error: &anyhow::Error) -> String {
+    let text = error.to_string();
+    let tag = |name: &str| -> Option<&str> {
+        let start = text.find(&format!("<{name}>"))? + name.len() + 2;
+        let end = start + text[start..].find(&format!("</{name}>"))?;
+        Some(&text[start..end])
+    };
+    let explained = match (tag("Code"), tag("Message")) {
+        (Some(code), Some(message)) => {
+            let head = text.split("<?xml").next().unwrap_or_default();
+            format!("{}: {code}: {message}", head.trim_end_matches([':', ' ']))
+        }
+        _ => text.clone(),
+    };
+    explained.replace('\n', " ")
+}
+
+/// Runs upload passes every `options.upload_interval` until the process ends.
+pub fn spawn_uploader(
+    archive: Arc<Archive>,
+    hot: Arc<HotStore>,
+    compaction_options: CompactionOptions,
+) {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(archive.options.upload_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            // Failures are logged, counted and shown by /readyz inside the pass.
+            let _ = archive.upload_pass(&hot, &compaction_options).await;
+        }
+    });
+}

@@ -1,0 +1,67 @@
+//! Rotation of a tenant's key: a new key wraps new data keys, and every sidecar of the tenant
+//! is re-wrapped with it. Objects are never rewritten. Runs from the command line
+//! (`meniscus keys rotate`) next to a running instance: the uploader reads the current key
+//! from the key file for each upload, and readers read the key a sidecar names from the file.
+
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use super::crypto::{self, Keyring};
+use super::manifest::SIDECAR_SUFFIX;
+use super::target::Target;
+
+/// Rotates `tenant`'s key and re-wraps every sidecar under the tenant's prefix. With
+/// `retire_old`, the old keys are then dropped, but only once a listing finds no sidecar that
+/// still needs them (an upload that began before the rotation may write one late; a second
+/// pass re-wraps it). Returns the sidecars re-wrapped.
+pub async fn rotate(
+    target: &Target,
+    keyring: &Keyring,
+    tenant: &str,
+    retire_old: bool,
+) -> anyhow::Result<usize> {
+    let key = keyring.rotate(tenant)?;
+    let prefix = target.tenant_prefix(tenant);
+    let mut rewrapped = 0;
+    for _pass in 0..2 {
+        let sidecars: Vec<ObjectPath> = target
+            .store
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location)
+            .try_filter(|location| {
+                futures::future::ready(location.as_ref().ends_with(SIDECAR_SUFFIX))
+            })
+            .try_collect()
+            .await?;
+        let mut stale = 0;
+        for location in sidecars {
+            let bytes = target.store.get(&location).await?.bytes().await?;
+            if crypto::sidecar_key_id(&bytes)? == key.id {
+                continue;
+            }
+            stale += 1;
+            let object_key = location
+                .as_ref()
+                .strip_suffix(SIDECAR_SUFFIX)
+                .unwrap_or(location.as_ref())
+                .to_string();
+            let fresh = crypto::rewrap(&bytes, tenant, &object_key, keyring, &key)?;
+            target.store.put(&location, PutPayload::from(fresh)).await?;
+            rewrapped += 1;
+        }
+        if stale == 0 {
+            if retire_old {
+                keyring.retire_old(tenant)?;
+            }
+            return Ok(rewrapped);
+        }
+    }
+    if retire_old {
+        anyhow::bail!(
+            "sidecars wrapped with an old key kept appearing (uploads during the rotation); the \
+             old keys were kept: run the rotation again"
+        );
+    }
+    Ok(rewrapped)
+}

@@ -1,0 +1,104 @@
+//! Where archived objects go: an `object_store` built from a URL.
+//!
+//! `s3://bucket/prefix` (AWS or any S3-compatible server), `gs://bucket/prefix`,
+//! `az://container/prefix` and `file:///dir`. Settings come, later ones winning, from the
+//! process environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`, as each SDK reads them), a credentials
+//! file of `KEY=VALUE` lines (a mounted Kubernetes Secret, an env file), and the configuration's
+//! `options`. Keys are `object_store`'s configuration keys, case-insensitive:
+//! `aws_access_key_id`, `aws_secret_access_key`, `aws_endpoint`, `aws_region`,
+//! `aws_allow_http`, `aws_virtual_hosted_style_request`, `google_service_account`, ….
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use object_store::path::Path as ObjectPath;
+use object_store::ObjectStore;
+
+/// The target's object store and the prefix every object key starts with.
+pub struct Target {
+    pub store: Arc<dyn ObjectStore>,
+    pub prefix: ObjectPath,
+    /// The URL with any credentials left out, for logs and `/readyz`.
+    pub display: String,
+}
+
+impl Target {
+    /// The prefix holding every object of `tenant`.
+    pub fn tenant_prefix(&self, tenant: &str) -> ObjectPath {
+        self.prefix
+            .parts()
+            .chain(ObjectPath::from(tenant).parts())
+            .collect()
+    }
+}
+
+/// Builds the target of `url`. A `file://` directory is created if missing.
+pub fn build(
+    url: &str,
+    credentials_file: Option<&Path>,
+    options: &BTreeMap<String, String>,
+) -> anyhow::Result<Target> {
+    let parsed = url::Url::parse(url)
+        .map_err(|error| anyhow::anyhow!("archive url {url:?} is not a URL: {error}"))?;
+    let mut settings: BTreeMap<String, String> = BTreeMap::new();
+    for (key, value) in std::env::vars() {
+        let lower = key.to_ascii_lowercase();
+        if lower.starts_with("aws_") || lower.starts_with("google_") || lower.starts_with("azure_")
+        {
+            settings.insert(lower, value);
+        }
+    }
+    if let Some(file) = credentials_file {
+        let text = std::fs::read_to_string(file).map_err(|error| {
+            anyhow::anyhow!(
+                "cannot read archive credentials {}: {error}",
+                file.display()
+            )
+        })?;
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let line = line.strip_prefix("export ").unwrap_or(line);
+            let Some((key, value)) = line.split_once('=') else {
+                anyhow::bail!(
+                    "archive credentials {} line {}: expected KEY=VALUE",
+                    file.display(),
+                    number + 1
+                );
+            };
+            let value = value.trim().trim_matches('"').trim_matches('\'');
+            settings.insert(key.trim().to_ascii_lowercase(), value.to_string());
+        }
+    }
+    for (key, value) in options {
+        settings.insert(key.to_ascii_lowercase(), value.clone());
+    }
+    if parsed.scheme() == "file" {
+        let dir = parsed
+            .to_file_path()
+            .map_err(|_| anyhow::anyhow!("archive url {url:?}: not a local path"))?;
+        std::fs::create_dir_all(&dir).map_err(|error| {
+            anyhow::anyhow!("cannot create archive directory {}: {error}", dir.display())
+        })?;
+        let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)?
+            .with_automatic_cleanup(true);
+        return Ok(Target {
+            store: Arc::new(store),
+            prefix: ObjectPath::default(),
+            display: url.to_string(),
+        });
+    }
+    let (store, prefix) = object_store::parse_url_opts(&parsed, settings)
+        .map_err(|error| anyhow::anyhow!("archive url {url:?}: {error}"))?;
+    let mut display = parsed.clone();
+    let _ = display.set_password(None);
+    let _ = display.set_username("");
+    Ok(Target {
+        store: Arc::from(store),
+        prefix,
+        display: display.to_string(),
+    })
+}

@@ -1,0 +1,508 @@
+//! The long-term archive against a real S3-compatible server (SeaweedFS on loopback, built by
+//! tools/seaweedfs/build.sh) and real `meniscus` processes: hours leave the hot store only once
+//! archived, queries read archived hours transparently, nothing is stored in plain text, faults
+//! of the server and of Meniscus lose and duplicate nothing, retention reaches every tier, and
+//! keys rotate without rewriting objects.
+//!
+//! Events are sent with timestamps hours in the past, so their hours are closed at once; the
+//! tenants keep one hour hot (`shortTerm: 1h`), compaction waits one second, uploads and
+//! retention passes run every second.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use chrono::{Timelike, Utc};
+use meniscus_store::archive::crypto::{sidecar_key_id, OBJECT_MAGIC};
+use meniscus_tests::s3::SeaweedFs;
+use meniscus_tests::{meniscus_binary, run, Meniscus, StartOptions};
+use serde_json::Value;
+
+const STORAGE: &str =
+    "storage: {flushInterval: 1s, compactionGrace: 1s, retentionCheckInterval: 1s}";
+
+fn tenants(long_term: &str) -> String {
+    format!(
+        r#"
+tenants:
+  - id: acme
+    tokens: [{{value: acme-token}}]
+    producers: [{{name: web, durable: true}}]
+    retention: {{shortTerm: 1h, longTerm: {long_term}}}
+  - id: other
+    tokens: [{{value: other-token}}]
+    retention: {{shortTerm: 1h, longTerm: {long_term}}}
+"#
+    )
+}
+
+fn start(archive: &str, long_term: &str) -> Meniscus {
+    Meniscus::start_with_options(StartOptions {
+        storage: STORAGE,
+        extra: &format!("{archive}{}", tenants(long_term)),
+        ..StartOptions::default()
+    })
+}
+
+/// Sends `count` lines to `tenant`, stamped `hours` before now (minute 30 of that hour, so
+/// every line of a call falls in one hourly window), with texts `{text} {i}`.
+fn send_hours_ago(meniscus: &Meniscus, tenant: &str, hours: i64, count: usize, text: &str) {
+    let stamp = (Utc::now() - chrono::Duration::hours(hours))
+        .with_minute(30)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%SZ");
+    let mut stream = TcpStream::connect(meniscus.syslog_addr()).unwrap();
+    let mut batch = String::new();
+    for index in 0..count {
+        batch.push_str(&format!(
+            "<38>1 {stamp} host app 1 - [meniscus tenant=\"{tenant}\" token=\"{tenant}-token\"] {text} {index}\n"
+        ));
+    }
+    stream.write_all(batch.as_bytes()).unwrap();
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn read_json(path: std::path::PathBuf) -> Value {
+    std::fs::read(&path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// Windows of `tenant` in the hot store's manifest that started more than an hour ago.
+fn old_hot_windows(meniscus: &Meniscus, tenant: &str) -> usize {
+    let manifest = read_json(meniscus.data_dir().join("hot/MANIFEST.json"));
+    let hour_ago = Utc::now().timestamp() - 3600;
+    manifest["files"]
+        .as_array()
+        .map(|files| {
+            files
+                .iter()
+                .filter(|file| {
+                    file["tenant"] == tenant
+                        && file["window"].as_i64().unwrap_or(0) < hour_ago - 3600
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Windows of `tenant` with an archived object, per the archive's manifest.
+fn archived_windows(meniscus: &Meniscus, tenant: &str) -> std::collections::BTreeSet<i64> {
+    let manifest = read_json(meniscus.data_dir().join("archive/ARCHIVE.json"));
+    manifest["objects"]
+        .as_array()
+        .map(|objects| {
+            objects
+                .iter()
+                .filter(|object| object["tenant"] == tenant)
+                .filter_map(|object| object["window"].as_i64())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until `windows` hours of `tenant` are archived and none older than an hour is hot.
+fn wait_archived_and_expired(meniscus: &Meniscus, tenant: &str, windows: usize) {
+    wait_until(
+        &format!("{windows} archived hours of {tenant} and their hot copies gone"),
+        Duration::from_secs(90),
+        || {
+            archived_windows(meniscus, tenant).len() >= windows
+                && old_hot_windows(meniscus, tenant) == 0
+        },
+    );
+}
+
+fn count_and_distinct(meniscus: &Meniscus, tenant: &str, filter: &str) -> (u64, u64) {
+    let rows = meniscus.sql(
+        tenant,
+        &format!("{tenant}-token"),
+        &format!("SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM events WHERE {filter}"),
+    );
+    (
+        rows[0]["n"].as_u64().unwrap(),
+        rows[0]["d"].as_u64().unwrap(),
+    )
+}
+
+fn readyz(meniscus: &Meniscus) -> (u16, String) {
+    let response = meniscus.client.get(meniscus.url("/readyz")).send().unwrap();
+    (response.status().as_u16(), response.text().unwrap())
+}
+
+#[test]
+fn archived_hours_answer_queries_once_the_hot_copy_is_gone_and_hold_no_plain_text() {
+    let s3 = SeaweedFs::start("archive");
+    let meniscus = start(&s3.archive_config("meniscus"), "10h");
+    for hours in [2, 3, 4] {
+        send_hours_ago(
+            &meniscus,
+            "acme",
+            hours,
+            50,
+            &format!("archive-needle hour{hours} line"),
+        );
+    }
+    send_hours_ago(&meniscus, "acme", 0, 20, "fresh line");
+    send_hours_ago(&meniscus, "other", 3, 10, "other-secret line");
+    // A durable publish into an old hour: its job goes from stored to archived.
+    let stamp = (Utc::now() - chrono::Duration::hours(3))
+        .with_minute(10)
+        .unwrap()
+        .to_rfc3339();
+    let (status, answer) = meniscus.publish_json(
+        "acme",
+        "acme-token",
+        &serde_json::json!({"pname": "web", "host": "h", "time": stamp, "msg": "archive-needle durable job"}),
+    );
+    assert_eq!(status, 202, "{answer}");
+    let job_id = answer["job_id"].as_str().unwrap().to_string();
+
+    wait_archived_and_expired(&meniscus, "acme", 3);
+    wait_archived_and_expired(&meniscus, "other", 1);
+
+    // Every event, once, though three of acme's hours now live only in the archive.
+    assert_eq!(count_and_distinct(&meniscus, "acme", "true"), (171, 171));
+    assert_eq!(
+        count_and_distinct(&meniscus, "acme", "msg LIKE 'archive-needle hour3%'"),
+        (50, 50)
+    );
+    let (status, page) = meniscus.get("/v1/tenant/acme/events?q=hour4&limit=100", "acme-token");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["events"].as_array().unwrap().len(), 50, "{page}");
+    assert!(page.get("unreadable").is_none(), "{page}");
+    // LogQL over the same hours.
+    let query = "sum(count_over_time({host=\"host\"} |= \"archive-needle\" [5h]))";
+    let response = meniscus
+        .client
+        .get(
+            reqwest::Url::parse_with_params(
+                &meniscus.url("/loki/api/v1/query"),
+                &[
+                    ("query", query.to_string()),
+                    ("time", Utc::now().timestamp().to_string()),
+                ],
+            )
+            .unwrap(),
+        )
+        .header("X-Scope-OrgID", "acme")
+        .header("Authorization", "Bearer acme-token")
+        .send()
+        .unwrap();
+    let loki: Value = response.json().unwrap();
+    assert_eq!(loki["data"]["result"][0]["value"][1], "150", "{loki}");
+    // The job's events are in the archive.
+    let (status, job) = meniscus.get(&format!("/v1/tenant/acme/jobs/{job_id}"), "acme-token");
+    assert_eq!(
+        (status, job["status"].as_str()),
+        (200, Some("archived")),
+        "{job}"
+    );
+    // Tenants stay apart.
+    assert_eq!(count_and_distinct(&meniscus, "other", "true"), (10, 10));
+    assert_eq!(
+        count_and_distinct(&meniscus, "other", "msg LIKE '%needle%'"),
+        (0, 0)
+    );
+    assert!(meniscus.metric("meniscus_archive_fetches_total{result=\"miss\"}") >= 4);
+
+    // At rest: objects by tenant and hour, sealed, no message text, no Parquet footer in clear.
+    let keys = s3.list("meniscus");
+    let objects: Vec<&String> = keys
+        .iter()
+        .filter(|key| key.ends_with(".parquet.enc"))
+        .collect();
+    assert!(objects.len() >= 4, "{keys:?}");
+    for key in &objects {
+        let tenant = key.split('/').nth(1).unwrap();
+        assert!(["acme", "other"].contains(&tenant), "{key}");
+        let parts: Vec<&str> = key.split('/').collect();
+        assert_eq!(parts.len(), 7, "PREFIX/TENANT/YYYY/MM/DD/HH/NAME: {key}");
+        assert!(
+            keys.contains(&format!("{key}.key")),
+            "{key} has its key sidecar"
+        );
+        let bytes = s3.get(key);
+        assert!(bytes.starts_with(OBJECT_MAGIC), "{key}");
+        for text in [&b"archive-needle"[..], b"other-secret", b"PAR1", b"host"] {
+            assert!(
+                !bytes.windows(text.len()).any(|window| window == text),
+                "{key} holds {:?} in clear",
+                String::from_utf8_lossy(text)
+            );
+        }
+    }
+
+    // Tenant B's key cannot open tenant A's object: put acme's object and sidecar where
+    // other's hour is. other's query then reports the hour unreadable and shows nothing of
+    // acme's.
+    let other_key = objects
+        .iter()
+        .find(|key| key.contains("/other/"))
+        .unwrap()
+        .to_string();
+    let hour = &other_key.split('/').collect::<Vec<_>>()[2..6].join("/");
+    let acme_key = objects
+        .iter()
+        .find(|key| key.contains("/acme/") && key.contains(hour.as_str()))
+        .unwrap()
+        .to_string();
+    s3.put(&other_key, s3.get(&acme_key));
+    s3.put(
+        &format!("{other_key}.key"),
+        s3.get(&format!("{acme_key}.key")),
+    );
+    let mut meniscus = meniscus;
+    meniscus.restart(); // an empty local cache: objects are fetched again
+    let (status, body) = meniscus.sql_raw("other", "other-token", "SELECT msg FROM events");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"].as_array().unwrap().len(), 0, "{body}");
+    let reason = body["unreadable"][0]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(reason.contains("could not be read"), "{body}");
+    assert!(meniscus.metric("meniscus_archive_fetches_total{result=\"error\"}") >= 1);
+    assert_eq!(count_and_distinct(&meniscus, "acme", "true"), (171, 171));
+}
+
+#[test]
+fn a_dead_s3_server_keeps_data_hot_and_uploads_resume_without_loss_or_duplicates() {
+    let mut s3 = SeaweedFs::start("archive");
+    s3.kill9();
+    let mut meniscus = start(&s3.archive_config("meniscus"), "30h");
+    send_hours_ago(&meniscus, "acme", 2, 100, "early line");
+    send_hours_ago(&meniscus, "acme", 3, 100, "early line");
+    wait_until("failed uploads to show", Duration::from_secs(60), || {
+        readyz(&meniscus)
+            .1
+            .contains("archive: uploads to s3://archive/meniscus fail")
+    });
+    let (status, text) = readyz(&meniscus);
+    assert_eq!(status, 200, "ingest and queries still work: {text}");
+    assert_eq!(meniscus.metric("meniscus_archive_healthy"), 0);
+    assert!(meniscus.metric("meniscus_archive_uploads_total{result=\"error\"}") >= 1);
+    // Past their short-term retention, yet kept hot: nothing is archived.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(old_hot_windows(&meniscus, "acme"), 2);
+    assert_eq!(count_and_distinct(&meniscus, "acme", "true"), (200, 200));
+
+    s3.restart();
+    wait_archived_and_expired(&meniscus, "acme", 2);
+    assert_eq!(readyz(&meniscus), (200, "ready\n".to_string()));
+    assert_eq!(meniscus.metric("meniscus_archive_healthy"), 1);
+    assert_eq!(count_and_distinct(&meniscus, "acme", "true"), (200, 200));
+
+    // The server dies in the middle of a run of uploads, then Meniscus is killed -9 in the
+    // middle of the next one: every event is still there exactly once when both are back.
+    for hours in 5..=12 {
+        send_hours_ago(
+            &meniscus,
+            "acme",
+            hours,
+            200,
+            &format!("batch line h{hours}"),
+        );
+    }
+    wait_until(
+        "the first upload of the run",
+        Duration::from_secs(60),
+        || archived_windows(&meniscus, "acme").len() > 2,
+    );
+    s3.kill9();
+    std::thread::sleep(Duration::from_secs(2));
+    // Hours not yet archived are still hot and answer; hours already archived whose hot copy
+    // is gone (and not in the local cache) cannot be fetched now, and the answer says which.
+    let (status, body) = meniscus.sql_raw("acme", "acme-token", "SELECT count(*) AS n FROM events");
+    assert_eq!(status, 200, "{body}");
+    let answered = body["rows"][0]["n"].as_u64().unwrap();
+    let unreadable = body["unreadable"].as_array().map_or(0, Vec::len) as u64;
+    assert_eq!(answered + 200 * unreadable, 1800, "{body}");
+    s3.restart();
+    wait_until("another upload", Duration::from_secs(60), || {
+        archived_windows(&meniscus, "acme").len() > 4
+    });
+    meniscus.kill9();
+    meniscus.restart();
+    wait_archived_and_expired(&meniscus, "acme", 10);
+    assert_eq!(count_and_distinct(&meniscus, "acme", "true"), (1800, 1800));
+    for hours in 5..=12 {
+        let filter = format!("msg LIKE 'batch line h{hours} %'");
+        assert_eq!(
+            count_and_distinct(&meniscus, "acme", &filter),
+            (200, 200),
+            "hour {hours}"
+        );
+    }
+    // One object per archived file: none twice under two names.
+    let objects: Vec<String> = s3
+        .list("meniscus/acme")
+        .into_iter()
+        .filter(|key| key.ends_with(".parquet.enc"))
+        .collect();
+    let manifest = read_json(meniscus.data_dir().join("archive/ARCHIVE.json"));
+    assert_eq!(
+        objects.len(),
+        manifest["objects"].as_array().unwrap().len(),
+        "{objects:?}"
+    );
+}
+
+#[test]
+fn wrong_credentials_and_a_missing_bucket_are_explained_and_lose_nothing() {
+    let s3 = SeaweedFs::start("archive");
+    let cases = [
+        (
+            "a wrong secret",
+            s3.archive_config("m")
+                .replace("meniscus-test-secret-key", "wrong-secret"),
+        ),
+        (
+            "a missing bucket",
+            s3.archive_config("m")
+                .replace("s3://archive/", "s3://no-such-bucket/"),
+        ),
+    ];
+    for (case, archive) in cases {
+        let meniscus = start(&archive, "30h");
+        send_hours_ago(&meniscus, "acme", 2, 10, "kept line");
+        wait_until(
+            &format!("{case} to show in /readyz"),
+            Duration::from_secs(60),
+            || readyz(&meniscus).1.contains("archive: uploads to s3://"),
+        );
+        let (status, text) = readyz(&meniscus);
+        eprintln!("{case}: /readyz says {text:?}");
+        assert_eq!(status, 200, "{case}: {text}");
+        // The server's own words, one line.
+        let explained = match case {
+            "a wrong secret" => text.contains("403 Forbidden: SignatureDoesNotMatch"),
+            _ => text.contains("404 Not Found: NoSuchBucket: The specified bucket does not exist"),
+        };
+        assert!(explained, "{case}: {text}");
+        let log = std::fs::read_to_string(meniscus.log_path()).unwrap();
+        assert!(log.contains("archive upload failed"), "{case}: logged");
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(old_hot_windows(&meniscus, "acme"), 1, "{case}: kept hot");
+        assert_eq!(
+            count_and_distinct(&meniscus, "acme", "true"),
+            (10, 10),
+            "{case}"
+        );
+    }
+}
+
+#[test]
+fn retention_removes_hours_from_the_hot_store_the_archive_and_every_answer() {
+    let s3 = SeaweedFs::start("archive");
+    let mut meniscus = start(&s3.archive_config("meniscus"), "4h");
+    send_hours_ago(&meniscus, "acme", 2, 30, "kept line");
+    // Past the long-term retention already: never archived, never answered.
+    send_hours_ago(&meniscus, "acme", 6, 30, "expired line");
+    send_hours_ago(&meniscus, "acme", 0, 5, "fresh line");
+    wait_archived_and_expired(&meniscus, "acme", 1);
+    assert_eq!(count_and_distinct(&meniscus, "acme", "true"), (35, 35));
+    assert_eq!(
+        count_and_distinct(&meniscus, "acme", "msg LIKE 'expired%'"),
+        (0, 0)
+    );
+    assert_eq!(archived_windows(&meniscus, "acme").len(), 1);
+    let archived_keys = s3.list("meniscus/acme");
+    assert_eq!(
+        archived_keys.len(),
+        2,
+        "one object and its sidecar: {archived_keys:?}"
+    );
+
+    // The tenant's long-term retention shrinks to one hour: the archived hour goes from the
+    // answers, the archive's manifest and the bucket.
+    let config_path = meniscus.dir.path().join("meniscus.yaml");
+    let config = std::fs::read_to_string(&config_path)
+        .unwrap()
+        .replace("longTerm: 4h", "longTerm: 1h");
+    std::fs::write(&config_path, config).unwrap();
+    meniscus.restart();
+    assert_eq!(count_and_distinct(&meniscus, "acme", "true"), (5, 5));
+    wait_until("expired objects deleted", Duration::from_secs(60), || {
+        s3.list("meniscus/acme").is_empty()
+    });
+    assert!(archived_windows(&meniscus, "acme").is_empty());
+    assert_eq!(
+        meniscus.metric("meniscus_archive_expired_objects_total{tenant=\"acme\"}"),
+        1
+    );
+}
+
+#[test]
+fn key_rotation_rewraps_every_object_and_old_and_new_hours_stay_readable() {
+    let s3 = SeaweedFs::start("archive");
+    let mut meniscus = start(&s3.archive_config("meniscus"), "30h");
+    send_hours_ago(&meniscus, "acme", 3, 20, "before rotation");
+    wait_archived_and_expired(&meniscus, "acme", 1);
+    let key_file = meniscus.data_dir().join("keys/acme.json");
+    let first = read_json(key_file.clone())["current"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let config = meniscus.dir.path().join("meniscus.yaml");
+    let rotate = |extra: &[&str]| {
+        run(std::process::Command::new(meniscus_binary())
+            .args(["keys", "rotate", "acme", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(meniscus.data_dir())
+            .args(extra))
+    };
+    let output = rotate(&[]);
+    assert!(output.contains("1 object key(s) re-wrapped"), "{output}");
+    let keys = read_json(key_file.clone());
+    let second = keys["current"].as_str().unwrap().to_string();
+    assert_ne!(first, second);
+    assert_eq!(
+        keys["keys"].as_object().unwrap().len(),
+        2,
+        "the old key is kept: {keys}"
+    );
+
+    send_hours_ago(&meniscus, "acme", 2, 20, "after rotation");
+    wait_archived_and_expired(&meniscus, "acme", 2);
+    let sidecars = |s3: &SeaweedFs| -> Vec<String> {
+        s3.list("meniscus/acme")
+            .into_iter()
+            .filter(|key| key.ends_with(".key"))
+            .map(|key| sidecar_key_id(&s3.get(&key)).unwrap())
+            .collect()
+    };
+    assert_eq!(sidecars(&s3), vec![second.clone(), second.clone()]);
+
+    let output = rotate(&["--retire-old"]);
+    assert!(
+        output.contains("2 object key(s) re-wrapped; old keys dropped"),
+        "{output}"
+    );
+    let keys = read_json(key_file);
+    let third = keys["current"].as_str().unwrap().to_string();
+    assert_eq!(
+        keys["keys"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        vec![&third]
+    );
+    assert_eq!(sidecars(&s3), vec![third.clone(), third]);
+    // Fetched afresh (the cache starts empty) with only the newest key: both hours read.
+    meniscus.restart();
+    assert_eq!(
+        count_and_distinct(&meniscus, "acme", "msg LIKE 'before rotation%'"),
+        (20, 20)
+    );
+    assert_eq!(
+        count_and_distinct(&meniscus, "acme", "msg LIKE 'after rotation%'"),
+        (20, 20)
+    );
+}
