@@ -333,7 +333,17 @@ fn a_dead_s3_server_keeps_data_hot_and_uploads_resume_without_loss_or_duplicates
     meniscus.kill9();
     meniscus.restart();
     wait_archived_and_expired(&meniscus, "acme", 10);
-    assert_eq!(count_and_distinct(&meniscus, "acme", "true"), (1800, 1800));
+    let (status, body) = meniscus.sql_raw(
+        "acme",
+        "acme-token",
+        "SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM events",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["rows"][0]["n"].as_u64(), body["rows"][0]["d"].as_u64()),
+        (Some(1800), Some(1800)),
+        "{body}"
+    );
     for hours in 5..=12 {
         let filter = format!("msg LIKE 'batch line h{hours} %'");
         assert_eq!(
@@ -439,6 +449,30 @@ fn retention_removes_hours_from_the_hot_store_the_archive_and_every_answer() {
         meniscus.metric("meniscus_archive_expired_objects_total{tenant=\"acme\"}"),
         1
     );
+
+    // A range wholly before the retention is an empty answer, not an error.
+    let day = 86_400_i64;
+    let now = Utc::now().timestamp();
+    let response = meniscus
+        .client
+        .get(
+            reqwest::Url::parse_with_params(
+                &meniscus.url("/loki/api/v1/query_range"),
+                &[
+                    ("query", "{host=\"host\"}".to_string()),
+                    ("start", (now - 400 * day).to_string()),
+                    ("end", (now - 380 * day).to_string()),
+                ],
+            )
+            .unwrap(),
+        )
+        .header("X-Scope-OrgID", "acme")
+        .header("Authorization", "Bearer acme-token")
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let body: Value = response.json().unwrap();
+    assert_eq!(body["data"]["result"], serde_json::json!([]), "{body}");
 }
 
 #[test]
@@ -505,4 +539,24 @@ fn key_rotation_rewraps_every_object_and_old_and_new_hours_stay_readable() {
         count_and_distinct(&meniscus, "acme", "msg LIKE 'after rotation%'"),
         (20, 20)
     );
+
+    // A query that would fetch more archived bytes than the local cache holds is refused
+    // with the figures; one that needs no archived hour still answers.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let limited = text.replace(
+        "  uploadInterval: 1s\n",
+        "  uploadInterval: 1s\n  cacheBytes: 100\n",
+    );
+    assert_ne!(text, limited);
+    std::fs::write(&config, limited).unwrap();
+    meniscus.restart();
+    let (status, body) = meniscus.sql_raw("acme", "acme-token", "SELECT count(*) AS n FROM events");
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("archive.cacheBytes") && message.contains("narrow its time range"),
+        "{body}"
+    );
+    let (status, page) = meniscus.get("/v1/tenant/acme/events?from=30m", "acme-token");
+    assert_eq!(status, 200, "{page}");
 }

@@ -145,7 +145,7 @@ def config(args, weed, loghub_ports, archive_on, short_term):
     text = "listeners:\n" + "\n".join(listeners) + "\n"
     text += 'http: {address: "127.0.0.1:{http}"}\nops: {address: "127.0.0.1:{ops}"}\n'
     text += "limits: {maxResultRows: 100000, queryTimeout: 600s}\n"
-    text += "storage: {compactionGrace: 1s, retentionCheckInterval: 1s}\n"
+    text += f"storage: {{compactionGrace: 1s, retentionCheckInterval: 1s{', ' + args.storage if args.storage else ''}}}\n"
     text += f"""archive:
   enabled: {'true' if archive_on else 'false'}
   url: s3://archive/bench
@@ -178,6 +178,8 @@ def main():
     ap.add_argument("--token", default="qzx7RAREb4f1")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--meniscus-bin", default=os.environ.get("MENISCUS_BIN"))
+    ap.add_argument("--storage", default="", help="more storage settings, YAML flow-map entries "
+                    "(e.g. 'compactionZstdLevel: 19, compactionSplitMessages: true')")
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results", "archive.txt"))
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(143)))
@@ -231,7 +233,8 @@ def run(args, work):
     objects = archive_manifest(args.data)
     plain = sum(o["plainBytes"] for o in objects)
     stored = sum(o["storedBytes"] for o in objects)
-    lines.append("bench/archive: Meniscus standalone archiving to SeaweedFS (weed mini) on loopback; 2 cores, release build")
+    lines.append("bench/archive: Meniscus standalone archiving to SeaweedFS (weed mini) on loopback; 2 cores, release build"
+                 + (f"; storage: {args.storage}" if args.storage else ""))
     lines.append(f"upload: {len(objects)} objects, {plain / 1e6:.1f} MB of Parquet in {upload_wall:.2f} s wall "
                  f"(from start, 1 s upload interval included), Meniscus CPU {upload_cpu:.2f} s, SeaweedFS CPU {weed_cpu:.2f} s: "
                  f"{plain / 1e6 / upload_cpu:.0f} MB per Meniscus CPU-second, {plain / 1e6 / upload_wall:.0f} MB/s wall")

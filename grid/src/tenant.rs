@@ -125,26 +125,30 @@ pub struct RetentionSpec {
     /// a file leaves the hot store only once it is archived.
     #[serde(default = "default_short_term")]
     pub short_term: HumanDuration,
-    /// How long events stay in the archive (object storage), counted from the event's hour;
-    /// no query returns anything older. At least `shortTerm`. Without an archive, events
-    /// are kept for `shortTerm` only.
-    #[serde(default = "default_long_term")]
-    pub long_term: HumanDuration,
+    /// How long events stay in the archive (object storage); no query returns anything
+    /// older. At least `shortTerm`; unset, it is `shortTerm` (the archive is then a copy that
+    /// outlives a lost disk, and nothing is kept longer than before). Without an archive,
+    /// events are kept for `shortTerm` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_term: Option<HumanDuration>,
+}
+
+impl RetentionSpec {
+    /// The archive's retention: `longTerm`, or `shortTerm` when it is unset.
+    pub fn long_term(&self) -> std::time::Duration {
+        self.long_term.unwrap_or(self.short_term).0
+    }
 }
 
 fn default_short_term() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(7 * 86_400))
 }
 
-fn default_long_term() -> HumanDuration {
-    HumanDuration(std::time::Duration::from_secs(365 * 86_400))
-}
-
 impl Default for RetentionSpec {
     fn default() -> Self {
         RetentionSpec {
             short_term: default_short_term(),
-            long_term: default_long_term(),
+            long_term: None,
         }
     }
 }
@@ -249,12 +253,14 @@ impl Tenant {
                 tenant: tenant_name,
             });
         }
-        if spec.retention.long_term.0 < spec.retention.short_term.0 {
-            return Err(SpecError::LongTermShorterThanShortTerm {
-                tenant: tenant_name,
-                short_term: spec.retention.short_term,
-                long_term: spec.retention.long_term,
-            });
+        if let Some(long_term) = spec.retention.long_term {
+            if long_term.0 < spec.retention.short_term.0 {
+                return Err(SpecError::LongTermShorterThanShortTerm {
+                    tenant: tenant_name,
+                    short_term: spec.retention.short_term,
+                    long_term,
+                });
+            }
         }
         let mut producers = HashMap::default();
         for producer in &spec.producers {

@@ -122,6 +122,12 @@ impl Store {
         std::fs::create_dir_all(&wal_dir)?;
         let (hot, flushed_through) =
             HotStore::open(&data_dir.join("hot"), disk.clone(), options.dedupe_window)?;
+        // Files the archive holds stay whole: pinned before the flusher (which compacts)
+        // starts, whether or not the archive is on in this run.
+        let archived = archive::manifest::read(&data_dir.join("archive"))?;
+        for object in &archived.objects {
+            hot.pin(&object.source);
+        }
         let hot = Arc::new(hot);
         let codec = RecordCodec::plain();
         let replay = wal::replay(&wal_dir, &codec, flushed_through)?;

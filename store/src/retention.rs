@@ -25,6 +25,8 @@ pub fn spawn(
             let hot = store.hot.clone();
             let short_term = short_term.clone();
             let archive_for_hot = archive.clone();
+            // Read once, before the hot store's lock is taken for the pass.
+            let archived = archive.as_ref().map(|archive| archive.sources());
             let outcome = tokio::task::spawn_blocking(move || {
                 let now = chrono::Utc::now();
                 hot.expire(
@@ -34,11 +36,11 @@ pub fn spawn(
                     },
                     // Not archived yet: kept hot until the upload works (unless it is past
                     // the long-term retention as well).
-                    |entry| match &archive_for_hot {
-                        Some(archive) => {
-                            !archive.holds(&entry.path) && !archive.past_long_term(entry, now)
+                    |entry| match (&archive_for_hot, &archived) {
+                        (Some(archive), Some(archived)) => {
+                            !archived.contains(&entry.path) && !archive.past_long_term(entry, now)
                         }
-                        None => false,
+                        _ => false,
                     },
                 )
             })

@@ -124,7 +124,7 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
                     .accept
                     .registry()
                     .get(tenant)
-                    .map(|tenant| tenant.spec.retention.long_term.0)
+                    .map(|tenant| tenant.spec.retention.long_term())
             });
             let archive = Archive::open(&args.data_dir, options, &metrics, long_term)?;
             archive.attach(&store.hot);

@@ -85,18 +85,51 @@ impl KeyFile {
 /// The tenants' keys, read from and written to one directory.
 pub struct Keyring {
     dir: PathBuf,
-    /// Serializes changes to key files made by this process.
+    /// Serializes changes to key files made by this process; [`Keyring::exclusive`] also
+    /// locks out other processes (`meniscus keys rotate` next to a running instance).
     lock: Mutex<()>,
 }
 
+/// An exclusive lock on the key directory (`flock` on its `.lock` file), held while a key
+/// file is changed; released when dropped.
+struct DirLock(fs::File);
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        // SAFETY: flock on a file descriptor this struct owns.
+        unsafe {
+            libc::flock(std::os::fd::AsRawFd::as_raw_fd(&self.0), libc::LOCK_UN);
+        }
+    }
+}
+
 impl Keyring {
+    /// Opens the key directory, creating it (mode 0700) when missing. An existing directory is
+    /// left as it is: it may be a read-only mount of a Secret.
     pub fn open(dir: &Path) -> io::Result<Keyring> {
-        fs::create_dir_all(dir)?;
-        restrict(dir, 0o700)?;
+        if !dir.is_dir() {
+            fs::create_dir_all(dir)?;
+            restrict(dir, 0o700)?;
+        }
         Ok(Keyring {
             dir: dir.to_path_buf(),
             lock: Mutex::new(()),
         })
+    }
+
+    fn exclusive(&self) -> io::Result<DirLock> {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(".lock"))?;
+        #[cfg(unix)]
+        // SAFETY: flock on a file descriptor we own; it blocks until the lock is free.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(DirLock(file))
     }
 
     fn path(&self, tenant: &str) -> PathBuf {
@@ -118,7 +151,9 @@ impl Keyring {
 
     fn write(&self, tenant: &str, file: &KeyFile) -> io::Result<()> {
         let path = self.path(tenant);
-        let temporary = self.dir.join(format!(".{tenant}.json.tmp"));
+        let temporary = self
+            .dir
+            .join(format!(".{tenant}.json.{}.tmp", std::process::id()));
         let bytes = serde_json::to_vec_pretty(file).map_err(io::Error::other)?;
         {
             use std::io::Write;
@@ -143,6 +178,7 @@ impl Keyring {
                 .ok_or_else(|| corrupt(tenant, &file.current));
         }
         let _guard = self.lock.lock();
+        let _locked = self.exclusive()?;
         if let Some(file) = self.read(tenant)? {
             return file
                 .key(&file.current)
@@ -168,6 +204,7 @@ impl Keyring {
     /// those are re-wrapped). Returns the new key.
     pub fn rotate(&self, tenant: &str) -> io::Result<TenantKey> {
         let _guard = self.lock.lock();
+        let _locked = self.exclusive()?;
         let file = self.read(tenant)?.unwrap_or_default();
         let (file, key) = with_new_key(file);
         self.write(tenant, &file)?;
@@ -178,6 +215,7 @@ impl Keyring {
     /// Returns how many were dropped.
     pub fn retire_old(&self, tenant: &str) -> io::Result<usize> {
         let _guard = self.lock.lock();
+        let _locked = self.exclusive()?;
         let Some(mut file) = self.read(tenant)? else {
             return Ok(0);
         };
@@ -191,6 +229,7 @@ impl Keyring {
     /// Deletes the tenant's key file: what was archived for it can no longer be opened.
     pub fn purge(&self, tenant: &str) -> io::Result<()> {
         let _guard = self.lock.lock();
+        let _locked = self.exclusive()?;
         match fs::remove_file(self.path(tenant)) {
             Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
             _ => Ok(()),
@@ -298,14 +337,39 @@ fn unwrap(
         .map_err(|_| CryptoError::BadSidecar("the data key is not 32 bytes".into()))
 }
 
-/// Seals `plain` as the object `object_key` of `tenant`: returns the object's bytes and its
-/// sidecar's.
-pub fn seal(plain: &[u8], tenant: &str, object_key: &str, key: &TenantKey) -> (Vec<u8>, Vec<u8>) {
+/// An object's data key, kept by the uploader to check the sidecar that reached the target.
+pub struct DataKey([u8; KEY_BYTES]);
+
+/// Seals `plain` as the object `object_key` of `tenant`: returns the object's bytes, its
+/// sidecar's, and its data key.
+pub fn seal(
+    plain: &[u8],
+    tenant: &str,
+    object_key: &str,
+    key: &TenantKey,
+) -> (Vec<u8>, Vec<u8>, DataKey) {
     let data_key: [u8; KEY_BYTES] = Aes256Gcm::generate_key(&mut OsRng).into();
     let mut object = Vec::with_capacity(plain.len() + OBJECT_MAGIC.len() + NONCE_BYTES + 16);
     object.extend_from_slice(OBJECT_MAGIC);
     aead_seal(&data_key, plain, object_key.as_bytes(), &mut object);
-    (object, wrap(&data_key, tenant, key, object_key))
+    let sidecar = wrap(&data_key, tenant, key, object_key);
+    (object, sidecar, DataKey(data_key))
+}
+
+/// Whether `sidecar` opens, with a key the tenant still has, to `data_key`.
+pub fn sidecar_holds(
+    sidecar: &[u8],
+    tenant: &str,
+    object_key: &str,
+    keyring: &Keyring,
+    data_key: &DataKey,
+) -> bool {
+    unwrap(sidecar, tenant, object_key, keyring).is_ok_and(|key| key == data_key.0)
+}
+
+/// `data_key` wrapped again with `key`, as a sidecar.
+pub fn wrap_again(data_key: &DataKey, tenant: &str, key: &TenantKey, object_key: &str) -> Vec<u8> {
+    wrap(&data_key.0, tenant, key, object_key)
 }
 
 /// Opens the object `object_key` of `tenant` with its sidecar.
@@ -352,7 +416,14 @@ mod tests {
         let keyring = Keyring::open(dir.path()).unwrap();
         let a = keyring.current("a").unwrap();
         let plain = b"secret log line".repeat(100);
-        let (object, sidecar) = seal(&plain, "a", "a/2026/obj", &a);
+        let (object, sidecar, data_key) = seal(&plain, "a", "a/2026/obj", &a);
+        assert!(sidecar_holds(
+            &sidecar,
+            "a",
+            "a/2026/obj",
+            &keyring,
+            &data_key
+        ));
         assert!(!object
             .windows(b"secret".len())
             .any(|window| window == b"secret"));
@@ -394,7 +465,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let keyring = Keyring::open(dir.path()).unwrap();
         let old = keyring.current("a").unwrap();
-        let (object, sidecar) = seal(b"hello", "a", "k", &old);
+        let (object, sidecar, _) = seal(b"hello", "a", "k", &old);
         let new = keyring.rotate("a").unwrap();
         assert_ne!(old.id, new.id);
         assert_eq!(keyring.current("a").unwrap().id, new.id);

@@ -103,7 +103,7 @@ pub struct FetchFailure {
 pub struct Archive {
     dir: PathBuf,
     target: target::Target,
-    keyring: Keyring,
+    keyring: Arc<Keyring>,
     cache: ObjectCache,
     manifest: Mutex<ArchiveManifest>,
     /// Serializes manifest writes (uploads, retention, purges).
@@ -146,7 +146,7 @@ impl Archive {
         let archive = Archive {
             dir,
             target,
-            keyring,
+            keyring: Arc::new(keyring),
             cache,
             manifest: Mutex::new(manifest),
             writes: tokio::sync::Mutex::new(()),
@@ -196,13 +196,37 @@ impl Archive {
             .any(|object| object.source == source)
     }
 
-    /// The earliest window start a query of `tenant` may read at `now` (long-term retention).
+    /// The hot-store files with an archived copy.
+    pub fn sources(&self) -> HashSet<String> {
+        self.manifest
+            .lock()
+            .objects
+            .iter()
+            .map(|object| object.source.clone())
+            .collect()
+    }
+
+    /// The oldest instant of `tenant`'s events any query may return at `now` (its long-term
+    /// retention); `None` when nothing bounds it.
+    pub fn retention_cutoff(&self, tenant: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let keep = chrono::Duration::from_std((self.long_term)(tenant)?).ok()?;
+        // A retention longer than the calendar reaches back bounds nothing.
+        now.checked_sub_signed(keep)
+    }
+
+    /// The earliest window start a query of `tenant` may read at `now`: a window is readable
+    /// while it has not wholly passed the retention (its rows are cut at the instant).
     pub fn first_readable_window(&self, tenant: &str, now: DateTime<Utc>) -> i64 {
-        match (self.long_term)(tenant).and_then(|keep| chrono::Duration::from_std(keep).ok()) {
-            // A window is readable while it has not wholly passed the retention.
-            Some(keep) => (now - keep).timestamp() - WINDOW_SECONDS + 1,
+        match self.retention_cutoff(tenant, now) {
+            Some(cutoff) => cutoff.timestamp() - WINDOW_SECONDS + 1,
             None => i64::MIN,
         }
+    }
+
+    /// Most bytes of archived objects one query may fetch: the local cache's size, so a query
+    /// over years of archive is refused with a reason instead of filling the disk.
+    pub fn query_fetch_limit(&self) -> u64 {
+        self.options.cache_bytes
     }
 
     /// Whether a hot-store file is past its tenant's long-term retention too (then it is
@@ -246,7 +270,7 @@ impl Archive {
             .map(|object| {
                 let archive = self.clone();
                 async move {
-                    let result = archive.fetch_one(&object).await;
+                    let result = archive.fetch_one(object.clone()).await;
                     (object, result)
                 }
             })
@@ -274,7 +298,7 @@ impl Archive {
         (files, failures)
     }
 
-    async fn fetch_one(&self, object: &ArchivedObject) -> anyhow::Result<Arc<CachedFile>> {
+    async fn fetch_one(self: Arc<Self>, object: ArchivedObject) -> anyhow::Result<Arc<CachedFile>> {
         if let Some(file) = self.cache.get(&object.key) {
             self.metrics.fetches.inc(&["hit"]);
             return Ok(file);
@@ -292,16 +316,21 @@ impl Archive {
                     .await
             },
         )?;
-        let tenant = object.tenant.clone();
-        let key = object.key.clone();
-        let keyring_dir = self.options.key_dir.clone();
-        let plain = tokio::task::spawn_blocking(move || {
-            let keyring = Keyring::open(&keyring_dir)?;
-            anyhow::Ok(crypto::open(&body, &sidecar, &tenant, &key, &keyring)?)
+        // Decrypting and writing the plain copy are CPU and disk work: off the async threads.
+        let archive = self.clone();
+        let file = tokio::task::spawn_blocking(move || {
+            let plain = crypto::open(
+                &body,
+                &sidecar,
+                &object.tenant,
+                &object.key,
+                &archive.keyring,
+            )?;
+            anyhow::Ok(archive.cache.insert(&object.key, &plain)?)
         })
         .await??;
         self.metrics.fetches.inc(&["miss"]);
-        Ok(self.cache.insert(&object.key, &plain)?)
+        Ok(file)
     }
 
     /// The object key for a hot-store file.
@@ -348,13 +377,7 @@ impl Archive {
                 .or_insert(i64::MIN);
             *created = (*created).max(entry.created);
         }
-        let archived: HashSet<String> = self
-            .manifest
-            .lock()
-            .objects
-            .iter()
-            .map(|object| object.source.clone())
-            .collect();
+        let archived = self.sources();
         let mut due: Vec<FileEntry> = files
             .iter()
             .filter(|entry| {
@@ -378,18 +401,28 @@ impl Archive {
         compaction_options: &CompactionOptions,
     ) -> anyhow::Result<usize> {
         let mut uploaded = 0;
-        let outcome = async {
-            for entry in self.due(hot, compaction_options) {
-                if hot.is_missing(&entry) {
-                    continue;
-                }
-                if self.upload(hot, &entry).await? {
-                    uploaded += 1;
+        // A failure stops that tenant's uploads for this pass (its later hours wait for the
+        // earlier ones), not the other tenants'.
+        let mut failed_tenants: HashSet<String> = HashSet::new();
+        let mut first_error = None;
+        for entry in self.due(hot, compaction_options) {
+            if failed_tenants.contains(&entry.tenant) || hot.is_missing(&entry) {
+                continue;
+            }
+            match self.upload(hot, &entry).await {
+                Ok(true) => uploaded += 1,
+                Ok(false) => {}
+                Err(error) => {
+                    self.metrics.uploads.inc(&["error"]);
+                    failed_tenants.insert(entry.tenant.clone());
+                    first_error.get_or_insert(error);
                 }
             }
-            anyhow::Ok(())
         }
-        .await;
+        let outcome = match first_error {
+            Some(error) => Err(error),
+            None => Ok(()),
+        };
         self.update_unarchived(hot);
         match outcome {
             Ok(()) => {
@@ -400,7 +433,6 @@ impl Archive {
                 Ok(uploaded)
             }
             Err(error) => {
-                self.metrics.uploads.inc(&["error"]);
                 self.metrics.healthy.set(0);
                 let text = format!(
                     "uploads to {} fail: {}",
@@ -435,7 +467,7 @@ impl Archive {
         let object_key = self.object_key(entry);
         let (tenant, sealed_key) = (entry.tenant.clone(), object_key.clone());
         let plain_bytes = plain.len() as u64;
-        let (object, sidecar) =
+        let (object, sidecar, data_key) =
             tokio::task::spawn_blocking(move || crypto::seal(&plain, &tenant, &sealed_key, &key))
                 .await?;
         let stored_bytes = object.len() as u64;
@@ -446,27 +478,49 @@ impl Archive {
             .store
             .put(&sidecar_location, PutPayload::from(sidecar))
             .await?;
-        if object.len() > MULTIPART_BYTES {
+        let put = if object.len() > MULTIPART_BYTES {
             let upload = self.target.store.put_multipart(&location).await?;
             let mut writer = WriteMultipart::new_with_chunk_size(upload, MULTIPART_BYTES);
+            let mut written = Ok(());
             for chunk in object.chunks(MULTIPART_BYTES) {
-                writer.wait_for_capacity(2).await?;
+                written = writer.wait_for_capacity(2).await;
+                if written.is_err() {
+                    break;
+                }
                 writer.write(chunk);
             }
-            writer.finish().await?;
+            match written {
+                Ok(()) => writer.finish().await?,
+                Err(error) => {
+                    // The parts already sent would otherwise be kept (and billed) by the server.
+                    let _ = writer.abort().await;
+                    return Err(error.into());
+                }
+            }
         } else {
             self.target
                 .store
                 .put(&location, PutPayload::from(object))
-                .await?;
-        }
+                .await?
+        };
+        // Read back: the size, and the version (ETag) the server named for this PUT, so a
+        // server that answers with an older copy is caught before anything is recorded.
         let head = self.target.store.head(&location).await?;
+        if let (Some(written), Some(read)) = (&put.e_tag, &head.e_tag) {
+            if written != read {
+                anyhow::bail!(
+                    "object {object_key} reads back as version {read}, {written} was uploaded"
+                );
+            }
+        }
         if head.size != stored_bytes {
             anyhow::bail!(
                 "object {object_key} reads back as {} bytes, {stored_bytes} were uploaded",
                 head.size
             );
         }
+        self.verify_sidecar(&entry.tenant, &object_key, &sidecar_location, &data_key)
+            .await?;
         let record = ArchivedObject {
             tenant: entry.tenant.clone(),
             window: entry.window,
@@ -487,6 +541,36 @@ impl Archive {
         self.metrics.uploaded_bytes.add(stored_bytes);
         tracing::debug!(key = %record.key, rows = record.rows, bytes = stored_bytes, "archived a hot-store file");
         Ok(true)
+    }
+
+    /// Reads the object's sidecar back and checks that it opens, with a key the tenant still
+    /// has, to the object's data key. A key rotation running in another process may have
+    /// retired the key it was wrapped with (or re-wrapped a sidecar this upload then replaced):
+    /// it is wrapped again with the current key, so no object is recorded that cannot be
+    /// opened.
+    async fn verify_sidecar(
+        &self,
+        tenant: &str,
+        object_key: &str,
+        location: &ObjectPath,
+        data_key: &crypto::DataKey,
+    ) -> anyhow::Result<()> {
+        for _attempt in 0..3 {
+            let stored = self.target.store.get(location).await?.bytes().await?;
+            if crypto::sidecar_holds(&stored, tenant, object_key, &self.keyring, data_key) {
+                return Ok(());
+            }
+            let current = self.keyring.current(tenant)?;
+            let fresh = crypto::wrap_again(data_key, tenant, &current, object_key);
+            self.target
+                .store
+                .put(location, PutPayload::from(fresh))
+                .await?;
+        }
+        anyhow::bail!(
+            "the key sidecar of {object_key} keeps changing under the upload (a key rotation \
+             running?); retried at the next pass"
+        )
     }
 
     async fn change_manifest(
@@ -525,13 +609,7 @@ impl Archive {
             let start = oldest.entry(tenant.to_string()).or_insert(window);
             *start = (*start).min(window);
         };
-        let archived: HashSet<String> = self
-            .manifest
-            .lock()
-            .objects
-            .iter()
-            .map(|object| object.source.clone())
-            .collect();
+        let archived = self.sources();
         for entry in hot.file_entries() {
             if !archived.contains(&entry.path) {
                 note(&entry.tenant, entry.window);
@@ -568,18 +646,34 @@ impl Archive {
         if expired.is_empty() {
             return Ok(0);
         }
-        let keys: HashSet<String> = expired.iter().map(|object| object.key.clone()).collect();
-        self.change_manifest(|manifest| {
-            manifest
-                .objects
-                .retain(|object| !keys.contains(&object.key))
-        })
-        .await?;
+        // Objects first (queries already leave expired hours out), then their entries: a
+        // failed or interrupted deletion is retried at the next pass instead of leaving an
+        // object nothing would ever delete.
+        let mut deleted = HashSet::new();
+        let mut failure = None;
         for object in &expired {
-            self.delete_object(&object.key).await?;
-            self.metrics.expired_objects.inc(&[&object.tenant]);
+            match self.delete_object(&object.key).await {
+                Ok(()) => {
+                    deleted.insert(object.key.clone());
+                    self.metrics.expired_objects.inc(&[&object.tenant]);
+                }
+                Err(error) => {
+                    failure.get_or_insert(error);
+                }
+            }
         }
-        Ok(expired.len())
+        if !deleted.is_empty() {
+            self.change_manifest(|manifest| {
+                manifest
+                    .objects
+                    .retain(|object| !deleted.contains(&object.key))
+            })
+            .await?;
+        }
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(deleted.len()),
+        }
     }
 
     async fn delete_object(&self, key: &str) -> anyhow::Result<()> {

@@ -109,6 +109,9 @@ pub struct Unreadable {
     /// Window start, seconds since the epoch.
     pub window: i64,
     pub reason: String,
+    /// The hot-store file that could not be read, if it was one (an archived copy may stand
+    /// in for it).
+    pub source: Option<String>,
 }
 
 /// What a query over one tenant reads: in-memory batches and Parquet files.
@@ -384,6 +387,16 @@ impl HotStore {
     ) -> Snapshot {
         let first_window = from.map(window_of).unwrap_or(i64::MIN);
         let last_window = to.map(window_of).unwrap_or(i64::MAX);
+        if first_window > last_window {
+            // An empty range (a query wholly before the retention, say): nothing to read.
+            return Snapshot {
+                batches: Vec::new(),
+                files: Vec::new(),
+                token_files: Vec::new(),
+                unreadable: Vec::new(),
+                live: HashSet::new(),
+            };
+        }
         let in_range = |window: i64| window >= first_window && window <= last_window;
         let mut newly_missing = Vec::new();
         let snapshot = {
@@ -417,6 +430,7 @@ impl HotStore {
                         unreadable.push(Unreadable {
                             window: entry.window,
                             reason: format!("hot-store file {} is missing from disk", entry.path),
+                            source: Some(entry.path.clone()),
                         });
                         continue;
                     }
@@ -631,8 +645,12 @@ impl HotStore {
         for path in due {
             if let Err(error) = self.disk.remove_file(&path) {
                 if error.kind() != io::ErrorKind::NotFound {
-                    tracing::warn!(path = %path.display(), %error, "cannot delete a compacted-away file; it is deleted at the next start");
+                    tracing::warn!(path = %path.display(), %error, "cannot delete a compacted-away or expired file; it is deleted at the next start");
                 }
+            }
+            if let Some(window_dir) = path.parent() {
+                // Only succeeds once the window's directory is empty, which is what we want.
+                let _ = fs::remove_dir(window_dir);
             }
         }
     }
@@ -684,18 +702,11 @@ impl HotStore {
                 }
             }
         }
-        drop(state);
+        // Deleted a few minutes later, as compacted-away files are: a query that listed them
+        // (and is still fetching archived hours before it opens them) finishes first.
+        let now = Instant::now();
         for entry in &removed {
-            let path = self.root.join(&entry.path);
-            if let Err(error) = self.disk.remove_file(&path) {
-                if error.kind() != io::ErrorKind::NotFound {
-                    return Err(error);
-                }
-            }
-            if let Some(window_dir) = path.parent() {
-                // Only succeeds once the window's directory is empty, which is what we want.
-                let _ = fs::remove_dir(window_dir);
-            }
+            state.retired.push((self.root.join(&entry.path), now));
         }
         Ok(removed)
     }
@@ -1003,6 +1014,74 @@ mod tests {
             .map(|entry| entry.window)
             .collect();
         assert_eq!(windows.len(), 2, "one file per hourly window");
+    }
+
+    /// What the archive relies on: a pinned file is never compacted into another (planned
+    /// before the pin or after it), and retention keeps what `keep` holds back.
+    #[test]
+    fn pinned_files_stay_whole_and_expiry_waits_for_keep() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let start = Utc
+            .timestamp_opt(window_of(Utc::now()) - 3 * WINDOW_SECONDS, 0)
+            .unwrap();
+        for flush in 0..2 {
+            let events: Vec<Event> = (0..10)
+                .map(|index| {
+                    event(
+                        "app",
+                        start + chrono::Duration::seconds(flush * 100 + index),
+                    )
+                })
+                .collect();
+            store.insert(tenant_batches(&events).unwrap());
+            let frozen = store.freeze(flush as u64 + 1).unwrap();
+            store.flush(&frozen).unwrap();
+        }
+        let files = store.file_entries();
+        let later = Utc::now().timestamp() + 600;
+        let groups = crate::compaction::plan(&files, later, &CompactionOptions::default());
+        assert_eq!(groups.len(), 1);
+        // Pinned after the plan was made: the swap refuses, nothing changes.
+        assert!(store.pin(&files[0].path));
+        assert!(store.is_pinned(&files[0].path));
+        assert_eq!(
+            store
+                .compact(&groups[0], &CompactionOptions::default())
+                .unwrap(),
+            None
+        );
+        assert_eq!(store.file_entries(), files);
+        // And later plans leave it out: only the other file is compacted (alone).
+        let compactable = store.compactable_entries();
+        assert_eq!(compactable, vec![files[1].clone()]);
+        let groups = crate::compaction::plan(&compactable, later, &CompactionOptions::default());
+        let compacted = store
+            .compact(&groups[0], &CompactionOptions::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(compacted.rows, 10);
+        assert!(store.file_entries().contains(&files[0]));
+        // A file that is no longer live cannot be pinned.
+        assert!(!store.pin(&files[1].path));
+        assert_eq!(stored(&store).len(), 20);
+
+        // Retention: past a one-hour retention, but `keep` holds the pinned file back.
+        let hour = chrono::Duration::hours(1);
+        let removed = store
+            .expire(
+                Utc::now(),
+                |_| Some(hour),
+                |entry| entry.path == files[0].path,
+            )
+            .unwrap();
+        assert_eq!(removed, vec![compacted]);
+        assert_eq!(store.file_entries(), vec![files[0].clone()]);
+        assert_eq!(stored(&store).len(), 10, "the kept file still answers");
+        let removed = store.expire(Utc::now(), |_| Some(hour), |_| false).unwrap();
+        assert_eq!(removed, vec![files[0].clone()]);
+        assert!(!store.is_pinned(&files[0].path), "its pin went with it");
+        assert!(stored(&store).is_empty());
     }
 
     #[test]

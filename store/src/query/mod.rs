@@ -364,18 +364,16 @@ impl QueryEngine {
         to: Option<DateTime<Utc>>,
         running: &mut Running,
     ) -> Result<(DataFrame, Vec<UnreadableWindow>), QueryError> {
-        // Nothing past the tenant's retention is read, even before the janitor deletes it.
-        let from = match &self.archive {
-            Some(archive) => {
-                let first = archive.first_readable_window(tenant.as_str(), Utc::now());
-                let earliest = DateTime::<Utc>::from_timestamp(first.max(0), 0);
-                match (from, earliest) {
-                    (Some(from), Some(earliest)) => Some(from.max(earliest)),
-                    (None, earliest) if first > 0 => earliest,
-                    (from, _) => from,
-                }
-            }
-            None => from,
+        // Nothing past the tenant's retention is read, even before the janitor deletes it:
+        // whole hours before it are not opened, and rows of the hour it falls in are cut.
+        let cutoff = self
+            .archive
+            .as_ref()
+            .and_then(|archive| archive.retention_cutoff(tenant.as_str(), Utc::now()));
+        let from = match (from, cutoff) {
+            (Some(from), Some(cutoff)) => Some(from.max(cutoff)),
+            (None, cutoff) => cutoff,
+            (from, None) => from,
         };
         let snapshot = self.hot.snapshot(tenant.as_str(), from, to);
         let mut unreadable = snapshot.unreadable;
@@ -388,10 +386,28 @@ impl QueryEngine {
                 &snapshot.live,
             );
             if !objects.is_empty() {
+                let bytes: u64 = objects.iter().map(|object| object.plain_bytes).sum();
+                if bytes > archive.query_fetch_limit() {
+                    return Err(QueryError::Invalid(format!(
+                        "the query would read {} MB of archived hours ({} objects), more than \
+                         the {} MB the local archive cache holds (archive.cacheBytes): narrow \
+                         its time range",
+                        bytes / 1_000_000,
+                        objects.len(),
+                        archive.query_fetch_limit() / 1_000_000
+                    )));
+                }
                 // A hot file missing from disk but archived is read from the archive.
-                let covered: std::collections::HashSet<i64> =
-                    objects.iter().map(|object| object.window).collect();
-                unreadable.retain(|window| !covered.contains(&window.window));
+                let covered: std::collections::HashSet<&str> = objects
+                    .iter()
+                    .map(|object| object.source.as_str())
+                    .collect();
+                unreadable.retain(|window| {
+                    !window
+                        .source
+                        .as_deref()
+                        .is_some_and(|source| covered.contains(source))
+                });
                 let fetch = archive.fetch(objects);
                 let (files, failures) = tokio::time::timeout(self.limits.timeout, fetch)
                     .await
@@ -400,6 +416,7 @@ impl QueryEngine {
                     unreadable.push(Unreadable {
                         window: failure.window,
                         reason: failure.reason,
+                        source: None,
                     });
                 }
                 for (file, object) in files {
@@ -427,6 +444,9 @@ impl QueryEngine {
         // otherwise. Row-group pruning cannot use them, as it cannot with whole messages.
         if let Some(files) = read_parquet(ctx, &token_files, stored_schema())? {
             frame = files.select(event_columns())?.union(frame)?;
+        }
+        if let Some(cutoff) = cutoff {
+            frame = frame.filter(col("ts").gt_eq(timestamp_literal(cutoff.timestamp_micros())))?;
         }
         Ok((frame, unreadable))
     }
@@ -631,61 +651,45 @@ impl QueryEngine {
         .await
     }
 
-    /// How many events of this job have an archived copy: those in hot-store files the
-    /// archive holds, and those in archived objects whose file has left the hot store. 0
-    /// without an archive.
-    pub async fn job_archived_events(
+    /// How many events of this job have no archived copy yet: those in memory and in
+    /// hot-store files the archive does not hold. Archived objects are not read (a job-status
+    /// poll must not fetch a tenant's archive), so `None` without an archive.
+    pub async fn job_unarchived_events(
         &self,
         tenant: &TenantId,
         job_id: &str,
-    ) -> Result<u64, QueryError> {
+    ) -> Result<Option<u64>, QueryError> {
         let Some(archive) = self.archive.clone() else {
-            return Ok(0);
+            return Ok(None);
         };
-        let mut running = self.admit(tenant)?;
+        let running = self.admit(tenant)?;
         let ctx = self.session(true)?;
         let snapshot = self.hot.snapshot(tenant.as_str(), None, None);
         let root = self.hot.root().to_path_buf();
-        let archived = |paths: Vec<std::path::PathBuf>| -> Vec<std::path::PathBuf> {
+        let archived = archive.sources();
+        let unarchived = |paths: Vec<std::path::PathBuf>| -> Vec<std::path::PathBuf> {
             paths
                 .into_iter()
                 .filter(|path| {
-                    path.strip_prefix(&root)
-                        .is_ok_and(|relative| archive.holds(&relative.to_string_lossy()))
+                    !path.strip_prefix(&root).is_ok_and(|relative| {
+                        archived.contains(relative.to_string_lossy().as_ref())
+                    })
                 })
                 .collect()
         };
-        let (mut files, mut token_files) =
-            (archived(snapshot.files), archived(snapshot.token_files));
-        let objects =
-            archive.objects_for_query(tenant.as_str(), i64::MIN, i64::MAX, &snapshot.live);
-        let (fetched, failures) = archive.fetch(objects).await;
-        if let Some(failure) = failures.first() {
-            return Err(QueryError::Internal(failure.reason.clone()));
+        let (files, token_files) = (unarchived(snapshot.files), unarchived(snapshot.token_files));
+        let memory = MemTable::try_new(schema(), vec![snapshot.batches])?;
+        let mut frame = ctx.read_table(Arc::new(memory))?;
+        if let Some(files) = read_parquet(&ctx, &files, schema())? {
+            frame = files.union(frame)?;
         }
-        for (file, object) in fetched {
-            if object.msg_tokens {
-                token_files.push(file.path.clone());
-            } else {
-                files.push(file.path.clone());
-            }
-            running.held.push(file);
+        if let Some(files) = read_parquet(&ctx, &token_files, stored_schema())? {
+            frame = files.select(event_columns())?.union(frame)?;
         }
-        let mut frame: Option<DataFrame> = read_parquet(&ctx, &files, schema())?;
-        if let Some(tokens) = read_parquet(&ctx, &token_files, stored_schema())? {
-            let tokens = tokens.select(event_columns())?;
-            frame = Some(match frame {
-                Some(frame) => frame.union(tokens)?,
-                None => tokens,
-            });
-        }
-        let Some(frame) = frame else {
-            return Ok(0);
-        };
         let frame = frame.filter(col("job_id").eq(lit(job_id)))?;
         self.run("jobs", async move {
             let _running = running;
-            Ok(frame.count().await? as u64)
+            Ok(Some(frame.count().await? as u64))
         })
         .await
     }

@@ -56,19 +56,14 @@ pub async fn job_status(
                 format!("no job {job_id:?} for tenant {}", tenant.id),
             ));
         }
-        // `archived` once every event of the job has a copy in the archive.
-        let archived = if state.archive.is_some() {
-            state
-                .queries
-                .job_archived_events(&tenant.id, &job_id)
-                .await?
-        } else {
-            0
-        };
-        let status = if archived >= stored {
-            "archived"
-        } else {
-            "stored"
+        // `archived` once no event of the job is without a copy in the archive.
+        let status = match state
+            .queries
+            .job_unarchived_events(&tenant.id, &job_id)
+            .await?
+        {
+            Some(0) => "archived",
+            _ => "stored",
         };
         Ok(Json(
             json!({ "job_id": job_id, "status": status, "events": stored }),
