@@ -29,8 +29,8 @@ from datetime import datetime, timezone
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "bench", "lib"))
-from benchproc import (STARTED, alive, cpu_seconds, free_port, listening,  # noqa: E402
-                       stop, stop_all, wait_until)
+from benchproc import (STARTED, cpu_seconds, free_port, listening,  # noqa: E402
+                       parse_prometheus, stop_all, wait_until)
 
 TENANT, TOKEN = "q", "q-token"
 ACCESS, SECRET = "bench", "bench-secret-key"
@@ -110,17 +110,7 @@ class Meniscus:
 
     def prom(self):
         with urllib.request.urlopen(f"http://127.0.0.1:{self.ops}/metrics", timeout=10) as r:
-            text = r.read().decode()
-        out = {}
-        for line in text.splitlines():
-            if line.startswith("#") or not line.strip():
-                continue
-            name, _, value = line.rpartition(" ")
-            try:
-                out[name] = float(value)
-            except ValueError:
-                pass
-        return out
+            return parse_prometheus(r.read().decode())
 
     def stop(self):
         self.p.send_signal(signal.SIGTERM)

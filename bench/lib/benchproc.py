@@ -49,6 +49,20 @@ def peak_rss_mb(pid):
     return status_kb(pid, "VmHWM") / 1024
 
 
+def parse_prometheus(text):
+    """Prometheus text exposition -> {"name{labels}": value}."""
+    out = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            pass
+    return out
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

@@ -57,7 +57,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "bench", "lib"))
 from benchproc import (STARTED, alive, cpu_seconds, free_port, listening,  # noqa: E402
-                       peak_rss_mb, stop, stop_all, wait_until)
+                       parse_prometheus, peak_rss_mb, stop, stop_all, wait_until)
 
 QUIET, NOISY = "quiet", "noisy"
 TOKENS = {QUIET: "quiet-token", NOISY: "noisy-token"}
@@ -132,19 +132,6 @@ def http(method, url, body=None, headers=None, timeout=10):
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
-
-
-def parse_prom(text):
-    out = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        name, _, value = line.rpartition(" ")
-        try:
-            out[name] = float(value)
-        except ValueError:
-            pass
-    return out
 
 
 def label(series, key):
@@ -263,7 +250,7 @@ class Server:
         status, body = http("GET", f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=timeout)
         if status != 200:
             raise RuntimeError(f"/metrics -> {status}")
-        return parse_prom(body.decode())
+        return parse_prometheus(body.decode())
 
     def stored(self, tenant):
         """meniscus_store_stored_events_total{tenant}, or None when this listener hides it."""

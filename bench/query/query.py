@@ -39,7 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "bench", "lib"))
 from benchproc import (STARTED, alive, cpu_seconds, free_port, listening,  # noqa: E402
-                       status_kb, stop_all, wait_until)
+                       parse_prometheus, status_kb, stop_all, wait_until)
 TENANT, TOKEN_HDR = "q", "q-token"
 
 
@@ -95,17 +95,7 @@ class Server:
     def prom(self):
         # The ops listener: the public /metrics leaves out every series labelled by tenant.
         with urllib.request.urlopen(f"http://127.0.0.1:{self.ops_port}/metrics", timeout=10) as r:
-            text = r.read().decode()
-        out = {}
-        for line in text.splitlines():
-            if line.startswith("#") or not line.strip():
-                continue
-            name, _, value = line.rpartition(" ")
-            try:
-                out[name] = float(value)
-            except ValueError:
-                pass
-        return out
+            return parse_prometheus(r.read().decode())
 
     def prom_sum(self, prefix):
         return sum(v for k, v in self.prom().items() if k.split("{")[0] == prefix)
