@@ -364,17 +364,13 @@ impl QueryEngine {
         to: Option<DateTime<Utc>>,
         running: &mut Running,
     ) -> Result<(DataFrame, Vec<UnreadableWindow>), QueryError> {
-        // Nothing past the tenant's retention is read, even before the janitor deletes it:
-        // whole hours before it are not opened, and rows of the hour it falls in are cut.
+        // Nothing archived past the tenant's long-term retention is read, even before the
+        // janitor deletes it: whole hours before it are not fetched, and rows of the hour it
+        // falls in are cut. (Hot data past its retention goes at the next retention pass.)
         let cutoff = self
             .archive
             .as_ref()
             .and_then(|archive| archive.retention_cutoff(tenant.as_str(), Utc::now()));
-        let from = match (from, cutoff) {
-            (Some(from), Some(cutoff)) => Some(from.max(cutoff)),
-            (None, cutoff) => cutoff,
-            (from, None) => from,
-        };
         let snapshot = self.hot.snapshot(tenant.as_str(), from, to);
         let mut unreadable = snapshot.unreadable;
         let (mut archived_files, mut archived_token_files) = (Vec::new(), Vec::new());
@@ -432,21 +428,15 @@ impl QueryEngine {
         let unreadable = unreadable_windows(unreadable);
         let memory = MemTable::try_new(schema(), vec![snapshot.batches])?;
         let mut frame = ctx.read_table(Arc::new(memory))?;
-        let mut files = snapshot.files;
-        files.extend(archived_files);
-        let mut token_files = snapshot.token_files;
-        token_files.extend(archived_token_files);
-        if let Some(files) = read_parquet(ctx, &files, schema())? {
+        if let Some(files) = files_frame(ctx, &snapshot.files, &snapshot.token_files)? {
             frame = files.union(frame)?;
         }
-        // Filters on `msg` are pushed below the projection as filters on the rebuilt text: into
-        // the Parquet readers where pushdown is on (searches, job lookups), above them
-        // otherwise. Row-group pruning cannot use them, as it cannot with whole messages.
-        if let Some(files) = read_parquet(ctx, &token_files, stored_schema())? {
-            frame = files.select(event_columns())?.union(frame)?;
-        }
-        if let Some(cutoff) = cutoff {
-            frame = frame.filter(col("ts").gt_eq(timestamp_literal(cutoff.timestamp_micros())))?;
+        if let Some(mut archived) = files_frame(ctx, &archived_files, &archived_token_files)? {
+            if let Some(cutoff) = cutoff {
+                archived = archived
+                    .filter(col("ts").gt_eq(timestamp_literal(cutoff.timestamp_micros())))?;
+            }
+            frame = archived.union(frame)?;
         }
         Ok((frame, unreadable))
     }
@@ -680,11 +670,8 @@ impl QueryEngine {
         let (files, token_files) = (unarchived(snapshot.files), unarchived(snapshot.token_files));
         let memory = MemTable::try_new(schema(), vec![snapshot.batches])?;
         let mut frame = ctx.read_table(Arc::new(memory))?;
-        if let Some(files) = read_parquet(&ctx, &files, schema())? {
+        if let Some(files) = files_frame(&ctx, &files, &token_files)? {
             frame = files.union(frame)?;
-        }
-        if let Some(files) = read_parquet(&ctx, &token_files, stored_schema())? {
-            frame = files.select(event_columns())?.union(frame)?;
         }
         let frame = frame.filter(col("job_id").eq(lit(job_id)))?;
         self.run("jobs", async move {
@@ -708,6 +695,27 @@ impl QueryEngine {
         })
         .await
     }
+}
+
+/// One frame over Parquet files that store `msg` whole and files that store it as tokens;
+/// `None` when there are none. Filters on `msg` are pushed below the token files' projection
+/// as filters on the rebuilt text: into the Parquet readers where pushdown is on (searches,
+/// job lookups), above them otherwise. Row-group pruning cannot use them, as it cannot with
+/// whole messages.
+fn files_frame(
+    ctx: &SessionContext,
+    files: &[std::path::PathBuf],
+    token_files: &[std::path::PathBuf],
+) -> Result<Option<DataFrame>, QueryError> {
+    let whole = read_parquet(ctx, files, schema())?;
+    let tokens = match read_parquet(ctx, token_files, stored_schema())? {
+        Some(frame) => Some(frame.select(event_columns())?),
+        None => None,
+    };
+    Ok(match (whole, tokens) {
+        (Some(whole), Some(tokens)) => Some(tokens.union(whole)?),
+        (whole, tokens) => whole.or(tokens),
+    })
 }
 
 /// A frame over Parquet `files` read as `schema`; `None` when there are none.
