@@ -24,11 +24,25 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 #[derive(Clone, Debug, Default)]
 pub struct Batch {
     pub tenants: Vec<TenantBatch>,
+    /// Acknowledged only once written to the store's write-ahead log (fsynced too when an
+    /// event is durable), even when no event is durable: for protocols whose acknowledgement
+    /// tells the sender it may forget the message (RELP). Otherwise a non-durable batch is
+    /// acknowledged as soon as the store has queued it.
+    pub acknowledge_when_written: bool,
 }
 
 impl Batch {
     pub fn new(tenants: Vec<TenantBatch>) -> Batch {
-        Batch { tenants }
+        Batch {
+            tenants,
+            acknowledge_when_written: false,
+        }
+    }
+
+    /// This batch, acknowledged only once written (see `acknowledge_when_written`).
+    pub fn acknowledged_when_written(mut self) -> Batch {
+        self.acknowledge_when_written = true;
+        self
     }
 
     /// A batch of owned events (HTTP bodies, tools, tests).

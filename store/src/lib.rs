@@ -241,6 +241,7 @@ impl Store {
             StageError::refused(format!("cannot encode events: {error}"))
         };
         let durable = batch.is_durable();
+        let acknowledge_when_written = durable || batch.acknowledge_when_written;
         let events = batch.rows() as u64;
         let transport = transport_of(&batch);
         let batches = batch.tenants;
@@ -258,6 +259,7 @@ impl Store {
             batches,
             records,
             durable,
+            acknowledge_when_written,
             events,
             transport,
         }))
@@ -273,7 +275,11 @@ impl Store {
         let Some(encoded) = encoded else {
             return Ok(Ack::default());
         };
-        let (durable, events, transport) = (encoded.durable, encoded.events, encoded.transport);
+        let (wait_for_write, events, transport) = (
+            encoded.acknowledge_when_written,
+            encoded.events,
+            encoded.transport,
+        );
         while let Some(closed) = self.gate.closed() {
             match (when_full, closed) {
                 (WhenFull::Refuse, Closed::MemoryFull) => return Err(StageError::Full),
@@ -309,7 +315,7 @@ impl Store {
                     mpsc::error::TrySendError::Closed(_) => stopped(),
                 })?,
         }
-        if durable {
+        if wait_for_write {
             wait.await.map_err(|_| stopped())?
         } else {
             Ok(Ack {
@@ -343,6 +349,8 @@ pub(crate) struct Encoded {
     /// The WAL records holding `batches`, appended together.
     pub records: Vec<Vec<u8>>,
     pub durable: bool,
+    /// The submitter waits for the committer (the write, and the fsync when durable).
+    pub acknowledge_when_written: bool,
     pub events: u64,
     pub transport: &'static str,
 }

@@ -281,7 +281,7 @@ async fn store(
     };
     let admitted = correlator
         .accept
-        .admit(Batch::new(groups), admission)
+        .admit(Batch::new(groups).acknowledged_when_written(), admission)
         .await
         .map_err(|error| error.to_string())?;
     admitted
