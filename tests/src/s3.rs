@@ -12,6 +12,8 @@ use meniscus_store::object_store::{ObjectStore, ObjectStoreExt};
 use crate::{free_port, repo_root};
 
 pub const ACCESS_KEY: &str = "meniscus-test";
+/// Which of the ten ports is the S3 gateway's.
+const S3_PORT: usize = 6;
 pub const SECRET_KEY: &str = "meniscus-test-secret-key";
 
 /// The `weed` binary of the version pinned in `tools/seaweedfs/versions.env`.
@@ -61,16 +63,36 @@ impl SeaweedFs {
             ports: (0..10).map(|_| free_port()).collect(),
             child: None,
         };
-        server.spawn();
+        server.spawn_retrying(true);
         server
+    }
+
+    /// Starts `weed mini`, choosing new ports when one was taken meanwhile (free ports are
+    /// ephemeral ones, and other tests' connections take them). After the first start the S3
+    /// port stays: Meniscus is configured with it.
+    fn spawn_retrying(&mut self, first: bool) {
+        for attempt in 1..=5 {
+            match self.spawn() {
+                Ok(()) => return,
+                Err(log) if attempt < 5 && log.contains("address already in use") => {
+                    for (index, port) in self.ports.iter_mut().enumerate() {
+                        if first || index != S3_PORT {
+                            *port = free_port();
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(log) => panic!("weed mini did not start:\n{log}"),
+            }
+        }
     }
 
     /// The S3 endpoint.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.ports[6])
+        format!("http://127.0.0.1:{}", self.ports[S3_PORT])
     }
 
-    fn spawn(&mut self) {
+    fn spawn(&mut self) -> Result<(), String> {
         let port = |index: usize| self.ports[index].to_string();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -87,7 +109,7 @@ impl SeaweedFs {
             .arg(format!("-volume.port.grpc={}", port(3)))
             .arg(format!("-filer.port={}", port(4)))
             .arg(format!("-filer.port.grpc={}", port(5)))
-            .arg(format!("-s3.port={}", port(6)))
+            .arg(format!("-s3.port={}", port(S3_PORT)))
             .arg(format!("-s3.port.grpc={}", port(7)))
             .arg(format!("-admin.port={}", port(8)))
             .arg(format!("-admin.port.grpc={}", port(9)))
@@ -116,14 +138,15 @@ impl SeaweedFs {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if self.list_raw("").is_ok() {
-                return;
+                return Ok(());
             }
             if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|child| child.try_wait().ok().flatten())
             {
-                panic!("weed mini exited with {status}:\n{}", self.log());
+                self.child = None;
+                return Err(format!("weed mini exited with {status}:\n{}", self.log()));
             }
             assert!(
                 Instant::now() < deadline,
@@ -146,10 +169,10 @@ impl SeaweedFs {
         }
     }
 
-    /// Starts it again on the same data and ports.
+    /// Starts it again on the same data and S3 port.
     pub fn restart(&mut self) {
         self.kill9();
-        self.spawn();
+        self.spawn_retrying(false);
     }
 
     /// The `archive:` section of a Meniscus configuration that archives to this server under
