@@ -30,18 +30,9 @@ source "$here/versions.env"
 cache="${MENISCUS_CACHE:-$HOME/.cache/meniscus}"
 bin="$cache/otelcol/${OTELCOL_VERSION}/otelcol-meniscus"
 
-if [[ "${1:-}" == "--print-bin" ]]; then
-    echo "$bin"
-    exit 0
-elif [[ $# -gt 0 ]]; then
-    echo "usage: $0 [--print-bin]" >&2
-    exit 2
-fi
-
-if [[ -x "$bin" ]]; then
-    echo "otelcol v${OTELCOL_VERSION} already built: $bin ($(($(date +%s) - start))s)"
-    exit 0
-fi
+# shellcheck source=tools/lib/cached-tool.sh
+. "$here/../lib/cached-tool.sh"
+cached_tool_gate "$bin" "otelcol v${OTELCOL_VERSION}" "$start" "$@"
 
 # shellcheck source=tools/lib/go-env.sh
 . "$here/../lib/go-env.sh"

@@ -24,18 +24,9 @@ source "$here/versions.env"
 cache="${MENISCUS_CACHE:-$HOME/.cache/meniscus}"
 bin="$cache/seaweedfs/${SEAWEEDFS_VERSION}/weed"
 
-if [[ "${1:-}" == "--print-bin" ]]; then
-    echo "$bin"
-    exit 0
-elif [[ $# -gt 0 ]]; then
-    echo "usage: $0 [--print-bin]" >&2
-    exit 2
-fi
-
-if [[ -x "$bin" ]]; then
-    echo "seaweedfs ${SEAWEEDFS_VERSION} already built: $bin ($(($(date +%s) - start))s)"
-    exit 0
-fi
+# shellcheck source=tools/lib/cached-tool.sh
+. "$here/../lib/cached-tool.sh"
+cached_tool_gate "$bin" "seaweedfs ${SEAWEEDFS_VERSION}" "$start" "$@"
 
 # shellcheck source=tools/lib/go-env.sh
 . "$here/../lib/go-env.sh"
