@@ -169,31 +169,9 @@ impl Archive {
         }
     }
 
-    pub fn target_display(&self) -> &str {
-        &self.target.display
-    }
-
-    pub fn keyring(&self) -> &Keyring {
-        &self.keyring
-    }
-
     /// Why uploads are failing, if they are (for `/readyz`).
     pub fn problem(&self) -> Option<String> {
         self.last_error.lock().clone()
-    }
-
-    /// Every archived object (for tests, tools and benchmarks).
-    pub fn objects(&self) -> Vec<ArchivedObject> {
-        self.manifest.lock().objects.clone()
-    }
-
-    /// Whether the hot-store file `source` has an archived copy.
-    pub fn holds(&self, source: &str) -> bool {
-        self.manifest
-            .lock()
-            .objects
-            .iter()
-            .any(|object| object.source == source)
     }
 
     /// The hot-store files with an archived copy.
@@ -676,18 +654,20 @@ impl Archive {
         }
     }
 
+    /// Deletes an object and its sidecar.
     async fn delete_object(&self, key: &str) -> anyhow::Result<()> {
-        self.cache.remove(key);
-        for location in [
-            ObjectPath::from(key),
-            ObjectPath::from(format!("{key}{SIDECAR_SUFFIX}")),
-        ] {
-            match self.target.store.delete(&location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(error) => return Err(error.into()),
-            }
+        self.delete_location(&ObjectPath::from(key)).await?;
+        self.delete_location(&ObjectPath::from(format!("{key}{SIDECAR_SUFFIX}")))
+            .await
+    }
+
+    /// Deletes one location (and its cached copy); one already gone counts as deleted.
+    async fn delete_location(&self, location: &ObjectPath) -> anyhow::Result<()> {
+        self.cache.remove(location.as_ref());
+        match self.target.store.delete(location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
         }
-        Ok(())
     }
 
     /// Deletes everything archived for `tenant` (listed objects too, so orphans of
@@ -705,22 +685,13 @@ impl Archive {
             .await?;
         let mut deleted = 0;
         for location in &listed {
-            self.cache.remove(location.as_ref());
-            match self.target.store.delete(location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(error) => return Err(error.into()),
-            }
+            self.delete_location(location).await?;
             if !location.as_ref().ends_with(SIDECAR_SUFFIX) {
                 deleted += 1;
             }
         }
         self.keyring.purge(tenant)?;
         Ok(deleted)
-    }
-
-    /// Rotates `tenant`'s key (see [`rotation::rotate`]).
-    pub async fn rotate_key(&self, tenant: &str, retire_old: bool) -> anyhow::Result<usize> {
-        rotation::rotate(&self.target, &self.keyring, tenant, retire_old).await
     }
 }
 
@@ -758,4 +729,54 @@ pub fn spawn_uploader(
             let _ = archive.upload_pass(&hot, &compaction_options).await;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tenant's purge takes its objects (recorded or orphaned) and its keys, and nothing of
+    /// a tenant whose name merely starts the same way.
+    #[tokio::test]
+    async fn purge_deletes_a_tenants_objects_orphans_and_keys_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = dir.path().join("objects");
+        let options = ArchiveOptions {
+            url: url::Url::from_directory_path(&objects).unwrap().to_string(),
+            credentials_file: None,
+            options: BTreeMap::new(),
+            key_dir: dir.path().join("keys"),
+            upload_interval: Duration::from_secs(60),
+            cache_bytes: 1 << 20,
+        };
+        let archive =
+            Archive::open(dir.path(), options, &Registry::new(), Arc::new(|_| None)).unwrap();
+        archive.keyring.current("a").unwrap();
+        archive.keyring.current("ab").unwrap();
+        for key in [
+            "a/2026/01/01/00/x.parquet.enc",
+            "a/2026/01/01/00/x.parquet.enc.key",
+            "a/2026/01/01/01/orphan.parquet.enc",
+            "ab/2026/01/01/00/y.parquet.enc",
+        ] {
+            archive
+                .target
+                .store
+                .put(&ObjectPath::from(key), PutPayload::from(vec![1u8]))
+                .await
+                .unwrap();
+        }
+        assert_eq!(archive.purge("a").await.unwrap(), 2);
+        let left: Vec<String> = archive
+            .target
+            .store
+            .list(None)
+            .map_ok(|meta| meta.location.to_string())
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(left, vec!["ab/2026/01/01/00/y.parquet.enc".to_string()]);
+        assert!(!dir.path().join("keys/a.json").exists());
+        assert!(dir.path().join("keys/ab.json").exists());
+    }
 }
