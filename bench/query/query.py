@@ -309,6 +309,9 @@ tenants:
     compact_cpu = cpu_seconds(srv.pid)
     compacted = json.load(open(os.path.join(data, "hot", "MANIFEST.json")))["files"]
     compacted_bytes = sum(f["bytes"] for f in compacted)
+    # Skip indexes: the sidecar (NAME.skip) of each live compacted file.
+    skip_bytes = sum(os.path.getsize(p) for p in (os.path.join(data, "hot", f["path"][:-len(".parquet")] + ".skip")
+                                                  for f in compacted) if os.path.exists(p))
     compactions = int(_try(lambda: srv.prom_sum("meniscus_hot_compactions_total")) or 0)
     log(f"compaction: {compactions} runs in ~{compact_s:.0f}s (after the restart); live files {len(compacted)}, "
         f"{compacted_bytes:,} B, {sum(f['rows'] for f in compacted):,} rows")
@@ -464,6 +467,9 @@ tenants:
                f"{compacted_bytes / raw_bytes:.3f} x raw (goal <= 0.15), {len(compacted)} files; "
                f"compaction after the restart ~{compact_s:.0f} s ({compactions} runs, some may have run during ingest), "
                f"server CPU since the restart {compact_cpu:.1f} s = {compact_cpu * 1e6 / args.count:.1f} µs/event")
+    out.append(f"# skip indexes (NAME.skip beside the compacted files, not counted above): {skip_bytes:,} B = "
+               f"{skip_bytes / max(compacted_bytes, 1):.3f} x the Parquet, {skip_bytes / raw_bytes:.4f} x raw, "
+               f"{skip_bytes / args.count:.2f} B/event")
     refs = []
     if zstd_b:
         refs.append(f"zstd -3 {zstd_b / raw_bytes:.3f}")

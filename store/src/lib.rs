@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod msg_tokens;
 pub mod query;
 pub mod retention;
+pub mod skip_index;
 pub mod wal;
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub struct CachedFile {
 
 impl Drop for CachedFile {
     fn drop(&mut self) {
+        let _ = fs::remove_file(crate::skip_index::sidecar_path(&self.path));
         let _ = fs::remove_file(&self.path);
     }
 }

@@ -35,8 +35,9 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use parking_lot::Mutex;
 
 use crate::compaction::{self, CompactionOptions};
-use crate::disk::{Disk, LocalDisk};
+use crate::disk::{create_dirs_durably, replace_file, Disk, LocalDisk};
 use crate::hot::{FileEntry, HotStore, WINDOW_SECONDS};
+use crate::skip_index::{sidecar_path, SkipIndex};
 use cache::{CachedFile, ObjectCache};
 use crypto::Keyring;
 use manifest::{ArchiveManifest, ArchivedObject, SIDECAR_SUFFIX};
@@ -127,7 +128,7 @@ impl Archive {
         long_term: RetentionFn,
     ) -> anyhow::Result<Arc<Archive>> {
         let dir = data_dir.join("archive");
-        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(dir.join("skip"))?;
         let target = target::build(
             &options.url,
             options.credentials_file.as_deref(),
@@ -215,15 +216,20 @@ impl Archive {
 
     /// Archived objects of `tenant` with windows in `first..=last` whose source file is not in
     /// `live` (the hot-store files the same query reads) and that retention still allows.
+    ///
+    /// With `needles` (text every row the query wants contains), objects whose skip index
+    /// shows no granule holding all of them are left out: not fetched at all.
     pub fn objects_for_query(
         &self,
         tenant: &str,
         first_window: i64,
         last_window: i64,
         live: &HashSet<String>,
+        needles: &[Vec<u8>],
     ) -> Vec<ArchivedObject> {
         let first_window = first_window.max(self.first_readable_window(tenant, Utc::now()));
-        self.manifest
+        let candidates: Vec<ArchivedObject> = self
+            .manifest
             .lock()
             .objects
             .iter()
@@ -234,7 +240,29 @@ impl Archive {
                     && !live.contains(&object.source)
             })
             .cloned()
+            .collect();
+        if needles.is_empty() {
+            return candidates;
+        }
+        candidates
+            .into_iter()
+            .filter(|object| {
+                SkipIndex::load(&self.skip_index_path(&object.key)).is_none_or(|index| {
+                    index
+                        .granules_to_read(needles)
+                        .iter()
+                        .any(|(_, read)| *read)
+                })
+            })
             .collect()
+    }
+
+    /// Where the archive keeps the skip index of the object `key`: a local copy of the hot
+    /// file's, made when the object was uploaded. Without it (a lost data directory) the
+    /// object is fetched and read in full: slower, never wrong.
+    fn skip_index_path(&self, key: &str) -> PathBuf {
+        // Object keys are `/`-separated names the archive made; mirrored as directories.
+        sidecar_path(&self.dir.join("skip").join(key))
     }
 
     /// Local decrypted copies of `objects`, fetched where not cached. Objects that cannot be
@@ -304,7 +332,13 @@ impl Archive {
                 &object.key,
                 &archive.keyring,
             )?;
-            anyhow::Ok(archive.cache.insert(&object.key, &plain)?)
+            let file = archive.cache.insert(&object.key, &plain)?;
+            // Beside the cached copy, so the query reads only its granules that may match.
+            let index = archive.skip_index_path(&object.key);
+            if index.exists() {
+                let _ = std::fs::copy(&index, sidecar_path(&file.path));
+            }
+            anyhow::Ok(file)
         })
         .await??;
         self.metrics.fetches.inc(&["miss"]);
@@ -499,6 +533,7 @@ impl Archive {
         }
         self.verify_sidecar(&entry.tenant, &object_key, &sidecar_location, &data_key)
             .await?;
+        self.keep_skip_index(&path, &object_key)?;
         let record = ArchivedObject {
             tenant: entry.tenant.clone(),
             window: entry.window,
@@ -519,6 +554,28 @@ impl Archive {
         self.metrics.uploaded_bytes.add(stored_bytes);
         tracing::debug!(key = %record.key, rows = record.rows, bytes = stored_bytes, "archived a hot-store file");
         Ok(true)
+    }
+
+    /// Copies a hot file's skip index (if it has one) to where queries of its object look,
+    /// durably, before the object is recorded.
+    fn keep_skip_index(&self, hot_file: &Path, object_key: &str) -> anyhow::Result<()> {
+        let bytes = match std::fs::read(sidecar_path(hot_file)) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error.into()),
+        };
+        let skip_root = self.dir.join("skip");
+        let path = self.skip_index_path(object_key);
+        if let Some(parent) = path.strip_prefix(&skip_root)?.parent() {
+            create_dirs_durably(self.disk.as_ref(), &skip_root, parent)?;
+        }
+        replace_file(self.disk.as_ref(), &path, &bytes)?;
+        Ok(())
+    }
+
+    /// Deletes the local skip index of an object no longer archived.
+    fn forget_skip_index(&self, key: &str) {
+        let _ = std::fs::remove_file(self.skip_index_path(key));
     }
 
     /// Reads the object's sidecar back and checks that it opens, with a key the tenant still
@@ -647,6 +704,9 @@ impl Archive {
                     .retain(|object| !deleted.contains(&object.key))
             })
             .await?;
+            for key in &deleted {
+                self.forget_skip_index(key);
+            }
         }
         match failure {
             Some(error) => Err(error),
@@ -691,6 +751,7 @@ impl Archive {
             }
         }
         self.keyring.purge(tenant)?;
+        let _ = std::fs::remove_dir_all(self.dir.join("skip").join(prefix.as_ref()));
         Ok(deleted)
     }
 }

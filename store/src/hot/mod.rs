@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use datafusion::arrow::array::new_null_array;
-use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::array::{
     Array, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
+use datafusion::arrow::array::{ArrayRef, UInt32Array};
 use datafusion::arrow::compute::{
     concat, filter_record_batch, interleave_record_batch, lexsort_to_indices, SortColumn,
 };
@@ -35,8 +35,9 @@ use meniscus_record::columnar::{conform, event_keys, schema, TenantBatch};
 use parking_lot::RwLock;
 
 use crate::compaction::CompactionOptions;
-use crate::disk::Disk;
+use crate::disk::{replace_file, Disk};
 use crate::msg_tokens::{self, stored_schema};
+use crate::skip_index;
 pub use manifest::FileEntry;
 use manifest::Manifest;
 use memtable::{sorted_keys, IdSet, MemTable};
@@ -560,14 +561,16 @@ impl HotStore {
             window_dir_name(first.window)
         );
         let inputs: Vec<&RecordBatch> = batches.iter().collect();
+        // The skip index sees the rows whole, in the order they are written, before any split.
+        let mut skip_index = skip_index::Builder::default();
         let slices = order.chunks(COMPACTION_SLICE_ROWS).map(|slice| {
-            let rows = interleave_record_batch(&inputs, slice);
+            let rows = interleave_record_batch(&inputs, slice).map_err(io::Error::other)?;
+            skip_index.add(&rows)?;
             if options.split_messages {
-                rows.and_then(|rows| msg_tokens::split(&rows))
+                msg_tokens::split(&rows).map_err(io::Error::other)
             } else {
-                rows
+                Ok(rows)
             }
-            .map_err(io::Error::other)
         });
         let file_schema = if options.split_messages {
             stored_schema()
@@ -583,6 +586,12 @@ impl HotStore {
             FileKind::Compacted {
                 zstd_level: options.zstd_level,
             },
+        )?;
+        // Durable before the manifest names the file; a crash before that leaves both orphans.
+        replace_file(
+            self.disk.as_ref(),
+            &skip_index::sidecar_path(&self.root.join(&relative)),
+            &skip_index.finish().encode(),
         )?;
         let rows = order.len();
         drop(batches);
@@ -608,7 +617,9 @@ impl HotStore {
         });
         if !still_live {
             drop(state);
-            let _ = self.disk.remove_file(&self.root.join(&entry.path));
+            let path = self.root.join(&entry.path);
+            let _ = self.disk.remove_file(&skip_index::sidecar_path(&path));
+            let _ = self.disk.remove_file(&path);
             return Ok(None);
         }
         let replaced = |candidate: &FileEntry| group.iter().any(|old| old.path == candidate.path);
@@ -643,6 +654,8 @@ impl HotStore {
             due.into_iter().map(|(path, _)| path).collect()
         };
         for path in due {
+            // The sidecar first: a file left without one is merely read in full.
+            let _ = self.disk.remove_file(&skip_index::sidecar_path(&path));
             if let Err(error) = self.disk.remove_file(&path) {
                 if error.kind() != io::ErrorKind::NotFound {
                     tracing::warn!(path = %path.display(), %error, "cannot delete a compacted-away or expired file; it is deleted at the next start");
@@ -934,7 +947,9 @@ fn remove_orphans(root: &Path, live: &HashSet<PathBuf>) -> io::Result<()> {
                 .and_then(|name| name.to_str())
                 .unwrap_or_default();
             let orphan = (name.ends_with(".parquet") && !live.contains(&path))
-                || name.ends_with(".parquet.tmp");
+                || (name.ends_with(".skip") && !live.contains(&path.with_extension("parquet")))
+                || name.ends_with(".parquet.tmp")
+                || name.ends_with(".skip.tmp");
             if orphan {
                 tracing::warn!(path = %path.display(), "deleting a hot-store file left by an interrupted flush");
                 fs::remove_file(&path)?;

@@ -108,11 +108,19 @@ impl QueryEngine {
     ) -> Result<Streams, QueryError> {
         let mut running = self.admit(tenant)?;
         let ctx = self.session(true)?;
+        let filter = compile::filter(query);
         let (frame, unreadable) = self
-            .events_frame(&ctx, tenant, Some(from), Some(to), &mut running)
+            .events_frame(
+                &ctx,
+                tenant,
+                Some(from),
+                Some(to),
+                std::slice::from_ref(&filter),
+                &mut running,
+            )
             .await?;
         let frame = frame
-            .filter(time_within(from, to).and(compile::filter(query)))?
+            .filter(time_within(from, to).and(filter))?
             .sort(vec![
                 SortExpr::new(col("ts"), forward, false),
                 SortExpr::new(col("event_id"), forward, false),
@@ -152,14 +160,22 @@ impl QueryEngine {
     ) -> Result<(Vec<LogStream>, TailCursor), QueryError> {
         let mut running = self.admit(tenant)?;
         let ctx = self.session(true)?;
+        let filter = compile::filter(query);
         let (frame, _) = self
-            .events_frame(&ctx, tenant, Some(window_from), None, &mut running)
+            .events_frame(
+                &ctx,
+                tenant,
+                Some(window_from),
+                None,
+                std::slice::from_ref(&filter),
+                &mut running,
+            )
             .await?;
         let frame = frame
             .filter(
                 col("received_at")
                     .gt_eq(timestamp_literal(cursor.received_us))
-                    .and(compile::filter(query)),
+                    .and(filter),
             )?
             .sort(vec![
                 SortExpr::new(col("received_at"), true, false),
@@ -300,8 +316,16 @@ impl QueryEngine {
         let ctx = self.session(false)?;
         let from = DateTime::<Utc>::from_timestamp_micros(base_us);
         let to = DateTime::<Utc>::from_timestamp_micros(steps.end_us.saturating_add(1));
+        let filter = compile::filter(query);
         let (frame, unreadable) = self
-            .events_frame(&ctx, tenant, from, to, &mut running)
+            .events_frame(
+                &ctx,
+                tenant,
+                from,
+                to,
+                std::slice::from_ref(&filter),
+                &mut running,
+            )
             .await?;
         let bucket = ((datafusion::logical_expr::cast(col("ts"), DataType::Int64)
             - lit(base_us + 1))
@@ -314,7 +338,7 @@ impl QueryEngine {
                 col("ts")
                     .gt(timestamp_literal(base_us))
                     .and(col("ts").lt_eq(timestamp_literal(steps.end_us)))
-                    .and(compile::filter(query)),
+                    .and(filter),
             )?
             .aggregate(keys, {
                 // Bytes only when asked: summing them reads every line's text, the largest
@@ -413,7 +437,7 @@ impl QueryEngine {
         let mut running = self.admit(tenant)?;
         let ctx = self.session(false)?;
         let (frame, _) = self
-            .events_frame(&ctx, tenant, Some(from), Some(to), &mut running)
+            .events_frame(&ctx, tenant, Some(from), Some(to), &[], &mut running)
             .await?;
         let frame = frame
             .filter(time_within(from, to).and(compile::any_selector(selectors)))?
@@ -449,7 +473,7 @@ impl QueryEngine {
         let mut running = self.admit(tenant)?;
         let ctx = self.session(false)?;
         let (frame, _) = self
-            .events_frame(&ctx, tenant, Some(from), Some(to), &mut running)
+            .events_frame(&ctx, tenant, Some(from), Some(to), &[], &mut running)
             .await?;
         let selectors: Vec<Vec<Matcher>> = selector.map(|s| vec![s.to_vec()]).unwrap_or_default();
         let frame = frame

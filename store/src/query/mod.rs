@@ -18,6 +18,7 @@
 
 mod guards;
 pub mod loki;
+mod skipping;
 mod yielding;
 
 use std::sync::Arc;
@@ -362,8 +363,16 @@ impl QueryEngine {
         tenant: &TenantId,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
+        text_filters: &[Expr],
         running: &mut Running,
     ) -> Result<(DataFrame, Vec<UnreadableWindow>), QueryError> {
+        // Archived objects whose skip index rules out the text the query's filters require
+        // are not fetched. (Hot files, and the objects that are fetched, are pruned by the
+        // filters DataFusion pushes into their scans, whatever the query.)
+        let needles: Vec<Vec<u8>> = text_filters
+            .iter()
+            .flat_map(skipping::required_text)
+            .collect();
         // Nothing archived past the tenant's long-term retention is read, even before the
         // janitor deletes it: whole hours before it are not fetched, and rows of the hour it
         // falls in are cut. (Hot data past its retention goes at the next retention pass.)
@@ -380,6 +389,7 @@ impl QueryEngine {
                 from.map(window_of).unwrap_or(i64::MIN),
                 to.map(window_of).unwrap_or(i64::MAX),
                 &snapshot.live,
+                &needles,
             );
             if !objects.is_empty() {
                 let bytes: u64 = objects.iter().map(|object| object.plain_bytes).sum();
@@ -520,7 +530,7 @@ impl QueryEngine {
         let mut running = self.admit(tenant)?;
         let ctx = self.session(false)?;
         let (frame, unreadable) = self
-            .events_frame(&ctx, tenant, None, None, &mut running)
+            .events_frame(&ctx, tenant, None, None, &[], &mut running)
             .await?;
         ctx.register_table("events", frame.into_view())?;
         let options = SQLOptions::new()
@@ -549,10 +559,18 @@ impl QueryEngine {
     ) -> Result<SearchPage, QueryError> {
         let mut running = self.admit(tenant)?;
         let ctx = self.session(true)?;
+        let filters = search_filters(&request);
         let (mut frame, unreadable) = self
-            .events_frame(&ctx, tenant, request.from, request.to, &mut running)
+            .events_frame(
+                &ctx,
+                tenant,
+                request.from,
+                request.to,
+                &filters,
+                &mut running,
+            )
             .await?;
-        for filter in search_filters(&request) {
+        for filter in filters {
             frame = frame.filter(filter)?;
         }
         let order = vec![
@@ -612,7 +630,7 @@ impl QueryEngine {
         let mut running = self.admit(tenant)?;
         let ctx = self.session(false)?;
         let (frame, unreadable) = self
-            .events_frame(&ctx, tenant, Some(from), Some(to), &mut running)
+            .events_frame(&ctx, tenant, Some(from), Some(to), &[], &mut running)
             .await?;
         ctx.register_table("events", frame.into_view())?;
         // Every interpolated value is a number we produced or a field from the allow-list.
@@ -686,7 +704,7 @@ impl QueryEngine {
         let mut running = self.admit(tenant)?;
         let ctx = self.session(true)?;
         let (frame, _) = self
-            .events_frame(&ctx, tenant, None, None, &mut running)
+            .events_frame(&ctx, tenant, None, None, &[], &mut running)
             .await?;
         let frame = frame.filter(col("job_id").eq(lit(job_id)))?;
         self.run("jobs", async move {
@@ -707,8 +725,8 @@ fn files_frame(
     files: &[std::path::PathBuf],
     token_files: &[std::path::PathBuf],
 ) -> Result<Option<DataFrame>, QueryError> {
-    let whole = read_parquet(ctx, files, schema())?;
-    let tokens = match read_parquet(ctx, token_files, stored_schema())? {
+    let whole = read_parquet(ctx, files, schema(), true)?;
+    let tokens = match read_parquet(ctx, token_files, stored_schema(), false)? {
         Some(frame) => Some(frame.select(event_columns())?),
         None => None,
     };
@@ -718,11 +736,13 @@ fn files_frame(
     })
 }
 
-/// A frame over Parquet `files` read as `schema`; `None` when there are none.
+/// A frame over Parquet `files` read as `schema`; `None` when there are none. `skipping`:
+/// through the files' skip indexes (files that store `msg` whole).
 fn read_parquet(
     ctx: &SessionContext,
     files: &[std::path::PathBuf],
     schema: datafusion::arrow::datatypes::SchemaRef,
+    skipping: bool,
 ) -> Result<Option<DataFrame>, QueryError> {
     if files.is_empty() {
         return Ok(None);
@@ -736,9 +756,12 @@ fn read_parquet(
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .with_schema(schema);
-    Ok(Some(
-        ctx.read_table(Arc::new(ListingTable::try_new(config)?))?,
-    ))
+    let table = ListingTable::try_new(config)?;
+    Ok(Some(if skipping {
+        ctx.read_table(Arc::new(skipping::SkippingTable::new(table)))?
+    } else {
+        ctx.read_table(Arc::new(table))?
+    }))
 }
 
 /// The event schema's columns over a scan of [`stored_schema`], with `msg` rebuilt from its
