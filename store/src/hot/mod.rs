@@ -924,6 +924,14 @@ fn compaction_order(batches: &[RecordBatch]) -> io::Result<Vec<(usize, usize)>> 
     if location.is_empty() {
         return Ok(location);
     }
+    // Rows of the same program and time keep the order they came in (the sort is not
+    // stable, and many logs stamp whole seconds): a second's lines stay in the order they
+    // were logged, next to the lines they compress against.
+    let mut sort_columns = sort_columns;
+    sort_columns.push(SortColumn {
+        values: Arc::new(UInt32Array::from_iter_values(0..location.len() as u32)),
+        options: None,
+    });
     let indices = lexsort_to_indices(&sort_columns, None).map_err(io::Error::other)?;
     Ok(indices
         .values()
