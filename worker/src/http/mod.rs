@@ -9,6 +9,7 @@
 pub mod error;
 pub mod ops;
 pub mod server;
+mod unread_body;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -95,6 +96,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 "no such route; see the API reference in the README",
             )
         })
+        .layer(axum::middleware::from_fn(unread_body::close_if_body_unread))
         .with_state(state)
 }
 
