@@ -6,11 +6,13 @@
 //!   authenticates tokens.
 //! - [`rate_limit`]: the token bucket behind a tenant's `limits.eventsPerSecond`.
 //! - [`duration`]: human durations (`7d`, `36h`) used in specs.
+//! - [`routes`]: personas, workers and the versioned routes; which storage workers hold a tenant.
 #![forbid(unsafe_code)]
 
 pub mod duration;
 pub mod event;
 pub mod rate_limit;
+pub mod routes;
 pub mod tenant;
 
 pub use event::{Correlation, Event, Transport};

@@ -1,0 +1,65 @@
+//! The coordinator's state on disk (standalone and `meniscus worker --persona coordinator`):
+//! one JSON file, replaced atomically after every change, so a restarted coordinator knows
+//! its workers (ids, credential hashes, addresses) and tenants. The operator keeps the same
+//! state in the Kubernetes API instead.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::state::State;
+
+pub struct StateFile {
+    path: PathBuf,
+}
+
+impl StateFile {
+    pub fn new(path: &Path) -> StateFile {
+        StateFile {
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// The saved state, or an empty one when there is none yet. A file that does not parse
+    /// is an error, never a silent fresh start: that would forget every worker and tenant.
+    pub fn load(&self) -> io::Result<State> {
+        match fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|error| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{} is not a coordinator state file: {error}",
+                        self.path.display()
+                    ),
+                )
+            }),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(State::default()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Replaces the file: a temporary written and fsynced, renamed over it, the directory
+    /// fsynced. Mode 0600: it holds credential hashes and tenant tokens.
+    pub fn save(&self, state: &State) -> io::Result<()> {
+        let dir = self
+            .path
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        fs::create_dir_all(dir)?;
+        let temporary = self.path.with_extension("json.tmp");
+        {
+            let mut file = fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&temporary)?;
+            file.write_all(&serde_json::to_vec_pretty(state).map_err(io::Error::other)?)?;
+            file.sync_all()?;
+        }
+        fs::rename(&temporary, &self.path)?;
+        fs::File::open(dir)?.sync_all()
+    }
+}

@@ -1,0 +1,666 @@
+//! The coordinator's state and every change to it, as plain functions of the current time:
+//! no I/O, no clock, no locks, so each rule (who may pair, when a worker is taken out of the
+//! routes, when it comes back) is tested on its own.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use meniscus_grid::routes::{Persona, RouteEntry, Routes, WorkerId, WorkerStatus};
+use meniscus_grid::tenant::{Tenant, TenantId, TenantSpec, TokenSpec};
+use serde::{Deserialize, Serialize};
+
+use crate::credential::{self, Credential, CredentialHash};
+
+/// The grid's rules, from its spec.
+#[derive(Clone, Debug)]
+pub struct Rules {
+    /// Distinct workers that must report a worker down, within `down_window`, before it is
+    /// taken out of the routes (fewer when fewer other workers are online).
+    pub down_reports_needed: usize,
+    pub down_window: Duration,
+    /// A worker not heard from for this long is taken out of the routes.
+    pub heartbeat_timeout: Duration,
+    /// Storage workers per tenant.
+    pub storage_copies: usize,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            down_reports_needed: 2,
+            down_window: Duration::from_secs(30),
+            heartbeat_timeout: Duration::from_secs(15),
+            storage_copies: 2,
+        }
+    }
+}
+
+/// What a worker says about itself when it pairs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairRequest {
+    pub personas: Vec<Persona>,
+    /// Where other workers reach it (`host:port`).
+    pub advertise: String,
+    /// Events per second it expects to handle: a hint for the autoscaler.
+    #[serde(default)]
+    pub capacity: u64,
+    /// A worker that paired before (a restarted process with its data directory) presents
+    /// its id and credential to come back as itself: a storage worker keeps its tenants.
+    #[serde(default)]
+    pub previous: Option<(WorkerId, String)>,
+}
+
+/// Load a worker reports with each heartbeat: the autoscaler's input. Fields it does not
+/// report are zero.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Load {
+    pub events_in_per_second: f64,
+    pub events_out_per_second: f64,
+    pub queue_depth: u64,
+    pub spool_bytes: u64,
+    pub handoff_p99_seconds: f64,
+}
+
+/// A worker as the coordinator knows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Worker {
+    pub id: WorkerId,
+    pub address: String,
+    pub personas: Vec<Persona>,
+    pub capacity: u64,
+    pub status: WorkerStatus,
+    /// Only a hash is kept: the state file does not hand out credentials.
+    pub credential: CredentialHash,
+    pub paired_at: DateTime<Utc>,
+    /// Not persisted: after a coordinator restart every worker gets a full timeout to be
+    /// heard from again.
+    #[serde(skip)]
+    pub last_heard: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    pub load: Load,
+    /// Who reported it down, and when (not persisted: reports are about the present).
+    #[serde(skip)]
+    pub down_reports: BTreeMap<WorkerId, DateTime<Utc>>,
+}
+
+/// The tenant registry at one version.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tenants {
+    pub version: u64,
+    pub specs: Vec<TenantSpec>,
+}
+
+/// Everything a worker needs to run: the routes and the tenant registry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    pub routes: Routes,
+    pub tenants: Tenants,
+}
+
+/// The coordinator's state; what [`crate::persist`] writes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    pub route_version: u64,
+    pub workers: Vec<Worker>,
+    pub tenants: Tenants,
+    /// The next worker number: ids are never reused, so a report about an old worker cannot
+    /// hit a new one.
+    pub next_worker: u64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Refused {
+    #[error("wrong pairing secret")]
+    PairingSecret,
+    #[error("unknown worker or wrong worker credential")]
+    Credential,
+    #[error("a worker needs at least one persona and an address to pair")]
+    Incomplete,
+    #[error("unknown worker {0}")]
+    UnknownWorker(WorkerId),
+    #[error("{0}")]
+    InvalidTenant(String),
+    #[error("no tenant {0}")]
+    UnknownTenant(String),
+}
+
+/// What pairing hands a worker.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Paired {
+    pub worker_id: WorkerId,
+    /// Sent once, here; the worker presents it on every later call and on links to other
+    /// workers.
+    pub credential: String,
+    pub snapshot: Snapshot,
+}
+
+impl State {
+    pub fn snapshot(&self, rules: &Rules) -> Snapshot {
+        Snapshot {
+            routes: self.routes(rules),
+            tenants: self.tenants.clone(),
+        }
+    }
+
+    pub fn routes(&self, rules: &Rules) -> Routes {
+        Routes {
+            version: self.route_version,
+            workers: self
+                .workers
+                .iter()
+                .map(|worker| RouteEntry {
+                    id: worker.id.clone(),
+                    address: worker.address.clone(),
+                    personas: worker.personas.clone(),
+                    status: worker.status,
+                })
+                .collect(),
+            storage_copies: rules.storage_copies.max(1),
+        }
+    }
+
+    /// Pairs a worker that presents the grid's secret. A worker that presents its previous
+    /// id and credential comes back as itself, with its new address and personas.
+    pub fn pair(
+        &mut self,
+        secret_ok: bool,
+        request: PairRequest,
+        rules: &Rules,
+        now: DateTime<Utc>,
+    ) -> Result<Paired, Refused> {
+        if !secret_ok {
+            return Err(Refused::PairingSecret);
+        }
+        if request.personas.is_empty() || request.advertise.trim().is_empty() {
+            return Err(Refused::Incomplete);
+        }
+        let mut personas = request.personas.clone();
+        personas.sort();
+        personas.dedup();
+        let credential = Credential::generate();
+        let returning = request.previous.as_ref().and_then(|(id, presented)| {
+            self.workers
+                .iter()
+                .position(|worker| &worker.id == id && worker.credential.matches(presented))
+        });
+        let id = match returning {
+            Some(index) => {
+                let worker = &mut self.workers[index];
+                worker.address = request.advertise.clone();
+                worker.personas = personas;
+                worker.capacity = request.capacity;
+                worker.status = WorkerStatus::Online;
+                worker.credential = credential.hash();
+                worker.last_heard = Some(now);
+                worker.down_reports.clear();
+                worker.id.clone()
+            }
+            None => {
+                let id = WorkerId(format!("w{}", self.next_worker));
+                self.next_worker += 1;
+                self.workers.push(Worker {
+                    id: id.clone(),
+                    address: request.advertise.clone(),
+                    personas,
+                    capacity: request.capacity,
+                    status: WorkerStatus::Online,
+                    credential: credential.hash(),
+                    paired_at: now,
+                    last_heard: Some(now),
+                    load: Load::default(),
+                    down_reports: BTreeMap::new(),
+                });
+                id
+            }
+        };
+        self.route_version += 1;
+        Ok(Paired {
+            worker_id: id,
+            credential: credential.reveal(),
+            snapshot: self.snapshot(rules),
+        })
+    }
+
+    /// The worker `id` if `presented` is its credential.
+    pub fn authenticate(&self, id: &WorkerId, presented: &str) -> Result<&Worker, Refused> {
+        self.workers
+            .iter()
+            .find(|worker| &worker.id == id && worker.credential.matches(presented))
+            .ok_or(Refused::Credential)
+    }
+
+    /// A heartbeat: the worker is alive (back in the routes if it was out) and this is its
+    /// load. Returns whether the routes changed.
+    pub fn heartbeat(
+        &mut self,
+        id: &WorkerId,
+        presented: &str,
+        load: Load,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Refused> {
+        self.authenticate(id, presented)?;
+        let worker = self.worker_mut(id)?;
+        worker.last_heard = Some(now);
+        worker.load = load;
+        worker.down_reports.clear();
+        if worker.status == WorkerStatus::Offline {
+            worker.status = WorkerStatus::Online;
+            self.route_version += 1;
+            tracing::info!(worker = %id, "worker is back in the routes");
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// `reporter` could not reach `target`. Once enough distinct workers say so within the
+    /// window, `target` leaves the routes. Returns whether the routes changed.
+    pub fn report_down(
+        &mut self,
+        reporter: &WorkerId,
+        presented: &str,
+        target: &WorkerId,
+        rules: &Rules,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Refused> {
+        self.authenticate(reporter, presented)?;
+        let online_others = self
+            .workers
+            .iter()
+            .filter(|worker| worker.status == WorkerStatus::Online && &worker.id != target)
+            .count();
+        let needed = rules.down_reports_needed.clamp(1, online_others.max(1));
+        let window = chrono::Duration::from_std(rules.down_window).unwrap_or_default();
+        let worker = self
+            .workers
+            .iter_mut()
+            .find(|worker| &worker.id == target)
+            .ok_or_else(|| Refused::UnknownWorker(target.clone()))?;
+        if worker.status == WorkerStatus::Offline || reporter == target {
+            return Ok(false);
+        }
+        worker.down_reports.insert(reporter.clone(), now);
+        worker.down_reports.retain(|_, at| now - *at <= window);
+        if worker.down_reports.len() < needed {
+            return Ok(false);
+        }
+        worker.status = WorkerStatus::Offline;
+        worker.down_reports.clear();
+        self.route_version += 1;
+        tracing::warn!(worker = %target, reports = needed, "worker reported down: taken out of the routes");
+        Ok(true)
+    }
+
+    /// Takes out of the routes every online worker not heard from within the timeout.
+    /// Returns whether the routes changed.
+    pub fn expire_silent(&mut self, rules: &Rules, now: DateTime<Utc>) -> bool {
+        let timeout = chrono::Duration::from_std(rules.heartbeat_timeout).unwrap_or_default();
+        let mut changed = false;
+        for worker in &mut self.workers {
+            let heard = worker.last_heard.unwrap_or(now);
+            if worker.status == WorkerStatus::Online && now - heard > timeout {
+                worker.status = WorkerStatus::Offline;
+                changed = true;
+                tracing::warn!(worker = %worker.id, "no heartbeat within the timeout: taken out of the routes");
+            }
+        }
+        if changed {
+            self.route_version += 1;
+        }
+        changed
+    }
+
+    /// After a restart of the coordinator: nobody has been heard from yet, and everybody
+    /// gets a full timeout from `now`.
+    pub fn restarted(&mut self, now: DateTime<Utc>) {
+        for worker in &mut self.workers {
+            worker.last_heard = Some(now);
+        }
+    }
+
+    /// Creates or replaces a tenant (validated as the standalone config is).
+    pub fn put_tenant(&mut self, spec: TenantSpec) -> Result<(), Refused> {
+        Tenant::from_spec(spec.clone())
+            .map_err(|error| Refused::InvalidTenant(error.to_string()))?;
+        let specs = &mut self.tenants.specs;
+        match specs.iter_mut().find(|existing| existing.id == spec.id) {
+            Some(existing) => *existing = spec,
+            None => specs.push(spec),
+        }
+        self.tenants.version += 1;
+        Ok(())
+    }
+
+    pub fn delete_tenant(&mut self, id: &TenantId) -> Result<(), Refused> {
+        let before = self.tenants.specs.len();
+        self.tenants.specs.retain(|spec| &spec.id != id);
+        if self.tenants.specs.len() == before {
+            return Err(Refused::UnknownTenant(id.to_string()));
+        }
+        self.tenants.version += 1;
+        Ok(())
+    }
+
+    /// Gives a tenant a new token; the ones it had stay valid for `grace` more (at most),
+    /// so senders can move over, and those already past their end are dropped. Returns the
+    /// new token.
+    pub fn rotate_token(
+        &mut self,
+        id: &TenantId,
+        grace: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<String, Refused> {
+        let grace_until = now + chrono::Duration::from_std(grace).unwrap_or_default();
+        let spec = self
+            .tenants
+            .specs
+            .iter_mut()
+            .find(|spec| &spec.id == id)
+            .ok_or_else(|| Refused::UnknownTenant(id.to_string()))?;
+        let token = credential::Credential::generate().reveal();
+        for old in &mut spec.tokens {
+            old.not_after = Some(old.not_after.map_or(grace_until, |at| at.min(grace_until)));
+        }
+        spec.tokens
+            .retain(|old| old.not_after.is_none_or(|at| at > now));
+        spec.tokens.push(TokenSpec {
+            value: token.clone(),
+            not_after: None,
+        });
+        self.tenants.version += 1;
+        Ok(token)
+    }
+
+    /// Heartbeat loads of the online workers, per persona: the autoscaler's input.
+    pub fn loads(&self) -> BTreeMap<Persona, Vec<(WorkerId, Load)>> {
+        let mut loads: BTreeMap<Persona, Vec<(WorkerId, Load)>> = BTreeMap::new();
+        for worker in &self.workers {
+            if worker.status != WorkerStatus::Online {
+                continue;
+            }
+            for persona in &worker.personas {
+                loads
+                    .entry(*persona)
+                    .or_default()
+                    .push((worker.id.clone(), worker.load.clone()));
+            }
+        }
+        loads
+    }
+
+    /// Ids of the workers, for listings.
+    pub fn worker_ids(&self) -> BTreeSet<WorkerId> {
+        self.workers
+            .iter()
+            .map(|worker| worker.id.clone())
+            .collect()
+    }
+
+    fn worker_mut(&mut self, id: &WorkerId) -> Result<&mut Worker, Refused> {
+        self.workers
+            .iter_mut()
+            .find(|worker| &worker.id == id)
+            .ok_or_else(|| Refused::UnknownWorker(id.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + seconds, 0).unwrap()
+    }
+
+    fn request(personas: &[Persona], address: &str) -> PairRequest {
+        PairRequest {
+            personas: personas.to_vec(),
+            advertise: address.into(),
+            capacity: 1000,
+            previous: None,
+        }
+    }
+
+    /// A grid of `count` storage workers, paired at time 0; their credentials.
+    fn grid(count: usize) -> (State, Rules, Vec<(WorkerId, String)>) {
+        let (mut state, rules) = (State::default(), Rules::default());
+        let workers = (0..count)
+            .map(|index| {
+                let paired = state
+                    .pair(
+                        true,
+                        request(&[Persona::Storage], &format!("s{index}:7000")),
+                        &rules,
+                        at(0),
+                    )
+                    .unwrap();
+                (paired.worker_id, paired.credential)
+            })
+            .collect();
+        (state, rules, workers)
+    }
+
+    fn status(state: &State, id: &WorkerId) -> WorkerStatus {
+        state
+            .workers
+            .iter()
+            .find(|worker| &worker.id == id)
+            .unwrap()
+            .status
+    }
+
+    #[test]
+    fn pairing_needs_the_secret_and_gives_ids_that_are_never_reused() {
+        let (mut state, rules) = (State::default(), Rules::default());
+        assert_eq!(
+            state
+                .pair(false, request(&[Persona::Storage], "a:1"), &rules, at(0))
+                .unwrap_err(),
+            Refused::PairingSecret
+        );
+        assert_eq!(state, State::default(), "a refused pairing changes nothing");
+        assert_eq!(
+            state
+                .pair(true, request(&[], "a:1"), &rules, at(0))
+                .unwrap_err(),
+            Refused::Incomplete
+        );
+        let first = state
+            .pair(
+                true,
+                request(&[Persona::Storage, Persona::Storage], "a:1"),
+                &rules,
+                at(0),
+            )
+            .unwrap();
+        let second = state
+            .pair(true, request(&[Persona::Correlator], "b:1"), &rules, at(0))
+            .unwrap();
+        assert_ne!(first.worker_id, second.worker_id);
+        assert_eq!(
+            second.snapshot.routes.version, 2,
+            "each pairing is a new route version"
+        );
+        assert_eq!(
+            second.snapshot.routes.workers[0].personas,
+            vec![Persona::Storage]
+        );
+        // A restarted worker presenting its id and credential comes back as itself; one with
+        // a forged credential is a new worker.
+        let again = PairRequest {
+            previous: Some((first.worker_id.clone(), first.credential.clone())),
+            ..request(&[Persona::Storage], "a2:1")
+        };
+        let back = state.pair(true, again, &rules, at(5)).unwrap();
+        assert_eq!(back.worker_id, first.worker_id);
+        assert_eq!(back.snapshot.routes.workers[0].address, "a2:1");
+        assert!(
+            state
+                .authenticate(&first.worker_id, &first.credential)
+                .is_err(),
+            "the old credential is replaced"
+        );
+        assert!(state
+            .authenticate(&back.worker_id, &back.credential)
+            .is_ok());
+        let forged = PairRequest {
+            previous: Some((first.worker_id.clone(), "forged".into())),
+            ..request(&[Persona::Storage], "evil:1")
+        };
+        assert_ne!(
+            state.pair(true, forged, &rules, at(6)).unwrap().worker_id,
+            first.worker_id
+        );
+    }
+
+    #[test]
+    fn a_worker_leaves_the_routes_after_reports_from_distinct_workers_within_the_window() {
+        let (mut state, rules, workers) = grid(4);
+        let [(a, ca), (b, cb), (c, _), (target, ct)] = <[_; 4]>::try_from(workers).unwrap();
+        let version = state.route_version;
+        // The same reporter twice is one report.
+        assert!(!state.report_down(&a, &ca, &target, &rules, at(1)).unwrap());
+        assert!(!state.report_down(&a, &ca, &target, &rules, at(2)).unwrap());
+        // A second reporter, but the first report is out of the window by then.
+        assert!(!state.report_down(&b, &cb, &target, &rules, at(40)).unwrap());
+        assert_eq!(status(&state, &target), WorkerStatus::Online);
+        // A forged report counts for nothing.
+        assert_eq!(
+            state
+                .report_down(&c, "forged", &target, &rules, at(41))
+                .unwrap_err(),
+            Refused::Credential
+        );
+        // Two distinct reporters within the window: out, and a new route version.
+        assert!(state.report_down(&a, &ca, &target, &rules, at(45)).unwrap());
+        assert_eq!(status(&state, &target), WorkerStatus::Offline);
+        assert_eq!(state.route_version, version + 1);
+        assert!(!state
+            .routes(&rules)
+            .storage_for("acme")
+            .iter()
+            .any(|w| w.id == target));
+        // Its next heartbeat brings it back, with another version.
+        assert!(state
+            .heartbeat(&target, &ct, Load::default(), at(50))
+            .unwrap());
+        assert_eq!(status(&state, &target), WorkerStatus::Online);
+        assert_eq!(state.route_version, version + 2);
+        assert!(
+            !state
+                .heartbeat(&target, &ct, Load::default(), at(51))
+                .unwrap(),
+            "no change"
+        );
+    }
+
+    #[test]
+    fn in_a_grid_of_two_one_report_is_enough() {
+        let (mut state, rules, workers) = grid(2);
+        assert!(state
+            .report_down(&workers[0].0, &workers[0].1, &workers[1].0, &rules, at(1))
+            .unwrap());
+        // A worker cannot report itself.
+        assert!(!state
+            .report_down(&workers[0].0, &workers[0].1, &workers[0].0, &rules, at(2))
+            .unwrap());
+    }
+
+    #[test]
+    fn silent_workers_leave_the_routes_and_a_restarted_coordinator_waits_a_full_timeout() {
+        let (mut state, rules, workers) = grid(3);
+        let (talker, credential) = &workers[0];
+        assert!(state
+            .heartbeat(
+                talker,
+                credential,
+                Load {
+                    events_in_per_second: 5.0,
+                    ..Load::default()
+                },
+                at(10)
+            )
+            .is_ok());
+        assert!(!state.expire_silent(&rules, at(15)), "within the timeout");
+        let version = state.route_version;
+        assert!(state.expire_silent(&rules, at(20)));
+        assert_eq!(state.route_version, version + 1, "one version for both");
+        assert_eq!(status(&state, &workers[1].0), WorkerStatus::Offline);
+        assert_eq!(status(&state, talker), WorkerStatus::Online);
+        let loads = state.loads();
+        assert_eq!(loads[&Persona::Storage].len(), 1);
+        assert_eq!(loads[&Persona::Storage][0].1.events_in_per_second, 5.0);
+        // Saved and loaded (what a restart does): nobody is expired before a full timeout.
+        let mut restarted: State =
+            serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+        restarted.restarted(at(100));
+        assert!(!restarted.expire_silent(&rules, at(110)));
+        assert!(restarted.expire_silent(&rules, at(116)));
+        assert!(
+            restarted.authenticate(talker, credential).is_ok(),
+            "credentials survive as hashes"
+        );
+        assert!(
+            !serde_json::to_string(&state)
+                .unwrap()
+                .contains(credential.as_str()),
+            "never in clear"
+        );
+    }
+
+    #[test]
+    fn tenants_are_validated_versioned_and_rotated_with_a_grace() {
+        let mut state = State::default();
+        let spec: TenantSpec = serde_json::from_value(serde_json::json!({
+            "id": "acme", "tokens": [{"value": "old-token"}]
+        }))
+        .unwrap();
+        state.put_tenant(spec.clone()).unwrap();
+        assert_eq!(state.tenants.version, 1);
+        let mut bad = spec.clone();
+        bad.tokens.clear();
+        assert!(matches!(
+            state.put_tenant(bad),
+            Err(Refused::InvalidTenant(_))
+        ));
+        assert_eq!(state.tenants.version, 1, "a refused change changes nothing");
+        let id = TenantId::parse("acme").unwrap();
+        let token = state
+            .rotate_token(&id, Duration::from_secs(3600), at(0))
+            .unwrap();
+        let tokens = &state.tenants.specs[0].tokens;
+        assert_eq!(tokens.len(), 2);
+        assert_eq!(
+            tokens[0].not_after,
+            Some(at(3600)),
+            "the old token has a grace period"
+        );
+        assert_eq!(
+            (tokens[1].value.as_str(), tokens[1].not_after),
+            (token.as_str(), None)
+        );
+        // A second rotation after the grace drops the expired token.
+        state
+            .rotate_token(&id, Duration::from_secs(60), at(7200))
+            .unwrap();
+        assert_eq!(state.tenants.specs[0].tokens.len(), 2);
+        assert!(state.tenants.specs[0]
+            .tokens
+            .iter()
+            .all(|t| t.value != "old-token"));
+        assert_eq!(state.tenants.version, 3);
+        state.delete_tenant(&id).unwrap();
+        assert!(matches!(
+            state.delete_tenant(&id),
+            Err(Refused::UnknownTenant(_))
+        ));
+    }
+}

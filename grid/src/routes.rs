@@ -1,0 +1,275 @@
+//! Routes: which worker does what, as the coordinator hands them out and every worker keeps
+//! a copy. Versioned: a worker that sees a newer version than its own asks for a snapshot.
+//!
+//! Storage is tenant-affine: a tenant's events go to (and its queries read from) the
+//! `copies` storage workers that rank highest for it by rendezvous hashing, so a tenant's
+//! data touches few workers, and adding or removing a worker moves only the tenants whose
+//! top ranks it enters or leaves (about `copies / n` of them), never a reshuffle.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// What a worker does; one process may have several.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Persona {
+    Correlator,
+    Normalizer,
+    Storage,
+    TenantApi,
+    Broadcaster,
+    Coordinator,
+}
+
+impl Persona {
+    pub const ALL: [Persona; 6] = [
+        Persona::Correlator,
+        Persona::Normalizer,
+        Persona::Storage,
+        Persona::TenantApi,
+        Persona::Broadcaster,
+        Persona::Coordinator,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Persona::Correlator => "correlator",
+            Persona::Normalizer => "normalizer",
+            Persona::Storage => "storage",
+            Persona::TenantApi => "tenant-api",
+            Persona::Broadcaster => "broadcaster",
+            Persona::Coordinator => "coordinator",
+        }
+    }
+
+    /// Parses a persona name as `--persona` takes it.
+    pub fn parse(name: &str) -> Option<Persona> {
+        Persona::ALL
+            .into_iter()
+            .find(|persona| persona.name() == name)
+    }
+}
+
+impl fmt::Display for Persona {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A worker's id, given by the coordinator when it pairs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WorkerId(pub String);
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkerStatus {
+    Online,
+    /// Reported down by several workers, or silent past the heartbeat timeout: no route
+    /// sends to it until it is heard from again.
+    Offline,
+}
+
+/// One worker as the routes show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteEntry {
+    pub id: WorkerId,
+    /// Where other workers reach it (`host:port`).
+    pub address: String,
+    pub personas: Vec<Persona>,
+    pub status: WorkerStatus,
+}
+
+/// The grid's routes at one version.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Routes {
+    pub version: u64,
+    pub workers: Vec<RouteEntry>,
+    /// Storage workers per tenant (the grid's default; at least 1).
+    pub storage_copies: usize,
+}
+
+impl Routes {
+    /// Online workers with `persona`, in id order.
+    pub fn online(&self, persona: Persona) -> impl Iterator<Item = &RouteEntry> {
+        self.workers.iter().filter(move |worker| {
+            worker.status == WorkerStatus::Online && worker.personas.contains(&persona)
+        })
+    }
+
+    /// The storage workers that hold `tenant`: the online ones that rank highest for it,
+    /// `storage_copies` of them (fewer when fewer are online), best first.
+    pub fn storage_for(&self, tenant: &str) -> Vec<&RouteEntry> {
+        let mut ranked: Vec<(u64, &RouteEntry)> = self
+            .online(Persona::Storage)
+            .map(|worker| (rendezvous_score(tenant, &worker.id.0), worker))
+            .collect();
+        // Highest score first; ids break the (vanishingly unlikely) ties the same way everywhere.
+        ranked.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
+        ranked
+            .into_iter()
+            .take(self.storage_copies.max(1))
+            .map(|(_, worker)| worker)
+            .collect()
+    }
+}
+
+/// How much `worker` wants `tenant`. Every process must compute the same number for the same
+/// pair, in every version, so it is spelled out here (FNV-1a over both names, then the
+/// 64-bit finaliser of MurmurHash3) rather than taken from a hasher whose output may change.
+pub fn rendezvous_score(tenant: &str, worker: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let bytes = tenant
+        .bytes()
+        .chain(std::iter::once(0xff))
+        .chain(worker.bytes());
+    for byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^ (hash >> 33)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn worker(id: &str, personas: &[Persona]) -> RouteEntry {
+        RouteEntry {
+            id: WorkerId(id.into()),
+            address: format!("{id}:7000"),
+            personas: personas.to_vec(),
+            status: WorkerStatus::Online,
+        }
+    }
+
+    fn storage(count: usize) -> Routes {
+        Routes {
+            version: 1,
+            workers: (0..count)
+                .map(|index| worker(&format!("storage-{index}"), &[Persona::Storage]))
+                .collect(),
+            storage_copies: 2,
+        }
+    }
+
+    fn placement(routes: &Routes, tenants: usize) -> Vec<BTreeSet<String>> {
+        (0..tenants)
+            .map(|index| {
+                routes
+                    .storage_for(&format!("tenant-{index}"))
+                    .into_iter()
+                    .map(|worker| worker.id.0.clone())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn scores_are_fixed_numbers() {
+        // Changing the function would move every tenant of every running grid.
+        assert_eq!(
+            rendezvous_score("acme", "storage-0"),
+            rendezvous_score("acme", "storage-0")
+        );
+        assert_ne!(
+            rendezvous_score("acme", "storage-0"),
+            rendezvous_score("acme", "storage-1")
+        );
+        assert_ne!(rendezvous_score("ab", "c"), rendezvous_score("a", "bc"));
+        assert_eq!(rendezvous_score("acme", "storage-0"), 0x4a74_8541_c332_b65e);
+    }
+
+    #[test]
+    fn adding_or_losing_a_storage_worker_moves_only_the_tenants_it_must() {
+        let before = storage(10);
+        let old = placement(&before, 2000);
+        assert!(old.iter().all(|copies| copies.len() == 2));
+        // Spread: every worker holds some tenants, none a large share.
+        for index in 0..10 {
+            let held = old
+                .iter()
+                .filter(|copies| copies.contains(&format!("storage-{index}")))
+                .count();
+            assert!(
+                (250..=550).contains(&held),
+                "storage-{index} holds {held} of 4000 copies"
+            );
+        }
+
+        let mut grown = before.clone();
+        grown
+            .workers
+            .push(worker("storage-10", &[Persona::Storage]));
+        let new = placement(&grown, 2000);
+        let moved: Vec<usize> = (0..2000)
+            .filter(|&index| old[index] != new[index])
+            .collect();
+        for &index in &moved {
+            assert!(
+                new[index].contains("storage-10"),
+                "tenant-{index} moved without reason"
+            );
+            assert_eq!(
+                old[index].intersection(&new[index]).count(),
+                1,
+                "one copy stays"
+            );
+        }
+        // About copies / n of the tenants (2/11 of 2000 = 364).
+        assert!((250..=480).contains(&moved.len()), "{} moved", moved.len());
+
+        let mut shrunk = before.clone();
+        shrunk.workers[3].status = WorkerStatus::Offline;
+        let after = placement(&shrunk, 2000);
+        for index in 0..2000 {
+            if old[index].contains("storage-3") {
+                assert!(!after[index].contains("storage-3"));
+                assert_eq!(old[index].intersection(&after[index]).count(), 1);
+            } else {
+                assert_eq!(
+                    old[index], after[index],
+                    "tenant-{index} moved without reason"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn only_online_workers_of_a_persona_are_routed_to() {
+        let mut routes = storage(1);
+        routes
+            .workers
+            .push(worker("both", &[Persona::Correlator, Persona::Storage]));
+        routes.workers.push(worker("corr", &[Persona::Correlator]));
+        routes.storage_copies = 5;
+        assert_eq!(
+            routes.storage_for("acme").len(),
+            2,
+            "fewer online than copies"
+        );
+        routes.workers[0].status = WorkerStatus::Offline;
+        let ids: Vec<&str> = routes
+            .online(Persona::Correlator)
+            .map(|w| w.id.0.as_str())
+            .collect();
+        assert_eq!(ids, ["both", "corr"]);
+        assert_eq!(routes.storage_for("acme")[0].id.0, "both");
+        assert_eq!(Persona::parse("tenant-api"), Some(Persona::TenantApi));
+        assert_eq!(Persona::parse("nope"), None);
+    }
+}
