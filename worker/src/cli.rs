@@ -1,10 +1,11 @@
 //! The `meniscus` command line: `meniscus standalone` runs every persona in one process (the
 //! default way to try Meniscus and the way tests run it); `check-config`,
-//! `recover-manifest` and `keys rotate` are tools. Grid personas over the network come with the grid.
+//! `recover-manifest` and `keys rotate` are tools. `meniscus worker --persona coordinator` serves
+//! a grid's coordinator; the other personas as processes of their own come next.
 
 use clap::{Parser, Subcommand};
 
-use crate::{allocator, config, standalone, telemetry};
+use crate::{allocator, config, grid, standalone, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(name = "meniscus", version, about = "Meniscus: logging as a service")]
@@ -17,6 +18,8 @@ struct Cli {
 enum Command {
     /// Every persona in one process with an embedded store.
     Standalone(standalone::StandaloneArgs),
+    /// Personas of a grid as a process of their own (so far: the coordinator).
+    Worker(grid::WorkerArgs),
     /// Checks a configuration file and exits: 0 when valid, 1 with the reason otherwise.
     CheckConfig {
         /// The file to check.
@@ -102,6 +105,11 @@ pub fn main() -> std::process::ExitCode {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|runtime| runtime.block_on(standalone::run(args))),
+        Command::Worker(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| runtime.block_on(grid::run(args))),
         Command::CheckConfig { config } => config::Config::load(&config)
             .map(|_| println!("{}: valid", config.display()))
             .map_err(Into::into),

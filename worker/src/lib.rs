@@ -10,12 +10,14 @@
 //! - [`pipeline`]: how the personas' stages are wired; [`standalone`]: everything in one
 //!   process.
 //! - [`config`]: the configuration file, typed once at load.
+//! - [`grid`]: `meniscus worker --persona …`, personas as processes (the coordinator so far).
 
 pub mod allocator;
 pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod correlator;
+pub mod grid;
 pub mod http;
 pub mod normalizer;
 pub mod pipeline;

@@ -1,0 +1,259 @@
+//! The grid's coordinator as a real process (`meniscus worker --persona coordinator`):
+//! pairing refused without the secret, workers paired, followed and taken out of the routes
+//! when silent, tenants edited while it runs, and everything still there after `kill -9`.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use meniscus_tests::{free_port, meniscus_binary};
+use serde_json::{json, Value};
+
+struct Coordinator {
+    child: Child,
+    base: String,
+    client: reqwest::blocking::Client,
+}
+
+impl Coordinator {
+    fn start(dir: &Path, port: u16) -> Coordinator {
+        let child = Command::new(meniscus_binary())
+            .args(["worker", "--persona", "coordinator", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--pairing-secret-file")
+            .arg(dir.join("pairing-secret"))
+            .arg("--admin-credential-file")
+            .arg(dir.join("admin-credential"))
+            .args(["--heartbeat-timeout-seconds", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the coordinator");
+        let coordinator = Coordinator {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(40))
+                .build()
+                .unwrap(),
+        };
+        coordinator.wait_until("it answers /healthz", || {
+            coordinator
+                .client
+                .get(format!("{}/healthz", coordinator.base))
+                .send()
+                .is_ok_and(|response| response.status() == 200)
+        });
+        coordinator
+    }
+
+    fn wait_until(&self, what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().expect("coordinator request");
+        let status = response.status().as_u16();
+        (status, response.json().unwrap_or(Value::Null))
+    }
+
+    fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A paired worker: its id and the headers it authenticates with.
+struct Worker {
+    id: String,
+    bearer: String,
+}
+
+impl Worker {
+    fn pair(coordinator: &Coordinator, personas: &[&str], address: &str) -> Worker {
+        let (status, paired) = coordinator.call(
+            "POST",
+            "/v1/pair",
+            &[],
+            Some(json!({"secret": "grid-secret", "personas": personas, "advertise": address})),
+        );
+        assert_eq!(status, 200, "{paired}");
+        Worker {
+            id: paired["workerId"].as_str().unwrap().to_string(),
+            bearer: format!("Bearer {}", paired["credential"].as_str().unwrap()),
+        }
+    }
+
+    fn headers(&self) -> [(&str, &str); 2] {
+        [
+            ("X-Meniscus-Worker", self.id.as_str()),
+            ("Authorization", self.bearer.as_str()),
+        ]
+    }
+
+    fn heartbeat(&self, coordinator: &Coordinator) -> u16 {
+        coordinator
+            .call(
+                "POST",
+                "/v1/heartbeat",
+                &self.headers(),
+                Some(json!({"eventsInPerSecond": 100.0})),
+            )
+            .0
+    }
+
+    fn snapshot(&self, coordinator: &Coordinator) -> (u16, Value) {
+        coordinator.call("GET", "/v1/snapshot", &self.headers(), None)
+    }
+}
+
+fn status_of(snapshot: &Value, id: &str) -> String {
+    snapshot["routes"]["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|worker| worker["id"] == id)
+        .map(|worker| worker["status"].as_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_coordinator_pairs_follows_and_drops_workers_and_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pairing-secret"), "grid-secret\n").unwrap();
+    std::fs::write(dir.path().join("admin-credential"), "admin-secret\n").unwrap();
+    let port = free_port();
+    let coordinator = Coordinator::start(dir.path(), port);
+
+    // A wrong pairing secret is refused and counted; nothing is paired.
+    let (status, answer) = coordinator.call(
+        "POST",
+        "/v1/pair",
+        &[],
+        Some(json!({"secret": "guess", "personas": ["storage"], "advertise": "evil:1"})),
+    );
+    assert_eq!(status, 401, "{answer}");
+    assert!(coordinator
+        .metrics()
+        .contains("meniscus_coordinator_refused_total{reason=\"pairing_secret\"} 1"));
+
+    let storage = Worker::pair(&coordinator, &["storage"], "127.0.0.1:7001");
+    let both = Worker::pair(&coordinator, &["correlator", "storage"], "127.0.0.1:7002");
+    let (status, snapshot) = storage.snapshot(&coordinator);
+    assert_eq!(status, 200);
+    assert_eq!(snapshot["routes"]["workers"].as_array().unwrap().len(), 2);
+    // A forged credential reads nothing (the snapshot holds tenant tokens).
+    let forged = [
+        ("X-Meniscus-Worker", storage.id.as_str()),
+        ("Authorization", "Bearer forged"),
+    ];
+    assert_eq!(
+        coordinator.call("GET", "/v1/snapshot", &forged, None).0,
+        401
+    );
+
+    // A worker waiting for updates hears of a tenant an administrator adds while it runs.
+    let route_version = snapshot["routes"]["version"].as_u64().unwrap();
+    let follower = {
+        let (base, headers) = (
+            coordinator.base.clone(),
+            both.headers().map(|(n, v)| (n.to_string(), v.to_string())),
+        );
+        std::thread::spawn(move || {
+            let mut request = reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(40))
+                .build()
+                .unwrap()
+                .get(format!("{base}/v1/updates?route={route_version}&tenants=0"));
+            for (name, value) in &headers {
+                request = request.header(name, value);
+            }
+            request.send().unwrap().json::<Value>().unwrap()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let tenant = json!({"id": "acme", "tokens": [{"value": "acme-token"}]});
+    let (status, _) = coordinator.call(
+        "PUT",
+        "/v1/admin/tenants/acme",
+        &[("Authorization", "Bearer nope")],
+        Some(tenant.clone()),
+    );
+    assert_eq!(status, 401);
+    let (status, answer) = coordinator.call(
+        "PUT",
+        "/v1/admin/tenants/acme",
+        &[("Authorization", "Bearer admin-secret")],
+        Some(tenant),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let update = follower.join().unwrap();
+    assert_eq!(update["tenants"]["specs"][0]["id"], "acme", "{update}");
+
+    // The worker that stops heartbeating leaves the routes after the timeout; the other stays.
+    coordinator.wait_until("the silent worker is offline", || {
+        assert_eq!(storage.heartbeat(&coordinator), 200);
+        status_of(&storage.snapshot(&coordinator).1, &both.id) == "offline"
+    });
+    assert_eq!(
+        status_of(&storage.snapshot(&coordinator).1, &storage.id),
+        "online"
+    );
+    // Its next heartbeat brings it back.
+    assert_eq!(both.heartbeat(&coordinator), 200);
+    assert_eq!(
+        status_of(&storage.snapshot(&coordinator).1, &both.id),
+        "online"
+    );
+    let before = storage.snapshot(&coordinator).1;
+
+    // kill -9 and a restart on the same data directory: the same workers, credentials,
+    // routes and tenants.
+    drop(coordinator);
+    let coordinator = Coordinator::start(dir.path(), port);
+    let (status, after) = storage.snapshot(&coordinator);
+    assert_eq!(status, 200, "the credential survived: {after}");
+    assert_eq!(after, before);
+    assert_eq!(both.heartbeat(&coordinator), 200);
+
+    // The other personas do not run as processes of their own yet, and say so.
+    let output = Command::new(meniscus_binary())
+        .args(["worker", "--persona", "storage", "--data-dir"])
+        .arg(dir.path().join("storage"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("meniscus standalone"));
+}
