@@ -257,3 +257,111 @@ fn the_coordinator_pairs_follows_and_drops_workers_and_survives_kill_9() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("meniscus standalone"));
 }
+
+#[test]
+fn a_worker_keeps_its_routes_through_coordinator_outages_and_pairs_again_when_forgotten() {
+    use meniscus_coordinator::state::{Load, Snapshot};
+    type Snapshots = tokio::sync::watch::Receiver<Option<Snapshot>>;
+    use meniscus_grid::routes::Persona;
+    use meniscus_worker::grid::control::{ControlError, ControlOptions, ControlPlane};
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pairing-secret"), "grid-secret\n").unwrap();
+    std::fs::write(dir.path().join("admin-credential"), "admin-secret\n").unwrap();
+    let port = free_port();
+    let mut coordinator = Coordinator::start(dir.path(), port);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _entered = runtime.enter();
+    let options = |secret: &str| ControlOptions {
+        coordinator: format!("http://127.0.0.1:{port}"),
+        pairing_secret: secret.into(),
+        personas: vec![Persona::Storage],
+        advertise: "127.0.0.1:7101".into(),
+        capacity: 10,
+        data_dir: dir.path().join("worker"),
+        heartbeat_interval: Duration::from_millis(200),
+    };
+    let admin = [("Authorization", "Bearer admin-secret")];
+    let workers =
+        |coordinator: &Coordinator| coordinator.call("GET", "/v1/admin/workers", &admin, None).1;
+
+    // A wrong secret: refused, and nothing is kept.
+    let refused = ControlPlane::new(options("guess"));
+    assert!(matches!(
+        runtime.block_on(refused.pair()),
+        Err(ControlError::Refused(_))
+    ));
+    assert!(refused.saved_identity().is_none());
+
+    // The control loop pairs, heartbeats with the worker's load and follows the tenants.
+    let (snapshots, task) = ControlPlane::new(options("grid-secret")).spawn(|| Load {
+        events_in_per_second: 42.0,
+        ..Load::default()
+    });
+    let has_tenant = |snapshots: &Snapshots| {
+        snapshots.borrow().as_ref().is_some_and(|snapshot| {
+            snapshot
+                .tenants
+                .specs
+                .iter()
+                .any(|spec| spec.id.as_str() == "acme")
+        })
+    };
+    coordinator.wait_until("the worker is paired", || snapshots.borrow().is_some());
+    let identity = ControlPlane::new(options("grid-secret"))
+        .saved_identity()
+        .unwrap();
+    let tenant = json!({"id": "acme", "tokens": [{"value": "acme-token"}]});
+    assert_eq!(
+        coordinator
+            .call("PUT", "/v1/admin/tenants/acme", &admin, Some(tenant))
+            .0,
+        200
+    );
+    coordinator.wait_until("the new tenant reaches the worker", || {
+        has_tenant(&snapshots)
+    });
+    coordinator.wait_until("its load reaches the coordinator", || {
+        workers(&coordinator)["workers"][0]["load"]["eventsInPerSecond"] == 42.0
+    });
+
+    // kill -9 of the coordinator: the worker runs on what it has, and a worker restarted
+    // meanwhile starts from the saved snapshot.
+    drop(coordinator);
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(has_tenant(&snapshots));
+    let restarted = ControlPlane::new(options("grid-secret"));
+    assert!(restarted
+        .saved_snapshot()
+        .is_some_and(|snapshot| snapshot.tenants.specs.len() == 1));
+
+    // The coordinator returns with its state: the worker goes on as itself (loads are not
+    // saved, so seeing one again means heartbeats resumed).
+    coordinator = Coordinator::start(dir.path(), port);
+    coordinator.wait_until("heartbeats resume", || {
+        let listing = workers(&coordinator);
+        listing["workers"][0]["id"] == identity.worker_id.0.as_str()
+            && listing["workers"][0]["load"]["eventsInPerSecond"] == 42.0
+    });
+    assert_eq!(
+        workers(&coordinator)["workers"].as_array().unwrap().len(),
+        1
+    );
+
+    // A coordinator that lost its state no longer knows the worker: it pairs again, with a
+    // new credential, and gets routes again.
+    drop(coordinator);
+    std::fs::remove_file(dir.path().join("data/coordinator/state.json")).unwrap();
+    coordinator = Coordinator::start(dir.path(), port);
+    coordinator.wait_until("the worker pairs again", || {
+        workers(&coordinator)["workers"]
+            .as_array()
+            .is_some_and(|list| list.len() == 1)
+    });
+    coordinator.wait_until("its new identity is kept", || {
+        ControlPlane::new(options("grid-secret"))
+            .saved_identity()
+            .is_some_and(|saved| saved.credential != identity.credential)
+    });
+    task.abort();
+}

@@ -39,27 +39,37 @@ impl StateFile {
         }
     }
 
-    /// Replaces the file: a temporary written and fsynced, renamed over it, the directory
-    /// fsynced. Mode 0600: it holds credential hashes and tenant tokens.
+    /// Replaces the file (it holds credential hashes and tenant tokens: mode 0600).
     pub fn save(&self, state: &State) -> io::Result<()> {
-        let dir = self
-            .path
-            .parent()
-            .filter(|dir| !dir.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        fs::create_dir_all(dir)?;
-        let temporary = self.path.with_extension("json.tmp");
-        {
-            let mut file = fs::OpenOptions::new()
-                .create(true)
-                .write(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&temporary)?;
-            file.write_all(&serde_json::to_vec_pretty(state).map_err(io::Error::other)?)?;
-            file.sync_all()?;
-        }
-        fs::rename(&temporary, &self.path)?;
-        fs::File::open(dir)?.sync_all()
+        replace_private_file(
+            &self.path,
+            &serde_json::to_vec_pretty(state).map_err(io::Error::other)?,
+        )
     }
+}
+
+/// Replaces `path` with `bytes`, readable only by this user, after any crash either the old
+/// file or the whole new one: a temporary written and fsynced, renamed over it, the directory
+/// fsynced. Workers keep their grid identity the same way.
+pub fn replace_private_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    {
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    fs::rename(&temporary, path)?;
+    fs::File::open(dir)?.sync_all()
 }

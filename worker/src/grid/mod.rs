@@ -6,6 +6,8 @@
 //! together, in `meniscus standalone`: asking for them here is refused with that advice
 //! rather than started half-way.
 
+pub mod control;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,0 +1,295 @@
+//! A worker's side of the control plane: pairing with the coordinator, heartbeats with its
+//! load, and the routes and tenants it runs on.
+//!
+//! What must hold, whatever the coordinator does:
+//! - a worker keeps running on the last routes it had: the snapshot is kept in
+//!   `DATA_DIR/grid/snapshot.json`, so even a restart while the coordinator is unreachable
+//!   starts from it;
+//! - a restarted worker comes back as itself: its id and credential are kept in
+//!   `DATA_DIR/grid/identity.json` (mode 0600) and presented when it pairs again;
+//! - a coordinator that no longer knows it (its state was lost) answers 401, and the worker
+//!   pairs again instead of giving up.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{header, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use meniscus_coordinator::state::{Load, Snapshot};
+use meniscus_grid::routes::{Persona, WorkerId};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::watch;
+
+/// Who this worker is to the coordinator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Identity {
+    pub worker_id: WorkerId,
+    pub credential: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The coordinator refused: a wrong pairing secret, or it does not know this worker.
+    #[error("the coordinator refused: {0}")]
+    Refused(String),
+    #[error("the coordinator is unreachable: {0}")]
+    Unreachable(String),
+    #[error("the coordinator answered {status}: {body}")]
+    Failed { status: u16, body: String },
+    #[error("{0}")]
+    Local(#[from] std::io::Error),
+}
+
+/// How to reach the coordinator and who to say this worker is.
+#[derive(Clone, Debug)]
+pub struct ControlOptions {
+    /// The coordinator's base URL (`http://coordinator:7400`).
+    pub coordinator: String,
+    pub pairing_secret: String,
+    pub personas: Vec<Persona>,
+    pub advertise: String,
+    pub capacity: u64,
+    pub data_dir: PathBuf,
+    pub heartbeat_interval: Duration,
+}
+
+pub struct ControlPlane {
+    options: ControlOptions,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl ControlPlane {
+    pub fn new(options: ControlOptions) -> ControlPlane {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        ControlPlane {
+            options,
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.options.data_dir.join("grid")
+    }
+
+    /// The identity kept from an earlier pairing, if any.
+    pub fn saved_identity(&self) -> Option<Identity> {
+        read_json(&self.dir().join("identity.json"))
+    }
+
+    /// The last snapshot this worker had, if any: what it runs on until the coordinator
+    /// answers.
+    pub fn saved_snapshot(&self) -> Option<Snapshot> {
+        read_json(&self.dir().join("snapshot.json"))
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        identity: Option<&Identity>,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, ControlError> {
+        let url = format!("{}{path}", self.options.coordinator.trim_end_matches('/'));
+        let mut request = Request::builder()
+            .method(method)
+            .uri(&url)
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(identity) = identity {
+            request = request
+                .header("x-meniscus-worker", identity.worker_id.0.as_str())
+                .header(
+                    header::AUTHORIZATION,
+                    format!("Bearer {}", identity.credential),
+                );
+        }
+        let body = body.map(|body| body.to_string()).unwrap_or_default();
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|error| ControlError::Unreachable(format!("{url}: {error}")))?;
+        let response = tokio::time::timeout(Duration::from_secs(40), self.client.request(request))
+            .await
+            .map_err(|_| ControlError::Unreachable(format!("{url}: no answer in 40 s")))?
+            .map_err(|error| ControlError::Unreachable(format!("{url}: {error}")))?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|error| ControlError::Unreachable(format!("{url}: {error}")))?
+            .to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        match status {
+            StatusCode::OK => {
+                serde_json::from_slice(&bytes).map_err(|error| ControlError::Failed {
+                    status: 200,
+                    body: format!("not JSON ({error}): {text}"),
+                })
+            }
+            StatusCode::UNAUTHORIZED => Err(ControlError::Refused(text)),
+            _ => Err(ControlError::Failed {
+                status: status.as_u16(),
+                body: text,
+            }),
+        }
+    }
+
+    /// Pairs (as itself again when it has an identity) and saves the identity and snapshot.
+    pub async fn pair(&self) -> Result<(Identity, Snapshot), ControlError> {
+        let previous = self
+            .saved_identity()
+            .map(|identity| json!([identity.worker_id, identity.credential]));
+        let answer = self
+            .call(
+                Method::POST,
+                "/v1/pair",
+                None,
+                Some(json!({
+                    "secret": self.options.pairing_secret,
+                    "personas": self.options.personas,
+                    "advertise": self.options.advertise,
+                    "capacity": self.options.capacity,
+                    "previous": previous,
+                })),
+            )
+            .await?;
+        let identity = Identity {
+            worker_id: serde_json::from_value(answer["workerId"].clone())
+                .map_err(|error| bad_answer(&answer, error))?,
+            credential: answer["credential"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        };
+        let snapshot: Snapshot = serde_json::from_value(answer["snapshot"].clone())
+            .map_err(|error| bad_answer(&answer, error))?;
+        write_json(&self.dir().join("identity.json"), &identity)?;
+        write_json(&self.dir().join("snapshot.json"), &snapshot)?;
+        tracing::info!(worker = %identity.worker_id, routes = snapshot.routes.version, "paired with the coordinator");
+        Ok((identity, snapshot))
+    }
+
+    /// One heartbeat; the coordinator's current (route, tenants) versions.
+    pub async fn heartbeat(
+        &self,
+        identity: &Identity,
+        load: &Load,
+    ) -> Result<(u64, u64), ControlError> {
+        let answer = self
+            .call(
+                Method::POST,
+                "/v1/heartbeat",
+                Some(identity),
+                Some(serde_json::to_value(load).unwrap_or_default()),
+            )
+            .await?;
+        Ok((
+            answer["routeVersion"].as_u64().unwrap_or_default(),
+            answer["tenantsVersion"].as_u64().unwrap_or_default(),
+        ))
+    }
+
+    /// The current snapshot, saved before it is returned.
+    pub async fn fetch_snapshot(&self, identity: &Identity) -> Result<Snapshot, ControlError> {
+        let answer = self
+            .call(Method::GET, "/v1/snapshot", Some(identity), None)
+            .await?;
+        let snapshot: Snapshot =
+            serde_json::from_value(answer.clone()).map_err(|error| bad_answer(&answer, error))?;
+        write_json(&self.dir().join("snapshot.json"), &snapshot)?;
+        Ok(snapshot)
+    }
+
+    /// Runs the control loop: pairs (retrying with backoff while the coordinator is away),
+    /// heartbeats every interval with `load()`, fetches a snapshot whenever the coordinator
+    /// has a newer version, and pairs again when it is no longer known. The receiver holds
+    /// the snapshot to run on: the saved one at first, if there is one.
+    pub fn spawn(
+        self,
+        load: impl Fn() -> Load + Send + 'static,
+    ) -> (
+        watch::Receiver<Option<Snapshot>>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (sender, receiver) = watch::channel(self.saved_snapshot());
+        let task = tokio::spawn(async move {
+            let mut identity: Option<Identity> = None;
+            let mut backoff = Duration::from_millis(200);
+            loop {
+                let current = match &identity {
+                    Some(identity) => identity.clone(),
+                    None => match self.pair().await {
+                        Ok((paired, snapshot)) => {
+                            sender.send_replace(Some(snapshot));
+                            identity = Some(paired.clone());
+                            backoff = Duration::from_millis(200);
+                            paired
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, retry_in = ?backoff, "cannot pair; running on the last routes");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(10));
+                            continue;
+                        }
+                    },
+                };
+                match self.heartbeat(&current, &load()).await {
+                    Ok((route, tenants)) => {
+                        let have = sender
+                            .borrow()
+                            .as_ref()
+                            .map(|snapshot| (snapshot.routes.version, snapshot.tenants.version));
+                        if have != Some((route, tenants)) {
+                            match self.fetch_snapshot(&current).await {
+                                Ok(snapshot) => {
+                                    sender.send_replace(Some(snapshot));
+                                }
+                                Err(error) => tracing::warn!(%error, "cannot fetch the routes"),
+                            }
+                        }
+                    }
+                    Err(ControlError::Refused(reason)) => {
+                        tracing::warn!(%reason, "the coordinator does not know this worker: pairing again");
+                        identity = None;
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "heartbeat failed; running on the last routes")
+                    }
+                }
+                tokio::time::sleep(self.options.heartbeat_interval).await;
+            }
+        });
+        (receiver, task)
+    }
+}
+
+fn bad_answer(answer: &serde_json::Value, error: serde_json::Error) -> ControlError {
+    ControlError::Failed {
+        status: 200,
+        body: format!("unexpected answer ({error}): {answer}"),
+    }
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
+    let bytes = std::fs::read(path).ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(value) => Some(value),
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "ignoring an unreadable grid state file");
+            None
+        }
+    }
+}
+
+/// Replaces a small state file atomically, fsynced, readable only by this user.
+fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    meniscus_coordinator::persist::replace_private_file(path, &bytes)
+}
