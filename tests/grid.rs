@@ -294,10 +294,11 @@ fn a_worker_keeps_its_routes_through_coordinator_outages_and_pairs_again_when_fo
     assert!(refused.saved_identity().is_none());
 
     // The control loop pairs, heartbeats with the worker's load and follows the tenants.
-    let (snapshots, task) = ControlPlane::new(options("grid-secret")).spawn(|| Load {
-        events_in_per_second: 42.0,
-        ..Load::default()
-    });
+    let (snapshots, task) =
+        std::sync::Arc::new(ControlPlane::new(options("grid-secret"))).spawn(|| Load {
+            events_in_per_second: 42.0,
+            ..Load::default()
+        });
     let has_tenant = |snapshots: &Snapshots| {
         snapshots.borrow().as_ref().is_some_and(|snapshot| {
             snapshot
@@ -362,6 +363,130 @@ fn a_worker_keeps_its_routes_through_coordinator_outages_and_pairs_again_when_fo
         ControlPlane::new(options("grid-secret"))
             .saved_identity()
             .is_some_and(|saved| saved.credential != identity.credential)
+    });
+    task.abort();
+}
+
+#[test]
+fn a_broadcaster_serves_workers_checks_their_credentials_and_the_coordinator_stands_in_for_it() {
+    use meniscus_coordinator::state::Load;
+    use meniscus_grid::routes::Persona;
+    use meniscus_worker::grid::control::{ControlOptions, ControlPlane};
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pairing-secret"), "grid-secret\n").unwrap();
+    std::fs::write(dir.path().join("admin-credential"), "admin-secret\n").unwrap();
+    let port = free_port();
+    let coordinator = Coordinator::start(dir.path(), port);
+    let admin = [("Authorization", "Bearer admin-secret")];
+    let broadcaster_port = free_port();
+    let mut broadcaster = Command::new(meniscus_binary())
+        .args(["worker", "--persona", "broadcaster", "--coordinator"])
+        .arg(&coordinator.base)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{broadcaster_port}"))
+        .arg("--data-dir")
+        .arg(dir.path().join("broadcaster"))
+        .arg("--pairing-secret-file")
+        .arg(dir.path().join("pairing-secret"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let broadcaster_url = format!("http://127.0.0.1:{broadcaster_port}");
+    coordinator.wait_until("the broadcaster is paired and follows", || {
+        coordinator.call("GET", "/v1/admin/workers", &admin, None).1["workers"]
+            .as_array()
+            .is_some_and(|workers| workers.len() == 1)
+            && coordinator
+                .client
+                .get(format!("{broadcaster_url}/v1/snapshot"))
+                .send()
+                .is_ok_and(|response| response.status() == 401)
+    });
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _entered = runtime.enter();
+    let control = std::sync::Arc::new(ControlPlane::new(ControlOptions {
+        coordinator: coordinator.base.clone(),
+        pairing_secret: "grid-secret".into(),
+        personas: vec![Persona::Correlator],
+        advertise: "127.0.0.1:7201".into(),
+        capacity: 10,
+        data_dir: dir.path().join("worker"),
+        heartbeat_interval: Duration::from_millis(200),
+    }));
+    let (snapshots, task) = control.clone().spawn(Load::default);
+    let tenants = |snapshots: &tokio::sync::watch::Receiver<
+        Option<meniscus_coordinator::state::Snapshot>,
+    >| {
+        snapshots
+            .borrow()
+            .as_ref()
+            .map(|snapshot| snapshot.tenants.specs.len())
+            .unwrap_or_default()
+    };
+    coordinator.wait_until("the worker is paired", || snapshots.borrow().is_some());
+    let broadcaster_answers = || {
+        coordinator
+            .client
+            .get(format!("{broadcaster_url}/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+            .lines()
+            .find(|line| {
+                line.starts_with("meniscus_broadcaster_answers_total{outcome=\"snapshot\"}")
+            })
+            .and_then(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(broadcaster_answers(), 0);
+
+    // A tenant added at the coordinator reaches the worker through the broadcaster.
+    let tenant = |id: &str| json!({"id": id, "tokens": [{"value": format!("{id}-token")}]});
+    assert_eq!(
+        coordinator
+            .call(
+                "PUT",
+                "/v1/admin/tenants/acme",
+                &admin,
+                Some(tenant("acme"))
+            )
+            .0,
+        200
+    );
+    coordinator.wait_until("the tenant reaches the worker", || tenants(&snapshots) == 1);
+    assert!(broadcaster_answers() >= 1, "served by the broadcaster");
+
+    // The broadcaster hands the snapshot (tenant tokens) only to workers the coordinator paired.
+    let identity = control.saved_identity().unwrap();
+    let forged = coordinator
+        .client
+        .get(format!("{broadcaster_url}/v1/snapshot"))
+        .header("X-Meniscus-Worker", identity.worker_id.0.as_str())
+        .header("Authorization", "Bearer forged")
+        .send()
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+
+    // Without the broadcaster, the coordinator answers the worker itself.
+    broadcaster.kill().unwrap();
+    broadcaster.wait().unwrap();
+    assert_eq!(
+        coordinator
+            .call(
+                "PUT",
+                "/v1/admin/tenants/beta",
+                &admin,
+                Some(tenant("beta"))
+            )
+            .0,
+        200
+    );
+    coordinator.wait_until("the second tenant reaches the worker", || {
+        tenants(&snapshots) == 2
     });
     task.abort();
 }

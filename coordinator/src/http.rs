@@ -7,7 +7,10 @@
 //! - `POST /v1/down` `{"target": ID}` -> `{"routesChanged"}`;
 //! - `GET /v1/snapshot` -> routes and tenants;
 //! - `GET /v1/updates?route=V&tenants=V` -> waits (up to 30 s) for a newer version, then the
-//!   snapshot: how broadcasters follow the coordinator without polling it hard.
+//!   snapshot;
+//! - `GET /v1/broadcast?route=V&tenants=V` (broadcasters only) -> the same wait, then the
+//!   snapshot and every worker's credential hash: how broadcasters follow the coordinator and
+//!   check the workers they serve.
 //!
 //! Administrators (`Authorization: Bearer ADMIN-CREDENTIAL`): `GET /v1/admin/workers`,
 //! `GET /v1/admin/tenants`, `PUT` / `DELETE /v1/admin/tenants/{id}` (a tenant spec, as in the
@@ -40,6 +43,7 @@ pub fn router(coordinator: Arc<Coordinator>) -> Router {
         .route("/v1/down", post(down))
         .route("/v1/snapshot", get(snapshot))
         .route("/v1/updates", get(updates))
+        .route("/v1/broadcast", get(broadcast))
         .route("/v1/admin/workers", get(admin_workers))
         .route("/v1/admin/tenants", get(admin_tenants))
         .route(
@@ -168,6 +172,26 @@ async fn updates(
         .wait_newer((since.route, since.tenants), UPDATE_WAIT)
         .await;
     snapshot(State(coordinator), headers).await
+}
+
+/// Like `/v1/updates`, for broadcasters: the snapshot and every worker's credential hash,
+/// so they can serve workers on the coordinator's behalf.
+async fn broadcast(
+    State(coordinator): State<Arc<Coordinator>>,
+    headers: HeaderMap,
+    Query(since): Query<Since>,
+) -> Response {
+    let (id, credential) = worker(&headers);
+    if let Err(error) = coordinator.broadcast_for(&id, credential) {
+        return error.into_response();
+    }
+    coordinator
+        .wait_newer((since.route, since.tenants), UPDATE_WAIT)
+        .await;
+    match coordinator.broadcast_for(&id, credential) {
+        Ok(broadcast) => Json(broadcast).into_response(),
+        Err(error) => error.into_response(),
+    }
 }
 
 /// `None` when the caller is an administrator; the refusal otherwise.

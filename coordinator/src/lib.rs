@@ -19,14 +19,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use meniscus_grid::routes::{WorkerId, WorkerStatus};
+use meniscus_grid::routes::{Persona, WorkerId, WorkerStatus};
 use meniscus_grid::tenant::{TenantId, TenantSpec};
 use meniscus_metrics::{Counter, Family, Gauge, Registry};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use persist::StateFile;
-use state::{Load, PairRequest, Paired, Refused, Rules, Snapshot, State};
+use state::{Broadcast, Load, PairRequest, Paired, Refused, Rules, Snapshot, State};
 
 /// Who may do what: the grid's pairing secret and the administrators' credential.
 #[derive(Clone)]
@@ -211,6 +211,19 @@ impl Coordinator {
                 Err(refused.into())
             }
         }
+    }
+
+    /// The broadcast, for a worker with the broadcaster persona that presents its credential.
+    pub fn broadcast_for(&self, id: &WorkerId, credential: &str) -> Result<Broadcast, Error> {
+        let state = self.state.lock();
+        let worker = state
+            .authenticate(id, credential)
+            .inspect_err(|refused| self.count_refusal(refused))?;
+        if !worker.personas.contains(&Persona::Broadcaster) {
+            self.metrics.refused.inc(&["not_a_broadcaster"]);
+            return Err(Refused::Credential.into());
+        }
+        Ok(state.broadcast(&self.rules))
     }
 
     pub fn snapshot(&self) -> Snapshot {

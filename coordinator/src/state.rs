@@ -2,7 +2,7 @@
 //! no I/O, no clock, no locks, so each rule (who may pair, when a worker is taken out of the
 //! routes, when it comes back) is tested on its own.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -101,6 +101,14 @@ pub struct Tenants {
 pub struct Snapshot {
     pub routes: Routes,
     pub tenants: Tenants,
+}
+
+/// What broadcasters follow: the snapshot and the credential hashes of every worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Broadcast {
+    pub snapshot: Snapshot,
+    pub credentials: BTreeMap<WorkerId, CredentialHash>,
 }
 
 /// The coordinator's state; what [`crate::persist`] writes.
@@ -395,12 +403,17 @@ impl State {
         loads
     }
 
-    /// Ids of the workers, for listings.
-    pub fn worker_ids(&self) -> BTreeSet<WorkerId> {
-        self.workers
-            .iter()
-            .map(|worker| worker.id.clone())
-            .collect()
+    /// What a broadcaster needs to serve workers on the coordinator's behalf: the snapshot,
+    /// and each worker's credential hash to check who asks.
+    pub fn broadcast(&self, rules: &Rules) -> Broadcast {
+        Broadcast {
+            snapshot: self.snapshot(rules),
+            credentials: self
+                .workers
+                .iter()
+                .map(|worker| (worker.id.clone(), worker.credential.clone()))
+                .collect(),
+        }
     }
 
     fn worker_mut(&mut self, id: &WorkerId) -> Result<&mut Worker, Refused> {

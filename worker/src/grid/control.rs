@@ -11,6 +11,7 @@
 //!   pairs again instead of giving up.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -19,8 +20,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use meniscus_coordinator::state::{Load, Snapshot};
-use meniscus_grid::routes::{Persona, WorkerId};
+use meniscus_coordinator::state::{Broadcast, Load, Snapshot};
+use meniscus_grid::routes::{rendezvous_score, Persona, Routes, WorkerId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
@@ -96,7 +97,19 @@ impl ControlPlane {
         identity: Option<&Identity>,
         body: Option<serde_json::Value>,
     ) -> Result<serde_json::Value, ControlError> {
-        let url = format!("{}{path}", self.options.coordinator.trim_end_matches('/'));
+        let base = self.options.coordinator.trim_end_matches('/').to_string();
+        self.call_at(&base, method, path, identity, body).await
+    }
+
+    async fn call_at(
+        &self,
+        base: &str,
+        method: Method,
+        path: &str,
+        identity: Option<&Identity>,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, ControlError> {
+        let url = format!("{base}{path}");
         let mut request = Request::builder()
             .method(method)
             .uri(&url)
@@ -195,15 +208,51 @@ impl ControlPlane {
         ))
     }
 
-    /// The current snapshot, saved before it is returned.
-    pub async fn fetch_snapshot(&self, identity: &Identity) -> Result<Snapshot, ControlError> {
-        let answer = self
-            .call(Method::GET, "/v1/snapshot", Some(identity), None)
-            .await?;
+    /// The current snapshot, saved before it is returned: from a broadcaster of the routes
+    /// this worker has (the coordinator's load should not grow with the grid), from the
+    /// coordinator when none answers.
+    pub async fn fetch_snapshot(
+        &self,
+        identity: &Identity,
+        routes: Option<&Routes>,
+    ) -> Result<Snapshot, ControlError> {
+        let mut answer = None;
+        for broadcaster in broadcasters_for(routes, &identity.worker_id) {
+            let base = format!("http://{broadcaster}");
+            match self
+                .call_at(&base, Method::GET, "/v1/snapshot", Some(identity), None)
+                .await
+            {
+                Ok(snapshot) => {
+                    answer = Some(snapshot);
+                    break;
+                }
+                Err(error) => tracing::debug!(%broadcaster, %error, "broadcaster did not answer"),
+            }
+        }
+        let answer = match answer {
+            Some(answer) => answer,
+            None => {
+                self.call(Method::GET, "/v1/snapshot", Some(identity), None)
+                    .await?
+            }
+        };
         let snapshot: Snapshot =
             serde_json::from_value(answer.clone()).map_err(|error| bad_answer(&answer, error))?;
         write_json(&self.dir().join("snapshot.json"), &snapshot)?;
         Ok(snapshot)
+    }
+
+    /// For a broadcaster: the coordinator's next broadcast after `since` (route, tenants);
+    /// waits up to 30 s for one.
+    pub async fn follow_broadcast(
+        &self,
+        identity: &Identity,
+        since: (u64, u64),
+    ) -> Result<Broadcast, ControlError> {
+        let path = format!("/v1/broadcast?route={}&tenants={}", since.0, since.1);
+        let answer = self.call(Method::GET, &path, Some(identity), None).await?;
+        serde_json::from_value(answer.clone()).map_err(|error| bad_answer(&answer, error))
     }
 
     /// Runs the control loop: pairs (retrying with backoff while the coordinator is away),
@@ -211,7 +260,7 @@ impl ControlPlane {
     /// has a newer version, and pairs again when it is no longer known. The receiver holds
     /// the snapshot to run on: the saved one at first, if there is one.
     pub fn spawn(
-        self,
+        self: Arc<Self>,
         load: impl Fn() -> Load + Send + 'static,
     ) -> (
         watch::Receiver<Option<Snapshot>>,
@@ -246,7 +295,11 @@ impl ControlPlane {
                             .as_ref()
                             .map(|snapshot| (snapshot.routes.version, snapshot.tenants.version));
                         if have != Some((route, tenants)) {
-                            match self.fetch_snapshot(&current).await {
+                            let routes = sender
+                                .borrow()
+                                .as_ref()
+                                .map(|snapshot| snapshot.routes.clone());
+                            match self.fetch_snapshot(&current, routes.as_ref()).await {
                                 Ok(snapshot) => {
                                     sender.send_replace(Some(snapshot));
                                 }
@@ -268,6 +321,28 @@ impl ControlPlane {
         });
         (receiver, task)
     }
+}
+
+/// The online broadcasters of `routes`, in the order this worker tries them: its own
+/// rendezvous ranking, so the workers of a grid spread over its broadcasters.
+fn broadcasters_for(routes: Option<&Routes>, worker: &WorkerId) -> Vec<String> {
+    let Some(routes) = routes else {
+        return Vec::new();
+    };
+    let mut ranked: Vec<(u64, &str)> = routes
+        .online(Persona::Broadcaster)
+        .map(|broadcaster| {
+            (
+                rendezvous_score(&worker.0, &broadcaster.id.0),
+                broadcaster.address.as_str(),
+            )
+        })
+        .collect();
+    ranked.sort_by(|a, b| b.cmp(a));
+    ranked
+        .into_iter()
+        .map(|(_, address)| address.to_string())
+        .collect()
 }
 
 fn bad_answer(answer: &serde_json::Value, error: serde_json::Error) -> ControlError {

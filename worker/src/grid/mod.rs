@@ -1,11 +1,13 @@
 //! `meniscus worker --persona …`: personas as processes of a grid.
 //!
-//! What runs today is the coordinator persona: the `meniscus-coordinator` crate served over
-//! HTTP, its state in `DATA_DIR/coordinator/state.json`, so workers (and tests, and the
-//! operator later) have a real process to pair with. The other personas still run only
+//! What runs today is the control plane: the coordinator persona (the `meniscus-coordinator`
+//! crate served over HTTP, its state in `DATA_DIR/coordinator/state.json`) and the
+//! broadcaster persona ([`broadcaster`]: follows the coordinator, serves workers), and the
+//! control loop every worker will run ([`control`]). The data personas still run only
 //! together, in `meniscus standalone`: asking for them here is refused with that advice
 //! rather than started half-way.
 
+pub mod broadcaster;
 pub mod control;
 
 use std::net::SocketAddr;
@@ -24,15 +26,23 @@ use meniscus_metrics::{Exposure, Registry};
 #[derive(Debug, clap::Args)]
 pub struct WorkerArgs {
     /// Personas of this process, comma-separated: correlator, normalizer, storage,
-    /// tenant-api, broadcaster, coordinator. Only `coordinator` runs on its own so far.
+    /// tenant-api, broadcaster, coordinator. Only `coordinator` and `broadcaster` run (each
+    /// on its own) so far.
     #[arg(long, value_delimiter = ',', required = true)]
     pub persona: Vec<String>,
     /// Where this worker keeps its state (the coordinator: `coordinator/state.json`).
     #[arg(long, env = "MENISCUS_DATA_DIR", default_value = "meniscus-data")]
     pub data_dir: PathBuf,
-    /// Address the coordinator's API listens on.
+    /// Address this worker's API listens on (the coordinator's, the broadcaster's).
     #[arg(long, default_value = "0.0.0.0:7400")]
     pub listen: SocketAddr,
+    /// The coordinator's URL (`http://coordinator:7400`), for every persona but the
+    /// coordinator.
+    #[arg(long)]
+    pub coordinator: Option<String>,
+    /// Where other workers reach this one (`host:port`); defaults to --listen.
+    #[arg(long)]
+    pub advertise: Option<String>,
     /// File holding the grid's pairing secret: a worker must present it to pair.
     #[arg(long)]
     pub pairing_secret_file: Option<PathBuf>,
@@ -68,13 +78,78 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         })?;
         personas.push(persona);
     }
-    if personas != [Persona::Coordinator] {
-        anyhow::bail!(
+    match personas.as_slice() {
+        [Persona::Coordinator] => serve_coordinator(args).await,
+        [Persona::Broadcaster] => serve_broadcaster(args).await,
+        _ => anyhow::bail!(
             "personas as separate processes are not built yet, except `--persona coordinator` \
-             on its own: run `meniscus standalone` for every persona in one process"
-        );
+             and `--persona broadcaster`, each on its own: run `meniscus standalone` for every \
+             persona in one process"
+        ),
     }
-    serve_coordinator(args).await
+}
+
+/// Serves `app` plus /metrics and /healthz on --listen until SIGTERM or Ctrl-C.
+async fn serve(
+    args: &WorkerArgs,
+    app: axum::Router,
+    registry: Registry,
+    what: &str,
+) -> anyhow::Result<()> {
+    let registry = Arc::new(registry);
+    let app = app.route("/healthz", get(|| async { "ok\n" })).route(
+        "/metrics",
+        get(move || {
+            let registry = registry.clone();
+            async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    registry.render(Exposure::Full),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "{what} listening");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        })
+        .await?;
+    tracing::info!("{what} stopped");
+    Ok(())
+}
+
+async fn serve_broadcaster(args: WorkerArgs) -> anyhow::Result<()> {
+    let coordinator = args
+        .coordinator
+        .clone()
+        .context("a broadcaster needs --coordinator URL")?;
+    let options = control::ControlOptions {
+        coordinator,
+        pairing_secret: read_secret(args.pairing_secret_file.as_deref(), "pairing-secret")?,
+        personas: vec![Persona::Broadcaster],
+        advertise: args
+            .advertise
+            .clone()
+            .unwrap_or_else(|| args.listen.to_string()),
+        capacity: 0,
+        data_dir: args.data_dir.clone(),
+        heartbeat_interval: Duration::from_secs(2),
+    };
+    let registry = Registry::new();
+    let control = Arc::new(control::ControlPlane::new(options));
+    let (_snapshots, _heartbeats) = control
+        .clone()
+        .spawn(meniscus_coordinator::state::Load::default);
+    let broadcaster = broadcaster::Broadcaster::start(control, &registry);
+    serve(&args, broadcaster.router(), registry, "broadcaster").await
 }
 
 async fn serve_coordinator(args: WorkerArgs) -> anyhow::Result<()> {
@@ -95,40 +170,18 @@ async fn serve_coordinator(args: WorkerArgs) -> anyhow::Result<()> {
     // Checked a few times per timeout, so a silent worker leaves within ~1.3 timeouts.
     let check = (rules.heartbeat_timeout / 3).max(Duration::from_millis(200));
     let expiry = spawn_expiry(coordinator.clone(), check);
-    let registry = Arc::new(registry);
-    let app = coordinator_http::router(coordinator.clone())
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/metrics",
-            get(move || {
-                let registry = registry.clone();
-                async move {
-                    (
-                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                        registry.render(Exposure::Full),
-                    )
-                }
-            }),
-        );
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(
-        address = %listener.local_addr()?,
         state = %state_file.display(),
         workers = coordinator.snapshot().routes.workers.len(),
-        "coordinator listening"
+        "coordinator state loaded"
     );
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = terminate.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        })
-        .await?;
+    serve(
+        &args,
+        coordinator_http::router(coordinator.clone()),
+        registry,
+        "coordinator",
+    )
+    .await?;
     expiry.abort();
-    tracing::info!("coordinator stopped");
     Ok(())
 }

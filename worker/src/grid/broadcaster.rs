@@ -1,0 +1,167 @@
+//! The broadcaster persona: follows the coordinator (`GET /v1/broadcast`) and serves the
+//! routes and tenants to workers (`GET /v1/snapshot`, `GET /v1/updates`), so the
+//! coordinator answers a few broadcasters instead of every worker of the grid.
+//!
+//! It checks each worker's credential against the hashes the coordinator sends with every
+//! version (a newly paired worker's comes with the route version its pairing made), so it
+//! hands tenant tokens to no one the coordinator would not.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use meniscus_coordinator::state::Broadcast;
+use meniscus_grid::routes::WorkerId;
+use meniscus_metrics::{Counter, Family, Registry};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::control::{ControlError, ControlPlane};
+
+/// How long a worker's `GET /v1/updates` waits for a newer version.
+const UPDATE_WAIT: Duration = Duration::from_secs(30);
+
+pub struct Broadcaster {
+    latest: watch::Receiver<Option<Broadcast>>,
+    served: Family<Counter>,
+}
+
+impl Broadcaster {
+    /// Starts following the coordinator through `control` (already paired, or pairing as
+    /// it goes); the broadcaster serves nothing until it has a first broadcast.
+    pub fn start(control: Arc<ControlPlane>, registry: &Registry) -> Arc<Broadcaster> {
+        let (sender, latest) = watch::channel(None::<Broadcast>);
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(200);
+            loop {
+                let since = sender
+                    .borrow()
+                    .as_ref()
+                    .map(|b| (b.snapshot.routes.version, b.snapshot.tenants.version))
+                    .unwrap_or((0, 0));
+                let Some(identity) = control.saved_identity() else {
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                };
+                match control.follow_broadcast(&identity, since).await {
+                    Ok(broadcast) => {
+                        backoff = Duration::from_millis(200);
+                        sender.send_replace(Some(broadcast));
+                    }
+                    Err(ControlError::Refused(reason)) => {
+                        tracing::warn!(%reason, "the coordinator refused the broadcaster; pairing again");
+                        if let Err(error) = control.pair().await {
+                            tracing::warn!(%error, "cannot pair");
+                        }
+                        tokio::time::sleep(backoff).await;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, retry_in = ?backoff, "cannot follow the coordinator; serving the last version");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+        });
+        Arc::new(Broadcaster {
+            latest,
+            served: registry.counters(
+                "meniscus_broadcaster_answers_total",
+                "Snapshots and updates served to workers, and refusals.",
+                &["outcome"],
+            ),
+        })
+    }
+
+    pub fn router(self: Arc<Broadcaster>) -> Router {
+        Router::new()
+            .route("/v1/snapshot", get(snapshot))
+            .route("/v1/updates", get(updates))
+            .with_state(self)
+    }
+
+    /// The latest broadcast if the caller is a worker it knows; the refusal otherwise.
+    fn answer(&self, headers: &HeaderMap) -> Result<Broadcast, Refusal> {
+        let id = headers
+            .get("x-meniscus-worker")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        let Some(broadcast) = self.latest.borrow().clone() else {
+            return Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no routes from the coordinator yet",
+            ));
+        };
+        let known = broadcast
+            .credentials
+            .get(&WorkerId(id.to_string()))
+            .is_some_and(|hash| hash.matches(presented));
+        if !known {
+            self.served.inc(&["refused"]);
+            return Err((
+                StatusCode::UNAUTHORIZED,
+                "unknown worker or wrong worker credential",
+            ));
+        }
+        Ok(broadcast)
+    }
+}
+
+/// Why a worker gets no snapshot.
+type Refusal = (StatusCode, &'static str);
+
+fn refuse((status, message): Refusal) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+async fn snapshot(State(broadcaster): State<Arc<Broadcaster>>, headers: HeaderMap) -> Response {
+    match broadcaster.answer(&headers) {
+        Ok(broadcast) => {
+            broadcaster.served.inc(&["snapshot"]);
+            Json(broadcast.snapshot).into_response()
+        }
+        Err(refused) => refuse(refused),
+    }
+}
+
+#[derive(Deserialize)]
+struct Since {
+    #[serde(default)]
+    route: u64,
+    #[serde(default)]
+    tenants: u64,
+}
+
+async fn updates(
+    State(broadcaster): State<Arc<Broadcaster>>,
+    headers: HeaderMap,
+    Query(since): Query<Since>,
+) -> Response {
+    if let Err(refused) = broadcaster.answer(&headers) {
+        return refuse(refused);
+    }
+    let mut latest = broadcaster.latest.clone();
+    let newer = |broadcast: &Option<Broadcast>| {
+        broadcast.as_ref().is_some_and(|b| {
+            b.snapshot.routes.version > since.route || b.snapshot.tenants.version > since.tenants
+        })
+    };
+    let _ = tokio::time::timeout(UPDATE_WAIT, latest.wait_for(newer)).await;
+    match broadcaster.answer(&headers) {
+        Ok(broadcast) => {
+            broadcaster.served.inc(&["update"]);
+            Json(broadcast.snapshot).into_response()
+        }
+        Err(refused) => refuse(refused),
+    }
+}
