@@ -184,6 +184,16 @@ fn archived_hours_answer_queries_once_the_hot_copy_is_gone_and_hold_no_plain_tex
         1,
         "only hour 4's object is fetched"
     );
+    // SQL too: the statement is planned first to find the text it requires.
+    assert_eq!(
+        count_and_distinct(&meniscus, "acme", "msg LIKE '%hour3 line%'"),
+        (50, 50)
+    );
+    assert_eq!(
+        meniscus.metric("meniscus_archive_fetches_total{result=\"miss\"}"),
+        2,
+        "hour 3's object is fetched, hour 2's is not"
+    );
 
     // Every event, once, though three of acme's hours now live only in the archive.
     assert_eq!(count_and_distinct(&meniscus, "acme", "true"), (171, 171));

@@ -82,18 +82,22 @@ async def run(args, port):
         if conn.writer:
             conn.writer.close()
 
-    # A route change reaching every long-polling worker.
+    # A route change reaching every long-polling worker: through the broadcasters when there
+    # are any (workers spread over them), from the coordinator itself otherwise.
     status, snap = await request(host, port, "GET", "/v1/snapshot", workers[0])
     version, tenants = snap["routes"]["version"], snap["tenants"]["version"]
     arrived = []
+    sources = args.broadcaster_ports or [port]
 
-    async def follow(headers):
-        status, update = await request(host, port, "GET", f"/v1/updates?route={version}&tenants={tenants}", headers)
-        assert status == 200 and update["routes"]["version"] > version
+    async def follow(index, headers):
+        source = sources[index % len(sources)]
+        status, update = await request(host, source, "GET", f"/v1/updates?route={version}&tenants={tenants}", headers)
+        assert status == 200 and update["routes"]["version"] > version, (status, update)
         arrived.append(time.monotonic())
-    followers = [asyncio.create_task(follow(h)) for h in workers]
+    followers = [asyncio.create_task(follow(i, h)) for i, h in enumerate(workers)]
     await asyncio.sleep(3)  # every follower is waiting
     cpu1 = cpu_seconds(args.pid)
+    args.broadcaster_cpu0 = sum(cpu_seconds(pid) for pid in args.broadcaster_pids)
     change = time.monotonic()
     status, _ = await request(host, port, "POST", "/v1/pair", body={
         "secret": "bench-secret", "personas": ["storage"], "advertise": "10.9.9.9:7000"})
@@ -101,6 +105,7 @@ async def run(args, port):
     await asyncio.gather(*followers)
     spread = max(arrived) - change
     fan_cpu = cpu_seconds(args.pid) - cpu1
+    args.broadcaster_cpu = sum(cpu_seconds(pid) for pid in args.broadcaster_pids) - args.broadcaster_cpu0
     snapshot_bytes = len(json.dumps(snap))
     return pair_s, sent, hb_wall, hb_cpu, spread, fan_cpu, snapshot_bytes
 
@@ -109,7 +114,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--workers", type=int, default=1000)
     ap.add_argument("--heartbeat-seconds", type=int, default=20)
-    ap.add_argument("--out", default=os.path.join(REPO, "bench", "results", "grid.txt"))
+    ap.add_argument("--broadcasters", type=int, default=0, help="broadcaster processes the workers follow")
+    ap.add_argument("--out", default=None, help="default: bench/results/grid.txt (grid-broadcasters.txt with --broadcasters)")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(143)))
     work = tempfile.mkdtemp(prefix="bench-grid-")
@@ -126,6 +132,17 @@ def main():
         STARTED.append(proc)
         wait_until(lambda: listening(port), 30, "the coordinator listening", pid=proc.pid)
         args.pid = proc.pid
+        args.broadcaster_ports, args.broadcaster_pids = [], []
+        for index in range(args.broadcasters):
+            bport = free_port()
+            b = subprocess.Popen([binary, "worker", "--persona", "broadcaster", "--coordinator", f"http://127.0.0.1:{port}",
+                                  "--listen", f"127.0.0.1:{bport}", "--data-dir", os.path.join(work, f"broadcaster-{index}"),
+                                  "--pairing-secret-file", os.path.join(work, "pairing")],
+                                 stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, f"broadcaster-{index}.log"), "w"))
+            STARTED.append(b)
+            wait_until(lambda: listening(bport), 30, "a broadcaster listening", pid=b.pid)
+            args.broadcaster_ports.append(bport)
+            args.broadcaster_pids.append(b.pid)
         import resource
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -140,11 +157,15 @@ def main():
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cpus, release build",
         f"pairing: {args.workers} workers in {pair_s:.2f} s ({pair_s * 1000 / args.workers:.2f} ms each, one state-file write each)",
         f"heartbeats: {sent:,} in {hb_wall:.1f} s ({sent / hb_wall:,.0f}/s); coordinator CPU {hb_cpu:.2f} s = {hb_cpu * 1e6 / max(sent, 1):.0f} µs per heartbeat",
-        f"route change -> all {args.workers} long-polling workers: {spread:.3f} s (goal < 2 s), coordinator CPU {fan_cpu:.2f} s; "
-        f"snapshot {snapshot_bytes:,} B each, no broadcaster yet (the coordinator answers every worker itself)",
+        (f"route change -> all {args.workers} long-polling workers through {args.broadcasters} broadcaster(s): {spread:.3f} s (goal < 2 s), "
+         f"coordinator CPU {fan_cpu:.2f} s, broadcasters' CPU {args.broadcaster_cpu:.2f} s; snapshot {snapshot_bytes:,} B each"
+         if args.broadcasters else
+         f"route change -> all {args.workers} long-polling workers, no broadcaster (the coordinator answers every worker itself): "
+         f"{spread:.3f} s (goal < 2 s), coordinator CPU {fan_cpu:.2f} s; snapshot {snapshot_bytes:,} B each"),
         f"coordinator peak RSS {rss:.0f} MB",
     ]
     report = "\n".join(lines)
+    args.out = args.out or os.path.join(REPO, "bench", "results", "grid-broadcasters.txt" if args.broadcasters else "grid.txt")
     print(report)
     with open(args.out, "w") as f:
         f.write(report + "\n")

@@ -198,6 +198,7 @@ pub const GROUPABLE_FIELDS: [&str; 7] = [
     "msgid",
 ];
 
+#[derive(Clone)]
 pub struct QueryEngine {
     hot: Arc<HotStore>,
     /// Archived hours, read where the hot store no longer holds them.
@@ -528,21 +529,29 @@ impl QueryEngine {
             )));
         }
         let mut running = self.admit(tenant)?;
-        let ctx = self.session(false)?;
-        let (frame, unreadable) = self
-            .events_frame(&ctx, tenant, None, None, &[], &mut running)
-            .await?;
-        ctx.register_table("events", frame.into_view())?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
         let sql = sql.to_string();
         let (max_rows, max_bytes) = (self.limits.max_rows, self.limits.max_result_bytes);
+        let (engine, tenant) = (self.clone(), tenant.clone());
         self.run("sql", async move {
-            let _running = running;
             // Parsed here, on the query's threads and inside its deadline.
             check_single_select(&sql)?;
+            // The text the statement requires of every row, found by planning it once over an
+            // empty table of the same shape: archived hours that cannot hold it are not
+            // fetched.
+            let text_filters = if engine.archive.is_some() {
+                required_text_filters(&engine.session(false)?, &sql, options).await?
+            } else {
+                Vec::new()
+            };
+            let ctx = engine.session(false)?;
+            let (frame, unreadable) = engine
+                .events_frame(&ctx, &tenant, None, None, &text_filters, &mut running)
+                .await?;
+            ctx.register_table("events", frame.into_view())?;
             let frame = ctx.sql_with_options(&sql, options).await?;
             let mut result = collect_json(frame, max_rows, max_bytes).await?;
             result.unreadable = unreadable;
@@ -713,6 +722,37 @@ impl QueryEngine {
         })
         .await
     }
+}
+
+/// The filters on `events` a statement applies to every row it reads: those pushed into its
+/// only scan of `events`, planned over an empty table of the same shape. A statement that
+/// scans `events` more than once (a self-join, a subquery) may read rows the filters of one
+/// scan rule out, so it gets none.
+async fn required_text_filters(
+    ctx: &SessionContext,
+    sql: &str,
+    options: SQLOptions,
+) -> Result<Vec<Expr>, QueryError> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::logical_expr::LogicalPlan;
+    ctx.register_table("events", Arc::new(skipping::Shape::new(schema())))?;
+    let plan = ctx
+        .sql_with_options(sql, options)
+        .await?
+        .into_optimized_plan()?;
+    let mut scans = Vec::new();
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            if scan.table_name.table() == "events" {
+                scans.push(scan.filters.clone());
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(match <[Vec<Expr>; 1]>::try_from(scans) {
+        Ok([filters]) => filters,
+        Err(_) => Vec::new(),
+    })
 }
 
 /// One frame over Parquet files that store `msg` whole and files that store it as tokens;
@@ -989,6 +1029,48 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn archived_hours_are_pruned_only_by_text_every_row_read_must_hold() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let required = |sql: &str| -> Vec<String> {
+            let filters = runtime
+                .block_on(required_text_filters(
+                    &SessionContext::new(),
+                    sql,
+                    SQLOptions::new(),
+                ))
+                .unwrap();
+            filters
+                .iter()
+                .flat_map(skipping::required_text)
+                .map(|needle| String::from_utf8(needle).unwrap())
+                .collect()
+        };
+        assert_eq!(
+            required("SELECT count(*) FROM events WHERE msg LIKE '%abcd%' AND severity < 4"),
+            ["abcd"]
+        );
+        assert_eq!(
+            required(
+                "SELECT host FROM (SELECT * FROM events WHERE msg LIKE '%efgh%') GROUP BY host"
+            ),
+            ["efgh"]
+        );
+        // Another scan of events (a self-join, a subquery) reads rows without the text.
+        assert!(required(
+            "SELECT count(*) FROM events a JOIN events b ON a.event_id = b.event_id WHERE a.msg LIKE '%abcd%'"
+        )
+        .is_empty());
+        assert!(required(
+            "SELECT count(*) FROM events WHERE msg LIKE '%abcd%' AND ts > (SELECT min(ts) FROM events)"
+        )
+        .is_empty());
+        assert!(
+            required("SELECT count(*) FROM events WHERE msg LIKE '%abcd%' OR severity = 1")
+                .is_empty()
+        );
+    }
 
     #[test]
     fn only_one_select_passes_the_statement_check() {

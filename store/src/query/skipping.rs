@@ -80,6 +80,51 @@ impl TableProvider for SkippingTable {
     }
 }
 
+/// An empty table of the events' shape that takes every filter pushed to it: planning a
+/// statement over it shows which filters reach the scan (see `required_text_filters`).
+#[derive(Debug)]
+pub(super) struct Shape {
+    schema: SchemaRef,
+}
+
+impl Shape {
+    pub(super) fn new(schema: SchemaRef) -> Shape {
+        Shape { schema }
+    }
+}
+
+#[async_trait]
+impl TableProvider for Shape {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let schema = match projection {
+            Some(projection) => Arc::new(self.schema.project(projection)?),
+            None => self.schema.clone(),
+        };
+        Ok(Arc::new(EmptyExec::new(schema)))
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+}
+
 /// The scan with each indexed file narrowed to the granules that may hold every needle.
 fn skip_granules(plan: Arc<dyn ExecutionPlan>, needles: &[Vec<u8>]) -> Arc<dyn ExecutionPlan> {
     let Some(config) = plan
