@@ -535,23 +535,28 @@ impl QueryEngine {
             .with_allow_statements(false);
         let sql = sql.to_string();
         let (max_rows, max_bytes) = (self.limits.max_rows, self.limits.max_result_bytes);
-        let (engine, tenant) = (self.clone(), tenant.clone());
+        // Parsed on the query's threads and inside its deadline, first to check it and to
+        // find the text it requires of every row, by planning it once over an empty table of
+        // the same shape: archived hours that cannot hold that text are not fetched. (The
+        // fetch itself runs here, as for searches, at the priority of the other I/O.)
+        let text_filters = {
+            let (engine, sql) = (self.clone(), sql.clone());
+            self.run_untimed(async move {
+                check_single_select(&sql)?;
+                if engine.archive.is_none() {
+                    return Ok(Vec::new());
+                }
+                required_text_filters(&engine.session(false)?, &sql, options).await
+            })
+            .await?
+        };
+        let ctx = self.session(false)?;
+        let (frame, unreadable) = self
+            .events_frame(&ctx, tenant, None, None, &text_filters, &mut running)
+            .await?;
+        ctx.register_table("events", frame.into_view())?;
         self.run("sql", async move {
-            // Parsed here, on the query's threads and inside its deadline.
-            check_single_select(&sql)?;
-            // The text the statement requires of every row, found by planning it once over an
-            // empty table of the same shape: archived hours that cannot hold it are not
-            // fetched.
-            let text_filters = if engine.archive.is_some() {
-                required_text_filters(&engine.session(false)?, &sql, options).await?
-            } else {
-                Vec::new()
-            };
-            let ctx = engine.session(false)?;
-            let (frame, unreadable) = engine
-                .events_frame(&ctx, &tenant, None, None, &text_filters, &mut running)
-                .await?;
-            ctx.register_table("events", frame.into_view())?;
+            let _running = running;
             let frame = ctx.sql_with_options(&sql, options).await?;
             let mut result = collect_json(frame, max_rows, max_bytes).await?;
             result.unreadable = unreadable;
