@@ -194,6 +194,22 @@ fn archived_hours_answer_queries_once_the_hot_copy_is_gone_and_hold_no_plain_tex
         2,
         "hour 3's object is fetched, hour 2's is not"
     );
+    // The skip indexes are kept with the objects too: with the local copies gone (a lost data
+    // directory), they are fetched back from the bucket and still spare hour 2's object.
+    let local_indexes = meniscus.data_dir().join("archive/skip");
+    std::fs::remove_dir_all(&local_indexes).unwrap();
+    let (status, page) = meniscus.get(
+        "/v1/tenant/acme/events?q=hour4%20line&limit=100",
+        "acme-token",
+    );
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["events"].as_array().unwrap().len(), 50, "{page}");
+    assert_eq!(
+        meniscus.metric("meniscus_archive_fetches_total{result=\"miss\"}"),
+        2,
+        "hour 2's object is still not fetched"
+    );
+    assert!(local_indexes.exists(), "the fetched indexes are kept again");
 
     // Every event, once, though three of acme's hours now live only in the archive.
     assert_eq!(count_and_distinct(&meniscus, "acme", "true"), (171, 171));
@@ -247,6 +263,17 @@ fn archived_hours_answer_queries_once_the_hot_copy_is_gone_and_hold_no_plain_tex
         .filter(|key| key.ends_with(".parquet.enc"))
         .collect();
     assert!(objects.len() >= 4, "{keys:?}");
+    // Each object's skip index is stored with it, sealed too.
+    for key in &objects {
+        let index = format!("{}.skip.enc", key.strip_suffix(".parquet.enc").unwrap());
+        assert!(keys.contains(&index), "{key} has its skip index: {keys:?}");
+        let bytes = s3.get(&index);
+        assert!(bytes.starts_with(OBJECT_MAGIC), "{index}");
+        assert!(
+            !bytes.windows(6).any(|window| window == b"MNSKIP"),
+            "{index} in clear"
+        );
+    }
     for key in &objects {
         let tenant = key.split('/').nth(1).unwrap();
         assert!(["acme", "other"].contains(&tenant), "{key}");
@@ -454,8 +481,8 @@ fn retention_removes_hours_from_the_hot_store_the_archive_and_every_answer() {
     let archived_keys = s3.list("meniscus/acme");
     assert_eq!(
         archived_keys.len(),
-        2,
-        "one object and its sidecar: {archived_keys:?}"
+        3,
+        "one object, its sidecar and its skip index: {archived_keys:?}"
     );
 
     // The tenant's long-term retention shrinks to one hour: the archived hour goes from the

@@ -38,9 +38,21 @@ pub struct ArchivedObject {
     pub msg_tokens: bool,
     /// When it was uploaded, seconds since the epoch.
     pub uploaded: i64,
+    /// Whether its skip index was uploaded with it (as [`skip_index_key`]).
+    #[serde(default)]
+    pub skip_index: bool,
 }
 
 pub const SIDECAR_SUFFIX: &str = ".key";
+
+/// The key of an object's skip index in the target: `NAME.parquet.enc` -> `NAME.skip.enc`,
+/// sealed with the object's data key (see `crypto::seal_companion`).
+pub fn skip_index_key(object_key: &str) -> String {
+    let stem = object_key
+        .strip_suffix(".parquet.enc")
+        .unwrap_or(object_key);
+    format!("{stem}.skip.enc")
+}
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ArchiveManifest {

@@ -37,10 +37,10 @@ use parking_lot::Mutex;
 use crate::compaction::{self, CompactionOptions};
 use crate::disk::{create_dirs_durably, replace_file, Disk, LocalDisk};
 use crate::hot::{FileEntry, HotStore, WINDOW_SECONDS};
-use crate::skip_index::{sidecar_path, SkipIndex};
+use crate::skip_index::{self, sidecar_path, SkipIndex};
 use cache::{CachedFile, ObjectCache};
 use crypto::Keyring;
-use manifest::{ArchiveManifest, ArchivedObject, SIDECAR_SUFFIX};
+use manifest::{skip_index_key, ArchiveManifest, ArchivedObject, SIDECAR_SUFFIX};
 
 /// Objects larger than this are uploaded in parts.
 pub const MULTIPART_BYTES: usize = 8 * 1024 * 1024;
@@ -219,8 +219,8 @@ impl Archive {
     ///
     /// With `needles` (text every row the query wants contains), objects whose skip index
     /// shows no granule holding all of them are left out: not fetched at all.
-    pub fn objects_for_query(
-        &self,
+    pub async fn objects_for_query(
+        self: &Arc<Self>,
         tenant: &str,
         first_window: i64,
         last_window: i64,
@@ -244,17 +244,20 @@ impl Archive {
         if needles.is_empty() {
             return candidates;
         }
-        candidates
-            .into_iter()
-            .filter(|object| {
-                SkipIndex::load(&self.skip_index_path(&object.key)).is_none_or(|index| {
+        let kept: Vec<Option<ArchivedObject>> = futures::stream::iter(candidates)
+            .map(|object| async move {
+                let may_match = self.skip_index_of(&object).await.is_none_or(|index| {
                     index
                         .granules_to_read(needles)
                         .iter()
                         .any(|(_, read)| *read)
-                })
+                });
+                may_match.then_some(object)
             })
+            .buffered(FETCH_CONCURRENCY)
             .collect()
+            .await;
+        kept.into_iter().flatten().collect()
     }
 
     /// Where the archive keeps the skip index of the object `key`: a local copy of the hot
@@ -533,7 +536,25 @@ impl Archive {
         }
         self.verify_sidecar(&entry.tenant, &object_key, &sidecar_location, &data_key)
             .await?;
-        self.keep_skip_index(&path, &object_key)?;
+        // The skip index goes with the object, sealed with its data key: a lost data
+        // directory does not lose it (queries fetch it back), and a local copy spares the
+        // request.
+        let skip_index = match read_if_present(&skip_index::sidecar_path(&path))? {
+            Some(index) => {
+                let companion = skip_index_key(&object_key);
+                let sealed = crypto::seal_companion(&index, &data_key, &companion);
+                self.target
+                    .store
+                    .put(
+                        &ObjectPath::from(companion.as_str()),
+                        PutPayload::from(sealed),
+                    )
+                    .await?;
+                self.keep_skip_index(&object_key, &index)?;
+                true
+            }
+            None => false,
+        };
         let record = ArchivedObject {
             tenant: entry.tenant.clone(),
             window: entry.window,
@@ -544,6 +565,7 @@ impl Archive {
             stored_bytes,
             msg_tokens: entry.msg_tokens,
             uploaded: Utc::now().timestamp(),
+            skip_index,
         };
         self.change_manifest(|manifest| {
             manifest.objects.retain(|object| object.key != record.key);
@@ -556,21 +578,62 @@ impl Archive {
         Ok(true)
     }
 
-    /// Copies a hot file's skip index (if it has one) to where queries of its object look,
-    /// durably, before the object is recorded.
-    fn keep_skip_index(&self, hot_file: &Path, object_key: &str) -> anyhow::Result<()> {
-        let bytes = match std::fs::read(sidecar_path(hot_file)) {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(error) => return Err(error.into()),
-        };
+    /// Keeps an object's skip index where queries look for it, durably.
+    fn keep_skip_index(&self, object_key: &str, bytes: &[u8]) -> anyhow::Result<()> {
         let skip_root = self.dir.join("skip");
+        // Gone with a lost data directory (or removed by hand) since the archive opened.
+        std::fs::create_dir_all(&skip_root)?;
         let path = self.skip_index_path(object_key);
         if let Some(parent) = path.strip_prefix(&skip_root)?.parent() {
             create_dirs_durably(self.disk.as_ref(), &skip_root, parent)?;
         }
-        replace_file(self.disk.as_ref(), &path, &bytes)?;
+        replace_file(self.disk.as_ref(), &path, bytes)?;
         Ok(())
+    }
+
+    /// An object's skip index: the local copy, or (lost with the data directory) the one
+    /// kept with the object in the target, fetched back and kept again. `None` when it has
+    /// none or it cannot be had: the object is then read in full.
+    async fn skip_index_of(self: &Arc<Self>, object: &ArchivedObject) -> Option<SkipIndex> {
+        if let Some(index) = SkipIndex::load(&self.skip_index_path(&object.key)) {
+            return Some(index);
+        }
+        if !object.skip_index {
+            return None;
+        }
+        let companion = skip_index_key(&object.key);
+        let sidecar = ObjectPath::from(format!("{}{SIDECAR_SUFFIX}", object.key));
+        let fetched = async {
+            let (sealed, sidecar) = futures::try_join!(
+                async {
+                    self.target
+                        .store
+                        .get(&ObjectPath::from(companion.as_str()))
+                        .await?
+                        .bytes()
+                        .await
+                },
+                async { self.target.store.get(&sidecar).await?.bytes().await },
+            )?;
+            let index = crypto::open_companion(
+                &sealed,
+                &sidecar,
+                &object.tenant,
+                &object.key,
+                &companion,
+                &self.keyring,
+            )?;
+            let decoded = SkipIndex::decode(&index)?;
+            self.keep_skip_index(&object.key, &index)?;
+            anyhow::Ok(decoded)
+        };
+        match fetched.await {
+            Ok(index) => Some(index),
+            Err(error) => {
+                tracing::warn!(key = %companion, %error, "cannot fetch an archived skip index; the object is read in full");
+                None
+            }
+        }
     }
 
     /// Deletes the local skip index of an object no longer archived.
@@ -714,9 +777,12 @@ impl Archive {
         }
     }
 
-    /// Deletes an object and its sidecar.
+    /// Deletes an object, its skip index and its sidecar (last: what is left of an
+    /// interrupted deletion can still be opened).
     async fn delete_object(&self, key: &str) -> anyhow::Result<()> {
         self.delete_location(&ObjectPath::from(key)).await?;
+        self.delete_location(&ObjectPath::from(skip_index_key(key)))
+            .await?;
         self.delete_location(&ObjectPath::from(format!("{key}{SIDECAR_SUFFIX}")))
             .await
     }
@@ -746,13 +812,22 @@ impl Archive {
         let mut deleted = 0;
         for location in &listed {
             self.delete_location(location).await?;
-            if !location.as_ref().ends_with(SIDECAR_SUFFIX) {
+            if location.as_ref().ends_with(".parquet.enc") {
                 deleted += 1;
             }
         }
         self.keyring.purge(tenant)?;
         let _ = std::fs::remove_dir_all(self.dir.join("skip").join(prefix.as_ref()));
         Ok(deleted)
+    }
+}
+
+/// A file's bytes, or `None` when there is no such file.
+fn read_if_present(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
     }
 }
 

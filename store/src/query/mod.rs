@@ -385,13 +385,15 @@ impl QueryEngine {
         let mut unreadable = snapshot.unreadable;
         let (mut archived_files, mut archived_token_files) = (Vec::new(), Vec::new());
         if let Some(archive) = &self.archive {
-            let objects = archive.objects_for_query(
-                tenant.as_str(),
-                from.map(window_of).unwrap_or(i64::MIN),
-                to.map(window_of).unwrap_or(i64::MAX),
-                &snapshot.live,
-                &needles,
-            );
+            let objects = archive
+                .objects_for_query(
+                    tenant.as_str(),
+                    from.map(window_of).unwrap_or(i64::MIN),
+                    to.map(window_of).unwrap_or(i64::MAX),
+                    &snapshot.live,
+                    &needles,
+                )
+                .await;
             if !objects.is_empty() {
                 let bytes: u64 = objects.iter().map(|object| object.plain_bytes).sum();
                 if bytes > archive.query_fetch_limit() {
