@@ -111,6 +111,11 @@ impl Meniscus {
         })
     }
 
+    /// The configuration file it runs with (rewrite it and send SIGHUP to reload tenants).
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }

@@ -95,6 +95,11 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     let registry = TenantRegistry::from_specs(config.tenants.clone())?;
 
     let metrics = Registry::new();
+    let reloads = metrics.counters(
+        "meniscus_config_reloads_total",
+        "Tenant reloads on SIGHUP, by result (an error keeps the tenants that were in force).",
+        &["result"],
+    );
     let store_options = config.storage.store_options();
     let store = Store::open(&args.data_dir, store_options.clone(), &metrics)?;
     let mut queries = QueryEngine::new(
@@ -187,6 +192,9 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
                 .map(|tenant| tenant.spec.retention.short_term.0)
         },
     );
+    if let Some(path) = args.config.clone() {
+        tokio::spawn(reload_tenants_on_hangup(path, correlator.clone(), reloads));
+    }
     state.ready.store(true, Ordering::Relaxed);
     tracing::info!(http = %http_address, ops = %ops_address, listeners = ?bound, data_dir = %args.data_dir.display(), "meniscus standalone ready");
     print_banner(&bound, http_address, ops_address, demo.as_deref());
@@ -198,6 +206,44 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         tracing::warn!(%error, "flush at shutdown timed out; the write-ahead log will be replayed at the next start");
     }
     Ok(())
+}
+
+/// On SIGHUP, reads the tenants of the configuration file again; they take effect at once
+/// (tokens, producers, limits, retention), with no restart and no connection dropped. The
+/// rest of the file (listeners, storage) needs a restart. A file that does not check out, or
+/// that names no tenant, leaves the tenants in force and says why.
+async fn reload_tenants_on_hangup(
+    path: PathBuf,
+    correlator: Arc<Correlator>,
+    reloads: meniscus_metrics::Family<meniscus_metrics::Counter>,
+) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let reloaded = Config::load(&path)
+            .map_err(anyhow::Error::from)
+            .and_then(|config| {
+                anyhow::ensure!(
+                    !config.tenants.is_empty(),
+                    "it names no tenant (the demo tenant exists only without tenants at start)"
+                );
+                let count = config.tenants.len();
+                Ok((TenantRegistry::from_specs(config.tenants)?, count))
+            });
+        match reloaded {
+            Ok((registry, count)) => {
+                correlator.accept.replace_registry(registry);
+                reloads.inc(&["ok"]);
+                tracing::info!(path = %path.display(), tenants = count, "tenants reloaded");
+            }
+            Err(error) => {
+                reloads.inc(&["error"]);
+                tracing::error!(path = %path.display(), error = %format!("{error:#}"), "tenants not reloaded; the ones in force stay");
+            }
+        }
+    }
 }
 
 fn print_banner(

@@ -68,7 +68,9 @@ pub struct Admitted {
 }
 
 pub struct Accept {
-    registry: Arc<TenantRegistry>,
+    /// Swapped whole when the tenants change (a config reload): readers hold the `Arc` they
+    /// got for one read or request, so a change never shows half-made.
+    registry: parking_lot::RwLock<Arc<TenantRegistry>>,
     next: Arc<dyn Stage>,
     pub metrics: Arc<IngestMetrics>,
 }
@@ -80,7 +82,7 @@ impl Accept {
         metrics: Arc<IngestMetrics>,
     ) -> Accept {
         Accept {
-            registry: Arc::new(registry),
+            registry: parking_lot::RwLock::new(Arc::new(registry)),
             next,
             metrics,
         }
@@ -88,7 +90,13 @@ impl Accept {
 
     /// The tenants as they are now; hold it for one read or request.
     pub fn registry(&self) -> Arc<TenantRegistry> {
-        self.registry.clone()
+        self.registry.read().clone()
+    }
+
+    /// Makes `registry` the tenants from now on: every later read, request and connection
+    /// check (tokens, producers, limits, retention) sees it. Rate limits start afresh.
+    pub fn replace_registry(&self, registry: TenantRegistry) {
+        *self.registry.write() = Arc::new(registry);
     }
 
     /// Authenticates a tenant's token; a failure is counted by transport and reason.
