@@ -133,6 +133,21 @@ fn count_and_distinct(meniscus: &Meniscus, tenant: &str, filter: &str) -> (u64, 
     )
 }
 
+/// Events a search (`q`, URL-encoded) finds for acme, up to 100.
+fn search_count(meniscus: &Meniscus, q: &str) -> usize {
+    let (status, page) = meniscus.get(
+        &format!("/v1/tenant/acme/events?q={q}&limit=100"),
+        "acme-token",
+    );
+    assert_eq!(status, 200, "{page}");
+    page["events"].as_array().unwrap().len()
+}
+
+/// Archived objects fetched from the target so far (not found in the local cache).
+fn fetch_misses(meniscus: &Meniscus) -> u64 {
+    meniscus.metric("meniscus_archive_fetches_total{result=\"miss\"}")
+}
+
 fn readyz(meniscus: &Meniscus) -> (u16, String) {
     let response = meniscus.client.get(meniscus.url("/readyz")).send().unwrap();
     (response.status().as_u16(), response.text().unwrap())
@@ -173,14 +188,9 @@ fn archived_hours_answer_queries_once_the_hot_copy_is_gone_and_hold_no_plain_tex
     // skip indexes kept with the archive rule the others out.
     // (Several of the text's 4-grams are missing from the other hours, so a false positive of
     // their filters, each a few percent likely per 4-gram, cannot make this flaky.)
-    let (status, page) = meniscus.get(
-        "/v1/tenant/acme/events?q=hour4%20line&limit=100",
-        "acme-token",
-    );
-    assert_eq!(status, 200, "{page}");
-    assert_eq!(page["events"].as_array().unwrap().len(), 50, "{page}");
+    assert_eq!(search_count(&meniscus, "hour4%20line"), 50);
     assert_eq!(
-        meniscus.metric("meniscus_archive_fetches_total{result=\"miss\"}"),
+        fetch_misses(&meniscus),
         1,
         "only hour 4's object is fetched"
     );
@@ -190,7 +200,7 @@ fn archived_hours_answer_queries_once_the_hot_copy_is_gone_and_hold_no_plain_tex
         (50, 50)
     );
     assert_eq!(
-        meniscus.metric("meniscus_archive_fetches_total{result=\"miss\"}"),
+        fetch_misses(&meniscus),
         2,
         "hour 3's object is fetched, hour 2's is not"
     );
@@ -198,14 +208,9 @@ fn archived_hours_answer_queries_once_the_hot_copy_is_gone_and_hold_no_plain_tex
     // directory), they are fetched back from the bucket and still spare hour 2's object.
     let local_indexes = meniscus.data_dir().join("archive/skip");
     std::fs::remove_dir_all(&local_indexes).unwrap();
-    let (status, page) = meniscus.get(
-        "/v1/tenant/acme/events?q=hour4%20line&limit=100",
-        "acme-token",
-    );
-    assert_eq!(status, 200, "{page}");
-    assert_eq!(page["events"].as_array().unwrap().len(), 50, "{page}");
+    assert_eq!(search_count(&meniscus, "hour4%20line"), 50);
     assert_eq!(
-        meniscus.metric("meniscus_archive_fetches_total{result=\"miss\"}"),
+        fetch_misses(&meniscus),
         2,
         "hour 2's object is still not fetched"
     );

@@ -88,8 +88,9 @@ fn bearer(headers: &HeaderMap) -> &str {
         .trim()
 }
 
-/// The calling worker's id and credential.
-fn worker(headers: &HeaderMap) -> (WorkerId, &str) {
+/// The calling worker's id and credential (`X-Meniscus-Worker`, `Authorization: Bearer`), as
+/// every worker-facing API of the grid takes them.
+pub fn worker(headers: &HeaderMap) -> (WorkerId, &str) {
     let id = headers
         .get("x-meniscus-worker")
         .and_then(|value| value.to_str().ok())
@@ -151,12 +152,13 @@ async fn snapshot(State(coordinator): State<Arc<Coordinator>>, headers: HeaderMa
     }
 }
 
+/// `?route=V&tenants=V`: the versions a follower has; it waits for newer ones.
 #[derive(Deserialize)]
-struct Since {
+pub struct Since {
     #[serde(default)]
-    route: u64,
+    pub route: u64,
     #[serde(default)]
-    tenants: u64,
+    pub tenants: u64,
 }
 
 async fn updates(

@@ -10,14 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use meniscus_coordinator::http::{worker, Since};
 use meniscus_coordinator::state::Broadcast;
-use meniscus_grid::routes::WorkerId;
 use meniscus_metrics::{Counter, Family, Registry};
-use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -87,15 +86,7 @@ impl Broadcaster {
 
     /// The latest broadcast if the caller is a worker it knows; the refusal otherwise.
     fn answer(&self, headers: &HeaderMap) -> Result<Broadcast, Refusal> {
-        let id = headers
-            .get("x-meniscus-worker")
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default();
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .unwrap_or_default();
+        let (id, presented) = worker(headers);
         let Some(broadcast) = self.latest.borrow().clone() else {
             return Err((
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -104,7 +95,7 @@ impl Broadcaster {
         };
         let known = broadcast
             .credentials
-            .get(&WorkerId(id.to_string()))
+            .get(&id)
             .is_some_and(|hash| hash.matches(presented));
         if !known {
             self.served.inc(&["refused"]);
@@ -132,14 +123,6 @@ async fn snapshot(State(broadcaster): State<Arc<Broadcaster>>, headers: HeaderMa
         }
         Err(refused) => refuse(refused),
     }
-}
-
-#[derive(Deserialize)]
-struct Since {
-    #[serde(default)]
-    route: u64,
-    #[serde(default)]
-    tenants: u64,
 }
 
 async fn updates(
