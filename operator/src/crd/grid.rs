@@ -1,0 +1,314 @@
+//! `MeniscusGrid`: one Meniscus grid (its personas, listeners, archive and scaling), the
+//! resource a platform team applies once.
+
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::Condition;
+
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "meniscus.io",
+    version = "v1alpha1",
+    kind = "MeniscusGrid",
+    plural = "meniscusgrids",
+    namespaced,
+    status = "MeniscusGridStatus",
+    shortname = "mgrid",
+    category = "meniscus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Routes","type":"integer","jsonPath":".status.routeVersion"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MeniscusGridSpec {
+    /// The worker image (the `meniscus` binary), e.g. `registry.example/meniscus:0.1.0`.
+    #[x_kube(validation = Rule::new("self != ''").message("image must name an image"))]
+    pub image: String,
+    /// Replicas, resources and storage of each persona.
+    #[serde(default)]
+    pub personas: Personas,
+    /// Ports the ingest Service exposes.
+    #[serde(default)]
+    pub listeners: Listeners,
+    #[serde(default)]
+    pub ingest_service: IngestService,
+    /// Secret (`tls.crt`, `tls.key`) for syslog over TLS (RFC 5425); no TLS listener without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret: Option<String>,
+    /// Long-term storage; without it events are kept for the tenants' short term only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<Archive>,
+    /// Retention of tenants that do not set their own.
+    #[serde(default)]
+    pub retention: Retention,
+    #[serde(default)]
+    pub autoscaling: Autoscaling,
+}
+
+/// Every persona of the grid.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Personas {
+    #[serde(default)]
+    pub correlator: Persona,
+    #[serde(default)]
+    pub normalizer: Persona,
+    #[serde(default)]
+    pub storage: StoragePersona,
+    #[serde(default)]
+    pub tenant_api: Persona,
+    #[serde(default)]
+    pub broadcaster: Persona,
+}
+
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Persona {
+    #[serde(default)]
+    pub replicas: Replicas,
+    /// Requests and limits, as a container's `resources` (`{requests: {cpu: 500m}}`).
+    #[serde(default)]
+    pub resources: Resources,
+}
+
+/// The storage persona also holds data: a volume per replica.
+#[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoragePersona {
+    #[serde(default)]
+    pub replicas: Replicas,
+    #[serde(default)]
+    pub resources: Resources,
+    /// Size of each replica's volume (WAL and hot store).
+    #[serde(default = "default_storage_size")]
+    pub storage_size: String,
+    /// StorageClass of the volumes; the cluster's default without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+}
+
+impl Default for StoragePersona {
+    fn default() -> Self {
+        StoragePersona {
+            replicas: Replicas::default(),
+            resources: Resources::default(),
+            storage_size: default_storage_size(),
+            storage_class: None,
+        }
+    }
+}
+
+fn default_storage_size() -> String {
+    "20Gi".into()
+}
+
+/// The range the autoscaler keeps a persona in; the operator owns `replicas` (no HPA).
+#[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[x_kube(validation = Rule::new("self.min <= self.max").message("replicas.min must not be above replicas.max"))]
+pub struct Replicas {
+    #[serde(default = "one")]
+    #[schemars(range(min = 0))]
+    pub min: i32,
+    #[serde(default = "three")]
+    #[schemars(range(min = 1))]
+    pub max: i32,
+}
+
+impl Default for Replicas {
+    fn default() -> Self {
+        Replicas {
+            min: one(),
+            max: three(),
+        }
+    }
+}
+
+fn one() -> i32 {
+    1
+}
+
+fn three() -> i32 {
+    3
+}
+
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resources {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub requests: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, String>,
+}
+
+#[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Listeners {
+    /// Syslog over TCP (RFC 6587 framing).
+    #[serde(default = "syslog_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub syslog_tcp: i32,
+    /// Syslog over UDP; none without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub syslog_udp: Option<i32>,
+    /// Syslog over TLS (needs `tlsSecret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub syslog_tls: Option<i32>,
+    /// HTTP: publish, the agents' protocols, the tenant API.
+    #[serde(default = "http_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub http: i32,
+}
+
+impl Default for Listeners {
+    fn default() -> Self {
+        Listeners {
+            syslog_tcp: syslog_port(),
+            syslog_udp: None,
+            syslog_tls: None,
+            http: http_port(),
+        }
+    }
+}
+
+fn syslog_port() -> i32 {
+    5514
+}
+
+fn http_port() -> i32 {
+    8080
+}
+
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct IngestService {
+    /// `ClusterIP`, `NodePort` or `LoadBalancer`.
+    #[serde(rename = "type", default)]
+    pub type_: ServiceType,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceType {
+    #[default]
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+}
+
+#[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Archive {
+    /// `s3://bucket/prefix`, `gs://…`, `az://…`.
+    #[x_kube(validation = Rule::new("self.matches('^(s3|gs|az)://[^/]+')").message("archive.url must be s3://, gs:// or az:// with a bucket"))]
+    pub url: String,
+    /// Secret whose keys are the object store's settings (`AWS_ACCESS_KEY_ID`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+}
+
+#[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Retention {
+    /// In the hot store (`7d`, `36h`).
+    #[serde(default = "seven_days")]
+    #[schemars(regex(pattern = r"^[0-9]+(s|m|h|d)$"))]
+    pub short_term: String,
+    /// In the archive; `shortTerm` without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(s|m|h|d)$"))]
+    pub long_term: Option<String>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            short_term: seven_days(),
+            long_term: None,
+        }
+    }
+}
+
+fn seven_days() -> String {
+    "7d".into()
+}
+
+/// Targets the autoscaler holds each persona to, and how quickly it moves.
+#[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Autoscaling {
+    /// Events per second one replica should carry.
+    #[serde(default = "events_per_replica")]
+    #[schemars(range(min = 1))]
+    pub events_per_second_per_replica: i64,
+    /// Queued or spooled events per replica above which it scales up.
+    #[serde(default = "backlog_per_replica")]
+    #[schemars(range(min = 1))]
+    pub backlog_per_replica: i64,
+    /// How long load must stay high before scaling up.
+    #[serde(default = "scale_up_window")]
+    #[schemars(range(min = 0))]
+    pub scale_up_window_seconds: i32,
+    /// How long load must stay low before scaling down.
+    #[serde(default = "scale_down_window")]
+    #[schemars(range(min = 0))]
+    pub scale_down_window_seconds: i32,
+}
+
+impl Default for Autoscaling {
+    fn default() -> Self {
+        Autoscaling {
+            events_per_second_per_replica: events_per_replica(),
+            backlog_per_replica: backlog_per_replica(),
+            scale_up_window_seconds: scale_up_window(),
+            scale_down_window_seconds: scale_down_window(),
+        }
+    }
+}
+
+fn events_per_replica() -> i64 {
+    50_000
+}
+
+fn backlog_per_replica() -> i64 {
+    200_000
+}
+
+fn scale_up_window() -> i32 {
+    30
+}
+
+fn scale_down_window() -> i32 {
+    300
+}
+
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeniscusGridStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// Per persona: desired and ready replicas, events per second.
+    #[serde(default)]
+    pub personas: BTreeMap<String, PersonaStatus>,
+    #[serde(default)]
+    pub route_version: i64,
+    /// Where tenants send: `host:port` per protocol.
+    #[serde(default)]
+    pub ingest_endpoints: Vec<String>,
+}
+
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PersonaStatus {
+    pub desired: i32,
+    pub ready: i32,
+    #[serde(default)]
+    pub events_per_second: f64,
+}
