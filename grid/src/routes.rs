@@ -109,17 +109,22 @@ impl Routes {
     /// The storage workers that hold `tenant`: the online ones that rank highest for it,
     /// `storage_copies` of them (fewer when fewer are online), best first.
     pub fn storage_for(&self, tenant: &str) -> Vec<&RouteEntry> {
+        let mut ranked = self.ranked(Persona::Storage, tenant);
+        ranked.truncate(self.storage_copies.max(1));
+        ranked
+    }
+
+    /// Online workers with `persona`, best first for `key` by rendezvous hashing: a tenant's
+    /// storage workers, or the broadcasters a worker tries in turn, so that keys spread over
+    /// the workers and a worker joining or leaving moves only the keys it must.
+    pub fn ranked(&self, persona: Persona, key: &str) -> Vec<&RouteEntry> {
         let mut ranked: Vec<(u64, &RouteEntry)> = self
-            .online(Persona::Storage)
-            .map(|worker| (rendezvous_score(tenant, &worker.id.0), worker))
+            .online(persona)
+            .map(|worker| (rendezvous_score(key, &worker.id.0), worker))
             .collect();
         // Highest score first; ids break the (vanishingly unlikely) ties the same way everywhere.
         ranked.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
-        ranked
-            .into_iter()
-            .take(self.storage_copies.max(1))
-            .map(|(_, worker)| worker)
-            .collect()
+        ranked.into_iter().map(|(_, worker)| worker).collect()
     }
 }
 

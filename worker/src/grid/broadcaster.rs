@@ -84,10 +84,17 @@ impl Broadcaster {
             .with_state(self)
     }
 
-    /// The latest broadcast if the caller is a worker it knows; the refusal otherwise.
-    fn answer(&self, headers: &HeaderMap) -> Result<Broadcast, Refusal> {
+    /// `read` of the latest broadcast if the caller is a worker it knows; the refusal
+    /// otherwise. Checked on the borrowed broadcast, so nothing is copied but what `read` takes
+    /// (not every worker's hash with each answer).
+    fn answer<T>(
+        &self,
+        headers: &HeaderMap,
+        read: impl FnOnce(&Broadcast) -> T,
+    ) -> Result<T, Refusal> {
         let (id, presented) = worker(headers);
-        let Some(broadcast) = self.latest.borrow().clone() else {
+        let latest = self.latest.borrow();
+        let Some(broadcast) = latest.as_ref() else {
             return Err((
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no routes from the coordinator yet",
@@ -104,7 +111,7 @@ impl Broadcaster {
                 "unknown worker or wrong worker credential",
             ));
         }
-        Ok(broadcast)
+        Ok(read(broadcast))
     }
 }
 
@@ -116,10 +123,10 @@ fn refuse((status, message): Refusal) -> Response {
 }
 
 async fn snapshot(State(broadcaster): State<Arc<Broadcaster>>, headers: HeaderMap) -> Response {
-    match broadcaster.answer(&headers) {
-        Ok(broadcast) => {
+    match broadcaster.answer(&headers, |broadcast| broadcast.snapshot.clone()) {
+        Ok(snapshot) => {
             broadcaster.served.inc(&["snapshot"]);
-            Json(broadcast.snapshot).into_response()
+            Json(snapshot).into_response()
         }
         Err(refused) => refuse(refused),
     }
@@ -130,7 +137,7 @@ async fn updates(
     headers: HeaderMap,
     Query(since): Query<Since>,
 ) -> Response {
-    if let Err(refused) = broadcaster.answer(&headers) {
+    if let Err(refused) = broadcaster.answer(&headers, |_| ()) {
         return refuse(refused);
     }
     let mut latest = broadcaster.latest.clone();
@@ -140,10 +147,10 @@ async fn updates(
         })
     };
     let _ = tokio::time::timeout(UPDATE_WAIT, latest.wait_for(newer)).await;
-    match broadcaster.answer(&headers) {
-        Ok(broadcast) => {
+    match broadcaster.answer(&headers, |broadcast| broadcast.snapshot.clone()) {
+        Ok(snapshot) => {
             broadcaster.served.inc(&["update"]);
-            Json(broadcast.snapshot).into_response()
+            Json(snapshot).into_response()
         }
         Err(refused) => refuse(refused),
     }

@@ -21,7 +21,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use meniscus_coordinator::state::{Broadcast, Load, Snapshot};
-use meniscus_grid::routes::{rendezvous_score, Persona, Routes, WorkerId};
+use meniscus_grid::routes::{Persona, Routes, WorkerId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
@@ -326,23 +326,13 @@ impl ControlPlane {
 /// The online broadcasters of `routes`, in the order this worker tries them: its own
 /// rendezvous ranking, so the workers of a grid spread over its broadcasters.
 fn broadcasters_for(routes: Option<&Routes>, worker: &WorkerId) -> Vec<String> {
-    let Some(routes) = routes else {
-        return Vec::new();
-    };
-    let mut ranked: Vec<(u64, &str)> = routes
-        .online(Persona::Broadcaster)
-        .map(|broadcaster| {
-            (
-                rendezvous_score(&worker.0, &broadcaster.id.0),
-                broadcaster.address.as_str(),
-            )
-        })
-        .collect();
-    ranked.sort_by(|a, b| b.cmp(a));
-    ranked
-        .into_iter()
-        .map(|(_, address)| address.to_string())
-        .collect()
+    routes.map_or_else(Vec::new, |routes| {
+        routes
+            .ranked(Persona::Broadcaster, &worker.0)
+            .into_iter()
+            .map(|broadcaster| broadcaster.address.clone())
+            .collect()
+    })
 }
 
 fn bad_answer(answer: &serde_json::Value, error: serde_json::Error) -> ControlError {
