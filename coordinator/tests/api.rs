@@ -158,6 +158,33 @@ async fn workers_pair_report_and_follow_updates_and_the_state_survives_a_restart
         )
         .await;
     assert_eq!(status, 401);
+    // Bad specs are refused with the reason, and change nothing (the good one below is
+    // version 1).
+    for (body, says) in [
+        (
+            json!({"id": "acme", "tokens": [{"value": "t"}], "colour": "red"}),
+            "not a tenant spec",
+        ),
+        (json!({"id": "acme", "tokens": []}), "token"),
+        (
+            json!({"id": "other", "tokens": [{"value": "t"}]}),
+            "the path",
+        ),
+    ] {
+        let (status, answer) = client
+            .call(
+                "PUT",
+                "/v1/admin/tenants/acme",
+                &[("Authorization", "Bearer admin-secret")],
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(
+            answer["error"].as_str().unwrap_or_default().contains(says),
+            "{answer}"
+        );
+    }
     let (status, answer) = client
         .call(
             "PUT",
