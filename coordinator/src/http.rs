@@ -5,12 +5,12 @@
 //!   worker's id, its credential (only here) and the snapshot; 401 with a wrong secret;
 //! - `POST /v1/heartbeat` (a [`Load`]) -> `{"routeVersion", "tenantsVersion"}`;
 //! - `POST /v1/down` `{"target": ID}` -> `{"routesChanged"}`;
-//! - `GET /v1/snapshot` -> routes and tenants;
+//! - `GET /v1/snapshot` -> routes, tenants and every worker's credential hash (how a worker
+//!   tells grid peers from strangers on its links, and broadcasters the workers they serve);
 //! - `GET /v1/updates?route=V&tenants=V` -> waits (up to 30 s) for a newer version, then the
 //!   snapshot;
-//! - `GET /v1/broadcast?route=V&tenants=V` (broadcasters only) -> the same wait, then the
-//!   snapshot and every worker's credential hash: how broadcasters follow the coordinator and
-//!   check the workers they serve.
+//! - `GET /v1/broadcast?route=V&tenants=V` -> the same, for broadcasters only: the one
+//!   long-poll the coordinator serves per broadcaster, where workers long-poll broadcasters.
 //!
 //! Administrators (`Authorization: Bearer ADMIN-CREDENTIAL`): `GET /v1/admin/workers`,
 //! `GET /v1/admin/tenants`, `PUT` / `DELETE /v1/admin/tenants/{id}` (a tenant spec, as in the
@@ -176,8 +176,8 @@ async fn updates(
     snapshot(State(coordinator), headers).await
 }
 
-/// Like `/v1/updates`, for broadcasters: the snapshot and every worker's credential hash,
-/// so they can serve workers on the coordinator's behalf.
+/// Like `/v1/updates`, for broadcasters only, so they can serve workers on the coordinator's
+/// behalf.
 async fn broadcast(
     State(coordinator): State<Arc<Coordinator>>,
     headers: HeaderMap,

@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use persist::StateFile;
-use state::{Broadcast, Load, PairRequest, Paired, Refused, Rules, Snapshot, State};
+use state::{Load, PairRequest, Paired, Refused, Rules, Snapshot, State};
 
 /// Who may do what: the grid's pairing secret and the administrators' credential.
 #[derive(Clone)]
@@ -213,8 +213,9 @@ impl Coordinator {
         }
     }
 
-    /// The broadcast, for a worker with the broadcaster persona that presents its credential.
-    pub fn broadcast_for(&self, id: &WorkerId, credential: &str) -> Result<Broadcast, Error> {
+    /// The snapshot, for a worker with the broadcaster persona that presents its credential
+    /// (`/v1/broadcast`, the broadcasters' long-poll).
+    pub fn broadcast_for(&self, id: &WorkerId, credential: &str) -> Result<Snapshot, Error> {
         let state = self.state.lock();
         let worker = state
             .authenticate(id, credential)
@@ -223,7 +224,7 @@ impl Coordinator {
             self.metrics.refused.inc(&["not_a_broadcaster"]);
             return Err(Refused::Credential.into());
         }
-        Ok(state.broadcast(&self.rules))
+        Ok(state.snapshot(&self.rules))
     }
 
     pub fn snapshot(&self) -> Snapshot {

@@ -95,20 +95,28 @@ pub struct Tenants {
     pub specs: Vec<TenantSpec>,
 }
 
-/// Everything a worker needs to run: the routes and the tenant registry.
+/// Everything a worker needs to run: the routes, the tenant registry, and the credential
+/// hashes of every worker, so that any worker can tell a grid peer from a stranger on its
+/// links and broadcasters can serve workers without asking the coordinator. Hashes of 256-bit
+/// random credentials reveal nothing usable; the tenant tokens beside them are what a
+/// snapshot must never reach a stranger for, and it does not (every snapshot is served to a
+/// worker that proved its credential).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Snapshot {
     pub routes: Routes,
     pub tenants: Tenants,
+    #[serde(default)]
+    pub credentials: BTreeMap<WorkerId, CredentialHash>,
 }
 
-/// What broadcasters follow: the snapshot and the credential hashes of every worker.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Broadcast {
-    pub snapshot: Snapshot,
-    pub credentials: BTreeMap<WorkerId, CredentialHash>,
+impl Snapshot {
+    /// True when `id` is a worker of this snapshot and `presented` is its credential.
+    pub fn knows(&self, id: &WorkerId, presented: &str) -> bool {
+        self.credentials
+            .get(id)
+            .is_some_and(|hash| hash.matches(presented))
+    }
 }
 
 /// The coordinator's state; what [`crate::persist`] writes.
@@ -155,6 +163,11 @@ impl State {
         Snapshot {
             routes: self.routes(rules),
             tenants: self.tenants.clone(),
+            credentials: self
+                .workers
+                .iter()
+                .map(|worker| (worker.id.clone(), worker.credential.clone()))
+                .collect(),
         }
     }
 
@@ -401,19 +414,6 @@ impl State {
             }
         }
         loads
-    }
-
-    /// What a broadcaster needs to serve workers on the coordinator's behalf: the snapshot,
-    /// and each worker's credential hash to check who asks.
-    pub fn broadcast(&self, rules: &Rules) -> Broadcast {
-        Broadcast {
-            snapshot: self.snapshot(rules),
-            credentials: self
-                .workers
-                .iter()
-                .map(|worker| (worker.id.clone(), worker.credential.clone()))
-                .collect(),
-        }
     }
 
     fn worker_mut(&mut self, id: &WorkerId) -> Result<&mut Worker, Refused> {

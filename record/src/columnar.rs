@@ -503,6 +503,13 @@ impl TenantBatch {
             .is_some_and(|durable| durable.true_count() > 0)
     }
 
+    /// Whether any row belongs to a producer marked `encrypted`: wherever such a batch rests
+    /// outside the store (a link's spool), it rests encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        column::<BooleanArray>(&self.batch, "encrypted")
+            .is_some_and(|encrypted| encrypted.true_count() > 0)
+    }
+
     /// This batch with every row's `job_id` set to `job_id`.
     pub fn with_job_id(&self, job_id: &str) -> Result<TenantBatch, ArrowError> {
         self.with_column(

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod azurite;
+pub mod grid;
 pub mod s3;
 
 /// The `meniscus` command line under test: `MENISCUS_BIN` when set, else the `meniscus-e2e`

@@ -167,9 +167,9 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     let http_address = http_listener.local_addr()?;
     let state = Arc::new(AppState {
         correlator: correlator.clone(),
-        store: store.clone(),
+        store: Some(store.clone()),
         archive: archive.clone(),
-        queries,
+        queries: Some(queries),
         http_metrics: HttpMetrics::register(&metrics),
         registry: metrics,
         connection_limits: connection_limits.clone(),

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use meniscus_coordinator::http::{worker, Since};
-use meniscus_coordinator::state::Broadcast;
+use meniscus_coordinator::state::Snapshot;
 use meniscus_metrics::{Counter, Family, Registry};
 use serde_json::json;
 use tokio::sync::watch;
@@ -26,7 +26,7 @@ use super::control::{ControlError, ControlPlane};
 const UPDATE_WAIT: Duration = Duration::from_secs(30);
 
 pub struct Broadcaster {
-    latest: watch::Receiver<Option<Broadcast>>,
+    latest: watch::Receiver<Option<Snapshot>>,
     served: Family<Counter>,
 }
 
@@ -34,14 +34,14 @@ impl Broadcaster {
     /// Starts following the coordinator through `control` (already paired, or pairing as
     /// it goes); the broadcaster serves nothing until it has a first broadcast.
     pub fn start(control: Arc<ControlPlane>, registry: &Registry) -> Arc<Broadcaster> {
-        let (sender, latest) = watch::channel(None::<Broadcast>);
+        let (sender, latest) = watch::channel(None::<Snapshot>);
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(200);
             loop {
                 let since = sender
                     .borrow()
                     .as_ref()
-                    .map(|b| (b.snapshot.routes.version, b.snapshot.tenants.version))
+                    .map(|b| (b.routes.version, b.tenants.version))
                     .unwrap_or((0, 0));
                 let Some(identity) = control.saved_identity() else {
                     tokio::time::sleep(backoff).await;
@@ -90,7 +90,7 @@ impl Broadcaster {
     fn answer<T>(
         &self,
         headers: &HeaderMap,
-        read: impl FnOnce(&Broadcast) -> T,
+        read: impl FnOnce(&Snapshot) -> T,
     ) -> Result<T, Refusal> {
         let (id, presented) = worker(headers);
         let latest = self.latest.borrow();
@@ -100,11 +100,7 @@ impl Broadcaster {
                 "no routes from the coordinator yet",
             ));
         };
-        let known = broadcast
-            .credentials
-            .get(&id)
-            .is_some_and(|hash| hash.matches(presented));
-        if !known {
+        if !broadcast.knows(&id, presented) {
             self.served.inc(&["refused"]);
             return Err((
                 StatusCode::UNAUTHORIZED,
@@ -123,7 +119,7 @@ fn refuse((status, message): Refusal) -> Response {
 }
 
 async fn snapshot(State(broadcaster): State<Arc<Broadcaster>>, headers: HeaderMap) -> Response {
-    match broadcaster.answer(&headers, |broadcast| broadcast.snapshot.clone()) {
+    match broadcaster.answer(&headers, |broadcast| broadcast.clone()) {
         Ok(snapshot) => {
             broadcaster.served.inc(&["snapshot"]);
             Json(snapshot).into_response()
@@ -141,13 +137,13 @@ async fn updates(
         return refuse(refused);
     }
     let mut latest = broadcaster.latest.clone();
-    let newer = |broadcast: &Option<Broadcast>| {
-        broadcast.as_ref().is_some_and(|b| {
-            b.snapshot.routes.version > since.route || b.snapshot.tenants.version > since.tenants
-        })
+    let newer = |broadcast: &Option<Snapshot>| {
+        broadcast
+            .as_ref()
+            .is_some_and(|b| b.routes.version > since.route || b.tenants.version > since.tenants)
     };
     let _ = tokio::time::timeout(UPDATE_WAIT, latest.wait_for(newer)).await;
-    match broadcaster.answer(&headers, |broadcast| broadcast.snapshot.clone()) {
+    match broadcaster.answer(&headers, |broadcast| broadcast.clone()) {
         Ok(snapshot) => {
             broadcaster.served.inc(&["update"]);
             Json(snapshot).into_response()

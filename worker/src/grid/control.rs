@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use meniscus_coordinator::state::{Broadcast, Load, Snapshot};
+use meniscus_coordinator::state::{Load, Snapshot};
 use meniscus_grid::routes::{Persona, Routes, WorkerId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -216,11 +216,33 @@ impl ControlPlane {
         identity: &Identity,
         routes: Option<&Routes>,
     ) -> Result<Snapshot, ControlError> {
+        self.fetch(identity, routes, "/v1/snapshot").await
+    }
+
+    /// The first snapshot newer than `since` (route, tenants versions), or the current one
+    /// when none comes within the server's wait (30 s): a long poll, from a broadcaster when
+    /// one answers, from the coordinator otherwise.
+    pub async fn wait_for_update(
+        &self,
+        identity: &Identity,
+        routes: Option<&Routes>,
+        since: (u64, u64),
+    ) -> Result<Snapshot, ControlError> {
+        let path = format!("/v1/updates?route={}&tenants={}", since.0, since.1);
+        self.fetch(identity, routes, &path).await
+    }
+
+    async fn fetch(
+        &self,
+        identity: &Identity,
+        routes: Option<&Routes>,
+        path: &str,
+    ) -> Result<Snapshot, ControlError> {
         let mut answer = None;
         for broadcaster in broadcasters_for(routes, &identity.worker_id) {
             let base = format!("http://{broadcaster}");
             match self
-                .call_at(&base, Method::GET, "/v1/snapshot", Some(identity), None)
+                .call_at(&base, Method::GET, path, Some(identity), None)
                 .await
             {
                 Ok(snapshot) => {
@@ -232,15 +254,29 @@ impl ControlPlane {
         }
         let answer = match answer {
             Some(answer) => answer,
-            None => {
-                self.call(Method::GET, "/v1/snapshot", Some(identity), None)
-                    .await?
-            }
+            None => self.call(Method::GET, path, Some(identity), None).await?,
         };
         let snapshot: Snapshot =
             serde_json::from_value(answer.clone()).map_err(|error| bad_answer(&answer, error))?;
         write_json(&self.dir().join("snapshot.json"), &snapshot)?;
         Ok(snapshot)
+    }
+
+    /// Reports `target` unreachable; true when the coordinator took it out of the routes.
+    pub async fn report_down(
+        &self,
+        identity: &Identity,
+        target: &WorkerId,
+    ) -> Result<bool, ControlError> {
+        let answer = self
+            .call(
+                Method::POST,
+                "/v1/down",
+                Some(identity),
+                Some(json!({ "target": target })),
+            )
+            .await?;
+        Ok(answer["routesChanged"].as_bool().unwrap_or_default())
     }
 
     /// For a broadcaster: the coordinator's next broadcast after `since` (route, tenants);
@@ -249,10 +285,48 @@ impl ControlPlane {
         &self,
         identity: &Identity,
         since: (u64, u64),
-    ) -> Result<Broadcast, ControlError> {
+    ) -> Result<Snapshot, ControlError> {
         let path = format!("/v1/broadcast?route={}&tenants={}", since.0, since.1);
         let answer = self.call(Method::GET, &path, Some(identity), None).await?;
         serde_json::from_value(answer.clone()).map_err(|error| bad_answer(&answer, error))
+    }
+
+    /// Long-polls for updates for as long as the process runs, so a change (a worker paired
+    /// or taken out, a tenant edited) reaches this worker within a round trip rather than at
+    /// its next heartbeat. The heartbeat loop still compares versions, and catches up when
+    /// this follower cannot.
+    async fn follow_updates(self: Arc<Self>, sender: Arc<watch::Sender<Option<Snapshot>>>) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let Some(identity) = self.saved_identity() else {
+                tokio::time::sleep(backoff).await;
+                continue;
+            };
+            let (since, routes) = {
+                let current = sender.borrow();
+                let current = current.as_ref();
+                (
+                    current
+                        .map(|snapshot| (snapshot.routes.version, snapshot.tenants.version))
+                        .unwrap_or((0, 0)),
+                    current.map(|snapshot| snapshot.routes.clone()),
+                )
+            };
+            match self
+                .wait_for_update(&identity, routes.as_ref(), since)
+                .await
+            {
+                Ok(snapshot) => {
+                    backoff = Duration::from_millis(200);
+                    offer(&sender, snapshot);
+                }
+                Err(error) => {
+                    tracing::debug!(%error, retry_in = ?backoff, "cannot follow updates");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
     }
 
     /// Runs the control loop: pairs (retrying with backoff while the coordinator is away),
@@ -267,6 +341,8 @@ impl ControlPlane {
         tokio::task::JoinHandle<()>,
     ) {
         let (sender, receiver) = watch::channel(self.saved_snapshot());
+        let sender = Arc::new(sender);
+        tokio::spawn(self.clone().follow_updates(sender.clone()));
         let task = tokio::spawn(async move {
             let mut identity: Option<Identity> = None;
             let mut backoff = Duration::from_millis(200);
@@ -300,9 +376,7 @@ impl ControlPlane {
                                 .as_ref()
                                 .map(|snapshot| snapshot.routes.clone());
                             match self.fetch_snapshot(&current, routes.as_ref()).await {
-                                Ok(snapshot) => {
-                                    sender.send_replace(Some(snapshot));
-                                }
+                                Ok(snapshot) => offer(&sender, snapshot),
                                 Err(error) => tracing::warn!(%error, "cannot fetch the routes"),
                             }
                         }
@@ -321,6 +395,24 @@ impl ControlPlane {
         });
         (receiver, task)
     }
+}
+
+/// Takes `snapshot` unless the one in force is as new or newer in routes or tenants: the
+/// heartbeat loop and the update follower both fetch, and a broadcaster may lag behind.
+fn offer(sender: &watch::Sender<Option<Snapshot>>, snapshot: Snapshot) {
+    sender.send_if_modified(|current| {
+        let newer = current.as_ref().is_none_or(|current| {
+            let (route, tenants) = (snapshot.routes.version, snapshot.tenants.version);
+            let (have_route, have_tenants) = (current.routes.version, current.tenants.version);
+            route >= have_route
+                && tenants >= have_tenants
+                && (route, tenants) != (have_route, have_tenants)
+        });
+        if newer {
+            *current = Some(snapshot);
+        }
+        newer
+    });
 }
 
 /// The online broadcasters of `routes`, in the order this worker tries them: its own

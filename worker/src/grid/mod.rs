@@ -1,14 +1,26 @@
 //! `meniscus worker --persona …`: personas as processes of a grid.
 //!
-//! What runs today is the control plane: the coordinator persona (the `meniscus-coordinator`
-//! crate served over HTTP, its state in `DATA_DIR/coordinator/state.json`) and the
-//! broadcaster persona ([`broadcaster`]: follows the coordinator, serves workers), and the
-//! control loop every worker will run ([`control`]). The data personas still run only
-//! together, in `meniscus standalone`: asking for them here is refused with that advice
-//! rather than started half-way.
+//! - the coordinator persona: the `meniscus-coordinator` crate served over HTTP, its state
+//!   in `DATA_DIR/coordinator/state.json`;
+//! - the broadcaster persona ([`broadcaster`]): follows the coordinator, serves workers;
+//! - the correlator persona, with the normalizer or without ([`ingest`]): listeners and HTTP
+//!   ingest, batches spooled ([`spool`]) and forwarded ([`forward`]) over links ([`link`]) to
+//!   the tenants' storage workers;
+//! - the storage persona, with the tenant API or without ([`storage`]): the store, fed by
+//!   links, and the tenant read API over what it holds.
+//!
+//! Every worker runs the control loop ([`control`]): pairing, heartbeats, routes and tenants.
+//! Not built yet, and refused here with that advice rather than started half-way: the
+//! normalizer on its own (a hop of its own between correlator and storage) and the tenant API
+//! on its own (fanning queries out to the storage workers and merging their answers).
 
 pub mod broadcaster;
 pub mod control;
+pub mod forward;
+pub mod ingest;
+pub mod link;
+pub mod spool;
+pub mod storage;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,17 +31,32 @@ use anyhow::Context;
 use axum::http::header;
 use axum::routing::get;
 use meniscus_coordinator::state::Rules;
+use meniscus_coordinator::state::Snapshot;
 use meniscus_coordinator::{http as coordinator_http, spawn_expiry, Coordinator, Secrets};
 use meniscus_grid::routes::Persona;
+use meniscus_grid::tenant::TenantRegistry;
 use meniscus_metrics::{Exposure, Registry};
+use tokio::sync::watch;
+
+use crate::config::Config;
 
 #[derive(Debug, clap::Args)]
 pub struct WorkerArgs {
-    /// Personas of this process, comma-separated: correlator, normalizer, storage,
-    /// tenant-api, broadcaster, coordinator. Only `coordinator` and `broadcaster` run (each
-    /// on its own) so far.
+    /// Personas of this process, comma-separated: `coordinator`; `broadcaster`;
+    /// `correlator` or `correlator,normalizer`; `storage` or `storage,tenant-api`.
     #[arg(long, value_delimiter = ',', required = true)]
     pub persona: Vec<String>,
+    /// Configuration file (YAML, as for standalone): listeners, http, limits, storage,
+    /// normalizer, archive. Tenants come from the coordinator, so `tenants` must be empty.
+    #[arg(long, env = "MENISCUS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Disk the link spools of a correlator may use together; past it, ingest is refused
+    /// (HTTP 503) or slowed (syslog over TCP) until storage workers take records again.
+    #[arg(long, default_value_t = 1 << 30)]
+    pub spool_quota_bytes: u64,
+    /// On SIGTERM, how long a correlator keeps sending its spools before it exits.
+    #[arg(long, default_value_t = 30)]
+    pub drain_seconds: u64,
     /// Where this worker keeps its state (the coordinator: `coordinator/state.json`).
     #[arg(long, env = "MENISCUS_DATA_DIR", default_value = "meniscus-data")]
     pub data_dir: PathBuf,
@@ -78,15 +105,96 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         })?;
         personas.push(persona);
     }
+    personas.sort_by_key(|persona| persona.name());
+    personas.dedup();
+    use Persona::*;
     match personas.as_slice() {
-        [Persona::Coordinator] => serve_coordinator(args).await,
-        [Persona::Broadcaster] => serve_broadcaster(args).await,
+        [Coordinator] => serve_coordinator(args).await,
+        [Broadcaster] => serve_broadcaster(args).await,
+        [Correlator] | [Correlator, Normalizer] => ingest::run(args, personas).await,
+        [Storage] | [Storage, TenantApi] => storage::run(args, personas).await,
         _ => anyhow::bail!(
-            "personas as separate processes are not built yet, except `--persona coordinator` \
-             and `--persona broadcaster`, each on its own: run `meniscus standalone` for every \
-             persona in one process"
+            "this combination of personas is not built: run `coordinator`, `broadcaster`, \
+             `correlator[,normalizer]` or `storage[,tenant-api]` as separate workers, or \
+             `meniscus standalone` for every persona in one process"
         ),
     }
+}
+
+/// A data persona's configuration: `--config` or the embedded defaults, without tenants
+/// (they come from the coordinator, and two sources of tenants would disagree).
+fn grid_config(args: &WorkerArgs) -> anyhow::Result<Config> {
+    let config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    anyhow::ensure!(
+        config.tenants.is_empty(),
+        "a grid worker takes its tenants from the coordinator: remove `tenants` from the \
+         configuration and add them with the coordinator's admin API"
+    );
+    config.validate()?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    Ok(config)
+}
+
+/// The control plane of a data persona: the coordinator's URL and the pairing secret are
+/// required.
+fn control_plane(
+    args: &WorkerArgs,
+    personas: Vec<Persona>,
+) -> anyhow::Result<Arc<control::ControlPlane>> {
+    let coordinator = args
+        .coordinator
+        .clone()
+        .context("a grid worker needs --coordinator URL")?;
+    Ok(Arc::new(control::ControlPlane::new(
+        control::ControlOptions {
+            coordinator,
+            pairing_secret: read_secret(args.pairing_secret_file.as_deref(), "pairing-secret")?,
+            personas,
+            advertise: args
+                .advertise
+                .clone()
+                .unwrap_or_else(|| args.listen.to_string()),
+            capacity: 0,
+            data_dir: args.data_dir.clone(),
+            heartbeat_interval: Duration::from_secs(2),
+        },
+    )))
+}
+
+/// Keeps `correlator`'s tenants those of the latest snapshot. Replaced only when the tenants'
+/// version moves (a replacement starts rate limits afresh, and routes change more often).
+fn follow_tenants(
+    mut snapshots: watch::Receiver<Option<Snapshot>>,
+    correlator: Arc<crate::correlator::Correlator>,
+) {
+    tokio::spawn(async move {
+        let mut version = None;
+        loop {
+            let specs = snapshots.borrow_and_update().as_ref().and_then(|snapshot| {
+                (version != Some(snapshot.tenants.version))
+                    .then(|| (snapshot.tenants.version, snapshot.tenants.specs.clone()))
+            });
+            if let Some((now, specs)) = specs {
+                match TenantRegistry::from_specs(specs) {
+                    Ok(registry) => {
+                        correlator.accept.replace_registry(registry);
+                        version = Some(now);
+                        tracing::info!(version = now, "tenants from the coordinator in force");
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "tenants from the coordinator do not check out; the ones in force stay")
+                    }
+                }
+            }
+            if snapshots.changed().await.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 /// Serves `app` plus /metrics and /healthz on --listen until SIGTERM or Ctrl-C.

@@ -35,10 +35,12 @@ use error::ApiError;
 
 pub struct AppState {
     pub correlator: Arc<Correlator>,
-    pub store: Arc<Store>,
+    /// The store and its queries: in standalone and on grid workers with the storage
+    /// persona; `None` on a grid correlator, which serves ingest routes only.
+    pub store: Option<Arc<Store>>,
     /// The long-term archive, when it is on.
     pub archive: Option<Arc<meniscus_store::archive::Archive>>,
-    pub queries: QueryEngine,
+    pub queries: Option<QueryEngine>,
     pub registry: Registry,
     pub http_metrics: HttpMetrics,
     pub connection_limits: crate::connections::ConnectionLimits,
@@ -47,19 +49,39 @@ pub struct AppState {
     pub loki_tails: parking_lot::Mutex<std::collections::HashMap<String, usize>>,
 }
 
+impl AppState {
+    pub fn store(&self) -> Result<&Arc<Store>, ApiError> {
+        self.store.as_ref().ok_or_else(no_storage)
+    }
+
+    pub fn queries(&self) -> Result<&QueryEngine, ApiError> {
+        self.queries.as_ref().ok_or_else(no_storage)
+    }
+}
+
+fn no_storage() -> ApiError {
+    ApiError::not_found(
+        "no_storage_here",
+        "this worker has no storage persona: query the grid's storage workers",
+    )
+}
+
+/// Every route: ingest, the tenant read API and the operational endpoints.
 pub fn router(state: Arc<AppState>) -> Router {
+    with_operations(ingest_routes().merge(read_routes()), state)
+}
+
+/// A grid correlator's routes: ingest and the operational endpoints, no reads.
+pub fn ingest_router(state: Arc<AppState>) -> Router {
+    with_operations(ingest_routes(), state)
+}
+
+fn ingest_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route(
             "/v1/tenant/{tenant_id}/publish",
             post(http_publish::publish),
         )
-        .route(
-            "/v1/tenant/{tenant_id}/jobs/{job_id}",
-            get(tenant_api::job_status),
-        )
-        .route("/v1/tenant/{tenant_id}/events", get(tenant_api::search))
-        .route("/v1/tenant/{tenant_id}/sql", post(tenant_api::sql))
-        .route("/v1/tenant/{tenant_id}/metrics", get(tenant_api::metrics))
         // Agent protocols: the tenant comes from the credentials (X-Scope-OrgID, Basic,
         // ApiKey), see correlator::sources::agent.
         .route("/loki/api/v1/push", post(loki_push::push))
@@ -71,6 +93,17 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/{index}/_bulk",
             post(elastic_bulk::bulk_into).put(elastic_bulk::bulk_into),
         )
+}
+
+fn read_routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route(
+            "/v1/tenant/{tenant_id}/jobs/{job_id}",
+            get(tenant_api::job_status),
+        )
+        .route("/v1/tenant/{tenant_id}/events", get(tenant_api::search))
+        .route("/v1/tenant/{tenant_id}/sql", post(tenant_api::sql))
+        .route("/v1/tenant/{tenant_id}/metrics", get(tenant_api::metrics))
         // The Loki-compatible query API (Grafana's Loki data source); tenant as for agents.
         .route(
             "/loki/api/v1/query_range",
@@ -87,6 +120,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(loki::series_route).post(loki::series_route),
         )
         .route("/loki/api/v1/tail", get(loki::tail::tail))
+}
+
+fn with_operations(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
+    routes
         .route("/metrics", get(prometheus))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -217,7 +254,7 @@ pub fn readiness(state: &AppState) -> (StatusCode, String) {
         .and_then(|archive| archive.problem())
         .map(|problem| format!("archive: {problem}\n"))
         .unwrap_or_default();
-    match state.store.unhealthy() {
+    match state.store.as_ref().and_then(|store| store.unhealthy()) {
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {reason}\n{archive}"),

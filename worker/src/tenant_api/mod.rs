@@ -46,9 +46,13 @@ pub async fn job_status(
                 format!("no job {job_id:?}: job ids are ULIDs"),
             ));
         }
-        let stored = match state.store.jobs.stored_events(tenant.id.as_str(), &job_id) {
+        let stored = match state
+            .store()?
+            .jobs
+            .stored_events(tenant.id.as_str(), &job_id)
+        {
             Some(events) => events,
-            None => state.queries.job_events(&tenant.id, &job_id).await?,
+            None => state.queries()?.job_events(&tenant.id, &job_id).await?,
         };
         if stored == 0 {
             return Err(ApiError::not_found(
@@ -58,7 +62,7 @@ pub async fn job_status(
         }
         // `archived` once no event of the job is without a copy in the archive.
         let status = match state
-            .queries
+            .queries()?
             .job_unarchived_events(&tenant.id, &job_id)
             .await?
         {
@@ -167,7 +171,7 @@ pub async fn search(
             limit: params.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE),
             after: params.cursor.as_deref().map(decode_cursor).transpose()?,
         };
-        let page = state.queries.search(&tenant.id, request).await?;
+        let page = state.queries()?.search(&tenant.id, request).await?;
         let next_cursor = page.next.map(|(ts, event_id)| encode_cursor(ts, &event_id));
         let mut answer = json!({ "events": page.events, "next_cursor": next_cursor });
         if !page.unreadable.is_empty() {
@@ -196,7 +200,12 @@ pub async fn sql(
         let tenant = authorize(&state, &tenant_id, &headers)?;
         // A statement plus its JSON wrapping; longer ones are refused by the query engine
         // with a message naming the limit.
-        let limit = state.queries.limits().max_statement_bytes.saturating_mul(2) + 1024;
+        let limit = state
+            .queries()?
+            .limits()
+            .max_statement_bytes
+            .saturating_mul(2)
+            + 1024;
         let body = read_body(&state, &headers, body, limit).await?;
         // Any content type: `curl -d` labels JSON as a form.
         let request: SqlRequest = serde_json::from_slice(&body).map_err(|error| {
@@ -204,7 +213,7 @@ pub async fn sql(
                 "{error}; expected {{\"sql\": \"SELECT ... FROM events\"}}"
             ))
         })?;
-        let result = state.queries.sql(&tenant.id, &request.sql).await?;
+        let result = state.queries()?.sql(&tenant.id, &request.sql).await?;
         Ok(Json(serde_json::to_value(result).unwrap_or(Value::Null)))
     }
     .await;
@@ -271,7 +280,7 @@ pub async fn metrics(
             )));
         }
         let result = state
-            .queries
+            .queries()?
             .counts(
                 &tenant.id,
                 from,

@@ -273,7 +273,7 @@ pub async fn query_range(
             Query::Log(query) => {
                 // `end` is exclusive for lines; Grafana asks up to "now" in nanoseconds.
                 let found = state
-                    .queries
+                    .queries()?
                     .loki_lines(&tenant.id, &query, start, end, limit, forward)
                     .await?;
                 Ok(streams_answer(&found.streams, started))
@@ -289,7 +289,10 @@ pub async fn query_range(
                     end_us: end.timestamp_micros(),
                     step_us,
                 };
-                let matrix = state.queries.loki_metric(&tenant.id, &expr, steps).await?;
+                let matrix = state
+                    .queries()?
+                    .loki_metric(&tenant.id, &expr, steps)
+                    .await?;
                 Ok(json!({
                     "status": "success",
                     "data": {
@@ -331,7 +334,7 @@ pub async fn query(
             )),
             Query::Metric(expr) => {
                 let matrix = state
-                    .queries
+                    .queries()?
                     .loki_metric(&tenant.id, &expr, Steps::instant(at))
                     .await?;
                 let result: Vec<Value> = matrix
@@ -369,7 +372,7 @@ pub async fn labels(
             None => Vec::new(),
         };
         let sets = state
-            .queries
+            .queries()?
             .loki_series(&tenant.id, &selectors, start, end)
             .await?;
         let mut names: Vec<&String> = sets.iter().flat_map(BTreeMap::keys).collect();
@@ -392,7 +395,7 @@ pub async fn label_values(
         let (start, end) = time_range(&params, DEFAULT_LABELS_SINCE_HOURS)?;
         let selector = params.get("query").map(parse_selector).transpose()?;
         let values = state
-            .queries
+            .queries()?
             .loki_label_values(&tenant.id, &name, selector.as_deref(), start, end)
             .await?;
         Ok(json!({ "status": "success", "data": values }))
@@ -416,7 +419,7 @@ pub async fn series_route(
             .map(parse_selector)
             .collect::<Result<Vec<_>, _>>()?;
         let sets = state
-            .queries
+            .queries()?
             .loki_series(&tenant.id, &selectors, start, end)
             .await?;
         Ok(json!({ "status": "success", "data": sets }))

@@ -85,6 +85,7 @@ pub async fn tail(
                 )),
             };
         let limit = limit(&params)?;
+        state.queries()?;
         let start = match params.get("start") {
             Some(text) => parse_loki_time("start", text)?,
             None => Utc::now() - WINDOW,
@@ -148,6 +149,9 @@ async fn follow(
     limit: usize,
     start: DateTime<Utc>,
 ) {
+    let Ok(queries) = state.queries() else {
+        return;
+    };
     // Arrivals from now on are followed; what came before is the newest `limit` lines.
     let began = Utc::now();
     let mut cursor = TailCursor {
@@ -155,8 +159,7 @@ async fn follow(
         ..TailCursor::default()
     };
     let window_from = start.min(began - WINDOW);
-    match state
-        .queries
+    match queries
         .loki_lines(tenant, query, start, began, limit, false)
         .await
     {
@@ -180,8 +183,7 @@ async fn follow(
             },
             _ = ticker.tick() => {}
         }
-        match state
-            .queries
+        match queries
             .loki_tail(tenant, query, window_from, cursor.clone(), POLL_LIMIT)
             .await
         {

@@ -1,0 +1,431 @@
+//! The grid's data plane as real processes on loopback: a coordinator, two storage workers
+//! (`storage,tenant-api`) and a correlator (`correlator,normalizer`) fed by HTTP publishers
+//! and util-linux `logger`. Durable events are acknowledged once the correlator's link spool
+//! has them fsynced; a storage worker killed with `kill -9` mid-stream and started again
+//! later costs nothing and duplicates nothing; a stranger on a link is turned away.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use meniscus_tests::grid::{write_secrets, Coordinator, GridWorker, ADMIN_CREDENTIAL};
+use meniscus_tests::{free_port, run};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "acme-token";
+
+/// HTTP clients publishing distinct durable messages (`{label}-t{thread}-{seq}`, five per
+/// request) to the correlator until stopped; what was acknowledged with 202, and how many
+/// requests were not (refused or cut: their messages may be stored, or not, but never twice).
+struct Publishers {
+    stop: Arc<AtomicBool>,
+    acknowledged: Arc<Mutex<Vec<String>>>,
+    requests: Arc<AtomicUsize>,
+    threads: Vec<JoinHandle<usize>>,
+}
+
+impl Publishers {
+    fn start(correlator: &GridWorker, label: &str, threads: usize) -> Publishers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acknowledged = Arc::new(Mutex::new(Vec::new()));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let url = correlator.url("/v1/tenant/acme/publish");
+        let threads = (0..threads)
+            .map(|thread| {
+                let (stop, acknowledged, requests, url, label) = (
+                    stop.clone(),
+                    acknowledged.clone(),
+                    requests.clone(),
+                    url.clone(),
+                    label.to_string(),
+                );
+                std::thread::spawn(move || {
+                    let client = reqwest::blocking::Client::builder()
+                        .timeout(Duration::from_secs(20))
+                        .build()
+                        .unwrap();
+                    let (mut seq, mut not_acknowledged) = (0, 0);
+                    while !stop.load(Ordering::Relaxed) {
+                        let msgs: Vec<String> = (0..5)
+                            .map(|_| {
+                                seq += 1;
+                                format!("{label}-t{thread}-{seq}")
+                            })
+                            .collect();
+                        let body: Vec<Value> = msgs
+                            .iter()
+                            .map(|msg| json!({"log_message": {"pname": "web", "host": "h", "msg": msg}}))
+                            .collect();
+                        let response = client
+                            .post(&url)
+                            .header("MESSAGE-TOKEN", TOKEN)
+                            .json(&body)
+                            .send();
+                        requests.fetch_add(1, Ordering::Relaxed);
+                        match response {
+                            Ok(response) if response.status() == 202 => {
+                                acknowledged.lock().unwrap().extend(msgs)
+                            }
+                            _ => {
+                                not_acknowledged += msgs.len();
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                        }
+                    }
+                    not_acknowledged
+                })
+            })
+            .collect();
+        Publishers {
+            stop,
+            acknowledged,
+            requests,
+            threads,
+        }
+    }
+
+    fn acknowledged(&self) -> usize {
+        self.acknowledged.lock().unwrap().len()
+    }
+
+    /// Waits until `more` further messages are acknowledged.
+    fn wait_for_more(&self, more: usize) {
+        let target = self.acknowledged() + more;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.acknowledged() < target {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {target} messages acknowledged within 60 s ({} requests)",
+                self.acknowledged(),
+                self.requests.load(Ordering::Relaxed)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn finish(self) -> (Vec<String>, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        let not_acknowledged = self
+            .threads
+            .into_iter()
+            .map(|thread| thread.join().expect("publisher thread"))
+            .sum();
+        let acknowledged = std::mem::take(&mut *self.acknowledged.lock().unwrap());
+        (acknowledged, not_acknowledged)
+    }
+}
+
+fn logger_tcp(correlator: &GridWorker, message: &str) {
+    run(Command::new("logger")
+        .args(["--server", "127.0.0.1", "--tcp", "--port"])
+        .arg(correlator.syslog.to_string())
+        .args(["--rfc5424", "--sd-id", "meniscus@32473"])
+        .args(["--sd-param", "tenant=\"acme\"", "--sd-param"])
+        .arg(format!("token=\"{TOKEN}\""))
+        .args(["--tag", "web"])
+        .arg(message));
+}
+
+/// Every message each storage worker holds for acme, with how often.
+fn stored(storage: &[GridWorker]) -> Vec<HashMap<String, usize>> {
+    storage
+        .iter()
+        .map(|worker| {
+            let mut counts = HashMap::new();
+            for row in worker.sql("acme", TOKEN, "SELECT msg FROM events") {
+                *counts
+                    .entry(row["msg"].as_str().unwrap().to_string())
+                    .or_insert(0) += 1;
+            }
+            counts
+        })
+        .collect()
+}
+
+fn wait_until(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_storage_worker_killed_mid_stream_and_restarted_costs_no_event_and_duplicates_none() {
+    let dir = tempfile::tempdir().unwrap();
+    write_secrets(dir.path());
+    let coordinator = Coordinator::start(dir.path(), free_port());
+    let admin_bearer = format!("Bearer {ADMIN_CREDENTIAL}");
+    let admin = [("Authorization", admin_bearer.as_str())];
+    let (status, answer) = coordinator.call(
+        "PUT",
+        "/v1/admin/tenants/acme",
+        &admin,
+        Some(json!({
+            "id": "acme",
+            "tokens": [{"value": TOKEN}],
+            "producers": [{"name": "web", "durable": true}],
+        })),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let mut storage = [
+        GridWorker::start(
+            dir.path(),
+            "storage-a",
+            "storage,tenant-api",
+            &coordinator,
+            "[]",
+        ),
+        GridWorker::start(
+            dir.path(),
+            "storage-b",
+            "storage,tenant-api",
+            &coordinator,
+            "[]",
+        ),
+    ];
+    let correlator = GridWorker::start(
+        dir.path(),
+        "correlator",
+        "correlator,normalizer",
+        &coordinator,
+        "[{protocol: tcp, address: \"127.0.0.1:{syslog}\"}]",
+    );
+
+    // The correlator takes acme's events once the coordinator's tenants and both storage
+    // workers reached it (before that: 401, or 503 with no storage worker to send to).
+    let client = reqwest::blocking::Client::new();
+    let mut expected = vec!["first".to_string()];
+    wait_until("the correlator takes a durable publish", 60, || {
+        client
+            .post(correlator.url("/v1/tenant/acme/publish"))
+            .header("MESSAGE-TOKEN", TOKEN)
+            .json(&json!({"log_message": {"pname": "web", "host": "h", "msg": "first"}}))
+            .send()
+            .is_ok_and(|response| response.status() == 202)
+    });
+    wait_until(
+        "both storage workers are in the correlator's routes",
+        30,
+        || {
+            let (_, workers) = coordinator.call("GET", "/v1/admin/workers", &admin, None);
+            workers["workers"].as_array().is_some_and(|workers| {
+                workers
+                    .iter()
+                    .filter(|worker| worker["status"] == "online")
+                    .count()
+                    == 3
+            })
+        },
+    );
+
+    // Which storage worker takes acme's records: the one "first" went to.
+    wait_until("the first event is stored", 30, || {
+        stored(&storage)
+            .iter()
+            .any(|counts| counts.contains_key("first"))
+    });
+    let taker = stored(&storage)
+        .iter()
+        .position(|counts| counts.contains_key("first"))
+        .unwrap();
+
+    let publishers = Publishers::start(&correlator, "http", 2);
+    publishers.wait_for_more(200);
+    storage[taker].kill9();
+    // The correlator keeps acknowledging: its spool holds what the killed worker has not
+    // acknowledged, and new batches go to the other storage worker meanwhile.
+    publishers.wait_for_more(300);
+    for n in 0..20 {
+        let message = format!("logger-during-outage-{n}");
+        logger_tcp(&correlator, &message);
+        expected.push(message);
+    }
+    publishers.wait_for_more(200);
+    storage[taker].restart();
+    publishers.wait_for_more(200);
+    let (acknowledged, not_acknowledged) = publishers.finish();
+    expected.extend(acknowledged);
+
+    wait_until("the correlator's spools are empty", 90, || {
+        correlator.metric("meniscus_link_spool_bytes") == 0.0
+            && correlator.metric("meniscus_link_events_acknowledged_total")
+                >= correlator.metric("meniscus_link_events_spooled_total")
+    });
+    // Flushed within a second of arriving (flushInterval: 1s); wait until every expected
+    // event is queryable, then compare.
+    let mut holdings = Vec::new();
+    wait_until("every acknowledged event is queryable", 60, || {
+        holdings = stored(&storage);
+        expected
+            .iter()
+            .all(|msg| holdings.iter().any(|counts| counts.contains_key(msg)))
+    });
+    let mut total: HashMap<&str, usize> = HashMap::new();
+    for counts in &holdings {
+        for (msg, n) in counts {
+            *total.entry(msg).or_insert(0) += n;
+        }
+    }
+    eprintln!(
+        "acknowledged {} (+{not_acknowledged} not acknowledged); stored per worker {:?}; killed worker {taker}",
+        expected.len(),
+        holdings.iter().map(HashMap::len).collect::<Vec<_>>()
+    );
+    let duplicated: Vec<_> = total.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        duplicated.is_empty(),
+        "stored more than once: {duplicated:?}"
+    );
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|msg| !total.contains_key(msg.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not stored: {missing:?}"
+    );
+    let extra = total.len() - expected.len();
+    assert!(
+        extra <= not_acknowledged,
+        "{extra} stored events were never sent (only {not_acknowledged} went unacknowledged)"
+    );
+    // Both storage workers took part: the survivor held the tenant while the other was down.
+    assert!(
+        holdings.iter().all(|counts| !counts.is_empty()),
+        "one storage worker took nothing: {:?}",
+        holdings.iter().map(HashMap::len).collect::<Vec<_>>()
+    );
+    assert!(
+        correlator.metric("meniscus_link_records_sent_total{outcome=\"unreachable\"}") > 0.0,
+        "the killed worker was never found unreachable"
+    );
+
+    // A stranger, or a worker id with a forged credential, is turned away before its record
+    // is opened.
+    let (_, workers) = coordinator.call("GET", "/v1/admin/workers", &admin, None);
+    let some_worker = workers["workers"][0]["id"].as_str().unwrap().to_string();
+    for headers in [
+        vec![],
+        vec![
+            ("x-meniscus-worker", some_worker.as_str()),
+            ("authorization", "Bearer forged"),
+        ],
+    ] {
+        let mut request = client
+            .post(storage[taker].grid_url("/v1/link/records"))
+            .body(b"MNR2 not a record".to_vec());
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        assert_eq!(request.send().unwrap().status(), 401);
+    }
+    assert_eq!(
+        storage[taker].metric("meniscus_link_records_received_total{outcome=\"unauthorized\"}"),
+        2.0
+    );
+}
+
+#[test]
+fn a_correlator_killed_with_a_full_spool_sends_it_after_restart_and_drains_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    write_secrets(dir.path());
+    let coordinator = Coordinator::start(dir.path(), free_port());
+    let admin_bearer = format!("Bearer {ADMIN_CREDENTIAL}");
+    let admin = [("Authorization", admin_bearer.as_str())];
+    let tenant = json!({
+        "id": "acme",
+        "tokens": [{"value": TOKEN}],
+        "producers": [{"name": "web", "durable": true}],
+    });
+    assert_eq!(
+        coordinator
+            .call("PUT", "/v1/admin/tenants/acme", &admin, Some(tenant))
+            .0,
+        200
+    );
+    let mut storage = [GridWorker::start(
+        dir.path(),
+        "storage",
+        "storage,tenant-api",
+        &coordinator,
+        "[]",
+    )];
+    let mut correlator = GridWorker::start(
+        dir.path(),
+        "correlator",
+        "correlator",
+        &coordinator,
+        "[{protocol: tcp, address: \"127.0.0.1:{syslog}\"}]",
+    );
+    let client = reqwest::blocking::Client::new();
+    let publish = |correlator: &GridWorker, msgs: &[String]| {
+        let body: Vec<Value> = msgs
+            .iter()
+            .map(|msg| json!({"log_message": {"pname": "web", "host": "h", "msg": msg}}))
+            .collect();
+        client
+            .post(correlator.url("/v1/tenant/acme/publish"))
+            .header("MESSAGE-TOKEN", TOKEN)
+            .json(&body)
+            .send()
+            .map(|response| response.status().as_u16())
+            .unwrap_or(0)
+    };
+    let mut expected = vec!["first".to_string()];
+    wait_until("the correlator takes a durable publish", 60, || {
+        publish(&correlator, &expected) == 202
+    });
+    wait_until("the first event is stored", 30, || {
+        stored(&storage)[0].contains_key("first")
+    });
+
+    // The storage worker goes; the correlator acknowledges what its spool holds (until the
+    // coordinator takes the only storage worker out of the routes: then 503, nothing held).
+    storage[0].kill9();
+    for request in 0..20 {
+        let msgs: Vec<String> = (0..5).map(|n| format!("spooled-{request}-{n}")).collect();
+        match publish(&correlator, &msgs) {
+            202 => expected.extend(msgs),
+            503 => break,
+            other => panic!("publish answered {other}"),
+        }
+    }
+    assert!(expected.len() > 1, "nothing was spooled");
+    assert!(correlator.metric("meniscus_link_spool_bytes") > 0.0);
+
+    // The spool is on disk: a kill -9 of the correlator loses none of it.
+    correlator.restart();
+    assert!(
+        correlator.metric("meniscus_link_spool_bytes") > 0.0,
+        "the restarted correlator reopened an empty spool"
+    );
+    storage[0].restart();
+    wait_until("the correlator's spool is empty", 60, || {
+        correlator.metric("meniscus_link_spool_bytes") == 0.0
+    });
+    let mut holdings = Vec::new();
+    wait_until("every acknowledged event is queryable", 60, || {
+        holdings = stored(&storage);
+        expected.iter().all(|msg| holdings[0].contains_key(msg))
+    });
+    let duplicated: Vec<_> = holdings[0].iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        duplicated.is_empty(),
+        "stored more than once: {duplicated:?}"
+    );
+    assert_eq!(holdings[0].len(), expected.len());
+
+    // SIGTERM: the correlator stops taking, sends what it holds, and exits cleanly.
+    let last: Vec<String> = (0..5).map(|n| format!("before-sigterm-{n}")).collect();
+    assert_eq!(publish(&correlator, &last), 202);
+    let status = correlator.terminate();
+    assert!(status.success(), "the correlator exited with {status}");
+    wait_until("what was spooled before SIGTERM is stored", 30, || {
+        let holdings = stored(&storage);
+        last.iter().all(|msg| holdings[0].contains_key(msg))
+    });
+}

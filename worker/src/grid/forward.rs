@@ -1,0 +1,482 @@
+//! The stage a correlator hands its batches to in a grid: each tenant's events go to the
+//! storage worker the routes give that tenant, through a link with a spool.
+//!
+//! - A batch is acknowledged upstream once its records are in the spools (fsynced when
+//!   durable): a durable publish answers 202 then, and the events survive this worker's
+//!   `kill -9`. Records are sealed with this worker's spool key when a producer is marked
+//!   `encrypted`.
+//! - Each downstream worker has its own spool, drained in order by its own task, so a slow or
+//!   dead storage worker holds up only its own tenants' records.
+//! - A storage worker that does not answer is skipped with backoff: new batches of its
+//!   tenants go to the next storage worker the routes rank for them, and it is reported to
+//!   the coordinator. What its spool holds waits for it (it is sent nowhere else, so nothing
+//!   is stored twice) and drains when it answers again.
+//! - Past the spool quota, batches are refused (`Full`: HTTP 503) or, for socket readers,
+//!   wait: backpressure reaches the senders instead of memory growing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meniscus_coordinator::state::Snapshot;
+use meniscus_grid::routes::WorkerId;
+use meniscus_metrics::{Counter, Family, Gauge, Registry};
+use meniscus_record::columnar::{encode_payload, TenantBatch};
+use meniscus_record::frame::{split_record, PayloadFormat, RecordCodec, FLAG_AES_GCM};
+use meniscus_record::stage::{Ack, Batch, BoxFuture, Stage, StageError, WhenFull};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use super::control::ControlPlane;
+use super::link::{self, SendError};
+use super::spool::{Entry, Quota, Spool};
+
+/// Records a link keeps in flight.
+const IN_FLIGHT: usize = 8;
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+pub struct ForwardOptions {
+    /// `DATA_DIR/spool`: one directory per downstream worker.
+    pub dir: PathBuf,
+    /// Disk all spools may use together.
+    pub quota_bytes: u64,
+    /// Seals the records of producers marked `encrypted` while they rest in a spool.
+    pub key: [u8; 32],
+}
+
+pub struct Forwarder {
+    snapshot: watch::Receiver<Option<Snapshot>>,
+    control: Arc<ControlPlane>,
+    dir: PathBuf,
+    quota: Arc<Quota>,
+    plain: RecordCodec,
+    sealed: RecordCodec,
+    sender: link::Sender,
+    links: Mutex<HashMap<WorkerId, Arc<Link>>>,
+    metrics: ForwardMetrics,
+    started: Instant,
+}
+
+struct ForwardMetrics {
+    sent: Family<Counter>,
+    spool_bytes: Gauge,
+    set_aside: Counter,
+    events_in: Counter,
+    events_out: Counter,
+}
+
+/// One downstream worker as this worker sees it.
+struct Link {
+    to: WorkerId,
+    spool: Arc<Spool>,
+    /// Milliseconds since the forwarder started until which new batches skip this worker.
+    down_until: AtomicU64,
+    reported: AtomicBool,
+}
+
+impl Forwarder {
+    /// Opens the spools left by an earlier run (they start draining at once) and returns the
+    /// stage.
+    pub fn start(
+        options: ForwardOptions,
+        snapshot: watch::Receiver<Option<Snapshot>>,
+        control: Arc<ControlPlane>,
+        registry: &Registry,
+    ) -> anyhow::Result<Arc<Forwarder>> {
+        std::fs::create_dir_all(&options.dir)?;
+        let forwarder = Arc::new(Forwarder {
+            snapshot,
+            control,
+            dir: options.dir.clone(),
+            quota: Quota::new(options.quota_bytes),
+            plain: RecordCodec::plain().with_zstd(1),
+            sealed: RecordCodec::plain().with_zstd(1).with_key(&options.key),
+            sender: link::Sender::new(),
+            links: Mutex::new(HashMap::new()),
+            metrics: ForwardMetrics {
+                sent: registry.counters(
+                    "meniscus_link_records_sent_total",
+                    "Records sent to downstream workers, by outcome (acknowledged, unreachable, unauthorized, full, unavailable, refused).",
+                    &["outcome"],
+                ),
+                spool_bytes: registry.gauge(
+                    "meniscus_link_spool_bytes",
+                    "Bytes in this worker's link spools, not yet acknowledged downstream.",
+                ),
+                set_aside: registry.counter(
+                    "meniscus_link_records_set_aside_total",
+                    "Records a downstream worker refused as malformed, moved to DATA_DIR/spool/refused/ instead of blocking the link.",
+                ),
+                events_in: registry.counter(
+                    "meniscus_link_events_spooled_total",
+                    "Events written to the link spools.",
+                ),
+                events_out: registry.counter(
+                    "meniscus_link_events_acknowledged_total",
+                    "Events acknowledged by downstream workers.",
+                ),
+            },
+            started: Instant::now(),
+        });
+        for entry in std::fs::read_dir(&options.dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type()?.is_dir() && name != "refused" && is_safe_name(&name) {
+                forwarder.link(&WorkerId(name))?;
+            }
+        }
+        Ok(forwarder)
+    }
+
+    /// Bytes and records waiting in the spools: the heartbeat's spool depth.
+    pub fn depth(&self) -> (u64, u64) {
+        let links: Vec<Arc<Link>> = self.links.lock().values().cloned().collect();
+        links.iter().fold((0, 0), |(records, bytes), link| {
+            let (more, more_bytes) = link.spool.depth();
+            (records + more as u64, bytes + more_bytes)
+        })
+    }
+
+    pub fn events_in(&self) -> u64 {
+        self.metrics.events_in.get()
+    }
+
+    pub fn events_out(&self) -> u64 {
+        self.metrics.events_out.get()
+    }
+
+    /// Waits until every spool is empty, or `timeout` passes; true when empty.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.depth().0 == 0 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.depth().0 == 0
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn link(self: &Arc<Self>, to: &WorkerId) -> anyhow::Result<Arc<Link>> {
+        let mut links = self.links.lock();
+        if let Some(link) = links.get(to) {
+            return Ok(link.clone());
+        }
+        anyhow::ensure!(
+            is_safe_name(&to.0),
+            "worker id {to} cannot name a spool directory"
+        );
+        let spool = Spool::open(&self.dir.join(&to.0), self.quota.clone())?;
+        let link = Arc::new(Link {
+            to: to.clone(),
+            spool,
+            down_until: AtomicU64::new(0),
+            reported: AtomicBool::new(false),
+        });
+        links.insert(to.clone(), link.clone());
+        tokio::spawn(self.clone().drain_link(link.clone()));
+        Ok(link)
+    }
+
+    /// Where each tenant batch goes: the first storage worker the routes rank for its tenant
+    /// that this worker does not currently see as down (the first of them when all are).
+    fn destinations(
+        &self,
+        tenants: Vec<TenantBatch>,
+    ) -> Result<BTreeMap<WorkerId, Vec<TenantBatch>>, StageError> {
+        let now = self.now_ms();
+        let down: HashMap<WorkerId, bool> = self
+            .links
+            .lock()
+            .iter()
+            .map(|(id, link)| (id.clone(), link.down_until.load(Ordering::Relaxed) > now))
+            .collect();
+        let snapshot = self.snapshot.borrow();
+        let Some(snapshot) = snapshot.as_ref() else {
+            return Err(StageError::unavailable(
+                "no routes yet: this worker has not paired with the coordinator",
+            ));
+        };
+        let mut groups: BTreeMap<WorkerId, Vec<TenantBatch>> = BTreeMap::new();
+        for group in tenants {
+            let ranked = snapshot.routes.storage_for(group.tenant.as_str());
+            let chosen = ranked
+                .iter()
+                .find(|worker| !down.get(&worker.id).copied().unwrap_or(false))
+                .or(ranked.first())
+                .ok_or_else(|| StageError::unavailable("no storage worker is online"))?;
+            groups.entry(chosen.id.clone()).or_default().push(group);
+        }
+        Ok(groups)
+    }
+
+    /// The address of `to` in the current routes, online or not.
+    fn address(&self, to: &WorkerId) -> Option<String> {
+        let snapshot = self.snapshot.borrow();
+        snapshot
+            .as_ref()?
+            .routes
+            .workers
+            .iter()
+            .find(|worker| &worker.id == to)
+            .map(|worker| worker.address.clone())
+    }
+
+    /// Sends what `link`'s spool holds, in order, for as long as the process runs.
+    async fn drain_link(self: Arc<Self>, link: Arc<Link>) {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            link.spool.wait_pending().await;
+            let wait = match self.send_some(&link).await {
+                Ok(()) => {
+                    backoff = FIRST_BACKOFF;
+                    link.down_until.store(0, Ordering::Relaxed);
+                    link.reported.store(false, Ordering::Relaxed);
+                    None
+                }
+                Err(error) => {
+                    let outcome = match &error {
+                        SendError::Unreachable { .. } => "unreachable",
+                        SendError::Unauthorized { .. } => "unauthorized",
+                        SendError::Stage {
+                            error: StageError::Full,
+                            ..
+                        } => "full",
+                        SendError::Stage { .. } => "unavailable",
+                    };
+                    self.metrics.sent.inc(&[outcome]);
+                    tracing::warn!(to = %link.to, %error, retry_in = ?backoff, "link: records not taken; they stay in the spool");
+                    if matches!(error, SendError::Unreachable { .. }) {
+                        link.down_until.store(
+                            self.now_ms() + MAX_BACKOFF.as_millis() as u64,
+                            Ordering::Relaxed,
+                        );
+                        if !link.reported.swap(true, Ordering::Relaxed) {
+                            self.report_down(&link.to).await;
+                        }
+                    }
+                    Some(backoff)
+                }
+            };
+            self.metrics.spool_bytes.set(self.quota.used());
+            if let Some(wait) = wait {
+                tokio::time::sleep(wait).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+
+    /// Sends up to [`IN_FLIGHT`] records at once; acknowledges them in order, stopping at the
+    /// first that did not get through (the ones after it are sent again later; storage
+    /// dedupes them).
+    async fn send_some(&self, link: &Link) -> Result<(), SendError> {
+        let unreachable = |reason: String| SendError::Unreachable {
+            address: link.to.0.clone(),
+            reason,
+        };
+        let Some(address) = self.address(&link.to) else {
+            return Err(unreachable("not in the routes this worker has".into()));
+        };
+        let Some(identity) = self.control.saved_identity() else {
+            return Err(unreachable("this worker has not paired yet".into()));
+        };
+        let records = link
+            .spool
+            .peek(IN_FLIGHT)
+            .map_err(|error| unreachable(error.to_string()))?;
+        let sends = records.into_iter().map(|(entry, bytes)| {
+            let wire = self.for_the_wire(bytes);
+            let address = address.clone();
+            let identity = identity.clone();
+            async move {
+                let answer = match wire {
+                    Ok(wire) => self.sender.send(&address, &identity, wire).await,
+                    Err(error) => Err(SendError::Stage {
+                        address,
+                        error: StageError::refused(error.to_string()),
+                    }),
+                };
+                (entry, answer)
+            }
+        });
+        for (entry, answer) in futures::future::join_all(sends).await {
+            match answer {
+                Ok(ack) => {
+                    self.metrics.sent.inc(&["acknowledged"]);
+                    self.metrics.events_out.add(ack.events);
+                    self.acknowledged(link, entry)?;
+                }
+                Err(SendError::Stage {
+                    error: StageError::Refused { reason },
+                    ..
+                }) => {
+                    self.metrics.sent.inc(&["refused"]);
+                    self.set_aside(link, entry, &reason);
+                    self.acknowledged(link, entry)?;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    fn acknowledged(&self, link: &Link, entry: Entry) -> Result<(), SendError> {
+        link.spool
+            .acknowledged(entry)
+            .map_err(|error| SendError::Unreachable {
+                address: link.to.0.clone(),
+                reason: format!("cannot update the spool: {error}"),
+            })
+    }
+
+    /// A record the downstream can never take is kept aside (sealed as it was spooled) for
+    /// an operator to look at, rather than blocking every record behind it.
+    fn set_aside(&self, link: &Link, entry: Entry, reason: &str) {
+        self.metrics.set_aside.inc();
+        let dir = self.dir.join("refused");
+        let path = dir.join(format!(
+            "{}-{}-{}.record",
+            link.to, entry.segment, entry.offset
+        ));
+        let saved = link.spool.peek(1).ok().and_then(|records| {
+            let (first, bytes) = records.into_iter().next()?;
+            (first == entry).then_some(bytes)
+        });
+        let result = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&path, saved.unwrap_or_default()));
+        tracing::error!(to = %link.to, reason, path = %path.display(), saved = result.is_ok(), "link: a record was refused downstream and set aside");
+    }
+
+    /// A spooled record as it goes on the wire: an encrypted one is opened with the spool
+    /// key (the downstream has its own keys) and sent compressed.
+    fn for_the_wire(
+        &self,
+        spooled: Vec<u8>,
+    ) -> Result<Vec<u8>, meniscus_record::frame::RecordError> {
+        let (_, flags, _, _) = split_record(&spooled)?;
+        if flags & FLAG_AES_GCM == 0 {
+            return Ok(spooled);
+        }
+        let (format, payload, _) = self.sealed.open(&spooled)?;
+        let mut wire = Vec::new();
+        self.plain.seal_into(format, payload, &mut wire)?;
+        Ok(wire)
+    }
+
+    async fn report_down(&self, target: &WorkerId) {
+        let Some(identity) = self.control.saved_identity() else {
+            return;
+        };
+        match self.control.report_down(&identity, target).await {
+            Ok(changed) => {
+                tracing::warn!(%target, routes_changed = changed, "reported a storage worker down")
+            }
+            Err(error) => tracing::warn!(%target, %error, "cannot report a worker down"),
+        }
+    }
+}
+
+impl Stage for Forwarder {
+    fn hand_on(
+        self: Arc<Self>,
+        batch: Batch,
+        when_full: WhenFull,
+    ) -> BoxFuture<Result<Ack, StageError>> {
+        let events = batch.rows() as u64;
+        // Encoded here, on the caller's thread, like the store's WAL record.
+        let records = self.destinations(batch.tenants).and_then(|groups| {
+            groups
+                .into_iter()
+                .map(|(to, groups)| {
+                    let durable = groups.iter().any(TenantBatch::is_durable);
+                    let codec = if groups.iter().any(TenantBatch::is_encrypted) {
+                        &self.sealed
+                    } else {
+                        &self.plain
+                    };
+                    let mut record = Vec::new();
+                    encode_payload(&groups)
+                        .map_err(|error| StageError::refused(error.to_string()))
+                        .and_then(|payload| {
+                            codec
+                                .seal_into(PayloadFormat::ArrowIpc, payload, &mut record)
+                                .map_err(|error| StageError::refused(error.to_string()))
+                        })?;
+                    Ok((to, record, durable))
+                })
+                .collect::<Result<Vec<_>, StageError>>()
+        });
+        Box::pin(async move {
+            let records = records?;
+            let durable = records.iter().any(|(_, _, durable)| *durable);
+            let total: u64 = records
+                .iter()
+                .map(|(_, record, _)| record.len() as u64)
+                .sum();
+            match when_full {
+                WhenFull::Refuse => {
+                    if !self.quota.try_reserve(total) {
+                        return Err(StageError::Full);
+                    }
+                }
+                WhenFull::Wait => self.quota.reserve(total).await,
+            }
+            let mut unwritten = total;
+            for (to, record, durable) in &records {
+                let appended = match self.link(to) {
+                    Ok(link) => link
+                        .spool
+                        .append(record, *durable)
+                        .await
+                        .map_err(anyhow::Error::from),
+                    Err(error) => {
+                        self.quota.release(record.len() as u64);
+                        Err(error)
+                    }
+                };
+                unwritten -= record.len() as u64;
+                if let Err(error) = appended {
+                    self.quota.release(unwritten);
+                    return Err(StageError::unavailable(format!("{error:#}")));
+                }
+            }
+            self.metrics.events_in.add(events);
+            self.metrics.spool_bytes.set(self.quota.used());
+            Ok(Ack {
+                events,
+                synced: durable,
+            })
+        })
+    }
+}
+
+/// Worker ids are made by the coordinator (`w1`, `w2`, …); anything else is not trusted as a
+/// directory name.
+fn is_safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+}
+
+/// The spool key: made once per worker, kept in `DATA_DIR/grid/spool.key` (mode 0600).
+pub fn spool_key(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
+    let path = data_dir.join("grid").join("spool.key");
+    if let Ok(bytes) = std::fs::read(&path) {
+        return bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("{} is not a 32-byte key", path.display()));
+    }
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|error| anyhow::anyhow!("no randomness: {error}"))?;
+    meniscus_coordinator::persist::replace_private_file(&path, &key)?;
+    Ok(key)
+}

@@ -1,0 +1,151 @@
+//! The correlator persona as its own process (with the normalizer when asked for): the
+//! syslog listeners and HTTP ingest of `--config`, tenants from the coordinator, and every
+//! batch handed to the [`Forwarder`](super::forward::Forwarder), which spools it and sends
+//! it to the tenant's storage worker.
+//!
+//! SIGTERM: stop accepting, drain the spools (up to `--drain-seconds`), exit; what is left
+//! stays spooled on disk and is sent when the worker starts again.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use meniscus_coordinator::state::Load;
+use meniscus_grid::routes::Persona;
+use meniscus_metrics::Registry;
+use meniscus_record::stage::Then;
+use meniscus_record::Stage;
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+
+use super::forward::{spool_key, ForwardOptions, Forwarder};
+use super::{control_plane, follow_tenants, grid_config, serve, WorkerArgs};
+use crate::connections::{ConnectionTable, SocketBudget};
+use crate::correlator::sources::syslog;
+use crate::correlator::{Accept, Correlator};
+use crate::http::{self, AppState};
+use crate::normalizer::Normalizer;
+use crate::telemetry::{HttpMetrics, IngestMetrics, NormalizerMetrics};
+
+pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()> {
+    let config = grid_config(&args)?;
+    let metrics = Registry::new();
+    let control = control_plane(&args, personas.clone())?;
+    // The heartbeat reports the forwarder's load; the forwarder needs the routes the control
+    // loop keeps: the loop starts first and finds the forwarder here once it exists.
+    let forwarding: Arc<OnceLock<Arc<Forwarder>>> = Arc::default();
+    let rates = Mutex::new((Instant::now(), 0u64, 0u64));
+    let load_of = forwarding.clone();
+    let (snapshots, _heartbeats) = control.clone().spawn(move || {
+        let Some(forwarder) = load_of.get() else {
+            return Load::default();
+        };
+        let (records, bytes) = forwarder.depth();
+        let (events_in, events_out) = (forwarder.events_in(), forwarder.events_out());
+        let mut last = rates.lock();
+        let seconds = last.0.elapsed().as_secs_f64().max(0.001);
+        let load = Load {
+            events_in_per_second: events_in.saturating_sub(last.1) as f64 / seconds,
+            events_out_per_second: events_out.saturating_sub(last.2) as f64 / seconds,
+            queue_depth: records,
+            spool_bytes: bytes,
+            handoff_p99_seconds: 0.0,
+        };
+        *last = (Instant::now(), events_in, events_out);
+        load
+    });
+    let forwarder = Forwarder::start(
+        ForwardOptions {
+            dir: args.data_dir.join("spool"),
+            quota_bytes: args.spool_quota_bytes,
+            key: spool_key(&args.data_dir)?,
+        },
+        snapshots.clone(),
+        control.clone(),
+        &metrics,
+    )?;
+    let _ = forwarding.set(forwarder.clone());
+
+    let next: Arc<dyn Stage> = if personas.contains(&Persona::Normalizer) {
+        let normalizer = Normalizer::new(
+            config.normalizer.rulebase_dir.clone(),
+            NormalizerMetrics::register(&metrics),
+        );
+        normalizer.spawn_reloader(Duration::from_secs(2));
+        Arc::new(Then {
+            transform: normalizer,
+            next: forwarder.clone(),
+        })
+    } else {
+        forwarder.clone()
+    };
+    let accept = Accept::new(
+        Default::default(),
+        next,
+        Arc::new(IngestMetrics::register(&metrics)),
+    );
+    let correlator = Correlator::new(
+        accept,
+        config.limits.max_message_bytes,
+        config.limits.max_http_body_bytes,
+    );
+    follow_tenants(snapshots, correlator.clone());
+
+    let sockets = SocketBudget::from_process_limit();
+    let connection_limits = config.limits.connection_limits();
+    let table = |transport: &'static str| {
+        ConnectionTable::new(
+            connection_limits.clone(),
+            transport,
+            sockets.clone(),
+            correlator.accept.metrics.refused_connections.clone(),
+        )
+    };
+    let mut bound = Vec::new();
+    for listener in &config.listeners {
+        let connections = table(listener.protocol.transport().as_str());
+        bound.push(syslog::listen(listener, correlator.clone(), connections).await?);
+    }
+    let http_listener = TcpListener::bind(config.http.address)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", config.http.address))?;
+    let state = Arc::new(AppState {
+        correlator: correlator.clone(),
+        store: None,
+        archive: None,
+        queries: None,
+        http_metrics: HttpMetrics::register(&metrics),
+        registry: metrics.clone(),
+        connection_limits: connection_limits.clone(),
+        ready: Default::default(),
+        loki_tails: Default::default(),
+    });
+    tracing::info!(http = %http_listener.local_addr()?, listeners = ?bound, "correlator listening");
+    let http_server = tokio::spawn(http::server::serve(
+        http_listener,
+        http::ingest_router(state.clone()),
+        table("http"),
+    ));
+    state.ready.store(true, Ordering::Relaxed);
+
+    serve(&args, axum::Router::new(), metrics, "correlator").await?;
+    // Stopping: nothing new is taken (the HTTP server goes; the syslog listeners go with the
+    // process), and what the spools hold is sent while the storage workers answer.
+    state.ready.store(false, Ordering::Relaxed);
+    http_server.abort();
+    let drained = forwarder
+        .drain(Duration::from_secs(args.drain_seconds))
+        .await;
+    let (records, bytes) = forwarder.depth();
+    if drained {
+        tracing::info!("spools drained");
+    } else {
+        tracing::warn!(
+            records,
+            bytes,
+            "spools not drained in time: they stay on disk and are sent at the next start"
+        );
+    }
+    Ok(())
+}

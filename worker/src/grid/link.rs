@@ -1,0 +1,240 @@
+//! A link between two personas: one record (the format of the WAL and the spool: Arrow IPC per
+//! tenant, crc32c, zstd) per `POST /v1/link/records`, answered with the downstream stage's
+//! [`Ack`] or its [`StageError`].
+//!
+//! HTTP/2 (cleartext, prior knowledge) rather than gRPC: a record is already a framed,
+//! checksummed binary message, so protobuf would wrap bytes in bytes; HTTP/2 multiplexes the
+//! records a link keeps in flight on one connection per peer, and its per-stream flow control
+//! is backpressure for free; hyper is already in the binary, and no code generation is added.
+//!
+//! The caller is authenticated as a grid worker (`X-Meniscus-Worker` and its credential as a
+//! bearer token, checked against the hashes in the routes snapshot); a stranger or a forged
+//! credential is answered 401 and its record is not opened.
+//!
+//! Answers: 200 `{"events", "synced"}`; 503 for `full` and `unavailable` (retry, the spool
+//! keeps the record); 400 for `refused` (the record can never be taken as it is); 401.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use meniscus_coordinator::http::worker;
+use meniscus_coordinator::state::Snapshot;
+use meniscus_metrics::{Counter, Family, Registry};
+use meniscus_record::columnar::decode_payload;
+use meniscus_record::frame::{PayloadFormat, RecordCodec, HEADER_LEN, MAX_PAYLOAD_LEN};
+use meniscus_record::stage::{Ack, Batch, Stage, StageError, WhenFull};
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::control::Identity;
+
+pub const PATH: &str = "/v1/link/records";
+
+/// The receiving end, served by a worker with the storage persona.
+pub struct Receiver {
+    snapshot: watch::Receiver<Option<Snapshot>>,
+    next: Arc<dyn Stage>,
+    outcomes: Family<Counter>,
+}
+
+impl Receiver {
+    pub fn new(
+        snapshot: watch::Receiver<Option<Snapshot>>,
+        next: Arc<dyn Stage>,
+        registry: &Registry,
+    ) -> Arc<Receiver> {
+        Arc::new(Receiver {
+            snapshot,
+            next,
+            outcomes: registry.counters(
+                "meniscus_link_records_received_total",
+                "Records received on links from other workers, by outcome (taken, full, unavailable, refused, unauthorized).",
+                &["outcome"],
+            ),
+        })
+    }
+
+    pub fn router(self: Arc<Receiver>) -> Router {
+        Router::new()
+            .route(PATH, post(receive))
+            .layer(DefaultBodyLimit::max(MAX_PAYLOAD_LEN + HEADER_LEN))
+            .with_state(self)
+    }
+
+    fn is_peer(&self, headers: &HeaderMap) -> bool {
+        let (id, presented) = worker(headers);
+        self.snapshot
+            .borrow()
+            .as_ref()
+            .is_some_and(|snapshot| snapshot.knows(&id, presented))
+    }
+}
+
+async fn receive(
+    State(receiver): State<Arc<Receiver>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !receiver.is_peer(&headers) {
+        receiver.outcomes.inc(&["unauthorized"]);
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"kind": "unauthorized", "reason": "unknown worker or wrong worker credential"})),
+        )
+            .into_response();
+    }
+    let batch = match open(&body) {
+        Ok(batch) => batch,
+        Err(error) => return answer(&receiver, Err(error)),
+    };
+    // Answered once in the write-ahead log (fsynced when durable), whatever the producer:
+    // the sender's spool forgets the record on this answer, so an answer on queueing alone
+    // would let a storage crash lose what the spool had kept.
+    let batch = batch.acknowledged_when_written();
+    let taken = receiver.next.clone().hand_on(batch, WhenFull::Refuse).await;
+    answer(&receiver, taken)
+}
+
+/// The batch a link record carries.
+fn open(record: &[u8]) -> Result<Batch, StageError> {
+    let (format, payload, consumed) = RecordCodec::plain()
+        .open(record)
+        .map_err(|error| StageError::refused(format!("not a readable record: {error}")))?;
+    if consumed != record.len() || format != PayloadFormat::ArrowIpc {
+        return Err(StageError::refused(
+            "a link request carries exactly one Arrow IPC record",
+        ));
+    }
+    let tenants = decode_payload(&payload)
+        .map_err(|error| StageError::refused(format!("not a readable batch: {error}")))?;
+    Ok(Batch::new(tenants))
+}
+
+fn answer(receiver: &Receiver, taken: Result<Ack, StageError>) -> Response {
+    match taken {
+        Ok(ack) => {
+            receiver.outcomes.inc(&["taken"]);
+            Json(ack).into_response()
+        }
+        Err(error) => {
+            let (status, outcome) = match &error {
+                StageError::Full => (StatusCode::SERVICE_UNAVAILABLE, "full"),
+                StageError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                StageError::Refused { .. } => (StatusCode::BAD_REQUEST, "refused"),
+            };
+            receiver.outcomes.inc(&[outcome]);
+            (status, Json(error)).into_response()
+        }
+    }
+}
+
+/// Why a record did not get through.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// No answer: the peer is down or unreachable (worth a down report).
+    #[error("{address} unreachable: {reason}")]
+    Unreachable { address: String, reason: String },
+    /// The peer does not know this worker (yet: its routes may be older than this worker's
+    /// pairing).
+    #[error("{address} refused this worker's credential")]
+    Unauthorized { address: String },
+    /// The peer's stage answered with an error.
+    #[error("{address}: {error}")]
+    Stage { address: String, error: StageError },
+}
+
+/// The sending end: one HTTP/2 connection per peer, records multiplexed on it.
+#[derive(Clone)]
+pub struct Sender {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for Sender {
+    fn default() -> Self {
+        Sender::new()
+    }
+}
+
+impl Sender {
+    pub fn new() -> Sender {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        connector.set_nodelay(true);
+        Sender {
+            // The timer drives the HTTP/2 pings that find a peer gone without a word (a
+            // vanished host sends no reset), and the idle pool's expiry.
+            client: Client::builder(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .pool_timer(TokioTimer::new())
+                .http2_only(true)
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .http2_keep_alive_timeout(Duration::from_secs(5))
+                .build(connector),
+        }
+    }
+
+    /// Sends one record to the worker at `address` (`host:port`) and waits for its answer.
+    pub async fn send(
+        &self,
+        address: &str,
+        identity: &Identity,
+        record: Vec<u8>,
+    ) -> Result<Ack, SendError> {
+        let unreachable = |reason: String| SendError::Unreachable {
+            address: address.to_string(),
+            reason,
+        };
+        let request = Request::post(format!("http://{address}{PATH}"))
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header("x-meniscus-worker", identity.worker_id.0.as_str())
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", identity.credential),
+            );
+        let request = request
+            .body(Full::new(Bytes::from(record)))
+            .map_err(|error| unreachable(error.to_string()))?;
+        // Long enough for a storage worker's fsync under load; a peer that takes longer is
+        // treated as down and the record sent again (it dedupes).
+        let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
+            .await
+            .map_err(|_| unreachable("no answer in 30 s".to_string()))?
+            .map_err(|error| unreachable(error.to_string()))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|error| unreachable(error.to_string()))?
+            .to_bytes();
+        match status {
+            StatusCode::OK => serde_json::from_slice(&body)
+                .map_err(|error| unreachable(format!("unreadable acknowledgement: {error}"))),
+            StatusCode::UNAUTHORIZED => Err(SendError::Unauthorized {
+                address: address.to_string(),
+            }),
+            _ => {
+                let error = serde_json::from_slice(&body).unwrap_or_else(|_| {
+                    StageError::unavailable(format!(
+                        "answered {status}: {}",
+                        String::from_utf8_lossy(&body)
+                    ))
+                });
+                Err(SendError::Stage {
+                    address: address.to_string(),
+                    error,
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The storage persona as its own process: the store (WAL, hot store, archive, retention)
+//! fed by links from correlators, and the tenant read API over what it holds.
+//!
+//! - `--listen`: the grid side: `POST /v1/link/records` from paired workers only, plus
+//!   `/healthz` and `/metrics`;
+//! - `http.address` of `--config`: the tenant API (search, SQL, counts, jobs, Loki queries)
+//!   and publish, authenticated with the tenants the coordinator sends.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use meniscus_grid::routes::Persona;
+use meniscus_metrics::Registry;
+use meniscus_record::Stage;
+use meniscus_store::archive::{self, Archive};
+use meniscus_store::query::QueryEngine;
+use meniscus_store::{retention, Store};
+use tokio::net::TcpListener;
+
+use super::{control_plane, follow_tenants, grid_config, serve, WorkerArgs};
+use crate::allocator;
+use crate::connections::{ConnectionTable, SocketBudget};
+use crate::correlator::{Accept, Correlator};
+use crate::http::{self, AppState};
+use crate::telemetry::{HttpMetrics, IngestMetrics};
+
+pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()> {
+    let config = grid_config(&args)?;
+    let metrics = Registry::new();
+    let store_options = config.storage.store_options();
+    let store = Store::open(&args.data_dir, store_options.clone(), &metrics)?;
+    let control = control_plane(&args, personas)?;
+    let (snapshots, _heartbeats) = control
+        .clone()
+        .spawn(meniscus_coordinator::state::Load::default);
+    let accept = Accept::new(
+        Default::default(),
+        store.clone() as Arc<dyn Stage>,
+        Arc::new(IngestMetrics::register(&metrics)),
+    );
+    let correlator = Correlator::new(
+        accept,
+        config.limits.max_message_bytes,
+        config.limits.max_http_body_bytes,
+    );
+    follow_tenants(snapshots.clone(), correlator.clone());
+
+    let mut queries = QueryEngine::new(
+        store.hot.clone(),
+        config.limits.query_limits(),
+        store.metrics.clone(),
+    )
+    .with_thread_stop(allocator::release_thread_memory);
+    let archive = match config.archive.archive_options(&args.data_dir)? {
+        Some(options) => {
+            let tenants = correlator.clone();
+            let long_term = Arc::new(move |tenant: &str| {
+                tenants
+                    .accept
+                    .registry()
+                    .get(tenant)
+                    .map(|tenant| tenant.spec.retention.long_term())
+            });
+            let archive = Archive::open(&args.data_dir, options, &metrics, long_term)?;
+            archive.attach(&store.hot);
+            archive::spawn_uploader(
+                archive.clone(),
+                store.hot.clone(),
+                store_options.compaction.clone(),
+            );
+            queries = queries.with_archive(archive.clone());
+            Some(archive)
+        }
+        None => None,
+    };
+    let tenants = correlator.clone();
+    retention::spawn(
+        store.clone(),
+        archive.clone(),
+        config.storage.retention_check_interval.0,
+        move |tenant| {
+            tenants
+                .accept
+                .registry()
+                .get(tenant)
+                .map(|tenant| tenant.spec.retention.short_term.0)
+        },
+    );
+
+    let connection_limits = config.limits.connection_limits();
+    let http_listener = TcpListener::bind(config.http.address)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", config.http.address))?;
+    let state = Arc::new(AppState {
+        correlator: correlator.clone(),
+        store: Some(store.clone()),
+        archive,
+        queries: Some(queries),
+        http_metrics: HttpMetrics::register(&metrics),
+        registry: metrics.clone(),
+        connection_limits: connection_limits.clone(),
+        ready: Default::default(),
+        loki_tails: Default::default(),
+    });
+    let table = ConnectionTable::new(
+        connection_limits,
+        "http",
+        SocketBudget::from_process_limit(),
+        correlator.accept.metrics.refused_connections.clone(),
+    );
+    tracing::info!(http = %http_listener.local_addr()?, "tenant API listening");
+    tokio::spawn(http::server::serve(
+        http_listener,
+        http::router(state.clone()),
+        table,
+    ));
+    state.ready.store(true, Ordering::Relaxed);
+
+    let receiver = super::link::Receiver::new(snapshots, store.clone(), &metrics);
+    serve(&args, receiver.router(), metrics, "storage").await?;
+    state.ready.store(false, Ordering::Relaxed);
+    if let Err(error) = tokio::time::timeout(Duration::from_secs(30), store.flush()).await {
+        tracing::warn!(%error, "flush at shutdown timed out; the write-ahead log will be replayed at the next start");
+    }
+    Ok(())
+}
