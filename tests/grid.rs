@@ -163,7 +163,7 @@ fn the_coordinator_pairs_follows_and_drops_workers_and_survives_kill_9() {
 
     // The personas that do not run as processes of their own yet say so.
     let output = Command::new(meniscus_binary())
-        .args(["worker", "--persona", "tenant-api", "--data-dir"])
+        .args(["worker", "--persona", "normalizer", "--data-dir"])
         .arg(dir.path().join("storage"))
         .output()
         .unwrap();

@@ -194,6 +194,7 @@ fn a_storage_worker_killed_mid_stream_and_restarted_costs_no_event_and_duplicate
         &coordinator,
         "[{protocol: tcp, address: \"127.0.0.1:{syslog}\"}]",
     );
+    let tenant_api = GridWorker::start(dir.path(), "tenant-api", "tenant-api", &coordinator, "[]");
 
     // The correlator takes acme's events once the coordinator's tenants and both storage
     // workers reached it (before that: 401, or 503 with no storage worker to send to).
@@ -207,20 +208,16 @@ fn a_storage_worker_killed_mid_stream_and_restarted_costs_no_event_and_duplicate
             .send()
             .is_ok_and(|response| response.status() == 202)
     });
-    wait_until(
-        "both storage workers are in the correlator's routes",
-        30,
-        || {
-            let (_, workers) = coordinator.call("GET", "/v1/admin/workers", &admin, None);
-            workers["workers"].as_array().is_some_and(|workers| {
-                workers
-                    .iter()
-                    .filter(|worker| worker["status"] == "online")
-                    .count()
-                    == 3
-            })
-        },
-    );
+    wait_until("all four workers are online", 30, || {
+        let (_, workers) = coordinator.call("GET", "/v1/admin/workers", &admin, None);
+        workers["workers"].as_array().is_some_and(|workers| {
+            workers
+                .iter()
+                .filter(|worker| worker["status"] == "online")
+                .count()
+                == 4
+        })
+    });
 
     // Which storage worker takes acme's records: the one "first" went to.
     wait_until("the first event is stored", 30, || {
@@ -327,6 +324,70 @@ fn a_storage_worker_killed_mid_stream_and_restarted_costs_no_event_and_duplicate
         storage[taker].metric("meniscus_link_records_received_total{outcome=\"unauthorized\"}"),
         2.0
     );
+
+    // The tenant API persona answers for both storage workers: search pages through every
+    // event once, counts add up, and SQL, which cannot be merged, says so.
+    let mut paged: HashMap<String, usize> = HashMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = tenant_api.url("/v1/tenant/acme/events?limit=500");
+        if let Some(cursor) = &cursor {
+            url.push_str(&format!("&cursor={cursor}"));
+        }
+        let page = get_json(&client, &url);
+        for event in page["events"].as_array().unwrap() {
+            *paged
+                .entry(event["msg"].as_str().unwrap().to_string())
+                .or_insert(0) += 1;
+        }
+        assert!(page.get("incomplete").is_none(), "{page}");
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(paged.len(), total.len(), "search through the tenant API");
+    assert!(paged.values().all(|n| *n == 1), "an event on two pages");
+    let counts = get_json(
+        &client,
+        &tenant_api.url("/v1/tenant/acme/metrics?from=1h&bucket=1h"),
+    );
+    let counted: u64 = counts["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|bucket| bucket["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted as usize, total.len(), "{counts}");
+    let answer = client
+        .post(tenant_api.url("/v1/tenant/acme/sql"))
+        .header("MESSAGE-TOKEN", TOKEN)
+        .json(&json!({"sql": "SELECT count(*) AS n FROM events"}))
+        .send()
+        .unwrap();
+    assert_eq!(answer.status(), 501);
+    let answer: Value = answer.json().unwrap();
+    assert_eq!(
+        answer["error"]["code"], "sql_across_storage_workers",
+        "{answer}"
+    );
+    // A wrong token is refused by the tenant API itself.
+    let refused = client
+        .get(tenant_api.url("/v1/tenant/acme/events"))
+        .header("MESSAGE-TOKEN", "wrong")
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+}
+
+fn get_json(client: &reqwest::blocking::Client, url: &str) -> Value {
+    let response = client
+        .get(url)
+        .header("MESSAGE-TOKEN", TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    response.json().unwrap()
 }
 
 #[test]
@@ -361,6 +422,7 @@ fn a_correlator_killed_with_a_full_spool_sends_it_after_restart_and_drains_on_si
         &coordinator,
         "[{protocol: tcp, address: \"127.0.0.1:{syslog}\"}]",
     );
+    let tenant_api = GridWorker::start(dir.path(), "tenant-api", "tenant-api", &coordinator, "[]");
     let client = reqwest::blocking::Client::new();
     let publish = |correlator: &GridWorker, msgs: &[String]| {
         let body: Vec<Value> = msgs
@@ -418,6 +480,61 @@ fn a_correlator_killed_with_a_full_spool_sends_it_after_restart_and_drains_on_si
         "stored more than once: {duplicated:?}"
     );
     assert_eq!(holdings[0].len(), expected.len());
+    // One storage worker holds the tenant: the tenant API runs SQL there.
+    let wait_for_sql = || {
+        let response = client
+            .post(tenant_api.url("/v1/tenant/acme/sql"))
+            .header("MESSAGE-TOKEN", TOKEN)
+            .json(&json!({"sql": "SELECT count(*) AS n FROM events"}))
+            .send()
+            .unwrap();
+        let status = response.status();
+        let answer: Value = response.json().unwrap_or(Value::Null);
+        (status, answer)
+    };
+    let mut answer = Value::Null;
+    wait_until("the tenant API answers SQL", 30, || {
+        let (status, body) = wait_for_sql();
+        answer = body;
+        status == 200
+    });
+    assert_eq!(answer["rows"][0]["n"], expected.len(), "{answer}");
+    // Job status through the tenant API: the job's events, once stored; an unknown job 404.
+    let published: Value = client
+        .post(correlator.url("/v1/tenant/acme/publish"))
+        .header("MESSAGE-TOKEN", TOKEN)
+        .json(&json!([
+            {"log_message": {"pname": "web", "host": "h", "msg": "job-1"}},
+            {"log_message": {"pname": "web", "host": "h", "msg": "job-2"}},
+        ]))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let job_url = tenant_api.url(&format!(
+        "/v1/tenant/acme/jobs/{}",
+        published["job_id"].as_str().unwrap()
+    ));
+    let mut job = Value::Null;
+    wait_until("the job is stored", 30, || {
+        let response = client
+            .get(&job_url)
+            .header("MESSAGE-TOKEN", TOKEN)
+            .send()
+            .unwrap();
+        let found = response.status() == 200;
+        job = response.json().unwrap_or(Value::Null);
+        found
+    });
+    assert_eq!(job["status"], "stored", "{job}");
+    assert_eq!(job["events"], 2, "{job}");
+    let unknown = client
+        .get(tenant_api.url("/v1/tenant/acme/jobs/01KBWJ2M3N4P5Q6R7S8T9V0W1X"))
+        .header("MESSAGE-TOKEN", TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    expected.extend(["job-1".to_string(), "job-2".to_string()]);
 
     // SIGTERM: the correlator stops taking, sends what it holds, and exits cleanly.
     let last: Vec<String> = (0..5).map(|n| format!("before-sigterm-{n}")).collect();

@@ -7,20 +7,23 @@
 //!   ingest, batches spooled ([`spool`]) and forwarded ([`forward`]) over links ([`link`]) to
 //!   the tenants' storage workers;
 //! - the storage persona, with the tenant API or without ([`storage`]): the store, fed by
-//!   links, and the tenant read API over what it holds.
+//!   links, and the tenant read API over what it holds;
+//! - the tenant-API persona on its own ([`tenant_api`]): the tenants' reads, fanned out to
+//!   the storage workers and merged ([`fanout`]).
 //!
 //! Every worker runs the control loop ([`control`]): pairing, heartbeats, routes and tenants.
 //! Not built yet, and refused here with that advice rather than started half-way: the
-//! normalizer on its own (a hop of its own between correlator and storage) and the tenant API
-//! on its own (fanning queries out to the storage workers and merging their answers).
+//! normalizer on its own (a hop of its own between correlator and storage).
 
 pub mod broadcaster;
 pub mod control;
+pub mod fanout;
 pub mod forward;
 pub mod ingest;
 pub mod link;
 pub mod spool;
 pub mod storage;
+pub mod tenant_api;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -113,10 +116,11 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         [Broadcaster] => serve_broadcaster(args).await,
         [Correlator] | [Correlator, Normalizer] => ingest::run(args, personas).await,
         [Storage] | [Storage, TenantApi] => storage::run(args, personas).await,
+        [TenantApi] => tenant_api::run(args, personas).await,
         _ => anyhow::bail!(
             "this combination of personas is not built: run `coordinator`, `broadcaster`, \
-             `correlator[,normalizer]` or `storage[,tenant-api]` as separate workers, or \
-             `meniscus standalone` for every persona in one process"
+             `correlator[,normalizer]`, `storage[,tenant-api]` or `tenant-api` as separate \
+             workers, or `meniscus standalone` for every persona in one process"
         ),
     }
 }

@@ -1,8 +1,8 @@
 //! The storage persona as its own process: the store (WAL, hot store, archive, retention)
 //! fed by links from correlators, and the tenant read API over what it holds.
 //!
-//! - `--listen`: the grid side: `POST /v1/link/records` from paired workers only, plus
-//!   `/healthz` and `/metrics`;
+//! - `--listen`: the grid side: `POST /v1/link/records` from paired workers only, the tenant
+//!   read API for the tenant-API persona to fan out to, `/healthz` and `/metrics`;
 //! - `http.address` of `--config`: the tenant API (search, SQL, counts, jobs, Loki queries)
 //!   and publish, authenticated with the tenants the coordinator sends.
 
@@ -118,8 +118,11 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
     ));
     state.ready.store(true, Ordering::Relaxed);
 
+    // The grid address serves links and, for the tenant-API persona's fan-out, the read API
+    // (with the tenants' own tokens, as on `http.address`).
     let receiver = super::link::Receiver::new(snapshots, store.clone(), &metrics);
-    serve(&args, receiver.router(), metrics, "storage").await?;
+    let grid_side = receiver.router().merge(http::read_router(state.clone()));
+    serve(&args, grid_side, metrics, "storage").await?;
     state.ready.store(false, Ordering::Relaxed);
     if let Err(error) = tokio::time::timeout(Duration::from_secs(30), store.flush()).await {
         tracing::warn!(%error, "flush at shutdown timed out; the write-ahead log will be replayed at the next start");

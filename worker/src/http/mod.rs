@@ -76,6 +76,18 @@ pub fn ingest_router(state: Arc<AppState>) -> Router {
     with_operations(ingest_routes(), state)
 }
 
+/// The tenant read API alone, without ingest or operational routes: what a grid storage
+/// worker serves on its grid address for the tenant-API persona to fan out to.
+pub fn read_router(state: Arc<AppState>) -> Router {
+    read_routes().with_state(state)
+}
+
+/// `/metrics`, `/healthz`, `/readyz` and the 404 for everything else: for a router whose
+/// other routes have a state of their own (the grid's tenant-API persona).
+pub fn operations_router(state: Arc<AppState>) -> Router {
+    with_operations(Router::new(), state)
+}
+
 fn ingest_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route(

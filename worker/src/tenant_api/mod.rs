@@ -128,7 +128,7 @@ fn parse_codes(
         .collect()
 }
 
-fn encode_cursor(ts: i64, event_id: &str) -> String {
+pub(crate) fn encode_cursor(ts: i64, event_id: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{ts}:{event_id}"))
 }
 

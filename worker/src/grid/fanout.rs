@@ -1,0 +1,557 @@
+//! The tenant API of a grid: one address for a tenant's reads, answered by asking the
+//! storage workers and merging what they hold.
+//!
+//! A tenant's events live on the storage workers the routes ranked for it when they arrived;
+//! after a failover some are on another one. So every storage worker in the routes is asked
+//! (offline ones too: a worker the coordinator took out may still answer), with the tenant's
+//! own token, on its grid address (`--listen`, where storage workers serve the read API
+//! too). The answers merge exactly:
+//! - search: each worker returns its newest `limit` events after the cursor; the merged page
+//!   is the newest `limit` of their union, and its cursor continues every worker's list;
+//! - counts: summed per bucket (and group);
+//! - job status: events summed; `archived` once every worker holding some says so; 404 only
+//!   when no worker knows the job;
+//! - SQL: run where the tenant's events are when one worker holds them all (the usual case);
+//!   across several workers it is refused with `sql_across_storage_workers` (501) rather
+//!   than answered wrongly, since an aggregate cannot be merged from per-worker results.
+//!
+//! A worker that does not answer is named in `incomplete` (with the reason) and the answer
+//! is built from the others; when none answers, 503. A worker's refusal (400 for a bad
+//! query, 429 when busy) is passed on as it is.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use meniscus_coordinator::state::Snapshot;
+use meniscus_grid::routes::{Persona, WorkerId};
+use meniscus_grid::Event;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::http::error::ApiError;
+use crate::http::{authorize, read_body, AppState};
+use crate::tenant_api::encode_cursor;
+
+/// Longer than a storage worker's own query deadline (30 s by default), so its answer, even
+/// a timeout, arrives rather than being cut here.
+const ASK_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest SQL request body passed on (the storage workers check the statement's size).
+const MAX_SQL_BODY: usize = 1 << 20;
+
+pub struct Fanout {
+    state: Arc<AppState>,
+    snapshots: watch::Receiver<Option<Snapshot>>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// One storage worker's answer: its status and body, or why it gave none.
+type Answer = (WorkerId, Result<(StatusCode, Bytes), String>);
+
+impl Fanout {
+    pub fn new(state: Arc<AppState>, snapshots: watch::Receiver<Option<Snapshot>>) -> Arc<Fanout> {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        connector.set_nodelay(true);
+        Arc::new(Fanout {
+            state,
+            snapshots,
+            client: Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .build(connector),
+        })
+    }
+
+    pub fn router(self: Arc<Fanout>) -> Router {
+        Router::new()
+            .route("/v1/tenant/{tenant_id}/events", get(search))
+            .route("/v1/tenant/{tenant_id}/metrics", get(counts))
+            .route("/v1/tenant/{tenant_id}/jobs/{job_id}", get(job_status))
+            .route("/v1/tenant/{tenant_id}/sql", post(sql))
+            .route("/loki/{*rest}", get(loki_not_here).post(loki_not_here))
+            .with_state(self)
+    }
+
+    /// Every storage worker in the routes, the tenant's own ranking first.
+    fn storage_workers(&self, tenant: &str) -> Vec<(WorkerId, String)> {
+        let snapshot = self.snapshots.borrow();
+        let Some(snapshot) = snapshot.as_ref() else {
+            return Vec::new();
+        };
+        let mut workers: Vec<(WorkerId, String)> = snapshot
+            .routes
+            .storage_for(tenant)
+            .into_iter()
+            .map(|worker| (worker.id.clone(), worker.address.clone()))
+            .collect();
+        for worker in &snapshot.routes.workers {
+            if worker.personas.contains(&Persona::Storage)
+                && !workers.iter().any(|(id, _)| id == &worker.id)
+            {
+                workers.push((worker.id.clone(), worker.address.clone()));
+            }
+        }
+        workers
+    }
+
+    /// Sends the same request to every storage worker at once, with the caller's token.
+    async fn ask_all(
+        &self,
+        tenant: &str,
+        method: Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Vec<Answer>, ApiError> {
+        let workers = self.storage_workers(tenant);
+        if workers.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_storage_worker",
+                "the grid has no storage worker in its routes yet",
+            ));
+        }
+        let asks = workers.into_iter().map(|(id, address)| {
+            let request = self.request(&method, &address, path_and_query, headers, body.clone());
+            async move { (id, self.send(request).await) }
+        });
+        Ok(futures::future::join_all(asks).await)
+    }
+
+    fn request(
+        &self,
+        method: &Method,
+        address: &str,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Request<Full<Bytes>>, String> {
+        let mut request = Request::builder()
+            .method(method.clone())
+            .uri(format!("http://{address}{path_and_query}"))
+            .header(header::CONTENT_TYPE, "application/json");
+        for name in ["message-token", "authorization"] {
+            if let Some(value) = headers.get(name) {
+                request = request.header(name, value);
+            }
+        }
+        request
+            .body(Full::new(body))
+            .map_err(|error| error.to_string())
+    }
+
+    async fn send(
+        &self,
+        request: Result<Request<Full<Bytes>>, String>,
+    ) -> Result<(StatusCode, Bytes), String> {
+        let response = tokio::time::timeout(ASK_TIMEOUT, self.client.request(request?))
+            .await
+            .map_err(|_| format!("no answer in {} s", ASK_TIMEOUT.as_secs()))?
+            .map_err(|error| format!("unreachable: {error}"))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|error| format!("answer cut: {error}"))?
+            .to_bytes();
+        Ok((status, body))
+    }
+}
+
+/// The answers split: the 200s parsed, the first refusal (any other status but `also_ok`),
+/// and the workers that gave none.
+struct Sorted {
+    ok: Vec<(WorkerId, Value)>,
+    other: Vec<(WorkerId, StatusCode, Bytes)>,
+    incomplete: Vec<Value>,
+}
+
+fn sort(answers: Vec<Answer>) -> Sorted {
+    let mut sorted = Sorted {
+        ok: Vec::new(),
+        other: Vec::new(),
+        incomplete: Vec::new(),
+    };
+    for (worker, answer) in answers {
+        match answer {
+            Ok((StatusCode::OK, body)) => match serde_json::from_slice(&body) {
+                Ok(value) => sorted.ok.push((worker, value)),
+                Err(error) => sorted.incomplete.push(
+                    json!({"worker": worker, "reason": format!("unreadable answer: {error}")}),
+                ),
+            },
+            // A storage worker's own trouble (5xx) is its incompleteness, not the caller's
+            // error; its 4xx are about the request and are passed on.
+            Ok((status, body)) if status.is_server_error() => sorted.incomplete.push(json!({
+                "worker": worker,
+                "reason": format!("answered {status}: {}", String::from_utf8_lossy(&body)),
+            })),
+            Ok((status, body)) => sorted.other.push((worker, status, body)),
+            Err(reason) => sorted
+                .incomplete
+                .push(json!({"worker": worker, "reason": reason})),
+        }
+    }
+    sorted
+}
+
+/// A storage worker's answer, passed on as it is.
+fn pass_on(status: StatusCode, body: Bytes) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn none_answered(incomplete: Vec<Value>) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({
+            "error": {"code": "storage_unavailable", "message": "no storage worker answered"},
+            "incomplete": incomplete,
+        })),
+    )
+        .into_response()
+}
+
+fn with_incomplete(mut answer: Value, incomplete: Vec<Value>) -> Response {
+    if !incomplete.is_empty() {
+        answer["incomplete"] = Value::Array(incomplete);
+    }
+    Json(answer).into_response()
+}
+
+fn path_with_query(path: &str, query: Option<String>) -> String {
+    match query {
+        Some(query) if !query.is_empty() => format!("{path}?{query}"),
+        _ => path.to_string(),
+    }
+}
+
+async fn search(
+    State(fanout): State<Arc<Fanout>>,
+    Path(tenant_id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&fanout.state, &tenant_id, &headers)?;
+    let limit = query_param(query.as_deref(), "limit")
+        .and_then(|limit| limit.parse::<usize>().ok())
+        .unwrap_or(100)
+        .clamp(1, 1000);
+    let path = path_with_query(&format!("/v1/tenant/{tenant_id}/events"), query);
+    let answers = fanout
+        .ask_all(&tenant_id, Method::GET, &path, &headers, Bytes::new())
+        .await?;
+    let sorted = sort(answers);
+    if let Some((_, status, body)) = sorted.other.into_iter().next() {
+        return Ok(pass_on(status, body));
+    }
+    if sorted.ok.is_empty() {
+        return Ok(none_answered(sorted.incomplete));
+    }
+    let pages: Vec<Value> = sorted.ok.into_iter().map(|(_, page)| page).collect();
+    let answer = merge_pages(pages, limit)
+        .map_err(|error| ApiError::new(StatusCode::BAD_GATEWAY, "bad_storage_answer", error))?;
+    Ok(with_incomplete(answer, sorted.incomplete))
+}
+
+/// The value of `name` in a query string (undecoded: only for numbers).
+fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// The newest `limit` events of the workers' pages (each newest first, each its worker's
+/// newest `limit` after the same cursor), and a cursor when any worker has more.
+pub fn merge_pages(pages: Vec<Value>, limit: usize) -> Result<Value, String> {
+    let mut events: Vec<(i64, String, Value)> = Vec::new();
+    let mut more = false;
+    let mut unreadable = Vec::new();
+    for mut page in pages {
+        more |= !page["next_cursor"].is_null();
+        if let Some(Value::Array(windows)) = page.get_mut("unreadable").map(Value::take) {
+            unreadable.extend(windows);
+        }
+        let Some(Value::Array(page_events)) = page.get_mut("events").map(Value::take) else {
+            return Err("a storage worker's page has no events".into());
+        };
+        for value in page_events {
+            let event: Event = serde_json::from_value(value.clone())
+                .map_err(|error| format!("unreadable event: {error}"))?;
+            let key = event.effective_time().timestamp_micros();
+            events.push((key, event.meniscus.event_id.clone(), value));
+        }
+    }
+    // Newest first, ties by event id descending: the order each storage worker pages in.
+    events.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
+    events.dedup_by(|a, b| a.1 == b.1);
+    more |= events.len() > limit;
+    events.truncate(limit);
+    let next_cursor = if more {
+        events.last().map(|(ts, id, _)| encode_cursor(*ts, id))
+    } else {
+        None
+    };
+    let mut answer = json!({
+        "events": events.into_iter().map(|(_, _, event)| event).collect::<Vec<_>>(),
+        "next_cursor": next_cursor,
+    });
+    if !unreadable.is_empty() {
+        answer["unreadable"] = Value::Array(unreadable);
+    }
+    Ok(answer)
+}
+
+async fn counts(
+    State(fanout): State<Arc<Fanout>>,
+    Path(tenant_id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&fanout.state, &tenant_id, &headers)?;
+    let path = path_with_query(&format!("/v1/tenant/{tenant_id}/metrics"), query);
+    let answers = fanout
+        .ask_all(&tenant_id, Method::GET, &path, &headers, Bytes::new())
+        .await?;
+    let sorted = sort(answers);
+    if let Some((_, status, body)) = sorted.other.into_iter().next() {
+        return Ok(pass_on(status, body));
+    }
+    if sorted.ok.is_empty() {
+        return Ok(none_answered(sorted.incomplete));
+    }
+    let answers: Vec<Value> = sorted.ok.into_iter().map(|(_, answer)| answer).collect();
+    Ok(with_incomplete(merge_counts(answers), sorted.incomplete))
+}
+
+/// The workers' counts summed per bucket and group, in bucket then group order.
+pub fn merge_counts(mut answers: Vec<Value>) -> Value {
+    let mut first = answers.remove(0);
+    let group_by = first["group_by"].as_str().map(str::to_string);
+    let mut sums: BTreeMap<(String, String), (Value, u64)> = BTreeMap::new();
+    let mut truncated = false;
+    let mut unreadable = Vec::new();
+    for answer in std::iter::once(&mut first).chain(answers.iter_mut()) {
+        truncated |= answer["truncated"].as_bool().unwrap_or(false);
+        if let Some(Value::Array(windows)) = answer.get_mut("unreadable").map(Value::take) {
+            unreadable.extend(windows);
+        }
+        let Some(Value::Array(buckets)) = answer.get_mut("buckets").map(Value::take) else {
+            continue;
+        };
+        for row in buckets {
+            let bucket = row["bucket"].as_str().unwrap_or_default().to_string();
+            // Numbers (severity, facility) ordered as numbers, names as text.
+            let group = match group_by.as_deref().map(|field| &row[field]) {
+                Some(Value::Number(number)) => format!("{:020}", number.as_u64().unwrap_or(0)),
+                Some(value) => value.to_string(),
+                None => String::new(),
+            };
+            let count = row["count"].as_u64().unwrap_or(0);
+            sums.entry((bucket, group))
+                .and_modify(|(_, sum)| *sum += count)
+                .or_insert((row, count));
+        }
+    }
+    let buckets: Vec<Value> = sums
+        .into_values()
+        .map(|(mut row, count)| {
+            row["count"] = json!(count);
+            row
+        })
+        .collect();
+    first["buckets"] = Value::Array(buckets);
+    first["truncated"] = json!(truncated);
+    if !unreadable.is_empty() {
+        first["unreadable"] = Value::Array(unreadable);
+    }
+    first
+}
+
+async fn job_status(
+    State(fanout): State<Arc<Fanout>>,
+    Path((tenant_id, job_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&fanout.state, &tenant_id, &headers)?;
+    let path = format!("/v1/tenant/{tenant_id}/jobs/{job_id}");
+    let answers = fanout
+        .ask_all(&tenant_id, Method::GET, &path, &headers, Bytes::new())
+        .await?;
+    let sorted = sort(answers);
+    let (not_found, refused): (Vec<_>, Vec<_>) = sorted
+        .other
+        .into_iter()
+        .partition(|(_, status, _)| *status == StatusCode::NOT_FOUND);
+    if let Some((_, status, body)) = refused.into_iter().next() {
+        return Ok(pass_on(status, body));
+    }
+    if sorted.ok.is_empty() {
+        return match not_found.into_iter().next() {
+            // Unknown everywhere that answered; said only when every worker answered, since
+            // the job may be on the one that did not.
+            Some((_, status, body)) if sorted.incomplete.is_empty() => Ok(pass_on(status, body)),
+            _ => Ok(none_answered(sorted.incomplete)),
+        };
+    }
+    let events: u64 = sorted
+        .ok
+        .iter()
+        .map(|(_, answer)| answer["events"].as_u64().unwrap_or(0))
+        .sum();
+    let archived = sorted
+        .ok
+        .iter()
+        .all(|(_, answer)| answer["status"] == "archived");
+    let answer = json!({
+        "job_id": job_id,
+        "status": if archived { "archived" } else { "stored" },
+        "events": events,
+    });
+    Ok(with_incomplete(answer, sorted.incomplete))
+}
+
+async fn sql(
+    State(fanout): State<Arc<Fanout>>,
+    Path(tenant_id): Path<String>,
+    request: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    authorize(&fanout.state, &tenant_id, &headers)?;
+    let body = read_body(&fanout.state, &headers, body, MAX_SQL_BODY).await?;
+    let path = format!("/v1/tenant/{tenant_id}/sql");
+    // Where are the tenant's events? A count per worker (from file metadata and memory,
+    // cheap next to most statements).
+    let census = Bytes::from_static(br#"{"sql": "SELECT count(*) AS n FROM events"}"#);
+    let answers = fanout
+        .ask_all(&tenant_id, Method::POST, &path, &headers, census)
+        .await?;
+    let sorted = sort(answers);
+    if let Some((_, status, body)) = sorted.other.into_iter().next() {
+        return Ok(pass_on(status, body));
+    }
+    if sorted.ok.is_empty() {
+        return Ok(none_answered(sorted.incomplete));
+    }
+    let holders: Vec<&WorkerId> = sorted
+        .ok
+        .iter()
+        .filter(|(_, answer)| answer["rows"][0]["n"].as_u64().unwrap_or(0) > 0)
+        .map(|(worker, _)| worker)
+        .collect();
+    if holders.len() > 1 {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "sql_across_storage_workers",
+            format!(
+                "tenant {tenant_id}'s events are on {} storage workers (after a failover): SQL \
+                 across storage workers is not built yet; search and counts cover them all",
+                holders.len()
+            ),
+        ));
+    }
+    // The one holder, or (no events yet) the tenant's first-ranked worker that answered.
+    let target = holders
+        .first()
+        .map(|worker| (*worker).clone())
+        .unwrap_or_else(|| sorted.ok[0].0.clone());
+    let Some((_, address)) = fanout
+        .storage_workers(&tenant_id)
+        .into_iter()
+        .find(|(id, _)| *id == target)
+    else {
+        return Ok(none_answered(sorted.incomplete));
+    };
+    let request = fanout.request(&Method::POST, &address, &path, &headers, body);
+    match fanout.send(request).await {
+        Ok((StatusCode::OK, body)) if !sorted.incomplete.is_empty() => {
+            let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            Ok(with_incomplete(answer, sorted.incomplete))
+        }
+        Ok((status, body)) => Ok(pass_on(status, body)),
+        Err(reason) => Ok(none_answered(vec![
+            json!({"worker": target, "reason": reason}),
+        ])),
+    }
+}
+
+async fn loki_not_here() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "not_in_the_grid_yet",
+        "the Loki query API is not served by the grid's tenant API yet: query a storage worker",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, time: &str) -> Value {
+        json!({
+            "time": time,
+            "msg": id,
+            "meniscus": {"tenant": "acme", "producer": "web", "durable": true, "event_id": id,
+                         "received_at": time, "transport": "http"},
+        })
+    }
+
+    #[test]
+    fn pages_merge_newest_first_with_a_cursor_when_any_worker_has_more() {
+        let a = json!({"events": [event("a3", "2026-01-01T00:00:03Z"), event("a1", "2026-01-01T00:00:01Z")], "next_cursor": null});
+        let b = json!({"events": [event("b2", "2026-01-01T00:00:02Z")], "next_cursor": "x"});
+        let merged = merge_pages(vec![a.clone(), b.clone()], 2).unwrap();
+        let ids: Vec<&str> = merged["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|event| event["meniscus"]["event_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["a3", "b2"]);
+        assert!(merged["next_cursor"].is_string());
+        let all = merge_pages(
+            vec![
+                a,
+                json!({"events": [event("b2", "2026-01-01T00:00:02Z")], "next_cursor": null}),
+            ],
+            10,
+        )
+        .unwrap();
+        assert_eq!(all["events"].as_array().unwrap().len(), 3);
+        assert!(all["next_cursor"].is_null());
+    }
+
+    #[test]
+    fn counts_sum_per_bucket_and_group() {
+        let a = json!({"group_by": "severity", "truncated": false, "buckets": [
+            {"bucket": "t1", "severity": 3, "count": 2},
+            {"bucket": "t2", "severity": 3, "count": 1},
+        ]});
+        let b = json!({"group_by": "severity", "truncated": false, "buckets": [
+            {"bucket": "t1", "severity": 3, "count": 5},
+            {"bucket": "t1", "severity": 6, "count": 1},
+        ]});
+        let merged = merge_counts(vec![a, b]);
+        assert_eq!(
+            merged["buckets"],
+            json!([
+                {"bucket": "t1", "severity": 3, "count": 7},
+                {"bucket": "t1", "severity": 6, "count": 1},
+                {"bucket": "t2", "severity": 3, "count": 1},
+            ])
+        );
+    }
+}
