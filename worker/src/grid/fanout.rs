@@ -41,7 +41,7 @@ use tokio::sync::watch;
 
 use crate::http::error::ApiError;
 use crate::http::{authorize, read_body, AppState};
-use crate::tenant_api::encode_cursor;
+use crate::tenant_api::{encode_cursor, DEFAULT_PAGE, MAX_PAGE};
 
 /// Longer than a storage worker's own query deadline (30 s by default), so its answer, even
 /// a timeout, arrives rather than being cut here.
@@ -206,6 +206,20 @@ fn sort(answers: Vec<Answer>) -> Sorted {
     sorted
 }
 
+impl Sorted {
+    /// Itself, with at least one 200 and no refusal; or the answer to give instead: the
+    /// first refusal, passed on, or 503 when no worker answered.
+    fn settle(mut self) -> Result<Sorted, Box<Response>> {
+        if let Some((_, status, body)) = self.other.drain(..).next() {
+            return Err(Box::new(pass_on(status, body)));
+        }
+        if self.ok.is_empty() {
+            return Err(Box::new(none_answered(self.incomplete)));
+        }
+        Ok(self)
+    }
+}
+
 /// A storage worker's answer, passed on as it is.
 fn pass_on(status: StatusCode, body: Bytes) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
@@ -245,23 +259,20 @@ async fn search(
     authorize(&fanout.state, &tenant_id, &headers)?;
     let limit = query_param(query.as_deref(), "limit")
         .and_then(|limit| limit.parse::<usize>().ok())
-        .unwrap_or(100)
-        .clamp(1, 1000);
+        .unwrap_or(DEFAULT_PAGE)
+        .clamp(1, MAX_PAGE);
     let path = path_with_query(&format!("/v1/tenant/{tenant_id}/events"), query);
     let answers = fanout
         .ask_all(&tenant_id, Method::GET, &path, &headers, Bytes::new())
         .await?;
-    let sorted = sort(answers);
-    if let Some((_, status, body)) = sorted.other.into_iter().next() {
-        return Ok(pass_on(status, body));
-    }
-    if sorted.ok.is_empty() {
-        return Ok(none_answered(sorted.incomplete));
-    }
-    let pages: Vec<Value> = sorted.ok.into_iter().map(|(_, page)| page).collect();
+    let Sorted { ok, incomplete, .. } = match sort(answers).settle() {
+        Ok(settled) => settled,
+        Err(answer) => return Ok(*answer),
+    };
+    let pages: Vec<Value> = ok.into_iter().map(|(_, page)| page).collect();
     let answer = merge_pages(pages, limit)
         .map_err(|error| ApiError::new(StatusCode::BAD_GATEWAY, "bad_storage_answer", error))?;
-    Ok(with_incomplete(answer, sorted.incomplete))
+    Ok(with_incomplete(answer, incomplete))
 }
 
 /// The value of `name` in a query string (undecoded: only for numbers).
@@ -325,15 +336,12 @@ async fn counts(
     let answers = fanout
         .ask_all(&tenant_id, Method::GET, &path, &headers, Bytes::new())
         .await?;
-    let sorted = sort(answers);
-    if let Some((_, status, body)) = sorted.other.into_iter().next() {
-        return Ok(pass_on(status, body));
-    }
-    if sorted.ok.is_empty() {
-        return Ok(none_answered(sorted.incomplete));
-    }
-    let answers: Vec<Value> = sorted.ok.into_iter().map(|(_, answer)| answer).collect();
-    Ok(with_incomplete(merge_counts(answers), sorted.incomplete))
+    let Sorted { ok, incomplete, .. } = match sort(answers).settle() {
+        Ok(settled) => settled,
+        Err(answer) => return Ok(*answer),
+    };
+    let answers: Vec<Value> = ok.into_iter().map(|(_, answer)| answer).collect();
+    Ok(with_incomplete(merge_counts(answers), incomplete))
 }
 
 /// The workers' counts summed per bucket and group, in bucket then group order.
@@ -439,15 +447,11 @@ async fn sql(
     let answers = fanout
         .ask_all(&tenant_id, Method::POST, &path, &headers, census)
         .await?;
-    let sorted = sort(answers);
-    if let Some((_, status, body)) = sorted.other.into_iter().next() {
-        return Ok(pass_on(status, body));
-    }
-    if sorted.ok.is_empty() {
-        return Ok(none_answered(sorted.incomplete));
-    }
-    let holders: Vec<&WorkerId> = sorted
-        .ok
+    let Sorted { ok, incomplete, .. } = match sort(answers).settle() {
+        Ok(settled) => settled,
+        Err(answer) => return Ok(*answer),
+    };
+    let holders: Vec<&WorkerId> = ok
         .iter()
         .filter(|(_, answer)| answer["rows"][0]["n"].as_u64().unwrap_or(0) > 0)
         .map(|(worker, _)| worker)
@@ -467,19 +471,19 @@ async fn sql(
     let target = holders
         .first()
         .map(|worker| (*worker).clone())
-        .unwrap_or_else(|| sorted.ok[0].0.clone());
+        .unwrap_or_else(|| ok[0].0.clone());
     let Some((_, address)) = fanout
         .storage_workers(&tenant_id)
         .into_iter()
         .find(|(id, _)| *id == target)
     else {
-        return Ok(none_answered(sorted.incomplete));
+        return Ok(none_answered(incomplete));
     };
     let request = fanout.request(&Method::POST, &address, &path, &headers, body);
     match fanout.send(request).await {
-        Ok((StatusCode::OK, body)) if !sorted.incomplete.is_empty() => {
+        Ok((StatusCode::OK, body)) if !incomplete.is_empty() => {
             let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            Ok(with_incomplete(answer, sorted.incomplete))
+            Ok(with_incomplete(answer, incomplete))
         }
         Ok((status, body)) => Ok(pass_on(status, body)),
         Err(reason) => Ok(none_answered(vec![

@@ -143,8 +143,8 @@ fn grid_config(args: &WorkerArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// The control plane of a data persona: the coordinator's URL and the pairing secret are
-/// required.
+/// The control plane of any persona but the coordinator: the coordinator's URL and the
+/// pairing secret are required.
 fn control_plane(
     args: &WorkerArgs,
     personas: Vec<Persona>,
@@ -239,24 +239,8 @@ async fn serve(
 }
 
 async fn serve_broadcaster(args: WorkerArgs) -> anyhow::Result<()> {
-    let coordinator = args
-        .coordinator
-        .clone()
-        .context("a broadcaster needs --coordinator URL")?;
-    let options = control::ControlOptions {
-        coordinator,
-        pairing_secret: read_secret(args.pairing_secret_file.as_deref(), "pairing-secret")?,
-        personas: vec![Persona::Broadcaster],
-        advertise: args
-            .advertise
-            .clone()
-            .unwrap_or_else(|| args.listen.to_string()),
-        capacity: 0,
-        data_dir: args.data_dir.clone(),
-        heartbeat_interval: Duration::from_secs(2),
-    };
+    let control = control_plane(&args, vec![Persona::Broadcaster])?;
     let registry = Registry::new();
-    let control = Arc::new(control::ControlPlane::new(options));
     let (_snapshots, _heartbeats) = control
         .clone()
         .spawn(meniscus_coordinator::state::Load::default);

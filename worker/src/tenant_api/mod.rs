@@ -20,8 +20,8 @@ use meniscus_store::query::SearchRequest;
 use crate::http::error::ApiError;
 use crate::http::{authorize, read_body, AppState};
 
-const DEFAULT_PAGE: usize = 100;
-const MAX_PAGE: usize = 1000;
+pub(crate) const DEFAULT_PAGE: usize = 100;
+pub(crate) const MAX_PAGE: usize = 1000;
 
 /// Counts the request by route and status (queries are counted and timed by the engine).
 fn finish<T>(state: &AppState, route: &str, result: Result<T, ApiError>) -> Result<T, ApiError> {
