@@ -206,8 +206,9 @@ fn a_worker_keeps_its_routes_through_coordinator_outages_and_pairs_again_when_fo
     assert!(refused.saved_identity().is_none());
 
     // The control loop pairs, heartbeats with the worker's load and follows the tenants.
+    let registry = meniscus_metrics::Registry::new();
     let (snapshots, task) =
-        std::sync::Arc::new(ControlPlane::new(options("grid-secret"))).spawn(|| Load {
+        std::sync::Arc::new(ControlPlane::new(options("grid-secret"))).spawn(&registry, || Load {
             events_in_per_second: 42.0,
             ..Load::default()
         });
@@ -233,6 +234,17 @@ fn a_worker_keeps_its_routes_through_coordinator_outages_and_pairs_again_when_fo
     );
     coordinator.wait_until("the new tenant reaches the worker", || {
         has_tenant(&snapshots)
+    });
+    // The versions it runs on are in its metrics.
+    coordinator.wait_until("the worker's metrics show its versions", || {
+        let (route, tenants) = snapshots
+            .borrow()
+            .as_ref()
+            .map(|snapshot| (snapshot.routes.version, snapshot.tenants.version))
+            .unwrap();
+        let rendered = registry.render(meniscus_metrics::Exposure::Full);
+        rendered.contains(&format!("meniscus_grid_route_version {route}\n"))
+            && rendered.contains(&format!("meniscus_grid_tenants_version {tenants}\n"))
     });
     coordinator.wait_until("its load reaches the coordinator", || {
         workers(&coordinator)["workers"][0]["load"]["eventsInPerSecond"] == 42.0
@@ -329,7 +341,8 @@ fn a_broadcaster_serves_workers_checks_their_credentials_and_the_coordinator_sta
         data_dir: dir.path().join("worker"),
         heartbeat_interval: Duration::from_millis(200),
     }));
-    let (snapshots, task) = control.clone().spawn(Load::default);
+    let registry = meniscus_metrics::Registry::new();
+    let (snapshots, task) = control.clone().spawn(&registry, Load::default);
     let tenants = |snapshots: &tokio::sync::watch::Receiver<
         Option<meniscus_coordinator::state::Snapshot>,
     >| {

@@ -5,172 +5,20 @@
 //! later costs nothing and duplicates nothing; a stranger on a link is turned away.
 
 use std::collections::HashMap;
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
-use meniscus_tests::grid::{write_secrets, Coordinator, GridWorker, ADMIN_CREDENTIAL};
-use meniscus_tests::{free_port, run};
+use meniscus_tests::free_port;
+use meniscus_tests::grid::{
+    assert_exactly_once, get_json, logger_tcp, put_acme, search_all, stored, wait_until,
+    write_secrets, Coordinator, GridWorker, Publishers, TOKEN,
+};
 use serde_json::{json, Value};
-
-const TOKEN: &str = "acme-token";
-
-/// HTTP clients publishing distinct durable messages (`{label}-t{thread}-{seq}`, five per
-/// request) to the correlator until stopped; what was acknowledged with 202, and how many
-/// requests were not (refused or cut: their messages may be stored, or not, but never twice).
-struct Publishers {
-    stop: Arc<AtomicBool>,
-    acknowledged: Arc<Mutex<Vec<String>>>,
-    requests: Arc<AtomicUsize>,
-    threads: Vec<JoinHandle<usize>>,
-}
-
-impl Publishers {
-    fn start(correlator: &GridWorker, label: &str, threads: usize) -> Publishers {
-        let stop = Arc::new(AtomicBool::new(false));
-        let acknowledged = Arc::new(Mutex::new(Vec::new()));
-        let requests = Arc::new(AtomicUsize::new(0));
-        let url = correlator.url("/v1/tenant/acme/publish");
-        let threads = (0..threads)
-            .map(|thread| {
-                let (stop, acknowledged, requests, url, label) = (
-                    stop.clone(),
-                    acknowledged.clone(),
-                    requests.clone(),
-                    url.clone(),
-                    label.to_string(),
-                );
-                std::thread::spawn(move || {
-                    let client = reqwest::blocking::Client::builder()
-                        .timeout(Duration::from_secs(20))
-                        .build()
-                        .unwrap();
-                    let (mut seq, mut not_acknowledged) = (0, 0);
-                    while !stop.load(Ordering::Relaxed) {
-                        let msgs: Vec<String> = (0..5)
-                            .map(|_| {
-                                seq += 1;
-                                format!("{label}-t{thread}-{seq}")
-                            })
-                            .collect();
-                        let body: Vec<Value> = msgs
-                            .iter()
-                            .map(|msg| json!({"log_message": {"pname": "web", "host": "h", "msg": msg}}))
-                            .collect();
-                        let response = client
-                            .post(&url)
-                            .header("MESSAGE-TOKEN", TOKEN)
-                            .json(&body)
-                            .send();
-                        requests.fetch_add(1, Ordering::Relaxed);
-                        match response {
-                            Ok(response) if response.status() == 202 => {
-                                acknowledged.lock().unwrap().extend(msgs)
-                            }
-                            _ => {
-                                not_acknowledged += msgs.len();
-                                std::thread::sleep(Duration::from_millis(20));
-                            }
-                        }
-                    }
-                    not_acknowledged
-                })
-            })
-            .collect();
-        Publishers {
-            stop,
-            acknowledged,
-            requests,
-            threads,
-        }
-    }
-
-    fn acknowledged(&self) -> usize {
-        self.acknowledged.lock().unwrap().len()
-    }
-
-    /// Waits until `more` further messages are acknowledged.
-    fn wait_for_more(&self, more: usize) {
-        let target = self.acknowledged() + more;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.acknowledged() < target {
-            assert!(
-                Instant::now() < deadline,
-                "only {} of {target} messages acknowledged within 60 s ({} requests)",
-                self.acknowledged(),
-                self.requests.load(Ordering::Relaxed)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn finish(self) -> (Vec<String>, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        let not_acknowledged = self
-            .threads
-            .into_iter()
-            .map(|thread| thread.join().expect("publisher thread"))
-            .sum();
-        let acknowledged = std::mem::take(&mut *self.acknowledged.lock().unwrap());
-        (acknowledged, not_acknowledged)
-    }
-}
-
-fn logger_tcp(correlator: &GridWorker, message: &str) {
-    run(Command::new("logger")
-        .args(["--server", "127.0.0.1", "--tcp", "--port"])
-        .arg(correlator.syslog.to_string())
-        .args(["--rfc5424", "--sd-id", "meniscus@32473"])
-        .args(["--sd-param", "tenant=\"acme\"", "--sd-param"])
-        .arg(format!("token=\"{TOKEN}\""))
-        .args(["--tag", "web"])
-        .arg(message));
-}
-
-/// Every message each storage worker holds for acme, with how often.
-fn stored(storage: &[GridWorker]) -> Vec<HashMap<String, usize>> {
-    storage
-        .iter()
-        .map(|worker| {
-            let mut counts = HashMap::new();
-            for row in worker.sql("acme", TOKEN, "SELECT msg FROM events") {
-                *counts
-                    .entry(row["msg"].as_str().unwrap().to_string())
-                    .or_insert(0) += 1;
-            }
-            counts
-        })
-        .collect()
-}
-
-fn wait_until(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 #[test]
 fn a_storage_worker_killed_mid_stream_and_restarted_costs_no_event_and_duplicates_none() {
     let dir = tempfile::tempdir().unwrap();
     write_secrets(dir.path());
     let coordinator = Coordinator::start(dir.path(), free_port());
-    let admin_bearer = format!("Bearer {ADMIN_CREDENTIAL}");
-    let admin = [("Authorization", admin_bearer.as_str())];
-    let (status, answer) = coordinator.call(
-        "PUT",
-        "/v1/admin/tenants/acme",
-        &admin,
-        Some(json!({
-            "id": "acme",
-            "tokens": [{"value": TOKEN}],
-            "producers": [{"name": "web", "durable": true}],
-        })),
-    );
-    assert_eq!(status, 200, "{answer}");
+    put_acme(&coordinator, json!([{"name": "web", "durable": true}]));
     let mut storage = [
         GridWorker::start(
             dir.path(),
@@ -209,14 +57,7 @@ fn a_storage_worker_killed_mid_stream_and_restarted_costs_no_event_and_duplicate
             .is_ok_and(|response| response.status() == 202)
     });
     wait_until("all four workers are online", 30, || {
-        let (_, workers) = coordinator.call("GET", "/v1/admin/workers", &admin, None);
-        workers["workers"].as_array().is_some_and(|workers| {
-            workers
-                .iter()
-                .filter(|worker| worker["status"] == "online")
-                .count()
-                == 4
-        })
+        coordinator.online() == 4
     });
 
     // Which storage worker takes acme's records: the one "first" went to.
@@ -252,44 +93,9 @@ fn a_storage_worker_killed_mid_stream_and_restarted_costs_no_event_and_duplicate
             && correlator.metric("meniscus_link_events_acknowledged_total")
                 >= correlator.metric("meniscus_link_events_spooled_total")
     });
-    // Flushed within a second of arriving (flushInterval: 1s); wait until every expected
-    // event is queryable, then compare.
-    let mut holdings = Vec::new();
-    wait_until("every acknowledged event is queryable", 60, || {
-        holdings = stored(&storage);
-        expected
-            .iter()
-            .all(|msg| holdings.iter().any(|counts| counts.contains_key(msg)))
-    });
-    let mut total: HashMap<&str, usize> = HashMap::new();
-    for counts in &holdings {
-        for (msg, n) in counts {
-            *total.entry(msg).or_insert(0) += n;
-        }
-    }
-    eprintln!(
-        "acknowledged {} (+{not_acknowledged} not acknowledged); stored per worker {:?}; killed worker {taker}",
-        expected.len(),
-        holdings.iter().map(HashMap::len).collect::<Vec<_>>()
-    );
-    let duplicated: Vec<_> = total.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(
-        duplicated.is_empty(),
-        "stored more than once: {duplicated:?}"
-    );
-    let missing: Vec<_> = expected
-        .iter()
-        .filter(|msg| !total.contains_key(msg.as_str()))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "acknowledged but not stored: {missing:?}"
-    );
-    let extra = total.len() - expected.len();
-    assert!(
-        extra <= not_acknowledged,
-        "{extra} stored events were never sent (only {not_acknowledged} went unacknowledged)"
-    );
+    // Flushed within a second of arriving (flushInterval: 1s).
+    eprintln!("killed worker {taker}");
+    let (holdings, total) = assert_exactly_once(&storage, &expected, not_acknowledged);
     // Both storage workers took part: the survivor held the tenant while the other was down.
     assert!(
         holdings.iter().all(|counts| !counts.is_empty()),
@@ -303,8 +109,7 @@ fn a_storage_worker_killed_mid_stream_and_restarted_costs_no_event_and_duplicate
 
     // A stranger, or a worker id with a forged credential, is turned away before its record
     // is opened.
-    let (_, workers) = coordinator.call("GET", "/v1/admin/workers", &admin, None);
-    let some_worker = workers["workers"][0]["id"].as_str().unwrap().to_string();
+    let some_worker = coordinator.workers()[0]["id"].as_str().unwrap().to_string();
     for headers in [
         vec![],
         vec![
@@ -327,31 +132,10 @@ fn a_storage_worker_killed_mid_stream_and_restarted_costs_no_event_and_duplicate
 
     // The tenant API persona answers for both storage workers: search pages through every
     // event once, counts add up, and SQL, which cannot be merged, says so.
-    let mut paged: HashMap<String, usize> = HashMap::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut url = tenant_api.url("/v1/tenant/acme/events?limit=500");
-        if let Some(cursor) = &cursor {
-            url.push_str(&format!("&cursor={cursor}"));
-        }
-        let page = get_json(&client, &url);
-        for event in page["events"].as_array().unwrap() {
-            *paged
-                .entry(event["msg"].as_str().unwrap().to_string())
-                .or_insert(0) += 1;
-        }
-        assert!(page.get("incomplete").is_none(), "{page}");
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_string()),
-            None => break,
-        }
-    }
+    let paged = search_all(&tenant_api);
     assert_eq!(paged.len(), total.len(), "search through the tenant API");
     assert!(paged.values().all(|n| *n == 1), "an event on two pages");
-    let counts = get_json(
-        &client,
-        &tenant_api.url("/v1/tenant/acme/metrics?from=1h&bucket=1h"),
-    );
+    let counts = get_json(&tenant_api.url("/v1/tenant/acme/metrics?from=1h&bucket=1h"));
     let counted: u64 = counts["buckets"]
         .as_array()
         .unwrap()
@@ -380,34 +164,12 @@ fn a_storage_worker_killed_mid_stream_and_restarted_costs_no_event_and_duplicate
     assert_eq!(refused.status(), 401);
 }
 
-fn get_json(client: &reqwest::blocking::Client, url: &str) -> Value {
-    let response = client
-        .get(url)
-        .header("MESSAGE-TOKEN", TOKEN)
-        .send()
-        .unwrap();
-    assert_eq!(response.status(), 200, "{url}");
-    response.json().unwrap()
-}
-
 #[test]
 fn a_correlator_killed_with_a_full_spool_sends_it_after_restart_and_drains_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     write_secrets(dir.path());
     let coordinator = Coordinator::start(dir.path(), free_port());
-    let admin_bearer = format!("Bearer {ADMIN_CREDENTIAL}");
-    let admin = [("Authorization", admin_bearer.as_str())];
-    let tenant = json!({
-        "id": "acme",
-        "tokens": [{"value": TOKEN}],
-        "producers": [{"name": "web", "durable": true}],
-    });
-    assert_eq!(
-        coordinator
-            .call("PUT", "/v1/admin/tenants/acme", &admin, Some(tenant))
-            .0,
-        200
-    );
+    put_acme(&coordinator, json!([{"name": "web", "durable": true}]));
     let mut storage = [GridWorker::start(
         dir.path(),
         "storage",
@@ -445,8 +207,8 @@ fn a_correlator_killed_with_a_full_spool_sends_it_after_restart_and_drains_on_si
         stored(&storage)[0].contains_key("first")
     });
 
-    // The storage worker goes; the correlator acknowledges what its spool holds (until the
-    // coordinator takes the only storage worker out of the routes: then 503, nothing held).
+    // The storage worker goes; the correlator acknowledges what its spool holds (even once
+    // the coordinator took the only storage worker out of the routes), up to its quota.
     storage[0].kill9();
     for request in 0..20 {
         let msgs: Vec<String> = (0..5).map(|n| format!("spooled-{request}-{n}")).collect();
@@ -458,6 +220,32 @@ fn a_correlator_killed_with_a_full_spool_sends_it_after_restart_and_drains_on_si
     }
     assert!(expected.len() > 1, "nothing was spooled");
     assert!(correlator.metric("meniscus_link_spool_bytes") > 0.0);
+
+    // A durable job acknowledged while no storage worker can take it is `accepted`: the
+    // correlator that acknowledged it says so through the tenant API.
+    let pending = client
+        .post(correlator.url("/v1/tenant/acme/publish"))
+        .header("MESSAGE-TOKEN", TOKEN)
+        .json(&json!([
+            {"log_message": {"pname": "web", "host": "h", "msg": "pending-1"}},
+            {"log_message": {"pname": "web", "host": "h", "msg": "pending-2"}},
+        ]))
+        .send()
+        .unwrap();
+    assert_eq!(pending.status(), 202);
+    let pending: Value = pending.json().unwrap();
+    expected.extend(["pending-1".to_string(), "pending-2".to_string()]);
+    let pending_url = tenant_api.url(&format!(
+        "/v1/tenant/acme/jobs/{}",
+        pending["job_id"].as_str().unwrap()
+    ));
+    let job = get_json(&pending_url);
+    assert_eq!(job["status"], "accepted", "{job}");
+    assert_eq!(job["events"], 2, "{job}");
+    assert!(
+        job["incomplete"].is_array(),
+        "the dead storage worker: {job}"
+    );
 
     // The spool is on disk: a kill -9 of the correlator loses none of it.
     correlator.restart();
@@ -480,6 +268,8 @@ fn a_correlator_killed_with_a_full_spool_sends_it_after_restart_and_drains_on_si
         "stored more than once: {duplicated:?}"
     );
     assert_eq!(holdings[0].len(), expected.len());
+    let job = get_json(&pending_url);
+    assert_eq!(job["status"], "stored", "{job}");
     // One storage worker holds the tenant: the tenant API runs SQL there.
     let wait_for_sql = || {
         let response = client
@@ -516,15 +306,24 @@ fn a_correlator_killed_with_a_full_spool_sends_it_after_restart_and_drains_on_si
         published["job_id"].as_str().unwrap()
     ));
     let mut job = Value::Null;
+    // `accepted` (the correlator has it) until the storage worker has it: then `stored`.
     wait_until("the job is stored", 30, || {
         let response = client
             .get(&job_url)
             .header("MESSAGE-TOKEN", TOKEN)
             .send()
             .unwrap();
-        let found = response.status() == 200;
+        assert_eq!(
+            response.status(),
+            200,
+            "a job acknowledged with 202 is known"
+        );
         job = response.json().unwrap_or(Value::Null);
-        found
+        assert!(
+            job["status"] == "accepted" || job["status"] == "stored",
+            "{job}"
+        );
+        job["status"] == "stored"
     });
     assert_eq!(job["status"], "stored", "{job}");
     assert_eq!(job["events"], 2, "{job}");

@@ -19,6 +19,11 @@ pub struct Rules {
     /// taken out of the routes (fewer when fewer other workers are online).
     pub down_reports_needed: usize,
     pub down_window: Duration,
+    /// How long a worker taken out by down reports stays out even while its heartbeats
+    /// arrive: the coordinator hears it, but its peers could not reach it, and letting each
+    /// heartbeat bring it straight back would flip the routes every few seconds for as long
+    /// as the partition lasts.
+    pub down_hold: Duration,
     /// A worker not heard from for this long is taken out of the routes.
     pub heartbeat_timeout: Duration,
     /// Storage workers per tenant.
@@ -30,6 +35,7 @@ impl Default for Rules {
         Rules {
             down_reports_needed: 2,
             down_window: Duration::from_secs(30),
+            down_hold: Duration::from_secs(10),
             heartbeat_timeout: Duration::from_secs(15),
             storage_copies: 2,
         }
@@ -85,6 +91,9 @@ pub struct Worker {
     /// Who reported it down, and when (not persisted: reports are about the present).
     #[serde(skip)]
     pub down_reports: BTreeMap<WorkerId, DateTime<Utc>>,
+    /// Taken out by down reports: heartbeats do not bring it back before this time.
+    #[serde(skip)]
+    pub held_out_until: Option<DateTime<Utc>>,
 }
 
 /// The tenant registry at one version.
@@ -222,6 +231,7 @@ impl State {
                 worker.credential = credential.hash();
                 worker.last_heard = Some(now);
                 worker.down_reports.clear();
+                worker.held_out_until = None;
                 worker.id.clone()
             }
             None => {
@@ -238,6 +248,7 @@ impl State {
                     last_heard: Some(now),
                     load: Load::default(),
                     down_reports: BTreeMap::new(),
+                    held_out_until: None,
                 });
                 id
             }
@@ -258,8 +269,9 @@ impl State {
             .ok_or(Refused::Credential)
     }
 
-    /// A heartbeat: the worker is alive (back in the routes if it was out) and this is its
-    /// load. Returns whether the routes changed.
+    /// A heartbeat: the worker is alive (back in the routes if it was out, unless down
+    /// reports took it out less than `down_hold` ago) and this is its load. Returns whether
+    /// the routes changed.
     pub fn heartbeat(
         &mut self,
         id: &WorkerId,
@@ -271,6 +283,10 @@ impl State {
         let worker = self.worker_mut(id)?;
         worker.last_heard = Some(now);
         worker.load = load;
+        if worker.held_out_until.is_some_and(|until| now < until) {
+            return Ok(false);
+        }
+        worker.held_out_until = None;
         worker.down_reports.clear();
         if worker.status == WorkerStatus::Offline {
             worker.status = WorkerStatus::Online;
@@ -314,8 +330,10 @@ impl State {
         }
         worker.status = WorkerStatus::Offline;
         worker.down_reports.clear();
+        worker.held_out_until =
+            Some(now + chrono::Duration::from_std(rules.down_hold).unwrap_or_default());
         self.route_version += 1;
-        tracing::warn!(worker = %target, reports = needed, "worker reported down: taken out of the routes");
+        tracing::warn!(worker = %target, reports = needed, hold = ?rules.down_hold, "worker reported down: taken out of the routes");
         Ok(true)
     }
 
@@ -561,15 +579,20 @@ mod tests {
             .storage_for("acme")
             .iter()
             .any(|w| w.id == target));
-        // Its next heartbeat brings it back, with another version.
-        assert!(state
+        // Its heartbeats do not bring it back within the hold (its peers could not reach it,
+        // whatever the coordinator hears); the first one after it does, with another version.
+        assert!(!state
             .heartbeat(&target, &ct, Load::default(), at(50))
+            .unwrap());
+        assert_eq!(status(&state, &target), WorkerStatus::Offline);
+        assert!(state
+            .heartbeat(&target, &ct, Load::default(), at(55))
             .unwrap());
         assert_eq!(status(&state, &target), WorkerStatus::Online);
         assert_eq!(state.route_version, version + 2);
         assert!(
             !state
-                .heartbeat(&target, &ct, Load::default(), at(51))
+                .heartbeat(&target, &ct, Load::default(), at(56))
                 .unwrap(),
             "no change"
         );

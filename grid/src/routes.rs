@@ -114,18 +114,35 @@ impl Routes {
         ranked
     }
 
+    /// Every storage worker the grid knows, online or not, best first for `tenant`: where a
+    /// correlator spools a tenant's records while no storage worker is online (a partition
+    /// between correlators and storage looks like that to the coordinator), so they are sent
+    /// on when one returns instead of the publish being refused.
+    pub fn storage_known_for(&self, tenant: &str) -> Vec<&RouteEntry> {
+        rank(
+            self.workers
+                .iter()
+                .filter(|worker| worker.personas.contains(&Persona::Storage)),
+            tenant,
+        )
+    }
+
     /// Online workers with `persona`, best first for `key` by rendezvous hashing: a tenant's
     /// storage workers, or the broadcasters a worker tries in turn, so that keys spread over
     /// the workers and a worker joining or leaving moves only the keys it must.
     pub fn ranked(&self, persona: Persona, key: &str) -> Vec<&RouteEntry> {
-        let mut ranked: Vec<(u64, &RouteEntry)> = self
-            .online(persona)
-            .map(|worker| (rendezvous_score(key, &worker.id.0), worker))
-            .collect();
-        // Highest score first; ids break the (vanishingly unlikely) ties the same way everywhere.
-        ranked.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
-        ranked.into_iter().map(|(_, worker)| worker).collect()
+        rank(self.online(persona), key)
     }
+}
+
+/// `workers`, highest rendezvous score for `key` first.
+fn rank<'a>(workers: impl Iterator<Item = &'a RouteEntry>, key: &str) -> Vec<&'a RouteEntry> {
+    let mut ranked: Vec<(u64, &RouteEntry)> = workers
+        .map(|worker| (rendezvous_score(key, &worker.id.0), worker))
+        .collect();
+    // Highest score first; ids break the (vanishingly unlikely) ties the same way everywhere.
+    ranked.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
+    ranked.into_iter().map(|(_, worker)| worker).collect()
 }
 
 /// How much `worker` wants `tenant`. Every process must compute the same number for the same
@@ -276,5 +293,26 @@ mod tests {
         assert_eq!(routes.storage_for("acme")[0].id.0, "both");
         assert_eq!(Persona::parse("tenant-api"), Some(Persona::TenantApi));
         assert_eq!(Persona::parse("nope"), None);
+    }
+
+    #[test]
+    fn with_every_storage_worker_offline_the_known_ones_are_still_ranked() {
+        let mut routes = storage(3);
+        routes.workers.push(worker("corr", &[Persona::Correlator]));
+        let online: Vec<WorkerId> = routes
+            .ranked(Persona::Storage, "acme")
+            .into_iter()
+            .map(|worker| worker.id.clone())
+            .collect();
+        for worker in &mut routes.workers {
+            worker.status = WorkerStatus::Offline;
+        }
+        assert!(routes.storage_for("acme").is_empty());
+        let known: Vec<WorkerId> = routes
+            .storage_known_for("acme")
+            .into_iter()
+            .map(|worker| worker.id.clone())
+            .collect();
+        assert_eq!(known, online, "the same order as when they were online");
     }
 }

@@ -510,6 +510,20 @@ impl TenantBatch {
             .is_some_and(|encrypted| encrypted.true_count() > 0)
     }
 
+    /// The jobs whose events this batch carries, with how many of them each (empty for
+    /// events that came without a job: syslog, non-durable publishes).
+    pub fn jobs(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut jobs = std::collections::BTreeMap::new();
+        if let Some(job_ids) = column::<StringArray>(&self.batch, "job_id") {
+            if job_ids.null_count() < job_ids.len() {
+                for job_id in job_ids.iter().flatten() {
+                    *jobs.entry(job_id.to_string()).or_insert(0) += 1;
+                }
+            }
+        }
+        jobs
+    }
+
     /// This batch with every row's `job_id` set to `job_id`.
     pub fn with_job_id(&self, job_id: &str) -> Result<TenantBatch, ArrowError> {
         self.with_column(
@@ -877,6 +891,20 @@ mod tests {
             vec![event.clone(), event]
         );
         assert_eq!(batch_to_events(&decoded[1].batch, "other"), vec![other]);
+
+        // The jobs a batch carries, for the `accepted` job status of a grid.
+        let job = groups[0].jobs().into_keys().next().unwrap();
+        assert_eq!(groups[0].jobs(), [(job, 2)].into_iter().collect());
+        let mut no_job = batch_to_events(&decoded[1].batch, "other").remove(0);
+        no_job.meniscus.job_id = None;
+        assert!(tenant_batches(&[no_job]).unwrap()[0].jobs().is_empty());
+        let relabelled = groups[0].with_job_id("01KBX0000000000000000000AB").unwrap();
+        assert_eq!(
+            relabelled.jobs(),
+            [("01KBX0000000000000000000AB".to_string(), 2)]
+                .into_iter()
+                .collect()
+        );
     }
 
     /// One tenant's payload holding `batch` as is, every column written.

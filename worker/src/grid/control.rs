@@ -22,6 +22,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use meniscus_coordinator::state::{Load, Snapshot};
 use meniscus_grid::routes::{Persona, Routes, WorkerId};
+use meniscus_metrics::Registry;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
@@ -335,6 +336,7 @@ impl ControlPlane {
     /// the snapshot to run on: the saved one at first, if there is one.
     pub fn spawn(
         self: Arc<Self>,
+        registry: &Registry,
         load: impl Fn() -> Load + Send + 'static,
     ) -> (
         watch::Receiver<Option<Snapshot>>,
@@ -343,6 +345,7 @@ impl ControlPlane {
         let (sender, receiver) = watch::channel(self.saved_snapshot());
         let sender = Arc::new(sender);
         tokio::spawn(self.clone().follow_updates(sender.clone()));
+        show_versions(receiver.clone(), registry);
         let task = tokio::spawn(async move {
             let mut identity: Option<Identity> = None;
             let mut backoff = Duration::from_millis(200);
@@ -412,6 +415,30 @@ fn offer(sender: &watch::Sender<Option<Snapshot>>, snapshot: Snapshot) {
             *current = Some(snapshot);
         }
         newer
+    });
+}
+
+/// Keeps the route and tenant versions this worker runs on in its metrics, so an operator
+/// (and the grid tests) can see every worker converge on the coordinator's versions.
+fn show_versions(mut snapshots: watch::Receiver<Option<Snapshot>>, registry: &Registry) {
+    let route = registry.gauge(
+        "meniscus_grid_route_version",
+        "Version of the routes this worker runs on (0 before it has any).",
+    );
+    let tenants = registry.gauge(
+        "meniscus_grid_tenants_version",
+        "Version of the tenant registry this worker runs on (0 before it has any).",
+    );
+    tokio::spawn(async move {
+        loop {
+            if let Some(snapshot) = snapshots.borrow_and_update().as_ref() {
+                route.set(snapshot.routes.version);
+                tenants.set(snapshot.tenants.version);
+            }
+            if snapshots.changed().await.is_err() {
+                return;
+            }
+        }
     });
 }
 

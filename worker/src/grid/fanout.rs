@@ -9,8 +9,9 @@
 //! - search: each worker returns its newest `limit` events after the cursor; the merged page
 //!   is the newest `limit` of their union, and its cursor continues every worker's list;
 //! - counts: summed per bucket (and group);
-//! - job status: events summed; `archived` once every worker holding some says so; 404 only
-//!   when no worker knows the job;
+//! - job status: events summed; `archived` once every worker holding some says so;
+//!   `accepted` when no storage worker has the job's events yet but a correlator
+//!   acknowledged it (correlators are asked too); 404 only when no worker knows the job;
 //! - SQL: run where the tenant's events are when one worker holds them all (the usual case);
 //!   across several workers it is refused with `sql_across_storage_workers` (501) rather
 //!   than answered wrongly, since an aggregate cannot be merged from per-worker results.
@@ -104,6 +105,18 @@ impl Fanout {
         workers
     }
 
+    /// The online correlators in the routes: they know the jobs they acknowledged.
+    fn correlators(&self) -> Vec<(WorkerId, String)> {
+        let snapshot = self.snapshots.borrow();
+        snapshot.as_ref().map_or_else(Vec::new, |snapshot| {
+            snapshot
+                .routes
+                .online(Persona::Correlator)
+                .map(|worker| (worker.id.clone(), worker.address.clone()))
+                .collect()
+        })
+    }
+
     /// Sends the same request to every storage worker at once, with the caller's token.
     async fn ask_all(
         &self,
@@ -121,11 +134,25 @@ impl Fanout {
                 "the grid has no storage worker in its routes yet",
             ));
         }
+        Ok(self
+            .ask(workers, method, path_and_query, headers, body)
+            .await)
+    }
+
+    /// Sends the same request to each of `workers` at once, with the caller's token.
+    async fn ask(
+        &self,
+        workers: Vec<(WorkerId, String)>,
+        method: Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Vec<Answer> {
         let asks = workers.into_iter().map(|(id, address)| {
             let request = self.request(&method, &address, path_and_query, headers, body.clone());
             async move { (id, self.send(request).await) }
         });
-        Ok(futures::future::join_all(asks).await)
+        futures::future::join_all(asks).await
     }
 
     fn request(
@@ -395,10 +422,20 @@ async fn job_status(
 ) -> Result<Response, ApiError> {
     authorize(&fanout.state, &tenant_id, &headers)?;
     let path = format!("/v1/tenant/{tenant_id}/jobs/{job_id}");
-    let answers = fanout
-        .ask_all(&tenant_id, Method::GET, &path, &headers, Bytes::new())
-        .await?;
-    let sorted = sort(answers);
+    // The correlators are asked at the same time: one that acknowledged the job says
+    // `accepted` while no storage worker has its events yet.
+    let (answers, acknowledgers) = futures::future::join(
+        fanout.ask_all(&tenant_id, Method::GET, &path, &headers, Bytes::new()),
+        fanout.ask(
+            fanout.correlators(),
+            Method::GET,
+            &path,
+            &headers,
+            Bytes::new(),
+        ),
+    )
+    .await;
+    let sorted = sort(answers?);
     let (not_found, refused): (Vec<_>, Vec<_>) = sorted
         .other
         .into_iter()
@@ -407,11 +444,23 @@ async fn job_status(
         return Ok(pass_on(status, body));
     }
     if sorted.ok.is_empty() {
+        let acknowledgers = sort(acknowledgers);
+        if !acknowledgers.ok.is_empty() {
+            let events: u64 = acknowledgers
+                .ok
+                .iter()
+                .map(|(_, answer)| answer["events"].as_u64().unwrap_or(0))
+                .sum();
+            let answer = json!({"job_id": job_id, "status": "accepted", "events": events});
+            return Ok(with_incomplete(answer, sorted.incomplete));
+        }
+        let mut incomplete = sorted.incomplete;
+        incomplete.extend(acknowledgers.incomplete);
         return match not_found.into_iter().next() {
             // Unknown everywhere that answered; said only when every worker answered, since
             // the job may be on the one that did not.
-            Some((_, status, body)) if sorted.incomplete.is_empty() => Ok(pass_on(status, body)),
-            _ => Ok(none_answered(sorted.incomplete)),
+            Some((_, status, body)) if incomplete.is_empty() => Ok(pass_on(status, body)),
+            _ => Ok(none_answered(incomplete)),
         };
     }
     let events: u64 = sorted

@@ -10,13 +10,15 @@
 //! - A storage worker that does not answer is skipped with backoff: new batches of its
 //!   tenants go to the next storage worker the routes rank for them, and it is reported to
 //!   the coordinator. What its spool holds waits for it (it is sent nowhere else, so nothing
-//!   is stored twice) and drains when it answers again.
+//!   is stored twice) and drains when it answers again. With no storage worker online at all
+//!   (the coordinator cannot tell a partition between correlators and storage from storage
+//!   being gone), batches spool for the best-ranked known one, up to the quota.
 //! - Past the spool quota, batches are refused (`Full`: HTTP 503) or, for socket readers,
 //!   wait: backpressure reaches the senders instead of memory growing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +31,7 @@ use meniscus_record::stage::{Ack, Batch, BoxFuture, Stage, StageError, WhenFull}
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+use super::accepted_jobs::AcceptedJobs;
 use super::control::ControlPlane;
 use super::link::{self, SendError};
 use super::spool::{Entry, Quota, Spool};
@@ -37,6 +40,9 @@ use super::spool::{Entry, Quota, Spool};
 const IN_FLIGHT: usize = 8;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A worker still unreachable is reported again this often: the coordinator may have let it
+/// back into the routes on its heartbeats while this worker still cannot reach it.
+const REPORT_AGAIN: Duration = Duration::from_secs(10);
 
 pub struct ForwardOptions {
     /// `DATA_DIR/spool`: one directory per downstream worker.
@@ -58,6 +64,8 @@ pub struct Forwarder {
     links: Mutex<HashMap<WorkerId, Arc<Link>>>,
     metrics: ForwardMetrics,
     started: Instant,
+    /// The jobs of durable publishes acknowledged here (their `accepted` status).
+    pub jobs: Arc<AcceptedJobs>,
 }
 
 struct ForwardMetrics {
@@ -74,7 +82,9 @@ struct Link {
     spool: Arc<Spool>,
     /// Milliseconds since the forwarder started until which new batches skip this worker.
     down_until: AtomicU64,
-    reported: AtomicBool,
+    /// When it was last reported down (milliseconds since the forwarder started; 0: not
+    /// since it last answered).
+    reported_at: AtomicU64,
 }
 
 impl Forwarder {
@@ -120,6 +130,7 @@ impl Forwarder {
                 ),
             },
             started: Instant::now(),
+            jobs: Arc::default(),
         });
         for entry in std::fs::read_dir(&options.dir)? {
             let entry = entry?;
@@ -178,7 +189,7 @@ impl Forwarder {
             to: to.clone(),
             spool,
             down_until: AtomicU64::new(0),
-            reported: AtomicBool::new(false),
+            reported_at: AtomicU64::new(0),
         });
         links.insert(to.clone(), link.clone());
         tokio::spawn(self.clone().drain_link(link.clone()));
@@ -206,12 +217,17 @@ impl Forwarder {
         };
         let mut groups: BTreeMap<WorkerId, Vec<TenantBatch>> = BTreeMap::new();
         for group in tenants {
-            let ranked = snapshot.routes.storage_for(group.tenant.as_str());
+            let mut ranked = snapshot.routes.storage_for(group.tenant.as_str());
+            if ranked.is_empty() {
+                ranked = snapshot.routes.storage_known_for(group.tenant.as_str());
+            }
             let chosen = ranked
                 .iter()
                 .find(|worker| !down.get(&worker.id).copied().unwrap_or(false))
                 .or(ranked.first())
-                .ok_or_else(|| StageError::unavailable("no storage worker is online"))?;
+                .ok_or_else(|| {
+                    StageError::unavailable("no storage worker has joined the grid yet")
+                })?;
             groups.entry(chosen.id.clone()).or_default().push(group);
         }
         Ok(groups)
@@ -238,7 +254,7 @@ impl Forwarder {
                 Ok(()) => {
                     backoff = FIRST_BACKOFF;
                     link.down_until.store(0, Ordering::Relaxed);
-                    link.reported.store(false, Ordering::Relaxed);
+                    link.reported_at.store(0, Ordering::Relaxed);
                     None
                 }
                 Err(error) => {
@@ -254,11 +270,13 @@ impl Forwarder {
                     self.metrics.sent.inc(&[outcome]);
                     tracing::warn!(to = %link.to, %error, retry_in = ?backoff, "link: records not taken; they stay in the spool");
                     if matches!(error, SendError::Unreachable { .. }) {
-                        link.down_until.store(
-                            self.now_ms() + MAX_BACKOFF.as_millis() as u64,
-                            Ordering::Relaxed,
-                        );
-                        if !link.reported.swap(true, Ordering::Relaxed) {
+                        // `max(1)`: 0 means "not reported".
+                        let now = self.now_ms().max(1);
+                        link.down_until
+                            .store(now + MAX_BACKOFF.as_millis() as u64, Ordering::Relaxed);
+                        let last = link.reported_at.load(Ordering::Relaxed);
+                        if last == 0 || now - last >= REPORT_AGAIN.as_millis() as u64 {
+                            link.reported_at.store(now, Ordering::Relaxed);
                             self.report_down(&link.to).await;
                         }
                     }
@@ -390,6 +408,12 @@ impl Stage for Forwarder {
         when_full: WhenFull,
     ) -> BoxFuture<Result<Ack, StageError>> {
         let events = batch.rows() as u64;
+        let jobs: Vec<(String, BTreeMap<String, u64>)> = batch
+            .tenants
+            .iter()
+            .map(|group| (group.tenant.as_str().to_string(), group.jobs()))
+            .filter(|(_, jobs)| !jobs.is_empty())
+            .collect();
         // Encoded here, on the caller's thread, like the store's WAL record.
         let records = self.destinations(batch.tenants).and_then(|groups| {
             groups
@@ -449,6 +473,11 @@ impl Stage for Forwarder {
             }
             self.metrics.events_in.add(events);
             self.metrics.spool_bytes.set(self.quota.used());
+            for (tenant, jobs) in jobs {
+                for (job, events) in jobs {
+                    self.jobs.accepted(&tenant, &job, events);
+                }
+            }
             Ok(Ack {
                 events,
                 synced: durable,

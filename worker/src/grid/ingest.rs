@@ -37,7 +37,7 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
     let forwarding: Arc<OnceLock<Arc<Forwarder>>> = Arc::default();
     let rates = Mutex::new((Instant::now(), 0u64, 0u64));
     let load_of = forwarding.clone();
-    let (snapshots, _heartbeats) = control.clone().spawn(move || {
+    let (snapshots, _heartbeats) = control.clone().spawn(&metrics, move || {
         let Some(forwarder) = load_of.get() else {
             return Load::default();
         };
@@ -129,7 +129,9 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
     ));
     state.ready.store(true, Ordering::Relaxed);
 
-    serve(&args, axum::Router::new(), metrics, "correlator").await?;
+    // The grid side answers the tenant-API persona's question about jobs acknowledged here.
+    let grid_side = super::accepted_jobs::router(state.clone(), forwarder.jobs.clone());
+    serve(&args, grid_side, metrics, "correlator").await?;
     // Stopping: nothing new is taken (the HTTP server goes; the syslog listeners go with the
     // process), and what the spools hold is sent while the storage workers answer.
     state.ready.store(false, Ordering::Relaxed);

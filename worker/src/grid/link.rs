@@ -205,18 +205,27 @@ impl Sender {
             .body(Full::new(Bytes::from(record)))
             .map_err(|error| unreachable(error.to_string()))?;
         // Long enough for a storage worker's fsync under load; a peer that takes longer is
-        // treated as down and the record sent again (it dedupes).
-        let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
+        // treated as down and the record sent again (it dedupes). The whole exchange is timed,
+        // the answer's body too: a peer that sends headers and then stalls must not hold the
+        // link forever.
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|error| unreachable(error.to_string()))?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|error| unreachable(error.to_string()))?
+                .to_bytes();
+            Ok::<_, SendError>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(Duration::from_secs(30), exchange)
             .await
-            .map_err(|_| unreachable("no answer in 30 s".to_string()))?
-            .map_err(|error| unreachable(error.to_string()))?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|error| unreachable(error.to_string()))?
-            .to_bytes();
+            .map_err(|_| unreachable("no answer in 30 s".to_string()))??;
         match status {
             StatusCode::OK => serde_json::from_slice(&body)
                 .map_err(|error| unreachable(format!("unreadable acknowledgement: {error}"))),

@@ -15,6 +15,7 @@
 //! Not built yet, and refused here with that advice rather than started half-way: the
 //! normalizer on its own (a hop of its own between correlator and storage).
 
+pub mod accepted_jobs;
 pub mod broadcaster;
 pub mod control;
 pub mod fanout;
@@ -243,7 +244,7 @@ async fn serve_broadcaster(args: WorkerArgs) -> anyhow::Result<()> {
     let registry = Registry::new();
     let (_snapshots, _heartbeats) = control
         .clone()
-        .spawn(meniscus_coordinator::state::Load::default);
+        .spawn(&registry, meniscus_coordinator::state::Load::default);
     let broadcaster = broadcaster::Broadcaster::start(control, &registry);
     serve(&args, broadcaster.router(), registry, "broadcaster").await
 }

@@ -38,7 +38,7 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
     let control = control_plane(&args, personas)?;
     let (snapshots, _heartbeats) = control
         .clone()
-        .spawn(meniscus_coordinator::state::Load::default);
+        .spawn(&metrics, meniscus_coordinator::state::Load::default);
     let accept = Accept::new(
         Default::default(),
         Arc::new(TakesNoEvents),

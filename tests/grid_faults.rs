@@ -1,0 +1,378 @@
+//! The grid under faults, as real processes on loopback: the network between correlators
+//! and storage workers cut for 30 s, the coordinator killed while ingest goes on, a storage
+//! worker added mid-stream, and a storage worker that stops answering altogether. Senders
+//! are HTTP publishers, rsyslog and util-linux `logger`; every producer is durable, so every
+//! acknowledged event must be found exactly once afterwards.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use meniscus_tests::grid::{
+    assert_exactly_once, get_json, logger_tcp, put_acme, search_all, wait_until, write_secrets,
+    Coordinator, GridWorker, Publishers, TOKEN,
+};
+use meniscus_tests::{free_port, numbered_lines, Peer};
+use serde_json::{json, Value};
+
+const SYSLOG_TCP: &str = "[{protocol: tcp, address: \"127.0.0.1:{syslog}\"}]";
+
+/// Publishes one durable message; the HTTP status (0 when the request failed).
+fn publish(correlator: &GridWorker, msg: &str) -> u16 {
+    reqwest::blocking::Client::new()
+        .post(correlator.url("/v1/tenant/acme/publish"))
+        .header("MESSAGE-TOKEN", TOKEN)
+        .timeout(Duration::from_secs(30))
+        .json(&json!({"log_message": {"pname": "web", "host": "h", "msg": msg}}))
+        .send()
+        .map(|response| response.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// Each correlator's spool bytes and events spooled / acknowledged, for failure messages.
+fn spool_state(correlators: &[GridWorker]) -> String {
+    correlators
+        .iter()
+        .map(|correlator| {
+            format!(
+                "{}: {} bytes spooled, {}/{} events acknowledged",
+                correlator.name,
+                correlator.metric("meniscus_link_spool_bytes"),
+                correlator.metric("meniscus_link_events_acknowledged_total"),
+                correlator.metric("meniscus_link_events_spooled_total"),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Polls `done` every 200 ms for up to `seconds`; whether it became true.
+fn wait_for(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+#[test]
+fn a_grid_rides_out_a_cut_link_a_coordinator_outage_and_a_new_storage_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    write_secrets(dir.path());
+    let coordinator_port = free_port();
+    let mut coordinator = Some(Coordinator::start(dir.path(), coordinator_port));
+    let grid = coordinator.as_ref().unwrap();
+    // Everything durable; the `web` producer's records are also sealed in the spools.
+    put_acme(
+        grid,
+        json!([
+            {"name": "web", "durable": true, "encrypted": true},
+            {"name": "default", "durable": true},
+        ]),
+    );
+    let broadcaster = GridWorker::start(dir.path(), "broadcaster", "broadcaster", grid, "[]");
+    let (storage_a, proxy_a) =
+        GridWorker::start_behind_proxy(dir.path(), "storage-a", "storage,tenant-api", grid, "[]");
+    let (storage_b, proxy_b) =
+        GridWorker::start_behind_proxy(dir.path(), "storage-b", "storage,tenant-api", grid, "[]");
+    let correlators = [
+        GridWorker::start(
+            dir.path(),
+            "correlator-a",
+            "correlator,normalizer",
+            grid,
+            SYSLOG_TCP,
+        ),
+        GridWorker::start(
+            dir.path(),
+            "correlator-b",
+            "correlator,normalizer",
+            grid,
+            SYSLOG_TCP,
+        ),
+    ];
+    let tenant_api = GridWorker::start(dir.path(), "tenant-api", "tenant-api", grid, "[]");
+    wait_until("all six workers are online", 60, || grid.online() == 6);
+    let mut expected = Vec::new();
+    for correlator in &correlators {
+        let first = format!("first-{}", correlator.name);
+        wait_until("the correlator takes a durable publish", 60, || {
+            publish(correlator, &first) == 202
+        });
+        expected.push(first);
+    }
+    let rsyslog = Peer::start(
+        "rsyslog-forward.sh",
+        correlators[0].syslog,
+        "octet",
+        None,
+        &[("TENANT", "acme"), ("TOKEN", TOKEN)],
+    );
+    let syslog_batch = |phase: &str, expected: &mut Vec<String>| {
+        let lines = numbered_lines(&format!("rsyslog-{phase}"), 200);
+        rsyslog.send_lines(&lines.iter().map(|line| line.rfc5424()).collect::<Vec<_>>());
+        expected.extend(lines.into_iter().map(|line| line.msg));
+        for n in 0..10 {
+            let message = format!("logger-{phase}-{n}");
+            logger_tcp(&correlators[1], &message);
+            expected.push(message);
+        }
+    };
+    // About 200 events a second each: the test is about faults, not throughput.
+    let pause = Duration::from_millis(25);
+    let publishers = [
+        Publishers::start_paced(&correlators[0], "http-a", 1, pause),
+        Publishers::start_paced(&correlators[1], "http-b", 1, pause),
+    ];
+    let more = |count: usize| {
+        for publishers in &publishers {
+            publishers.wait_for_more(count);
+        }
+    };
+    more(100);
+
+    // 1. The network to both storage workers fails for 30 s: the correlators keep
+    // acknowledging from their spools, and send everything on once it is back.
+    proxy_a.cut();
+    proxy_b.cut();
+    let cut_at = Instant::now();
+    syslog_batch("cut", &mut expected);
+    more(200);
+    for correlator in &correlators {
+        assert!(
+            correlator.metric("meniscus_link_spool_bytes") > 0.0,
+            "{} acknowledged during the cut with an empty spool",
+            correlator.name
+        );
+    }
+    std::thread::sleep(Duration::from_secs(30).saturating_sub(cut_at.elapsed()));
+    // What the spools held when the network came back is sent on while publishing goes on
+    // (so they are never quite empty): every event spooled by then gets acknowledged.
+    let spooled: Vec<f64> = correlators
+        .iter()
+        .map(|correlator| correlator.metric("meniscus_link_events_spooled_total"))
+        .collect();
+    proxy_a.restore();
+    proxy_b.restore();
+    wait_until(
+        "what the spools held at the end of the cut is sent",
+        180,
+        || {
+            correlators
+                .iter()
+                .zip(&spooled)
+                .all(|(correlator, spooled)| {
+                    correlator.metric("meniscus_link_events_acknowledged_total") >= *spooled
+                })
+        },
+    );
+    more(100);
+    let unreachable: f64 = correlators
+        .iter()
+        .map(|correlator| {
+            correlator.metric("meniscus_link_records_sent_total{outcome=\"unreachable\"}")
+        })
+        .sum();
+    assert!(unreachable > 0.0, "no send failed during the cut");
+
+    // 2. The coordinator dies: ingest goes on, and so do queries, on the last routes.
+    drop(coordinator.take());
+    more(200);
+    syslog_batch("no-coordinator", &mut expected);
+    let page = get_json(&tenant_api.url("/v1/tenant/acme/events?limit=10"));
+    assert!(page.get("incomplete").is_none(), "{page}");
+    assert_eq!(page["events"].as_array().map(Vec::len), Some(10), "{page}");
+    // It comes back with its state; every worker is heard from again (a worker it did not
+    // hear from within 2 s would be offline).
+    coordinator = Some(Coordinator::start(dir.path(), coordinator_port));
+    let grid = coordinator.as_ref().unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    wait_until("all six workers are online again", 30, || {
+        grid.online() == 6
+    });
+
+    // 3. A third storage worker joins while ingest goes on: every worker runs on the new
+    // routes soon after, and nothing is lost on the way.
+    let storage_c = GridWorker::start(dir.path(), "storage-c", "storage,tenant-api", grid, "[]");
+    wait_until("seven workers are online", 30, || grid.online() == 7);
+    let version = grid.route_version();
+    let workers = [
+        &broadcaster,
+        &storage_a,
+        &storage_b,
+        &storage_c,
+        &correlators[0],
+        &correlators[1],
+        &tenant_api,
+    ];
+    wait_until("every worker runs on the new routes", 30, || {
+        workers
+            .iter()
+            .all(|worker| worker.metric("meniscus_grid_route_version") >= version)
+    });
+    more(200);
+    syslog_batch("three-storage", &mut expected);
+    more(100);
+
+    let mut not_acknowledged = 0;
+    for publishers in publishers {
+        let (acknowledged, refused) = publishers.finish();
+        expected.extend(acknowledged);
+        not_acknowledged += refused;
+    }
+    // A backlog may remain from the cut (publishers outpace the links on a loaded machine).
+    let mut last = String::new();
+    let empty = wait_for(300, || {
+        last = spool_state(&correlators);
+        correlators
+            .iter()
+            .all(|correlator| correlator.metric("meniscus_link_spool_bytes") == 0.0)
+    });
+    assert!(empty, "the spools did not empty within 300 s: {last}");
+    let (_, total) = assert_exactly_once(
+        &[&storage_a, &storage_b, &storage_c],
+        &expected,
+        not_acknowledged,
+    );
+    // The tenant API answers for all three storage workers: every event once.
+    let paged = search_all(&tenant_api);
+    assert_eq!(paged.len(), total.len(), "search through the tenant API");
+    assert!(paged.values().all(|n| *n == 1), "an event on two pages");
+    assert!(
+        rsyslog.is_running(),
+        "rsyslog died: {}",
+        rsyslog.diagnostics()
+    );
+}
+
+#[test]
+fn a_stalled_storage_worker_fills_the_spool_quota_and_senders_are_held_back_until_it_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    write_secrets(dir.path());
+    let coordinator = Coordinator::start(dir.path(), free_port());
+    put_acme(&coordinator, json!([{"name": "default", "durable": true}]));
+    let storage = GridWorker::start(
+        dir.path(),
+        "storage",
+        "storage,tenant-api",
+        &coordinator,
+        "[]",
+    );
+    let correlator = GridWorker::start_with_args(
+        dir.path(),
+        "correlator",
+        "correlator",
+        &coordinator,
+        SYSLOG_TCP,
+        &["--spool-quota-bytes", "65536"],
+    );
+    let mut expected = vec!["first".to_string()];
+    wait_until("the correlator takes a durable publish", 60, || {
+        publish(&correlator, "first") == 202
+    });
+
+    // The storage worker stops answering anything (SIGSTOP): alive, connections accepted by
+    // the kernel, nothing read.
+    storage.signal("STOP");
+    let mut refusal = None;
+    for n in 0..20_000 {
+        let msg = format!("while-stalled-{n}");
+        let response = reqwest::blocking::Client::new()
+            .post(correlator.url("/v1/tenant/acme/publish"))
+            .header("MESSAGE-TOKEN", TOKEN)
+            .json(&json!({"log_message": {"pname": "web", "host": "h", "msg": msg}}))
+            .send()
+            .unwrap();
+        match response.status().as_u16() {
+            202 => expected.push(msg),
+            503 => {
+                let retry_after = response.headers().get("retry-after").cloned();
+                refusal = Some((retry_after, response.json::<Value>().unwrap()));
+                break;
+            }
+            other => panic!("publish answered {other}: {}", response.text().unwrap()),
+        }
+    }
+    let (retry_after, refusal) = refusal.expect("the 64 KiB spool quota never filled");
+    assert_eq!(refusal["error"]["code"], "backpressure", "{refusal}");
+    assert!(retry_after.is_some(), "503 without Retry-After");
+    eprintln!(
+        "{} events acknowledged before the quota filled",
+        expected.len()
+    );
+
+    // Syslog over TCP is held back by flow control rather than refused: the correlator stops
+    // reading, the sender's writes stop completing, and nothing is dropped.
+    let lines: Vec<String> = (0..400_000).map(|n| format!("tcp-held-{n}")).collect();
+    let mut wire = Vec::new();
+    for msg in &lines {
+        let line = format!(
+            "<14>1 2026-12-03T00:00:00Z h web - - [meniscus@32473 tenant=\"acme\" token=\"{TOKEN}\"] {msg}\n"
+        );
+        wire.extend_from_slice(line.as_bytes());
+    }
+    let mut stream = TcpStream::connect(("127.0.0.1", correlator.syslog)).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut written = 0;
+    let blocked = loop {
+        match stream.write(&wire[written..]) {
+            Ok(0) => panic!("the correlator closed the connection"),
+            Ok(n) => written += n,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break true
+            }
+            Err(error) => panic!("write to the correlator: {error}"),
+        }
+        if written == wire.len() {
+            break false;
+        }
+    };
+    assert!(
+        blocked,
+        "{} bytes of syslog went through without the correlator pushing back",
+        wire.len()
+    );
+    eprintln!("the syslog sender was held back after {written} bytes");
+
+    // Memory stays bounded while senders keep knocking: a thousand more refused publishes.
+    let before = correlator.rss_kib();
+    for n in 0..1000 {
+        assert_eq!(publish(&correlator, &format!("refused-{n}")), 503);
+    }
+    let after = correlator.rss_kib();
+    assert!(
+        after < before + 32 * 1024,
+        "the correlator grew from {before} KiB to {after} KiB while refusing"
+    );
+
+    // The storage worker answers again: the spool drains, publishes are taken again, and the
+    // held-back syslog sender finishes.
+    storage.signal("CONT");
+    wait_until("publishes are taken again", 120, || {
+        publish(&correlator, "after-recovery") == 202
+    });
+    expected.push("after-recovery".to_string());
+    stream.set_write_timeout(None).unwrap();
+    stream.write_all(&wire[written..]).unwrap();
+    drop(stream);
+    expected.extend(lines);
+    wait_until("the spool is empty", 120, || {
+        correlator.metric("meniscus_link_spool_bytes") == 0.0
+            && correlator.metric("meniscus_link_events_acknowledged_total")
+                >= correlator.metric("meniscus_link_events_spooled_total")
+    });
+    // "after-recovery" may have been stored more than once if an earlier attempt got 503
+    // after all; refused publishes were never acknowledged: neither counts as lost.
+    let (_, total) = assert_exactly_once(&[&storage], &expected, 1000);
+    assert!(!total.keys().any(|msg| msg.starts_with("refused-")));
+}
