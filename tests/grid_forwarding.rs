@@ -155,6 +155,74 @@ fn a_storage_worker_killed_mid_stream_and_restarted_costs_no_event_and_duplicate
         answer["error"]["code"], "sql_across_storage_workers",
         "{answer}"
     );
+    // The Loki query API through the tenant API: lines from both storage workers, newest
+    // first and each once; a count that adds up across them; one that does not, refused.
+    let loki = |path: &str, query: &[(&str, &str)]| -> (u16, String) {
+        let url = reqwest::Url::parse_with_params(&tenant_api.url(path), query).unwrap();
+        let response = client
+            .get(url)
+            .header("X-Scope-OrgID", "acme")
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .send()
+            .unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    };
+    let (status, body) = loki(
+        "/loki/api/v1/query_range",
+        &[("query", r#"{pname="web"}"#), ("limit", "5000")],
+    );
+    assert_eq!(status, 200, "{body}");
+    let lines: Value = serde_json::from_str(&body).unwrap();
+    let mut times_and_lines: Vec<(i128, String)> = Vec::new();
+    for stream in lines["data"]["result"].as_array().unwrap() {
+        let values: Vec<(i128, String)> = stream["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|entry| {
+                (
+                    entry[0].as_str().unwrap().parse().unwrap(),
+                    entry[1].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert!(
+            values.windows(2).all(|pair| pair[0].0 >= pair[1].0),
+            "a stream's lines are newest first"
+        );
+        times_and_lines.extend(values);
+    }
+    assert_eq!(times_and_lines.len(), total.len().min(5000), "{body:.300}");
+    times_and_lines.sort();
+    times_and_lines.dedup();
+    assert_eq!(times_and_lines.len(), total.len().min(5000), "a line twice");
+    let (status, body) = loki(
+        "/loki/api/v1/query",
+        &[("query", r#"sum(count_over_time({pname="web"}[1h]))"#)],
+    );
+    assert_eq!(status, 200, "{body}");
+    let counted: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        counted["data"]["result"][0]["value"][1],
+        total.len().to_string(),
+        "{body}"
+    );
+    let (status, body) = loki(
+        "/loki/api/v1/query",
+        &[("query", r#"max(count_over_time({pname="web"}[1h]))"#)],
+    );
+    assert_eq!(status, 501, "{body}");
+    let (status, body) = loki("/loki/api/v1/labels", &[]);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("\"pname\"") && body.contains("\"host\""),
+        "{body}"
+    );
+    assert_eq!(
+        loki("/loki/api/v1/tail", &[("query", r#"{pname="web"}"#)]).0,
+        501
+    );
+
     // A wrong token is refused by the tenant API itself.
     let refused = client
         .get(tenant_api.url("/v1/tenant/acme/events"))

@@ -16,6 +16,8 @@
 //!   across several workers it is refused with `sql_across_storage_workers` (501) rather
 //!   than answered wrongly, since an aggregate cannot be merged from per-worker results.
 //!
+//! The Loki query API is merged in [`fanout_loki`].
+//!
 //! A worker that does not answer is named in `incomplete` (with the reason) and the answer
 //! is built from the others; when none answers, 503. A worker's refusal (400 for a bad
 //! query, 429 when busy) is passed on as it is.
@@ -43,6 +45,8 @@ use tokio::sync::watch;
 use crate::http::error::ApiError;
 use crate::http::{authorize, read_body, AppState};
 use crate::tenant_api::{encode_cursor, DEFAULT_PAGE, MAX_PAGE};
+
+use super::fanout_loki;
 
 /// Longer than a storage worker's own query deadline (30 s by default), so its answer, even
 /// a timeout, arrives rather than being cut here.
@@ -79,8 +83,35 @@ impl Fanout {
             .route("/v1/tenant/{tenant_id}/metrics", get(counts))
             .route("/v1/tenant/{tenant_id}/jobs/{job_id}", get(job_status))
             .route("/v1/tenant/{tenant_id}/sql", post(sql))
-            .route("/loki/{*rest}", get(loki_not_here).post(loki_not_here))
+            .route(
+                "/loki/api/v1/query_range",
+                get(fanout_loki::query).post(fanout_loki::query),
+            )
+            .route(
+                "/loki/api/v1/query",
+                get(fanout_loki::query).post(fanout_loki::query),
+            )
+            .route(
+                "/loki/api/v1/labels",
+                get(fanout_loki::labels).post(fanout_loki::labels),
+            )
+            .route(
+                "/loki/api/v1/label/{name}/values",
+                get(fanout_loki::labels).post(fanout_loki::labels),
+            )
+            .route(
+                "/loki/api/v1/series",
+                get(fanout_loki::series).post(fanout_loki::series),
+            )
+            .route(
+                "/loki/{*rest}",
+                get(fanout_loki::not_here).post(fanout_loki::not_here),
+            )
             .with_state(self)
+    }
+
+    pub(super) fn state(&self) -> &AppState {
+        &self.state
     }
 
     /// Every storage worker in the routes, the tenant's own ranking first.
@@ -118,7 +149,7 @@ impl Fanout {
     }
 
     /// Sends the same request to every storage worker at once, with the caller's token.
-    async fn ask_all(
+    pub(super) async fn ask_all(
         &self,
         tenant: &str,
         method: Method,
@@ -167,7 +198,7 @@ impl Fanout {
             .method(method.clone())
             .uri(format!("http://{address}{path_and_query}"))
             .header(header::CONTENT_TYPE, "application/json");
-        for name in ["message-token", "authorization"] {
+        for name in ["message-token", "authorization", "x-scope-orgid"] {
             if let Some(value) = headers.get(name) {
                 request = request.header(name, value);
             }
@@ -198,13 +229,13 @@ impl Fanout {
 
 /// The answers split: the 200s parsed, the first refusal (any other status but `also_ok`),
 /// and the workers that gave none.
-struct Sorted {
-    ok: Vec<(WorkerId, Value)>,
-    other: Vec<(WorkerId, StatusCode, Bytes)>,
-    incomplete: Vec<Value>,
+pub(super) struct Sorted {
+    pub(super) ok: Vec<(WorkerId, Value)>,
+    pub(super) other: Vec<(WorkerId, StatusCode, Bytes)>,
+    pub(super) incomplete: Vec<Value>,
 }
 
-fn sort(answers: Vec<Answer>) -> Sorted {
+pub(super) fn sort(answers: Vec<Answer>) -> Sorted {
     let mut sorted = Sorted {
         ok: Vec::new(),
         other: Vec::new(),
@@ -236,7 +267,7 @@ fn sort(answers: Vec<Answer>) -> Sorted {
 impl Sorted {
     /// Itself, with at least one 200 and no refusal; or the answer to give instead: the
     /// first refusal, passed on, or 503 when no worker answered.
-    fn settle(mut self) -> Result<Sorted, Box<Response>> {
+    pub(super) fn settle(mut self) -> Result<Sorted, Box<Response>> {
         if let Some((_, status, body)) = self.other.drain(..).next() {
             return Err(Box::new(pass_on(status, body)));
         }
@@ -248,11 +279,11 @@ impl Sorted {
 }
 
 /// A storage worker's answer, passed on as it is.
-fn pass_on(status: StatusCode, body: Bytes) -> Response {
+pub(super) fn pass_on(status: StatusCode, body: Bytes) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn none_answered(incomplete: Vec<Value>) -> Response {
+pub(super) fn none_answered(incomplete: Vec<Value>) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         Json(json!({
@@ -263,7 +294,7 @@ fn none_answered(incomplete: Vec<Value>) -> Response {
         .into_response()
 }
 
-fn with_incomplete(mut answer: Value, incomplete: Vec<Value>) -> Response {
+pub(super) fn with_incomplete(mut answer: Value, incomplete: Vec<Value>) -> Response {
     if !incomplete.is_empty() {
         answer["incomplete"] = Value::Array(incomplete);
     }
@@ -539,14 +570,6 @@ async fn sql(
             json!({"worker": target, "reason": reason}),
         ])),
     }
-}
-
-async fn loki_not_here() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "not_in_the_grid_yet",
-        "the Loki query API is not served by the grid's tenant API yet: query a storage worker",
-    )
 }
 
 #[cfg(test)]

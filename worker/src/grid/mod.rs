@@ -19,6 +19,7 @@ pub mod accepted_jobs;
 pub mod broadcaster;
 pub mod control;
 pub mod fanout;
+pub mod fanout_loki;
 pub mod forward;
 pub mod ingest;
 pub mod link;

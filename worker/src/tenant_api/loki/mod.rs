@@ -488,7 +488,7 @@ fn unix_seconds(millis: i64) -> Value {
 }
 
 /// A sample value as Prometheus writes it: the shortest text that reads back the same.
-fn format_value(value: f64) -> String {
+pub(crate) fn format_value(value: f64) -> String {
     if value.is_nan() {
         "NaN".into()
     } else if value.is_infinite() {

@@ -1,0 +1,384 @@
+//! The Loki query API of a grid's tenant-API persona: the same request asked of every
+//! storage worker (with the caller's `X-Scope-OrgID` and credentials), the answers merged
+//! the way Loki's own query frontend merges its queriers':
+//! - log queries (`resultType: streams`): every worker's lines together, ordered by time in
+//!   the query's direction and cut to its `limit`, regrouped by stream;
+//! - metric queries (`matrix`, `vector`): passed on when one worker holds matching events;
+//!   summed per series and timestamp when several do and the query adds up across them (the
+//!   range functions, and `sum` of them); otherwise refused with 501, since `avg`, `min`,
+//!   `max`, `count` and `topk` of per-worker answers are not the answer;
+//! - labels, label values and series: the union.
+//!
+//! Live tail across storage workers is not served here (501).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use meniscus_grid::Transport;
+use meniscus_store::logql::ast::{AggregateOp, MetricExpr, Query};
+use serde_json::{json, Value};
+
+use super::fanout::{sort, with_incomplete, Fanout, Sorted};
+use crate::correlator::sources::agent;
+use crate::http::error::ApiError;
+use crate::http::read_body;
+use crate::tenant_api::loki::format_value;
+
+/// Largest form body of a POSTed query (as the Loki API itself takes).
+const MAX_FORM_BYTES: usize = 64 * 1024;
+/// Loki's default `limit` of a log query.
+const DEFAULT_LIMIT: usize = 100;
+
+/// A Loki request asked of every storage worker: the merged answer's inputs, or the answer to
+/// give instead (the caller's error, a worker's refusal, 503 when none answered).
+struct Asked {
+    sorted: Sorted,
+    params: Vec<(String, String)>,
+}
+
+async fn ask(fanout: &Fanout, request: Request) -> Result<Asked, Response> {
+    let (parts, body) = request.into_parts();
+    // The caller is checked here first: nothing of a stranger's request goes further.
+    let tenant = agent::authenticate(fanout.state(), &parts.headers, Transport::Http)
+        .map_err(|error| error.plain_text())?;
+    let mut query = parts.uri.query().unwrap_or("").to_string();
+    if parts.method == Method::POST {
+        let form = read_body(fanout.state(), &parts.headers, body, MAX_FORM_BYTES)
+            .await
+            .map_err(|error| ApiError::from(error).plain_text())?;
+        let form = std::str::from_utf8(&form)
+            .map_err(|_| ApiError::bad_request("the form body is not UTF-8").plain_text())?;
+        if !form.is_empty() {
+            if !query.is_empty() {
+                query.push('&');
+            }
+            query.push_str(form);
+        }
+    }
+    let mut params: Vec<(String, String)> =
+        serde_urlencoded::from_str(&query).map_err(|error| {
+            ApiError::bad_request(format!("the parameters cannot be read: {error}")).plain_text()
+        })?;
+    // "Now" is fixed here, once: each worker reading its own clock would answer for a
+    // slightly different instant (and range steps), and the answers would not line up.
+    let now = chrono::Utc::now()
+        .timestamp_nanos_opt()
+        .unwrap_or_default()
+        .to_string();
+    let pinned = match parts.uri.path().rsplit('/').next() {
+        Some("query") => Some("time"),
+        Some("query_range") => Some("end"),
+        _ => None,
+    };
+    if let Some(name) = pinned.filter(|name| param(&params, name).is_none()) {
+        if !query.is_empty() {
+            query.push('&');
+        }
+        query.push_str(&format!("{name}={now}"));
+        params.push((name.to_string(), now));
+    }
+    let path = format!("{}?{query}", parts.uri.path());
+    let answers = fanout
+        .ask_all(
+            tenant.id.as_str(),
+            Method::GET,
+            &path,
+            &parts.headers,
+            Bytes::new(),
+        )
+        .await
+        .map_err(|error| error.plain_text())?;
+    let sorted = sort(answers).settle().map_err(|response| *response)?;
+    Ok(Asked { sorted, params })
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .rev()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+        .filter(|value| !value.is_empty())
+}
+
+/// `GET|POST /loki/api/v1/query_range` and `/query`.
+pub async fn query(State(fanout): State<Arc<Fanout>>, request: Request) -> Response {
+    let Asked { sorted, params } = match ask(&fanout, request).await {
+        Ok(asked) => asked,
+        Err(response) => return response,
+    };
+    let Sorted { ok, incomplete, .. } = sorted;
+    let answers: Vec<Value> = ok.into_iter().map(|(_, answer)| answer).collect();
+    let result_type = answers[0]["data"]["resultType"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let merged = match result_type.as_str() {
+        "streams" => Ok(merge_streams(&answers, &params)),
+        "matrix" | "vector" => merge_metric(answers, &params, &result_type),
+        other => Err(format!("a storage worker answered resultType {other:?}")),
+    };
+    match merged {
+        Ok(answer) => with_incomplete(answer, incomplete),
+        Err(reason) => (StatusCode::NOT_IMPLEMENTED, reason).into_response(),
+    }
+}
+
+/// Every worker's lines, newest (or, `direction=forward`, oldest) first, cut to `limit` and
+/// regrouped by stream.
+fn merge_streams(answers: &[Value], params: &[(String, String)]) -> Value {
+    let limit = param(params, "limit")
+        .and_then(|limit| limit.parse::<usize>().ok())
+        .unwrap_or(DEFAULT_LIMIT);
+    let forward = param(params, "direction").is_some_and(|d| d.eq_ignore_ascii_case("forward"));
+    // (time in ns, stream labels as JSON text, the entry)
+    let mut entries: Vec<(i128, String, Value)> = Vec::new();
+    for answer in answers {
+        for stream in answer["data"]["result"].as_array().into_iter().flatten() {
+            let labels = stream["stream"].to_string();
+            for entry in stream["values"].as_array().into_iter().flatten() {
+                let at = entry[0]
+                    .as_str()
+                    .and_then(|ns| ns.parse::<i128>().ok())
+                    .unwrap_or(0);
+                entries.push((at, labels.clone(), entry.clone()));
+            }
+        }
+    }
+    if forward {
+        entries.sort_by_key(|entry| entry.0);
+    } else {
+        entries.sort_by_key(|entry| std::cmp::Reverse(entry.0));
+    }
+    entries.truncate(limit);
+    let returned = entries.len();
+    let mut streams: Vec<(String, Vec<Value>)> = Vec::new();
+    for (_, labels, entry) in entries {
+        match streams.iter_mut().find(|(known, _)| *known == labels) {
+            Some((_, values)) => values.push(entry),
+            None => streams.push((labels, vec![entry])),
+        }
+    }
+    let result: Vec<Value> = streams
+        .into_iter()
+        .map(|(labels, values)| {
+            json!({
+                "stream": serde_json::from_str::<Value>(&labels).unwrap_or(Value::Null),
+                "values": values,
+            })
+        })
+        .collect();
+    let mut stats = answers[0]["data"]["stats"].clone();
+    stats["summary"]["totalEntriesReturned"] = json!(returned);
+    json!({
+        "status": "success",
+        "data": {"resultType": "streams", "result": result, "stats": stats},
+    })
+}
+
+/// One worker's answer when only one found anything; the sum per series and time when the
+/// query adds up across workers; otherwise why not.
+fn merge_metric(
+    answers: Vec<Value>,
+    params: &[(String, String)],
+    result_type: &str,
+) -> Result<Value, String> {
+    let mut holding: Vec<Value> = answers
+        .into_iter()
+        .filter(|answer| {
+            answer["data"]["result"]
+                .as_array()
+                .is_some_and(|result| !result.is_empty())
+        })
+        .collect();
+    if holding.len() <= 1 {
+        return Ok(holding.pop().unwrap_or_else(
+            || json!({"status": "success", "data": {"resultType": result_type, "result": []}}),
+        ));
+    }
+    let additive = param(params, "query")
+        .and_then(|text| meniscus_store::logql::parse(text).ok())
+        .is_some_and(|query| matches!(query, Query::Metric(expr) if adds_up(&expr)));
+    if !additive {
+        return Err(format!(
+            "this metric query cannot be answered across {} storage workers holding the tenant's \
+             events: only the range functions (count_over_time, rate, bytes_over_time, \
+             bytes_rate) and sum of them add up; avg, min, max, count and topk do not",
+            holding.len()
+        ));
+    }
+    // metric labels (JSON text) → time (its JSON text, as written) → (time, sum)
+    let mut sums: BTreeMap<String, BTreeMap<String, (Value, f64)>> = BTreeMap::new();
+    let mut add = |metric: &Value, point: &Value| {
+        let value = point[1]
+            .as_str()
+            .and_then(|text| text.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        let slot = sums
+            .entry(metric.to_string())
+            .or_default()
+            .entry(point[0].to_string())
+            .or_insert((point[0].clone(), 0.0));
+        slot.1 += value;
+    };
+    for answer in &holding {
+        for series in answer["data"]["result"].as_array().into_iter().flatten() {
+            if result_type == "vector" {
+                add(&series["metric"], &series["value"]);
+            } else {
+                for point in series["values"].as_array().into_iter().flatten() {
+                    add(&series["metric"], point);
+                }
+            }
+        }
+    }
+    let result: Vec<Value> = sums
+        .into_iter()
+        .map(|(metric, points)| {
+            let metric = serde_json::from_str::<Value>(&metric).unwrap_or(Value::Null);
+            let mut points: Vec<(Value, f64)> = points.into_values().collect();
+            points.sort_by(|a, b| {
+                let at = |point: &Value| point.as_f64().unwrap_or(0.0);
+                at(&a.0).total_cmp(&at(&b.0))
+            });
+            let points: Vec<Value> = points
+                .into_iter()
+                .map(|(at, sum)| json!([at, format_value(sum)]))
+                .collect();
+            if result_type == "vector" {
+                json!({"metric": metric, "value": points[0]})
+            } else {
+                json!({"metric": metric, "values": points})
+            }
+        })
+        .collect();
+    let mut merged = holding.swap_remove(0);
+    merged["data"]["result"] = Value::Array(result);
+    Ok(merged)
+}
+
+/// Whether per-worker answers of `expr` add up to the answer over all workers: each event is
+/// counted on one worker only, so counts, bytes and their rates do, and so does their sum.
+fn adds_up(expr: &MetricExpr) -> bool {
+    match expr {
+        MetricExpr::Range { .. } => true,
+        MetricExpr::Aggregate {
+            op: AggregateOp::Sum,
+            inner,
+            ..
+        } => adds_up(inner),
+        _ => false,
+    }
+}
+
+/// `GET|POST /loki/api/v1/labels` and `/label/{name}/values`: the union of the workers'.
+pub async fn labels(State(fanout): State<Arc<Fanout>>, request: Request) -> Response {
+    let Asked { sorted, .. } = match ask(&fanout, request).await {
+        Ok(asked) => asked,
+        Err(response) => return response,
+    };
+    let names: BTreeSet<String> = sorted
+        .ok
+        .iter()
+        .flat_map(|(_, answer)| answer["data"].as_array().cloned().unwrap_or_default())
+        .filter_map(|name| name.as_str().map(str::to_string))
+        .collect();
+    with_incomplete(
+        json!({"status": "success", "data": names}),
+        sorted.incomplete,
+    )
+}
+
+/// `GET|POST /loki/api/v1/series`: the union of the workers' label sets.
+pub async fn series(State(fanout): State<Arc<Fanout>>, request: Request) -> Response {
+    let Asked { sorted, .. } = match ask(&fanout, request).await {
+        Ok(asked) => asked,
+        Err(response) => return response,
+    };
+    let sets: BTreeSet<String> = sorted
+        .ok
+        .iter()
+        .flat_map(|(_, answer)| answer["data"].as_array().cloned().unwrap_or_default())
+        .map(|set| set.to_string())
+        .collect();
+    let data: Vec<Value> = sets
+        .iter()
+        .filter_map(|set| serde_json::from_str(set).ok())
+        .collect();
+    with_incomplete(
+        json!({"status": "success", "data": data}),
+        sorted.incomplete,
+    )
+}
+
+/// `/loki/api/v1/tail` and anything else under `/loki/`.
+pub async fn not_here() -> Response {
+    (
+        StatusCode::NOT_IMPLEMENTED,
+        Json(json!({"error": {
+            "code": "not_in_the_grid_yet",
+            "message": "live tail is not served by the tenant-API persona of a grid yet; \
+                        query_range, query, labels, label values and series are",
+        }})),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn lines_from_two_workers_interleave_by_time_and_are_cut_to_the_limit() {
+        let worker = |lines: &[(&str, &str)]| {
+            json!({"status": "success", "data": {"resultType": "streams", "stats": {"summary": {}},
+                "result": [{"stream": {"app": "web"}, "values": lines.iter().map(|(at, line)| json!([at, line])).collect::<Vec<_>>()}]}})
+        };
+        let a = worker(&[("30", "a3"), ("10", "a1")]);
+        let b = worker(&[("20", "b2"), ("5", "b0")]);
+        let merged = merge_streams(&[a.clone(), b.clone()], &params(&[("limit", "3")]));
+        let values = &merged["data"]["result"][0]["values"];
+        assert_eq!(values, &json!([["30", "a3"], ["20", "b2"], ["10", "a1"]]));
+        assert_eq!(
+            merged["data"]["stats"]["summary"]["totalEntriesReturned"],
+            3
+        );
+        let forward = merge_streams(&[a, b], &params(&[("direction", "FORWARD")]));
+        assert_eq!(
+            forward["data"]["result"][0]["values"][0],
+            json!(["5", "b0"])
+        );
+    }
+
+    #[test]
+    fn metric_answers_add_up_only_for_queries_that_do() {
+        let worker = |value: &str| {
+            json!({"status": "success", "data": {"resultType": "vector",
+                "result": [{"metric": {"app": "web"}, "value": [1700000000, value]}]}})
+        };
+        let sum = params(&[("query", r#"sum(count_over_time({app="web"}[5m]))"#)]);
+        let merged = merge_metric(vec![worker("3"), worker("4")], &sum, "vector").unwrap();
+        assert_eq!(
+            merged["data"]["result"],
+            json!([{"metric": {"app": "web"}, "value": [1700000000, "7"]}])
+        );
+        let avg = params(&[("query", r#"avg(count_over_time({app="web"}[5m]))"#)]);
+        assert!(merge_metric(vec![worker("3"), worker("4")], &avg, "vector").is_err());
+        // One worker holding matching events: its answer, whatever the query.
+        let empty = json!({"status": "success", "data": {"resultType": "vector", "result": []}});
+        let alone = merge_metric(vec![worker("3"), empty], &avg, "vector").unwrap();
+        assert_eq!(alone["data"]["result"][0]["value"][1], "3");
+    }
+}
