@@ -86,7 +86,7 @@ def measure(args, pid, port, conns, observed, poll_interval, label):
     first = g.stdout.readline()
     if not first.startswith("rendered"):
         raise RuntimeError(f"generator said {first!r}")
-    cpu0 = sum(cpu_seconds(p) for p in pids)
+    cpu0 = [cpu_seconds(p) for p in pids]
     t0 = time.monotonic()
     n = 0
     deadline = time.time() + args.timeout
@@ -100,11 +100,12 @@ def measure(args, pid, port, conns, observed, poll_interval, label):
             raise RuntimeError(f"{label}: server exited")
         time.sleep(poll_interval)
     t1 = time.monotonic()
-    cpu1 = sum(cpu_seconds(p) for p in pids)
+    cpu1 = [cpu_seconds(p) for p in pids]
     gr = finish_gen(g, 60)
+    per_process = [(b - a) * 1e6 / args.count for a, b in zip(cpu0, cpu1)]
     wall = t1 - t0
     return {"server": label, "conns": conns, "n": n, "wall": wall, "rate": args.count / wall,
-            "cpu_us": (cpu1 - cpu0) * 1e6 / args.count, "rss": sum(peak_rss_mb(p) for p in pids),
+            "cpu_us": sum(per_process), "cpu_split": per_process, "rss": sum(peak_rss_mb(p) for p in pids),
             "gen_rate": float(gr["rate"])}
 
 
@@ -443,8 +444,10 @@ def main():
     for r in rows:
         s_row = standalone.get((r["conns"], r["server"].endswith("durable")))
         if r["server"].startswith("meniscus grid") and s_row:
+            coordinator, correlator, storage = r["cpu_split"]
             notes.append(f"{r['server']} vs standalone, {r['conns']} conn: {r['cpu_us'] / s_row['cpu_us']:.2f}x the CPU "
-                         f"per message, {r['rate'] / s_row['rate']:.2f}x the throughput")
+                         f"per message, {r['rate'] / s_row['rate']:.2f}x the throughput; µs CPU per message by process: "
+                         f"correlator {correlator:.2f}, storage {storage:.2f}, coordinator {coordinator:.2f}")
     notes.append("generator: bench/e2e/blast.c, frames pre-rendered before the clock starts; "
                  "server rows count only the server's CPU")
     notes.append("both servers are polled every 0.05 s: rsyslog's file for its line count, Meniscus's "

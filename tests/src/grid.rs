@@ -1,6 +1,9 @@
 //! Grid processes for the grid tests: the coordinator (`meniscus worker --persona
-//! coordinator`) and data-plane workers (storage, correlator) with their own configuration,
-//! data dir and ports.
+//! coordinator`) and data-plane workers (storage, correlator, tenant API, broadcaster) with
+//! their own configuration, data dir and ports; a [`FaultyProxy`] to cut the network in front
+//! of one; and what the tests share: tenant `acme` ([`put_acme`], [`TOKEN`]), HTTP
+//! [`Publishers`], `logger`, and the checks that every acknowledged event is stored exactly
+//! once ([`assert_exactly_once`]) and found once through the tenant API ([`search_all`]).
 
 use std::collections::HashMap;
 use std::net::{Shutdown, TcpListener, TcpStream};

@@ -5,11 +5,12 @@
 //! - the broadcaster persona ([`broadcaster`]): follows the coordinator, serves workers;
 //! - the correlator persona, with the normalizer or without ([`ingest`]): listeners and HTTP
 //!   ingest, batches spooled ([`spool`]) and forwarded ([`forward`]) over links ([`link`]) to
-//!   the tenants' storage workers;
+//!   the tenants' storage workers; the jobs it acknowledged are remembered
+//!   ([`accepted_jobs`]) for their `accepted` status;
 //! - the storage persona, with the tenant API or without ([`storage`]): the store, fed by
 //!   links, and the tenant read API over what it holds;
 //! - the tenant-API persona on its own ([`tenant_api`]): the tenants' reads, fanned out to
-//!   the storage workers and merged ([`fanout`]).
+//!   the storage workers and merged ([`fanout`], the Loki API in [`fanout_loki`]).
 //!
 //! Every worker runs the control loop ([`control`]): pairing, heartbeats, routes and tenants.
 //! Not built yet, and refused here with that advice rather than started half-way: the
