@@ -11,7 +11,7 @@
 //! - counts: summed per bucket (and group);
 //! - job status: events summed; `archived` once every worker holding some says so;
 //!   `accepted` when no storage worker has the job's events yet but a correlator
-//!   acknowledged it (correlators are asked too); 404 only when no worker knows the job;
+//!   acknowledged it (then correlators are asked); 404 only when no worker knows the job;
 //! - SQL: run where the tenant's events are when one worker holds them all (the usual case);
 //!   across several workers it is refused with `sql_across_storage_workers` (501) rather
 //!   than answered wrongly, since an aggregate cannot be merged from per-worker results.
@@ -110,7 +110,7 @@ impl Fanout {
             .with_state(self)
     }
 
-    pub(super) fn state(&self) -> &AppState {
+    pub(super) fn state(&self) -> &Arc<AppState> {
         &self.state
     }
 
@@ -231,7 +231,7 @@ impl Fanout {
 /// and the workers that gave none.
 pub(super) struct Sorted {
     pub(super) ok: Vec<(WorkerId, Value)>,
-    pub(super) other: Vec<(WorkerId, StatusCode, Bytes)>,
+    other: Vec<(WorkerId, StatusCode, Bytes)>,
     pub(super) incomplete: Vec<Value>,
 }
 
@@ -279,11 +279,11 @@ impl Sorted {
 }
 
 /// A storage worker's answer, passed on as it is.
-pub(super) fn pass_on(status: StatusCode, body: Bytes) -> Response {
+fn pass_on(status: StatusCode, body: Bytes) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-pub(super) fn none_answered(incomplete: Vec<Value>) -> Response {
+fn none_answered(incomplete: Vec<Value>) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         Json(json!({
@@ -453,20 +453,10 @@ async fn job_status(
 ) -> Result<Response, ApiError> {
     authorize(&fanout.state, &tenant_id, &headers)?;
     let path = format!("/v1/tenant/{tenant_id}/jobs/{job_id}");
-    // The correlators are asked at the same time: one that acknowledged the job says
-    // `accepted` while no storage worker has its events yet.
-    let (answers, acknowledgers) = futures::future::join(
-        fanout.ask_all(&tenant_id, Method::GET, &path, &headers, Bytes::new()),
-        fanout.ask(
-            fanout.correlators(),
-            Method::GET,
-            &path,
-            &headers,
-            Bytes::new(),
-        ),
-    )
-    .await;
-    let sorted = sort(answers?);
+    let answers = fanout
+        .ask_all(&tenant_id, Method::GET, &path, &headers, Bytes::new())
+        .await?;
+    let sorted = sort(answers);
     let (not_found, refused): (Vec<_>, Vec<_>) = sorted
         .other
         .into_iter()
@@ -475,7 +465,20 @@ async fn job_status(
         return Ok(pass_on(status, body));
     }
     if sorted.ok.is_empty() {
-        let acknowledgers = sort(acknowledgers);
+        // No storage worker has the job's events: the correlator that acknowledged it says
+        // `accepted` (it remembers the job for an hour, so a job stored between the two
+        // questions is still known there).
+        let acknowledgers = sort(
+            fanout
+                .ask(
+                    fanout.correlators(),
+                    Method::GET,
+                    &path,
+                    &headers,
+                    Bytes::new(),
+                )
+                .await,
+        );
         if !acknowledgers.ok.is_empty() {
             let events: u64 = acknowledgers
                 .ok

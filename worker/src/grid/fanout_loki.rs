@@ -15,95 +15,58 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use meniscus_grid::Transport;
 use meniscus_store::logql::ast::{AggregateOp, MetricExpr, Query};
 use serde_json::{json, Value};
 
 use super::fanout::{sort, with_incomplete, Fanout, Sorted};
-use crate::correlator::sources::agent;
 use crate::http::error::ApiError;
-use crate::http::read_body;
-use crate::tenant_api::loki::format_value;
-
-/// Largest form body of a POSTed query (as the Loki API itself takes).
-const MAX_FORM_BYTES: usize = 64 * 1024;
-/// Loki's default `limit` of a log query.
-const DEFAULT_LIMIT: usize = 100;
+use crate::tenant_api::loki::{self, format_value, LokiRequest, Params};
 
 /// A Loki request asked of every storage worker: the merged answer's inputs, or the answer to
 /// give instead (the caller's error, a worker's refusal, 503 when none answered).
 struct Asked {
     sorted: Sorted,
-    params: Vec<(String, String)>,
+    params: Params,
 }
 
 async fn ask(fanout: &Fanout, request: Request) -> Result<Asked, Response> {
-    let (parts, body) = request.into_parts();
-    // The caller is checked here first: nothing of a stranger's request goes further.
-    let tenant = agent::authenticate(fanout.state(), &parts.headers, Transport::Http)
+    let path = request.uri().path().to_string();
+    let headers = request.headers().clone();
+    // The caller is checked first, as by the Loki API itself: nothing of a stranger's request
+    // is read; then its parameters, from the query string and a POSTed form.
+    let LokiRequest { tenant, mut params } = LokiRequest::from_request(request, fanout.state())
+        .await
         .map_err(|error| error.plain_text())?;
-    let mut query = parts.uri.query().unwrap_or("").to_string();
-    if parts.method == Method::POST {
-        let form = read_body(fanout.state(), &parts.headers, body, MAX_FORM_BYTES)
-            .await
-            .map_err(|error| ApiError::from(error).plain_text())?;
-        let form = std::str::from_utf8(&form)
-            .map_err(|_| ApiError::bad_request("the form body is not UTF-8").plain_text())?;
-        if !form.is_empty() {
-            if !query.is_empty() {
-                query.push('&');
-            }
-            query.push_str(form);
-        }
-    }
-    let mut params: Vec<(String, String)> =
-        serde_urlencoded::from_str(&query).map_err(|error| {
-            ApiError::bad_request(format!("the parameters cannot be read: {error}")).plain_text()
-        })?;
     // "Now" is fixed here, once: each worker reading its own clock would answer for a
     // slightly different instant (and range steps), and the answers would not line up.
-    let now = chrono::Utc::now()
-        .timestamp_nanos_opt()
-        .unwrap_or_default()
-        .to_string();
-    let pinned = match parts.uri.path().rsplit('/').next() {
+    let pinned = match path.rsplit('/').next() {
         Some("query") => Some("time"),
         Some("query_range") => Some("end"),
         _ => None,
     };
-    if let Some(name) = pinned.filter(|name| param(&params, name).is_none()) {
-        if !query.is_empty() {
-            query.push('&');
-        }
-        query.push_str(&format!("{name}={now}"));
-        params.push((name.to_string(), now));
+    if let Some(name) = pinned.filter(|name| params.get(name).is_none()) {
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        params.0.push((name.to_string(), now.to_string()));
     }
-    let path = format!("{}?{query}", parts.uri.path());
+    let query = serde_urlencoded::to_string(&params.0).map_err(|error| {
+        ApiError::bad_request(format!("the parameters cannot be passed on: {error}")).plain_text()
+    })?;
     let answers = fanout
         .ask_all(
             tenant.id.as_str(),
             Method::GET,
-            &path,
-            &parts.headers,
+            &format!("{path}?{query}"),
+            &headers,
             Bytes::new(),
         )
         .await
         .map_err(|error| error.plain_text())?;
     let sorted = sort(answers).settle().map_err(|response| *response)?;
     Ok(Asked { sorted, params })
-}
-
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .rev()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.as_str())
-        .filter(|value| !value.is_empty())
 }
 
 /// `GET|POST /loki/api/v1/query_range` and `/query`.
@@ -131,11 +94,10 @@ pub async fn query(State(fanout): State<Arc<Fanout>>, request: Request) -> Respo
 
 /// Every worker's lines, newest (or, `direction=forward`, oldest) first, cut to `limit` and
 /// regrouped by stream.
-fn merge_streams(answers: &[Value], params: &[(String, String)]) -> Value {
-    let limit = param(params, "limit")
-        .and_then(|limit| limit.parse::<usize>().ok())
-        .unwrap_or(DEFAULT_LIMIT);
-    let forward = param(params, "direction").is_some_and(|d| d.eq_ignore_ascii_case("forward"));
+fn merge_streams(answers: &[Value], params: &Params) -> Value {
+    // The storage workers took both (or the caller has their 400 by now).
+    let limit = loki::limit(params).unwrap_or(loki::DEFAULT_LIMIT);
+    let forward = loki::forward(params).unwrap_or(false);
     // (time in ns, stream labels as JSON text, the entry)
     let mut entries: Vec<(i128, String, Value)> = Vec::new();
     for answer in answers {
@@ -183,11 +145,7 @@ fn merge_streams(answers: &[Value], params: &[(String, String)]) -> Value {
 
 /// One worker's answer when only one found anything; the sum per series and time when the
 /// query adds up across workers; otherwise why not.
-fn merge_metric(
-    answers: Vec<Value>,
-    params: &[(String, String)],
-    result_type: &str,
-) -> Result<Value, String> {
+fn merge_metric(answers: Vec<Value>, params: &Params, result_type: &str) -> Result<Value, String> {
     let mut holding: Vec<Value> = answers
         .into_iter()
         .filter(|answer| {
@@ -201,7 +159,8 @@ fn merge_metric(
             || json!({"status": "success", "data": {"resultType": result_type, "result": []}}),
         ));
     }
-    let additive = param(params, "query")
+    let additive = params
+        .get("query")
         .and_then(|text| meniscus_store::logql::parse(text).ok())
         .is_some_and(|query| matches!(query, Query::Metric(expr) if adds_up(&expr)));
     if !additive {
@@ -333,11 +292,13 @@ pub async fn not_here() -> Response {
 mod tests {
     use super::*;
 
-    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(key, value)| (key.to_string(), value.to_string()))
-            .collect()
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        Params(
+            pairs
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
+        )
     }
 
     #[test]

@@ -31,7 +31,7 @@ use crate::http::{read_body, AppState};
 
 /// Lines a log query returns unless `limit` says otherwise, and the most it may ask for
 /// (Loki's defaults: `limit` 100, `max_entries_limit_per_query` 5000).
-const DEFAULT_LIMIT: usize = 100;
+pub(crate) const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 5000;
 /// How far back a query reaches without `start` or `since` (Loki: an hour), and the label
 /// endpoints (Loki: six hours).
@@ -42,7 +42,7 @@ const MAX_FORM_BYTES: usize = 64 * 1024;
 
 /// A request's parameters: the query string, and for POST a form body (Grafana may send
 /// either). Repeated names (`match[]`) are kept in order.
-struct Params(Vec<(String, String)>);
+pub(crate) struct Params(pub(crate) Vec<(String, String)>);
 
 impl Params {
     async fn read(
@@ -62,7 +62,7 @@ impl Params {
         Ok(Params(pairs))
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .rev()
@@ -88,8 +88,8 @@ fn parse_form(text: &str) -> Result<Vec<(String, String)>, ApiError> {
 /// A Loki API request: the tenant its credentials name (checked first, so nothing of a
 /// stranger's request is read) and its parameters.
 pub struct LokiRequest {
-    tenant: Arc<Tenant>,
-    params: Params,
+    pub(crate) tenant: Arc<Tenant>,
+    pub(crate) params: Params,
 }
 
 impl FromRequest<Arc<AppState>> for LokiRequest {
@@ -183,7 +183,7 @@ fn time_range(
     Ok((start, end))
 }
 
-fn limit(params: &Params) -> Result<usize, ApiError> {
+pub(crate) fn limit(params: &Params) -> Result<usize, ApiError> {
     match params.get("limit") {
         None => Ok(DEFAULT_LIMIT),
         Some(text) => match text.parse::<usize>() {
@@ -199,7 +199,7 @@ fn limit(params: &Params) -> Result<usize, ApiError> {
     }
 }
 
-fn forward(params: &Params) -> Result<bool, ApiError> {
+pub(crate) fn forward(params: &Params) -> Result<bool, ApiError> {
     match params
         .get("direction")
         .map(str::to_ascii_lowercase)
