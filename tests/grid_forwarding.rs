@@ -223,13 +223,34 @@ fn a_storage_worker_killed_mid_stream_and_restarted_costs_no_event_and_duplicate
         501
     );
 
-    // A wrong token is refused by the tenant API itself.
+    // A wrong token is refused by the tenant API itself, on its Loki API too, and by a
+    // correlator asked about a job on its grid address.
     let refused = client
         .get(tenant_api.url("/v1/tenant/acme/events"))
         .header("MESSAGE-TOKEN", "wrong")
         .send()
         .unwrap();
     assert_eq!(refused.status(), 401);
+    let refused = client
+        .get(tenant_api.url("/loki/api/v1/labels"))
+        .header("X-Scope-OrgID", "acme")
+        .header("Authorization", "Bearer wrong")
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let refused = client
+        .get(correlator.grid_url("/v1/tenant/acme/jobs/01KBWJ2M3N4P5Q6R7S8T9V0W1X"))
+        .header("MESSAGE-TOKEN", "wrong")
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    // With the right token, a job it never acknowledged is unknown there.
+    let unknown = client
+        .get(correlator.grid_url("/v1/tenant/acme/jobs/01KBWJ2M3N4P5Q6R7S8T9V0W1X"))
+        .header("MESSAGE-TOKEN", TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
 }
 
 #[test]
