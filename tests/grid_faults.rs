@@ -29,6 +29,20 @@ fn publish(correlator: &GridWorker, msg: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// `len` hex digits that zstd cannot shrink much (xorshift), seeded by `seed`.
+fn incompressible(seed: u64, len: usize) -> String {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut text = String::with_capacity(len + 16);
+    while text.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        text.push_str(&format!("{state:016x}"));
+    }
+    text.truncate(len);
+    text
+}
+
 /// Each correlator's spool bytes and events spooled / acknowledged, for failure messages.
 fn spool_state(correlators: &[GridWorker]) -> String {
     correlators
@@ -345,9 +359,12 @@ fn a_stalled_storage_worker_fills_the_spool_quota_and_senders_are_held_back_unti
     eprintln!("the syslog sender was held back after {written} bytes");
 
     // Memory stays bounded while senders keep knocking: a thousand more refused publishes.
+    // Each is larger than any accepted one: records vary by a few bytes (zstd, job ids), and
+    // a smaller one could still fit the room the last refused publish left.
     let before = correlator.rss_kib();
     for n in 0..1000 {
-        assert_eq!(publish(&correlator, &format!("refused-{n}")), 503);
+        let msg = format!("refused-{n}-{}", incompressible(n, 4096));
+        assert_eq!(publish(&correlator, &msg), 503);
     }
     let after = correlator.rss_kib();
     assert!(
