@@ -317,6 +317,19 @@ fn a_stalled_storage_worker_fills_the_spool_quota_and_senders_are_held_back_unti
         "{} events acknowledged before the quota filled",
         expected.len()
     );
+    // Records that wait for a storage worker are compressed, so the quota covers a longer
+    // outage; the first ones, sent at once, were not.
+    let spooled = |compressed: &str| {
+        correlator.metric(&format!(
+            "meniscus_link_records_spooled_total{{compressed=\"{compressed}\"}}"
+        ))
+    };
+    assert!(
+        spooled("true") > 0.0 && spooled("false") > 0.0,
+        "records spooled compressed / not: {} / {}",
+        spooled("true"),
+        spooled("false")
+    );
 
     // Syslog over TCP is held back by flow control rather than refused: the correlator stops
     // reading, the sender's writes stop completing, and nothing is dropped.

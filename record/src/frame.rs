@@ -56,7 +56,8 @@ impl PayloadFormat {
         }
     }
 
-    fn from_code(code: u8) -> Result<PayloadFormat, RecordError> {
+    /// The format a record header's format byte names.
+    pub fn from_code(code: u8) -> Result<PayloadFormat, RecordError> {
         match code {
             0 => Ok(PayloadFormat::JsonLines),
             1 => Ok(PayloadFormat::ArrowIpc),
@@ -113,6 +114,11 @@ impl std::fmt::Debug for RecordCodec {
 }
 
 impl RecordCodec {
+    /// True when records are sealed with neither compression nor encryption.
+    pub fn is_plain(&self) -> bool {
+        self.zstd_level.is_none() && self.cipher.is_none()
+    }
+
     pub fn plain() -> Self {
         RecordCodec {
             zstd_level: None,

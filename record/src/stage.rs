@@ -29,6 +29,11 @@ pub struct Batch {
     /// tells the sender it may forget the message (RELP). Otherwise a non-durable batch is
     /// acknowledged as soon as the store has queued it.
     pub acknowledge_when_written: bool,
+    /// The same events as one plain (uncompressed, unencrypted) Arrow IPC record, as a link
+    /// received them: a store whose write-ahead log takes plain records writes these bytes
+    /// instead of encoding `tenants` again. Whoever changes `tenants` must drop it
+    /// ([`Then`] does for every transform).
+    sealed: Option<Vec<u8>>,
 }
 
 impl Batch {
@@ -36,7 +41,20 @@ impl Batch {
         Batch {
             tenants,
             acknowledge_when_written: false,
+            sealed: None,
         }
+    }
+
+    /// This batch with `record`, a plain Arrow IPC record of exactly its events (see
+    /// `sealed`); the caller has decoded `tenants` from it.
+    pub fn with_sealed_record(mut self, record: Vec<u8>) -> Batch {
+        self.sealed = Some(record);
+        self
+    }
+
+    /// The plain record of exactly these events, if the batch came with one.
+    pub fn take_sealed_record(&mut self) -> Option<Vec<u8>> {
+        self.sealed.take()
     }
 
     /// This batch, acknowledged only once written (see `acknowledge_when_written`).
@@ -148,6 +166,8 @@ impl<T: Transform + ?Sized, N: Stage + ?Sized> Stage for Then<T, N> {
         when_full: WhenFull,
     ) -> BoxFuture<Result<Ack, StageError>> {
         self.transform.apply(&mut batch);
+        // The transform may have changed the events: the received record no longer holds them.
+        batch.sealed = None;
         self.next.clone().hand_on(batch, when_full)
     }
 }
@@ -155,6 +175,38 @@ impl<T: Transform + ?Sized, N: Stage + ?Sized> Stage for Then<T, N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Nothing;
+    impl Transform for Nothing {
+        fn apply(&self, _batch: &mut Batch) {}
+    }
+
+    /// Takes the record the batch arrives with, to look at.
+    struct Look(std::sync::Mutex<Option<Vec<u8>>>);
+    impl Stage for Look {
+        fn hand_on(
+            self: Arc<Self>,
+            mut batch: Batch,
+            _: WhenFull,
+        ) -> BoxFuture<Result<Ack, StageError>> {
+            *self.0.lock().unwrap() = batch.take_sealed_record();
+            Box::pin(async { Ok(Ack::default()) })
+        }
+    }
+
+    #[test]
+    fn a_transform_drops_the_received_record_since_it_may_have_changed_the_events() {
+        let look = Arc::new(Look(Default::default()));
+        let batch = Batch::default().with_sealed_record(vec![1, 2, 3]);
+        drop(look.clone().hand_on(batch.clone(), WhenFull::Wait));
+        assert_eq!(*look.0.lock().unwrap(), Some(vec![1, 2, 3]));
+        let then = Arc::new(Then {
+            transform: Arc::new(Nothing),
+            next: look.clone(),
+        });
+        drop(then.hand_on(batch, WhenFull::Wait));
+        assert_eq!(*look.0.lock().unwrap(), None);
+    }
 
     #[test]
     fn errors_serialize_as_tagged_kinds() {

@@ -494,3 +494,42 @@ fn a_batch_too_large_for_one_record_is_cut_into_records_that_hold_every_event() 
     // Small batches stay one record.
     assert_eq!(record_chunks(&batches, total).len(), 1);
 }
+
+#[test]
+fn a_record_received_on_a_link_is_logged_as_it_is_and_replayed_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = FaultyDisk::default();
+    let sent = batch("linked", 50, true);
+    let mut record = vec![0u8; meniscus_record::frame::HEADER_LEN];
+    meniscus_record::columnar::encode_payload_into(&sent.tenants, &mut record).unwrap();
+    let record = meniscus_record::RecordCodec::plain()
+        .seal_prefixed(meniscus_record::PayloadFormat::ArrowIpc, record)
+        .unwrap();
+    {
+        let runtime = runtime();
+        let _guard = runtime.enter();
+        let store = open(dir.path(), &disk, options()).unwrap();
+        let received = sent.clone().with_sealed_record(record.clone());
+        hand_on(&runtime, &store, received, WhenFull::Refuse).unwrap();
+        let logged: Vec<u8> = crate::wal::list_segments(&dir.path().join("wal"))
+            .unwrap()
+            .iter()
+            .flat_map(|(_, path)| std::fs::read(path).unwrap())
+            .collect();
+        assert!(
+            logged
+                .windows(record.len())
+                .any(|window| window == record.as_slice()),
+            "the log does not hold the received record byte for byte"
+        );
+    }
+    // Not flushed: the events come back from the log alone.
+    let runtime = runtime();
+    let _guard = runtime.enter();
+    let store = open(dir.path(), &disk, options()).unwrap();
+    assert_eq!(messages(&store), {
+        let mut names = names(&sent);
+        names.sort();
+        names
+    });
+}

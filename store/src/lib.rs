@@ -234,7 +234,7 @@ impl Store {
     /// The CPU-heavy part of storing, done on the submitting thread so ingest connections
     /// convert in parallel and the committer only writes bytes: events to Arrow batches per
     /// tenant, and those to sealed WAL records of at most about [`RECORD_TARGET_BYTES`].
-    fn encode(&self, batch: Batch) -> Result<Option<Encoded>, StageError> {
+    fn encode(&self, mut batch: Batch) -> Result<Option<Encoded>, StageError> {
         if batch.is_empty() {
             return Ok(None);
         }
@@ -245,7 +245,21 @@ impl Store {
         let acknowledge_when_written = durable || batch.acknowledge_when_written;
         let events = batch.rows() as u64;
         let transport = transport_of(&batch);
+        // A record received on a link already is what this log would write: taken as it is.
+        let received = batch
+            .take_sealed_record()
+            .filter(|record| self.codec.is_plain() && record.len() <= RECORD_TARGET_BYTES);
         let batches = batch.tenants;
+        if let Some(record) = received {
+            return Ok(Some(Encoded {
+                batches,
+                records: vec![record],
+                durable,
+                acknowledge_when_written,
+                events,
+                transport,
+            }));
+        }
         let mut records = Vec::new();
         for chunk in record_chunks(&batches, RECORD_TARGET_BYTES) {
             let mut buffer = vec![0u8; frame::HEADER_LEN];

@@ -15,6 +15,11 @@
 //!   being gone), batches spool for the best-ranked known one, up to the quota.
 //! - Past the spool quota, batches are refused (`Full`: HTTP 503) or, for socket readers,
 //!   wait: backpressure reaches the senders instead of memory growing.
+//! - Records are zstd-compressed only when they will wait ([`LinkCompression::Backlog`], the
+//!   default): while the storage worker keeps up, compressing on one side and decompressing
+//!   on the other cost a sixth of the grid's CPU for bytes that cross loopback or a cluster
+//!   network once; once the link is down or the spools hold an eighth of their quota, new
+//!   records are compressed so the quota covers a longer outage.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -25,8 +30,8 @@ use std::time::{Duration, Instant};
 use meniscus_coordinator::state::Snapshot;
 use meniscus_grid::routes::WorkerId;
 use meniscus_metrics::{Counter, Family, Gauge, Registry};
-use meniscus_record::columnar::{encode_payload, TenantBatch};
-use meniscus_record::frame::{split_record, PayloadFormat, RecordCodec, FLAG_AES_GCM};
+use meniscus_record::columnar::{encode_payload_into, TenantBatch};
+use meniscus_record::frame::{split_record, PayloadFormat, RecordCodec, FLAG_AES_GCM, HEADER_LEN};
 use meniscus_record::stage::{Ack, Batch, BoxFuture, Stage, StageError, WhenFull};
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -44,6 +49,20 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// back into the routes on its heartbeats while this worker still cannot reach it.
 const REPORT_AGAIN: Duration = Duration::from_secs(10);
 
+/// When a correlator compresses the records it spools and sends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LinkCompression {
+    /// Only records that will wait: the link is down, or the spools hold more than an eighth
+    /// of their quota (a storage worker seconds behind does not pay for it; an outage that
+    /// could fill the quota is stretched about fivefold).
+    #[default]
+    Backlog,
+    /// Every record (links that cross a metered network).
+    Always,
+    /// None.
+    Never,
+}
+
 pub struct ForwardOptions {
     /// `DATA_DIR/spool`: one directory per downstream worker.
     pub dir: PathBuf,
@@ -51,6 +70,36 @@ pub struct ForwardOptions {
     pub quota_bytes: u64,
     /// Seals the records of producers marked `encrypted` while they rest in a spool.
     pub key: [u8; 32],
+    pub compression: LinkCompression,
+}
+
+/// The four ways a record is sealed: compressed or not, encrypted (producers marked
+/// `encrypted`) or not.
+struct Codecs {
+    plain: RecordCodec,
+    zstd: RecordCodec,
+    sealed: RecordCodec,
+    sealed_zstd: RecordCodec,
+}
+
+impl Codecs {
+    fn new(key: &[u8; 32]) -> Codecs {
+        Codecs {
+            plain: RecordCodec::plain(),
+            zstd: RecordCodec::plain().with_zstd(1),
+            sealed: RecordCodec::plain().with_key(key),
+            sealed_zstd: RecordCodec::plain().with_zstd(1).with_key(key),
+        }
+    }
+
+    fn choose(&self, encrypted: bool, compressed: bool) -> &RecordCodec {
+        match (encrypted, compressed) {
+            (false, false) => &self.plain,
+            (false, true) => &self.zstd,
+            (true, false) => &self.sealed,
+            (true, true) => &self.sealed_zstd,
+        }
+    }
 }
 
 pub struct Forwarder {
@@ -58,8 +107,8 @@ pub struct Forwarder {
     control: Arc<ControlPlane>,
     dir: PathBuf,
     quota: Arc<Quota>,
-    plain: RecordCodec,
-    sealed: RecordCodec,
+    codecs: Codecs,
+    compression: LinkCompression,
     sender: link::Sender,
     links: Mutex<HashMap<WorkerId, Arc<Link>>>,
     metrics: ForwardMetrics,
@@ -74,6 +123,7 @@ struct ForwardMetrics {
     set_aside: Counter,
     events_in: Counter,
     events_out: Counter,
+    records_in: Family<Counter>,
 }
 
 /// One downstream worker as this worker sees it.
@@ -102,8 +152,8 @@ impl Forwarder {
             control,
             dir: options.dir.clone(),
             quota: Quota::new(options.quota_bytes),
-            plain: RecordCodec::plain().with_zstd(1),
-            sealed: RecordCodec::plain().with_zstd(1).with_key(&options.key),
+            codecs: Codecs::new(&options.key),
+            compression: options.compression,
             sender: link::Sender::new(),
             links: Mutex::new(HashMap::new()),
             metrics: ForwardMetrics {
@@ -123,6 +173,11 @@ impl Forwarder {
                 events_in: registry.counter(
                     "meniscus_link_events_spooled_total",
                     "Events written to the link spools.",
+                ),
+                records_in: registry.counters(
+                    "meniscus_link_records_spooled_total",
+                    "Records written to the link spools, by whether they were zstd-compressed (by default only those that wait for a storage worker that is down or behind).",
+                    &["compressed"],
                 ),
                 events_out: registry.counter(
                     "meniscus_link_events_acknowledged_total",
@@ -233,6 +288,22 @@ impl Forwarder {
         Ok(groups)
     }
 
+    /// Whether a record for `to` is compressed: see [`LinkCompression`].
+    fn compresses_for(&self, to: &WorkerId) -> bool {
+        match self.compression {
+            LinkCompression::Always => true,
+            LinkCompression::Never => false,
+            LinkCompression::Backlog => {
+                self.quota.used() > self.quota.limit() / 8
+                    || self
+                        .links
+                        .lock()
+                        .get(to)
+                        .is_some_and(|link| link.down_until.load(Ordering::Relaxed) > self.now_ms())
+            }
+        }
+    }
+
     /// The address of `to` in the current routes, online or not.
     fn address(&self, to: &WorkerId) -> Option<String> {
         let snapshot = self.snapshot.borrow();
@@ -291,9 +362,11 @@ impl Forwarder {
         }
     }
 
-    /// Sends up to [`IN_FLIGHT`] records at once; acknowledges them in order, stopping at the
-    /// first that did not get through (the ones after it are sent again later; storage
-    /// dedupes them).
+    /// Sends what the spool holds, keeping up to [`IN_FLIGHT`] records in flight (a window
+    /// that slides as answers come, so the link never waits for its slowest record before
+    /// sending more); acknowledges them in order, stopping at the first that did not get
+    /// through (the ones after it are sent again later; storage dedupes them). Returns once
+    /// nothing is pending or in flight.
     async fn send_some(&self, link: &Link) -> Result<(), SendError> {
         let unreachable = |reason: String| SendError::Unreachable {
             address: link.to.0.clone(),
@@ -305,11 +378,7 @@ impl Forwarder {
         let Some(identity) = self.control.saved_identity() else {
             return Err(unreachable("this worker has not paired yet".into()));
         };
-        let records = link
-            .spool
-            .peek(IN_FLIGHT)
-            .map_err(|error| unreachable(error.to_string()))?;
-        let sends = records.into_iter().map(|(entry, bytes)| {
+        let send = |entry: Entry, bytes: Vec<u8>| {
             let wire = self.for_the_wire(bytes);
             let address = address.clone();
             let identity = identity.clone();
@@ -323,8 +392,23 @@ impl Forwarder {
                 };
                 (entry, answer)
             }
-        });
-        for (entry, answer) in futures::future::join_all(sends).await {
+        };
+        let mut in_flight = futures::stream::FuturesOrdered::new();
+        let mut last_sent = None;
+        loop {
+            if in_flight.len() < IN_FLIGHT {
+                let more = link
+                    .spool
+                    .peek_after(last_sent, IN_FLIGHT - in_flight.len())
+                    .map_err(|error| unreachable(error.to_string()))?;
+                for (entry, bytes) in more {
+                    last_sent = Some(entry);
+                    in_flight.push_back(send(entry, bytes));
+                }
+            }
+            let Some((entry, answer)) = futures::StreamExt::next(&mut in_flight).await else {
+                return Ok(());
+            };
             match answer {
                 Ok(ack) => {
                     self.metrics.sent.inc(&["acknowledged"]);
@@ -342,7 +426,6 @@ impl Forwarder {
                 Err(error) => return Err(error),
             }
         }
-        Ok(())
     }
 
     fn acknowledged(&self, link: &Link, entry: Entry) -> Result<(), SendError> {
@@ -382,9 +465,12 @@ impl Forwarder {
         if flags & FLAG_AES_GCM == 0 {
             return Ok(spooled);
         }
-        let (format, payload, _) = self.sealed.open(&spooled)?;
+        let (format, payload, _) = self.codecs.sealed.open(&spooled)?;
         let mut wire = Vec::new();
-        self.plain.seal_into(format, payload, &mut wire)?;
+        let compressed = self.compression == LinkCompression::Always;
+        self.codecs
+            .choose(false, compressed)
+            .seal_into(format, payload, &mut wire)?;
         Ok(wire)
     }
 
@@ -420,29 +506,27 @@ impl Stage for Forwarder {
                 .into_iter()
                 .map(|(to, groups)| {
                     let durable = groups.iter().any(TenantBatch::is_durable);
-                    let codec = if groups.iter().any(TenantBatch::is_encrypted) {
-                        &self.sealed
-                    } else {
-                        &self.plain
-                    };
-                    let mut record = Vec::new();
-                    encode_payload(&groups)
-                        .map_err(|error| StageError::refused(error.to_string()))
-                        .and_then(|payload| {
-                            codec
-                                .seal_into(PayloadFormat::ArrowIpc, payload, &mut record)
-                                .map_err(|error| StageError::refused(error.to_string()))
-                        })?;
-                    Ok((to, record, durable))
+                    let encrypted = groups.iter().any(TenantBatch::is_encrypted);
+                    let compressed = self.compresses_for(&to);
+                    let codec = self.codecs.choose(encrypted, compressed);
+                    // Built behind room for the header: a plain record is not copied again.
+                    let mut buffer = vec![0u8; HEADER_LEN];
+                    let refused =
+                        |error: &dyn std::fmt::Display| StageError::refused(error.to_string());
+                    encode_payload_into(&groups, &mut buffer).map_err(|e| refused(&e))?;
+                    let record = codec
+                        .seal_prefixed(PayloadFormat::ArrowIpc, buffer)
+                        .map_err(|e| refused(&e))?;
+                    Ok((to, record, durable, compressed))
                 })
                 .collect::<Result<Vec<_>, StageError>>()
         });
         Box::pin(async move {
             let records = records?;
-            let durable = records.iter().any(|(_, _, durable)| *durable);
+            let durable = records.iter().any(|(_, _, durable, _)| *durable);
             let total: u64 = records
                 .iter()
-                .map(|(_, record, _)| record.len() as u64)
+                .map(|(_, record, _, _)| record.len() as u64)
                 .sum();
             match when_full {
                 WhenFull::Refuse => {
@@ -453,7 +537,7 @@ impl Stage for Forwarder {
                 WhenFull::Wait => self.quota.reserve(total).await,
             }
             let mut unwritten = total;
-            for (to, record, durable) in &records {
+            for (to, record, durable, compressed) in &records {
                 let appended = match self.link(to) {
                     Ok(link) => link
                         .spool
@@ -470,6 +554,9 @@ impl Stage for Forwarder {
                     self.quota.release(unwritten);
                     return Err(StageError::unavailable(format!("{error:#}")));
                 }
+                self.metrics
+                    .records_in
+                    .inc(&[if *compressed { "true" } else { "false" }]);
             }
             self.metrics.events_in.add(events);
             self.metrics.spool_bytes.set(self.quota.used());

@@ -60,6 +60,7 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
             dir: args.data_dir.join("spool"),
             quota_bytes: args.spool_quota_bytes,
             key: spool_key(&args.data_dir)?,
+            compression: args.link_compression,
         },
         snapshots.clone(),
         control.clone(),

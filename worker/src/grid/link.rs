@@ -11,8 +11,10 @@
 //! bearer token, checked against the hashes in the routes snapshot); a stranger or a forged
 //! credential is answered 401 and its record is not opened.
 //!
-//! Answers: 200 `{"events", "synced"}`; 503 for `full` and `unavailable` (retry, the spool
-//! keeps the record); 400 for `refused` (the record can never be taken as it is); 401.
+//! Answers: 200 `{"events", "synced"}`; 503 `unavailable` when the store took nothing for 5 s
+//! (a momentarily full store holds the answer instead, as it holds a syslog reader in
+//! standalone; the sender's spool keeps the record and tries again); 400 for `refused` (the
+//! record can never be taken as it is); 401.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +32,10 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use meniscus_coordinator::http::worker;
 use meniscus_coordinator::state::Snapshot;
 use meniscus_metrics::{Counter, Family, Registry};
-use meniscus_record::columnar::decode_payload;
-use meniscus_record::frame::{PayloadFormat, RecordCodec, HEADER_LEN, MAX_PAYLOAD_LEN};
+use meniscus_record::columnar::{decode_payload, ColumnarError};
+use meniscus_record::frame::{
+    split_record, PayloadFormat, RecordCodec, HEADER_LEN, MAX_PAYLOAD_LEN,
+};
 use meniscus_record::stage::{Ack, Batch, Stage, StageError, WhenFull};
 use serde_json::json;
 use tokio::sync::watch;
@@ -39,6 +43,10 @@ use tokio::sync::watch;
 use super::control::Identity;
 
 pub const PATH: &str = "/v1/link/records";
+
+/// How long a record waits for room in a full store before the sender is told 503; well
+/// under the sender's 30 s exchange timeout.
+const FULL_WAIT: Duration = Duration::from_secs(5);
 
 /// The receiving end, served by a worker with the storage persona.
 pub struct Receiver {
@@ -93,7 +101,7 @@ async fn receive(
         )
             .into_response();
     }
-    let batch = match open(&body) {
+    let batch = match open(body) {
         Ok(batch) => batch,
         Err(error) => return answer(&receiver, Err(error)),
     };
@@ -101,23 +109,48 @@ async fn receive(
     // the sender's spool forgets the record on this answer, so an answer on queueing alone
     // would let a storage crash lose what the spool had kept.
     let batch = batch.acknowledged_when_written();
-    let taken = receiver.next.clone().hand_on(batch, WhenFull::Refuse).await;
+    // A store that is momentarily full (a flush under way) holds the answer, as it holds a
+    // syslog reader in standalone: the link slows down instead of backing off for seconds.
+    // Past the wait, 503: the sender keeps the record and tries again (if the store took it
+    // after all, it dedupes the second copy). A store whose log cannot be written waits too,
+    // so the answer names both causes.
+    let taken = tokio::time::timeout(
+        FULL_WAIT,
+        receiver.next.clone().hand_on(batch, WhenFull::Wait),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(StageError::unavailable(
+            "the store took nothing for 5 s: full, or its write-ahead log cannot be written (see its /readyz)",
+        ))
+    });
     answer(&receiver, taken)
 }
 
-/// The batch a link record carries.
-fn open(record: &[u8]) -> Result<Batch, StageError> {
-    let (format, payload, consumed) = RecordCodec::plain()
-        .open(record)
-        .map_err(|error| StageError::refused(format!("not a readable record: {error}")))?;
-    if consumed != record.len() || format != PayloadFormat::ArrowIpc {
+/// The batch a link record carries. A plain record (sent uncompressed) comes with the batch,
+/// so the store writes it to its log as it is instead of encoding the events again.
+fn open(record: Bytes) -> Result<Batch, StageError> {
+    let unreadable = |error: &dyn std::fmt::Display| {
+        StageError::refused(format!("not a readable record: {error}"))
+    };
+    let (stored, flags, format, consumed) = split_record(&record).map_err(|e| unreadable(&e))?;
+    if consumed != record.len()
+        || PayloadFormat::from_code(format).ok() != Some(PayloadFormat::ArrowIpc)
+    {
         return Err(StageError::refused(
             "a link request carries exactly one Arrow IPC record",
         ));
     }
-    let tenants = decode_payload(&payload)
-        .map_err(|error| StageError::refused(format!("not a readable batch: {error}")))?;
-    Ok(Batch::new(tenants))
+    let not_a_batch =
+        |error: ColumnarError| StageError::refused(format!("not a readable batch: {error}"));
+    if flags == 0 {
+        let tenants = decode_payload(stored).map_err(not_a_batch)?;
+        return Ok(Batch::new(tenants).with_sealed_record(Vec::from(record)));
+    }
+    let (_, payload, _) = RecordCodec::plain()
+        .open(&record)
+        .map_err(|e| unreadable(&e))?;
+    Ok(Batch::new(decode_payload(&payload).map_err(not_a_batch)?))
 }
 
 fn answer(receiver: &Receiver, taken: Result<Ack, StageError>) -> Response {

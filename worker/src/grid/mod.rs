@@ -60,6 +60,11 @@ pub struct WorkerArgs {
     /// (HTTP 503) or slowed (syslog over TCP) until storage workers take records again.
     #[arg(long, default_value_t = 1 << 30)]
     pub spool_quota_bytes: u64,
+    /// When a correlator zstd-compresses link records: `backlog` (only those that will wait:
+    /// the storage worker is down, or the spools hold an eighth of their quota), `always` (a
+    /// metered network between correlators and storage), `never`.
+    #[arg(long, value_enum, default_value_t = forward::LinkCompression::Backlog)]
+    pub link_compression: forward::LinkCompression,
     /// On SIGTERM, how long a correlator keeps sending its spools before it exits.
     #[arg(long, default_value_t = 30)]
     pub drain_seconds: u64,

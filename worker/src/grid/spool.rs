@@ -335,11 +335,25 @@ impl Spool {
 
     /// Up to `max` of the oldest pending records, with their bytes.
     pub fn peek(&self, max: usize) -> Result<Vec<(Entry, Vec<u8>)>, SpoolError> {
+        self.peek_after(None, max)
+    }
+
+    /// Up to `max` of the oldest pending records that come after `after` (all of them with
+    /// `None`), with their bytes: what a sender with records in flight sends next.
+    pub fn peek_after(
+        &self,
+        after: Option<Entry>,
+        max: usize,
+    ) -> Result<Vec<(Entry, Vec<u8>)>, SpoolError> {
+        let after = after.map(|entry| (entry.segment, entry.offset));
         let entries: Vec<(Entry, Arc<File>)> = {
             let inner = self.inner.lock();
             inner
                 .pending
                 .iter()
+                .skip_while(|entry| {
+                    after.is_some_and(|after| (entry.segment, entry.offset) <= after)
+                })
                 .take(max)
                 .filter_map(|entry| Some((*entry, inner.files.get(&entry.segment)?.clone())))
                 .collect()
