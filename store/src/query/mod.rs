@@ -16,6 +16,7 @@
 //!   small runtime of its own so it cannot starve ingest, and at its deadline its task is
 //!   dropped, which stops its operators at their next batch.
 
+pub mod distributed;
 mod guards;
 pub mod loki;
 mod skipping;
@@ -140,7 +141,7 @@ pub struct QueryResult {
 }
 
 /// An hourly window a query could not read, as the API reports it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct UnreadableWindow {
     /// Window start, RFC 3339.
     pub window: String,
@@ -330,28 +331,7 @@ impl QueryEngine {
     /// bench/query's corpus, whole messages); for aggregations that keep most rows it would
     /// only add work, so it stays off for them.
     fn session(&self, selective: bool) -> Result<SessionContext, QueryError> {
-        let mut config = SessionConfig::new()
-            .with_target_partitions(2)
-            .with_information_schema(false)
-            .with_batch_size(8192);
-        let parquet = &mut config.options_mut().execution.parquet;
-        parquet.pushdown_filters = selective;
-        parquet.reorder_filters = selective;
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(FairSpillPool::new(self.limits.memory_bytes)))
-            .with_disk_manager_builder(
-                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
-            )
-            .build_arc()?;
-        let state = datafusion::execution::SessionStateBuilder::new()
-            .with_config(config)
-            .with_runtime_env(runtime)
-            .with_default_features()
-            .with_physical_optimizer_rule(Arc::new(yielding::YieldAfterJoins))
-            .build();
-        let ctx = SessionContext::new_with_state(state);
-        guards::install(&ctx, self.limits.memory_bytes);
-        Ok(ctx)
+        new_session(&self.limits, selective)
     }
 
     /// The tenant's events between `from` and `to` (by window; rows are filtered further by
@@ -523,6 +503,53 @@ impl QueryEngine {
 
     /// A tenant's SQL over its `events` table.
     pub async fn sql(&self, tenant: &TenantId, sql: &str) -> Result<QueryResult, QueryError> {
+        let (max_rows, max_bytes) = (self.limits.max_rows, self.limits.max_result_bytes);
+        let (ctx, running, unreadable, sql, options) = self.prepare_sql(tenant, sql).await?;
+        self.run("sql", async move {
+            let _running = running;
+            let frame = ctx.sql_with_options(&sql, options).await?;
+            let mut result = collect_json(frame, max_rows, max_bytes).await?;
+            result.unreadable = unreadable;
+            Ok(result)
+        })
+        .await
+    }
+
+    /// A tenant's SQL, every row of the answer as an Arrow IPC stream: what the grid's tenant
+    /// API fetches from each storage worker to run a statement across them
+    /// ([`distributed`]). Not cut at `max_rows`: an answer larger than the query's memory
+    /// limit is refused instead, since a cut one would make the merged answer wrong.
+    pub async fn sql_arrow(
+        &self,
+        tenant: &TenantId,
+        sql: &str,
+    ) -> Result<(Vec<u8>, Vec<UnreadableWindow>), QueryError> {
+        let max_bytes = self.limits.memory_bytes;
+        let (ctx, running, unreadable, sql, options) = self.prepare_sql(tenant, sql).await?;
+        self.run("sql", async move {
+            let _running = running;
+            let frame = ctx.sql_with_options(&sql, options).await?;
+            let stream = distributed::ipc_stream(frame, max_bytes).await?;
+            Ok((stream, unreadable))
+        })
+        .await
+    }
+
+    /// Checks a statement, admits it, and registers the tenant's `events` for it.
+    async fn prepare_sql(
+        &self,
+        tenant: &TenantId,
+        sql: &str,
+    ) -> Result<
+        (
+            SessionContext,
+            Running,
+            Vec<UnreadableWindow>,
+            String,
+            SQLOptions,
+        ),
+        QueryError,
+    > {
         if sql.len() > self.limits.max_statement_bytes {
             return Err(QueryError::Invalid(format!(
                 "the statement is {} bytes long; at most {} are accepted",
@@ -531,12 +558,8 @@ impl QueryEngine {
             )));
         }
         let mut running = self.admit(tenant)?;
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
+        let options = sql_options();
         let sql = sql.to_string();
-        let (max_rows, max_bytes) = (self.limits.max_rows, self.limits.max_result_bytes);
         // Parsed on the query's threads and inside its deadline, first to check it and to
         // find the text it requires of every row, by planning it once over an empty table of
         // the same shape: archived hours that cannot hold that text are not fetched. (The
@@ -557,14 +580,7 @@ impl QueryEngine {
             .events_frame(&ctx, tenant, None, None, &text_filters, &mut running)
             .await?;
         ctx.register_table("events", frame.into_view())?;
-        self.run("sql", async move {
-            let _running = running;
-            let frame = ctx.sql_with_options(&sql, options).await?;
-            let mut result = collect_json(frame, max_rows, max_bytes).await?;
-            result.unreadable = unreadable;
-            Ok(result)
-        })
-        .await
+        Ok((ctx, running, unreadable, sql, options))
     }
 
     /// Events matching the filters, newest first, one page.
@@ -924,6 +940,40 @@ impl datafusion::sql::sqlparser::ast::Visitor for ExpressionSize {
         self.depth -= 1;
         std::ops::ControlFlow::Continue(())
     }
+}
+
+/// A session for one query within `limits` (see [`QueryEngine::session`] for `selective`).
+fn new_session(limits: &QueryLimits, selective: bool) -> Result<SessionContext, QueryError> {
+    let mut config = SessionConfig::new()
+        .with_target_partitions(2)
+        .with_information_schema(false)
+        .with_batch_size(8192);
+    let parquet = &mut config.options_mut().execution.parquet;
+    parquet.pushdown_filters = selective;
+    parquet.reorder_filters = selective;
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(limits.memory_bytes)))
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        )
+        .build_arc()?;
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(yielding::YieldAfterJoins))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
+    guards::install(&ctx, limits.memory_bytes);
+    Ok(ctx)
+}
+
+/// Read-only SQL: no DDL, no DML, no `SET`.
+fn sql_options() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
 }
 
 /// Accepts exactly one read-only query statement, of bounded size.

@@ -13,8 +13,8 @@
 //!   `accepted` when no storage worker has the job's events yet but a correlator
 //!   acknowledged it (then correlators are asked); 404 only when no worker knows the job;
 //! - SQL: run where the tenant's events are when one worker holds them all (the usual case);
-//!   across several workers it is refused with `sql_across_storage_workers` (501) rather
-//!   than answered wrongly, since an aggregate cannot be merged from per-worker results.
+//!   across several workers the statement runs here over the rows each sends for it
+//!   ([`fanout_sql`]), since an aggregate cannot be merged from per-worker results.
 //!
 //! The Loki query API is merged in [`fanout_loki`].
 //!
@@ -45,8 +45,9 @@ use tokio::sync::watch;
 use crate::http::error::ApiError;
 use crate::http::{authorize, read_body, AppState};
 use crate::tenant_api::{encode_cursor, DEFAULT_PAGE, MAX_PAGE};
+use meniscus_store::query::QueryLimits;
 
-use super::fanout_loki;
+use super::{fanout_loki, fanout_sql};
 
 /// Longer than a storage worker's own query deadline (30 s by default), so its answer, even
 /// a timeout, arrives rather than being cut here.
@@ -58,13 +59,21 @@ pub struct Fanout {
     state: Arc<AppState>,
     snapshots: watch::Receiver<Option<Snapshot>>,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// The query limits of `--config`, for statements run here across storage workers.
+    pub(super) query_limits: QueryLimits,
+    /// Statements across storage workers running at once (`maxConcurrentQueries`).
+    pub(super) across_permits: tokio::sync::Semaphore,
 }
 
 /// One storage worker's answer: its status and body, or why it gave none.
 type Answer = (WorkerId, Result<(StatusCode, Bytes), String>);
 
 impl Fanout {
-    pub fn new(state: Arc<AppState>, snapshots: watch::Receiver<Option<Snapshot>>) -> Arc<Fanout> {
+    pub fn new(
+        state: Arc<AppState>,
+        snapshots: watch::Receiver<Option<Snapshot>>,
+        query_limits: QueryLimits,
+    ) -> Arc<Fanout> {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
         connector.set_nodelay(true);
@@ -74,6 +83,8 @@ impl Fanout {
             client: Client::builder(TokioExecutor::new())
                 .pool_timer(TokioTimer::new())
                 .build(connector),
+            across_permits: tokio::sync::Semaphore::new(query_limits.max_concurrent.max(1)),
+            query_limits,
         })
     }
 
@@ -186,7 +197,7 @@ impl Fanout {
         futures::future::join_all(asks).await
     }
 
-    fn request(
+    pub(super) fn request(
         &self,
         method: &Method,
         address: &str,
@@ -212,18 +223,26 @@ impl Fanout {
         &self,
         request: Result<Request<Full<Bytes>>, String>,
     ) -> Result<(StatusCode, Bytes), String> {
+        let (status, _, body) = self.send_with_headers(request).await?;
+        Ok((status, body))
+    }
+
+    pub(super) async fn send_with_headers(
+        &self,
+        request: Result<Request<Full<Bytes>>, String>,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), String> {
         let response = tokio::time::timeout(ASK_TIMEOUT, self.client.request(request?))
             .await
             .map_err(|_| format!("no answer in {} s", ASK_TIMEOUT.as_secs()))?
             .map_err(|error| format!("unreachable: {error}"))?;
         let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
+        let headers = response.headers().clone();
+        let body = tokio::time::timeout(ASK_TIMEOUT, response.into_body().collect())
             .await
+            .map_err(|_| format!("answer not finished in {} s", ASK_TIMEOUT.as_secs()))?
             .map_err(|error| format!("answer cut: {error}"))?
             .to_bytes();
-        Ok((status, body))
+        Ok((status, headers, body))
     }
 }
 
@@ -279,11 +298,11 @@ impl Sorted {
 }
 
 /// A storage worker's answer, passed on as it is.
-fn pass_on(status: StatusCode, body: Bytes) -> Response {
+pub(super) fn pass_on(status: StatusCode, body: Bytes) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn none_answered(incomplete: Vec<Value>) -> Response {
+pub(super) fn none_answered(incomplete: Vec<Value>) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         Json(json!({
@@ -540,15 +559,32 @@ async fn sql(
         .map(|(worker, _)| worker)
         .collect();
     if holders.len() > 1 {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "sql_across_storage_workers",
-            format!(
-                "tenant {tenant_id}'s events are on {} storage workers (after a failover): SQL \
-                 across storage workers is not built yet; search and counts cover them all",
+        let request: Value = serde_json::from_slice(&body).map_err(|error| {
+            ApiError::bad_request(format!(
+                "{error}; expected {{\"sql\": \"SELECT ... FROM events\"}}"
+            ))
+        })?;
+        let Some(statement) = request["sql"].as_str() else {
+            return Err(ApiError::bad_request(
+                "expected {\"sql\": \"SELECT ... FROM events\"}",
+            ));
+        };
+        if request.get("format").is_some_and(|format| format != "json") {
+            return Err(ApiError::bad_request(format!(
+                "tenant {tenant_id}'s events are on {} storage workers: only the JSON format \
+                 is answered across them",
                 holders.len()
-            ),
-        ));
+            )));
+        }
+        let workers = fanout.storage_workers(&tenant_id);
+        let holders = holders
+            .iter()
+            .filter_map(|holder| workers.iter().find(|(id, _)| id == *holder).cloned())
+            .collect();
+        return fanout_sql::across(
+            &fanout, &tenant_id, holders, &headers, statement, incomplete,
+        )
+        .await;
     }
     // The one holder, or (no events yet) the tenant's first-ranked worker that answered.
     let target = holders

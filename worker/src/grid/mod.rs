@@ -21,6 +21,7 @@ pub mod broadcaster;
 pub mod control;
 pub mod fanout;
 pub mod fanout_loki;
+pub mod fanout_sql;
 pub mod forward;
 pub mod ingest;
 pub mod link;

@@ -72,7 +72,7 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
         SocketBudget::from_process_limit(),
         correlator.accept.metrics.refused_connections.clone(),
     );
-    let app = Fanout::new(state.clone(), snapshots)
+    let app = Fanout::new(state.clone(), snapshots, config.limits.query_limits())
         .router()
         .merge(http::operations_router(state.clone()));
     tracing::info!(http = %http_listener.local_addr()?, "tenant API listening");

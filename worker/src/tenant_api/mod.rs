@@ -7,7 +7,8 @@ pub mod loki;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
@@ -187,13 +188,30 @@ pub async fn search(
 #[serde(deny_unknown_fields)]
 pub struct SqlRequest {
     sql: String,
+    /// `json` (the default: rows as objects, cut at the row and byte limits) or `arrow`:
+    /// every row as an Arrow IPC stream, refused past the query memory limit instead of cut
+    /// (what the grid's tenant API fetches from storage workers to run one statement over
+    /// all of them).
+    #[serde(default)]
+    format: SqlFormat,
 }
+
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum SqlFormat {
+    #[default]
+    Json,
+    Arrow,
+}
+
+/// Header of an Arrow SQL answer naming the windows the query could not read (JSON).
+pub const UNREADABLE_HEADER: &str = "x-meniscus-unreadable";
 
 pub async fn sql(
     State(state): State<Arc<AppState>>,
     Path(tenant_id): Path<String>,
     request: axum::extract::Request,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
     let result = async {
@@ -213,8 +231,26 @@ pub async fn sql(
                 "{error}; expected {{\"sql\": \"SELECT ... FROM events\"}}"
             ))
         })?;
+        if request.format == SqlFormat::Arrow {
+            let (stream, unreadable) = state.queries()?.sql_arrow(&tenant.id, &request.sql).await?;
+            let unreadable = serde_json::to_string(&unreadable).unwrap_or_default();
+            return Ok((
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        meniscus_store::query::distributed::ARROW_STREAM.to_string(),
+                    ),
+                    (
+                        header::HeaderName::from_static(UNREADABLE_HEADER),
+                        unreadable,
+                    ),
+                ],
+                stream,
+            )
+                .into_response());
+        }
         let result = state.queries()?.sql(&tenant.id, &request.sql).await?;
-        Ok(Json(serde_json::to_value(result).unwrap_or(Value::Null)))
+        Ok(Json(serde_json::to_value(result).unwrap_or(Value::Null)).into_response())
     }
     .await;
     finish(&state, "sql", result)
