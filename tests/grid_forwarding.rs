@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use meniscus_tests::free_port;
 use meniscus_tests::grid::{
-    assert_exactly_once, get_json, logger_tcp, put_acme, search_all, stored, wait_until,
+    assert_exactly_once, get_json, holder_of, logger_tcp, put_acme, search_all, stored, wait_until,
     write_secrets, Coordinator, GridWorker, Publishers, TOKEN,
 };
 use serde_json::{json, Value};
@@ -61,15 +61,7 @@ fn a_storage_worker_killed_mid_stream_and_restarted_costs_no_event_and_duplicate
     });
 
     // Which storage worker takes acme's records: the one "first" went to.
-    wait_until("the first event is stored", 30, || {
-        stored(&storage)
-            .iter()
-            .any(|counts| counts.contains_key("first"))
-    });
-    let taker = stored(&storage)
-        .iter()
-        .position(|counts| counts.contains_key("first"))
-        .unwrap();
+    let taker = holder_of(&storage, "first");
 
     let publishers = Publishers::start(&correlator, "http", 2);
     publishers.wait_for_more(200);
@@ -456,5 +448,93 @@ fn a_correlator_killed_with_a_full_spool_sends_it_after_restart_and_drains_on_si
     wait_until("what was spooled before SIGTERM is stored", 30, || {
         let holdings = stored(&storage);
         last.iter().all(|msg| holdings[0].contains_key(msg))
+    });
+}
+
+#[test]
+fn a_storage_worker_removed_from_the_grid_has_its_spool_moved_to_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    write_secrets(dir.path());
+    let coordinator = Coordinator::start(dir.path(), free_port());
+    put_acme(&coordinator, json!([{"name": "web", "durable": true}]));
+    let mut storage = [
+        GridWorker::start(dir.path(), "storage-a", "storage", &coordinator, "[]"),
+        GridWorker::start(dir.path(), "storage-b", "storage", &coordinator, "[]"),
+    ];
+    let correlator = GridWorker::start(dir.path(), "correlator", "correlator", &coordinator, "[]");
+    let client = reqwest::blocking::Client::new();
+    let publish = |msg: &str| {
+        client
+            .post(correlator.url("/v1/tenant/acme/publish"))
+            .header("MESSAGE-TOKEN", TOKEN)
+            .json(&json!({"log_message": {"pname": "web", "host": "h", "msg": msg}}))
+            .send()
+            .map(|response| response.status().as_u16())
+            .unwrap_or(0)
+    };
+    wait_until("the correlator takes a durable publish", 60, || {
+        publish("first") == 202
+    });
+    wait_until("all three workers are online", 30, || {
+        coordinator.online() == 3
+    });
+    let taker = holder_of(&storage, "first");
+    let other = 1 - taker;
+    let address = storage[taker]
+        .grid_url("")
+        .trim_start_matches("http://")
+        .to_string();
+    let taker_id = coordinator
+        .workers()
+        .iter()
+        .find(|worker| worker["address"] == address.as_str())
+        .map(|worker| worker["id"].as_str().unwrap().to_string())
+        .expect("the taker in the coordinator's list");
+
+    // The taker stops answering; what the correlator acknowledges meanwhile waits in its
+    // spool for it. Then its machine is gone for good (kill -9 while stopped) and an
+    // administrator removes it from the grid.
+    storage[taker].signal("STOP");
+    let stranded: Vec<String> = (0..40).map(|n| format!("stranded-{n}")).collect();
+    for msg in &stranded {
+        assert_eq!(publish(msg), 202, "{msg}");
+    }
+    assert!(correlator.metric("meniscus_link_spool_bytes") > 0.0);
+    storage[taker].kill9();
+    let bearer = format!("Bearer {}", meniscus_tests::grid::ADMIN_CREDENTIAL);
+    let remove = |credential: &str| {
+        coordinator
+            .call(
+                "DELETE",
+                &format!("/v1/admin/workers/{taker_id}"),
+                &[("Authorization", credential)],
+                None,
+            )
+            .0
+    };
+    assert_eq!(remove("Bearer wrong"), 401);
+    assert_eq!(remove(&bearer), 204);
+    assert_eq!(remove(&bearer), 404, "removed twice");
+
+    // The correlator moves the stranded records to the storage worker left, which stores
+    // each once.
+    wait_until(
+        "the spool for the removed worker is moved and sent",
+        60,
+        || correlator.metric("meniscus_link_spool_bytes") == 0.0,
+    );
+    assert!(correlator.metric("meniscus_link_records_moved_total") > 0.0);
+    let held = &stored(&storage[other..=other])[0];
+    for msg in &stranded {
+        assert_eq!(
+            held.get(msg),
+            Some(&1),
+            "{msg} on the storage worker left: {held:?}"
+        );
+    }
+    // New publishes go to it too.
+    assert_eq!(publish("after-removal"), 202);
+    wait_until("a new publish is stored", 30, || {
+        stored(&storage[other..=other])[0].contains_key("after-removal")
     });
 }

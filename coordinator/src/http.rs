@@ -15,7 +15,8 @@
 //! Administrators (`Authorization: Bearer ADMIN-CREDENTIAL`): `GET /v1/admin/workers`,
 //! `GET /v1/admin/tenants`, `PUT` / `DELETE /v1/admin/tenants/{id}` (a tenant spec, as in the
 //! config file), `POST /v1/admin/tenants/{id}/rotate-token` `{"graceSeconds"}` -> the new
-//! token. Every change reaches the workers through the next snapshot they fetch.
+//! token, `DELETE /v1/admin/workers/{id}` (decommission). Every change reaches the workers
+//! through the next snapshot they fetch.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,7 @@ use std::time::Duration;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use meniscus_grid::routes::WorkerId;
 use meniscus_grid::tenant::{TenantId, TenantSpec};
@@ -45,6 +46,7 @@ pub fn router(coordinator: Arc<Coordinator>) -> Router {
         .route("/v1/updates", get(updates))
         .route("/v1/broadcast", get(broadcast))
         .route("/v1/admin/workers", get(admin_workers))
+        .route("/v1/admin/workers/{id}", delete(admin_remove_worker))
         .route("/v1/admin/tenants", get(admin_tenants))
         .route(
             "/v1/admin/tenants/{id}",
@@ -270,6 +272,21 @@ async fn admin_put_tenant(
     match coordinator.put_tenant(spec) {
         Ok(()) => Json(json!({ "tenantsVersion": coordinator.snapshot().tenants.version }))
             .into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Decommissions a worker (see [`State::remove_worker`](crate::state::State::remove_worker)).
+async fn admin_remove_worker(
+    State(coordinator): State<Arc<Coordinator>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(refused) = admin_refusal(&coordinator, &headers) {
+        return refused;
+    }
+    match coordinator.remove_worker(&WorkerId(id)) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => error.into_response(),
     }
 }

@@ -259,6 +259,10 @@ impl Coordinator {
         self.change(|state| state.put_tenant(spec))
     }
 
+    pub fn remove_worker(&self, id: &WorkerId) -> Result<(), Error> {
+        self.change(|state| state.remove_worker(id))
+    }
+
     pub fn delete_tenant(&self, id: &TenantId) -> Result<(), Error> {
         self.change(|state| state.delete_tenant(id))
     }

@@ -337,6 +337,21 @@ impl State {
         Ok(true)
     }
 
+    /// Forgets a worker for good (decommissioned: its disk is gone, or it will not come back):
+    /// it leaves the routes, its credential stops working, and senders move what their
+    /// spools hold for it to the storage workers the routes now give its tenants. Started
+    /// again, it pairs as a new worker.
+    pub fn remove_worker(&mut self, id: &WorkerId) -> Result<(), Refused> {
+        let before = self.workers.len();
+        self.workers.retain(|worker| &worker.id != id);
+        if self.workers.len() == before {
+            return Err(Refused::UnknownWorker(id.clone()));
+        }
+        self.route_version += 1;
+        tracing::warn!(worker = %id, "worker removed from the grid");
+        Ok(())
+    }
+
     /// Takes out of the routes every online worker not heard from within the timeout.
     /// Returns whether the routes changed.
     pub fn expire_silent(&mut self, rules: &Rules, now: DateTime<Utc>) -> bool {
@@ -486,6 +501,32 @@ mod tests {
             .find(|worker| &worker.id == id)
             .unwrap()
             .status
+    }
+
+    #[test]
+    fn a_removed_worker_leaves_the_routes_loses_its_credential_and_comes_back_as_new() {
+        let (mut state, rules, workers) = grid(2);
+        let version = state.route_version;
+        let (gone, credential) = &workers[0];
+        state.remove_worker(gone).unwrap();
+        assert_eq!(state.route_version, version + 1);
+        assert!(!state
+            .snapshot(&rules)
+            .routes
+            .workers
+            .iter()
+            .any(|worker| &worker.id == gone));
+        assert!(state.authenticate(gone, credential).is_err());
+        assert_eq!(
+            state.remove_worker(gone).unwrap_err(),
+            Refused::UnknownWorker(gone.clone())
+        );
+        let again = PairRequest {
+            previous: Some((gone.clone(), credential.clone())),
+            ..request(&[Persona::Storage], "s0:7000")
+        };
+        let back = state.pair(true, again, &rules, at(5)).unwrap();
+        assert_ne!(&back.worker_id, gone, "ids are never reused");
     }
 
     #[test]

@@ -590,6 +590,18 @@ pub fn stored<W: std::borrow::Borrow<GridWorker>>(storage: &[W]) -> Vec<HashMap<
         .collect()
 }
 
+/// Waits until one of `storage` holds `msg` (acme's), and says which.
+pub fn holder_of<W: std::borrow::Borrow<GridWorker>>(storage: &[W], msg: &str) -> usize {
+    let mut holder = None;
+    wait_until(&format!("{msg:?} is stored"), 30, || {
+        holder = stored(storage)
+            .iter()
+            .position(|counts| counts.contains_key(msg));
+        holder.is_some()
+    });
+    holder.unwrap()
+}
+
 pub fn wait_until(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     while !done() {

@@ -13,6 +13,9 @@
 //!   is stored twice) and drains when it answers again. With no storage worker online at all
 //!   (the coordinator cannot tell a partition between correlators and storage from storage
 //!   being gone), batches spool for the best-ranked known one, up to the quota.
+//! - A worker removed from the grid for good (the coordinator's routes no longer name it)
+//!   will never take what its spool holds: those records move, in order, to the storage
+//!   workers the routes now give their tenants.
 //! - Past the spool quota, batches are refused (`Full`: HTTP 503) or, for socket readers,
 //!   wait: backpressure reaches the senders instead of memory growing.
 //! - Records are zstd-compressed only when they will wait ([`LinkCompression::Backlog`], the
@@ -30,7 +33,7 @@ use std::time::{Duration, Instant};
 use meniscus_coordinator::state::Snapshot;
 use meniscus_grid::routes::WorkerId;
 use meniscus_metrics::{Counter, Family, Gauge, Registry};
-use meniscus_record::columnar::{encode_payload_into, TenantBatch};
+use meniscus_record::columnar::{decode_payload, encode_payload_into, TenantBatch};
 use meniscus_record::frame::{split_record, PayloadFormat, RecordCodec, FLAG_AES_GCM, HEADER_LEN};
 use meniscus_record::stage::{Ack, Batch, BoxFuture, Stage, StageError, WhenFull};
 use parking_lot::Mutex;
@@ -124,6 +127,7 @@ struct ForwardMetrics {
     events_in: Counter,
     events_out: Counter,
     records_in: Family<Counter>,
+    moved: Counter,
 }
 
 /// One downstream worker as this worker sees it.
@@ -173,6 +177,10 @@ impl Forwarder {
                 events_in: registry.counter(
                     "meniscus_link_events_spooled_total",
                     "Events written to the link spools.",
+                ),
+                moved: registry.counter(
+                    "meniscus_link_records_moved_total",
+                    "Records moved from the spool of a worker removed from the grid to the storage workers the routes now give their tenants.",
                 ),
                 records_in: registry.counters(
                     "meniscus_link_records_spooled_total",
@@ -288,6 +296,124 @@ impl Forwarder {
         Ok(groups)
     }
 
+    /// Tenant batches as the records to spool: one per storage worker the routes give them.
+    fn encode(&self, tenants: Vec<TenantBatch>) -> Result<Vec<Spooled>, StageError> {
+        let refused = |error: &dyn std::fmt::Display| StageError::refused(error.to_string());
+        self.destinations(tenants)?
+            .into_iter()
+            .map(|(to, groups)| {
+                let durable = groups.iter().any(TenantBatch::is_durable);
+                let encrypted = groups.iter().any(TenantBatch::is_encrypted);
+                let compressed = self.compresses_for(&to);
+                let codec = self.codecs.choose(encrypted, compressed);
+                // Built behind room for the header: a plain record is not copied again.
+                let mut buffer = vec![0u8; HEADER_LEN];
+                encode_payload_into(&groups, &mut buffer).map_err(|e| refused(&e))?;
+                let bytes = codec
+                    .seal_prefixed(PayloadFormat::ArrowIpc, buffer)
+                    .map_err(|e| refused(&e))?;
+                Ok(Spooled {
+                    to,
+                    bytes,
+                    durable,
+                    compressed,
+                })
+            })
+            .collect()
+    }
+
+    /// Appends `records`, whose bytes the caller has taken from the quota, to their spools
+    /// (fsynced when durable); on an error the bytes not written are given back. Returns
+    /// whether any was durable.
+    async fn spool(self: &Arc<Self>, records: Vec<Spooled>) -> Result<bool, StageError> {
+        let mut unwritten: u64 = records.iter().map(|record| record.bytes.len() as u64).sum();
+        let mut durable = false;
+        for record in &records {
+            let appended = match self.link(&record.to) {
+                Ok(link) => link
+                    .spool
+                    .append(&record.bytes, record.durable)
+                    .await
+                    .map_err(anyhow::Error::from),
+                Err(error) => {
+                    self.quota.release(record.bytes.len() as u64);
+                    Err(error)
+                }
+            };
+            unwritten -= record.bytes.len() as u64;
+            if let Err(error) = appended {
+                self.quota.release(unwritten);
+                return Err(StageError::unavailable(format!("{error:#}")));
+            }
+            durable |= record.durable;
+            self.metrics
+                .records_in
+                .inc(&[if record.compressed { "true" } else { "false" }]);
+        }
+        Ok(durable)
+    }
+
+    /// True when `to` has left the grid for good: the routes no longer name it at all (an
+    /// offline worker stays named).
+    fn removed(&self, to: &WorkerId) -> bool {
+        self.snapshot.borrow().as_ref().is_some_and(|snapshot| {
+            !snapshot
+                .routes
+                .workers
+                .iter()
+                .any(|worker| &worker.id == to)
+        })
+    }
+
+    /// Moves what `link`'s spool holds, in order, to the storage workers the routes now give
+    /// its tenants: the worker it waited for was removed from the grid and will not take it.
+    /// Each record is in its new spool (fsynced when durable) before it leaves the old one,
+    /// so a crash meanwhile sends it twice at worst, which storage dedupes.
+    async fn move_spool(self: &Arc<Self>, link: &Link) -> Result<(), SendError> {
+        let stuck = |reason: String| SendError::Unreachable {
+            address: link.to.0.clone(),
+            reason,
+        };
+        loop {
+            let records = link
+                .spool
+                .peek(IN_FLIGHT)
+                .map_err(|error| stuck(error.to_string()))?;
+            if records.is_empty() {
+                return Ok(());
+            }
+            for (entry, bytes) in records {
+                let tenants = self
+                    .codecs
+                    .sealed
+                    .open(&bytes)
+                    .map_err(|error| error.to_string())
+                    .and_then(|(_, payload, _)| {
+                        decode_payload(&payload).map_err(|error| error.to_string())
+                    });
+                let tenants = match tenants {
+                    Ok(tenants) => tenants,
+                    Err(reason) => {
+                        self.set_aside(link, entry, &format!("unreadable, not moved: {reason}"));
+                        self.acknowledged(link, entry)?;
+                        continue;
+                    }
+                };
+                let moved = self
+                    .encode(tenants)
+                    .map_err(|error| stuck(format!("cannot move its records: {error}")))?;
+                // Net neutral: the old copy's bytes are given back just below.
+                self.quota
+                    .take(moved.iter().map(|record| record.bytes.len() as u64).sum());
+                self.spool(moved)
+                    .await
+                    .map_err(|error| stuck(format!("cannot move its records: {error}")))?;
+                self.metrics.moved.inc();
+                self.acknowledged(link, entry)?;
+            }
+        }
+    }
+
     /// Whether a record for `to` is compressed: see [`LinkCompression`].
     fn compresses_for(&self, to: &WorkerId) -> bool {
         match self.compression {
@@ -321,7 +447,12 @@ impl Forwarder {
         let mut backoff = FIRST_BACKOFF;
         loop {
             link.spool.wait_pending().await;
-            let wait = match self.send_some(&link).await {
+            let sent = if self.removed(&link.to) {
+                self.move_spool(&link).await
+            } else {
+                self.send_some(&link).await
+            };
+            let wait = match sent {
                 Ok(()) => {
                     backoff = FIRST_BACKOFF;
                     link.down_until.store(0, Ordering::Relaxed);
@@ -340,7 +471,7 @@ impl Forwarder {
                     };
                     self.metrics.sent.inc(&[outcome]);
                     tracing::warn!(to = %link.to, %error, retry_in = ?backoff, "link: records not taken; they stay in the spool");
-                    if matches!(error, SendError::Unreachable { .. }) {
+                    if matches!(error, SendError::Unreachable { .. }) && !self.removed(&link.to) {
                         // `max(1)`: 0 means "not reported".
                         let now = self.now_ms().max(1);
                         link.down_until
@@ -501,33 +632,10 @@ impl Stage for Forwarder {
             .filter(|(_, jobs)| !jobs.is_empty())
             .collect();
         // Encoded here, on the caller's thread, like the store's WAL record.
-        let records = self.destinations(batch.tenants).and_then(|groups| {
-            groups
-                .into_iter()
-                .map(|(to, groups)| {
-                    let durable = groups.iter().any(TenantBatch::is_durable);
-                    let encrypted = groups.iter().any(TenantBatch::is_encrypted);
-                    let compressed = self.compresses_for(&to);
-                    let codec = self.codecs.choose(encrypted, compressed);
-                    // Built behind room for the header: a plain record is not copied again.
-                    let mut buffer = vec![0u8; HEADER_LEN];
-                    let refused =
-                        |error: &dyn std::fmt::Display| StageError::refused(error.to_string());
-                    encode_payload_into(&groups, &mut buffer).map_err(|e| refused(&e))?;
-                    let record = codec
-                        .seal_prefixed(PayloadFormat::ArrowIpc, buffer)
-                        .map_err(|e| refused(&e))?;
-                    Ok((to, record, durable, compressed))
-                })
-                .collect::<Result<Vec<_>, StageError>>()
-        });
+        let records = self.encode(batch.tenants);
         Box::pin(async move {
             let records = records?;
-            let durable = records.iter().any(|(_, _, durable, _)| *durable);
-            let total: u64 = records
-                .iter()
-                .map(|(_, record, _, _)| record.len() as u64)
-                .sum();
+            let total: u64 = records.iter().map(|record| record.bytes.len() as u64).sum();
             match when_full {
                 WhenFull::Refuse => {
                     if !self.quota.try_reserve(total) {
@@ -536,28 +644,7 @@ impl Stage for Forwarder {
                 }
                 WhenFull::Wait => self.quota.reserve(total).await,
             }
-            let mut unwritten = total;
-            for (to, record, durable, compressed) in &records {
-                let appended = match self.link(to) {
-                    Ok(link) => link
-                        .spool
-                        .append(record, *durable)
-                        .await
-                        .map_err(anyhow::Error::from),
-                    Err(error) => {
-                        self.quota.release(record.len() as u64);
-                        Err(error)
-                    }
-                };
-                unwritten -= record.len() as u64;
-                if let Err(error) = appended {
-                    self.quota.release(unwritten);
-                    return Err(StageError::unavailable(format!("{error:#}")));
-                }
-                self.metrics
-                    .records_in
-                    .inc(&[if *compressed { "true" } else { "false" }]);
-            }
+            let durable = self.spool(records).await?;
             self.metrics.events_in.add(events);
             self.metrics.spool_bytes.set(self.quota.used());
             for (tenant, jobs) in jobs {
@@ -571,6 +658,14 @@ impl Stage for Forwarder {
             })
         })
     }
+}
+
+/// A record ready for a spool.
+struct Spooled {
+    to: WorkerId,
+    bytes: Vec<u8>,
+    durable: bool,
+    compressed: bool,
 }
 
 /// Worker ids are made by the coordinator (`w1`, `w2`, …); anything else is not trusted as a

@@ -67,6 +67,12 @@ impl Quota {
             .is_ok()
     }
 
+    /// Takes `bytes` whatever the limit: for records moved from one spool to another, whose
+    /// old copies are given back right after.
+    pub fn take(&self, bytes: u64) {
+        self.used.fetch_add(bytes, Ordering::AcqRel);
+    }
+
     /// Waits until [`Quota::try_reserve`] succeeds.
     pub async fn reserve(&self, bytes: u64) {
         loop {
