@@ -234,9 +234,34 @@ fn a_storage_worker_killed_mid_stream_and_restarted_costs_no_event_and_duplicate
         body.contains("\"pname\"") && body.contains("\"host\""),
         "{body}"
     );
+    // Live tail through the tenant API: fed by both storage workers' tails, it gets an event
+    // published after it opened, whichever worker stores it. A plain GET (not a WebSocket)
+    // and a caller without credentials are refused.
     assert_eq!(
-        loki("/loki/api/v1/tail", &[("query", r#"{pname="web"}"#)]).0,
-        501
+        loki(
+            "/loki/api/v1/tail",
+            &[("query", r#"rate({pname="web"}[1m])"#)]
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        client
+            .get(tenant_api.url("/loki/api/v1/tail?query=%7Bpname%3D%22web%22%7D"))
+            .send()
+            .unwrap()
+            .status(),
+        401
+    );
+    // A WebSocket tail the storage workers refuse (a metric query) gets their 400.
+    assert_eq!(
+        open_tail(&tenant_api, "rate(%7Bpname%3D%22web%22%7D%5B1m%5D)").err(),
+        Some(400)
+    );
+    let lines = tail_while_publishing(&tenant_api, &client, &correlator, "tailed-after-open");
+    assert!(
+        lines.iter().any(|line| line == "tailed-after-open"),
+        "the tail never got the new event: {lines:?}"
     );
 
     // A wrong token is refused by the tenant API itself, on its Loki API too, and by a
@@ -537,4 +562,85 @@ fn a_storage_worker_removed_from_the_grid_has_its_spool_moved_to_the_others() {
     wait_until("a new publish is stored", 30, || {
         stored(&storage[other..=other])[0].contains_key("after-removal")
     });
+}
+
+/// Opens a Loki tail of acme's `pname="web"` lines on the tenant API (from now on), publishes
+/// `msg` through the correlator, and returns the lines the tail got within 15 s (stopping
+/// early once `msg` arrived).
+fn tail_while_publishing(
+    tenant_api: &GridWorker,
+    client: &reqwest::blocking::Client,
+    correlator: &GridWorker,
+    msg: &str,
+) -> Vec<String> {
+    use std::time::{Duration, Instant};
+    let start = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    let mut socket = open_tail(
+        tenant_api,
+        &format!("%7Bpname%3D%22web%22%7D&start={start}"),
+    )
+    .unwrap();
+    socket
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    // The workers' tails take their starting point; then the event is published.
+    std::thread::sleep(Duration::from_millis(500));
+    let published = client
+        .post(correlator.url("/v1/tenant/acme/publish"))
+        .header("MESSAGE-TOKEN", TOKEN)
+        .json(&json!({"log_message": {"pname": "web", "host": "h", "msg": msg}}))
+        .send()
+        .unwrap();
+    assert_eq!(published.status().as_u16(), 202);
+    let began = Instant::now();
+    let mut lines = Vec::new();
+    while began.elapsed() < Duration::from_secs(15) && !lines.iter().any(|line| line == msg) {
+        match socket.read() {
+            Ok(tungstenite::Message::Text(text)) => {
+                let message: Value = serde_json::from_str(&text).unwrap();
+                for stream in message["streams"].as_array().unwrap() {
+                    for value in stream["values"].as_array().unwrap() {
+                        lines.push(value[1].as_str().unwrap().to_string());
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(error))
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(error) => panic!("tail: {error}"),
+        }
+    }
+    let _ = socket.close(None);
+    lines
+}
+
+/// Opens `/loki/api/v1/tail?query=QUERY` (already URL-encoded, more parameters may follow)
+/// on the tenant API as acme: the socket, or the status the handshake was refused with.
+fn open_tail(
+    tenant_api: &GridWorker,
+    query: &str,
+) -> Result<tungstenite::WebSocket<std::net::TcpStream>, u16> {
+    use tungstenite::client::IntoClientRequest;
+    let url = tenant_api
+        .url(&format!("/loki/api/v1/tail?query={query}"))
+        .replace("http://", "ws://");
+    let mut request = url.as_str().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("X-Scope-OrgID", "acme".parse().unwrap());
+    request
+        .headers_mut()
+        .insert("Authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    let address = url.trim_start_matches("ws://").split('/').next().unwrap();
+    match tungstenite::client::client(request, std::net::TcpStream::connect(address).unwrap()) {
+        Ok((socket, _)) => Ok(socket),
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+            Err(response.status().as_u16())
+        }
+        Err(error) => panic!("tail handshake: {error}"),
+    }
 }

@@ -47,7 +47,7 @@ use crate::http::{authorize, read_body, AppState};
 use crate::tenant_api::{encode_cursor, DEFAULT_PAGE, MAX_PAGE};
 use meniscus_store::query::QueryLimits;
 
-use super::{fanout_loki, fanout_sql};
+use super::{fanout_loki, fanout_sql, fanout_tail};
 
 /// Longer than a storage worker's own query deadline (30 s by default), so its answer, even
 /// a timeout, arrives rather than being cut here.
@@ -114,6 +114,7 @@ impl Fanout {
                 "/loki/api/v1/series",
                 get(fanout_loki::series).post(fanout_loki::series),
             )
+            .route("/loki/api/v1/tail", get(fanout_tail::tail))
             .route(
                 "/loki/{*rest}",
                 get(fanout_loki::not_here).post(fanout_loki::not_here),
@@ -126,7 +127,7 @@ impl Fanout {
     }
 
     /// Every storage worker in the routes, the tenant's own ranking first.
-    fn storage_workers(&self, tenant: &str) -> Vec<(WorkerId, String)> {
+    pub(super) fn storage_workers(&self, tenant: &str) -> Vec<(WorkerId, String)> {
         let snapshot = self.snapshots.borrow();
         let Some(snapshot) = snapshot.as_ref() else {
             return Vec::new();

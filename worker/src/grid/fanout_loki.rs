@@ -9,7 +9,7 @@
 //!   `max`, `count` and `topk` of per-worker answers are not the answer;
 //! - labels, label values and series: the union.
 //!
-//! Live tail across storage workers is not served here (501).
+//! Live tail is relayed from every storage worker's tail ([`fanout_tail`](super::fanout_tail)).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -275,14 +275,14 @@ pub async fn series(State(fanout): State<Arc<Fanout>>, request: Request) -> Resp
     )
 }
 
-/// `/loki/api/v1/tail` and anything else under `/loki/`.
+/// Anything else under `/loki/` (push goes to a correlator).
 pub async fn not_here() -> Response {
     (
-        StatusCode::NOT_IMPLEMENTED,
+        StatusCode::NOT_FOUND,
         Json(json!({"error": {
-            "code": "not_in_the_grid_yet",
-            "message": "live tail is not served by the tenant-API persona of a grid yet; \
-                        query_range, query, labels, label values and series are",
+            "code": "not_found",
+            "message": "the tenant-API persona of a grid serves Loki's query_range, query, \
+                        labels, label values, series and tail; push goes to a correlator",
         }})),
     )
         .into_response()

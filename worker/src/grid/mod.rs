@@ -22,6 +22,7 @@ pub mod control;
 pub mod fanout;
 pub mod fanout_loki;
 pub mod fanout_sql;
+pub mod fanout_tail;
 pub mod forward;
 pub mod ingest;
 pub mod link;

@@ -38,13 +38,13 @@ pub const MAX_TAILS_PER_TENANT: usize = 4;
 const WINDOW: chrono::Duration = chrono::Duration::hours(1);
 
 /// A tenant's open tail, given back when the socket ends.
-struct TailSlot {
+pub(crate) struct TailSlot {
     state: Arc<AppState>,
     tenant: String,
 }
 
 impl TailSlot {
-    fn take(state: &Arc<AppState>, tenant: &TenantId) -> Option<TailSlot> {
+    pub(crate) fn take(state: &Arc<AppState>, tenant: &TenantId) -> Option<TailSlot> {
         let mut tails = state.loki_tails.lock();
         let open = tails.entry(tenant.as_str().to_string()).or_default();
         if *open >= MAX_TAILS_PER_TENANT {
