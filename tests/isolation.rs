@@ -344,3 +344,70 @@ fn queries_are_bounded_by_time_and_memory() {
         problems.join("\n")
     );
 }
+
+#[test]
+fn sql_as_arrow_holds_every_row_and_is_refused_past_the_memory_limit_not_cut() {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::ipc::reader::StreamReader;
+    let (meniscus, _, _) = seeded();
+    let client = reqwest::blocking::Client::new();
+    let arrow = |sql: &str, format: &str| {
+        client
+            .post(meniscus.url("/v1/tenant/acme/sql"))
+            .header("MESSAGE-TOKEN", "acme-token")
+            .json(&json!({"sql": sql, "format": format}))
+            .send()
+            .unwrap()
+    };
+    let read = |response: reqwest::blocking::Response| {
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/vnd.apache.arrow.stream"
+        );
+        let bytes = response.bytes().unwrap();
+        StreamReader::try_new(std::io::Cursor::new(bytes), None)
+            .unwrap()
+            .map(|batch| batch.unwrap())
+            .collect::<Vec<_>>()
+    };
+    // The tenant's own rows, and only them.
+    let batches = read(arrow("SELECT msg FROM events", "arrow"));
+    let messages: Vec<String> = batches
+        .iter()
+        .flat_map(|batch| {
+            let column = batch.column(0).as_string::<i32>();
+            (0..column.len())
+                .map(|row| column.value(row).to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(messages.len(), 25);
+    assert!(messages.iter().all(|msg| msg.starts_with(ACME_SECRET)));
+    // Past maxResultRows (10,000): JSON is cut and says so, Arrow holds every row.
+    let many = "SELECT value FROM generate_series(1, 20000)";
+    let (status, json) = meniscus.sql_raw("acme", "acme-token", many);
+    assert_eq!(status, 200);
+    assert_eq!(json["truncated"], true, "{}", json["truncated"]);
+    let rows: usize = read(arrow(many, "arrow"))
+        .iter()
+        .map(|batch| batch.num_rows())
+        .sum();
+    assert_eq!(rows, 20_000);
+    // More than the query memory limit (64 MiB here) of rows: refused, never cut.
+    let response = arrow(
+        "SELECT repeat('x', 1000) AS x FROM generate_series(1, 100000)",
+        "arrow",
+    );
+    assert_eq!(response.status().as_u16(), 422);
+    let body: Value = response.json().unwrap();
+    assert_eq!(body["error"]["code"], "query_memory", "{body}");
+    // An unknown format is a clear 400.
+    let response = arrow("SELECT 1", "xml");
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().unwrap();
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("arrow"),
+        "{body}"
+    );
+}
