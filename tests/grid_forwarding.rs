@@ -223,11 +223,43 @@ fn a_storage_worker_killed_mid_stream_and_restarted_costs_no_event_and_duplicate
         total.len().to_string(),
         "{body}"
     );
-    let (status, body) = loki(
-        "/loki/api/v1/query",
-        &[("query", r#"max(count_over_time({pname="web"}[1h]))"#)],
+    // Aggregations that do not add up across workers (max, count, avg, topk) are computed
+    // here over the per-stream counts summed across both: they agree with those counts.
+    let instant = |query: &str| -> Vec<(Value, f64)> {
+        let (status, body) = loki("/loki/api/v1/query", &[("query", query)]);
+        assert_eq!(status, 200, "{query}: {body}");
+        let answer: Value = serde_json::from_str(&body).unwrap();
+        answer["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|one| {
+                let value = one["value"][1].as_str().unwrap().parse::<f64>().unwrap();
+                (one["metric"].clone(), value)
+            })
+            .collect()
+    };
+    let per_stream = instant(r#"count_over_time({pname="web"}[1h])"#);
+    let counts: Vec<f64> = per_stream.iter().map(|(_, value)| *value).collect();
+    eprintln!("per-stream counts across both workers: {counts:?}");
+    assert_eq!(counts.iter().sum::<f64>() as usize, total.len());
+    let max = counts.iter().copied().fold(f64::MIN, f64::max);
+    assert_eq!(
+        instant(r#"max(count_over_time({pname="web"}[1h]))"#)[0].1,
+        max
     );
-    assert_eq!(status, 501, "{body}");
+    assert_eq!(
+        instant(r#"count(count_over_time({pname="web"}[1h]))"#)[0].1,
+        counts.len() as f64
+    );
+    let average = instant(r#"avg(count_over_time({pname="web"}[1h]))"#)[0].1;
+    assert!((average - total.len() as f64 / counts.len() as f64).abs() < 1e-9);
+    let top = instant(r#"topk(1, count_over_time({pname="web"}[1h]))"#);
+    assert_eq!(top.len(), 1);
+    assert_eq!(top[0].1, max);
+    assert!(per_stream
+        .iter()
+        .any(|(metric, value)| *metric == top[0].0 && *value == max));
     let (status, body) = loki("/loki/api/v1/labels", &[]);
     assert_eq!(status, 200, "{body}");
     assert!(

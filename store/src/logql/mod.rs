@@ -14,6 +14,7 @@ pub mod ast;
 pub mod compile;
 pub mod fields;
 pub mod parse;
+pub mod print;
 
 pub use parse::{parse, parse_duration};
 

@@ -595,8 +595,9 @@ fn merge_same_labels(series: Vec<Series>) -> Vec<Series> {
         .collect()
 }
 
-/// An aggregation or `topk` over already evaluated series.
-fn apply(wrapper: &MetricExpr, series: Vec<Series>) -> Vec<Series> {
+/// An aggregation or `topk` over already evaluated series (also what the grid's tenant API
+/// applies to the storage workers' merged series).
+pub fn apply(wrapper: &MetricExpr, series: Vec<Series>) -> Vec<Series> {
     match wrapper {
         MetricExpr::Aggregate { op, grouping, .. } => {
             let mut groups: BTreeMap<BTreeMap<String, String>, BTreeMap<i64, Vec<f64>>> =

@@ -3,10 +3,11 @@
 //! the way Loki's own query frontend merges its queriers':
 //! - log queries (`resultType: streams`): every worker's lines together, ordered by time in
 //!   the query's direction and cut to its `limit`, regrouped by stream;
-//! - metric queries (`matrix`, `vector`): passed on when one worker holds matching events;
-//!   summed per series and timestamp when several do and the query adds up across them (the
-//!   range functions, and `sum` of them); otherwise refused with 501, since `avg`, `min`,
-//!   `max`, `count` and `topk` of per-worker answers are not the answer;
+//! - metric queries (`matrix`, `vector`): split where they start to add up across workers, as
+//!   Loki's query frontend shards them: the workers answer the part that adds up (a range
+//!   function, or `sum` of one), summed here per series and timestamp; the aggregations above
+//!   it (`avg`, `min`, `max`, `count`, `topk`, whose per-worker answers are not the answer)
+//!   run here over the merged series;
 //! - labels, label values and series: the union.
 //!
 //! Live tail is relayed from every storage worker's tail ([`fanout_tail`](super::fanout_tail)).
@@ -20,6 +21,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use meniscus_store::logql::ast::{AggregateOp, MetricExpr, Query};
+use meniscus_store::query::loki::{apply, Series};
 use serde_json::{json, Value};
 
 use super::fanout::{sort, with_incomplete, Fanout, Sorted};
@@ -31,6 +33,8 @@ use crate::tenant_api::loki::{self, format_value, LokiRequest, Params};
 struct Asked {
     sorted: Sorted,
     params: Params,
+    /// Aggregations of a split metric query, outside in, to apply to the merged answer.
+    wrappers: Vec<MetricExpr>,
 }
 
 async fn ask(fanout: &Fanout, request: Request) -> Result<Asked, Response> {
@@ -52,6 +56,22 @@ async fn ask(fanout: &Fanout, request: Request) -> Result<Asked, Response> {
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
         params.0.push((name.to_string(), now.to_string()));
     }
+    // A metric query that does not add up across workers is asked in the part that does.
+    let mut wrappers = Vec::new();
+    if pinned.is_some() {
+        if let Some(Ok(Query::Metric(expr))) = params.get("query").map(meniscus_store::logql::parse)
+        {
+            if !adds_up(&expr) {
+                let (inner, above) = split(expr);
+                wrappers = above;
+                for (name, value) in &mut params.0 {
+                    if name == "query" {
+                        *value = inner.to_string();
+                    }
+                }
+            }
+        }
+    }
     let query = serde_urlencoded::to_string(&params.0).map_err(|error| {
         ApiError::bad_request(format!("the parameters cannot be passed on: {error}")).plain_text()
     })?;
@@ -66,12 +86,92 @@ async fn ask(fanout: &Fanout, request: Request) -> Result<Asked, Response> {
         .await
         .map_err(|error| error.plain_text())?;
     let sorted = sort(answers).settle().map_err(|response| *response)?;
-    Ok(Asked { sorted, params })
+    Ok(Asked {
+        sorted,
+        params,
+        wrappers,
+    })
+}
+
+/// `expr` split at the outermost part that adds up across workers: that part, and the
+/// aggregations above it, outside in.
+fn split(expr: MetricExpr) -> (MetricExpr, Vec<MetricExpr>) {
+    let mut above = Vec::new();
+    let mut at = expr;
+    while !adds_up(&at) {
+        let inner = match &at {
+            MetricExpr::Aggregate { inner, .. } | MetricExpr::TopK { inner, .. } => {
+                (**inner).clone()
+            }
+            // A range function always adds up; not reached.
+            MetricExpr::Range { .. } => break,
+        };
+        above.push(at);
+        at = inner;
+    }
+    (at, above)
+}
+
+/// Applies `wrappers` (outside in) to a merged metric answer, innermost first.
+fn apply_wrappers(mut answer: Value, wrappers: &[MetricExpr], result_type: &str) -> Value {
+    // Times as written by the workers, keyed by their value in microseconds.
+    let mut times: BTreeMap<i64, Value> = BTreeMap::new();
+    let mut series: Vec<Series> = Vec::new();
+    for one in answer["data"]["result"].as_array().into_iter().flatten() {
+        let labels: BTreeMap<String, String> = one["metric"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(name, value)| (name.clone(), value.as_str().unwrap_or("").to_string()))
+            .collect();
+        let points: Vec<&Value> = if result_type == "vector" {
+            vec![&one["value"]]
+        } else {
+            one["values"].as_array().into_iter().flatten().collect()
+        };
+        let points = points
+            .into_iter()
+            .map(|point| {
+                let at = (point[0].as_f64().unwrap_or(0.0) * 1e6).round() as i64;
+                times.entry(at).or_insert_with(|| point[0].clone());
+                let value = point[1]
+                    .as_str()
+                    .and_then(|text| text.parse::<f64>().ok())
+                    .unwrap_or(0.0);
+                (at, value)
+            })
+            .collect();
+        series.push(Series { labels, points });
+    }
+    for wrapper in wrappers.iter().rev() {
+        series = apply(wrapper, series);
+    }
+    let result: Vec<Value> = series
+        .into_iter()
+        .map(|one| {
+            let points: Vec<Value> = one
+                .points
+                .into_iter()
+                .map(|(at, value)| json!([times.get(&at).cloned().unwrap_or(Value::Null), format_value(value)]))
+                .collect();
+            if result_type == "vector" {
+                json!({"metric": one.labels, "value": points.first().cloned().unwrap_or(Value::Null)})
+            } else {
+                json!({"metric": one.labels, "values": points})
+            }
+        })
+        .collect();
+    answer["data"]["result"] = Value::Array(result);
+    answer
 }
 
 /// `GET|POST /loki/api/v1/query_range` and `/query`.
 pub async fn query(State(fanout): State<Arc<Fanout>>, request: Request) -> Response {
-    let Asked { sorted, params } = match ask(&fanout, request).await {
+    let Asked {
+        sorted,
+        params,
+        wrappers,
+    } = match ask(&fanout, request).await {
         Ok(asked) => asked,
         Err(response) => return response,
     };
@@ -83,7 +183,12 @@ pub async fn query(State(fanout): State<Arc<Fanout>>, request: Request) -> Respo
         .to_string();
     let merged = match result_type.as_str() {
         "streams" => Ok(merge_streams(&answers, &params)),
-        "matrix" | "vector" => merge_metric(answers, &params, &result_type),
+        "matrix" | "vector" => {
+            merge_metric(answers, &params, &result_type).map(|merged| match wrappers.is_empty() {
+                true => merged,
+                false => apply_wrappers(merged, &wrappers, &result_type),
+            })
+        }
         other => Err(format!("a storage worker answered resultType {other:?}")),
     };
     match merged {
