@@ -163,6 +163,28 @@ fn a_storage_worker_killed_mid_stream_and_restarted_costs_no_event_and_duplicate
     assert_eq!(newest.len(), 3);
     let logged = sql("SELECT count(*) AS n FROM events WHERE msg LIKE 'logger-%'");
     assert_eq!(n(logged), 20);
+    // A statement that never yields (a cross join of generators, planned and run in the
+    // tenant API) stops at its deadline (queryTimeout: 10s) on query threads of its own, and
+    // the tenant API answers the next statement.
+    let answer: Value = client
+        .post(tenant_api.url("/v1/tenant/acme/sql"))
+        .header("MESSAGE-TOKEN", TOKEN)
+        .json(&json!({"sql": "SELECT count(*) AS n FROM generate_series(1, 100000) a CROSS JOIN generate_series(1, 100000) b WHERE (a.value * b.value) % 7 = 3"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        matches!(
+            answer["error"]["code"].as_str(),
+            Some("query_timeout" | "query_memory")
+        ),
+        "{answer}"
+    );
+    assert_eq!(
+        n(sql("SELECT count(*) AS n FROM events")),
+        total.len() as u64
+    );
     // A statement the workers refuse is refused as they refuse it.
     let answer = client
         .post(tenant_api.url("/v1/tenant/acme/sql"))

@@ -230,7 +230,7 @@ impl GridWorker {
         std::fs::create_dir_all(&worker_dir).unwrap();
         let (listen, http, syslog) = (crate::free_port(), crate::free_port(), crate::free_port());
         let config = format!(
-            "listeners: {}\nhttp: {{address: \"127.0.0.1:{http}\"}}\nstorage: {{flushInterval: 1s}}\nlimits: {{maxResultRows: 1000000}}\n",
+            "listeners: {}\nhttp: {{address: \"127.0.0.1:{http}\"}}\nstorage: {{flushInterval: 1s}}\nlimits: {{maxResultRows: 1000000, queryTimeout: 10s}}\n",
             listeners.replace("{syslog}", &syslog.to_string())
         );
         std::fs::write(worker_dir.join("meniscus.yaml"), config).unwrap();

@@ -36,8 +36,8 @@ use futures::future::BoxFuture;
 use futures::StreamExt;
 
 use super::{
-    check_single_select, collect_json, new_session, sql_options, QueryError, QueryLimits,
-    QueryResult, UnreadableWindow,
+    check_single_select, collect_json, new_session, on_query_threads, sql_options, QueryError,
+    QueryLimits, QueryResult, UnreadableWindow,
 };
 
 /// Media type of a statement's rows as an Arrow IPC stream.
@@ -125,6 +125,20 @@ pub async fn sql_across(
         ))
         .into());
     }
+    let (sql, limits) = (sql.to_string(), limits.clone());
+    let threads = limits.clone();
+    // Parsed, planned and run on query threads of its own, as on a storage worker: a
+    // statement that never yields, or nests deeply, holds those threads, not the caller's;
+    // the deadline is kept from here.
+    let work = async move { Ok(run_across(parts, &sql, &limits).await) };
+    on_query_threads(&threads, || {}, work).await?
+}
+
+async fn run_across(
+    parts: Vec<Arc<dyn EventPart>>,
+    sql: &str,
+    limits: &QueryLimits,
+) -> Result<QueryResult, AcrossError> {
     check_single_select(sql)?;
     let Some(first) = parts.first() else {
         return Err(QueryError::Internal("no storage worker to ask".into()).into());
@@ -153,14 +167,13 @@ pub async fn sql_across(
             .await
             .map_err(AcrossError::Query)
     };
-    let mut result = match tokio::time::timeout(limits.timeout, run).await {
-        // A worker's failure reaches here wrapped in DataFusion's error: the table kept it.
-        Ok(result) => result.map_err(|error| match table.failed.lock().take() {
+    // A worker's failure reaches here wrapped in DataFusion's error: the table kept it.
+    let mut result = run
+        .await
+        .map_err(|error| match table.failed.lock().take() {
             Some(failure) => AcrossError::Part(failure),
             None => error,
-        })?,
-        Err(_) => return Err(QueryError::Timeout(limits.timeout).into()),
-    };
+        })?;
     result.unreadable = std::mem::take(&mut *table.unreadable.lock());
     Ok(result)
 }

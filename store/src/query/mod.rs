@@ -462,43 +462,7 @@ impl QueryEngine {
         &self,
         work: impl std::future::Future<Output = Result<T, QueryError>> + Send + 'static,
     ) -> Result<T, QueryError> {
-        let timeout = self.limits.timeout;
-        // Each query gets its own two threads, so a runaway query (a cross join that never
-        // yields) cannot hold threads the next query needs, nor starve ingest. The deadline
-        // is kept here, on the caller's runtime, since a busy runtime would starve its own
-        // timer. Aborting the task drops the DataFusion stream, which stops its operators at
-        // their next batch.
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("query")
-            // Deep expression trees recurse: DataFusion's recursion protection grows the stack
-            // where it must, and a roomier start keeps that rare (only touched pages count).
-            .thread_stack_size(QUERY_THREAD_STACK_BYTES)
-            .on_thread_start({
-                let nice = self.limits.thread_nice;
-                move || lower_thread_priority(nice)
-            })
-            .on_thread_stop(self.on_thread_stop)
-            .enable_all()
-            .build()
-            .map_err(|error| {
-                QueryError::Internal(format!("cannot start query threads: {error}"))
-            })?;
-        let runtime = QueryRuntime(Some(runtime));
-        let Some(query_runtime) = runtime.0.as_ref() else {
-            return Err(QueryError::Internal("query runtime missing".into()));
-        };
-        let mut handle = query_runtime.spawn(work);
-        match tokio::time::timeout(timeout, &mut handle).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(join_error)) => Err(QueryError::Internal(format!(
-                "query task failed: {join_error}"
-            ))),
-            Err(_elapsed) => {
-                handle.abort();
-                Err(QueryError::Timeout(timeout))
-            }
-        }
+        on_query_threads(&self.limits, self.on_thread_stop, work).await
     }
 
     /// A tenant's SQL over its `events` table.
@@ -939,6 +903,50 @@ impl datafusion::sql::sqlparser::ast::Visitor for ExpressionSize {
     ) -> std::ops::ControlFlow<()> {
         self.depth -= 1;
         std::ops::ControlFlow::Continue(())
+    }
+}
+
+/// Runs `work` on two threads of its own within `limits.timeout` (see
+/// [`QueryEngine::run_untimed`]).
+async fn on_query_threads<T: Send + 'static>(
+    limits: &QueryLimits,
+    on_thread_stop: fn(),
+    work: impl std::future::Future<Output = Result<T, QueryError>> + Send + 'static,
+) -> Result<T, QueryError> {
+    let timeout = limits.timeout;
+    // Each query gets its own two threads, so a runaway query (a cross join that never
+    // yields) cannot hold threads the next query needs, nor starve ingest. The deadline
+    // is kept here, on the caller's runtime, since a busy runtime would starve its own
+    // timer. Aborting the task drops the DataFusion stream, which stops its operators at
+    // their next batch.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("query")
+        // Deep expression trees recurse: DataFusion's recursion protection grows the stack
+        // where it must, and a roomier start keeps that rare (only touched pages count).
+        .thread_stack_size(QUERY_THREAD_STACK_BYTES)
+        .on_thread_start({
+            let nice = limits.thread_nice;
+            move || lower_thread_priority(nice)
+        })
+        .on_thread_stop(on_thread_stop)
+        .enable_all()
+        .build()
+        .map_err(|error| QueryError::Internal(format!("cannot start query threads: {error}")))?;
+    let runtime = QueryRuntime(Some(runtime));
+    let Some(query_runtime) = runtime.0.as_ref() else {
+        return Err(QueryError::Internal("query runtime missing".into()));
+    };
+    let mut handle = query_runtime.spawn(work);
+    match tokio::time::timeout(timeout, &mut handle).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join_error)) => Err(QueryError::Internal(format!(
+            "query task failed: {join_error}"
+        ))),
+        Err(_elapsed) => {
+            handle.abort();
+            Err(QueryError::Timeout(timeout))
+        }
     }
 }
 

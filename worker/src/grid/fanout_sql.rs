@@ -28,6 +28,9 @@ struct StoragePart {
     address: String,
     path: String,
     headers: HeaderMap,
+    /// The tenant API's own runtime: fetches run there, so the HTTP client's pooled
+    /// connections never belong to a query's short-lived threads.
+    runtime: tokio::runtime::Handle,
 }
 
 impl EventPart for StoragePart {
@@ -39,7 +42,8 @@ impl EventPart for StoragePart {
             self.headers.clone(),
         );
         let worker = self.worker.0.clone();
-        Box::pin(async move {
+        let failed = worker.clone();
+        let fetch = self.runtime.spawn(async move {
             let body = Bytes::from(json!({"sql": sql, "format": "arrow"}).to_string());
             let request = fanout.request(&Method::POST, &address, &path, &headers, body);
             match fanout.send_with_headers(request).await {
@@ -64,6 +68,15 @@ impl EventPart for StoragePart {
                     body: reason.into_bytes(),
                 }),
             }
+        });
+        Box::pin(async move {
+            fetch.await.unwrap_or_else(|error| {
+                Err(PartFailure {
+                    worker: failed,
+                    status: None,
+                    body: format!("the fetch stopped: {error}").into_bytes(),
+                })
+            })
         })
     }
 }
@@ -94,6 +107,7 @@ pub(super) async fn across(
                 address,
                 path: path.clone(),
                 headers: headers.clone(),
+                runtime: tokio::runtime::Handle::current(),
             }) as Arc<dyn EventPart>
         })
         .collect();
