@@ -280,3 +280,77 @@ impl Sender {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use meniscus_coordinator::state::{PairRequest, Rules, State as Coordination};
+    use meniscus_grid::routes::Persona;
+    use meniscus_grid::{Correlation, Event, Producer, Transport};
+    use meniscus_record::columnar::encode_payload_into;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A store that never takes anything (full, or its log cannot be written).
+    struct TakesNothing;
+
+    impl Stage for TakesNothing {
+        fn hand_on(
+            self: Arc<Self>,
+            _: Batch,
+            _: WhenFull,
+        ) -> meniscus_record::stage::BoxFuture<Result<Ack, StageError>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    /// Waits the real 5 s (tokio's paused clock is a feature this crate does not build).
+    #[tokio::test]
+    async fn a_store_that_takes_nothing_for_5_s_gets_the_record_answered_503() {
+        let paired = Coordination::default()
+            .pair(
+                true,
+                PairRequest {
+                    personas: vec![Persona::Correlator],
+                    advertise: "correlator:7403".into(),
+                    capacity: 0,
+                    previous: None,
+                },
+                &Rules::default(),
+                chrono::Utc::now(),
+            )
+            .unwrap();
+        let (_keep, snapshots) = watch::channel(Some(paired.snapshot));
+        let receiver = Receiver::new(snapshots, Arc::new(TakesNothing), &Registry::new());
+        let correlation = Correlation::new(
+            "acme",
+            &Producer::plain("default"),
+            Transport::Http,
+            chrono::Utc::now(),
+        );
+        let batch = Batch::from_events(&[Event::from_message("m".into(), correlation)]).unwrap();
+        let mut record = vec![0u8; HEADER_LEN];
+        encode_payload_into(&batch.tenants, &mut record).unwrap();
+        let record = RecordCodec::plain()
+            .seal_prefixed(PayloadFormat::ArrowIpc, record)
+            .unwrap();
+        let request = Request::post(PATH)
+            .header("x-meniscus-worker", paired.worker_id.0.as_str())
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", paired.credential),
+            )
+            .body(Body::from(record))
+            .unwrap();
+        let response = receiver.clone().router().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let error: StageError = serde_json::from_slice(&body).unwrap();
+        assert!(
+            matches!(&error, StageError::Unavailable { reason } if reason.contains("5 s")),
+            "{error:?}"
+        );
+        assert_eq!(receiver.outcomes.get(&["unavailable"]), 1);
+    }
+}
