@@ -10,7 +10,8 @@
 //! - the storage persona, with the tenant API or without ([`storage`]): the store, fed by
 //!   links, and the tenant read API over what it holds;
 //! - the tenant-API persona on its own ([`tenant_api`]): the tenants' reads, fanned out to
-//!   the storage workers and merged ([`fanout`], the Loki API in [`fanout_loki`]).
+//!   the storage workers and merged ([`fanout`]; SQL across them in [`fanout_sql`], the Loki
+//!   API in [`fanout_loki`], its live tail in [`fanout_tail`]).
 //!
 //! Every worker runs the control loop ([`control`]): pairing, heartbeats, routes and tenants.
 //! Not built yet, and refused here with that advice rather than started half-way: the
