@@ -65,6 +65,15 @@ fn a_storage_worker_killed_mid_stream_and_restarted_costs_no_event_and_duplicate
 
     let publishers = Publishers::start(&correlator, "http", 2);
     publishers.wait_for_more(200);
+    // The correlator's heartbeats carry the p99 of its link records' hand-off times (the
+    // autoscaler's input), and its /metrics the histogram.
+    wait_until("the correlator reports its hand-off time", 30, || {
+        coordinator.workers().iter().any(|worker| {
+            worker["personas"][0] == "correlator"
+                && worker["load"]["handoffP99Seconds"].as_f64() > Some(0.0)
+        })
+    });
+    assert!(correlator.metric("meniscus_link_handoff_seconds_count") > 0.0);
     storage[taker].kill9();
     // The correlator keeps acknowledging: its spool holds what the killed worker has not
     // acknowledged, and new batches go to the other storage worker meanwhile.

@@ -24,7 +24,7 @@
 //!   network once; once the link is down or the spools hold an eighth of their quota, new
 //!   records are compressed so the quota covers a longer outage.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use meniscus_coordinator::state::Snapshot;
 use meniscus_grid::routes::WorkerId;
-use meniscus_metrics::{Counter, Family, Gauge, Registry};
+use meniscus_metrics::{Counter, Family, Gauge, Histogram, Registry, LATENCY_BUCKETS};
 use meniscus_record::columnar::{decode_payload, encode_payload_into, TenantBatch};
 use meniscus_record::frame::{split_record, PayloadFormat, RecordCodec, FLAG_AES_GCM, HEADER_LEN};
 use meniscus_record::stage::{Ack, Batch, BoxFuture, Stage, StageError, WhenFull};
@@ -118,7 +118,13 @@ pub struct Forwarder {
     started: Instant,
     /// The jobs of durable publishes acknowledged here (their `accepted` status).
     pub jobs: Arc<AcceptedJobs>,
+    /// Hand-off times (seconds) of the records acknowledged since the last heartbeat took
+    /// them: its p99 (the newest [`RECENT_HANDOFFS`] at most).
+    recent_handoffs: Mutex<VecDeque<f64>>,
 }
+
+/// Hand-off times kept between two heartbeats.
+const RECENT_HANDOFFS: usize = 4096;
 
 struct ForwardMetrics {
     sent: Family<Counter>,
@@ -128,6 +134,7 @@ struct ForwardMetrics {
     events_out: Counter,
     records_in: Family<Counter>,
     moved: Counter,
+    handoff: Histogram,
 }
 
 /// One downstream worker as this worker sees it.
@@ -178,6 +185,11 @@ impl Forwarder {
                     "meniscus_link_events_spooled_total",
                     "Events written to the link spools.",
                 ),
+                handoff: registry.histogram(
+                    "meniscus_link_handoff_seconds",
+                    "From sending a link record to its acknowledgement by the storage worker (written there, fsynced when durable).",
+                    LATENCY_BUCKETS,
+                ),
                 moved: registry.counter(
                     "meniscus_link_records_moved_total",
                     "Records moved from the spool of a worker removed from the grid to the storage workers the routes now give their tenants.",
@@ -194,6 +206,7 @@ impl Forwarder {
             },
             started: Instant::now(),
             jobs: Arc::default(),
+            recent_handoffs: Mutex::default(),
         });
         for entry in std::fs::read_dir(&options.dir)? {
             let entry = entry?;
@@ -212,6 +225,26 @@ impl Forwarder {
             let (more, more_bytes) = link.spool.depth();
             (records + more as u64, bytes + more_bytes)
         })
+    }
+
+    /// The p99 of the hand-off times since the last call (0 when nothing was acknowledged):
+    /// the heartbeat's `handoffP99Seconds`.
+    pub fn take_handoff_p99(&self) -> f64 {
+        let mut times: Vec<f64> = self.recent_handoffs.lock().drain(..).collect();
+        if times.is_empty() {
+            return 0.0;
+        }
+        times.sort_by(f64::total_cmp);
+        times[(times.len() * 99 / 100).min(times.len() - 1)]
+    }
+
+    fn handed_off(&self, took: Duration) {
+        self.metrics.handoff.observe(took);
+        let mut recent = self.recent_handoffs.lock();
+        if recent.len() == RECENT_HANDOFFS {
+            recent.pop_front();
+        }
+        recent.push_back(took.as_secs_f64());
     }
 
     pub fn events_in(&self) -> u64 {
@@ -514,6 +547,7 @@ impl Forwarder {
             let address = address.clone();
             let identity = identity.clone();
             async move {
+                let sent = Instant::now();
                 let answer = match wire {
                     Ok(wire) => self.sender.send(&address, &identity, wire).await,
                     Err(error) => Err(SendError::Stage {
@@ -521,6 +555,9 @@ impl Forwarder {
                         error: StageError::refused(error.to_string()),
                     }),
                 };
+                if answer.is_ok() {
+                    self.handed_off(sent.elapsed());
+                }
                 (entry, answer)
             }
         };

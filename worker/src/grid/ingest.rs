@@ -50,7 +50,7 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
             events_out_per_second: events_out.saturating_sub(last.2) as f64 / seconds,
             queue_depth: records,
             spool_bytes: bytes,
-            handoff_p99_seconds: 0.0,
+            handoff_p99_seconds: forwarder.take_handoff_p99(),
         };
         *last = (Instant::now(), events_in, events_out);
         load
