@@ -351,8 +351,10 @@ http:
         plain = metric_sum(correlator_listen, spooled + '"false"}')
         outcomes = {outcome: int(metric_sum(correlator_listen, f'meniscus_link_records_sent_total{{outcome="{outcome}"}}'))
                     for outcome in ("acknowledged", "full", "unavailable", "unreachable")}
+        handoffs = metric_sum(correlator_listen, "meniscus_link_handoff_seconds_count")
+        handoff_mean = metric_sum(correlator_listen, "meniscus_link_handoff_seconds_sum") / max(handoffs, 1)
         log(f"{label}: link records {int(plain + compressed)}, compressed because they waited: "
-            f"{int(compressed)}; sent: {outcomes}")
+            f"{int(compressed)}; sent: {outcomes}; mean hand-off {handoff_mean * 1000:.1f} ms")
     except Exception:
         for logf in logs:
             logf.flush()
