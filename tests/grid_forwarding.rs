@@ -6,11 +6,11 @@
 
 use std::collections::HashMap;
 
-use meniscus_tests::free_port;
 use meniscus_tests::grid::{
     assert_exactly_once, get_json, holder_of, logger_tcp, put_acme, search_all, stored, wait_until,
     write_secrets, Coordinator, GridWorker, Publishers, TOKEN,
 };
+use meniscus_tests::{free_port, open_loki_tail};
 use serde_json::{json, Value};
 
 #[test]
@@ -318,7 +318,13 @@ fn a_storage_worker_killed_mid_stream_and_restarted_costs_no_event_and_duplicate
     );
     // A WebSocket tail the storage workers refuse (a metric query) gets their 400.
     assert_eq!(
-        open_tail(&tenant_api, "rate(%7Bpname%3D%22web%22%7D%5B1m%5D)").err(),
+        open_loki_tail(
+            tenant_api.http,
+            "rate(%7Bpname%3D%22web%22%7D%5B1m%5D)",
+            "acme",
+            TOKEN
+        )
+        .err(),
         Some(400)
     );
     let lines = tail_while_publishing(&tenant_api, &client, &correlator, "tailed-after-open");
@@ -638,9 +644,11 @@ fn tail_while_publishing(
 ) -> Vec<String> {
     use std::time::{Duration, Instant};
     let start = chrono::Utc::now().timestamp_nanos_opt().unwrap();
-    let mut socket = open_tail(
-        tenant_api,
+    let mut socket = open_loki_tail(
+        tenant_api.http,
         &format!("%7Bpname%3D%22web%22%7D&start={start}"),
+        "acme",
+        TOKEN,
     )
     .unwrap();
     socket
@@ -679,31 +687,4 @@ fn tail_while_publishing(
     }
     let _ = socket.close(None);
     lines
-}
-
-/// Opens `/loki/api/v1/tail?query=QUERY` (already URL-encoded, more parameters may follow)
-/// on the tenant API as acme: the socket, or the status the handshake was refused with.
-fn open_tail(
-    tenant_api: &GridWorker,
-    query: &str,
-) -> Result<tungstenite::WebSocket<std::net::TcpStream>, u16> {
-    use tungstenite::client::IntoClientRequest;
-    let url = tenant_api
-        .url(&format!("/loki/api/v1/tail?query={query}"))
-        .replace("http://", "ws://");
-    let mut request = url.as_str().into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("X-Scope-OrgID", "acme".parse().unwrap());
-    request
-        .headers_mut()
-        .insert("Authorization", format!("Bearer {TOKEN}").parse().unwrap());
-    let address = url.trim_start_matches("ws://").split('/').next().unwrap();
-    match tungstenite::client::client(request, std::net::TcpStream::connect(address).unwrap()) {
-        Ok((socket, _)) => Ok(socket),
-        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
-            Err(response.status().as_u16())
-        }
-        Err(error) => panic!("tail handshake: {error}"),
-    }
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use meniscus_tests::Meniscus;
+use meniscus_tests::{open_loki_tail, Meniscus};
 use serde_json::{json, Value};
 
 const TENANTS: &str = r#"
@@ -606,28 +606,15 @@ fn wrong_credentials_bad_and_unsupported_queries_are_refused_with_loki_errors() 
 
 #[test]
 fn a_tail_gets_lines_sent_after_it_opened_and_nothing_of_another_tenant() {
-    use tungstenite::client::IntoClientRequest;
     let meniscus = Meniscus::start(TENANTS);
     let http = reqwest::blocking::Client::new();
     let query = r#"{app="tailed"} != "skip""#;
-    let url = format!(
-        "ws://127.0.0.1:{}/loki/api/v1/tail?query={}",
-        meniscus.http_port,
-        urlencode(query)
-    );
-    let mut request = url.as_str().into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("X-Scope-OrgID", "acme".parse().unwrap());
-    request
-        .headers_mut()
-        .insert("Authorization", "Bearer acme-token".parse().unwrap());
-    let stream = std::net::TcpStream::connect(("127.0.0.1", meniscus.http_port)).unwrap();
-    stream
+    let mut socket =
+        open_loki_tail(meniscus.http_port, &urlencode(query), "acme", "acme-token").unwrap();
+    socket
+        .get_mut()
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
-    let (mut socket, response) = tungstenite::client::client(request, stream).unwrap();
-    assert_eq!(response.status().as_u16(), 101);
     // Give the tail a moment to take its starting point, then send: the other tenant's line
     // with the same labels first, a line the filter drops, then acme's.
     std::thread::sleep(Duration::from_millis(300));

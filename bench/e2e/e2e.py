@@ -189,10 +189,7 @@ def metric_sum(port, prefix, timeout=5):
 def stored_events(ops_port, timeout=5):
     """meniscus_store_stored_events_total summed over tenants: a /metrics scrape of the ops
     listener (the public one leaves tenant series out), far cheaper than a query."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{ops_port}/metrics", timeout=timeout) as r:
-        text = r.read().decode()
-    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
-               if line.startswith("meniscus_store_stored_events_total"))
+    return int(metric_sum(ops_port, "meniscus_store_stored_events_total", timeout))
 
 
 def meniscus_case(args, work, conns, durable):

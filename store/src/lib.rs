@@ -250,26 +250,19 @@ impl Store {
             .take_sealed_record()
             .filter(|record| self.codec.is_plain() && record.len() <= RECORD_TARGET_BYTES);
         let batches = batch.tenants;
-        if let Some(record) = received {
-            return Ok(Some(Encoded {
-                batches,
-                records: vec![record],
-                durable,
-                acknowledge_when_written,
-                events,
-                transport,
-            }));
-        }
-        let mut records = Vec::new();
-        for chunk in record_chunks(&batches, RECORD_TARGET_BYTES) {
-            let mut buffer = vec![0u8; frame::HEADER_LEN];
-            encode_payload_into(&chunk, &mut buffer).map_err(|error| refused(&error))?;
-            let record = self
-                .codec
-                .seal_prefixed(PayloadFormat::ArrowIpc, buffer)
-                .map_err(|error| refused(&error))?;
-            records.push(record);
-        }
+        let records = match received {
+            Some(record) => vec![record],
+            None => record_chunks(&batches, RECORD_TARGET_BYTES)
+                .into_iter()
+                .map(|chunk| {
+                    let mut buffer = vec![0u8; frame::HEADER_LEN];
+                    encode_payload_into(&chunk, &mut buffer).map_err(|error| refused(&error))?;
+                    self.codec
+                        .seal_prefixed(PayloadFormat::ArrowIpc, buffer)
+                        .map_err(|error| refused(&error))
+                })
+                .collect::<Result<Vec<_>, StageError>>()?,
+        };
         Ok(Some(Encoded {
             batches,
             records,

@@ -1063,3 +1063,31 @@ pub fn log_messages_body(messages: &[Value]) -> Vec<u8> {
         .collect();
     serde_json::to_vec(&body).unwrap()
 }
+
+/// Opens Loki's `/loki/api/v1/tail?query=QUERY` (`query` URL-encoded, more parameters may
+/// follow) on loopback `port` as `tenant` with `token`: the socket, or the status its
+/// handshake was refused with.
+pub fn open_loki_tail(
+    port: u16,
+    query: &str,
+    tenant: &str,
+    token: &str,
+) -> Result<tungstenite::WebSocket<std::net::TcpStream>, u16> {
+    use tungstenite::client::IntoClientRequest;
+    let url = format!("ws://127.0.0.1:{port}/loki/api/v1/tail?query={query}");
+    let mut request = url.as_str().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("X-Scope-OrgID", tenant.parse().unwrap());
+    request
+        .headers_mut()
+        .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    match tungstenite::client::client(request, stream) {
+        Ok((socket, _)) => Ok(socket),
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+            Err(response.status().as_u16())
+        }
+        Err(error) => panic!("tail handshake: {error}"),
+    }
+}

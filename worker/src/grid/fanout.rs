@@ -44,7 +44,7 @@ use tokio::sync::watch;
 
 use crate::http::error::ApiError;
 use crate::http::{authorize, read_body, AppState};
-use crate::tenant_api::{encode_cursor, DEFAULT_PAGE, MAX_PAGE};
+use crate::tenant_api::{encode_cursor, SqlFormat, SqlRequest, DEFAULT_PAGE, MAX_PAGE};
 use meniscus_store::query::QueryLimits;
 
 use super::{fanout_loki, fanout_sql, fanout_tail};
@@ -52,6 +52,10 @@ use super::{fanout_loki, fanout_sql, fanout_tail};
 /// Longer than a storage worker's own query deadline (30 s by default), so its answer, even
 /// a timeout, arrives rather than being cut here.
 const ASK_TIMEOUT: Duration = Duration::from_secs(60);
+/// The caller's headers a storage worker is asked with: its tenant and token, as the tenant
+/// API's own endpoints and the Loki API read them.
+pub(super) const CALLER_CREDENTIALS: [&str; 3] =
+    ["message-token", "authorization", "x-scope-orgid"];
 /// Largest SQL request body passed on (the storage workers check the statement's size).
 const MAX_SQL_BODY: usize = 1 << 20;
 
@@ -210,7 +214,7 @@ impl Fanout {
             .method(method.clone())
             .uri(format!("http://{address}{path_and_query}"))
             .header(header::CONTENT_TYPE, "application/json");
-        for name in ["message-token", "authorization", "x-scope-orgid"] {
+        for name in CALLER_CREDENTIALS {
             if let Some(value) = headers.get(name) {
                 request = request.header(name, value);
             }
@@ -560,17 +564,8 @@ async fn sql(
         .map(|(worker, _)| worker)
         .collect();
     if holders.len() > 1 {
-        let request: Value = serde_json::from_slice(&body).map_err(|error| {
-            ApiError::bad_request(format!(
-                "{error}; expected {{\"sql\": \"SELECT ... FROM events\"}}"
-            ))
-        })?;
-        let Some(statement) = request["sql"].as_str() else {
-            return Err(ApiError::bad_request(
-                "expected {\"sql\": \"SELECT ... FROM events\"}",
-            ));
-        };
-        if request.get("format").is_some_and(|format| format != "json") {
+        let request = SqlRequest::read(&body)?;
+        if request.format != SqlFormat::Json {
             return Err(ApiError::bad_request(format!(
                 "tenant {tenant_id}'s events are on {} storage workers: only the JSON format \
                  is answered across them",
@@ -583,7 +578,12 @@ async fn sql(
             .filter_map(|holder| workers.iter().find(|(id, _)| id == *holder).cloned())
             .collect();
         return fanout_sql::across(
-            &fanout, &tenant_id, holders, &headers, statement, incomplete,
+            &fanout,
+            &tenant_id,
+            holders,
+            &headers,
+            &request.sql,
+            incomplete,
         )
         .await;
     }

@@ -24,9 +24,9 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message as Upstream};
 
-use super::fanout::Fanout;
+use super::fanout::{Fanout, CALLER_CREDENTIALS};
 use crate::http::error::ApiError;
-use crate::tenant_api::loki::tail::{TailSlot, MAX_TAILS_PER_TENANT};
+use crate::tenant_api::loki::tail::{websocket, TailSlot};
 use crate::tenant_api::loki::LokiRequest;
 
 /// How long a storage worker may take to accept its tail.
@@ -46,27 +46,11 @@ pub async fn tail(
             Ok(request) => request,
             Err(error) => return error.plain_text(),
         };
-    let upgrade = match upgrade {
-        Ok(upgrade) => upgrade,
-        Err(rejection) => {
-            return ApiError::bad_request(format!(
-                "tail is a WebSocket: connect with ws:// ({})",
-                rejection.body_text()
-            ))
-            .plain_text()
-        }
-    };
-    let Some(slot) = TailSlot::take(fanout.state(), &tenant.id) else {
-        return ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_tails",
-            format!(
-                "tenant {} has {MAX_TAILS_PER_TENANT} tails open, the most one tenant may have; \
-                 close one first",
-                tenant.id
-            ),
-        )
-        .plain_text();
+    let (upgrade, slot) = match websocket(upgrade)
+        .and_then(|upgrade| Ok((upgrade, TailSlot::take(fanout.state(), &tenant.id)?)))
+    {
+        Ok(taken) => taken,
+        Err(error) => return error.plain_text(),
     };
     let query = match serde_urlencoded::to_string(&params.0) {
         Ok(query) => query,
@@ -131,7 +115,7 @@ async fn connect(
     let mut request = url
         .into_client_request()
         .map_err(|error| Refusal::Unreachable(error.to_string()))?;
-    for name in ["x-scope-orgid", "authorization", "message-token"] {
+    for name in CALLER_CREDENTIALS {
         if let Some(value) = headers.get(name) {
             request.headers_mut().insert(name, value.clone());
         }

@@ -187,18 +187,29 @@ pub async fn search(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SqlRequest {
-    sql: String,
+    pub(crate) sql: String,
     /// `json` (the default: rows as objects, cut at the row and byte limits) or `arrow`:
     /// every row as an Arrow IPC stream, refused past the query memory limit instead of cut
     /// (what the grid's tenant API fetches from storage workers to run one statement over
     /// all of them).
     #[serde(default)]
-    format: SqlFormat,
+    pub(crate) format: SqlFormat,
+}
+
+impl SqlRequest {
+    /// Reads a request body (any content type: `curl -d` labels JSON as a form).
+    pub(crate) fn read(body: &[u8]) -> Result<SqlRequest, ApiError> {
+        serde_json::from_slice(body).map_err(|error| {
+            ApiError::bad_request(format!(
+                "{error}; expected {{\"sql\": \"SELECT ... FROM events\"}}"
+            ))
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-enum SqlFormat {
+pub(crate) enum SqlFormat {
     #[default]
     Json,
     Arrow,
@@ -225,12 +236,7 @@ pub async fn sql(
             .saturating_mul(2)
             + 1024;
         let body = read_body(&state, &headers, body, limit).await?;
-        // Any content type: `curl -d` labels JSON as a form.
-        let request: SqlRequest = serde_json::from_slice(&body).map_err(|error| {
-            ApiError::bad_request(format!(
-                "{error}; expected {{\"sql\": \"SELECT ... FROM events\"}}"
-            ))
-        })?;
+        let request = SqlRequest::read(&body)?;
         if request.format == SqlFormat::Arrow {
             let (stream, unreadable) = state.queries()?.sql_arrow(&tenant.id, &request.sql).await?;
             let unreadable = serde_json::to_string(&unreadable).unwrap_or_default();

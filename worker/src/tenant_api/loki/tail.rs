@@ -44,18 +44,38 @@ pub(crate) struct TailSlot {
 }
 
 impl TailSlot {
-    pub(crate) fn take(state: &Arc<AppState>, tenant: &TenantId) -> Option<TailSlot> {
+    /// One of the tenant's [`MAX_TAILS_PER_TENANT`] slots, or the 429 that says none is free.
+    pub(crate) fn take(state: &Arc<AppState>, tenant: &TenantId) -> Result<TailSlot, ApiError> {
         let mut tails = state.loki_tails.lock();
         let open = tails.entry(tenant.as_str().to_string()).or_default();
         if *open >= MAX_TAILS_PER_TENANT {
-            return None;
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_tails",
+                format!(
+                    "tenant {tenant} has {MAX_TAILS_PER_TENANT} tails open, the most one tenant \
+                     may have; close one first"
+                ),
+            ));
         }
         *open += 1;
-        Some(TailSlot {
+        Ok(TailSlot {
             state: state.clone(),
             tenant: tenant.as_str().to_string(),
         })
     }
+}
+
+/// The caller's WebSocket upgrade, or the 400 that says a tail is one.
+pub(crate) fn websocket(
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<WebSocketUpgrade, ApiError> {
+    upgrade.map_err(|rejection| {
+        ApiError::bad_request(format!(
+            "tail is a WebSocket: connect with ws:// ({})",
+            rejection.body_text()
+        ))
+    })
 }
 
 impl Drop for TailSlot {
@@ -101,23 +121,8 @@ pub async fn tail(
                 }
             }
         }
-        let upgrade = upgrade.map_err(|rejection| {
-            ApiError::bad_request(format!(
-                "tail is a WebSocket: connect with ws:// ({})",
-                rejection.body_text()
-            ))
-        })?;
-        let slot = TailSlot::take(&state, &tenant.id).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_tails",
-                format!(
-                    "tenant {} has {MAX_TAILS_PER_TENANT} tails open, the most one tenant may \
-                     have; close one first",
-                    tenant.id
-                ),
-            )
-        })?;
+        let upgrade = websocket(upgrade)?;
+        let slot = TailSlot::take(&state, &tenant.id)?;
         Ok((tenant, query, limit, start, upgrade, slot))
     }
     .await;
