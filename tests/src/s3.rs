@@ -75,6 +75,14 @@ impl SeaweedFs {
             match self.spawn() {
                 Ok(()) => return,
                 Err(log) if attempt < 5 && log.contains("address already in use") => {
+                    if first {
+                        // The failed start left a volume behind with its own cluster id; a
+                        // master started afresh beside it refuses to grow volumes ("volume
+                        // growth frozen") and uploads fail. Nothing is stored yet: start over.
+                        let data = self.dir.path().join("data");
+                        let _ = std::fs::remove_dir_all(&data);
+                        std::fs::create_dir_all(&data).unwrap();
+                    }
                     for (index, port) in self.ports.iter_mut().enumerate() {
                         if first || index != S3_PORT {
                             *port = free_port();
