@@ -161,9 +161,9 @@ fn the_coordinator_pairs_follows_and_drops_workers_and_survives_kill_9() {
     assert_eq!(after, before);
     assert_eq!(both.heartbeat(&coordinator), 200);
 
-    // The personas that do not run as processes of their own yet say so.
+    // A combination of personas that is not built says so.
     let output = Command::new(meniscus_binary())
-        .args(["worker", "--persona", "normalizer", "--data-dir"])
+        .args(["worker", "--persona", "normalizer,storage", "--data-dir"])
         .arg(dir.path().join("storage"))
         .output()
         .unwrap();

@@ -1,6 +1,7 @@
 //! The grid under faults, as real processes on loopback: the network between correlators
-//! and storage workers cut for 30 s, the coordinator killed while ingest goes on, a storage
-//! worker added mid-stream, and a storage worker that stops answering altogether. Senders
+//! and normalizers cut for 30 s, then between normalizers and storage workers for 15 s, a
+//! normalizer killed with `kill -9` mid-stream, the coordinator killed while ingest goes on,
+//! a storage worker added mid-stream, and a storage worker that stops answering altogether. Senders
 //! are HTTP publishers, rsyslog and util-linux `logger`; every producer is durable, so every
 //! acknowledged event must be found exactly once afterwards.
 
@@ -19,11 +20,16 @@ const SYSLOG_TCP: &str = "[{protocol: tcp, address: \"127.0.0.1:{syslog}\"}]";
 
 /// Publishes one durable message; the HTTP status (0 when the request failed).
 fn publish(correlator: &GridWorker, msg: &str) -> u16 {
+    publish_as(correlator, "web", msg)
+}
+
+/// Publishes one message from producer `pname`; the HTTP status (0 when the request failed).
+fn publish_as(correlator: &GridWorker, pname: &str, msg: &str) -> u16 {
     reqwest::blocking::Client::new()
         .post(correlator.url("/v1/tenant/acme/publish"))
         .header("MESSAGE-TOKEN", TOKEN)
         .timeout(Duration::from_secs(30))
-        .json(&json!({"log_message": {"pname": "web", "host": "h", "msg": msg}}))
+        .json(&json!({"log_message": {"pname": pname, "host": "h", "msg": msg}}))
         .send()
         .map(|response| response.status().as_u16())
         .unwrap_or(0)
@@ -43,11 +49,12 @@ fn incompressible(seed: u64, len: usize) -> String {
     text
 }
 
-/// Each correlator's spool bytes and events spooled / acknowledged, for failure messages.
-fn spool_state(correlators: &[GridWorker]) -> String {
+/// Each sender's spool bytes and events spooled / acknowledged, for failure messages.
+fn spool_state<W: std::borrow::Borrow<GridWorker>>(correlators: &[W]) -> String {
     correlators
         .iter()
         .map(|correlator| {
+            let correlator = correlator.borrow();
             format!(
                 "{}: {} bytes spooled, {}/{} events acknowledged",
                 correlator.name,
@@ -73,17 +80,19 @@ fn wait_for(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
 }
 
 #[test]
-fn a_grid_rides_out_a_cut_link_a_coordinator_outage_and_a_new_storage_worker() {
+fn a_grid_rides_out_cut_links_a_normalizer_crash_a_coordinator_outage_and_a_new_storage_worker() {
     let dir = tempfile::tempdir().unwrap();
     write_secrets(dir.path());
     let coordinator_port = free_port();
     let mut coordinator = Some(Coordinator::start(dir.path(), coordinator_port));
     let grid = coordinator.as_ref().unwrap();
-    // Everything durable; the `web` producer's records are also sealed in the spools.
+    // Everything durable; the `web` producer's records are also sealed in the spools, and
+    // the `sshd` producer's events go through the built-in sshd rulebase.
     put_acme(
         grid,
         json!([
             {"name": "web", "durable": true, "encrypted": true},
+            {"name": "sshd", "pattern": "sshd", "durable": true},
             {"name": "default", "durable": true},
         ]),
     );
@@ -92,24 +101,17 @@ fn a_grid_rides_out_a_cut_link_a_coordinator_outage_and_a_new_storage_worker() {
         GridWorker::start_behind_proxy(dir.path(), "storage-a", "storage,tenant-api", grid, "[]");
     let (storage_b, proxy_b) =
         GridWorker::start_behind_proxy(dir.path(), "storage-b", "storage,tenant-api", grid, "[]");
+    // Normalizers of their own: correlators send to them, they send to storage.
+    let (normalizer_a, cut_a) =
+        GridWorker::start_behind_proxy(dir.path(), "normalizer-a", "normalizer", grid, "[]");
+    let (mut normalizer_b, cut_b) =
+        GridWorker::start_behind_proxy(dir.path(), "normalizer-b", "normalizer", grid, "[]");
     let correlators = [
-        GridWorker::start(
-            dir.path(),
-            "correlator-a",
-            "correlator,normalizer",
-            grid,
-            SYSLOG_TCP,
-        ),
-        GridWorker::start(
-            dir.path(),
-            "correlator-b",
-            "correlator,normalizer",
-            grid,
-            SYSLOG_TCP,
-        ),
+        GridWorker::start(dir.path(), "correlator-a", "correlator", grid, SYSLOG_TCP),
+        GridWorker::start(dir.path(), "correlator-b", "correlator", grid, SYSLOG_TCP),
     ];
     let tenant_api = GridWorker::start(dir.path(), "tenant-api", "tenant-api", grid, "[]");
-    wait_until("all six workers are online", 60, || grid.online() == 6);
+    wait_until("all eight workers are online", 60, || grid.online() == 8);
     let mut expected = Vec::new();
     for correlator in &correlators {
         let first = format!("first-{}", correlator.name);
@@ -125,7 +127,9 @@ fn a_grid_rides_out_a_cut_link_a_coordinator_outage_and_a_new_storage_worker() {
         None,
         &[("TENANT", "acme"), ("TOKEN", TOKEN)],
     );
-    let syslog_batch = |phase: &str, expected: &mut Vec<String>| {
+    // sshd logins (through the rulebase) alongside rsyslog and logger lines.
+    let mut logins = Vec::new();
+    let mut syslog_batch = |phase: &str, expected: &mut Vec<String>| {
         let lines = numbered_lines(&format!("rsyslog-{phase}"), 200);
         rsyslog.send_lines(&lines.iter().map(|line| line.rfc5424()).collect::<Vec<_>>());
         expected.extend(lines.into_iter().map(|line| line.msg));
@@ -133,6 +137,14 @@ fn a_grid_rides_out_a_cut_link_a_coordinator_outage_and_a_new_storage_worker() {
             let message = format!("logger-{phase}-{n}");
             logger_tcp(&correlators[1], &message);
             expected.push(message);
+        }
+        for (n, correlator) in correlators.iter().enumerate() {
+            let user = format!("{phase}{n}");
+            let login = format!("Accepted publickey for {user} from 10.0.0.{n} port 5214 ssh2");
+            if publish_as(correlator, "sshd", &login) == 202 {
+                expected.push(login.clone());
+                logins.push((login, user));
+            }
         }
     };
     // About 200 events a second each: the test is about faults, not throughput.
@@ -148,10 +160,10 @@ fn a_grid_rides_out_a_cut_link_a_coordinator_outage_and_a_new_storage_worker() {
     };
     more(100);
 
-    // 1. The network to both storage workers fails for 30 s: the correlators keep
-    // acknowledging from their spools, and send everything on once it is back.
-    proxy_a.cut();
-    proxy_b.cut();
+    // 1. The network between correlators and normalizers fails for 30 s: the correlators
+    // keep acknowledging from their spools, and send everything on once it is back.
+    cut_a.cut();
+    cut_b.cut();
     let cut_at = Instant::now();
     syslog_batch("cut", &mut expected);
     more(200);
@@ -163,26 +175,10 @@ fn a_grid_rides_out_a_cut_link_a_coordinator_outage_and_a_new_storage_worker() {
         );
     }
     std::thread::sleep(Duration::from_secs(30).saturating_sub(cut_at.elapsed()));
-    // What the spools held when the network came back is sent on while publishing goes on
-    // (so they are never quite empty): every event spooled by then gets acknowledged.
-    let spooled: Vec<f64> = correlators
-        .iter()
-        .map(|correlator| correlator.metric("meniscus_link_events_spooled_total"))
-        .collect();
-    proxy_a.restore();
-    proxy_b.restore();
-    wait_until(
-        "what the spools held at the end of the cut is sent",
-        180,
-        || {
-            correlators
-                .iter()
-                .zip(&spooled)
-                .all(|(correlator, spooled)| {
-                    correlator.metric("meniscus_link_events_acknowledged_total") >= *spooled
-                })
-        },
-    );
+    wait_until_sent_on(&correlators, || {
+        cut_a.restore();
+        cut_b.restore();
+    });
     more(100);
     let unreachable: f64 = correlators
         .iter()
@@ -192,7 +188,59 @@ fn a_grid_rides_out_a_cut_link_a_coordinator_outage_and_a_new_storage_worker() {
         .sum();
     assert!(unreachable > 0.0, "no send failed during the cut");
 
-    // 2. The coordinator dies: ingest goes on, and so do queries, on the last routes.
+    // 2. The network to both storage workers fails for 15 s: now the normalizers keep what
+    // they take in their spools.
+    proxy_a.cut();
+    proxy_b.cut();
+    let cut_at = Instant::now();
+    syslog_batch("storage-cut", &mut expected);
+    more(200);
+    wait_until("a normalizer spools for storage", 30, || {
+        normalizer_a.metric("meniscus_link_spool_bytes") > 0.0
+            || normalizer_b.metric("meniscus_link_spool_bytes") > 0.0
+    });
+    // A job that has passed the correlator and waits in a normalizer's spool is `accepted`,
+    // its events counted once though both hops remember it.
+    let job: Value = reqwest::blocking::Client::new()
+        .post(correlators[0].url("/v1/tenant/acme/publish"))
+        .header("MESSAGE-TOKEN", TOKEN)
+        .json(&json!([
+            {"log_message": {"pname": "web", "host": "h", "msg": "pending-1"}},
+            {"log_message": {"pname": "web", "host": "h", "msg": "pending-2"}},
+        ]))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    expected.extend(["pending-1".to_string(), "pending-2".to_string()]);
+    let job_url = tenant_api.url(&format!(
+        "/v1/tenant/acme/jobs/{}",
+        job["job_id"].as_str().unwrap()
+    ));
+    wait_until_sent_on(&correlators, || {});
+    let job = get_json(&job_url);
+    assert_eq!(job["status"], "accepted", "{job}");
+    assert_eq!(job["events"], 2, "{job}");
+    std::thread::sleep(Duration::from_secs(15).saturating_sub(cut_at.elapsed()));
+    wait_until_sent_on([&normalizer_a, &normalizer_b], || {
+        proxy_a.restore();
+        proxy_b.restore();
+    });
+    more(100);
+
+    // 3. A normalizer is killed mid-stream and comes back 5 s later: what it had taken is in
+    // its spool, what it had not is still in the correlators'.
+    normalizer_b.kill9();
+    more(100);
+    syslog_batch("normalizer-killed", &mut expected);
+    std::thread::sleep(Duration::from_secs(5));
+    normalizer_b.restart();
+    wait_until("the normalizer is back, under the id it had", 30, || {
+        grid.online() == 8 && grid.workers().len() == 8
+    });
+    more(100);
+
+    // 4. The coordinator dies: ingest goes on, and so do queries, on the last routes.
     drop(coordinator.take());
     more(200);
     syslog_batch("no-coordinator", &mut expected);
@@ -204,20 +252,22 @@ fn a_grid_rides_out_a_cut_link_a_coordinator_outage_and_a_new_storage_worker() {
     coordinator = Some(Coordinator::start(dir.path(), coordinator_port));
     let grid = coordinator.as_ref().unwrap();
     std::thread::sleep(Duration::from_secs(3));
-    wait_until("all six workers are online again", 30, || {
-        grid.online() == 6
+    wait_until("all eight workers are online again", 30, || {
+        grid.online() == 8
     });
 
-    // 3. A third storage worker joins while ingest goes on: every worker runs on the new
+    // 5. A third storage worker joins while ingest goes on: every worker runs on the new
     // routes soon after, and nothing is lost on the way.
     let storage_c = GridWorker::start(dir.path(), "storage-c", "storage,tenant-api", grid, "[]");
-    wait_until("seven workers are online", 30, || grid.online() == 7);
+    wait_until("nine workers are online", 30, || grid.online() == 9);
     let version = grid.route_version();
     let workers = [
         &broadcaster,
         &storage_a,
         &storage_b,
         &storage_c,
+        &normalizer_a,
+        &normalizer_b,
         &correlators[0],
         &correlators[1],
         &tenant_api,
@@ -237,13 +287,19 @@ fn a_grid_rides_out_a_cut_link_a_coordinator_outage_and_a_new_storage_worker() {
         expected.extend(acknowledged);
         not_acknowledged += refused;
     }
-    // A backlog may remain from the cut (publishers outpace the links on a loaded machine).
+    // A backlog may remain from the cuts (publishers outpace the links on a loaded machine).
+    let senders = [
+        &correlators[0],
+        &correlators[1],
+        &normalizer_a,
+        &normalizer_b,
+    ];
     let mut last = String::new();
     let empty = wait_for(300, || {
-        last = spool_state(&correlators);
-        correlators
+        last = spool_state(&senders);
+        senders
             .iter()
-            .all(|correlator| correlator.metric("meniscus_link_spool_bytes") == 0.0)
+            .all(|sender| sender.metric("meniscus_link_spool_bytes") == 0.0)
     });
     assert!(empty, "the spools did not empty within 300 s: {last}");
     let (_, total) = assert_exactly_once(
@@ -255,10 +311,55 @@ fn a_grid_rides_out_a_cut_link_a_coordinator_outage_and_a_new_storage_worker() {
     let paged = search_all(&tenant_api);
     assert_eq!(paged.len(), total.len(), "search through the tenant API");
     assert!(paged.values().all(|n| *n == 1), "an event on two pages");
+    // Every login went through a normalizer, whichever way it took.
+    let rows = tenant_api.sql(
+        "acme",
+        TOKEN,
+        "SELECT msg, normalized FROM events WHERE msg LIKE 'Accepted publickey%'",
+    );
+    assert_eq!(rows.len(), logins.len(), "{rows:?}");
+    for (login, user) in &logins {
+        let row = rows
+            .iter()
+            .find(|row| row["msg"] == *login.as_str())
+            .unwrap_or_else(|| panic!("{login:?} not found"));
+        let normalized: Value =
+            serde_json::from_str(row["normalized"].as_str().unwrap_or("null")).unwrap();
+        assert_eq!(normalized["sshd"]["user"], *user.as_str(), "{row:?}");
+    }
+    assert!(
+        normalizer_a.metric("meniscus_link_records_received_total{outcome=\"taken\"}") > 0.0
+            && normalizer_b.metric("meniscus_link_records_received_total{outcome=\"taken\"}") > 0.0,
+        "both normalizers took links"
+    );
     assert!(
         rsyslog.is_running(),
         "rsyslog died: {}",
         rsyslog.diagnostics()
+    );
+}
+
+/// Once `restore` has brought the network back: waits until every one of `senders` has had
+/// acknowledged every event it had spooled by then (what they spool afterwards may still be
+/// on its way).
+fn wait_until_sent_on<'a>(
+    senders: impl IntoIterator<Item = &'a GridWorker>,
+    restore: impl FnOnce(),
+) {
+    let senders: Vec<&GridWorker> = senders.into_iter().collect();
+    let spooled: Vec<f64> = senders
+        .iter()
+        .map(|sender| sender.metric("meniscus_link_events_spooled_total"))
+        .collect();
+    restore();
+    wait_until(
+        "what the spools held at the end of the cut is sent",
+        180,
+        || {
+            senders.iter().zip(&spooled).all(|(sender, spooled)| {
+                sender.metric("meniscus_link_events_acknowledged_total") >= *spooled
+            })
+        },
     );
 }
 

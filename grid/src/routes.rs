@@ -88,6 +88,16 @@ pub struct RouteEntry {
     pub status: WorkerStatus,
 }
 
+impl RouteEntry {
+    /// A normalizer of its own (the `normalizer` persona without `correlator`): a hop between
+    /// correlators and storage that takes links. A `correlator,normalizer` worker normalizes
+    /// what it ingests itself and takes no links.
+    pub fn is_normalizer_hop(&self) -> bool {
+        self.personas.contains(&Persona::Normalizer)
+            && !self.personas.contains(&Persona::Correlator)
+    }
+}
+
 /// The grid's routes at one version.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -125,6 +135,27 @@ impl Routes {
                 .filter(|worker| worker.personas.contains(&Persona::Storage)),
             tenant,
         )
+    }
+
+    /// The normalizer hops a correlator sends `key`'s records to, best first: the online ones
+    /// or, while none is online, every known one (records wait in a spool rather than skip
+    /// normalization). Empty when the grid has no normalizer hop: correlators send straight
+    /// to storage.
+    pub fn normalizers_for(&self, key: &str) -> Vec<&RouteEntry> {
+        let hops = || {
+            self.workers
+                .iter()
+                .filter(|worker| worker.is_normalizer_hop())
+        };
+        let online = rank(
+            hops().filter(|worker| worker.status == WorkerStatus::Online),
+            key,
+        );
+        if online.is_empty() {
+            rank(hops(), key)
+        } else {
+            online
+        }
     }
 
     /// Online workers with `persona`, best first for `key` by rendezvous hashing: a tenant's
@@ -293,6 +324,51 @@ mod tests {
         assert_eq!(routes.storage_for("acme")[0].id.0, "both");
         assert_eq!(Persona::parse("tenant-api"), Some(Persona::TenantApi));
         assert_eq!(Persona::parse("nope"), None);
+    }
+
+    #[test]
+    fn correlators_send_to_normalizer_hops_online_first_then_any_known() {
+        let mut routes = storage(2);
+        routes.workers.push(worker(
+            "inline",
+            &[Persona::Correlator, Persona::Normalizer],
+        ));
+        assert!(
+            routes.normalizers_for("acme").is_empty(),
+            "a correlator that normalizes itself is no hop"
+        );
+        routes.workers.push(worker("n1", &[Persona::Normalizer]));
+        routes.workers.push(worker("n2", &[Persona::Normalizer]));
+        let ranked: Vec<String> = routes
+            .normalizers_for("acme")
+            .into_iter()
+            .map(|worker| worker.id.0.clone())
+            .collect();
+        assert_eq!(ranked.len(), 2);
+        let first = routes
+            .workers
+            .iter_mut()
+            .find(|worker| worker.id.0 == ranked[0])
+            .unwrap();
+        first.status = WorkerStatus::Offline;
+        let online: Vec<&str> = routes
+            .normalizers_for("acme")
+            .into_iter()
+            .map(|worker| worker.id.0.as_str())
+            .collect();
+        assert_eq!(online, [ranked[1].as_str()], "only the online one");
+        for worker in &mut routes.workers {
+            worker.status = WorkerStatus::Offline;
+        }
+        let known: Vec<String> = routes
+            .normalizers_for("acme")
+            .into_iter()
+            .map(|worker| worker.id.0.clone())
+            .collect();
+        assert_eq!(
+            known, ranked,
+            "all offline: every known hop, in the same order"
+        );
     }
 
     #[test]

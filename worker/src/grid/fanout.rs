@@ -52,6 +52,10 @@ use super::{fanout_loki, fanout_sql, fanout_tail};
 /// Longer than a storage worker's own query deadline (30 s by default), so its answer, even
 /// a timeout, arrives rather than being cut here.
 const ASK_TIMEOUT: Duration = Duration::from_secs(60);
+/// A job's status is a lookup, not a query: a worker that has not answered it in this long
+/// (a silent partition) is listed as `incomplete` rather than holding the answer for a
+/// minute.
+const JOB_ASK_TIMEOUT: Duration = Duration::from_secs(10);
 /// The caller's headers a storage worker is asked with: its tenant and token, as the tenant
 /// API's own endpoints and the Loki API read them.
 pub(super) const CALLER_CREDENTIALS: [&str; 3] =
@@ -152,14 +156,34 @@ impl Fanout {
         workers
     }
 
-    /// The online correlators in the routes: they know the jobs they acknowledged.
+    /// The online correlators and normalizer hops in the routes: they know the jobs whose
+    /// events they spooled.
     fn correlators(&self) -> Vec<(WorkerId, String)> {
+        let snapshot = self.snapshots.borrow();
+        snapshot.as_ref().map_or_else(Vec::new, |snapshot| {
+            let routes = &snapshot.routes;
+            routes
+                .online(Persona::Correlator)
+                .chain(
+                    routes
+                        .online(Persona::Normalizer)
+                        .filter(|worker| worker.is_normalizer_hop()),
+                )
+                .map(|worker| (worker.id.clone(), worker.address.clone()))
+                .collect()
+        })
+    }
+
+    /// The normalizer hops in the routes.
+    fn normalizer_hops(&self) -> Vec<WorkerId> {
         let snapshot = self.snapshots.borrow();
         snapshot.as_ref().map_or_else(Vec::new, |snapshot| {
             snapshot
                 .routes
-                .online(Persona::Correlator)
-                .map(|worker| (worker.id.clone(), worker.address.clone()))
+                .workers
+                .iter()
+                .filter(|worker| worker.is_normalizer_hop())
+                .map(|worker| worker.id.clone())
                 .collect()
         })
     }
@@ -173,6 +197,20 @@ impl Fanout {
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<Vec<Answer>, ApiError> {
+        self.ask_all_within(tenant, method, path_and_query, headers, body, ASK_TIMEOUT)
+            .await
+    }
+
+    /// As [`Fanout::ask_all`], waiting at most `deadline` for each worker.
+    async fn ask_all_within(
+        &self,
+        tenant: &str,
+        method: Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+        deadline: Duration,
+    ) -> Result<Vec<Answer>, ApiError> {
         let workers = self.storage_workers(tenant);
         if workers.is_empty() {
             return Err(ApiError::new(
@@ -182,11 +220,12 @@ impl Fanout {
             ));
         }
         Ok(self
-            .ask(workers, method, path_and_query, headers, body)
+            .ask(workers, method, path_and_query, headers, body, deadline)
             .await)
     }
 
-    /// Sends the same request to each of `workers` at once, with the caller's token.
+    /// Sends the same request to each of `workers` at once, with the caller's token, waiting
+    /// at most `deadline` for each.
     async fn ask(
         &self,
         workers: Vec<(WorkerId, String)>,
@@ -194,10 +233,11 @@ impl Fanout {
         path_and_query: &str,
         headers: &HeaderMap,
         body: Bytes,
+        deadline: Duration,
     ) -> Vec<Answer> {
         let asks = workers.into_iter().map(|(id, address)| {
             let request = self.request(&method, &address, path_and_query, headers, body.clone());
-            async move { (id, self.send(request).await) }
+            async move { (id, self.send_within(request, deadline).await) }
         });
         futures::future::join_all(asks).await
     }
@@ -228,7 +268,15 @@ impl Fanout {
         &self,
         request: Result<Request<Full<Bytes>>, String>,
     ) -> Result<(StatusCode, Bytes), String> {
-        let (status, _, body) = self.send_with_headers(request).await?;
+        self.send_within(request, ASK_TIMEOUT).await
+    }
+
+    async fn send_within(
+        &self,
+        request: Result<Request<Full<Bytes>>, String>,
+        deadline: Duration,
+    ) -> Result<(StatusCode, Bytes), String> {
+        let (status, _, body) = self.send_with_headers_within(request, deadline).await?;
         Ok((status, body))
     }
 
@@ -236,15 +284,23 @@ impl Fanout {
         &self,
         request: Result<Request<Full<Bytes>>, String>,
     ) -> Result<(StatusCode, HeaderMap, Bytes), String> {
-        let response = tokio::time::timeout(ASK_TIMEOUT, self.client.request(request?))
+        self.send_with_headers_within(request, ASK_TIMEOUT).await
+    }
+
+    async fn send_with_headers_within(
+        &self,
+        request: Result<Request<Full<Bytes>>, String>,
+        deadline: Duration,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), String> {
+        let response = tokio::time::timeout(deadline, self.client.request(request?))
             .await
-            .map_err(|_| format!("no answer in {} s", ASK_TIMEOUT.as_secs()))?
+            .map_err(|_| format!("no answer in {} s", deadline.as_secs()))?
             .map_err(|error| format!("unreachable: {error}"))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = tokio::time::timeout(ASK_TIMEOUT, response.into_body().collect())
+        let body = tokio::time::timeout(deadline, response.into_body().collect())
             .await
-            .map_err(|_| format!("answer not finished in {} s", ASK_TIMEOUT.as_secs()))?
+            .map_err(|_| format!("answer not finished in {} s", deadline.as_secs()))?
             .map_err(|error| format!("answer cut: {error}"))?
             .to_bytes();
         Ok((status, headers, body))
@@ -478,7 +534,14 @@ async fn job_status(
     authorize(&fanout.state, &tenant_id, &headers)?;
     let path = format!("/v1/tenant/{tenant_id}/jobs/{job_id}");
     let answers = fanout
-        .ask_all(&tenant_id, Method::GET, &path, &headers, Bytes::new())
+        .ask_all_within(
+            &tenant_id,
+            Method::GET,
+            &path,
+            &headers,
+            Bytes::new(),
+            JOB_ASK_TIMEOUT,
+        )
         .await?;
     let sorted = sort(answers);
     let (not_found, refused): (Vec<_>, Vec<_>) = sorted
@@ -489,9 +552,9 @@ async fn job_status(
         return Ok(pass_on(status, body));
     }
     if sorted.ok.is_empty() {
-        // No storage worker has the job's events: the correlator that acknowledged it says
-        // `accepted` (it remembers the job for an hour, so a job stored between the two
-        // questions is still known there).
+        // No storage worker has the job's events: the correlator that acknowledged it (and
+        // the normalizer hop that spooled it next) says `accepted` (they remember the job for
+        // an hour, so a job stored between the two questions is still known there).
         let acknowledgers = sort(
             fanout
                 .ask(
@@ -500,15 +563,25 @@ async fn job_status(
                     &path,
                     &headers,
                     Bytes::new(),
+                    JOB_ASK_TIMEOUT,
                 )
                 .await,
         );
         if !acknowledgers.ok.is_empty() {
-            let events: u64 = acknowledgers
-                .ok
-                .iter()
-                .map(|(_, answer)| answer["events"].as_u64().unwrap_or(0))
-                .sum();
+            // A job spooled by a correlator and then by a normalizer hop is known to both:
+            // counted once, from the hop that knows more of it (the normalizer may not have
+            // all of it yet).
+            let hops = fanout.normalizer_hops();
+            let (mut by_correlators, mut by_normalizers) = (0u64, 0u64);
+            for (id, answer) in &acknowledgers.ok {
+                let events = answer["events"].as_u64().unwrap_or(0);
+                if hops.contains(id) {
+                    by_normalizers += events;
+                } else {
+                    by_correlators += events;
+                }
+            }
+            let events = by_correlators.max(by_normalizers);
             let answer = json!({"job_id": job_id, "status": "accepted", "events": events});
             return Ok(with_incomplete(answer, sorted.incomplete));
         }

@@ -1,14 +1,16 @@
-//! The stage a correlator hands its batches to in a grid: each tenant's events go to the
-//! storage worker the routes give that tenant, through a link with a spool.
+//! The stage a correlator (or a normalizer hop) hands its batches to in a grid: each
+//! tenant's events go to the next worker the routes give that tenant, through a link with a
+//! spool. That is the tenant's storage worker, or, from a correlator that does not normalize
+//! itself while the grid has normalizer hops, one of those ([`NextHop`]).
 //!
 //! - A batch is acknowledged upstream once its records are in the spools (fsynced when
 //!   durable): a durable publish answers 202 then, and the events survive this worker's
 //!   `kill -9`. Records are sealed with this worker's spool key when a producer is marked
 //!   `encrypted`.
 //! - Each downstream worker has its own spool, drained in order by its own task, so a slow or
-//!   dead storage worker holds up only its own tenants' records.
-//! - A storage worker that does not answer is skipped with backoff: new batches of its
-//!   tenants go to the next storage worker the routes rank for them, and it is reported to
+//!   dead worker holds up only the records spooled for it.
+//! - A worker that does not answer is skipped with backoff: new batches of its tenants go to
+//!   the next worker the routes rank for them, and it is reported to
 //!   the coordinator. What its spool holds waits for it (it is sent nowhere else, so nothing
 //!   is stored twice) and drains when it answers again. With no storage worker online at all
 //!   (the coordinator cannot tell a partition between correlators and storage from storage
@@ -66,6 +68,18 @@ pub enum LinkCompression {
     Never,
 }
 
+/// Which workers a forwarder sends to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NextHop {
+    /// The normalizer hops while the grid has any, else the tenants' storage workers: a
+    /// correlator that does not normalize what it ingests. A tenant's records from one
+    /// correlator go to one normalizer (rendezvous on tenant and correlator), so their order
+    /// holds, and a busy tenant's correlators spread it over the normalizers.
+    NormalizerThenStorage,
+    /// The tenants' storage workers: a correlator that normalizes, or a normalizer hop.
+    Storage,
+}
+
 pub struct ForwardOptions {
     /// `DATA_DIR/spool`: one directory per downstream worker.
     pub dir: PathBuf,
@@ -74,6 +88,7 @@ pub struct ForwardOptions {
     /// Seals the records of producers marked `encrypted` while they rest in a spool.
     pub key: [u8; 32],
     pub compression: LinkCompression,
+    pub next_hop: NextHop,
 }
 
 /// The four ways a record is sealed: compressed or not, encrypted (producers marked
@@ -112,6 +127,7 @@ pub struct Forwarder {
     quota: Arc<Quota>,
     codecs: Codecs,
     compression: LinkCompression,
+    next_hop: NextHop,
     sender: link::Sender,
     links: Mutex<HashMap<WorkerId, Arc<Link>>>,
     metrics: ForwardMetrics,
@@ -165,6 +181,7 @@ impl Forwarder {
             quota: Quota::new(options.quota_bytes),
             codecs: Codecs::new(&options.key),
             compression: options.compression,
+            next_hop: options.next_hop,
             sender: link::Sender::new(),
             links: Mutex::new(HashMap::new()),
             metrics: ForwardMetrics {
@@ -187,7 +204,7 @@ impl Forwarder {
                 ),
                 handoff: registry.histogram(
                     "meniscus_link_handoff_seconds",
-                    "From sending a link record to its acknowledgement by the storage worker (written there, fsynced when durable).",
+                    "From sending a link record to its acknowledgement by the next worker (written to a storage worker's log, or to a normalizer hop's spool; fsynced when durable).",
                     LATENCY_BUCKETS,
                 ),
                 moved: registry.counter(
@@ -292,8 +309,9 @@ impl Forwarder {
         Ok(link)
     }
 
-    /// Where each tenant batch goes: the first storage worker the routes rank for its tenant
-    /// that this worker does not currently see as down (the first of them when all are).
+    /// Where each tenant batch goes: the first worker the routes rank for its tenant (a
+    /// normalizer hop or a storage worker, see [`NextHop`]) that this worker does not
+    /// currently see as down (the first of them when all are).
     fn destinations(
         &self,
         tenants: Vec<TenantBatch>,
@@ -311,11 +329,25 @@ impl Forwarder {
                 "no routes yet: this worker has not paired with the coordinator",
             ));
         };
+        let me = self
+            .control
+            .saved_identity()
+            .map(|identity| identity.worker_id.0)
+            .unwrap_or_default();
         let mut groups: BTreeMap<WorkerId, Vec<TenantBatch>> = BTreeMap::new();
         for group in tenants {
-            let mut ranked = snapshot.routes.storage_for(group.tenant.as_str());
+            let tenant = group.tenant.as_str();
+            let mut ranked = match self.next_hop {
+                NextHop::NormalizerThenStorage => snapshot
+                    .routes
+                    .normalizers_for(&format!("{tenant}\u{0}{me}")),
+                NextHop::Storage => Vec::new(),
+            };
             if ranked.is_empty() {
-                ranked = snapshot.routes.storage_known_for(group.tenant.as_str());
+                ranked = snapshot.routes.storage_for(tenant);
+            }
+            if ranked.is_empty() {
+                ranked = snapshot.routes.storage_known_for(tenant);
             }
             let chosen = ranked
                 .iter()
@@ -648,7 +680,7 @@ impl Forwarder {
         };
         match self.control.report_down(&identity, target).await {
             Ok(changed) => {
-                tracing::warn!(%target, routes_changed = changed, "reported a storage worker down")
+                tracing::warn!(%target, routes_changed = changed, "reported a worker down")
             }
             Err(error) => tracing::warn!(%target, %error, "cannot report a worker down"),
         }
@@ -681,18 +713,26 @@ impl Stage for Forwarder {
                 }
                 WhenFull::Wait => self.quota.reserve(total).await,
             }
-            let durable = self.spool(records).await?;
-            self.metrics.events_in.add(events);
-            self.metrics.spool_bytes.set(self.quota.used());
-            for (tenant, jobs) in jobs {
-                for (job, events) in jobs {
-                    self.jobs.accepted(&tenant, &job, events);
+            // Once the room is taken the records are written whatever becomes of the caller
+            // (a link receiver answers 503 after a while and drops its future): half a write
+            // cancelled would keep quota no record holds.
+            let forwarder = self.clone();
+            tokio::spawn(async move {
+                let durable = forwarder.spool(records).await?;
+                forwarder.metrics.events_in.add(events);
+                forwarder.metrics.spool_bytes.set(forwarder.quota.used());
+                for (tenant, jobs) in jobs {
+                    for (job, events) in jobs {
+                        forwarder.jobs.accepted(&tenant, &job, events);
+                    }
                 }
-            }
-            Ok(Ack {
-                events,
-                synced: durable,
+                Ok(Ack {
+                    events,
+                    synced: durable,
+                })
             })
+            .await
+            .map_err(|error| StageError::unavailable(format!("spool write failed: {error}")))?
         })
     }
 }

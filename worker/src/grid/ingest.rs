@@ -1,7 +1,8 @@
 //! The correlator persona as its own process (with the normalizer when asked for): the
 //! syslog listeners and HTTP ingest of `--config`, tenants from the coordinator, and every
 //! batch handed to the [`Forwarder`](super::forward::Forwarder), which spools it and sends
-//! it to the tenant's storage worker.
+//! it to the tenant's storage worker, or first to a normalizer hop (`super::normalizer`) when
+//! this worker does not normalize and the grid has one.
 //!
 //! SIGTERM: stop accepting, drain the spools (up to `--drain-seconds`), exit; what is left
 //! stays spooled on disk and is sent when the worker starts again.
@@ -11,15 +12,16 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use meniscus_coordinator::state::Load;
+use meniscus_coordinator::state::{Load, Snapshot};
 use meniscus_grid::routes::Persona;
 use meniscus_metrics::Registry;
 use meniscus_record::stage::Then;
 use meniscus_record::Stage;
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
-use super::forward::{spool_key, ForwardOptions, Forwarder};
+use super::forward::{spool_key, ForwardOptions, Forwarder, NextHop};
 use super::{control_plane, follow_tenants, grid_config, serve, WorkerArgs};
 use crate::connections::{ConnectionTable, SocketBudget};
 use crate::correlator::sources::syslog;
@@ -28,16 +30,28 @@ use crate::http::{self, AppState};
 use crate::normalizer::Normalizer;
 use crate::telemetry::{HttpMetrics, IngestMetrics, NormalizerMetrics};
 
-pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()> {
-    let config = grid_config(&args)?;
-    let metrics = Registry::new();
-    let control = control_plane(&args, personas.clone())?;
+/// A forwarder and the control loop that feeds it routes and reports its load in the
+/// heartbeats: what a correlator and a normalizer hop both run.
+pub(super) struct Forwarding {
+    pub forwarder: Arc<Forwarder>,
+    pub snapshots: watch::Receiver<Option<Snapshot>>,
+    /// The heartbeat task: kept for as long as the worker runs.
+    pub heartbeats: tokio::task::JoinHandle<()>,
+}
+
+pub(super) fn start_forwarding(
+    args: &WorkerArgs,
+    personas: Vec<Persona>,
+    metrics: &Registry,
+    next_hop: NextHop,
+) -> anyhow::Result<Forwarding> {
+    let control = control_plane(args, personas)?;
     // The heartbeat reports the forwarder's load; the forwarder needs the routes the control
     // loop keeps: the loop starts first and finds the forwarder here once it exists.
     let forwarding: Arc<OnceLock<Arc<Forwarder>>> = Arc::default();
     let rates = Mutex::new((Instant::now(), 0u64, 0u64));
     let load_of = forwarding.clone();
-    let (snapshots, _heartbeats) = control.clone().spawn(&metrics, move || {
+    let (snapshots, heartbeats) = control.clone().spawn(metrics, move || {
         let Some(forwarder) = load_of.get() else {
             return Load::default();
         };
@@ -61,14 +75,54 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
             quota_bytes: args.spool_quota_bytes,
             key: spool_key(&args.data_dir)?,
             compression: args.link_compression,
+            next_hop,
         },
         snapshots.clone(),
-        control.clone(),
-        &metrics,
+        control,
+        metrics,
     )?;
     let _ = forwarding.set(forwarder.clone());
+    Ok(Forwarding {
+        forwarder,
+        snapshots,
+        heartbeats,
+    })
+}
 
-    let next: Arc<dyn Stage> = if personas.contains(&Persona::Normalizer) {
+/// At SIGTERM, once nothing new is taken: sends what the spools hold while the next workers
+/// answer, for up to `--drain-seconds`; what is left stays on disk for the next start.
+pub(super) async fn drain_spools(forwarder: &Forwarder, args: &WorkerArgs) {
+    let drained = forwarder
+        .drain(Duration::from_secs(args.drain_seconds))
+        .await;
+    let (records, bytes) = forwarder.depth();
+    if drained {
+        tracing::info!("spools drained");
+    } else {
+        tracing::warn!(
+            records,
+            bytes,
+            "spools not drained in time: they stay on disk and are sent at the next start"
+        );
+    }
+}
+
+pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()> {
+    let config = grid_config(&args)?;
+    let metrics = Registry::new();
+    let normalizes = personas.contains(&Persona::Normalizer);
+    let next_hop = if normalizes {
+        NextHop::Storage
+    } else {
+        NextHop::NormalizerThenStorage
+    };
+    let Forwarding {
+        forwarder,
+        snapshots,
+        heartbeats: _heartbeats,
+    } = start_forwarding(&args, personas, &metrics, next_hop)?;
+
+    let next: Arc<dyn Stage> = if normalizes {
         let normalizer = Normalizer::new(
             config.normalizer.rulebase_dir.clone(),
             NormalizerMetrics::register(&metrics),
@@ -137,18 +191,6 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
     // process), and what the spools hold is sent while the storage workers answer.
     state.ready.store(false, Ordering::Relaxed);
     http_server.abort();
-    let drained = forwarder
-        .drain(Duration::from_secs(args.drain_seconds))
-        .await;
-    let (records, bytes) = forwarder.depth();
-    if drained {
-        tracing::info!("spools drained");
-    } else {
-        tracing::warn!(
-            records,
-            bytes,
-            "spools not drained in time: they stay on disk and are sent at the next start"
-        );
-    }
+    drain_spools(&forwarder, &args).await;
     Ok(())
 }

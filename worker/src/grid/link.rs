@@ -48,7 +48,7 @@ pub const PATH: &str = "/v1/link/records";
 /// under the sender's 30 s exchange timeout.
 const FULL_WAIT: Duration = Duration::from_secs(5);
 
-/// The receiving end, served by a worker with the storage persona.
+/// The receiving end, served by a storage worker or a normalizer hop.
 pub struct Receiver {
     snapshot: watch::Receiver<Option<Snapshot>>,
     next: Arc<dyn Stage>,

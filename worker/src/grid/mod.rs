@@ -5,8 +5,10 @@
 //! - the broadcaster persona ([`broadcaster`]): follows the coordinator, serves workers;
 //! - the correlator persona, with the normalizer or without ([`ingest`]): listeners and HTTP
 //!   ingest, batches spooled ([`spool`]) and forwarded ([`forward`]) over links ([`link`]) to
-//!   the tenants' storage workers; the jobs it acknowledged are remembered
-//!   ([`accepted_jobs`]) for their `accepted` status;
+//!   the tenants' storage workers, or first to a normalizer hop; the jobs it acknowledged
+//!   are remembered ([`accepted_jobs`]) for their `accepted` status;
+//! - the normalizer persona on its own ([`normalizer`]): a hop between correlators and
+//!   storage, fed by links, forwarding normalized events through spools of its own;
 //! - the storage persona, with the tenant API or without ([`storage`]): the store, fed by
 //!   links, and the tenant read API over what it holds;
 //! - the tenant-API persona on its own ([`tenant_api`]): the tenants' reads, fanned out to
@@ -14,8 +16,6 @@
 //!   API in [`fanout_loki`], its live tail in [`fanout_tail`]).
 //!
 //! Every worker runs the control loop ([`control`]): pairing, heartbeats, routes and tenants.
-//! Not built yet, and refused here with that advice rather than started half-way: the
-//! normalizer on its own (a hop of its own between correlator and storage).
 
 pub mod accepted_jobs;
 pub mod broadcaster;
@@ -27,6 +27,7 @@ pub mod fanout_tail;
 pub mod forward;
 pub mod ingest;
 pub mod link;
+pub mod normalizer;
 pub mod spool;
 pub mod storage;
 pub mod tenant_api;
@@ -52,23 +53,26 @@ use crate::config::Config;
 #[derive(Debug, clap::Args)]
 pub struct WorkerArgs {
     /// Personas of this process, comma-separated: `coordinator`; `broadcaster`;
-    /// `correlator` or `correlator,normalizer`; `storage` or `storage,tenant-api`.
+    /// `correlator` or `correlator,normalizer`; `normalizer` (a hop of its own between
+    /// correlators and storage); `storage` or `storage,tenant-api`; `tenant-api`.
     #[arg(long, value_delimiter = ',', required = true)]
     pub persona: Vec<String>,
     /// Configuration file (YAML, as for standalone): listeners, http, limits, storage,
     /// normalizer, archive. Tenants come from the coordinator, so `tenants` must be empty.
     #[arg(long, env = "MENISCUS_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Disk the link spools of a correlator may use together; past it, ingest is refused
-    /// (HTTP 503) or slowed (syslog over TCP) until storage workers take records again.
+    /// Disk the link spools of a correlator or normalizer may use together; past it, ingest
+    /// is refused (HTTP 503) or slowed (syslog over TCP), and a normalizer answers its links
+    /// 503, until the next workers take records again.
     #[arg(long, default_value_t = 1 << 30)]
     pub spool_quota_bytes: u64,
-    /// When a correlator zstd-compresses link records: `backlog` (only those that will wait:
-    /// the storage worker is down, or the spools hold an eighth of their quota), `always` (a
-    /// metered network between correlators and storage), `never`.
+    /// When a correlator or normalizer zstd-compresses link records: `backlog` (only those
+    /// that will wait: the next worker is down, or the spools hold an eighth of their
+    /// quota), `always` (a metered network between workers), `never`.
     #[arg(long, value_enum, default_value_t = forward::LinkCompression::Backlog)]
     pub link_compression: forward::LinkCompression,
-    /// On SIGTERM, how long a correlator keeps sending its spools before it exits.
+    /// On SIGTERM, how long a correlator or normalizer keeps sending its spools before it
+    /// exits.
     #[arg(long, default_value_t = 30)]
     pub drain_seconds: u64,
     /// Where this worker keeps its state (the coordinator: `coordinator/state.json`).
@@ -126,12 +130,13 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         [Coordinator] => serve_coordinator(args).await,
         [Broadcaster] => serve_broadcaster(args).await,
         [Correlator] | [Correlator, Normalizer] => ingest::run(args, personas).await,
+        [Normalizer] => normalizer::run(args, personas).await,
         [Storage] | [Storage, TenantApi] => storage::run(args, personas).await,
         [TenantApi] => tenant_api::run(args, personas).await,
         _ => anyhow::bail!(
             "this combination of personas is not built: run `coordinator`, `broadcaster`, \
-             `correlator[,normalizer]`, `storage[,tenant-api]` or `tenant-api` as separate \
-             workers, or `meniscus standalone` for every persona in one process"
+             `correlator[,normalizer]`, `normalizer`, `storage[,tenant-api]` or `tenant-api` \
+             as separate workers, or `meniscus standalone` for every persona in one process"
         ),
     }
 }

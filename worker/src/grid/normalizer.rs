@@ -1,0 +1,82 @@
+//! The normalizer persona as its own process: a hop between correlators and storage, scaled
+//! on its own (rulebases cost CPU in proportion to events, ingest in proportion to
+//! connections).
+//!
+//! Links from correlators arrive on `--listen` (`POST /v1/link/records`); each record's
+//! events go through the rulebases of `normalizer.rulebaseDir` and on to the tenant's storage
+//! worker through this worker's own spools. A record is acknowledged once its normalized
+//! events are in those spools (fsynced when durable), so the correlator forgets it only when
+//! this worker could replay it after a `kill -9`; at worst a record is normalized and sent
+//! twice, which storage dedupes by `event_id`.
+//!
+//! Correlators send here only while the grid has normalizer hops (a correlator that runs the
+//! normalizer itself never does); the jobs of durable publishes this worker spooled answer
+//! `accepted` to the tenant-API persona, as a correlator's do. SIGTERM: stop taking links,
+//! drain the spools, exit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meniscus_grid::routes::Persona;
+use meniscus_metrics::Registry;
+use meniscus_record::stage::Then;
+use meniscus_record::Stage;
+
+use super::forward::NextHop;
+use super::ingest::{drain_spools, start_forwarding, Forwarding};
+use super::{follow_tenants, grid_config, serve, WorkerArgs};
+use crate::correlator::{Accept, Correlator};
+use crate::http::AppState;
+use crate::normalizer::Normalizer;
+use crate::telemetry::{HttpMetrics, IngestMetrics, NormalizerMetrics};
+
+pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()> {
+    let config = grid_config(&args)?;
+    let metrics = Registry::new();
+    let Forwarding {
+        forwarder,
+        snapshots,
+        heartbeats: _heartbeats,
+    } = start_forwarding(&args, personas, &metrics, NextHop::Storage)?;
+    let normalizer = Normalizer::new(
+        config.normalizer.rulebase_dir.clone(),
+        NormalizerMetrics::register(&metrics),
+    );
+    normalizer.spawn_reloader(Duration::from_secs(2));
+    let next: Arc<dyn Stage> = Arc::new(Then {
+        transform: normalizer,
+        next: forwarder.clone(),
+    });
+    let receiver = super::link::Receiver::new(snapshots.clone(), next.clone(), &metrics);
+
+    // Nothing is ingested here; the tenants (followed from the coordinator) authenticate the
+    // tenant-API persona's questions about jobs spooled here.
+    let accept = Accept::new(
+        Default::default(),
+        next,
+        Arc::new(IngestMetrics::register(&metrics)),
+    );
+    let correlator = Correlator::new(
+        accept,
+        config.limits.max_message_bytes,
+        config.limits.max_http_body_bytes,
+    );
+    follow_tenants(snapshots, correlator.clone());
+    let state = Arc::new(AppState {
+        correlator,
+        store: None,
+        archive: None,
+        queries: None,
+        http_metrics: HttpMetrics::register(&metrics),
+        registry: metrics.clone(),
+        connection_limits: config.limits.connection_limits(),
+        ready: Default::default(),
+        loki_tails: Default::default(),
+    });
+    let grid_side = receiver
+        .router()
+        .merge(super::accepted_jobs::router(state, forwarder.jobs.clone()));
+    serve(&args, grid_side, metrics, "normalizer").await?;
+    drain_spools(&forwarder, &args).await;
+    Ok(())
+}
