@@ -47,6 +47,14 @@ pub fn router(coordinator: Arc<Coordinator>) -> Router {
         .route("/v1/broadcast", get(broadcast))
         .route("/v1/admin/workers", get(admin_workers))
         .route("/v1/admin/workers/{id}", delete(admin_remove_worker))
+        .with_state(coordinator.clone())
+        .merge(tenant_admin_router(coordinator))
+}
+
+/// The administrators' tenant registry alone (`/v1/admin/tenants…`): what standalone serves
+/// of the coordinator it embeds.
+pub fn tenant_admin_router(coordinator: Arc<Coordinator>) -> Router {
+    Router::new()
         .route("/v1/admin/tenants", get(admin_tenants))
         .route(
             "/v1/admin/tenants/{id}",

@@ -81,6 +81,8 @@ pub struct Meniscus {
     config_path: PathBuf,
     data_dir: PathBuf,
     open_files: Option<u64>,
+    /// More arguments for `meniscus standalone`.
+    args: Vec<String>,
     child: Option<Child>,
     pub client: reqwest::blocking::Client,
 }
@@ -145,6 +147,7 @@ impl Meniscus {
             .arg(&self.config_path)
             .arg("--data-dir")
             .arg(&self.data_dir)
+            .args(&self.args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log);
@@ -404,6 +407,8 @@ pub struct StartOptions<'a> {
     pub data_dir: Option<PathBuf>,
     /// The server's open-file limit (soft and hard), as a small machine would have it.
     pub open_files: Option<u64>,
+    /// More arguments for `meniscus standalone`; `{dir}` is replaced.
+    pub args: &'a [&'a str],
 }
 
 /// The listeners of `Meniscus::start`: TCP and UDP on `{syslog_port}`, tenant-less, framing auto.
@@ -418,6 +423,7 @@ impl<'a> Default for StartOptions<'a> {
             open_files: None,
             extra: "",
             data_dir: None,
+            args: &[],
         }
     }
 }
@@ -455,6 +461,7 @@ impl Meniscus {
             fill(options.storage),
             fill(options.extra)
         );
+        let args: Vec<String> = options.args.iter().map(|arg| fill(arg)).collect();
         let config_path = dir.path().join("meniscus.yaml");
         std::fs::write(&config_path, config).unwrap();
         let data_dir = options
@@ -473,6 +480,7 @@ impl Meniscus {
             config_path,
             data_dir,
             open_files: options.open_files,
+            args,
             child: None,
             client,
         };

@@ -8,9 +8,10 @@
 //! - [`http`]: the router every HTTP source and the tenant API are mounted on, and the
 //!   operational endpoints.
 //! - [`pipeline`]: how the personas' stages are wired; [`standalone`]: everything in one
-//!   process.
+//!   process, its tenants from the configuration file and the admin API
+//!   ([`tenant_sources`]).
 //! - [`config`]: the configuration file, typed once at load.
-//! - [`grid`]: `meniscus worker --persona …`, personas as processes (the coordinator so far).
+//! - [`grid`]: `meniscus worker --persona …`, personas as processes.
 
 pub mod allocator;
 pub mod cli;
@@ -24,3 +25,4 @@ pub mod pipeline;
 pub mod standalone;
 pub mod telemetry;
 pub mod tenant_api;
+pub mod tenant_sources;

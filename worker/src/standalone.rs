@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use meniscus_grid::tenant::{TenantId, TenantRegistry, TenantSpec, TokenSpec};
+use meniscus_grid::tenant::{TenantId, TenantSpec, TokenSpec};
 use meniscus_metrics::Registry;
 use meniscus_store::archive::{self, Archive};
 use meniscus_store::query::QueryEngine;
@@ -21,6 +21,7 @@ use crate::correlator::{Accept, Correlator};
 use crate::http::{self, AppState};
 use crate::normalizer::Normalizer;
 use crate::telemetry::{HttpMetrics, IngestMetrics, NormalizerMetrics};
+use crate::tenant_sources::TenantSources;
 use crate::{allocator, pipeline};
 
 #[derive(Debug, clap::Args)]
@@ -40,6 +41,11 @@ pub struct StandaloneArgs {
     pub tls_key: Option<PathBuf>,
     #[arg(long, default_value = "0.0.0.0:6514")]
     pub tls_address: SocketAddr,
+    /// File holding the administrators' credential: turns on the tenant admin API on the ops
+    /// address (`/v1/admin/tenants…`, as on a grid's coordinator), whose tenants are kept in
+    /// `DATA_DIR/coordinator/state.json` beside those of the configuration file.
+    #[arg(long, env = "MENISCUS_ADMIN_CREDENTIAL_FILE")]
+    pub admin_credential_file: Option<PathBuf>,
 }
 
 const DEMO_TENANT: &str = "demo";
@@ -66,8 +72,14 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    let metrics = Registry::new();
+    let admin_credential = match &args.admin_credential_file {
+        Some(path) => Some(crate::grid::read_secret(Some(path), "admin-credential")?),
+        None => None,
+    };
+    let sources = TenantSources::open(&args.data_dir, Vec::new(), admin_credential, &metrics)?;
     let mut demo = None;
-    if config.tenants.is_empty() {
+    if config.tenants.is_empty() && !sources.has_admin_tenants() {
         let token = demo_token(&args.data_dir)?;
         config.tenants.push(TenantSpec {
             id: TenantId::parse(DEMO_TENANT)?,
@@ -92,9 +104,9 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         config.listeners.push(listener);
     }
     config.validate()?;
-    let registry = TenantRegistry::from_specs(config.tenants.clone())?;
+    sources.set_file_tenants(config.tenants.clone());
+    let registry = sources.registry()?;
 
-    let metrics = Registry::new();
     let reloads = metrics.counters(
         "meniscus_config_reloads_total",
         "Tenant reloads on SIGHUP, by result (an error keeps the tenants that were in force).",
@@ -176,7 +188,8 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         ready: Default::default(),
         loki_tails: Default::default(),
     });
-    let ops_address = http::ops::start(config.ops.address, state.clone())?;
+    let ops_address = http::ops::start(config.ops.address, state.clone(), sources.admin_router())?;
+    sources.follow(correlator.clone());
     let app = http::router(state.clone());
     tokio::spawn(http::server::serve(http_listener, app, table("http")));
     let tenants = correlator.clone();
@@ -193,7 +206,12 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         },
     );
     if let Some(path) = args.config.clone() {
-        tokio::spawn(reload_tenants_on_hangup(path, correlator.clone(), reloads));
+        tokio::spawn(reload_tenants_on_hangup(
+            path,
+            correlator.clone(),
+            sources.clone(),
+            reloads,
+        ));
     }
     state.ready.store(true, Ordering::Relaxed);
     tracing::info!(http = %http_address, ops = %ops_address, listeners = ?bound, data_dir = %args.data_dir.display(), "meniscus standalone ready");
@@ -215,6 +233,7 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
 async fn reload_tenants_on_hangup(
     path: PathBuf,
     correlator: Arc<Correlator>,
+    sources: Arc<TenantSources>,
     reloads: meniscus_metrics::Family<meniscus_metrics::Counter>,
 ) {
     let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -226,15 +245,13 @@ async fn reload_tenants_on_hangup(
             .map_err(anyhow::Error::from)
             .and_then(|config| {
                 anyhow::ensure!(
-                    !config.tenants.is_empty(),
+                    !config.tenants.is_empty() || sources.has_admin_api(),
                     "it names no tenant (the demo tenant exists only without tenants at start)"
                 );
-                let count = config.tenants.len();
-                Ok((TenantRegistry::from_specs(config.tenants)?, count))
+                sources.reload_file(config.tenants, &correlator)
             });
         match reloaded {
-            Ok((registry, count)) => {
-                correlator.accept.replace_registry(registry);
+            Ok(count) => {
                 reloads.inc(&["ok"]);
                 tracing::info!(path = %path.display(), tenants = count, "tenants reloaded");
             }

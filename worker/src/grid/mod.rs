@@ -106,7 +106,7 @@ pub struct WorkerArgs {
 }
 
 /// Reads a secret from a file (a mounted Secret): trimmed, and never empty.
-fn read_secret(path: Option<&Path>, what: &str) -> anyhow::Result<String> {
+pub(crate) fn read_secret(path: Option<&Path>, what: &str) -> anyhow::Result<String> {
     let path = path.with_context(|| format!("the coordinator needs --{what}-file"))?;
     let secret = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the {what} from {}", path.display()))?;

@@ -15,8 +15,13 @@ use meniscus_metrics::Exposure;
 
 use super::{readiness, AppState};
 
-/// Binds the ops listener and serves it on a thread of its own; returns the bound address.
-pub fn start(address: SocketAddr, state: Arc<AppState>) -> anyhow::Result<SocketAddr> {
+/// Binds the ops listener and serves it, with `admin` (the tenant admin API, when on), on a
+/// thread of its own; returns the bound address.
+pub fn start(
+    address: SocketAddr,
+    state: Arc<AppState>,
+    admin: Router,
+) -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind(address)
         .map_err(|error| anyhow::anyhow!("cannot listen for ops on {address}: {error}"))?;
     listener.set_nonblocking(true)?;
@@ -25,7 +30,8 @@ pub fn start(address: SocketAddr, state: Arc<AppState>) -> anyhow::Result<Socket
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
-        .with_state(state);
+        .with_state(state)
+        .merge(admin);
     std::thread::Builder::new()
         .name("ops".into())
         .spawn(move || {
