@@ -472,7 +472,7 @@ fn a_batch_redelivered_after_a_restart_is_stored_once() {
 fn a_batch_too_large_for_one_record_is_cut_into_records_that_hold_every_event() {
     let sent = batch("big", 1000, true);
     let batches = sent.tenants.clone();
-    let total = batches[0].batch.get_array_memory_size();
+    let total = meniscus_record::columnar::batch_bytes(&batches[0].batch);
     let chunks = record_chunks(&batches, total / 4);
     assert!(chunks.len() >= 4, "{} chunks", chunks.len());
     let mut back = Vec::new();

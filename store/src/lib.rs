@@ -39,7 +39,7 @@ use std::thread;
 use std::time::Duration;
 
 use meniscus_metrics::Registry;
-use meniscus_record::columnar::{encode_payload_into, TenantBatch};
+use meniscus_record::columnar::{batch_bytes, encode_payload_into, TenantBatch};
 use meniscus_record::frame::{self, PayloadFormat, RecordCodec};
 use meniscus_record::stage::BoxFuture;
 use meniscus_record::{Ack, Batch, Stage, StageError, WhenFull};
@@ -366,7 +366,7 @@ pub(crate) struct Encoded {
 /// The batches of one submission cut into groups of about `target` bytes of Arrow data, one
 /// WAL record each. Nearly always one group holding everything.
 fn record_chunks(batches: &[TenantBatch], target: usize) -> Vec<Vec<TenantBatch>> {
-    let size = |group: &TenantBatch| group.batch.get_array_memory_size();
+    let size = |group: &TenantBatch| batch_bytes(&group.batch);
     let total: usize = batches.iter().map(size).sum();
     if total <= target {
         return vec![batches.to_vec()];

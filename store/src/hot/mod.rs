@@ -31,7 +31,7 @@ use datafusion::arrow::compute::{
 use datafusion::arrow::datatypes::DataType;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::ProjectionMask;
-use meniscus_record::columnar::{conform, event_keys, schema, TenantBatch};
+use meniscus_record::columnar::{batch_bytes, conform, event_keys, schema, TenantBatch};
 use parking_lot::RwLock;
 
 use crate::compaction::CompactionOptions;
@@ -256,7 +256,7 @@ impl HotStore {
                 }
             }
             for (window, piece) in pieces {
-                active.bytes += piece.get_array_memory_size();
+                active.bytes += batch_bytes(&piece);
                 active
                     .partitions
                     .entry((tenant.clone(), window))

@@ -23,8 +23,10 @@
 //! - Records are zstd-compressed only when they will wait ([`LinkCompression::Backlog`], the
 //!   default): while the storage worker keeps up, compressing on one side and decompressing
 //!   on the other cost a sixth of the grid's CPU for bytes that cross loopback or a cluster
-//!   network once; once the link is down or the spools hold an eighth of their quota, new
-//!   records are compressed so the quota covers a longer outage.
+//!   network once; once the link is down or the spools hold half their quota, new records
+//!   are compressed so the quota covers a longer outage. Not sooner: a storage worker that is
+//!   merely behind (a burst) is short of CPU, and on shared nodes compressing for it takes CPU
+//!   from it and from the correlator just when both need it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -32,6 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use meniscus_coordinator::state::Snapshot;
 use meniscus_grid::routes::WorkerId;
 use meniscus_metrics::{Counter, Family, Gauge, Histogram, Registry, LATENCY_BUCKETS};
@@ -57,9 +60,9 @@ const REPORT_AGAIN: Duration = Duration::from_secs(10);
 /// When a correlator compresses the records it spools and sends.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LinkCompression {
-    /// Only records that will wait: the link is down, or the spools hold more than an eighth
-    /// of their quota (a storage worker seconds behind does not pay for it; an outage that
-    /// could fill the quota is stretched about fivefold).
+    /// Only records that will wait: the link is down, or the spools hold more than half their
+    /// quota (a storage worker behind by a burst does not pay for it; an outage that could
+    /// fill the quota is stretched about threefold).
     #[default]
     Backlog,
     /// Every record (links that cross a metered network).
@@ -232,6 +235,9 @@ impl Forwarder {
                 forwarder.link(&WorkerId(name))?;
             }
         }
+        // What the spools held at start is waiting from the first scrape on, not only once a
+        // link has tried to send it.
+        forwarder.metrics.spool_bytes.set(forwarder.quota.used());
         Ok(forwarder)
     }
 
@@ -393,19 +399,20 @@ impl Forwarder {
     async fn spool(self: &Arc<Self>, records: Vec<Spooled>) -> Result<bool, StageError> {
         let mut unwritten: u64 = records.iter().map(|record| record.bytes.len() as u64).sum();
         let mut durable = false;
-        for record in &records {
+        for record in records {
+            let len = record.bytes.len() as u64;
             let appended = match self.link(&record.to) {
                 Ok(link) => link
                     .spool
-                    .append(&record.bytes, record.durable)
+                    .append(record.bytes.into(), record.durable)
                     .await
                     .map_err(anyhow::Error::from),
                 Err(error) => {
-                    self.quota.release(record.bytes.len() as u64);
+                    self.quota.release(len);
                     Err(error)
                 }
             };
-            unwritten -= record.bytes.len() as u64;
+            unwritten -= len;
             if let Err(error) = appended {
                 self.quota.release(unwritten);
                 return Err(StageError::unavailable(format!("{error:#}")));
@@ -485,7 +492,7 @@ impl Forwarder {
             LinkCompression::Always => true,
             LinkCompression::Never => false,
             LinkCompression::Backlog => {
-                self.quota.used() > self.quota.limit() / 8
+                self.quota.used() > self.quota.limit() / 2
                     || self
                         .links
                         .lock()
@@ -574,7 +581,7 @@ impl Forwarder {
         let Some(identity) = self.control.saved_identity() else {
             return Err(unreachable("this worker has not paired yet".into()));
         };
-        let send = |entry: Entry, bytes: Vec<u8>| {
+        let send = |entry: Entry, bytes: Bytes| {
             let wire = self.for_the_wire(bytes);
             let address = address.clone();
             let identity = identity.clone();
@@ -657,10 +664,7 @@ impl Forwarder {
 
     /// A spooled record as it goes on the wire: an encrypted one is opened with the spool
     /// key (the downstream has its own keys) and sent compressed.
-    fn for_the_wire(
-        &self,
-        spooled: Vec<u8>,
-    ) -> Result<Vec<u8>, meniscus_record::frame::RecordError> {
+    fn for_the_wire(&self, spooled: Bytes) -> Result<Bytes, meniscus_record::frame::RecordError> {
         let (_, flags, _, _) = split_record(&spooled)?;
         if flags & FLAG_AES_GCM == 0 {
             return Ok(spooled);
@@ -671,7 +675,7 @@ impl Forwarder {
         self.codecs
             .choose(false, compressed)
             .seal_into(format, payload, &mut wire)?;
-        Ok(wire)
+        Ok(wire.into())
     }
 
     async fn report_down(&self, target: &WorkerId) {

@@ -221,7 +221,7 @@ impl Sender {
         &self,
         address: &str,
         identity: &Identity,
-        record: Vec<u8>,
+        record: Bytes,
     ) -> Result<Ack, SendError> {
         let unreachable = |reason: String| SendError::Unreachable {
             address: address.to_string(),
@@ -235,7 +235,7 @@ impl Sender {
                 format!("Bearer {}", identity.credential),
             );
         let request = request
-            .body(Full::new(Bytes::from(record)))
+            .body(Full::new(record))
             .map_err(|error| unreachable(error.to_string()))?;
         // Long enough for a storage worker's fsync under load; a peer that takes longer is
         // treated as down and the record sent again (it dedupes). The whole exchange is timed,

@@ -67,8 +67,8 @@ pub struct WorkerArgs {
     #[arg(long, default_value_t = 1 << 30)]
     pub spool_quota_bytes: u64,
     /// When a correlator or normalizer zstd-compresses link records: `backlog` (only those
-    /// that will wait: the next worker is down, or the spools hold an eighth of their
-    /// quota), `always` (a metered network between workers), `never`.
+    /// that will wait: the next worker is down, or the spools hold half their quota),
+    /// `always` (a metered network between workers), `never`.
     #[arg(long, value_enum, default_value_t = forward::LinkCompression::Backlog)]
     pub link_compression: forward::LinkCompression,
     /// On SIGTERM, how long a correlator or normalizer keeps sending its spools before it
