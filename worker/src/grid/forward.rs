@@ -38,7 +38,7 @@ use bytes::Bytes;
 use meniscus_coordinator::state::Snapshot;
 use meniscus_grid::routes::WorkerId;
 use meniscus_metrics::{Counter, Family, Gauge, Histogram, Registry, LATENCY_BUCKETS};
-use meniscus_record::columnar::{decode_payload, encode_payload_into, TenantBatch};
+use meniscus_record::columnar::{batch_bytes, decode_payload, encode_payload_into, TenantBatch};
 use meniscus_record::frame::{split_record, PayloadFormat, RecordCodec, FLAG_AES_GCM, HEADER_LEN};
 use meniscus_record::stage::{Ack, Batch, BoxFuture, Stage, StageError, WhenFull};
 use parking_lot::Mutex;
@@ -378,7 +378,11 @@ impl Forwarder {
                 let compressed = self.compresses_for(&to);
                 let codec = self.codecs.choose(encrypted, compressed);
                 // Built behind room for the header: a plain record is not copied again.
-                let mut buffer = vec![0u8; HEADER_LEN];
+                // Sized for the Arrow data up front: growing by doubling copied each record
+                // about once more.
+                let data: usize = groups.iter().map(|group| batch_bytes(&group.batch)).sum();
+                let mut buffer = Vec::with_capacity(HEADER_LEN + data + data / 8 + 4096);
+                buffer.resize(HEADER_LEN, 0);
                 encode_payload_into(&groups, &mut buffer).map_err(|e| refused(&e))?;
                 let bytes = codec
                     .seal_prefixed(PayloadFormat::ArrowIpc, buffer)
