@@ -22,13 +22,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::forward::{spool_key, ForwardOptions, Forwarder, NextHop};
-use super::{control_plane, follow_tenants, grid_config, serve, WorkerArgs};
+use super::{control_plane, grid_config, grid_correlator, serve, WorkerArgs};
 use crate::connections::{ConnectionTable, SocketBudget};
 use crate::correlator::sources::syslog;
-use crate::correlator::{Accept, Correlator};
 use crate::http::{self, AppState};
 use crate::normalizer::Normalizer;
-use crate::telemetry::{HttpMetrics, IngestMetrics, NormalizerMetrics};
+use crate::telemetry::{HttpMetrics, NormalizerMetrics};
 
 /// A forwarder and the control loop that feeds it routes and reports its load in the
 /// heartbeats: what a correlator and a normalizer hop both run.
@@ -135,17 +134,7 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
     } else {
         forwarder.clone()
     };
-    let accept = Accept::new(
-        Default::default(),
-        next,
-        Arc::new(IngestMetrics::register(&metrics)),
-    );
-    let correlator = Correlator::new(
-        accept,
-        config.limits.max_message_bytes,
-        config.limits.max_http_body_bytes,
-    );
-    follow_tenants(snapshots, correlator.clone());
+    let correlator = grid_correlator(&config, next, &metrics, snapshots);
 
     let sockets = SocketBudget::from_process_limit();
     let connection_limits = config.limits.connection_limits();

@@ -185,6 +185,29 @@ fn control_plane(
     )))
 }
 
+/// A grid worker's correlator: the tenants of the latest snapshot (followed as they change),
+/// handing what it takes to `next`. Every data persona has one — to ingest, or only to
+/// authenticate tenants on its tenant-facing calls.
+fn grid_correlator(
+    config: &Config,
+    next: Arc<dyn meniscus_record::Stage>,
+    metrics: &Registry,
+    snapshots: watch::Receiver<Option<Snapshot>>,
+) -> Arc<crate::correlator::Correlator> {
+    let accept = crate::correlator::Accept::new(
+        Default::default(),
+        next,
+        Arc::new(crate::telemetry::IngestMetrics::register(metrics)),
+    );
+    let correlator = crate::correlator::Correlator::new(
+        accept,
+        config.limits.max_message_bytes,
+        config.limits.max_http_body_bytes,
+    );
+    follow_tenants(snapshots, correlator.clone());
+    correlator
+}
+
 /// Keeps `correlator`'s tenants those of the latest snapshot. Replaced only when the tenants'
 /// version moves (a replacement starts rate limits afresh, and routes change more often).
 fn follow_tenants(

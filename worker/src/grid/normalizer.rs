@@ -24,11 +24,10 @@ use meniscus_record::Stage;
 
 use super::forward::NextHop;
 use super::ingest::{drain_spools, start_forwarding, Forwarding};
-use super::{follow_tenants, grid_config, serve, WorkerArgs};
-use crate::correlator::{Accept, Correlator};
+use super::{grid_config, grid_correlator, serve, WorkerArgs};
 use crate::http::AppState;
 use crate::normalizer::Normalizer;
-use crate::telemetry::{HttpMetrics, IngestMetrics, NormalizerMetrics};
+use crate::telemetry::{HttpMetrics, NormalizerMetrics};
 
 pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()> {
     let config = grid_config(&args)?;
@@ -51,17 +50,7 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
 
     // Nothing is ingested here; the tenants (followed from the coordinator) authenticate the
     // tenant-API persona's questions about jobs spooled here.
-    let accept = Accept::new(
-        Default::default(),
-        next,
-        Arc::new(IngestMetrics::register(&metrics)),
-    );
-    let correlator = Correlator::new(
-        accept,
-        config.limits.max_message_bytes,
-        config.limits.max_http_body_bytes,
-    );
-    follow_tenants(snapshots, correlator.clone());
+    let correlator = grid_correlator(&config, next, &metrics, snapshots);
     let state = Arc::new(AppState {
         correlator,
         store: None,

@@ -19,12 +19,11 @@ use meniscus_store::query::QueryEngine;
 use meniscus_store::{retention, Store};
 use tokio::net::TcpListener;
 
-use super::{control_plane, follow_tenants, grid_config, serve, WorkerArgs};
+use super::{control_plane, grid_config, grid_correlator, serve, WorkerArgs};
 use crate::allocator;
 use crate::connections::{ConnectionTable, SocketBudget};
-use crate::correlator::{Accept, Correlator};
 use crate::http::{self, AppState};
-use crate::telemetry::{HttpMetrics, IngestMetrics};
+use crate::telemetry::HttpMetrics;
 
 pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()> {
     let config = grid_config(&args)?;
@@ -35,17 +34,12 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
     let (snapshots, _heartbeats) = control
         .clone()
         .spawn(&metrics, meniscus_coordinator::state::Load::default);
-    let accept = Accept::new(
-        Default::default(),
+    let correlator = grid_correlator(
+        &config,
         store.clone() as Arc<dyn Stage>,
-        Arc::new(IngestMetrics::register(&metrics)),
+        &metrics,
+        snapshots.clone(),
     );
-    let correlator = Correlator::new(
-        accept,
-        config.limits.max_message_bytes,
-        config.limits.max_http_body_bytes,
-    );
-    follow_tenants(snapshots.clone(), correlator.clone());
 
     let mut queries = QueryEngine::new(
         store.hot.clone(),

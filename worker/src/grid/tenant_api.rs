@@ -13,11 +13,10 @@ use meniscus_record::stage::{Ack, Batch, BoxFuture, Stage, StageError, WhenFull}
 use tokio::net::TcpListener;
 
 use super::fanout::Fanout;
-use super::{control_plane, follow_tenants, grid_config, serve, WorkerArgs};
+use super::{control_plane, grid_config, grid_correlator, serve, WorkerArgs};
 use crate::connections::{ConnectionTable, SocketBudget};
-use crate::correlator::{Accept, Correlator};
 use crate::http::{self, AppState};
-use crate::telemetry::{HttpMetrics, IngestMetrics};
+use crate::telemetry::HttpMetrics;
 
 /// The tenant-API persona takes no events: its accept path only authenticates.
 struct TakesNoEvents;
@@ -39,17 +38,12 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
     let (snapshots, _heartbeats) = control
         .clone()
         .spawn(&metrics, meniscus_coordinator::state::Load::default);
-    let accept = Accept::new(
-        Default::default(),
+    let correlator = grid_correlator(
+        &config,
         Arc::new(TakesNoEvents),
-        Arc::new(IngestMetrics::register(&metrics)),
+        &metrics,
+        snapshots.clone(),
     );
-    let correlator = Correlator::new(
-        accept,
-        config.limits.max_message_bytes,
-        config.limits.max_http_body_bytes,
-    );
-    follow_tenants(snapshots.clone(), correlator.clone());
 
     let connection_limits = config.limits.connection_limits();
     let state = Arc::new(AppState {
