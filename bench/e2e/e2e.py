@@ -269,20 +269,30 @@ def admin_put(base, path, body, credential):
         r.read()
 
 
-def grid_case(args, work, conns, durable):
+def online_workers(base, credential):
+    """How many workers the coordinator has online."""
+    req = urllib.request.Request(f"{base}/v1/admin/workers", headers={"Authorization": f"Bearer {credential}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return sum(1 for w in json.loads(r.read())["workers"] if w["status"] == "online")
+
+
+def grid_case(args, work, conns, durable, hop=False):
     """The same messages through a grid on this machine: a coordinator, a correlator
     (`correlator,normalizer`) taking syslog and forwarding over its spooled HTTP/2 link, and a
     storage worker (`storage,tenant-api`) answering the count. CPU and peak RSS are summed
-    over the three processes."""
-    label = "meniscus grid (3 processes)" + (" durable" if durable else "")
-    wd = os.path.join(work, f"grid-{conns}-{'durable' if durable else 'fast'}")
+    over the processes. With `hop`, the normalizer is a process of its own between a
+    `correlator` and the storage worker (two links instead of one)."""
+    label = ("meniscus grid + normalizer (4 processes)" if hop else "meniscus grid (3 processes)") \
+        + (" durable" if durable else "")
+    wd = os.path.join(work, f"grid{'-hop' if hop else ''}-{conns}-{'durable' if durable else 'fast'}")
     os.makedirs(wd)
     with open(os.path.join(wd, "pairing-secret"), "w") as f:
         f.write("bench-pairing-secret\n")
     with open(os.path.join(wd, "admin-credential"), "w") as f:
         f.write("bench-admin\n")
     coordinator_port, tcp_port = free_port(), free_port()
-    storage_listen, storage_http, correlator_listen, correlator_http = (free_port() for _ in range(4))
+    storage_listen, storage_http, correlator_listen, correlator_http, normalizer_listen = (
+        free_port() for _ in range(5))
     coordinator_url = f"http://127.0.0.1:{coordinator_port}"
     procs, logs = [], []
 
@@ -317,14 +327,21 @@ def grid_case(args, work, conns, durable):
             "producers": [{"name": "bench", "durable": durable}]}, "bench-admin")
         storage = worker("storage", "storage,tenant-api", storage_listen,
                          f'http: {{address: "127.0.0.1:{storage_http}"}}\n')
-        correlator = worker("correlator", "correlator,normalizer", correlator_listen, f"""listeners:
+        if hop:
+            # In the routes before the correlator pairs: it sends to storage directly (events
+            # unnormalized) only while the grid has no normalizer.
+            normalizer = worker("normalizer", "normalizer", normalizer_listen, "")
+            wait_until(lambda: online_workers(coordinator_url, "bench-admin") >= 2, args.start_timeout,
+                       "the normalizer to pair", pid=normalizer.pid, interval=0.1)
+        correlator = worker("correlator", "correlator" if hop else "correlator,normalizer",
+                            correlator_listen, f"""listeners:
   - protocol: tcp
     address: "127.0.0.1:{tcp_port}"
     tenant: bench
 http:
   address: "127.0.0.1:{correlator_http}"
 """)
-        pids = [coordinator.pid, correlator.pid, storage.pid]
+        pids = [coordinator.pid, correlator.pid, storage.pid] + ([normalizer.pid] if hop else [])
 
         def ready():
             try:
@@ -350,6 +367,11 @@ http:
                     for outcome in ("acknowledged", "full", "unavailable", "unreachable")}
         handoffs = metric_sum(correlator_listen, "meniscus_link_handoff_seconds_count")
         handoff_mean = metric_sum(correlator_listen, "meniscus_link_handoff_seconds_sum") / max(handoffs, 1)
+        if hop:
+            taken = metric_sum(normalizer_listen, 'meniscus_link_records_received_total{outcome="taken"}')
+            if taken == 0:
+                raise RuntimeError("the normalizer took no link record")
+            log(f"{label}: the normalizer took {int(taken)} link records")
         log(f"{label}: link records {int(plain + compressed)}, compressed because they waited: "
             f"{int(compressed)}; sent: {outcomes}; mean hand-off {handoff_mean * 1000:.1f} ms")
     except Exception:
@@ -450,11 +472,14 @@ def main():
             cases = []
             if "rsyslog" in targets:
                 cases.append(lambda c=c: rsyslog_case(args, work, c))
-            for t in ("meniscus", "meniscus-durable", "grid", "grid-durable"):
+            for t in ("meniscus", "meniscus-durable", "grid", "grid-durable", "grid-hop", "grid-hop-durable"):
                 if t not in targets:
                     continue
                 durable = t.endswith("-durable")
-                run_case = grid_case if t.startswith("grid") else meniscus_case
+                if t.startswith("grid-hop"):
+                    run_case = lambda args, work, c, durable: grid_case(args, work, c, durable, hop=True)
+                else:
+                    run_case = grid_case if t.startswith("grid") else meniscus_case
                 if not os.access(args.meniscus_bin, os.X_OK):
                     msg = f"SKIPPED {t}: no executable at {args.meniscus_bin} (build with `cargo build --release` or set MENISCUS_BIN)"
                     if msg not in notes:
@@ -481,10 +506,11 @@ def main():
     for r in rows:
         s_row = standalone.get((r["conns"], r["server"].endswith("durable")))
         if r["server"].startswith("meniscus grid") and s_row:
-            coordinator, correlator, storage = r["cpu_split"]
+            names = ["coordinator", "correlator", "storage", "normalizer"]
+            split = ", ".join(f"{name} {cpu:.2f}" for name, cpu in zip(names, r["cpu_split"]))
             notes.append(f"{r['server']} vs standalone, {r['conns']} conn: {r['cpu_us'] / s_row['cpu_us']:.2f}x the CPU "
                          f"per message, {r['rate'] / s_row['rate']:.2f}x the throughput; µs CPU per message by process: "
-                         f"correlator {correlator:.2f}, storage {storage:.2f}, coordinator {coordinator:.2f}")
+                         f"{split}")
     notes.append("generator: bench/e2e/blast.c, frames pre-rendered before the clock starts; "
                  "server rows count only the server's CPU")
     notes.append("both servers are polled every 0.05 s: rsyslog's file for its line count, Meniscus's "
