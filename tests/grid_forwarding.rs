@@ -10,7 +10,7 @@ use meniscus_tests::grid::{
     assert_exactly_once, get_json, holder_of, logger_tcp, put_acme, search_all, stored, wait_until,
     write_secrets, Coordinator, GridWorker, Publishers, TOKEN,
 };
-use meniscus_tests::{free_port, open_loki_tail};
+use meniscus_tests::{free_port, open_loki_tail, read_tail_message};
 use serde_json::{json, Value};
 
 #[test]
@@ -667,22 +667,12 @@ fn tail_while_publishing(
     let began = Instant::now();
     let mut lines = Vec::new();
     while began.elapsed() < Duration::from_secs(15) && !lines.iter().any(|line| line == msg) {
-        match socket.read() {
-            Ok(tungstenite::Message::Text(text)) => {
-                let message: Value = serde_json::from_str(&text).unwrap();
-                for stream in message["streams"].as_array().unwrap() {
-                    for value in stream["values"].as_array().unwrap() {
-                        lines.push(value[1].as_str().unwrap().to_string());
-                    }
+        if let Some(message) = read_tail_message(&mut socket) {
+            for stream in message["streams"].as_array().unwrap() {
+                for value in stream["values"].as_array().unwrap() {
+                    lines.push(value[1].as_str().unwrap().to_string());
                 }
             }
-            Ok(_) => {}
-            Err(tungstenite::Error::Io(error))
-                if matches!(
-                    error.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(error) => panic!("tail: {error}"),
         }
     }
     let _ = socket.close(None);

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use meniscus_tests::{open_loki_tail, Meniscus};
+use meniscus_tests::{open_loki_tail, read_tail_message, Meniscus};
 use serde_json::{json, Value};
 
 const TENANTS: &str = r#"
@@ -646,26 +646,16 @@ fn a_tail_gets_lines_sent_after_it_opened_and_nothing_of_another_tenant() {
     let mut lines = Vec::new();
     let mut first_after = None;
     while stored.elapsed() < Duration::from_secs(3) {
-        match socket.read() {
-            Ok(tungstenite::Message::Text(text)) => {
-                let message: Value = serde_json::from_str(&text).unwrap();
-                assert!(message.get("dropped_entries").is_some(), "{message}");
-                for stream in message["streams"].as_array().unwrap() {
-                    assert_eq!(stream["stream"]["app"], "tailed");
-                    for value in stream["values"].as_array().unwrap() {
-                        assert!(value[0].as_str().unwrap().parse::<i128>().is_ok());
-                        lines.push(value[1].as_str().unwrap().to_string());
-                        first_after.get_or_insert(stored.elapsed());
-                    }
+        if let Some(message) = read_tail_message(&mut socket) {
+            assert!(message.get("dropped_entries").is_some(), "{message}");
+            for stream in message["streams"].as_array().unwrap() {
+                assert_eq!(stream["stream"]["app"], "tailed");
+                for value in stream["values"].as_array().unwrap() {
+                    assert!(value[0].as_str().unwrap().parse::<i128>().is_ok());
+                    lines.push(value[1].as_str().unwrap().to_string());
+                    first_after.get_or_insert(stored.elapsed());
                 }
             }
-            Ok(_) => {}
-            Err(tungstenite::Error::Io(error))
-                if matches!(
-                    error.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(error) => panic!("tail: {error}"),
         }
     }
     assert_eq!(lines, ["tailed line"]);

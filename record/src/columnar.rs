@@ -859,34 +859,14 @@ mod tests {
 
     #[test]
     fn a_decoded_payload_measures_its_own_bytes_not_the_whole_record_per_column() {
+        let producer = meniscus_grid::Producer::plain("default");
         let events: Vec<Event> = (0..2000)
-            .map(|n| Event {
-                time: None,
-                host: Some("h".into()),
-                pname: Some("app".into()),
-                pid: None,
-                msgid: None,
-                pri: Some(38),
-                ver: Some(1),
-                msg: format!("message number {n} with some text to store"),
-                native: Map::new(),
-                meniscus: Correlation {
-                    tenant: "acme".into(),
-                    producer: "default".into(),
-                    pattern: None,
-                    durable: false,
-                    encrypted: false,
-                    event_id: new_ulid(),
-                    job_id: None,
-                    received_at: Utc::now(),
-                    transport: Transport::Tcp,
-                    parse_error: None,
-                    raw: None,
-                    raw_encoding: None,
-                    truncated_from: None,
-                },
-                normalized: Map::new(),
-                tags: Vec::new(),
+            .map(|n| {
+                let correlation = Correlation::new("acme", &producer, Transport::Tcp, Utc::now());
+                Event::from_message(
+                    format!("message number {n} with some text to store"),
+                    correlation,
+                )
             })
             .collect();
         let groups = tenant_batches(&events).unwrap();

@@ -1075,6 +1075,26 @@ pub fn log_messages_body(messages: &[Value]) -> Vec<u8> {
 /// Opens Loki's `/loki/api/v1/tail?query=QUERY` (`query` URL-encoded, more parameters may
 /// follow) on loopback `port` as `tenant` with `token`: the socket, or the status its
 /// handshake was refused with.
+/// The next message of a Loki tail, parsed; `None` when none came within the socket's read
+/// timeout (or the frame was not text). Panics on a broken socket.
+pub fn read_tail_message(
+    socket: &mut tungstenite::WebSocket<std::net::TcpStream>,
+) -> Option<serde_json::Value> {
+    match socket.read() {
+        Ok(tungstenite::Message::Text(text)) => Some(serde_json::from_str(&text).unwrap()),
+        Ok(_) => None,
+        Err(tungstenite::Error::Io(error))
+            if matches!(
+                error.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            None
+        }
+        Err(error) => panic!("tail: {error}"),
+    }
+}
+
 pub fn open_loki_tail(
     port: u16,
     query: &str,
