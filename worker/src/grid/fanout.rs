@@ -51,7 +51,7 @@ use super::{fanout_loki, fanout_sql, fanout_tail};
 
 /// Longer than a storage worker's own query deadline (30 s by default), so its answer, even
 /// a timeout, arrives rather than being cut here.
-const ASK_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const ASK_TIMEOUT: Duration = Duration::from_secs(60);
 /// A job's status is a lookup, not a query: a worker that has not answered it in this long
 /// (a silent partition) is listed as `incomplete` rather than holding the answer for a
 /// minute.
@@ -188,21 +188,9 @@ impl Fanout {
         })
     }
 
-    /// Sends the same request to every storage worker at once, with the caller's token.
+    /// Sends the same request to every storage worker at once, with the caller's token,
+    /// waiting at most `deadline` for each.
     pub(super) async fn ask_all(
-        &self,
-        tenant: &str,
-        method: Method,
-        path_and_query: &str,
-        headers: &HeaderMap,
-        body: Bytes,
-    ) -> Result<Vec<Answer>, ApiError> {
-        self.ask_all_within(tenant, method, path_and_query, headers, body, ASK_TIMEOUT)
-            .await
-    }
-
-    /// As [`Fanout::ask_all`], waiting at most `deadline` for each worker.
-    async fn ask_all_within(
         &self,
         tenant: &str,
         method: Method,
@@ -237,7 +225,7 @@ impl Fanout {
     ) -> Vec<Answer> {
         let asks = workers.into_iter().map(|(id, address)| {
             let request = self.request(&method, &address, path_and_query, headers, body.clone());
-            async move { (id, self.send_within(request, deadline).await) }
+            async move { (id, self.send(request, deadline).await) }
         });
         futures::future::join_all(asks).await
     }
@@ -267,27 +255,14 @@ impl Fanout {
     async fn send(
         &self,
         request: Result<Request<Full<Bytes>>, String>,
-    ) -> Result<(StatusCode, Bytes), String> {
-        self.send_within(request, ASK_TIMEOUT).await
-    }
-
-    async fn send_within(
-        &self,
-        request: Result<Request<Full<Bytes>>, String>,
         deadline: Duration,
     ) -> Result<(StatusCode, Bytes), String> {
-        let (status, _, body) = self.send_with_headers_within(request, deadline).await?;
+        let (status, _, body) = self.send_with_headers(request, deadline).await?;
         Ok((status, body))
     }
 
+    /// One request, waited for at most `deadline` (the answer's headers and its whole body).
     pub(super) async fn send_with_headers(
-        &self,
-        request: Result<Request<Full<Bytes>>, String>,
-    ) -> Result<(StatusCode, HeaderMap, Bytes), String> {
-        self.send_with_headers_within(request, ASK_TIMEOUT).await
-    }
-
-    async fn send_with_headers_within(
         &self,
         request: Result<Request<Full<Bytes>>, String>,
         deadline: Duration,
@@ -401,7 +376,14 @@ async fn search(
         .clamp(1, MAX_PAGE);
     let path = path_with_query(&format!("/v1/tenant/{tenant_id}/events"), query);
     let answers = fanout
-        .ask_all(&tenant_id, Method::GET, &path, &headers, Bytes::new())
+        .ask_all(
+            &tenant_id,
+            Method::GET,
+            &path,
+            &headers,
+            Bytes::new(),
+            ASK_TIMEOUT,
+        )
         .await?;
     let Sorted { ok, incomplete, .. } = match sort(answers).settle() {
         Ok(settled) => settled,
@@ -472,7 +454,14 @@ async fn counts(
     authorize(&fanout.state, &tenant_id, &headers)?;
     let path = path_with_query(&format!("/v1/tenant/{tenant_id}/metrics"), query);
     let answers = fanout
-        .ask_all(&tenant_id, Method::GET, &path, &headers, Bytes::new())
+        .ask_all(
+            &tenant_id,
+            Method::GET,
+            &path,
+            &headers,
+            Bytes::new(),
+            ASK_TIMEOUT,
+        )
         .await?;
     let Sorted { ok, incomplete, .. } = match sort(answers).settle() {
         Ok(settled) => settled,
@@ -534,7 +523,7 @@ async fn job_status(
     authorize(&fanout.state, &tenant_id, &headers)?;
     let path = format!("/v1/tenant/{tenant_id}/jobs/{job_id}");
     let answers = fanout
-        .ask_all_within(
+        .ask_all(
             &tenant_id,
             Method::GET,
             &path,
@@ -625,7 +614,14 @@ async fn sql(
     // cheap next to most statements).
     let census = Bytes::from_static(br#"{"sql": "SELECT count(*) AS n FROM events"}"#);
     let answers = fanout
-        .ask_all(&tenant_id, Method::POST, &path, &headers, census)
+        .ask_all(
+            &tenant_id,
+            Method::POST,
+            &path,
+            &headers,
+            census,
+            ASK_TIMEOUT,
+        )
         .await?;
     let Sorted { ok, incomplete, .. } = match sort(answers).settle() {
         Ok(settled) => settled,
@@ -673,7 +669,7 @@ async fn sql(
         return Ok(none_answered(incomplete));
     };
     let request = fanout.request(&Method::POST, &address, &path, &headers, body);
-    match fanout.send(request).await {
+    match fanout.send(request, ASK_TIMEOUT).await {
         Ok((StatusCode::OK, body)) if !incomplete.is_empty() => {
             let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             Ok(with_incomplete(answer, incomplete))

@@ -82,6 +82,7 @@ async fn ask(fanout: &Fanout, request: Request) -> Result<Asked, Response> {
             &format!("{path}?{query}"),
             &headers,
             Bytes::new(),
+            super::fanout::ASK_TIMEOUT,
         )
         .await
         .map_err(|error| error.plain_text())?;

@@ -46,7 +46,10 @@ impl EventPart for StoragePart {
         let fetch = self.runtime.spawn(async move {
             let body = Bytes::from(json!({"sql": sql, "format": "arrow"}).to_string());
             let request = fanout.request(&Method::POST, &address, &path, &headers, body);
-            match fanout.send_with_headers(request).await {
+            match fanout
+                .send_with_headers(request, super::fanout::ASK_TIMEOUT)
+                .await
+            {
                 Ok((StatusCode::OK, headers, stream)) => {
                     let unreadable: Vec<UnreadableWindow> = headers
                         .get(UNREADABLE_HEADER)
