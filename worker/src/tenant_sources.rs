@@ -71,9 +71,9 @@ impl TenantSources {
 
     /// Whether the admin API has any tenant (standalone then makes no demo tenant).
     pub fn has_admin_tenants(&self) -> bool {
-        self.coordinator
-            .as_ref()
-            .is_some_and(|coordinator| !coordinator.snapshot().tenants.specs.is_empty())
+        self.coordinator.as_ref().is_some_and(|coordinator| {
+            coordinator.with_state(|state| !state.tenants.specs.is_empty())
+        })
     }
 
     /// Whether tenants can be added without the file (the admin API is on).
@@ -108,7 +108,7 @@ impl TenantSources {
             .map(|spec| (spec.id.as_str().to_string(), spec.clone()))
             .collect();
         if let Some(coordinator) = &self.coordinator {
-            for spec in coordinator.snapshot().tenants.specs {
+            for spec in coordinator.with_state(|state| state.tenants.specs.clone()) {
                 match specs.entry(spec.id.as_str().to_string()) {
                     std::collections::btree_map::Entry::Occupied(file) => {
                         tracing::warn!(tenant = %file.key(), "the configuration file names this tenant: its admin-API version is not used until the file drops it");
@@ -138,9 +138,10 @@ impl TenantSources {
         };
         let sources = self.clone();
         tokio::spawn(async move {
-            let mut seen = coordinator.snapshot().tenants.version;
+            let mut seen = coordinator.with_state(|state| state.tenants.version);
             loop {
-                let route = coordinator.snapshot().routes.version;
+                // Standalone's routes never change: only the tenants' version is followed.
+                let route = coordinator.with_state(|state| state.route_version);
                 let (_, tenants) = coordinator
                     .wait_newer((route, seen), Duration::from_secs(30))
                     .await;

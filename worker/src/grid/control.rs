@@ -64,15 +64,20 @@ pub struct ControlOptions {
 pub struct ControlPlane {
     options: ControlOptions,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// `DATA_DIR/grid/identity.json` as last read or written: links ask for it with every
+    /// batch, which must not cost a file read.
+    identity: parking_lot::RwLock<Option<Identity>>,
 }
 
 impl ControlPlane {
     pub fn new(options: ControlOptions) -> ControlPlane {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let identity = read_json(&options.data_dir.join("grid").join("identity.json"));
         ControlPlane {
             options,
             client: Client::builder(TokioExecutor::new()).build(connector),
+            identity: parking_lot::RwLock::new(identity),
         }
     }
 
@@ -82,7 +87,7 @@ impl ControlPlane {
 
     /// The identity kept from an earlier pairing, if any.
     pub fn saved_identity(&self) -> Option<Identity> {
-        read_json(&self.dir().join("identity.json"))
+        self.identity.read().clone()
     }
 
     /// The last snapshot this worker had, if any: what it runs on until the coordinator
@@ -184,6 +189,7 @@ impl ControlPlane {
         let snapshot: Snapshot = serde_json::from_value(answer["snapshot"].clone())
             .map_err(|error| bad_answer(&answer, error))?;
         write_json(&self.dir().join("identity.json"), &identity)?;
+        *self.identity.write() = Some(identity.clone());
         write_json(&self.dir().join("snapshot.json"), &snapshot)?;
         tracing::info!(worker = %identity.worker_id, routes = snapshot.routes.version, "paired with the coordinator");
         Ok((identity, snapshot))
