@@ -79,8 +79,16 @@ pub enum NextHop {
     /// correlator go to one normalizer (rendezvous on tenant and correlator), so their order
     /// holds, and a busy tenant's correlators spread it over the normalizers.
     NormalizerThenStorage,
-    /// The tenants' storage workers: a correlator that normalizes, or a normalizer hop.
+    /// The tenants' storage workers, the next one when the first is down: a correlator that
+    /// normalizes itself.
     Storage,
+    /// Each tenant's first storage worker by the grid's membership, online or not, with no
+    /// skipping: a normalizer hop. A correlator sends a record again when an answer was lost
+    /// (or the normalizer was killed before answering), and the normalizer must send the
+    /// copy where it sent the first, or storage, which dedupes per worker, keeps both; a
+    /// choice that followed who is up (down reports, backoff) could differ between the two.
+    /// While that worker is down the tenant's records wait in the normalizer's spool.
+    StorageByMembership,
 }
 
 pub struct ForwardOptions {
@@ -317,7 +325,7 @@ impl Forwarder {
 
     /// Where each tenant batch goes: the first worker the routes rank for its tenant (a
     /// normalizer hop or a storage worker, see [`NextHop`]) that this worker does not
-    /// currently see as down (the first of them when all are).
+    /// currently see as down (the first of them when all are), or, by membership, the first.
     fn destinations(
         &self,
         tenants: Vec<TenantBatch>,
@@ -348,7 +356,9 @@ impl Forwarder {
                     .routes
                     .normalizers_for(&format!("{tenant}\u{0}{me}")),
                 NextHop::Storage => Vec::new(),
+                NextHop::StorageByMembership => snapshot.routes.storage_known_for(tenant),
             };
+            let skips_down = self.next_hop != NextHop::StorageByMembership;
             if ranked.is_empty() {
                 ranked = snapshot.routes.storage_for(tenant);
             }
@@ -357,7 +367,7 @@ impl Forwarder {
             }
             let chosen = ranked
                 .iter()
-                .find(|worker| !down.get(&worker.id).copied().unwrap_or(false))
+                .find(|worker| skips_down && !down.get(&worker.id).copied().unwrap_or(false))
                 .or(ranked.first())
                 .ok_or_else(|| {
                     StageError::unavailable("no storage worker has joined the grid yet")

@@ -7,7 +7,10 @@
 //! worker through this worker's own spools. A record is acknowledged once its normalized
 //! events are in those spools (fsynced when durable), so the correlator forgets it only when
 //! this worker could replay it after a `kill -9`; at worst a record is normalized and sent
-//! twice, which storage dedupes by `event_id`.
+//! twice, which storage dedupes by `event_id` — so each tenant goes to its first storage
+//! worker by membership, not skipping one that is down (see
+//! [`NextHop::StorageByMembership`](super::forward::NextHop)): a copy sent where the first
+//! did not go would be stored twice.
 //!
 //! Correlators send here only while the grid has normalizer hops (a correlator that runs the
 //! normalizer itself never does); the jobs of durable publishes this worker spooled answer
@@ -36,7 +39,7 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
         forwarder,
         snapshots,
         heartbeats: _heartbeats,
-    } = start_forwarding(&args, personas, &metrics, NextHop::Storage)?;
+    } = start_forwarding(&args, personas, &metrics, NextHop::StorageByMembership)?;
     let normalizer = Normalizer::new(
         config.normalizer.rulebase_dir.clone(),
         NormalizerMetrics::register(&metrics),
