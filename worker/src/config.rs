@@ -307,8 +307,8 @@ pub struct StorageConfig {
     /// How often expired hot data is deleted.
     #[serde(default = "default_retention_interval")]
     pub retention_check_interval: HumanDuration,
-    /// At start, event ids of files written this long before are read back, so a batch
-    /// delivered again after a restart (an unacknowledged retry) is stored once.
+    /// Event ids stored this recently are remembered (and read back from recent files at
+    /// start), so a batch delivered again (an unacknowledged retry) is stored once.
     #[serde(default = "default_dedupe_window")]
     pub dedupe_window: HumanDuration,
 }

@@ -70,17 +70,20 @@ fn window_from_dir_name(name: &str) -> Option<i64> {
         .map(|start| start.and_utc().timestamp())
 }
 
-/// Flushed generations whose event ids are kept for dedupe after they leave memory.
-const FLUSHED_GENERATIONS_KEPT: usize = 1;
-/// Most event ids read back from recent files at start, for dedupe of redeliveries.
-const MAX_IDS_LOADED_AT_START: usize = 4_000_000;
+/// Most event ids of flushed files kept for dedupe (16 bytes each: 64 MiB), whether read
+/// back at start or kept from this run's flushes. At high rates this, not the dedupe window,
+/// bounds how late a redelivery is still caught.
+const MAX_FLUSHED_IDS_KEPT: usize = 4_000_000;
 
 struct State {
     active: MemTable,
     frozen: Vec<Arc<Frozen>>,
-    /// Ids of the last flushed generations (and, after a start, of recently written files),
-    /// so a redelivery just after a flush or a restart is still caught.
-    recently_flushed: VecDeque<Arc<IdSet>>,
+    /// Ids of the generations flushed within the dedupe window (and, after a start, of
+    /// recently written files), oldest first, with when they were flushed: a redelivery
+    /// after a flush or a restart is still caught. A sender retries for as long as a link
+    /// is down, so "the last flush" is not enough.
+    recently_flushed: VecDeque<(Instant, Arc<IdSet>)>,
+    dedupe_window: Duration,
     files: BTreeMap<String, BTreeMap<i64, Vec<FileEntry>>>,
     manifest: Manifest,
     /// Files replaced by compaction, deleted once queries that listed them are done.
@@ -160,13 +163,14 @@ impl HotStore {
         let recent_ids = recent_event_ids(root, &manifest.files, dedupe_window);
         let mut recently_flushed = VecDeque::new();
         if !recent_ids.is_empty() {
-            recently_flushed.push_back(Arc::new(recent_ids));
+            recently_flushed.push_back((Instant::now(), Arc::new(recent_ids)));
         }
         let flushed_through = manifest.wal_flushed_through;
         let state = State {
             active: MemTable::default(),
             frozen: Vec::new(),
             recently_flushed,
+            dedupe_window,
             files,
             manifest,
             retired: Vec::new(),
@@ -217,6 +221,7 @@ impl HotStore {
         for (group, keys, windows, sorted, mut duplicate) in prepared {
             for held in recently_flushed
                 .iter()
+                .map(|(_, ids)| ids)
                 .chain(frozen.iter().map(|frozen| &frozen.event_ids))
             {
                 held.mark_held(&sorted, &mut duplicate);
@@ -372,10 +377,11 @@ impl HotStore {
             .frozen
             .retain(|candidate| !Arc::ptr_eq(candidate, frozen));
         // Shared, not copied: copying half a million ids under the write lock stalled ingest.
-        state.recently_flushed.push_back(frozen.event_ids.clone());
-        while state.recently_flushed.len() > FLUSHED_GENERATIONS_KEPT {
-            state.recently_flushed.pop_front();
-        }
+        state
+            .recently_flushed
+            .push_back((Instant::now(), frozen.event_ids.clone()));
+        let window = state.dedupe_window;
+        forget_old_ids(&mut state.recently_flushed, window);
         Ok(entries)
     }
 
@@ -810,7 +816,21 @@ pub fn rebuild_manifest(root: &Path, disk: &dyn Disk) -> io::Result<usize> {
     Ok(count)
 }
 
-/// Event ids of files written in the last `window`, at most [`MAX_IDS_LOADED_AT_START`].
+/// Drops the oldest flushed generations' ids once they are older than `window` or there are
+/// more than [`MAX_FLUSHED_IDS_KEPT`] (the newest generation always stays).
+fn forget_old_ids(generations: &mut VecDeque<(Instant, Arc<IdSet>)>, window: Duration) {
+    let mut kept: usize = generations.iter().map(|(_, ids)| ids.len()).sum();
+    while generations.len() > 1 {
+        let (flushed_at, ids) = &generations[0];
+        if flushed_at.elapsed() <= window && kept <= MAX_FLUSHED_IDS_KEPT {
+            break;
+        }
+        kept -= ids.len();
+        generations.pop_front();
+    }
+}
+
+/// Event ids of files written in the last `window`, at most [`MAX_FLUSHED_IDS_KEPT`].
 fn recent_event_ids(root: &Path, files: &[FileEntry], window: Duration) -> IdSet {
     let since = Utc::now().timestamp() - window.as_secs() as i64;
     let mut recent: Vec<&FileEntry> = files
@@ -820,7 +840,7 @@ fn recent_event_ids(root: &Path, files: &[FileEntry], window: Duration) -> IdSet
     recent.sort_by_key(|entry| std::cmp::Reverse(entry.created));
     let mut keys = Vec::new();
     for entry in recent {
-        if keys.len() >= MAX_IDS_LOADED_AT_START {
+        if keys.len() >= MAX_FLUSHED_IDS_KEPT {
             break;
         }
         let path = root.join(&entry.path);
@@ -1027,9 +1047,16 @@ mod tests {
         assert_eq!(second.per_tenant, vec![("acme".to_string(), 1)]);
         assert_eq!(second.duplicates, 2);
         assert_eq!(stored(&store).len(), 3);
-        // Still caught after the first generation was flushed.
+        // Still caught after the first generation was flushed, and after many flushes of
+        // other events since (a sender retrying through a long outage).
         let frozen = store.freeze(1).unwrap();
         store.flush(&frozen).unwrap();
+        assert_eq!(store.insert(tenant_batches(&events).unwrap()).duplicates, 2);
+        for generation in 2..10 {
+            store.insert(tenant_batches(&[event("d", Utc::now())]).unwrap());
+            let frozen = store.freeze(generation).unwrap();
+            store.flush(&frozen).unwrap();
+        }
         assert_eq!(store.insert(tenant_batches(&events).unwrap()).duplicates, 2);
         let windows: HashSet<i64> = store
             .file_entries()
@@ -1037,6 +1064,23 @@ mod tests {
             .map(|entry| entry.window)
             .collect();
         assert_eq!(windows.len(), 2, "one file per hourly window");
+    }
+
+    #[test]
+    fn flushed_ids_are_forgotten_after_the_dedupe_window_but_the_newest_generation_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) =
+            HotStore::open(dir.path(), Arc::new(LocalDisk), Duration::from_millis(300)).unwrap();
+        let old = vec![event("old", Utc::now())];
+        store.insert(tenant_batches(&old).unwrap());
+        store.flush(&store.freeze(1).unwrap()).unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        let newer = vec![event("newer", Utc::now())];
+        store.insert(tenant_batches(&newer).unwrap());
+        store.flush(&store.freeze(2).unwrap()).unwrap();
+        // Past the window, and not the newest generation: forgotten, stored again.
+        assert_eq!(store.insert(tenant_batches(&old).unwrap()).duplicates, 0);
+        assert_eq!(store.insert(tenant_batches(&newer).unwrap()).duplicates, 1);
     }
 
     /// What the archive relies on: a pinned file is never compacted into another (planned
