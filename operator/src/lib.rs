@@ -1,5 +1,85 @@
-//! The Meniscus operator (kube-rs). So far: the custom resources, [`crd`]. The reconcilers, the
-//! coordinator service and the autoscaler are the rest of issue 13. Never depends on the store.
+//! The Meniscus operator (kube-rs): the custom resources ([`crd`]), the `MeniscusGrid`
+//! controller ([`grid`]: children, status, deletion), and the autoscaler's decision
+//! ([`autoscaler`]). Never depends on the store.
 #![forbid(unsafe_code)]
 
+pub mod apply;
+pub mod autoscaler;
+pub mod conditions;
+pub mod context;
 pub mod crd;
+pub mod grid;
+pub mod quantity;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+
+use context::Context;
+
+/// Why a reconcile failed; the controller retries it with backoff.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct Error(pub anyhow::Error);
+
+impl Error {
+    pub fn msg(message: impl std::fmt::Display) -> Error {
+        Error(anyhow::anyhow!("{message}"))
+    }
+}
+
+impl From<kube::Error> for Error {
+    fn from(error: kube::Error) -> Error {
+        Error(error.into())
+    }
+}
+
+/// Retries a failed reconcile: soon after a first failure, then less often (a broken spec
+/// or a forbidden call must not hammer the API server), at most every five minutes.
+pub fn error_policy<K: Resource<DynamicType = ()>>(
+    object: Arc<K>,
+    error: &Error,
+    context: Arc<Context>,
+) -> Action {
+    let kind = K::kind(&());
+    context.metrics.reconcile_errors.inc(&[kind.as_ref()]);
+    let key = format!(
+        "{kind}/{}/{}",
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    );
+    let failures = context.failures(&key);
+    tracing::warn!(object = %key, %error, failures, "reconcile failed; retrying");
+    Action::requeue(backoff(failures))
+}
+
+/// 5 s, 10 s, 20 s, … up to 5 minutes, for the `failures`-th failure in a row.
+pub fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(5u64.saturating_mul(1 << failures.saturating_sub(1).min(6)))
+        .min(Duration::from_secs(300))
+}
+
+/// 32 random bytes as hex: pairing secrets, admin credentials, tenant tokens.
+pub fn random_token() -> anyhow::Result<String> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| anyhow::anyhow!("no random source"))?;
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_five_minutes() {
+        let seconds: Vec<u64> = [1, 2, 3, 4, 7, 8, 50]
+            .map(|n| backoff(n).as_secs())
+            .to_vec();
+        assert_eq!(seconds, vec![5, 10, 20, 40, 300, 300, 300]);
+    }
+}

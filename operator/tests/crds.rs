@@ -2,10 +2,7 @@
 //! them and enforces their rules (defaults, `min <= max`, an immutable grid reference, tenant
 //! names that are valid tenant ids).
 
-use std::time::Duration;
-
-use anyhow::{Context, Result};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use anyhow::Result;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::CustomResourceExt;
 use meniscus_operator::crd::grid::MeniscusGrid;
@@ -13,7 +10,8 @@ use meniscus_operator::crd::tenant::Tenant;
 use meniscus_testenv::{wait_for, ControlPlane};
 use serde_json::json;
 
-const WAIT: Duration = Duration::from_secs(60);
+mod common;
+use common::{install, WAIT};
 
 #[test]
 fn committed_crds_match_the_types() {
@@ -25,29 +23,6 @@ fn committed_crds_match_the_types() {
             "crds/{name} differs from the types: run `cargo run -p meniscus-operator --bin crdgen` and commit it"
         );
     }
-}
-
-async fn install(client: &kube::Client, crd: CustomResourceDefinition) -> Result<()> {
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    let name = crd.metadata.name.clone().unwrap_or_default();
-    crds.patch(
-        &name,
-        &PatchParams::apply("meniscus-operator-tests").force(),
-        &Patch::Apply(crd),
-    )
-    .await
-    .with_context(|| format!("applying {name}"))?;
-    wait_for(WAIT, "the CRD to be Established", || async {
-        Ok(crds
-            .get(&name)
-            .await?
-            .status
-            .and_then(|status| status.conditions)
-            .unwrap_or_default()
-            .iter()
-            .any(|condition| condition.type_ == "Established" && condition.status == "True"))
-    })
-    .await
 }
 
 /// The API server's refusal message, or a failure when it accepted.
@@ -82,6 +57,10 @@ async fn the_api_server_applies_defaults_and_enforces_the_rules() -> Result<()> 
     assert_eq!(created.spec.personas.storage.storage_size, "20Gi");
     assert_eq!(created.spec.listeners.syslog_tcp, 5514);
     assert_eq!(created.spec.retention.short_term, "7d");
+    // No normalizer hop unless asked for: correlators normalize.
+    assert_eq!(created.spec.personas.normalizer.replicas.max, 0);
+    assert_eq!(created.spec.personas.correlator.spool_size, "2Gi");
+    assert_eq!(created.spec.storage_copies, 2);
 
     // min above max, an empty image, a bad archive URL, a bad duration: refused, and said why.
     let bad = |spec: serde_json::Value| -> MeniscusGrid {
@@ -96,6 +75,17 @@ async fn the_api_server_applies_defaults_and_enforces_the_rules() -> Result<()> 
         message.contains("replicas.min must not be above replicas.max"),
         "{message}"
     );
+    let message = refusal(grids.create(&PostParams::default(), &bad(json!({"image": "m", "personas": {"correlator": {"replicas": {"min": 0, "max": 0}}}}))).await);
+    assert!(message.contains("only normalizer may be 0"), "{message}");
+    let message = refusal(
+        grids
+            .create(
+                &PostParams::default(),
+                &bad(json!({"image": "m", "personas": {"storage": {"storageSize": "lots"}}})),
+            )
+            .await,
+    );
+    assert!(message.contains("storageSize"), "{message}");
     let message = refusal(
         grids
             .create(&PostParams::default(), &bad(json!({"image": ""})))

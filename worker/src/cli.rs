@@ -1,7 +1,7 @@
 //! The `meniscus` command line: `meniscus standalone` runs every persona in one process (the
 //! default way to try Meniscus and the way tests run it); `check-config`,
-//! `recover-manifest` and `keys rotate` are tools. `meniscus worker --persona coordinator` serves
-//! a grid's coordinator; the other personas as processes of their own come next.
+//! `recover-manifest` and `keys rotate` are tools. `meniscus worker --persona …` runs personas
+//! of a grid as a process of their own (see `grid::WorkerArgs`).
 
 use clap::{Parser, Subcommand};
 
@@ -18,7 +18,8 @@ struct Cli {
 enum Command {
     /// Every persona in one process with an embedded store.
     Standalone(standalone::StandaloneArgs),
-    /// Personas of a grid as a process of their own (so far: the coordinator).
+    /// Personas of a grid as a process of their own (coordinator, broadcaster, correlator,
+    /// normalizer, storage, tenant-api).
     Worker(grid::WorkerArgs),
     /// Checks a configuration file and exits: 0 when valid, 1 with the reason otherwise.
     CheckConfig {

@@ -48,16 +48,30 @@ pub struct MeniscusGridSpec {
     pub retention: Retention,
     #[serde(default)]
     pub autoscaling: Autoscaling,
+    /// Storage workers that hold each tenant's data (rendezvous hashing): more spreads a
+    /// tenant's load and keeps it queryable through a lost worker; fewer keeps its queries
+    /// on fewer workers.
+    #[serde(default = "two")]
+    #[schemars(range(min = 1))]
+    pub storage_copies: i32,
+}
+
+fn two() -> i32 {
+    2
 }
 
 /// Every persona of the grid.
-#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.correlator.replicas.max >= 1 && self.storage.replicas.max >= 1 && self.tenantApi.replicas.max >= 1 && self.broadcaster.replicas.max >= 1").message("correlator, storage, tenantApi and broadcaster need replicas.max of at least 1 (only normalizer may be 0)"))]
 pub struct Personas {
     #[serde(default)]
-    pub correlator: Persona,
-    #[serde(default)]
-    pub normalizer: Persona,
+    pub correlator: SpoolingPersona,
+    /// Normalizers of their own between correlators and storage. None by default
+    /// (`replicas: {min: 0, max: 0}`): correlators then normalize what they receive
+    /// themselves, which saves a hop; a hop of its own scales rulebase work apart from ingest.
+    #[serde(default = "no_normalizers")]
+    pub normalizer: SpoolingPersona,
     #[serde(default)]
     pub storage: StoragePersona,
     #[serde(default)]
@@ -76,6 +90,93 @@ pub struct Persona {
     pub resources: Resources,
 }
 
+fn no_normalizers() -> SpoolingPersona {
+    SpoolingPersona {
+        replicas: Replicas { min: 0, max: 0 },
+        ..SpoolingPersona::default()
+    }
+}
+
+impl Default for Personas {
+    fn default() -> Self {
+        Personas {
+            correlator: SpoolingPersona::default(),
+            normalizer: no_normalizers(),
+            storage: StoragePersona::default(),
+            tenant_api: Persona::default(),
+            broadcaster: Persona::default(),
+        }
+    }
+}
+
+/// Correlators and normalizers keep what the next hop has not acknowledged in a spool on a
+/// volume of their own, so a rescheduled pod loses nothing it acknowledged.
+#[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpoolingPersona {
+    #[serde(default)]
+    pub replicas: Replicas,
+    #[serde(default)]
+    pub resources: Resources,
+    /// Size of each replica's spool volume; the spool may fill nine tenths of it, then
+    /// senders are slowed (TCP) or refused (HTTP 503).
+    #[serde(default = "default_spool_size")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"))]
+    pub spool_size: String,
+    /// StorageClass of the volumes; the cluster's default without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+}
+
+impl Default for SpoolingPersona {
+    fn default() -> Self {
+        SpoolingPersona {
+            replicas: Replicas::default(),
+            resources: Resources::default(),
+            spool_size: default_spool_size(),
+            storage_class: None,
+        }
+    }
+}
+
+fn default_spool_size() -> String {
+    "2Gi".into()
+}
+
+/// The coordinator's volume: its worker and tenant registry, a few kilobytes per worker.
+const COORDINATOR_VOLUME: &str = "1Gi";
+
+impl Personas {
+    /// The volume size and StorageClass each replica of a persona that keeps data gets
+    /// (the coordinator's class is storage's).
+    pub fn volume(&self, persona: crate::grid::children::Component) -> (String, Option<String>) {
+        use crate::grid::children::Component;
+        match persona {
+            Component::Correlator => (
+                self.correlator.spool_size.clone(),
+                self.correlator.storage_class.clone(),
+            ),
+            Component::Normalizer => (
+                self.normalizer.spool_size.clone(),
+                self.normalizer.storage_class.clone(),
+            ),
+            Component::Storage => (
+                self.storage.storage_size.clone(),
+                self.storage.storage_class.clone(),
+            ),
+            _ => (
+                COORDINATOR_VOLUME.to_string(),
+                self.storage.storage_class.clone(),
+            ),
+        }
+    }
+
+    /// The spool volume of a correlator or normalizer.
+    pub fn spool_size(&self, persona: crate::grid::children::Component) -> String {
+        self.volume(persona).0
+    }
+}
+
 /// The storage persona also holds data: a volume per replica.
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -86,6 +187,7 @@ pub struct StoragePersona {
     pub resources: Resources,
     /// Size of each replica's volume (WAL and hot store).
     #[serde(default = "default_storage_size")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"))]
     pub storage_size: String,
     /// StorageClass of the volumes; the cluster's default without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -115,7 +217,7 @@ pub struct Replicas {
     #[schemars(range(min = 0))]
     pub min: i32,
     #[serde(default = "three")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 0))]
     pub max: i32,
 }
 

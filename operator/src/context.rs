@@ -1,0 +1,75 @@
+//! What every reconcile shares: the API client, the Event recorder and the operator's
+//! metrics.
+
+use std::collections::HashMap;
+
+use kube::runtime::events::{Recorder, Reporter};
+use kube::Client;
+use meniscus_metrics::{Counter, Family, Registry};
+use parking_lot::Mutex;
+
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    /// Failures in a row per object (`Kind/namespace/name`), for the retry backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// `instance` tells this operator replica's Events apart (its pod name).
+    pub fn new(client: Client, registry: &Registry, instance: Option<String>) -> Context {
+        let reporter = Reporter {
+            controller: crate::grid::children::MANAGER.into(),
+            instance,
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics: Metrics::register(registry),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Counts one more failure of `key` in a row; how many there have been.
+    pub fn failures(&self, key: &str) -> u32 {
+        let mut failures = self.failures.lock();
+        let count = failures.entry(key.to_string()).or_insert(0);
+        *count += 1;
+        *count
+    }
+
+    /// `key` reconciled: its next failure starts the backoff over.
+    pub fn succeeded(&self, key: &str) {
+        self.failures.lock().remove(key);
+    }
+}
+
+pub struct Metrics {
+    /// Creates and applies of children, by kind: flat at rest (see `apply`).
+    pub writes: Family<Counter>,
+    pub reconciles: Family<Counter>,
+    pub reconcile_errors: Family<Counter>,
+}
+
+impl Metrics {
+    fn register(registry: &Registry) -> Metrics {
+        Metrics {
+            writes: registry.counters(
+                "meniscus_operator_api_writes_total",
+                "Objects the operator created or applied, by kind (status writes included).",
+                &["kind"],
+            ),
+            reconciles: registry.counters(
+                "meniscus_operator_reconciles_total",
+                "Reconciles run, by resource kind.",
+                &["kind"],
+            ),
+            reconcile_errors: registry.counters(
+                "meniscus_operator_reconcile_errors_total",
+                "Reconciles that failed (retried with backoff), by resource kind.",
+                &["kind"],
+            ),
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! What a `MeniscusGrid` is made of in Kubernetes, as pure functions of its spec: the
+//! workers' configuration, the coordinator, one workload per persona, the Services tenants
+//! and workers reach them by, and disruption budgets. The reconciler applies these; tests
+//! read them.
+//!
+//! Workloads that hold data the grid has acknowledged are StatefulSets with volume claims:
+//! storage (WAL, hot store), the coordinator (worker and tenant registry), and correlators
+//! and normalizers (their link spools hold durable events until the next hop takes them; on
+//! an emptyDir a rescheduled pod would lose them, the failure Vector's users meet with disk
+//! buffers in a Deployment). The tenant API and broadcasters hold nothing: Deployments.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::ObjectMeta;
+use kube::Resource;
+use serde_json::{json, Value};
+
+use crate::crd::grid::{MeniscusGrid, Resources};
+
+/// Port every worker serves the grid on: links between personas, pairing, /healthz, /metrics.
+pub const GRID_PORT: i32 = 7400;
+/// Where a pod finds its configuration, secrets and data.
+const CONFIG_DIR: &str = "/etc/meniscus";
+const SECRETS_DIR: &str = "/etc/meniscus/secrets";
+const TLS_DIR: &str = "/etc/meniscus/tls";
+const DATA_DIR: &str = "/var/lib/meniscus";
+/// Seconds a correlator or normalizer keeps sending its spool after SIGTERM; the pod's grace
+/// period is longer, so Kubernetes does not kill it mid-drain.
+const DRAIN_SECONDS: i64 = 30;
+/// The field manager of every object the operator applies.
+pub const MANAGER: &str = "meniscus-operator";
+
+/// A persona as a workload: its name in objects and labels, and its `--persona` value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Component {
+    Coordinator,
+    Broadcaster,
+    Correlator,
+    Normalizer,
+    Storage,
+    TenantApi,
+}
+
+impl Component {
+    pub const ALL: [Component; 6] = [
+        Component::Coordinator,
+        Component::Broadcaster,
+        Component::Correlator,
+        Component::Normalizer,
+        Component::Storage,
+        Component::TenantApi,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Component::Coordinator => "coordinator",
+            Component::Broadcaster => "broadcaster",
+            Component::Correlator => "correlator",
+            Component::Normalizer => "normalizer",
+            Component::Storage => "storage",
+            Component::TenantApi => "tenant-api",
+        }
+    }
+
+    /// StatefulSet (holds acknowledged data) or Deployment.
+    pub fn is_stateful(self) -> bool {
+        !matches!(self, Component::Broadcaster | Component::TenantApi)
+    }
+
+    /// Whether the grid works without it (normalizers: correlators normalize themselves).
+    pub fn is_required(self) -> bool {
+        self != Component::Normalizer
+    }
+}
+
+/// `NAME-COMPONENT`, the name of a grid's workload and of its Service.
+pub fn component_name(grid: &MeniscusGrid, component: Component) -> String {
+    format!("{}-{}", grid_name(grid), component.as_str())
+}
+
+pub fn grid_name(grid: &MeniscusGrid) -> String {
+    grid.metadata.name.clone().unwrap_or_default()
+}
+
+/// The Secret with the pairing secret and the admin credential (made once, never applied).
+pub fn secrets_name(grid: &MeniscusGrid) -> String {
+    format!("{}-secrets", grid_name(grid))
+}
+
+pub fn config_name(grid: &MeniscusGrid) -> String {
+    format!("{}-config", grid_name(grid))
+}
+
+/// The Service tenants send to (correlators).
+pub fn ingest_service_name(grid: &MeniscusGrid) -> String {
+    format!("{}-ingest", grid_name(grid))
+}
+
+/// The Service tenants query (the tenant API persona).
+pub fn api_service_name(grid: &MeniscusGrid) -> String {
+    format!("{}-api", grid_name(grid))
+}
+
+/// Labels that select a grid's pods of one component.
+pub fn selector(grid: &MeniscusGrid, component: Component) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "meniscus".to_string()),
+        ("app.kubernetes.io/instance".to_string(), grid_name(grid)),
+        (
+            "app.kubernetes.io/component".to_string(),
+            component.as_str().to_string(),
+        ),
+    ])
+}
+
+fn labels(grid: &MeniscusGrid, component: Option<Component>) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "meniscus".to_string()),
+        ("app.kubernetes.io/instance".to_string(), grid_name(grid)),
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            MANAGER.to_string(),
+        ),
+    ]);
+    if let Some(component) = component {
+        labels.insert(
+            "app.kubernetes.io/component".into(),
+            component.as_str().into(),
+        );
+    }
+    labels
+}
+
+/// Metadata of a child: in the grid's namespace, owned by it (deleted with it).
+fn meta(grid: &MeniscusGrid, name: String, component: Option<Component>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: grid.metadata.namespace.clone(),
+        labels: Some(labels(grid, component)),
+        owner_references: grid.controller_owner_ref(&()).map(|owner| vec![owner]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The workers' configuration file (`meniscus.yaml`): listeners from the spec, the HTTP
+/// address, and the archive. Tenants are not in it: they come from the coordinator.
+pub fn config(grid: &MeniscusGrid) -> ConfigMap {
+    let listeners = &grid.spec.listeners;
+    let mut yaml = String::from("listeners:\n");
+    yaml += &format!(
+        "  - {{protocol: tcp, address: \"0.0.0.0:{}\"}}\n",
+        listeners.syslog_tcp
+    );
+    if let Some(port) = listeners.syslog_udp {
+        yaml += &format!("  - {{protocol: udp, address: \"0.0.0.0:{port}\"}}\n");
+    }
+    if let (Some(port), Some(_)) = (listeners.syslog_tls, &grid.spec.tls_secret) {
+        yaml += &format!(
+            "  - {{protocol: tls, address: \"0.0.0.0:{port}\", tls: {{certFile: {TLS_DIR}/tls.crt, keyFile: {TLS_DIR}/tls.key}}}}\n"
+        );
+    }
+    yaml += &format!("http: {{address: \"0.0.0.0:{}\"}}\n", listeners.http);
+    match &grid.spec.archive {
+        // Credentials come as AWS_*/GOOGLE_*/AZURE_* variables from the Secret (envFrom).
+        Some(archive) => yaml += &format!("archive: {{enabled: true, url: {:?}}}\n", archive.url),
+        None => yaml += "archive: {enabled: false}\n",
+    }
+    ConfigMap {
+        metadata: meta(grid, config_name(grid), None),
+        data: Some(BTreeMap::from([("meniscus.yaml".to_string(), yaml)])),
+        ..ConfigMap::default()
+    }
+}
+
+/// The `meniscus worker` arguments of a component.
+fn args(grid: &MeniscusGrid, component: Component) -> Vec<String> {
+    // Without normalizers of their own, correlators normalize what they receive.
+    let personas = match component {
+        Component::Correlator if grid.spec.personas.normalizer.replicas.max == 0 => {
+            "correlator,normalizer"
+        }
+        component => component.as_str(),
+    };
+    let mut args: Vec<String> = vec![
+        "worker".into(),
+        "--persona".into(),
+        personas.into(),
+        "--listen".into(),
+        format!("0.0.0.0:{GRID_PORT}"),
+        "--data-dir".into(),
+        DATA_DIR.into(),
+        "--pairing-secret-file".into(),
+        format!("{SECRETS_DIR}/pairing-secret"),
+    ];
+    if component == Component::Coordinator {
+        args.extend([
+            "--admin-credential-file".into(),
+            format!("{SECRETS_DIR}/admin-credential"),
+            "--storage-copies".into(),
+            grid.spec.storage_copies.to_string(),
+        ]);
+        return args;
+    }
+    args.extend([
+        "--coordinator".into(),
+        format!(
+            "http://{}:{GRID_PORT}",
+            component_name(grid, Component::Coordinator)
+        ),
+        // Kubernetes expands $(POD_IP) from the env below: workers link pod to pod.
+        "--advertise".into(),
+        format!("$(POD_IP):{GRID_PORT}"),
+        "--config".into(),
+        format!("{CONFIG_DIR}/meniscus.yaml"),
+    ]);
+    if matches!(component, Component::Correlator | Component::Normalizer) {
+        let spool = &grid.spec.personas.spool_size(component);
+        // A tenth of the volume stays free for the spool's own bookkeeping and compaction.
+        let quota = crate::quantity::bytes(spool).unwrap_or(1 << 30) / 10 * 9;
+        args.extend([
+            "--spool-quota-bytes".into(),
+            quota.to_string(),
+            "--drain-seconds".into(),
+            DRAIN_SECONDS.to_string(),
+        ]);
+    }
+    args
+}
+
+/// Container ports of a component: the grid port, and the listeners for correlators and
+/// the HTTP port for the tenant API.
+fn ports(grid: &MeniscusGrid, component: Component) -> Vec<Value> {
+    let mut ports = vec![json!({"name": "grid", "containerPort": GRID_PORT})];
+    let listeners = &grid.spec.listeners;
+    if component == Component::Correlator {
+        ports.push(json!({"name": "syslog-tcp", "containerPort": listeners.syslog_tcp}));
+        if let Some(port) = listeners.syslog_udp {
+            ports.push(json!({"name": "syslog-udp", "containerPort": port, "protocol": "UDP"}));
+        }
+        if let (Some(port), Some(_)) = (listeners.syslog_tls, &grid.spec.tls_secret) {
+            ports.push(json!({"name": "syslog-tls", "containerPort": port}));
+        }
+    }
+    if matches!(component, Component::Correlator | Component::TenantApi) {
+        ports.push(json!({"name": "http", "containerPort": listeners.http}));
+    }
+    ports
+}
+
+fn resources(grid: &MeniscusGrid, component: Component) -> Resources {
+    let personas = &grid.spec.personas;
+    match component {
+        Component::Coordinator => Resources::default(),
+        Component::Broadcaster => personas.broadcaster.resources.clone(),
+        Component::Correlator => personas.correlator.resources.clone(),
+        Component::Normalizer => personas.normalizer.resources.clone(),
+        Component::Storage => personas.storage.resources.clone(),
+        Component::TenantApi => personas.tenant_api.resources.clone(),
+    }
+}
+
+/// The pod template of a component: one container running `meniscus worker`, non-root with
+/// a read-only root filesystem, probed on /healthz.
+fn pod_template(grid: &MeniscusGrid, component: Component) -> Value {
+    let mut volumes = vec![
+        json!({"name": "config", "configMap": {"name": config_name(grid)}}),
+        json!({"name": "secrets", "secret": {"secretName": secrets_name(grid), "defaultMode": 0o400}}),
+    ];
+    let mut mounts = vec![
+        json!({"name": "config", "mountPath": CONFIG_DIR, "readOnly": true}),
+        json!({"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": true}),
+        json!({"name": "data", "mountPath": DATA_DIR}),
+    ];
+    if !component.is_stateful() {
+        volumes.push(json!({"name": "data", "emptyDir": {}}));
+    }
+    if let (Component::Correlator, Some(secret)) = (component, &grid.spec.tls_secret) {
+        volumes
+            .push(json!({"name": "tls", "secret": {"secretName": secret, "defaultMode": 0o400}}));
+        mounts.push(json!({"name": "tls", "mountPath": TLS_DIR, "readOnly": true}));
+    }
+    let mut container = json!({
+        "name": "meniscus",
+        "image": grid.spec.image,
+        "args": args(grid, component),
+        "env": [
+            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {"name": "RUST_LOG", "value": "info"},
+        ],
+        "ports": ports(grid, component),
+        "volumeMounts": mounts,
+        "resources": resources(grid, component),
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "grid"}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "grid"}, "periodSeconds": 10, "failureThreshold": 6},
+        "securityContext": {
+            "runAsNonRoot": true,
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    });
+    if let (Component::Storage, Some(archive)) = (component, &grid.spec.archive) {
+        if let Some(secret) = &archive.credentials_secret {
+            container["envFrom"] = json!([{"secretRef": {"name": secret}}]);
+        }
+    }
+    json!({
+        "metadata": {"labels": selector(grid, component)},
+        "spec": {
+            "containers": [container],
+            "volumes": volumes,
+            // Volumes are written by the container's group.
+            "securityContext": {"fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+            "terminationGracePeriodSeconds": DRAIN_SECONDS + 15,
+            "enableServiceLinks": false,
+        },
+    })
+}
+
+/// The Deployment (broadcaster, tenant API) of a component with `replicas`.
+pub fn deployment(grid: &MeniscusGrid, component: Component, replicas: i32) -> Deployment {
+    let spec = json!({
+        "replicas": replicas,
+        "selector": {"matchLabels": selector(grid, component)},
+        "template": pod_template(grid, component),
+    });
+    Deployment {
+        metadata: meta(grid, component_name(grid, component), Some(component)),
+        spec: Some(serde_json::from_value(spec).expect("a Deployment spec")),
+        ..Deployment::default()
+    }
+}
+
+/// The StatefulSet of a component that holds data, with a volume claim per replica.
+pub fn stateful_set(grid: &MeniscusGrid, component: Component, replicas: i32) -> StatefulSet {
+    let (size, class) = grid.spec.personas.volume(component);
+    let mut claim = json!({
+        "metadata": {"name": "data"},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": size}},
+        },
+    });
+    if let Some(class) = class {
+        claim["spec"]["storageClassName"] = json!(class);
+    }
+    let spec = json!({
+        "replicas": replicas,
+        "serviceName": component_name(grid, component),
+        "selector": {"matchLabels": selector(grid, component)},
+        "template": pod_template(grid, component),
+        "volumeClaimTemplates": [claim],
+        // Workers pair on their own; none waits for another to start.
+        "podManagementPolicy": "Parallel",
+        // The volumes outlive a scale-down: a storage worker's data until its tenants are
+        // handed off, a spool until it is sent.
+        "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
+    });
+    StatefulSet {
+        metadata: meta(grid, component_name(grid, component), Some(component)),
+        spec: Some(serde_json::from_value(spec).expect("a StatefulSet spec")),
+        ..StatefulSet::default()
+    }
+}
+
+/// A component's own Service: headless (each pod its own address) for what workers reach
+/// pod by pod, ClusterIP for the coordinator.
+pub fn component_service(grid: &MeniscusGrid, component: Component) -> Service {
+    let mut spec = json!({
+        "selector": selector(grid, component),
+        "ports": [{"name": "grid", "port": GRID_PORT, "targetPort": "grid"}],
+    });
+    if component != Component::Coordinator {
+        spec["clusterIP"] = json!("None");
+        // Peers must find a starting worker before it is ready (it pairs first).
+        spec["publishNotReadyAddresses"] = json!(true);
+    }
+    Service {
+        metadata: meta(grid, component_name(grid, component), Some(component)),
+        spec: Some(serde_json::from_value(spec).expect("a Service spec")),
+        ..Service::default()
+    }
+}
+
+/// The ingest Service: the syslog listeners and HTTP of the correlators, of the type and with
+/// the annotations the spec asks for.
+pub fn ingest_service(grid: &MeniscusGrid) -> Service {
+    let listeners = &grid.spec.listeners;
+    let mut ports = vec![
+        json!({"name": "syslog-tcp", "port": listeners.syslog_tcp, "targetPort": "syslog-tcp"}),
+    ];
+    if let Some(port) = listeners.syslog_udp {
+        ports.push(json!({"name": "syslog-udp", "port": port, "targetPort": "syslog-udp", "protocol": "UDP"}));
+    }
+    if let (Some(port), Some(_)) = (listeners.syslog_tls, &grid.spec.tls_secret) {
+        ports.push(json!({"name": "syslog-tls", "port": port, "targetPort": "syslog-tls"}));
+    }
+    ports.push(json!({"name": "http", "port": listeners.http, "targetPort": "http"}));
+    let spec = json!({
+        "type": format!("{:?}", grid.spec.ingest_service.type_),
+        "selector": selector(grid, Component::Correlator),
+        "ports": ports,
+    });
+    let mut metadata = meta(grid, ingest_service_name(grid), None);
+    if !grid.spec.ingest_service.annotations.is_empty() {
+        metadata.annotations = Some(grid.spec.ingest_service.annotations.clone());
+    }
+    Service {
+        metadata,
+        spec: Some(serde_json::from_value(spec).expect("a Service spec")),
+        ..Service::default()
+    }
+}
+
+/// The Service tenants query: the tenant API persona's HTTP port.
+pub fn api_service(grid: &MeniscusGrid) -> Service {
+    let spec = json!({
+        "selector": selector(grid, Component::TenantApi),
+        "ports": [{"name": "http", "port": grid.spec.listeners.http, "targetPort": "http"}],
+    });
+    Service {
+        metadata: meta(grid, api_service_name(grid), None),
+        spec: Some(serde_json::from_value(spec).expect("a Service spec")),
+        ..Service::default()
+    }
+}
+
+/// At most one pod of a component down at a time for voluntary disruptions (drains): a
+/// storage worker's tenants are then served by their other copies.
+pub fn disruption_budget(grid: &MeniscusGrid, component: Component) -> PodDisruptionBudget {
+    let spec = json!({
+        "maxUnavailable": 1,
+        "selector": {"matchLabels": selector(grid, component)},
+    });
+    PodDisruptionBudget {
+        metadata: meta(grid, component_name(grid, component), Some(component)),
+        spec: Some(serde_json::from_value(spec).expect("a PodDisruptionBudget spec")),
+        ..PodDisruptionBudget::default()
+    }
+}
+
+/// Where tenants send, as `host:port/protocol` (what goes in rsyslog's or an agent's
+/// configuration).
+pub fn ingest_endpoints(grid: &MeniscusGrid) -> Vec<String> {
+    let host = format!(
+        "{}.{}.svc",
+        ingest_service_name(grid),
+        grid.metadata.namespace.as_deref().unwrap_or("default")
+    );
+    let listeners = &grid.spec.listeners;
+    let mut endpoints = vec![format!("{host}:{}/syslog-tcp", listeners.syslog_tcp)];
+    if let Some(port) = listeners.syslog_udp {
+        endpoints.push(format!("{host}:{port}/syslog-udp"));
+    }
+    if let (Some(port), Some(_)) = (listeners.syslog_tls, &grid.spec.tls_secret) {
+        endpoints.push(format!("{host}:{port}/syslog-tls"));
+    }
+    endpoints.push(format!("http://{host}:{}", listeners.http));
+    endpoints
+}
