@@ -70,3 +70,32 @@ fn digest<K: Serialize>(object: &K) -> anyhow::Result<String> {
         .map(|byte| format!("{byte:02x}"))
         .collect())
 }
+
+/// Writes `status` as `object`'s status subresource by server-side apply (the caller has
+/// checked that it differs).
+pub async fn status<K, S>(context: &Context, object: &K, status: &S) -> Result<(), kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+    S: Serialize,
+{
+    let namespace = object.meta().namespace.clone().unwrap_or_default();
+    let name = object.meta().name.clone().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(context.client.clone(), &namespace);
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    let kind = format!("{}/status", K::kind(&()));
+    context.metrics.writes.inc(&[&kind]);
+    api.patch_status(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}

@@ -2,14 +2,24 @@
 //! metrics.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 use meniscus_metrics::{Counter, Family, Registry};
 use parking_lot::Mutex;
 
+/// The coordinator's base URL for a grid (namespace, grid name).
+pub type CoordinatorUrl = Arc<dyn Fn(&str, &str) -> String + Send + Sync>;
+
 pub struct Context {
     pub client: Client,
+    /// For the coordinators' admin API.
+    pub http: reqwest::Client,
+    /// Where a grid's coordinator answers: its Service's cluster DNS name, unless a test
+    /// (running the grid as local processes) says otherwise.
+    pub coordinator_url: CoordinatorUrl,
     pub recorder: Recorder,
     pub metrics: Metrics,
     /// Failures in a row per object (`Kind/namespace/name`), for the retry backoff.
@@ -26,6 +36,16 @@ impl Context {
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("an HTTP client without TLS builds"),
+            coordinator_url: Arc::new(|namespace, grid| {
+                format!(
+                    "http://{grid}-coordinator.{namespace}.svc:{}",
+                    crate::grid::children::GRID_PORT
+                )
+            }),
             metrics: Metrics::register(registry),
             failures: Mutex::default(),
         }

@@ -1,6 +1,7 @@
 //! The Meniscus operator (kube-rs): the custom resources ([`crd`]), the `MeniscusGrid`
-//! controller ([`grid`]: children, status, deletion), and the autoscaler's decision
-//! ([`autoscaler`]). Never depends on the store.
+//! controller ([`grid`]: children, status, deletion), the `Tenant` controller ([`tenant`]:
+//! tokens, the coordinator's registry), and the autoscaler's decision ([`autoscaler`]).
+//! Never depends on the store.
 #![forbid(unsafe_code)]
 
 pub mod apply;
@@ -10,6 +11,7 @@ pub mod context;
 pub mod crd;
 pub mod grid;
 pub mod quantity;
+pub mod tenant;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +35,52 @@ impl Error {
 impl From<kube::Error> for Error {
     fn from(error: kube::Error) -> Error {
         Error(error.into())
+    }
+}
+
+/// One reconcile of `object` under `finalizer_name`: `apply` while it lives, `cleanup` once it
+/// is being deleted (the finalizer goes when `cleanup` succeeds). Counts the reconcile, and a
+/// success starts the object's retry backoff over.
+pub async fn reconcile_with_finalizer<K, Apply, Cleanup>(
+    object: Arc<K>,
+    context: Arc<Context>,
+    finalizer_name: &str,
+    apply: impl FnOnce(Arc<K>, Arc<Context>) -> Apply,
+    cleanup: impl FnOnce(Arc<K>, Arc<Context>) -> Cleanup,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned,
+    Apply: std::future::Future<Output = Result<Action, Error>>,
+    Cleanup: std::future::Future<Output = Result<Action, Error>>,
+{
+    let kind = K::kind(&()).to_string();
+    context.metrics.reconciles.inc(&[&kind]);
+    let namespace = object
+        .namespace()
+        .ok_or_else(|| Error::msg(format!("a {kind} is namespaced")))?;
+    let key = format!("{kind}/{namespace}/{}", object.name_any());
+    let api: kube::Api<K> = kube::Api::namespaced(context.client.clone(), &namespace);
+    let outcome = kube::runtime::finalizer(&api, finalizer_name, object, |event| async {
+        match event {
+            kube::runtime::finalizer::Event::Apply(object) => apply(object, context.clone()).await,
+            kube::runtime::finalizer::Event::Cleanup(object) => {
+                cleanup(object, context.clone()).await
+            }
+        }
+    })
+    .await;
+    match outcome {
+        Ok(action) => {
+            context.succeeded(&key);
+            Ok(action)
+        }
+        Err(kube::runtime::finalizer::Error::ApplyFailed(error))
+        | Err(kube::runtime::finalizer::Error::CleanupFailed(error)) => Err(error),
+        Err(error) => Err(Error::msg(error)),
     }
 }
 

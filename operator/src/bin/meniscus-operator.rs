@@ -1,4 +1,4 @@
-//! `meniscus-operator`: runs the MeniscusGrid controller against the cluster it finds (in a
+//! `meniscus-operator`: runs the MeniscusGrid and Tenant controllers against the cluster it finds (in a
 //! pod: its ServiceAccount; elsewhere: `KUBECONFIG`), and serves `/metrics` and `/healthz`.
 
 use std::net::SocketAddr;
@@ -51,7 +51,11 @@ async fn main() -> anyhow::Result<()> {
         }
     });
     tracing::info!(namespace = ?args.namespace, metrics = %args.metrics_address, "operator started");
-    meniscus_operator::grid::run(context, args.namespace.as_deref()).await;
+    let namespace = args.namespace.as_deref();
+    tokio::join!(
+        meniscus_operator::grid::run(context.clone(), namespace),
+        meniscus_operator::tenant::run(context, namespace),
+    );
     tracing::info!("operator stopped");
     Ok(())
 }

@@ -12,10 +12,9 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::finalizer::{finalizer, Event as Finalizing};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -24,7 +23,7 @@ use crate::context::Context;
 use crate::crd::grid::{MeniscusGrid, MeniscusGridStatus, Replicas};
 use crate::crd::tenant::Tenant;
 use crate::Error;
-use children::{Component, MANAGER};
+use children::Component;
 use status::Rollout;
 
 /// Held on every grid until no Tenant refers to it.
@@ -77,28 +76,14 @@ pub async fn run(context: Arc<Context>, namespace: Option<&str>) {
 }
 
 pub async fn reconcile(grid: Arc<MeniscusGrid>, context: Arc<Context>) -> Result<Action, Error> {
-    context.metrics.reconciles.inc(&["MeniscusGrid"]);
-    let namespace = grid
-        .namespace()
-        .ok_or_else(|| Error::msg("a grid is namespaced"))?;
-    let name = grid.name_any();
-    let api: Api<MeniscusGrid> = Api::namespaced(context.client.clone(), &namespace);
-    let outcome = finalizer(&api, FINALIZER, grid, |event| async {
-        match event {
-            Finalizing::Apply(grid) => apply(&grid, &context).await,
-            Finalizing::Cleanup(grid) => cleanup(&grid, &context).await,
-        }
-    })
-    .await;
-    match outcome {
-        Ok(action) => {
-            context.succeeded(&format!("MeniscusGrid/{namespace}/{name}"));
-            Ok(action)
-        }
-        Err(kube::runtime::finalizer::Error::ApplyFailed(error))
-        | Err(kube::runtime::finalizer::Error::CleanupFailed(error)) => Err(error),
-        Err(error) => Err(Error::msg(format!("{error}"))),
-    }
+    crate::reconcile_with_finalizer(
+        grid,
+        context,
+        FINALIZER,
+        |grid, context| async move { apply(&grid, &context).await },
+        |grid, context| async move { cleanup(&grid, &context).await },
+    )
+    .await
 }
 
 /// Makes the children match the spec, then the status match the children.
@@ -260,20 +245,7 @@ async fn write_status(
             publish(grid, context, event).await;
         }
     }
-    let namespace = grid.namespace().unwrap_or_default();
-    let api: Api<MeniscusGrid> = Api::namespaced(context.client.clone(), &namespace);
-    let patch = serde_json::json!({
-        "apiVersion": "meniscus.io/v1alpha1",
-        "kind": "MeniscusGrid",
-        "status": next,
-    });
-    context.metrics.writes.inc(&["MeniscusGrid/status"]);
-    api.patch_status(
-        &grid.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    crate::apply::status(context, grid, &next).await?;
     Ok(())
 }
 

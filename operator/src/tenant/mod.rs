@@ -1,0 +1,154 @@
+//! The `Tenant` controller: gives each tenant a token (a Secret of its own, rotated when the
+//! spec asks), registers it with its grid's coordinator (the tenant registry every worker
+//! gets through the broadcasters), and takes it out again when the Tenant is deleted.
+//!
+//! The coordinator is asked for its registry first and written to only when the tenant
+//! there differs, so a tenant at rest costs one read per resync, and no API write.
+
+pub mod registry;
+pub mod token;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::ResourceExt;
+
+use crate::context::Context;
+use crate::crd::grid::MeniscusGrid;
+use crate::crd::tenant::{Tenant, TenantStatus};
+use crate::Error;
+
+/// Held on every Tenant until the coordinator has forgotten it.
+pub const FINALIZER: &str = "meniscus.io/registered";
+const RESYNC: Duration = Duration::from_secs(300);
+/// While the grid or its coordinator is not there yet.
+const SOON: Duration = Duration::from_secs(5);
+
+pub async fn run(context: Arc<Context>, namespace: Option<&str>) {
+    let (tenants, grids, secrets) = match namespace {
+        Some(namespace) => (
+            Api::<Tenant>::namespaced(context.client.clone(), namespace),
+            Api::<MeniscusGrid>::namespaced(context.client.clone(), namespace),
+            Api::<Secret>::namespaced(context.client.clone(), namespace),
+        ),
+        None => (
+            Api::all(context.client.clone()),
+            Api::all(context.client.clone()),
+            Api::all(context.client.clone()),
+        ),
+    };
+    let controller = Controller::new(tenants, watcher::Config::default());
+    let store = controller.store();
+    controller
+        .owns(
+            secrets,
+            watcher::Config::default().labels("app.kubernetes.io/managed-by=meniscus-operator"),
+        )
+        // A grid's status (its endpoints, its coordinator getting ready) concerns its tenants.
+        .watches(grids, watcher::Config::default(), move |grid| {
+            let namespace = grid.namespace();
+            store
+                .state()
+                .into_iter()
+                .filter(|tenant| {
+                    tenant.namespace() == namespace && tenant.spec.grid_ref == grid.name_any()
+                })
+                .map(|tenant| ObjectRef::from_obj(&*tenant))
+                .collect::<Vec<_>>()
+        })
+        .shutdown_on_signal()
+        .run(reconcile, crate::error_policy::<Tenant>, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "tenant reconcile");
+            }
+        })
+        .await;
+}
+
+pub async fn reconcile(tenant: Arc<Tenant>, context: Arc<Context>) -> Result<Action, Error> {
+    crate::reconcile_with_finalizer(
+        tenant,
+        context,
+        FINALIZER,
+        |tenant, context| async move { apply(&tenant, &context).await },
+        |tenant, context| async move { cleanup(&tenant, &context).await },
+    )
+    .await
+}
+
+/// Why a tenant is not in force yet, as a condition reason and a message.
+struct NotReady(&'static str, String);
+
+async fn apply(tenant: &Tenant, context: &Context) -> Result<Action, Error> {
+    let namespace = tenant.namespace().unwrap_or_default();
+    let token = token::ensure(tenant, context).await?;
+    let mut status = tenant.status.clone().unwrap_or_default();
+    status.observed_generation = tenant.metadata.generation;
+    status.token_secret = Some(token.secret_name.clone());
+    let grids: Api<MeniscusGrid> = Api::namespaced(context.client.clone(), &namespace);
+    let outcome = match grids.get_opt(&tenant.spec.grid_ref).await? {
+        None => Err(NotReady(
+            "GridNotFound",
+            format!("no MeniscusGrid {:?} in {namespace}", tenant.spec.grid_ref),
+        )),
+        Some(grid) => {
+            status.ingest_endpoints = grid
+                .status
+                .as_ref()
+                .map(|status| status.ingest_endpoints.clone())
+                .unwrap_or_default();
+            registry::register(tenant, &grid, &token, context)
+                .await
+                .map_err(|refused| NotReady(refused.reason(), refused.to_string()))
+        }
+    };
+    let (ready, reason, message) = match &outcome {
+        Ok(()) => (
+            true,
+            "Registered",
+            "the grid's workers accept this tenant's token".to_string(),
+        ),
+        Err(NotReady(reason, message)) => (false, *reason, message.clone()),
+    };
+    crate::conditions::set(
+        &mut status.conditions,
+        "Ready",
+        ready,
+        reason,
+        message,
+        tenant.metadata.generation,
+    );
+    write_status(tenant, context, status).await?;
+    let next = token.next_rotation.unwrap_or(RESYNC).min(RESYNC);
+    Ok(Action::requeue(if ready { next } else { SOON }))
+}
+
+/// Takes the tenant out of its grid's registry: its tokens stop working at once. Its data
+/// stays in the grid until retention ends (a purge after `purgeGrace` is not built yet).
+async fn cleanup(tenant: &Tenant, context: &Context) -> Result<Action, Error> {
+    let namespace = tenant.namespace().unwrap_or_default();
+    let grids: Api<MeniscusGrid> = Api::namespaced(context.client.clone(), &namespace);
+    if let Some(grid) = grids.get_opt(&tenant.spec.grid_ref).await? {
+        if grid.metadata.deletion_timestamp.is_none() {
+            registry::unregister(tenant, &grid, context)
+                .await
+                .map_err(Error::msg)?;
+        }
+    }
+    Ok(Action::await_change())
+}
+
+async fn write_status(tenant: &Tenant, context: &Context, next: TenantStatus) -> Result<(), Error> {
+    if tenant.status.as_ref() == Some(&next) {
+        return Ok(());
+    }
+    crate::apply::status(context, tenant, &next).await?;
+    Ok(())
+}

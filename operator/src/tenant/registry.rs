@@ -1,0 +1,212 @@
+//! A tenant in its grid's coordinator: the coordinator's admin API (`/v1/admin/tenants`),
+//! authorized with the grid's admin credential (from the grid's Secret). What the coordinator
+//! holds reaches every worker through the broadcasters, without restarts.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::ResourceExt;
+use meniscus_grid::TenantSpec;
+use serde_json::json;
+
+use crate::context::Context;
+use crate::crd::grid::MeniscusGrid;
+use crate::crd::tenant::Tenant;
+use crate::grid::children;
+use crate::tenant::token::Token;
+
+/// Why a tenant could not be registered, each with its condition reason.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("the grid's Secret {0} is missing or lacks the admin credential")]
+    GridSecret(String),
+    #[error("the spec does not make a tenant: {0}")]
+    InvalidSpec(String),
+    #[error("the coordinator at {0} is unreachable: {1}")]
+    Unreachable(String, String),
+    #[error("the coordinator refused it ({0}): {1}")]
+    Refused(u16, String),
+}
+
+impl Refused {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refused::GridSecret(_) => "GridSecretMissing",
+            Refused::InvalidSpec(_) => "InvalidSpec",
+            Refused::Unreachable(..) => "CoordinatorUnreachable",
+            Refused::Refused(..) => "CoordinatorRefused",
+        }
+    }
+}
+
+/// What the coordinator should hold for `tenant`: its tokens, producers, retention (the
+/// grid's where the tenant sets none) and limits.
+pub fn spec_for(
+    tenant: &Tenant,
+    grid: &MeniscusGrid,
+    token: &Token,
+) -> Result<TenantSpec, Refused> {
+    let mut tokens = vec![json!({"value": token.current})];
+    if let Some((previous, until)) = &token.previous {
+        tokens.push(json!({"value": previous, "notAfter": until.to_rfc3339()}));
+    }
+    let retention = tenant.spec.retention.as_ref();
+    let short_term = retention
+        .and_then(|retention| retention.short_term.clone())
+        .unwrap_or_else(|| grid.spec.retention.short_term.clone());
+    let long_term = retention
+        .and_then(|retention| retention.long_term.clone())
+        .or_else(|| grid.spec.retention.long_term.clone());
+    let mut spec = json!({
+        "id": tenant.name_any(),
+        "tokens": tokens,
+        "producers": tenant.spec.producers,
+        "retention": {"shortTerm": short_term},
+    });
+    if let Some(long_term) = long_term {
+        spec["retention"]["longTerm"] = json!(long_term);
+    }
+    if let Some(limits) = &tenant.spec.limits {
+        spec["limits"] = json!({
+            "eventsPerSecond": limits.events_per_second,
+            "burstEvents": limits.burst_events,
+        });
+        let limits = spec["limits"].as_object_mut().expect("an object");
+        limits.retain(|_, value| !value.is_null());
+    }
+    serde_json::from_value(spec).map_err(|error| Refused::InvalidSpec(error.to_string()))
+}
+
+/// The coordinator's URL and the admin credential for `grid`.
+async fn admin(grid: &MeniscusGrid, context: &Context) -> Result<(String, String), Refused> {
+    let namespace = grid.namespace().unwrap_or_default();
+    let name = children::secrets_name(grid);
+    let secrets: Api<Secret> = Api::namespaced(context.client.clone(), &namespace);
+    let credential = secrets
+        .get_opt(&name)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|secret| secret.data?.get("admin-credential").cloned())
+        .and_then(|bytes| String::from_utf8(bytes.0).ok())
+        .ok_or_else(|| Refused::GridSecret(name.clone()))?;
+    Ok((
+        (context.coordinator_url)(&namespace, &grid.name_any()),
+        credential,
+    ))
+}
+
+/// Puts the tenant into the coordinator's registry unless it already holds exactly that.
+pub async fn register(
+    tenant: &Tenant,
+    grid: &MeniscusGrid,
+    token: &Token,
+    context: &Context,
+) -> Result<(), Refused> {
+    let spec = spec_for(tenant, grid, token)?;
+    let (base, credential) = admin(grid, context).await?;
+    let unreachable = |error: reqwest::Error| Refused::Unreachable(base.clone(), error.to_string());
+    let listing = context
+        .http
+        .get(format!("{base}/v1/admin/tenants"))
+        .bearer_auth(&credential)
+        .send()
+        .await
+        .map_err(unreachable)?;
+    if listing.status().is_success() {
+        let held: serde_json::Value = listing.json().await.map_err(unreachable)?;
+        let held: Vec<TenantSpec> =
+            serde_json::from_value(held["specs"].clone()).unwrap_or_default();
+        if held.contains(&spec) {
+            return Ok(());
+        }
+    }
+    let answer = context
+        .http
+        .put(format!("{base}/v1/admin/tenants/{}", tenant.name_any()))
+        .bearer_auth(&credential)
+        .json(&spec)
+        .send()
+        .await
+        .map_err(unreachable)?;
+    if answer.status().is_success() {
+        tracing::info!(tenant = %tenant.name_any(), grid = %grid.name_any(), "tenant registered with the coordinator");
+        return Ok(());
+    }
+    let status = answer.status().as_u16();
+    Err(Refused::Refused(
+        status,
+        answer.text().await.unwrap_or_default(),
+    ))
+}
+
+/// Takes the tenant out of the coordinator's registry (gone already is fine).
+pub async fn unregister(
+    tenant: &Tenant,
+    grid: &MeniscusGrid,
+    context: &Context,
+) -> Result<(), Refused> {
+    let (base, credential) = admin(grid, context).await?;
+    let answer = context
+        .http
+        .delete(format!("{base}/v1/admin/tenants/{}", tenant.name_any()))
+        .bearer_auth(&credential)
+        .send()
+        .await
+        .map_err(|error| Refused::Unreachable(base.clone(), error.to_string()))?;
+    let status = answer.status().as_u16();
+    if answer.status().is_success() || status == 404 {
+        return Ok(());
+    }
+    Err(Refused::Refused(
+        status,
+        answer.text().await.unwrap_or_default(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn the_coordinator_gets_the_tokens_producers_and_the_grids_retention_by_default() {
+        let grid: MeniscusGrid = serde_json::from_value(json!({
+            "metadata": {"name": "main", "namespace": "logs"},
+            "spec": {"image": "m", "retention": {"shortTerm": "3d", "longTerm": "90d"}}
+        }))
+        .unwrap();
+        let tenant: Tenant = serde_json::from_value(json!({
+            "metadata": {"name": "acme", "namespace": "logs"},
+            "spec": {
+                "gridRef": "main",
+                "producers": [{"name": "web", "durable": true}, {"name": "sshd", "pattern": "sshd"}],
+                "retention": {"shortTerm": "1d"},
+                "limits": {"eventsPerSecond": 500}
+            }
+        }))
+        .unwrap();
+        let until = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+        let token = Token {
+            secret_name: "acme-token".into(),
+            current: "new".into(),
+            previous: Some(("old".into(), until)),
+            next_rotation: None,
+        };
+        let spec = spec_for(&tenant, &grid, &token).unwrap();
+        let spec = serde_json::to_value(&spec).unwrap();
+        assert_eq!(spec["id"], "acme");
+        assert_eq!(spec["tokens"][0]["value"], "new");
+        assert_eq!(spec["tokens"][1]["value"], "old");
+        assert!(spec["tokens"][1]["notAfter"]
+            .as_str()
+            .unwrap()
+            .starts_with("2030-01-01"));
+        assert_eq!(spec["producers"][0]["durable"], true);
+        assert_eq!(spec["producers"][1]["pattern"], "sshd");
+        // The tenant's own short term, the grid's long term.
+        assert_eq!(spec["retention"]["shortTerm"], "1d");
+        assert_eq!(spec["retention"]["longTerm"], "90d");
+        assert_eq!(spec["limits"]["eventsPerSecond"], 500);
+        assert!(spec["limits"].get("burstEvents").is_none());
+    }
+}

@@ -1,0 +1,423 @@
+//! The pods the operator writes really run: a `MeniscusGrid` and a `Tenant` are applied to a
+//! real control plane (testenv) and reconciled by the operator's controllers; then every pod
+//! template the grid controller wrote becomes a local `meniscus` process, with the command,
+//! arguments, ConfigMap and Secret of its pod (addresses moved to loopback ports, the mount
+//! paths to folders). Kubernetes does not run containers here (no kubelet), so this is what
+//! proves the templates make a working grid: the tenant registered by the Tenant controller
+//! sends syslog with `logger` and HTTP, and finds its events through the tenant API.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Secret};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::CustomResourceExt;
+use meniscus_metrics::Registry;
+use meniscus_operator::context::Context;
+use meniscus_operator::crd::grid::MeniscusGrid;
+use meniscus_operator::crd::tenant::Tenant;
+use meniscus_testenv::ControlPlane;
+use meniscus_tests::{free_port, meniscus_binary};
+use serde_json::{json, Value};
+
+/// One pod as a local process: the loopback ports standing in for its listeners, and its log.
+struct Pod {
+    name: String,
+    child: Child,
+    /// Container port → the loopback port standing in for it.
+    ports: BTreeMap<i32, u16>,
+    log: PathBuf,
+}
+
+impl Pod {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the pods of a grid share: the files of the ConfigMap and Secret they mount.
+struct Mounts {
+    config: String,
+    secrets: PathBuf,
+}
+
+/// Starts pod `ordinal` of a workload from its template: mounts become folders, `0.0.0.0`
+/// and `$(POD_IP)` become loopback with a port of its own, the coordinator's Service name the
+/// coordinator process's address; `grid` stands for the grid port.
+fn start_pod(
+    dir: &Path,
+    name: &str,
+    pod: &PodSpec,
+    mounts: &Mounts,
+    coordinator: Option<u16>,
+    grid: u16,
+) -> Pod {
+    let container = &pod.containers[0];
+    let root = dir.join(name);
+    std::fs::create_dir_all(&root).unwrap();
+    // Every address the configuration binds (a pod has its own network; here they share
+    // one), declared as a container port or not.
+    let mut ports = BTreeMap::new();
+    let mut config = mounts.config.clone();
+    let declared = container
+        .ports
+        .iter()
+        .flatten()
+        .map(|port| port.container_port);
+    let bound = mounts.config.split("0.0.0.0:").skip(1).filter_map(|rest| {
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    });
+    for port in declared.chain(bound) {
+        if port == 7400 || ports.contains_key(&port) {
+            continue;
+        }
+        let local = free_port();
+        ports.insert(port, local);
+        config = config.replace(&format!("0.0.0.0:{port}"), &format!("127.0.0.1:{local}"));
+    }
+    std::fs::write(root.join("meniscus.yaml"), config).unwrap();
+    let args: Vec<String> = container
+        .args
+        .iter()
+        .flatten()
+        .map(|arg| {
+            let mut arg = arg
+                .replace("/etc/meniscus/secrets", mounts.secrets.to_str().unwrap())
+                .replace(
+                    "/etc/meniscus/meniscus.yaml",
+                    root.join("meniscus.yaml").to_str().unwrap(),
+                )
+                .replace("/var/lib/meniscus", root.join("data").to_str().unwrap())
+                .replace("0.0.0.0:7400", &format!("127.0.0.1:{grid}"))
+                .replace("$(POD_IP):7400", &format!("127.0.0.1:{grid}"));
+            if let Some(port) = coordinator {
+                arg = arg.replace(
+                    "http://main-coordinator:7400",
+                    &format!("http://127.0.0.1:{port}"),
+                );
+            }
+            arg
+        })
+        .collect();
+    assert!(
+        !args
+            .iter()
+            .any(|arg| arg.contains("$(") || arg.contains("/etc/meniscus")),
+        "{name}: an argument this harness does not map: {args:?}"
+    );
+    let log = dir.join(format!("{name}.log"));
+    let mut command = Command::new(meniscus_binary());
+    command.args(&args);
+    for env in container.env.iter().flatten() {
+        if let Some(value) = &env.value {
+            command.env(&env.name, value);
+        }
+    }
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start a pod's process");
+    let pod = Pod {
+        name: name.to_string(),
+        child,
+        ports,
+        log,
+    };
+    let client = reqwest::blocking::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !client
+        .get(format!("http://127.0.0.1:{grid}/healthz"))
+        .send()
+        .is_ok_and(|response| response.status().is_success())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{name} did not answer /healthz:\n{}",
+            pod.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    pod
+}
+
+fn wait_until(what: &str, pods: &[Pod], mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        if Instant::now() > deadline {
+            for pod in pods {
+                eprintln!("--- {} ---\n{}", pod.name, pod.log());
+            }
+            panic!("timed out waiting until {what}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn condition(tenant: &Tenant, type_: &str) -> Option<(String, String)> {
+    let status = tenant.status.as_ref()?;
+    meniscus_operator::conditions::get(&status.conditions, type_)
+        .map(|condition| (condition.status.clone(), condition.reason.clone()))
+}
+
+#[test]
+fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_logs() {
+    let cp = ControlPlane::shared_blocking().expect("the control plane (tools/k8s/build.sh)");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let client = runtime.block_on(async { cp.client() }).unwrap();
+    let ns = runtime.block_on(cp.namespace("operator-pods")).unwrap();
+    runtime.block_on(async {
+        for crd in [MeniscusGrid::crd(), Tenant::crd()] {
+            let crds = Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(client.clone());
+            crds.patch(
+                crd.metadata.name.as_deref().unwrap(),
+                &kube::api::PatchParams::apply("meniscus-tests").force(),
+                &kube::api::Patch::Apply(&crd),
+            )
+            .await
+            .unwrap();
+        }
+        meniscus_testenv::wait_for(Duration::from_secs(60), "the CRDs to be served", || async {
+            Ok(Api::<Tenant>::namespaced(client.clone(), &ns).list(&ListParams::default()).await.is_ok()
+                && Api::<MeniscusGrid>::namespaced(client.clone(), &ns).list(&ListParams::default()).await.is_ok())
+        })
+        .await
+        .unwrap();
+    });
+
+    // The operator, in this process; its coordinator calls go to the local coordinator.
+    let coordinator_port = free_port();
+    let registry = Registry::new();
+    let mut context = Context::new(client.clone(), &registry, Some("test".into()));
+    context.coordinator_url = Arc::new(move |_, _| format!("http://127.0.0.1:{coordinator_port}"));
+    let context = Arc::new(context);
+    runtime.spawn({
+        let (context, ns) = (context.clone(), ns.clone());
+        async move { meniscus_operator::grid::run(context, Some(&ns)).await }
+    });
+    runtime.spawn({
+        let (context, ns) = (context.clone(), ns.clone());
+        async move { meniscus_operator::tenant::run(context, Some(&ns)).await }
+    });
+
+    let grids = Api::<MeniscusGrid>::namespaced(client.clone(), &ns);
+    let grid: MeniscusGrid = serde_json::from_value(json!({
+        "apiVersion": "meniscus.io/v1alpha1", "kind": "MeniscusGrid",
+        "metadata": {"name": "main"},
+        "spec": {"image": "meniscus:test", "storageCopies": 1},
+    }))
+    .unwrap();
+    runtime
+        .block_on(grids.create(&PostParams::default(), &grid))
+        .unwrap();
+
+    // What the grid controller wrote.
+    let sets = Api::<StatefulSet>::namespaced(client.clone(), &ns);
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
+    let templates = runtime.block_on(async {
+        meniscus_testenv::wait_for(Duration::from_secs(60), "the grid's workloads", || async {
+            Ok(sets.list(&ListParams::default()).await?.items.len() == 4
+                && deployments.list(&ListParams::default()).await?.items.len() == 2)
+        })
+        .await
+        .unwrap();
+        let mut templates: BTreeMap<String, (i32, PodSpec)> = BTreeMap::new();
+        for set in sets.list(&ListParams::default()).await.unwrap() {
+            let spec = set.spec.unwrap();
+            templates.insert(
+                set.metadata.name.unwrap(),
+                (spec.replicas.unwrap_or(1), spec.template.spec.unwrap()),
+            );
+        }
+        for deployment in deployments.list(&ListParams::default()).await.unwrap() {
+            let spec = deployment.spec.unwrap();
+            templates.insert(
+                deployment.metadata.name.unwrap(),
+                (spec.replicas.unwrap_or(1), spec.template.spec.unwrap()),
+            );
+        }
+        templates
+    });
+    let (config, secret) = runtime.block_on(async {
+        let config = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+            .get("main-config")
+            .await
+            .unwrap();
+        let secret = Api::<Secret>::namespaced(client.clone(), &ns)
+            .get("main-secrets")
+            .await
+            .unwrap();
+        (config, secret)
+    });
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    for (key, value) in secret.data.unwrap() {
+        std::fs::write(secrets.join(key), value.0).unwrap();
+    }
+    let mounts = Mounts {
+        config: config.data.unwrap()["meniscus.yaml"].clone(),
+        secrets,
+    };
+
+    // The coordinator first, on the port the operator was told; then every other pod.
+    let (_, coordinator_pod) = &templates["main-coordinator"];
+    let mut pods = vec![start_pod(
+        dir.path(),
+        "main-coordinator-0",
+        coordinator_pod,
+        &mounts,
+        None,
+        coordinator_port,
+    )];
+    for (workload, (replicas, pod)) in &templates {
+        if workload == "main-coordinator" {
+            continue;
+        }
+        for ordinal in 0..*replicas {
+            let name = format!("{workload}-{ordinal}");
+            pods.push(start_pod(
+                dir.path(),
+                &name,
+                pod,
+                &mounts,
+                Some(coordinator_port),
+                free_port(),
+            ));
+        }
+    }
+    let pod = |prefix: &str| {
+        pods.iter()
+            .find(|pod| pod.name.starts_with(prefix))
+            .unwrap()
+    };
+    let correlator = pod("main-correlator");
+    let tenant_api = pod("main-tenant-api");
+    let syslog = correlator.ports[&5514];
+    let publish = format!(
+        "http://127.0.0.1:{}/v1/tenant/acme/publish",
+        correlator.ports[&8080]
+    );
+    let events = format!(
+        "http://127.0.0.1:{}/v1/tenant/acme/events?limit=100",
+        tenant_api.ports[&8080]
+    );
+
+    // A tenant, by kubectl: the Tenant controller makes its token and registers it.
+    let tenant_yaml = dir.path().join("tenant.yaml");
+    std::fs::write(
+        &tenant_yaml,
+        format!("apiVersion: meniscus.io/v1alpha1\nkind: Tenant\nmetadata: {{name: acme, namespace: {ns}}}\nspec:\n  gridRef: main\n  producers:\n    - {{name: web, durable: true}}\n    - {{name: sshd, pattern: sshd}}\n"),
+    )
+    .unwrap();
+    let output = cp
+        .kubectl(&["apply", "-f", tenant_yaml.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let tenants = Api::<Tenant>::namespaced(client.clone(), &ns);
+    wait_until("the tenant is registered", &pods, || {
+        let tenant = runtime.block_on(tenants.get("acme")).unwrap();
+        condition(&tenant, "Ready") == Some(("True".into(), "Registered".into()))
+    });
+    let tenant = runtime.block_on(tenants.get("acme")).unwrap();
+    let token_secret = tenant.status.unwrap().token_secret.unwrap();
+    let token = runtime
+        .block_on(Api::<Secret>::namespaced(client.clone(), &ns).get(&token_secret))
+        .unwrap();
+    let token = String::from_utf8(token.data.unwrap()["token"].0.clone()).unwrap();
+    assert_eq!(token.len(), 64);
+
+    // The workers get the tenant through the broadcaster: a durable publish is taken...
+    let http = reqwest::blocking::Client::new();
+    let send = |token: &str, msg: &str| {
+        http.post(&publish)
+            .header("MESSAGE-TOKEN", token)
+            .json(&json!([{"log_message": {"pname": "web", "host": "h", "msg": msg}}]))
+            .send()
+            .map(|response| response.status().as_u16())
+            .unwrap_or(0)
+    };
+    wait_until("the correlator takes the tenant's publish", &pods, || {
+        send(&token, "over http") == 202
+    });
+    // ... and syslog from logger, normalized by the correlator (no normalizer hop by default).
+    let logger = Command::new("logger")
+        .args([
+            "--server",
+            "127.0.0.1",
+            "--tcp",
+            "--port",
+            &syslog.to_string(),
+        ])
+        .args([
+            "--rfc5424",
+            "--sd-id",
+            "meniscus@32473",
+            "--sd-param",
+            "tenant=\"acme\"",
+        ])
+        .arg("--sd-param")
+        .arg(format!("token=\"{token}\""))
+        .args(["--tag", "sshd"])
+        .arg("Accepted publickey for alice from 10.0.0.7 port 5214 ssh2")
+        .status()
+        .unwrap();
+    assert!(logger.success());
+    // A wrong token is refused and stores nothing.
+    assert_eq!(send("not-the-token", "refused"), 401);
+    let found = |msg: &str| -> Option<Value> {
+        let page: Value = http
+            .get(&events)
+            .header("MESSAGE-TOKEN", &token)
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        page["events"]
+            .as_array()?
+            .iter()
+            .find(|event| event["msg"] == msg)
+            .cloned()
+    };
+    wait_until(
+        "both events are found through the tenant API",
+        &pods,
+        || {
+            found("over http").is_some()
+                && found("Accepted publickey for alice from 10.0.0.7 port 5214 ssh2").is_some()
+        },
+    );
+    let login = found("Accepted publickey for alice from 10.0.0.7 port 5214 ssh2").unwrap();
+    assert_eq!(login["normalized"]["sshd"]["user"], "alice", "{login}");
+    assert!(found("refused").is_none());
+
+    // Deleting the Tenant takes it out of the grid: its token stops working.
+    runtime
+        .block_on(tenants.delete("acme", &DeleteParams::default()))
+        .unwrap();
+    wait_until("the deleted tenant's token is refused", &pods, || {
+        send(&token, "after delete") == 401
+    });
+    wait_until("the Tenant is gone", &pods, || {
+        runtime.block_on(tenants.get_opt("acme")).unwrap().is_none()
+    });
+}
