@@ -205,6 +205,7 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
     let registry = Registry::new();
     let mut context = Context::new(client.clone(), &registry, Some("test".into()));
     context.coordinator_url = Arc::new(move |_, _| format!("http://127.0.0.1:{coordinator_port}"));
+    context.scale_interval = Duration::from_secs(1);
     let context = Arc::new(context);
     runtime.spawn({
         let (context, ns) = (context.clone(), ns.clone());
@@ -409,6 +410,48 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
     let login = found("Accepted publickey for alice from 10.0.0.7 port 5214 ssh2").unwrap();
     assert_eq!(login["normalized"]["sshd"]["user"], "alice", "{login}");
     assert!(found("refused").is_none());
+
+    // The autoscaler: at 2 events/s per correlator, a steady 10 events/s asks for the second
+    // correlator the range allows; the StatefulSet follows the decision in the status.
+    let patch = json!({"spec": {
+        "personas": {"correlator": {"replicas": {"min": 1, "max": 2}}},
+        "autoscaling": {"eventsPerSecondPerReplica": 2, "scaleUpWindowSeconds": 0},
+    }});
+    runtime
+        .block_on(grids.patch(
+            "main",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        ))
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = std::thread::spawn({
+        let (stop, publish, token) = (stop.clone(), publish.clone(), token.clone());
+        move || {
+            let http = reqwest::blocking::Client::new();
+            let mut sent = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let body = json!([{"log_message": {"pname": "web", "host": "h", "msg": format!("load {sent}")}}]);
+                let _ = http
+                    .post(&publish)
+                    .header("MESSAGE-TOKEN", &token)
+                    .json(&body)
+                    .send();
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    });
+    wait_until("the autoscaler asks for a second correlator", &pods, || {
+        let set = runtime.block_on(sets.get("main-correlator")).unwrap();
+        set.spec.unwrap().replicas == Some(2)
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.join().unwrap();
+    let grid = runtime.block_on(grids.get("main")).unwrap();
+    let correlator = &grid.status.unwrap().personas["correlator"];
+    assert_eq!(correlator.desired, 2);
+    assert!(correlator.events_per_second > 2.0, "{correlator:?}");
 
     // Deleting the Tenant takes it out of the grid: its token stops working.
     runtime

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
@@ -24,6 +24,12 @@ pub struct Context {
     pub metrics: Metrics,
     /// Failures in a row per object (`Kind/namespace/name`), for the retry backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The autoscaler's recent recommendations per grid and persona.
+    pub histories: Mutex<HashMap<String, crate::autoscaler::History>>,
+    /// The autoscaler's clock starts here.
+    pub started: Instant,
+    /// How often a grid that may scale is looked at again.
+    pub scale_interval: Duration,
 }
 
 impl Context {
@@ -48,6 +54,9 @@ impl Context {
             }),
             metrics: Metrics::register(registry),
             failures: Mutex::default(),
+            histories: Mutex::default(),
+            started: Instant::now(),
+            scale_interval: Duration::from_secs(15),
         }
     }
 

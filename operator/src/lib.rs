@@ -8,6 +8,7 @@ pub mod apply;
 pub mod autoscaler;
 pub mod conditions;
 pub mod context;
+pub mod coordinator_api;
 pub mod crd;
 pub mod grid;
 pub mod quantity;

@@ -2,6 +2,7 @@
 //! ([`status`]) true, and holds its deletion while Tenants still use it.
 
 pub mod children;
+pub mod scaling;
 pub mod status;
 
 use std::collections::BTreeMap;
@@ -86,16 +87,26 @@ pub async fn reconcile(grid: Arc<MeniscusGrid>, context: Arc<Context>) -> Result
     .await
 }
 
-/// Makes the children match the spec, then the status match the children.
+/// Sizes the personas from their load, makes the children match the spec, then the status
+/// match the children.
 async fn apply(grid: &MeniscusGrid, context: &Context) -> Result<Action, Error> {
-    match apply_children(grid, context).await {
+    let scaled = scaling::decide(grid, context).await.unwrap_or_default();
+    match apply_children(grid, context, &scaled).await {
         Ok(rollouts) => {
-            let next = status::compute(grid, &rollouts);
+            let next = status::compute(grid, &rollouts, &scaled);
             write_status(grid, context, next).await?;
             let ready = rollouts
                 .values()
                 .all(|rollout| rollout.ready >= rollout.desired);
-            Ok(Action::requeue(if ready { RESYNC } else { SOON }))
+            let scales = Component::ALL.into_iter().any(|component| {
+                let range = replicas_range(grid, component);
+                range.min < range.max
+            });
+            Ok(Action::requeue(match (ready, scales) {
+                (false, _) => SOON,
+                (true, true) => context.scale_interval,
+                (true, false) => RESYNC,
+            }))
         }
         Err(error) => {
             let message = format!("{error:#}");
@@ -110,12 +121,16 @@ async fn apply(grid: &MeniscusGrid, context: &Context) -> Result<Action, Error> 
 async fn apply_children(
     grid: &MeniscusGrid,
     context: &Context,
+    scaled: &BTreeMap<Component, scaling::Scaled>,
 ) -> anyhow::Result<BTreeMap<Component, Rollout>> {
     ensure_secrets(grid, context).await?;
     crate::apply::apply(context, children::config(grid)).await?;
     let mut rollouts = BTreeMap::new();
     for component in Component::ALL {
-        let desired = desired_replicas(grid, component);
+        let desired = scaled.get(&component).map_or_else(
+            || desired_replicas(grid, component),
+            |scaled| scaled.desired,
+        );
         let rollout = if component.is_stateful() {
             crate::apply::apply(context, children::component_service(grid, component)).await?;
             let set = children::stateful_set(grid, component, desired);
@@ -159,15 +174,10 @@ where
 /// decided (kept in the grid's status, so it survives an operator restart), within the
 /// spec's range, else the range's minimum.
 pub fn desired_replicas(grid: &MeniscusGrid, component: Component) -> i32 {
-    let personas = &grid.spec.personas;
-    let range: &Replicas = match component {
-        Component::Coordinator => return 1,
-        Component::Broadcaster => &personas.broadcaster.replicas,
-        Component::Correlator => &personas.correlator.replicas,
-        Component::Normalizer => &personas.normalizer.replicas,
-        Component::Storage => &personas.storage.replicas,
-        Component::TenantApi => &personas.tenant_api.replicas,
-    };
+    if component == Component::Coordinator {
+        return 1;
+    }
+    let range = replicas_range(grid, component);
     let decided = grid
         .status
         .as_ref()
@@ -175,6 +185,20 @@ pub fn desired_replicas(grid: &MeniscusGrid, component: Component) -> i32 {
         .map_or(range.min, |persona| persona.desired);
     let floor = if component.is_required() { 1 } else { 0 };
     decided.clamp(range.min.max(floor).min(range.max), range.max)
+}
+
+/// The replicas range the spec gives a component (the coordinator: always one).
+pub fn replicas_range(grid: &MeniscusGrid, component: Component) -> &Replicas {
+    const ONE: Replicas = Replicas { min: 1, max: 1 };
+    let personas = &grid.spec.personas;
+    match component {
+        Component::Coordinator => &ONE,
+        Component::Broadcaster => &personas.broadcaster.replicas,
+        Component::Correlator => &personas.correlator.replicas,
+        Component::Normalizer => &personas.normalizer.replicas,
+        Component::Storage => &personas.storage.replicas,
+        Component::TenantApi => &personas.tenant_api.replicas,
+    }
 }
 
 /// The grid's Secret (pairing secret, admin credential): random, made once, never applied

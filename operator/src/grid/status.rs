@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use crate::conditions;
 use crate::crd::grid::{MeniscusGrid, MeniscusGridStatus, PersonaStatus};
 use crate::grid::children::{self, Component};
+use crate::grid::scaling::Scaled;
 
 /// Replicas of one component: what the operator asked for and what is ready.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,7 +36,11 @@ impl Rollout {
 
 /// The status the grid should have, starting from its current one (so transition times and
 /// what the operator does not compute, e.g. the route version, are kept).
-pub fn compute(grid: &MeniscusGrid, rollouts: &BTreeMap<Component, Rollout>) -> MeniscusGridStatus {
+pub fn compute(
+    grid: &MeniscusGrid,
+    rollouts: &BTreeMap<Component, Rollout>,
+    scaled: &BTreeMap<Component, Scaled>,
+) -> MeniscusGridStatus {
     let mut status = grid.status.clone().unwrap_or_default();
     let generation = grid.metadata.generation;
     let previous = status.clone();
@@ -48,10 +53,14 @@ pub fn compute(grid: &MeniscusGrid, rollouts: &BTreeMap<Component, Rollout>) -> 
     status.personas = rollouts
         .iter()
         .map(|(component, rollout)| {
-            let events_per_second = previous
+            let shown = previous
                 .personas
                 .get(component.as_str())
                 .map_or(0.0, |persona| persona.events_per_second);
+            let events_per_second = match scaled.get(component) {
+                Some(scaled) => refreshed(shown, scaled.events_per_second),
+                None => shown,
+            };
             (
                 component.as_str().to_string(),
                 PersonaStatus {
@@ -143,6 +152,16 @@ pub fn compute(grid: &MeniscusGrid, rollouts: &BTreeMap<Component, Rollout>) -> 
         generation,
     );
     status
+}
+
+/// The events/s to show: the new reading once it moved by more than a fifth (rounded), else
+/// the shown one, so a grid under steady load does not rewrite its status every reconcile.
+fn refreshed(shown: f64, reading: f64) -> f64 {
+    if (reading - shown).abs() > 0.2 * shown.max(1.0) {
+        (reading * 10.0).round() / 10.0
+    } else {
+        shown
+    }
 }
 
 /// `status` with `Degraded` set to why the last reconcile failed.

@@ -2,16 +2,14 @@
 //! authorized with the grid's admin credential (from the grid's Secret). What the coordinator
 //! holds reaches every worker through the broadcasters, without restarts.
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
 use kube::ResourceExt;
 use meniscus_grid::TenantSpec;
 use serde_json::json;
 
 use crate::context::Context;
+use crate::coordinator_api::admin;
 use crate::crd::grid::MeniscusGrid;
 use crate::crd::tenant::Tenant;
-use crate::grid::children;
 use crate::tenant::token::Token;
 
 /// Why a tenant could not be registered, each with its condition reason.
@@ -76,25 +74,6 @@ pub fn spec_for(
     serde_json::from_value(spec).map_err(|error| Refused::InvalidSpec(error.to_string()))
 }
 
-/// The coordinator's URL and the admin credential for `grid`.
-async fn admin(grid: &MeniscusGrid, context: &Context) -> Result<(String, String), Refused> {
-    let namespace = grid.namespace().unwrap_or_default();
-    let name = children::secrets_name(grid);
-    let secrets: Api<Secret> = Api::namespaced(context.client.clone(), &namespace);
-    let credential = secrets
-        .get_opt(&name)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|secret| secret.data?.get("admin-credential").cloned())
-        .and_then(|bytes| String::from_utf8(bytes.0).ok())
-        .ok_or_else(|| Refused::GridSecret(name.clone()))?;
-    Ok((
-        (context.coordinator_url)(&namespace, &grid.name_any()),
-        credential,
-    ))
-}
-
 /// Puts the tenant into the coordinator's registry unless it already holds exactly that.
 pub async fn register(
     tenant: &Tenant,
@@ -103,7 +82,7 @@ pub async fn register(
     context: &Context,
 ) -> Result<(), Refused> {
     let spec = spec_for(tenant, grid, token)?;
-    let (base, credential) = admin(grid, context).await?;
+    let (base, credential) = admin(grid, context).await.map_err(Refused::GridSecret)?;
     let unreachable = |error: reqwest::Error| Refused::Unreachable(base.clone(), error.to_string());
     let listing = context
         .http
@@ -145,7 +124,7 @@ pub async fn unregister(
     grid: &MeniscusGrid,
     context: &Context,
 ) -> Result<(), Refused> {
-    let (base, credential) = admin(grid, context).await?;
+    let (base, credential) = admin(grid, context).await.map_err(Refused::GridSecret)?;
     let answer = context
         .http
         .delete(format!("{base}/v1/admin/tenants/{}", tenant.name_any()))

@@ -1,0 +1,96 @@
+//! The autoscaler at work: each reconcile of a grid asks its coordinator for the workers'
+//! last heartbeats, sums them per persona and lets [`crate::autoscaler::decide`] pick the
+//! replicas. The decision lands in the grid's status (`personas.<p>.desired`), where the
+//! children are sized from, so it survives an operator restart; the autoscaler's history is in
+//! memory, so after a restart nothing moves until a full window has been seen again.
+//!
+//! Correlators and normalizers report their load (events in per second, spooled bytes);
+//! storage, the tenant API and broadcasters do not yet, so they stay at their `min`.
+
+use std::collections::BTreeMap;
+
+use kube::ResourceExt;
+
+use crate::autoscaler::{self, Input, Observation, PersonaKind};
+use crate::context::Context;
+use crate::coordinator_api;
+use crate::crd::grid::MeniscusGrid;
+use crate::grid::children::Component;
+
+/// Spooled bytes per event, to read a spool's size as a backlog of events: a spooled record
+/// holds about 290 bytes per event (Arrow, uncompressed; compressed backlogs count low).
+const SPOOLED_BYTES_PER_EVENT: u64 = 300;
+
+/// What the autoscaler decided for one persona, and the load it saw.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scaled {
+    pub desired: i32,
+    pub events_per_second: f64,
+}
+
+/// The personas that report load, with their decisions; `None` when the coordinator could not
+/// be asked (the replicas then stay as they are).
+pub async fn decide(grid: &MeniscusGrid, context: &Context) -> Option<BTreeMap<Component, Scaled>> {
+    let workers = match coordinator_api::workers(grid, context).await {
+        Ok(workers) => workers,
+        Err(error) => {
+            tracing::debug!(grid = %grid.name_any(), error = %format!("{error:#}"), "no heartbeat loads: replicas stay");
+            return None;
+        }
+    };
+    let now = context.started.elapsed();
+    let mut decisions = BTreeMap::new();
+    for component in [Component::Correlator, Component::Normalizer] {
+        let range = super::replicas_range(grid, component);
+        if range.max == 0 {
+            continue;
+        }
+        // A worker counts for the first persona it has (`correlator,normalizer` is a
+        // correlator).
+        let online: Vec<&coordinator_api::Worker> = workers
+            .iter()
+            .filter(|worker| {
+                worker.status == "online"
+                    && worker.personas.first().map(String::as_str) == Some(component.as_str())
+            })
+            .collect();
+        let events_per_second: f64 = online
+            .iter()
+            .map(|worker| worker.load.events_in_per_second)
+            .sum();
+        let spooled: u64 = online.iter().map(|worker| worker.load.spool_bytes).sum();
+        let current = super::desired_replicas(grid, component);
+        let input = Input {
+            current,
+            range,
+            autoscaling: &grid.spec.autoscaling,
+            kind: PersonaKind::Stateless,
+            observation: Observation {
+                events_per_second,
+                backlog: spooled / SPOOLED_BYTES_PER_EVENT,
+                workers_reporting: online.len() as i32,
+            },
+        };
+        let key = format!(
+            "{}/{}/{}",
+            grid.namespace().unwrap_or_default(),
+            grid.name_any(),
+            component.as_str()
+        );
+        let decision = {
+            let mut histories = context.histories.lock();
+            autoscaler::decide(histories.entry(key).or_default(), now, &input)
+        };
+        if decision.replicas != current {
+            tracing::info!(grid = %grid.name_any(), persona = component.as_str(), from = current, to = decision.replicas, reason = decision.reason.as_str(), detail = %decision, "the autoscaler moves a persona");
+        }
+        decisions.insert(
+            component,
+            Scaled {
+                desired: decision.replicas,
+                events_per_second,
+            },
+        );
+    }
+    Some(decisions)
+}
