@@ -15,13 +15,16 @@ use common::{install, WAIT};
 
 #[test]
 fn committed_crds_match_the_types() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds");
-    for (name, yaml) in meniscus_operator::crd::all() {
-        let committed = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
-        assert!(
-            committed.ends_with(&yaml),
-            "crds/{name} differs from the types: run `cargo run -p meniscus-operator --bin crdgen` and commit it"
-        );
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for dir in ["crds", "charts/meniscus/crds"] {
+        for (name, yaml) in meniscus_operator::crd::all() {
+            let committed = std::fs::read_to_string(root.join(dir).join(name)).unwrap_or_default();
+            assert_eq!(
+                committed,
+                format!("{}{yaml}", meniscus_operator::crd::HEADER),
+                "{dir}/{name} differs from the types: run `cargo run -p meniscus-operator --bin crdgen` and commit it"
+            );
+        }
     }
 }
 
