@@ -11,6 +11,7 @@ pub mod context;
 pub mod coordinator_api;
 pub mod crd;
 pub mod grid;
+pub mod leader;
 pub mod quantity;
 pub mod tenant;
 

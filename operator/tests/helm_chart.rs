@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use k8s_openapi::api::authentication::v1::TokenRequest;
@@ -16,6 +17,7 @@ use meniscus_metrics::{Exposure, Registry};
 use meniscus_operator::context::Context;
 use meniscus_operator::crd::grid::MeniscusGrid;
 use meniscus_operator::crd::tenant::Tenant;
+use meniscus_operator::leader;
 use meniscus_testenv::{wait_for, ControlPlane};
 use serde_json::json;
 
@@ -68,12 +70,14 @@ fn the_chart_lints_and_manifests_are_what_it_renders() {
         committed.ends_with(&rendered),
         "manifests/meniscus.yaml differs from the chart: run dev/render-manifests and commit it"
     );
-    // One namespace watched: a Role there, no ClusterRole.
+    // One namespace watched: a Role there, no ClusterRole (the leader Lease's Role is always
+    // namespaced).
     let namespaced = run(Command::new(helm())
         .args(["template", "meniscus"])
         .arg(&chart)
         .args(["--set", "watchNamespace=logs"]));
     assert!(namespaced.contains("kind: Role\n") && !namespaced.contains("kind: ClusterRole"));
+    assert!(rendered.contains("--leader-elect"));
     assert!(namespaced.contains("--namespace=logs"));
 }
 
@@ -134,6 +138,14 @@ async fn the_operator_does_its_work_with_the_charts_serviceaccount_and_no_more()
             "the operator may {verb} {resource}"
         );
     }
+
+    // It may hold the leader Lease in its own namespace.
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        leader::lead(client.clone(), leader::Options::new(&ns, "helm-test")),
+    )
+    .await
+    .context("the chart's ServiceAccount takes the leader Lease")?;
 
     let registry = Arc::new(Registry::new());
     let context = Arc::new(Context::new(client, &registry, Some("helm-test".into())));

@@ -8,6 +8,7 @@ use axum::routing::get;
 use clap::Parser;
 use meniscus_metrics::{Exposure, Registry};
 use meniscus_operator::context::Context;
+use meniscus_operator::leader;
 
 #[derive(Debug, Parser)]
 #[command(name = "meniscus-operator", version, about = "The Meniscus operator")]
@@ -18,9 +19,16 @@ struct Args {
     /// Where /metrics and /healthz listen.
     #[arg(long, default_value = "0.0.0.0:9464")]
     metrics_address: SocketAddr,
-    /// This replica's name in Events (the pod name).
+    /// This replica's name in Events and in the leader Lease (the pod name).
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
+    /// Reconcile only while holding the Lease `meniscus-operator` in --lease-namespace, so
+    /// replicas can run side by side; a replica that loses it exits (and is restarted).
+    #[arg(long)]
+    leader_elect: bool,
+    /// Where the leader Lease lives (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
 }
 
 #[tokio::main]
@@ -51,11 +59,36 @@ async fn main() -> anyhow::Result<()> {
         }
     });
     tracing::info!(namespace = ?args.namespace, metrics = %args.metrics_address, "operator started");
+    let lost = if args.leader_elect {
+        let identity = args
+            .instance
+            .clone()
+            .unwrap_or_else(|| format!("pid-{}", std::process::id()));
+        let options = leader::Options::new(&args.lease_namespace, &identity);
+        Some(leader::lead(context.client.clone(), options).await)
+    } else {
+        None
+    };
     let namespace = args.namespace.as_deref();
-    tokio::join!(
-        meniscus_operator::grid::run(context.clone(), namespace),
-        meniscus_operator::tenant::run(context, namespace),
-    );
+    let controllers = async {
+        tokio::join!(
+            meniscus_operator::grid::run(context.clone(), namespace),
+            meniscus_operator::tenant::run(context.clone(), namespace),
+        )
+    };
+    match lost {
+        None => {
+            controllers.await;
+        }
+        Some(lost) => tokio::select! {
+            _ = controllers => {}
+            why = lost => {
+                let why = why.unwrap_or_else(|_| "the renewal task ended".into());
+                tracing::error!(%why, "no longer leading: exiting so that one replica reconciles");
+                std::process::exit(1);
+            }
+        },
+    }
     tracing::info!("operator stopped");
     Ok(())
 }
