@@ -168,6 +168,24 @@ fn wait_until(what: &str, pods: &[Pod], mut done: impl FnMut() -> bool) {
     }
 }
 
+/// `logger` sends one RFC 5424 line over TCP to a loopback port.
+fn logger(port: u16, args: &[&str], message: &str) {
+    let status = Command::new("logger")
+        .args([
+            "--server",
+            "127.0.0.1",
+            "--tcp",
+            "--port",
+            &port.to_string(),
+            "--rfc5424",
+        ])
+        .args(args)
+        .arg(message)
+        .status()
+        .unwrap();
+    assert!(status.success(), "logger failed");
+}
+
 fn condition(tenant: &Tenant, type_: &str) -> Option<(String, String)> {
     let status = tenant.status.as_ref()?;
     meniscus_operator::conditions::get(&status.conditions, type_)
@@ -227,14 +245,47 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
         .block_on(grids.create(&PostParams::default(), &grid))
         .unwrap();
 
+    // A tenant, by kubectl, with a port of its own for devices that cannot send a token: the
+    // Tenant controller makes its token and registers it (once the coordinator runs); the
+    // grid controller adds its port to the correlators.
+    let tenant_yaml = dir.path().join("tenant.yaml");
+    std::fs::write(
+        &tenant_yaml,
+        format!("apiVersion: meniscus.io/v1alpha1\nkind: Tenant\nmetadata: {{name: acme, namespace: {ns}}}\nspec:\n  gridRef: main\n  producers:\n    - {{name: web, durable: true}}\n    - {{name: sshd, pattern: sshd}}\n  dedicatedPort: 6601\n"),
+    )
+    .unwrap();
+    let output = cp
+        .kubectl(&["apply", "-f", tenant_yaml.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     // What the grid controller wrote.
     let sets = Api::<StatefulSet>::namespaced(client.clone(), &ns);
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
     let templates = runtime.block_on(async {
-        meniscus_testenv::wait_for(Duration::from_secs(60), "the grid's workloads", || async {
-            Ok(sets.list(&ListParams::default()).await?.items.len() == 4
-                && deployments.list(&ListParams::default()).await?.items.len() == 2)
-        })
+        meniscus_testenv::wait_for(
+            Duration::from_secs(60),
+            "the grid's workloads, the tenant's port in",
+            || async {
+                let correlator = sets.get_opt("main-correlator").await?;
+                let dedicated = correlator
+                    .and_then(|set| set.spec?.template.spec)
+                    .is_some_and(|pod| {
+                        pod.containers[0]
+                            .ports
+                            .iter()
+                            .flatten()
+                            .any(|port| port.container_port == 6601)
+                    });
+                Ok(dedicated
+                    && sets.list(&ListParams::default()).await?.items.len() == 4
+                    && deployments.list(&ListParams::default()).await?.items.len() == 2)
+            },
+        )
         .await
         .unwrap();
         let mut templates: BTreeMap<String, (i32, PodSpec)> = BTreeMap::new();
@@ -318,22 +369,6 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
         tenant_api.ports[&8080]
     );
 
-    // A tenant, by kubectl: the Tenant controller makes its token and registers it.
-    let tenant_yaml = dir.path().join("tenant.yaml");
-    std::fs::write(
-        &tenant_yaml,
-        format!("apiVersion: meniscus.io/v1alpha1\nkind: Tenant\nmetadata: {{name: acme, namespace: {ns}}}\nspec:\n  gridRef: main\n  producers:\n    - {{name: web, durable: true}}\n    - {{name: sshd, pattern: sshd}}\n"),
-    )
-    .unwrap();
-    let output = cp
-        .kubectl(&["apply", "-f", tenant_yaml.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     let tenants = Api::<Tenant>::namespaced(client.clone(), &ns);
     wait_until("the tenant is registered", &pods, || {
         let tenant = runtime.block_on(tenants.get("acme")).unwrap();
@@ -361,28 +396,21 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
         send(&token, "over http") == 202
     });
     // ... and syslog from logger, normalized by the correlator (no normalizer hop by default).
-    let logger = Command::new("logger")
-        .args([
-            "--server",
-            "127.0.0.1",
-            "--tcp",
-            "--port",
-            &syslog.to_string(),
-        ])
-        .args([
-            "--rfc5424",
+    let token_sd = format!("token=\"{token}\"");
+    logger(
+        syslog,
+        &[
             "--sd-id",
             "meniscus@32473",
             "--sd-param",
             "tenant=\"acme\"",
-        ])
-        .arg("--sd-param")
-        .arg(format!("token=\"{token}\""))
-        .args(["--tag", "sshd"])
-        .arg("Accepted publickey for alice from 10.0.0.7 port 5214 ssh2")
-        .status()
-        .unwrap();
-    assert!(logger.success());
+            "--sd-param",
+            &token_sd,
+            "--tag",
+            "sshd",
+        ],
+        "Accepted publickey for alice from 10.0.0.7 port 5214 ssh2",
+    );
     // A wrong token is refused and stores nothing.
     assert_eq!(send("not-the-token", "refused"), 401);
     let found = |msg: &str| -> Option<Value> {
@@ -406,6 +434,27 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
             found("over http").is_some()
                 && found("Accepted publickey for alice from 10.0.0.7 port 5214 ssh2").is_some()
         },
+    );
+    // A device without a token, on the tenant's own port.
+    let dedicated = correlator.ports[&6601];
+    logger(
+        dedicated,
+        &["--tag", "router"],
+        "link up on the tenant's own port",
+    );
+    wait_until("the tokenless event is the tenant's", &pods, || {
+        found("link up on the tenant's own port").is_some()
+    });
+    let status = runtime
+        .block_on(tenants.get("acme"))
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(
+        status.ingest_endpoints[0],
+        format!("main-ingest.{ns}.svc:6601/syslog-tcp"),
+        "{:?}",
+        status.ingest_endpoints
     );
     let login = found("Accepted publickey for alice from 10.0.0.7 port 5214 ssh2").unwrap();
     assert_eq!(login["normalized"]["sshd"]["user"], "alice", "{login}");

@@ -61,8 +61,9 @@ where
     .with_context(|| format!("applying {} {namespace}/{name}", K::kind(&())))
 }
 
-/// SHA-256 of the object as JSON (its digest annotation not yet set).
-fn digest<K: Serialize>(object: &K) -> anyhow::Result<String> {
+/// SHA-256 of a value as JSON, first 16 bytes in hex (of a child: before its digest
+/// annotation is set).
+pub fn digest<K: Serialize>(object: &K) -> anyhow::Result<String> {
     let bytes = serde_json::to_vec(object)?;
     let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
     Ok(digest.as_ref()[..16]

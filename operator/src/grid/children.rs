@@ -19,6 +19,7 @@ use kube::Resource;
 use serde_json::{json, Value};
 
 use crate::crd::grid::{MeniscusGrid, Resources};
+use crate::crd::tenant::Tenant;
 
 /// Port every worker serves the grid on: links between personas, pairing, /healthz, /metrics.
 pub const GRID_PORT: i32 = 7400;
@@ -145,9 +146,59 @@ fn meta(grid: &MeniscusGrid, name: String, component: Option<Component>) -> Obje
     }
 }
 
-/// The workers' configuration file (`meniscus.yaml`): listeners from the spec, the HTTP
-/// address, and the archive. Tenants are not in it: they come from the coordinator.
-pub fn config(grid: &MeniscusGrid) -> ConfigMap {
+/// A port of the ingest Service that belongs to one tenant (`Tenant.spec.dedicatedPort`):
+/// syslog over TCP and UDP on it is that tenant's, without a token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dedicated {
+    pub tenant: String,
+    pub port: i32,
+}
+
+/// The dedicated ports the grid's tenants get: by tenant name, the first to ask for a port
+/// gets it; a port the grid itself listens on, or another tenant's, is refused. Tenants
+/// being deleted give theirs up.
+pub fn dedicated_ports(grid: &MeniscusGrid, tenants: &[Tenant]) -> Vec<Dedicated> {
+    let listeners = &grid.spec.listeners;
+    let mut taken: Vec<i32> = [
+        Some(listeners.syslog_tcp),
+        listeners.syslog_udp,
+        listeners.syslog_tls,
+        Some(listeners.http),
+        Some(GRID_PORT),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut ours: Vec<&Tenant> = tenants
+        .iter()
+        .filter(|tenant| {
+            tenant.spec.grid_ref == grid_name(grid)
+                && tenant.metadata.namespace == grid.metadata.namespace
+                && tenant.metadata.deletion_timestamp.is_none()
+        })
+        .collect();
+    ours.sort_by_key(|tenant| tenant.metadata.name.clone());
+    let mut dedicated = Vec::new();
+    for tenant in ours {
+        let Some(port) = tenant.spec.dedicated_port else {
+            continue;
+        };
+        if taken.contains(&port) {
+            continue;
+        }
+        taken.push(port);
+        dedicated.push(Dedicated {
+            tenant: tenant.metadata.name.clone().unwrap_or_default(),
+            port,
+        });
+    }
+    dedicated
+}
+
+/// The workers' configuration file (`meniscus.yaml`): listeners from the spec and the
+/// tenants' dedicated ports, the HTTP address, and the archive. Tenants are not in it: they
+/// come from the coordinator.
+pub fn config(grid: &MeniscusGrid, dedicated: &[Dedicated]) -> ConfigMap {
     let listeners = &grid.spec.listeners;
     let mut yaml = String::from("listeners:\n");
     yaml += &format!(
@@ -161,6 +212,13 @@ pub fn config(grid: &MeniscusGrid) -> ConfigMap {
         yaml += &format!(
             "  - {{protocol: tls, address: \"0.0.0.0:{port}\", tls: {{certFile: {TLS_DIR}/tls.crt, keyFile: {TLS_DIR}/tls.key}}}}\n"
         );
+    }
+    for Dedicated { tenant, port } in dedicated {
+        for protocol in ["tcp", "udp"] {
+            yaml += &format!(
+                "  - {{protocol: {protocol}, address: \"0.0.0.0:{port}\", tenant: {tenant}}}\n"
+            );
+        }
     }
     yaml += &format!("http: {{address: \"0.0.0.0:{}\"}}\n", listeners.http);
     match &grid.spec.archive {
@@ -232,7 +290,7 @@ fn args(grid: &MeniscusGrid, component: Component) -> Vec<String> {
 
 /// Container ports of a component: the grid port, and the listeners for correlators and
 /// the HTTP port for the tenant API.
-fn ports(grid: &MeniscusGrid, component: Component) -> Vec<Value> {
+fn ports(grid: &MeniscusGrid, component: Component, dedicated: &[Dedicated]) -> Vec<Value> {
     let mut ports = vec![json!({"name": "grid", "containerPort": GRID_PORT})];
     let listeners = &grid.spec.listeners;
     if component == Component::Correlator {
@@ -242,6 +300,12 @@ fn ports(grid: &MeniscusGrid, component: Component) -> Vec<Value> {
         }
         if let (Some(port), Some(_)) = (listeners.syslog_tls, &grid.spec.tls_secret) {
             ports.push(json!({"name": "syslog-tls", "containerPort": port}));
+        }
+        for Dedicated { port, .. } in dedicated {
+            ports.push(json!({"name": format!("tcp-{port}"), "containerPort": port}));
+            ports.push(
+                json!({"name": format!("udp-{port}"), "containerPort": port, "protocol": "UDP"}),
+            );
         }
     }
     if matches!(component, Component::Correlator | Component::TenantApi) {
@@ -264,7 +328,7 @@ fn resources(grid: &MeniscusGrid, component: Component) -> Resources {
 
 /// The pod template of a component: one container running `meniscus worker`, non-root with
 /// a read-only root filesystem, probed on /healthz.
-fn pod_template(grid: &MeniscusGrid, component: Component) -> Value {
+fn pod_template(grid: &MeniscusGrid, component: Component, dedicated: &[Dedicated]) -> Value {
     let mut volumes = vec![
         json!({"name": "config", "configMap": {"name": config_name(grid)}}),
         json!({"name": "secrets", "secret": {"secretName": secrets_name(grid), "defaultMode": 0o400}}),
@@ -290,7 +354,7 @@ fn pod_template(grid: &MeniscusGrid, component: Component) -> Value {
             {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
             {"name": "RUST_LOG", "value": "info"},
         ],
-        "ports": ports(grid, component),
+        "ports": ports(grid, component, dedicated),
         "volumeMounts": mounts,
         "resources": resources(grid, component),
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": "grid"}, "periodSeconds": 5},
@@ -309,8 +373,14 @@ fn pod_template(grid: &MeniscusGrid, component: Component) -> Value {
             container["envFrom"] = json!([{"secretRef": {"name": secret}}]);
         }
     }
+    // Workers read their configuration at start: a changed one rolls the pods.
+    let config = config(grid, dedicated);
+    let config_digest = crate::apply::digest(&config.data).expect("a ConfigMap serializes");
     json!({
-        "metadata": {"labels": selector(grid, component)},
+        "metadata": {
+            "labels": selector(grid, component),
+            "annotations": {"meniscus.io/config-digest": config_digest},
+        },
         "spec": {
             "containers": [container],
             "volumes": volumes,
@@ -323,11 +393,16 @@ fn pod_template(grid: &MeniscusGrid, component: Component) -> Value {
 }
 
 /// The Deployment (broadcaster, tenant API) of a component with `replicas`.
-pub fn deployment(grid: &MeniscusGrid, component: Component, replicas: i32) -> Deployment {
+pub fn deployment(
+    grid: &MeniscusGrid,
+    component: Component,
+    replicas: i32,
+    dedicated: &[Dedicated],
+) -> Deployment {
     let spec = json!({
         "replicas": replicas,
         "selector": {"matchLabels": selector(grid, component)},
-        "template": pod_template(grid, component),
+        "template": pod_template(grid, component, dedicated),
     });
     Deployment {
         metadata: meta(grid, component_name(grid, component), Some(component)),
@@ -337,7 +412,12 @@ pub fn deployment(grid: &MeniscusGrid, component: Component, replicas: i32) -> D
 }
 
 /// The StatefulSet of a component that holds data, with a volume claim per replica.
-pub fn stateful_set(grid: &MeniscusGrid, component: Component, replicas: i32) -> StatefulSet {
+pub fn stateful_set(
+    grid: &MeniscusGrid,
+    component: Component,
+    replicas: i32,
+    dedicated: &[Dedicated],
+) -> StatefulSet {
     let (size, class) = grid.spec.personas.volume(component);
     let mut claim = json!({
         "metadata": {"name": "data"},
@@ -353,7 +433,7 @@ pub fn stateful_set(grid: &MeniscusGrid, component: Component, replicas: i32) ->
         "replicas": replicas,
         "serviceName": component_name(grid, component),
         "selector": {"matchLabels": selector(grid, component)},
-        "template": pod_template(grid, component),
+        "template": pod_template(grid, component, dedicated),
         "volumeClaimTemplates": [claim],
         // Workers pair on their own; none waits for another to start.
         "podManagementPolicy": "Parallel",
@@ -389,7 +469,7 @@ pub fn component_service(grid: &MeniscusGrid, component: Component) -> Service {
 
 /// The ingest Service: the syslog listeners and HTTP of the correlators, of the type and with
 /// the annotations the spec asks for.
-pub fn ingest_service(grid: &MeniscusGrid) -> Service {
+pub fn ingest_service(grid: &MeniscusGrid, dedicated: &[Dedicated]) -> Service {
     let listeners = &grid.spec.listeners;
     let mut ports = vec![
         json!({"name": "syslog-tcp", "port": listeners.syslog_tcp, "targetPort": "syslog-tcp"}),
@@ -401,6 +481,10 @@ pub fn ingest_service(grid: &MeniscusGrid) -> Service {
         ports.push(json!({"name": "syslog-tls", "port": port, "targetPort": "syslog-tls"}));
     }
     ports.push(json!({"name": "http", "port": listeners.http, "targetPort": "http"}));
+    for Dedicated { port, .. } in dedicated {
+        ports.push(json!({"name": format!("tcp-{port}"), "port": port, "targetPort": format!("tcp-{port}")}));
+        ports.push(json!({"name": format!("udp-{port}"), "port": port, "targetPort": format!("udp-{port}"), "protocol": "UDP"}));
+    }
     let spec = json!({
         "type": format!("{:?}", grid.spec.ingest_service.type_),
         "selector": selector(grid, Component::Correlator),
@@ -444,14 +528,19 @@ pub fn disruption_budget(grid: &MeniscusGrid, component: Component) -> PodDisrup
     }
 }
 
-/// Where tenants send, as `host:port/protocol` (what goes in rsyslog's or an agent's
-/// configuration).
-pub fn ingest_endpoints(grid: &MeniscusGrid) -> Vec<String> {
-    let host = format!(
+/// The ingest Service's name in the cluster's DNS.
+pub fn ingest_host(grid: &MeniscusGrid) -> String {
+    format!(
         "{}.{}.svc",
         ingest_service_name(grid),
         grid.metadata.namespace.as_deref().unwrap_or("default")
-    );
+    )
+}
+
+/// Where tenants send, as `host:port/protocol` (what goes in rsyslog's or an agent's
+/// configuration).
+pub fn ingest_endpoints(grid: &MeniscusGrid) -> Vec<String> {
+    let host = ingest_host(grid);
     let listeners = &grid.spec.listeners;
     let mut endpoints = vec![format!("{host}:{}/syslog-tcp", listeners.syslog_tcp)];
     if let Some(port) = listeners.syslog_udp {
@@ -462,4 +551,102 @@ pub fn ingest_endpoints(grid: &MeniscusGrid) -> Vec<String> {
     }
     endpoints.push(format!("http://{host}:{}", listeners.http));
     endpoints
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grid() -> MeniscusGrid {
+        serde_json::from_value(json!({
+            "metadata": {"name": "main", "namespace": "logs", "uid": "u1"},
+            "spec": {"image": "m", "listeners": {"syslogTcp": 5514, "syslogUdp": 5515, "http": 8080}}
+        }))
+        .unwrap()
+    }
+
+    fn tenant(name: &str, grid: &str, port: Option<i32>) -> Tenant {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "logs"},
+            "spec": {"gridRef": grid, "dedicatedPort": port}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn dedicated_ports_go_first_come_by_name_and_never_to_the_grids_own() {
+        let tenants = [
+            tenant("zeta", "main", Some(6601)),
+            tenant("acme", "main", Some(6601)),
+            tenant("beta", "main", Some(5515)),
+            tenant("gamma", "other", Some(6602)),
+            tenant("delta", "main", Some(6603)),
+            tenant("eps", "main", None),
+        ];
+        let granted = dedicated_ports(&grid(), &tenants);
+        assert_eq!(
+            granted,
+            vec![
+                Dedicated {
+                    tenant: "acme".into(),
+                    port: 6601
+                },
+                Dedicated {
+                    tenant: "delta".into(),
+                    port: 6603
+                },
+            ]
+        );
+        let config = config(&grid(), &granted).data.unwrap()["meniscus.yaml"].clone();
+        assert!(
+            config.contains("{protocol: tcp, address: \"0.0.0.0:6601\", tenant: acme}"),
+            "{config}"
+        );
+        assert!(
+            config.contains("{protocol: udp, address: \"0.0.0.0:6603\", tenant: delta}"),
+            "{config}"
+        );
+        let service = ingest_service(&grid(), &granted);
+        let ports: Vec<String> = service
+            .spec
+            .unwrap()
+            .ports
+            .unwrap()
+            .into_iter()
+            .map(|port| port.name.unwrap())
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                "syslog-tcp",
+                "syslog-udp",
+                "http",
+                "tcp-6601",
+                "udp-6601",
+                "tcp-6603",
+                "udp-6603"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_changed_configuration_rolls_the_pods() {
+        let digest = |dedicated: &[Dedicated]| {
+            let set = stateful_set(&grid(), Component::Correlator, 1, dedicated);
+            set.spec
+                .unwrap()
+                .template
+                .metadata
+                .unwrap()
+                .annotations
+                .unwrap()["meniscus.io/config-digest"]
+                .clone()
+        };
+        let port = Dedicated {
+            tenant: "acme".into(),
+            port: 6601,
+        };
+        assert_eq!(digest(&[]), digest(&[]));
+        assert_ne!(digest(&[]), digest(&[port]));
+    }
 }

@@ -4,6 +4,8 @@
 pub mod children;
 pub mod scaling;
 pub mod status;
+#[cfg(test)]
+mod verifier_tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -57,7 +59,8 @@ pub async fn run(context: Arc<Context>, namespace: Option<&str>) {
     .owns(api::<Service>(&context, namespace), owned())
     .owns(api::<ConfigMap>(&context, namespace), owned())
     .owns(api::<PodDisruptionBudget>(&context, namespace), owned())
-    // A Tenant going away may unblock its grid's deletion.
+    // A Tenant going away may unblock its grid's deletion; a dedicated port changes the
+    // grid's listeners.
     .watches(
         api::<Tenant>(&context, namespace),
         watcher::Config::default(),
@@ -124,7 +127,11 @@ async fn apply_children(
     scaled: &BTreeMap<Component, scaling::Scaled>,
 ) -> anyhow::Result<BTreeMap<Component, Rollout>> {
     ensure_secrets(grid, context).await?;
-    crate::apply::apply(context, children::config(grid)).await?;
+    let namespace = grid.namespace().unwrap_or_default();
+    let tenants: Api<Tenant> = Api::namespaced(context.client.clone(), &namespace);
+    let tenants = tenants.list(&ListParams::default()).await?.items;
+    let dedicated = children::dedicated_ports(grid, &tenants);
+    crate::apply::apply(context, children::config(grid, &dedicated)).await?;
     let mut rollouts = BTreeMap::new();
     for component in Component::ALL {
         let desired = scaled.get(&component).map_or_else(
@@ -133,10 +140,10 @@ async fn apply_children(
         );
         let rollout = if component.is_stateful() {
             crate::apply::apply(context, children::component_service(grid, component)).await?;
-            let set = children::stateful_set(grid, component, desired);
+            let set = children::stateful_set(grid, component, desired, &dedicated);
             apply_workload(context, set, desired).await?
         } else {
-            let deployment = children::deployment(grid, component, desired);
+            let deployment = children::deployment(grid, component, desired, &dedicated);
             apply_workload(context, deployment, desired).await?
         };
         if component != Component::Coordinator {
@@ -144,7 +151,7 @@ async fn apply_children(
         }
         rollouts.insert(component, rollout);
     }
-    crate::apply::apply(context, children::ingest_service(grid)).await?;
+    crate::apply::apply(context, children::ingest_service(grid, &dedicated)).await?;
     crate::apply::apply(context, children::api_service(grid)).await?;
     Ok(rollouts)
 }

@@ -22,6 +22,7 @@ use kube::ResourceExt;
 use crate::context::Context;
 use crate::crd::grid::MeniscusGrid;
 use crate::crd::tenant::{Tenant, TenantStatus};
+use crate::grid::children;
 use crate::Error;
 
 /// Held on every Tenant until the coordinator has forgotten it.
@@ -104,9 +105,36 @@ async fn apply(tenant: &Tenant, context: &Context) -> Result<Action, Error> {
                 .as_ref()
                 .map(|status| status.ingest_endpoints.clone())
                 .unwrap_or_default();
-            registry::register(tenant, &grid, &token, context)
+            let registered = registry::register(tenant, &grid, &token, context)
                 .await
-                .map_err(|refused| NotReady(refused.reason(), refused.to_string()))
+                .map_err(|refused| NotReady(refused.reason(), refused.to_string()));
+            match (registered, tenant.spec.dedicated_port) {
+                (Ok(()), Some(port)) => {
+                    let all = Api::<Tenant>::namespaced(context.client.clone(), &namespace)
+                        .list(&Default::default())
+                        .await?
+                        .items;
+                    let granted = children::dedicated_ports(&grid, &all)
+                        .iter()
+                        .any(|dedicated| dedicated.tenant == tenant.name_any());
+                    if granted {
+                        // Its own port first: what a device without a token is pointed at.
+                        let host = children::ingest_host(&grid);
+                        let own = [
+                            format!("{host}:{port}/syslog-tcp"),
+                            format!("{host}:{port}/syslog-udp"),
+                        ];
+                        status.ingest_endpoints.splice(0..0, own);
+                        Ok(())
+                    } else {
+                        Err(NotReady(
+                            "DedicatedPortTaken",
+                            format!("port {port} is one the grid listens on or another tenant's"),
+                        ))
+                    }
+                }
+                (registered, _) => registered,
+            }
         }
     };
     let (ready, reason, message) = match &outcome {
