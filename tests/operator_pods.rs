@@ -53,16 +53,9 @@ struct Mounts {
 }
 
 /// Starts pod `ordinal` of a workload from its template: mounts become folders, `0.0.0.0`
-/// and `$(POD_IP)` become loopback with a port of its own, the coordinator's Service name the
-/// coordinator process's address; `grid` stands for the grid port.
-fn start_pod(
-    dir: &Path,
-    name: &str,
-    pod: &PodSpec,
-    mounts: &Mounts,
-    coordinator: Option<u16>,
-    grid: u16,
-) -> Pod {
+/// and `$(POD_IP)` become loopback with a port of its own; `grid` stands for the grid port.
+/// The coordinator is the operator's, in this process: the templates already name it.
+fn start_pod(dir: &Path, name: &str, pod: &PodSpec, mounts: &Mounts, grid: u16) -> Pod {
     let container = &pod.containers[0];
     let root = dir.join(name);
     std::fs::create_dir_all(&root).unwrap();
@@ -95,22 +88,14 @@ fn start_pod(
         .iter()
         .flatten()
         .map(|arg| {
-            let mut arg = arg
-                .replace("/etc/meniscus/secrets", mounts.secrets.to_str().unwrap())
+            arg.replace("/etc/meniscus/secrets", mounts.secrets.to_str().unwrap())
                 .replace(
                     "/etc/meniscus/meniscus.yaml",
                     root.join("meniscus.yaml").to_str().unwrap(),
                 )
                 .replace("/var/lib/meniscus", root.join("data").to_str().unwrap())
                 .replace("0.0.0.0:7400", &format!("127.0.0.1:{grid}"))
-                .replace("$(POD_IP):7400", &format!("127.0.0.1:{grid}"));
-            if let Some(port) = coordinator {
-                arg = arg.replace(
-                    "http://main-coordinator:7400",
-                    &format!("http://127.0.0.1:{port}"),
-                );
-            }
-            arg
+                .replace("$(POD_IP):7400", &format!("127.0.0.1:{grid}"))
         })
         .collect();
     assert!(
@@ -218,13 +203,18 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
         .unwrap();
     });
 
-    // The operator, in this process; its coordinator calls go to the local coordinator.
-    let coordinator_port = free_port();
+    // The operator, in this process, serving the grids' coordinators on a loopback port the
+    // pod templates it writes will name.
+    let coordinators = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let registry = Registry::new();
     let mut context = Context::new(client.clone(), &registry, Some("test".into()));
-    context.coordinator_url = Arc::new(move |_, _| format!("http://127.0.0.1:{coordinator_port}"));
+    context.coordinator_base = format!("http://{}", coordinators.local_addr().unwrap());
     context.scale_interval = Duration::from_secs(1);
     let context = Arc::new(context);
+    let router = context.coordinators.clone().router();
+    runtime.spawn(async move { axum::serve(coordinators, router).await });
     runtime.spawn({
         let (context, ns) = (context.clone(), ns.clone());
         async move { meniscus_operator::grid::run(context, Some(&ns)).await }
@@ -282,7 +272,7 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
                             .any(|port| port.container_port == 6601)
                     });
                 Ok(dedicated
-                    && sets.list(&ListParams::default()).await?.items.len() == 4
+                    && sets.list(&ListParams::default()).await?.items.len() == 3
                     && deployments.list(&ListParams::default()).await?.items.len() == 2)
             },
         )
@@ -326,30 +316,12 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
         secrets,
     };
 
-    // The coordinator first, on the port the operator was told; then every other pod.
-    let (_, coordinator_pod) = &templates["main-coordinator"];
-    let mut pods = vec![start_pod(
-        dir.path(),
-        "main-coordinator-0",
-        coordinator_pod,
-        &mounts,
-        None,
-        coordinator_port,
-    )];
+    // Every pod of every workload.
+    let mut pods = Vec::new();
     for (workload, (replicas, pod)) in &templates {
-        if workload == "main-coordinator" {
-            continue;
-        }
         for ordinal in 0..*replicas {
             let name = format!("{workload}-{ordinal}");
-            pods.push(start_pod(
-                dir.path(),
-                &name,
-                pod,
-                &mounts,
-                Some(coordinator_port),
-                free_port(),
-            ));
+            pods.push(start_pod(dir.path(), &name, pod, &mounts, free_port()));
         }
     }
     let pod = |prefix: &str| {
@@ -459,6 +431,40 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
     let login = found("Accepted publickey for alice from 10.0.0.7 port 5214 ssh2").unwrap();
     assert_eq!(login["normalized"]["sshd"]["user"], "alice", "{login}");
     assert!(found("refused").is_none());
+
+    // The coordinator fails over (this replica stops serving it, as a new leader would start
+    // cold): the next one starts from the state in the grid's Secret, so every worker carries
+    // on under the id it had (no pairing again) and the tenant's token still works.
+    let coordinator = context.coordinators.get(&ns, "main").unwrap();
+    let (workers, paired) =
+        coordinator.with_state(|state| (state.workers.len(), state.next_worker));
+    assert_eq!(workers, pods.len());
+    drop(coordinator);
+    context.coordinators.stop(&ns, "main");
+    wait_until("a coordinator serves the grid again", &pods, || {
+        context.coordinators.get(&ns, "main").is_some()
+    });
+    let coordinator = context.coordinators.get(&ns, "main").unwrap();
+    wait_until("every worker is heard from again", &pods, || {
+        coordinator.with_state(|state| {
+            state
+                .workers
+                .iter()
+                .filter(|worker| worker.status == meniscus_grid::routes::WorkerStatus::Online)
+                .count()
+        }) == pods.len()
+    });
+    assert_eq!(
+        coordinator.with_state(|state| (state.workers.len(), state.next_worker)),
+        (workers, paired),
+        "workers paired again: the state was not carried over"
+    );
+    wait_until("the tenant publishes after the failover", &pods, || {
+        send(&token, "after the failover") == 202
+    });
+    wait_until("it is found", &pods, || {
+        found("after the failover").is_some()
+    });
 
     // The autoscaler: at 2 events/s per correlator, a steady 10 events/s asks for the second
     // correlator the range allows; the StatefulSet follows the decision in the status.

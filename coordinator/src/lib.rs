@@ -25,7 +25,7 @@ use meniscus_metrics::{Counter, Family, Gauge, Registry};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use persist::StateFile;
+use persist::{StateFile, StateStore};
 use state::{Load, PairRequest, Paired, Refused, Rules, Snapshot, State};
 
 /// Who may do what: the grid's pairing secret and the administrators' credential.
@@ -71,7 +71,7 @@ impl CoordinatorMetrics {
 /// watch channel that carries the (route, tenants) versions to subscribers.
 pub struct Coordinator {
     state: Mutex<State>,
-    file: StateFile,
+    file: Box<dyn StateStore>,
     pub rules: Rules,
     secrets: Secrets,
     versions: watch::Sender<(u64, u64)>,
@@ -87,19 +87,36 @@ impl Coordinator {
         registry: &Registry,
     ) -> io::Result<Arc<Coordinator>> {
         let file = StateFile::new(state_file);
-        let mut state = file.load()?;
+        let state = file.load()?;
+        Ok(Coordinator::with_store(
+            state,
+            Box::new(file),
+            rules,
+            secrets,
+            registry,
+        ))
+    }
+
+    /// A coordinator starting from `state` (as last saved), saving into `store`.
+    pub fn with_store(
+        mut state: State,
+        store: Box<dyn StateStore>,
+        rules: Rules,
+        secrets: Secrets,
+        registry: &Registry,
+    ) -> Arc<Coordinator> {
         state.restarted(Utc::now());
         let (versions, _) = watch::channel((state.route_version, state.tenants.version));
         let coordinator = Coordinator {
             state: Mutex::new(state),
-            file,
+            file: store,
             rules,
             secrets,
             versions,
             metrics: CoordinatorMetrics::register(registry),
         };
         coordinator.published(&coordinator.state.lock());
-        Ok(Arc::new(coordinator))
+        Arc::new(coordinator)
     }
 
     /// Runs `change` on a copy of the state; when it succeeds the copy is saved, then takes

@@ -1,7 +1,7 @@
-//! The coordinator's state on disk (standalone and `meniscus worker --persona coordinator`):
-//! one JSON file, replaced atomically after every change, so a restarted coordinator knows
-//! its workers (ids, credential hashes, addresses) and tenants. The operator keeps the same
-//! state in the Kubernetes API instead.
+//! Where the coordinator keeps its state across restarts ([`StateStore`]): on disk for
+//! standalone and `meniscus worker --persona coordinator` ([`StateFile`]: one JSON file,
+//! replaced atomically after every change), so a restarted coordinator knows its workers (ids,
+//! credential hashes, addresses) and tenants; the operator keeps it in a Kubernetes Secret.
 
 use std::fs;
 use std::io::{self, Write};
@@ -9,6 +9,18 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::state::State;
+
+/// Saves the coordinator's state after each change that must survive a restart.
+pub trait StateStore: Send + Sync {
+    /// An error means the change is not made (or, for heartbeats, is saved with the next).
+    fn save(&self, state: &State) -> io::Result<()>;
+}
+
+impl StateStore for StateFile {
+    fn save(&self, state: &State) -> io::Result<()> {
+        StateFile::save(self, state)
+    }
+}
 
 pub struct StateFile {
     path: PathBuf,

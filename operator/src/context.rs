@@ -10,16 +10,17 @@ use kube::Client;
 use meniscus_metrics::{Counter, Family, Registry};
 use parking_lot::Mutex;
 
-/// The coordinator's base URL for a grid (namespace, grid name).
-pub type CoordinatorUrl = Arc<dyn Fn(&str, &str) -> String + Send + Sync>;
+/// The chart's coordinator Service for release `meniscus` in `meniscus-system`.
+pub const DEFAULT_COORDINATOR_BASE: &str =
+    "http://meniscus-operator-coordinator.meniscus-system.svc:7400";
 
 pub struct Context {
     pub client: Client,
-    /// For the coordinators' admin API.
-    pub http: reqwest::Client,
-    /// Where a grid's coordinator answers: its Service's cluster DNS name, unless a test
-    /// (running the grid as local processes) says otherwise.
-    pub coordinator_url: CoordinatorUrl,
+    /// The grids' coordinators this replica serves.
+    pub coordinators: Arc<crate::coordinator_host::Coordinators>,
+    /// Where workers reach those coordinators (the operator's coordinator Service);
+    /// each grid's are under `/grids/NAMESPACE/NAME`.
+    pub coordinator_base: String,
     pub recorder: Recorder,
     pub metrics: Metrics,
     /// Failures in a row per object (`Kind/namespace/name`), for the retry backoff.
@@ -42,16 +43,8 @@ impl Context {
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("an HTTP client without TLS builds"),
-            coordinator_url: Arc::new(|namespace, grid| {
-                format!(
-                    "http://{grid}-coordinator.{namespace}.svc:{}",
-                    crate::grid::children::GRID_PORT
-                )
-            }),
+            coordinators: Arc::default(),
+            coordinator_base: DEFAULT_COORDINATOR_BASE.to_string(),
             metrics: Metrics::register(registry),
             failures: Mutex::default(),
             histories: Mutex::default(),

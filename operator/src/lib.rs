@@ -9,6 +9,7 @@ pub mod autoscaler;
 pub mod conditions;
 pub mod context;
 pub mod coordinator_api;
+pub mod coordinator_host;
 pub mod crd;
 pub mod grid;
 pub mod leader;

@@ -49,7 +49,7 @@ async fn a_grid_gets_its_children_a_true_status_and_waits_for_its_tenants_to_go(
     install(&client, MeniscusGrid::crd()).await?;
     install(&client, Tenant::crd()).await?;
     let ns = cp.namespace("grid-controller").await?;
-    // Volumes for the claims: coordinator, correlator and storage, one replica each.
+    // Volumes for the claims: correlator and storage, one replica each (and a spare).
     cp.add_volumes(4, "1Gi").await?;
 
     let registry = Arc::new(Registry::new());
@@ -95,7 +95,6 @@ async fn a_grid_gets_its_children_a_true_status_and_waits_for_its_tenants_to_go(
         personas,
         BTreeMap::from([
             ("broadcaster", (1, 1)),
-            ("coordinator", (1, 1)),
             ("correlator", (1, 1)),
             ("normalizer", (0, 0)),
             ("storage", (1, 1)),
@@ -122,12 +121,7 @@ async fn a_grid_gets_its_children_a_true_status_and_waits_for_its_tenants_to_go(
         )
     };
     let sets = Api::<StatefulSet>::namespaced(client.clone(), &ns);
-    for name in [
-        "main-coordinator",
-        "main-correlator",
-        "main-normalizer",
-        "main-storage",
-    ] {
+    for name in ["main-correlator", "main-normalizer", "main-storage"] {
         let set = sets.get(name).await?;
         assert!(owned(set.metadata.owner_references.as_ref()), "{name}");
     }
@@ -150,10 +144,12 @@ async fn a_grid_gets_its_children_a_true_status_and_waits_for_its_tenants_to_go(
         args.contains("--persona storage --listen 0.0.0.0:7400"),
         "{args}"
     );
-    assert!(
-        args.contains("--coordinator http://main-coordinator:7400"),
-        "{args}"
+    // The coordinator is the operator's (here: this process's), reached through its Service.
+    let coordinator = format!(
+        "--coordinator {}/grids/{ns}/main",
+        meniscus_operator::context::DEFAULT_COORDINATOR_BASE
     );
+    assert!(args.contains(&coordinator), "{args}");
     assert!(args.contains("--advertise $(POD_IP):7400"), "{args}");
     let requests = container
         .resources
@@ -213,7 +209,7 @@ async fn a_grid_gets_its_children_a_true_status_and_waits_for_its_tenants_to_go(
         "workers reach storage pod by pod"
     );
     services.get("main-api").await?;
-    services.get("main-coordinator").await?;
+    assert!(services.get_opt("main-coordinator").await?.is_none());
     let config = Api::<ConfigMap>::namespaced(client.clone(), &ns)
         .get("main-config")
         .await?;

@@ -1,9 +1,12 @@
 //! `meniscus-operator`: runs the MeniscusGrid and Tenant controllers against the cluster it finds (in a
-//! pod: its ServiceAccount; elsewhere: `KUBECONFIG`), and serves `/metrics` and `/healthz`.
+//! pod: its ServiceAccount; elsewhere: `KUBECONFIG`), serves the grids' coordinators, and
+//! `/metrics`, `/healthz` and `/readyz` (ready while leading).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use axum::http::StatusCode;
 use axum::routing::get;
 use clap::Parser;
 use meniscus_metrics::{Exposure, Registry};
@@ -29,6 +32,13 @@ struct Args {
     /// Where the leader Lease lives (the operator's own namespace).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
+    /// Where the grids' coordinators listen (workers pair, heartbeat and get routes here).
+    #[arg(long, default_value = "0.0.0.0:7400")]
+    coordinator_address: SocketAddr,
+    /// The URL workers reach those coordinators by (the chart's coordinator Service); each
+    /// grid's is under `/grids/NAMESPACE/NAME`.
+    #[arg(long, env = "MENISCUS_COORDINATOR_URL", default_value = meniscus_operator::context::DEFAULT_COORDINATOR_BASE)]
+    coordinator_url: String,
 }
 
 #[tokio::main]
@@ -42,10 +52,28 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let client = kube::Client::try_default().await?;
     let registry = Arc::new(Registry::new());
-    let context = Arc::new(Context::new(client, &registry, args.instance.clone()));
+    let mut context = Context::new(client, &registry, args.instance.clone());
+    context.coordinator_base = args.coordinator_url.clone();
+    let context = Arc::new(context);
+    // Ready only while leading: the coordinator Service then sends workers to the leader.
+    let leading = Arc::new(AtomicBool::new(!args.leader_elect));
     let listener = tokio::net::TcpListener::bind(args.metrics_address).await?;
+    let ready = leading.clone();
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.load(Ordering::Relaxed);
+                async move {
+                    if ready {
+                        (StatusCode::OK, "leading\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "standing by\n")
+                    }
+                }
+            }),
+        )
         .route(
             "/metrics",
             get(move || {
@@ -58,14 +86,23 @@ async fn main() -> anyhow::Result<()> {
             tracing::error!(%error, "the metrics server stopped");
         }
     });
-    tracing::info!(namespace = ?args.namespace, metrics = %args.metrics_address, "operator started");
+    let coordinators = tokio::net::TcpListener::bind(args.coordinator_address).await?;
+    let router = context.coordinators.clone().router();
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(coordinators, router).await {
+            tracing::error!(%error, "the coordinator server stopped");
+        }
+    });
+    tracing::info!(namespace = ?args.namespace, metrics = %args.metrics_address, coordinators = %args.coordinator_address, "operator started");
     let lost = if args.leader_elect {
         let identity = args
             .instance
             .clone()
             .unwrap_or_else(|| format!("pid-{}", std::process::id()));
         let options = leader::Options::new(&args.lease_namespace, &identity);
-        Some(leader::lead(context.client.clone(), options).await)
+        let lost = leader::lead(context.client.clone(), options).await;
+        leading.store(true, Ordering::Relaxed);
+        Some(lost)
     } else {
         None
     };

@@ -143,37 +143,29 @@ fn default_spool_size() -> String {
     "2Gi".into()
 }
 
-/// The coordinator's volume: its worker and tenant registry, a few kilobytes per worker.
-const COORDINATOR_VOLUME: &str = "1Gi";
-
 impl Personas {
-    /// The volume size and StorageClass each replica of a persona that keeps data gets
-    /// (the coordinator's class is storage's).
-    pub fn volume(&self, persona: crate::grid::children::Component) -> (String, Option<String>) {
+    /// The volume size and StorageClass of each replica of a persona that keeps data; `None`
+    /// for those that keep none.
+    pub fn volume(
+        &self,
+        persona: crate::grid::children::Component,
+    ) -> Option<(String, Option<String>)> {
         use crate::grid::children::Component;
         match persona {
-            Component::Correlator => (
+            Component::Correlator => Some((
                 self.correlator.spool_size.clone(),
                 self.correlator.storage_class.clone(),
-            ),
-            Component::Normalizer => (
+            )),
+            Component::Normalizer => Some((
                 self.normalizer.spool_size.clone(),
                 self.normalizer.storage_class.clone(),
-            ),
-            Component::Storage => (
+            )),
+            Component::Storage => Some((
                 self.storage.storage_size.clone(),
                 self.storage.storage_class.clone(),
-            ),
-            _ => (
-                COORDINATOR_VOLUME.to_string(),
-                self.storage.storage_class.clone(),
-            ),
+            )),
+            Component::Broadcaster | Component::TenantApi => None,
         }
-    }
-
-    /// The spool volume of a correlator or normalizer.
-    pub fn spool_size(&self, persona: crate::grid::children::Component) -> String {
-        self.volume(persona).0
     }
 }
 

@@ -3,9 +3,9 @@
 //! and workers reach them by, and disruption budgets. The reconciler applies these; tests
 //! read them.
 //!
-//! Workloads that hold data the grid has acknowledged are StatefulSets with volume claims:
-//! storage (WAL, hot store), the coordinator (worker and tenant registry), and correlators
-//! and normalizers (their link spools hold durable events until the next hop takes them; on
+//! The grid's coordinator is not among them: the operator serves it (see
+//! `crate::coordinator_host`). Workloads that hold data the grid has acknowledged are
+//! StatefulSets with volume claims: storage (WAL, hot store), and correlators and normalizers (their link spools hold durable events until the next hop takes them; on
 //! an emptyDir a rescheduled pod would lose them, the failure Vector's users meet with disk
 //! buffers in a Deployment). The tenant API and broadcasters hold nothing: Deployments.
 
@@ -37,7 +37,6 @@ pub const MANAGER: &str = "meniscus-operator";
 /// A persona as a workload: its name in objects and labels, and its `--persona` value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Component {
-    Coordinator,
     Broadcaster,
     Correlator,
     Normalizer,
@@ -46,8 +45,7 @@ pub enum Component {
 }
 
 impl Component {
-    pub const ALL: [Component; 6] = [
-        Component::Coordinator,
+    pub const ALL: [Component; 5] = [
         Component::Broadcaster,
         Component::Correlator,
         Component::Normalizer,
@@ -57,12 +55,23 @@ impl Component {
 
     pub fn as_str(self) -> &'static str {
         match self {
-            Component::Coordinator => "coordinator",
             Component::Broadcaster => "broadcaster",
             Component::Correlator => "correlator",
             Component::Normalizer => "normalizer",
             Component::Storage => "storage",
             Component::TenantApi => "tenant-api",
+        }
+    }
+
+    /// The persona the coordinator knows its workers by.
+    pub fn persona(self) -> meniscus_grid::routes::Persona {
+        use meniscus_grid::routes::Persona;
+        match self {
+            Component::Broadcaster => Persona::Broadcaster,
+            Component::Correlator => Persona::Correlator,
+            Component::Normalizer => Persona::Normalizer,
+            Component::Storage => Persona::Storage,
+            Component::TenantApi => Persona::TenantApi,
         }
     }
 
@@ -115,6 +124,11 @@ pub fn selector(grid: &MeniscusGrid, component: Component) -> BTreeMap<String, S
             component.as_str().to_string(),
         ),
     ])
+}
+
+/// The labels of a grid's objects that belong to no one persona.
+pub fn grid_labels(grid: &MeniscusGrid) -> BTreeMap<String, String> {
+    labels(grid, None)
 }
 
 fn labels(grid: &MeniscusGrid, component: Option<Component>) -> BTreeMap<String, String> {
@@ -233,8 +247,26 @@ pub fn config(grid: &MeniscusGrid, dedicated: &[Dedicated]) -> ConfigMap {
     }
 }
 
+/// What the children depend on besides the grid's spec: its tenants' dedicated ports, and
+/// where its workers reach the coordinator (the operator's coordinator Service, then
+/// `/grids/NAMESPACE/NAME`).
+pub struct Inputs<'a> {
+    pub dedicated: &'a [Dedicated],
+    pub coordinator: &'a str,
+}
+
+/// The coordinator URL of a grid's workers, under the operator's coordinator base URL.
+pub fn coordinator_url(base: &str, grid: &MeniscusGrid) -> String {
+    format!(
+        "{}/grids/{}/{}",
+        base.trim_end_matches('/'),
+        grid.metadata.namespace.as_deref().unwrap_or("default"),
+        grid_name(grid)
+    )
+}
+
 /// The `meniscus worker` arguments of a component.
-fn args(grid: &MeniscusGrid, component: Component) -> Vec<String> {
+fn args(grid: &MeniscusGrid, component: Component, coordinator: &str) -> Vec<String> {
     // Without normalizers of their own, correlators normalize what they receive.
     let personas = match component {
         Component::Correlator if grid.spec.personas.normalizer.replicas.max == 0 => {
@@ -252,32 +284,18 @@ fn args(grid: &MeniscusGrid, component: Component) -> Vec<String> {
         DATA_DIR.into(),
         "--pairing-secret-file".into(),
         format!("{SECRETS_DIR}/pairing-secret"),
-    ];
-    if component == Component::Coordinator {
-        args.extend([
-            "--admin-credential-file".into(),
-            format!("{SECRETS_DIR}/admin-credential"),
-            "--storage-copies".into(),
-            grid.spec.storage_copies.to_string(),
-        ]);
-        return args;
-    }
-    args.extend([
         "--coordinator".into(),
-        format!(
-            "http://{}:{GRID_PORT}",
-            component_name(grid, Component::Coordinator)
-        ),
+        coordinator_url(coordinator, grid),
         // Kubernetes expands $(POD_IP) from the env below: workers link pod to pod.
         "--advertise".into(),
         format!("$(POD_IP):{GRID_PORT}"),
         "--config".into(),
         format!("{CONFIG_DIR}/meniscus.yaml"),
-    ]);
+    ];
     if matches!(component, Component::Correlator | Component::Normalizer) {
-        let spool = &grid.spec.personas.spool_size(component);
+        let (spool, _) = grid.spec.personas.volume(component).unwrap_or_default();
         // A tenth of the volume stays free for the spool's own bookkeeping and compaction.
-        let quota = crate::quantity::bytes(spool).unwrap_or(1 << 30) / 10 * 9;
+        let quota = crate::quantity::bytes(&spool).unwrap_or(1 << 30) / 10 * 9;
         args.extend([
             "--spool-quota-bytes".into(),
             quota.to_string(),
@@ -317,7 +335,6 @@ fn ports(grid: &MeniscusGrid, component: Component, dedicated: &[Dedicated]) -> 
 fn resources(grid: &MeniscusGrid, component: Component) -> Resources {
     let personas = &grid.spec.personas;
     match component {
-        Component::Coordinator => Resources::default(),
         Component::Broadcaster => personas.broadcaster.resources.clone(),
         Component::Correlator => personas.correlator.resources.clone(),
         Component::Normalizer => personas.normalizer.resources.clone(),
@@ -328,7 +345,8 @@ fn resources(grid: &MeniscusGrid, component: Component) -> Resources {
 
 /// The pod template of a component: one container running `meniscus worker`, non-root with
 /// a read-only root filesystem, probed on /healthz.
-fn pod_template(grid: &MeniscusGrid, component: Component, dedicated: &[Dedicated]) -> Value {
+fn pod_template(grid: &MeniscusGrid, component: Component, inputs: &Inputs) -> Value {
+    let dedicated = inputs.dedicated;
     let mut volumes = vec![
         json!({"name": "config", "configMap": {"name": config_name(grid)}}),
         json!({"name": "secrets", "secret": {"secretName": secrets_name(grid), "defaultMode": 0o400}}),
@@ -349,7 +367,7 @@ fn pod_template(grid: &MeniscusGrid, component: Component, dedicated: &[Dedicate
     let mut container = json!({
         "name": "meniscus",
         "image": grid.spec.image,
-        "args": args(grid, component),
+        "args": args(grid, component, inputs.coordinator),
         "env": [
             {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
             {"name": "RUST_LOG", "value": "info"},
@@ -397,12 +415,12 @@ pub fn deployment(
     grid: &MeniscusGrid,
     component: Component,
     replicas: i32,
-    dedicated: &[Dedicated],
+    inputs: &Inputs,
 ) -> Deployment {
     let spec = json!({
         "replicas": replicas,
         "selector": {"matchLabels": selector(grid, component)},
-        "template": pod_template(grid, component, dedicated),
+        "template": pod_template(grid, component, inputs),
     });
     Deployment {
         metadata: meta(grid, component_name(grid, component), Some(component)),
@@ -416,9 +434,9 @@ pub fn stateful_set(
     grid: &MeniscusGrid,
     component: Component,
     replicas: i32,
-    dedicated: &[Dedicated],
+    inputs: &Inputs,
 ) -> StatefulSet {
-    let (size, class) = grid.spec.personas.volume(component);
+    let (size, class) = grid.spec.personas.volume(component).unwrap_or_default();
     let mut claim = json!({
         "metadata": {"name": "data"},
         "spec": {
@@ -433,7 +451,7 @@ pub fn stateful_set(
         "replicas": replicas,
         "serviceName": component_name(grid, component),
         "selector": {"matchLabels": selector(grid, component)},
-        "template": pod_template(grid, component, dedicated),
+        "template": pod_template(grid, component, inputs),
         "volumeClaimTemplates": [claim],
         // Workers pair on their own; none waits for another to start.
         "podManagementPolicy": "Parallel",
@@ -448,18 +466,16 @@ pub fn stateful_set(
     }
 }
 
-/// A component's own Service: headless (each pod its own address) for what workers reach
-/// pod by pod, ClusterIP for the coordinator.
+/// A stateful component's own Service, headless: its workers are reached pod by pod, and
+/// their StatefulSet's pods get stable names under it.
 pub fn component_service(grid: &MeniscusGrid, component: Component) -> Service {
-    let mut spec = json!({
+    let spec = json!({
         "selector": selector(grid, component),
         "ports": [{"name": "grid", "port": GRID_PORT, "targetPort": "grid"}],
-    });
-    if component != Component::Coordinator {
-        spec["clusterIP"] = json!("None");
+        "clusterIP": "None",
         // Peers must find a starting worker before it is ready (it pairs first).
-        spec["publishNotReadyAddresses"] = json!(true);
-    }
+        "publishNotReadyAddresses": true,
+    });
     Service {
         metadata: meta(grid, component_name(grid, component), Some(component)),
         spec: Some(serde_json::from_value(spec).expect("a Service spec")),
@@ -632,7 +648,11 @@ mod tests {
     #[test]
     fn a_changed_configuration_rolls_the_pods() {
         let digest = |dedicated: &[Dedicated]| {
-            let set = stateful_set(&grid(), Component::Correlator, 1, dedicated);
+            let inputs = Inputs {
+                dedicated,
+                coordinator: "http://operator:7400",
+            };
+            let set = stateful_set(&grid(), Component::Correlator, 1, &inputs);
             set.spec
                 .unwrap()
                 .template

@@ -93,9 +93,17 @@ pub async fn reconcile(grid: Arc<MeniscusGrid>, context: Arc<Context>) -> Result
 /// Sizes the personas from their load, makes the children match the spec, then the status
 /// match the children.
 async fn apply(grid: &MeniscusGrid, context: &Context) -> Result<Action, Error> {
-    let scaled = scaling::decide(grid, context).await.unwrap_or_default();
-    match apply_children(grid, context, &scaled).await {
-        Ok(rollouts) => {
+    let outcome = async {
+        ensure_secrets(grid, context).await?;
+        // Workers pair with it as soon as they start.
+        context.coordinators.ensure(grid, context).await?;
+        let scaled = scaling::decide(grid, context).unwrap_or_default();
+        let rollouts = apply_children(grid, context, &scaled).await?;
+        anyhow::Ok((rollouts, scaled))
+    }
+    .await;
+    match outcome {
+        Ok((rollouts, scaled)) => {
             let next = status::compute(grid, &rollouts, &scaled);
             write_status(grid, context, next).await?;
             let ready = rollouts
@@ -126,11 +134,14 @@ async fn apply_children(
     context: &Context,
     scaled: &BTreeMap<Component, scaling::Scaled>,
 ) -> anyhow::Result<BTreeMap<Component, Rollout>> {
-    ensure_secrets(grid, context).await?;
     let namespace = grid.namespace().unwrap_or_default();
     let tenants: Api<Tenant> = Api::namespaced(context.client.clone(), &namespace);
     let tenants = tenants.list(&ListParams::default()).await?.items;
     let dedicated = children::dedicated_ports(grid, &tenants);
+    let inputs = children::Inputs {
+        dedicated: &dedicated,
+        coordinator: &context.coordinator_base,
+    };
     crate::apply::apply(context, children::config(grid, &dedicated)).await?;
     let mut rollouts = BTreeMap::new();
     for component in Component::ALL {
@@ -140,15 +151,13 @@ async fn apply_children(
         );
         let rollout = if component.is_stateful() {
             crate::apply::apply(context, children::component_service(grid, component)).await?;
-            let set = children::stateful_set(grid, component, desired, &dedicated);
+            let set = children::stateful_set(grid, component, desired, &inputs);
             apply_workload(context, set, desired).await?
         } else {
-            let deployment = children::deployment(grid, component, desired, &dedicated);
+            let deployment = children::deployment(grid, component, desired, &inputs);
             apply_workload(context, deployment, desired).await?
         };
-        if component != Component::Coordinator {
-            crate::apply::apply(context, children::disruption_budget(grid, component)).await?;
-        }
+        crate::apply::apply(context, children::disruption_budget(grid, component)).await?;
         rollouts.insert(component, rollout);
     }
     crate::apply::apply(context, children::ingest_service(grid, &dedicated)).await?;
@@ -177,13 +186,9 @@ where
     ))
 }
 
-/// The replicas a component runs: one coordinator; for the others what the autoscaler last
-/// decided (kept in the grid's status, so it survives an operator restart), within the
+/// The replicas a component runs: what the autoscaler last decided (kept in the grid's status, so it survives an operator restart), within the
 /// spec's range, else the range's minimum.
 pub fn desired_replicas(grid: &MeniscusGrid, component: Component) -> i32 {
-    if component == Component::Coordinator {
-        return 1;
-    }
     let range = replicas_range(grid, component);
     let decided = grid
         .status
@@ -194,12 +199,10 @@ pub fn desired_replicas(grid: &MeniscusGrid, component: Component) -> i32 {
     decided.clamp(range.min.max(floor).min(range.max), range.max)
 }
 
-/// The replicas range the spec gives a component (the coordinator: always one).
+/// The replicas range the spec gives a component.
 pub fn replicas_range(grid: &MeniscusGrid, component: Component) -> &Replicas {
-    const ONE: Replicas = Replicas { min: 1, max: 1 };
     let personas = &grid.spec.personas;
     match component {
-        Component::Coordinator => &ONE,
         Component::Broadcaster => &personas.broadcaster.replicas,
         Component::Correlator => &personas.correlator.replicas,
         Component::Normalizer => &personas.normalizer.replicas,
@@ -221,7 +224,7 @@ async fn ensure_secrets(grid: &MeniscusGrid, context: &Context) -> anyhow::Resul
         metadata: kube::api::ObjectMeta {
             name: Some(name),
             namespace: Some(namespace),
-            labels: Some(children::selector(grid, Component::Coordinator)),
+            labels: Some(children::grid_labels(grid)),
             owner_references: grid.controller_owner_ref(&()).map(|owner| vec![owner]),
             ..Default::default()
         },
@@ -293,6 +296,7 @@ async fn cleanup(grid: &MeniscusGrid, context: &Context) -> Result<Action, Error
         .map(|tenant| tenant.name_any())
         .collect();
     if remaining.is_empty() {
+        context.coordinators.stop(&namespace, &grid.name_any());
         return Ok(Action::await_change());
     }
     let message = format!(

@@ -1,5 +1,5 @@
-//! The autoscaler at work: each reconcile of a grid asks its coordinator for the workers'
-//! last heartbeats, sums them per persona and lets [`crate::autoscaler::decide`] pick the
+//! The autoscaler at work: each reconcile of a grid reads the workers' last heartbeats from
+//! its coordinator, sums them per persona and lets [`crate::autoscaler::decide`] pick the
 //! replicas. The decision lands in the grid's status (`personas.<p>.desired`), where the
 //! children are sized from, so it survives an operator restart; the autoscaler's history is in
 //! memory, so after a restart nothing moves until a full window has been seen again.
@@ -28,16 +28,10 @@ pub struct Scaled {
     pub events_per_second: f64,
 }
 
-/// The personas that report load, with their decisions; `None` when the coordinator could not
-/// be asked (the replicas then stay as they are).
-pub async fn decide(grid: &MeniscusGrid, context: &Context) -> Option<BTreeMap<Component, Scaled>> {
-    let workers = match coordinator_api::workers(grid, context).await {
-        Ok(workers) => workers,
-        Err(error) => {
-            tracing::debug!(grid = %grid.name_any(), error = %format!("{error:#}"), "no heartbeat loads: replicas stay");
-            return None;
-        }
-    };
+/// The personas that report load, with their decisions; `None` while this replica does not
+/// run the grid's coordinator (the replicas then stay as they are).
+pub fn decide(grid: &MeniscusGrid, context: &Context) -> Option<BTreeMap<Component, Scaled>> {
+    let workers = coordinator_api::online_workers(grid, context)?;
     let now = context.started.elapsed();
     let mut decisions = BTreeMap::new();
     for component in [Component::Correlator, Component::Normalizer] {
@@ -49,10 +43,7 @@ pub async fn decide(grid: &MeniscusGrid, context: &Context) -> Option<BTreeMap<C
         // correlator).
         let online: Vec<&coordinator_api::Worker> = workers
             .iter()
-            .filter(|worker| {
-                worker.status == "online"
-                    && worker.personas.first().map(String::as_str) == Some(component.as_str())
-            })
+            .filter(|worker| worker.personas.first() == Some(&component.persona()))
             .collect();
         let events_per_second: f64 = online
             .iter()

@@ -106,7 +106,6 @@ async fn apply(tenant: &Tenant, context: &Context) -> Result<Action, Error> {
                 .map(|status| status.ingest_endpoints.clone())
                 .unwrap_or_default();
             let registered = registry::register(tenant, &grid, &token, context)
-                .await
                 .map_err(|refused| NotReady(refused.reason(), refused.to_string()));
             match (registered, tenant.spec.dedicated_port) {
                 (Ok(()), Some(port)) => {
@@ -165,9 +164,7 @@ async fn cleanup(tenant: &Tenant, context: &Context) -> Result<Action, Error> {
     let grids: Api<MeniscusGrid> = Api::namespaced(context.client.clone(), &namespace);
     if let Some(grid) = grids.get_opt(&tenant.spec.grid_ref).await? {
         if grid.metadata.deletion_timestamp.is_none() {
-            registry::unregister(tenant, &grid, context)
-                .await
-                .map_err(Error::msg)?;
+            registry::unregister(tenant, &grid, context).map_err(Error::msg)?;
         }
     }
     Ok(Action::await_change())

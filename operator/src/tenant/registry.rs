@@ -3,11 +3,10 @@
 //! holds reaches every worker through the broadcasters, without restarts.
 
 use kube::ResourceExt;
-use meniscus_grid::TenantSpec;
+use meniscus_grid::{TenantId, TenantSpec};
 use serde_json::json;
 
 use crate::context::Context;
-use crate::coordinator_api::admin;
 use crate::crd::grid::MeniscusGrid;
 use crate::crd::tenant::Tenant;
 use crate::tenant::token::Token;
@@ -15,23 +14,20 @@ use crate::tenant::token::Token;
 /// Why a tenant could not be registered, each with its condition reason.
 #[derive(Debug, thiserror::Error)]
 pub enum Refused {
-    #[error("the grid's Secret {0} is missing or lacks the admin credential")]
-    GridSecret(String),
+    #[error("the grid's coordinator is not running yet (the grid has not been reconciled)")]
+    NotRunning,
     #[error("the spec does not make a tenant: {0}")]
     InvalidSpec(String),
-    #[error("the coordinator at {0} is unreachable: {1}")]
-    Unreachable(String, String),
-    #[error("the coordinator refused it ({0}): {1}")]
-    Refused(u16, String),
+    #[error("the coordinator refused it: {0}")]
+    Refused(String),
 }
 
 impl Refused {
     pub fn reason(&self) -> &'static str {
         match self {
-            Refused::GridSecret(_) => "GridSecretMissing",
+            Refused::NotRunning => "CoordinatorNotRunning",
             Refused::InvalidSpec(_) => "InvalidSpec",
-            Refused::Unreachable(..) => "CoordinatorUnreachable",
-            Refused::Refused(..) => "CoordinatorRefused",
+            Refused::Refused(_) => "CoordinatorRefused",
         }
     }
 }
@@ -74,72 +70,44 @@ pub fn spec_for(
     serde_json::from_value(spec).map_err(|error| Refused::InvalidSpec(error.to_string()))
 }
 
-/// Puts the tenant into the coordinator's registry unless it already holds exactly that.
-pub async fn register(
+/// Puts the tenant into its grid's coordinator unless it already holds exactly that.
+pub fn register(
     tenant: &Tenant,
     grid: &MeniscusGrid,
     token: &Token,
     context: &Context,
 ) -> Result<(), Refused> {
     let spec = spec_for(tenant, grid, token)?;
-    let (base, credential) = admin(grid, context).await.map_err(Refused::GridSecret)?;
-    let unreachable = |error: reqwest::Error| Refused::Unreachable(base.clone(), error.to_string());
-    let listing = context
-        .http
-        .get(format!("{base}/v1/admin/tenants"))
-        .bearer_auth(&credential)
-        .send()
-        .await
-        .map_err(unreachable)?;
-    if listing.status().is_success() {
-        let held: serde_json::Value = listing.json().await.map_err(unreachable)?;
-        let held: Vec<TenantSpec> =
-            serde_json::from_value(held["specs"].clone()).unwrap_or_default();
-        if held.contains(&spec) {
-            return Ok(());
-        }
-    }
-    let answer = context
-        .http
-        .put(format!("{base}/v1/admin/tenants/{}", tenant.name_any()))
-        .bearer_auth(&credential)
-        .json(&spec)
-        .send()
-        .await
-        .map_err(unreachable)?;
-    if answer.status().is_success() {
-        tracing::info!(tenant = %tenant.name_any(), grid = %grid.name_any(), "tenant registered with the coordinator");
+    let coordinator = context
+        .coordinators
+        .get(&grid.namespace().unwrap_or_default(), &grid.name_any())
+        .ok_or(Refused::NotRunning)?;
+    if coordinator.snapshot().tenants.specs.contains(&spec) {
         return Ok(());
     }
-    let status = answer.status().as_u16();
-    Err(Refused::Refused(
-        status,
-        answer.text().await.unwrap_or_default(),
-    ))
+    coordinator
+        .put_tenant(spec)
+        .map_err(|error| Refused::Refused(error.to_string()))?;
+    tracing::info!(tenant = %tenant.name_any(), grid = %grid.name_any(), "tenant registered with the coordinator");
+    Ok(())
 }
 
-/// Takes the tenant out of the coordinator's registry (gone already is fine).
-pub async fn unregister(
-    tenant: &Tenant,
-    grid: &MeniscusGrid,
-    context: &Context,
-) -> Result<(), Refused> {
-    let (base, credential) = admin(grid, context).await.map_err(Refused::GridSecret)?;
-    let answer = context
-        .http
-        .delete(format!("{base}/v1/admin/tenants/{}", tenant.name_any()))
-        .bearer_auth(&credential)
-        .send()
-        .await
-        .map_err(|error| Refused::Unreachable(base.clone(), error.to_string()))?;
-    let status = answer.status().as_u16();
-    if answer.status().is_success() || status == 404 {
+/// Takes the tenant out of its grid's coordinator (gone already is fine).
+pub fn unregister(tenant: &Tenant, grid: &MeniscusGrid, context: &Context) -> Result<(), Refused> {
+    let coordinator = context
+        .coordinators
+        .get(&grid.namespace().unwrap_or_default(), &grid.name_any())
+        .ok_or(Refused::NotRunning)?;
+    let Ok(id) = TenantId::parse(&tenant.name_any()) else {
         return Ok(());
+    };
+    match coordinator.delete_tenant(&id) {
+        Ok(()) => Ok(()),
+        Err(meniscus_coordinator::Error::Refused(
+            meniscus_coordinator::state::Refused::UnknownTenant(_),
+        )) => Ok(()),
+        Err(error) => Err(Refused::Refused(error.to_string())),
     }
-    Err(Refused::Refused(
-        status,
-        answer.text().await.unwrap_or_default(),
-    ))
 }
 
 #[cfg(test)]

@@ -1,0 +1,272 @@
+//! The grids' coordinators, served by the leading operator replica: one
+//! [`meniscus_coordinator::Coordinator`] per `MeniscusGrid`, under
+//! `/grids/NAMESPACE/NAME/` on the operator's coordinator port, behind the chart's Service
+//! (only the leader is ready, so only it gets traffic). Its state (workers, credential hashes,
+//! tenants, routes) is kept in the Secret `GRID-coordinator-state` (key `state.json`), so the
+//! next leader carries on where this one stopped and the workers keep their identities.
+//!
+//! Tenants and loads go to and from a coordinator by direct calls, not over HTTP.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::{Path, Request, State as AxumState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::ByteString;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use meniscus_coordinator::persist::StateStore;
+use meniscus_coordinator::state::{Rules, State};
+use meniscus_coordinator::{spawn_expiry, Coordinator, Secrets};
+use meniscus_metrics::Registry;
+use parking_lot::RwLock;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+use crate::context::Context;
+use crate::crd::grid::MeniscusGrid;
+use crate::grid::children::{self, MANAGER};
+
+/// The key of the state in its Secret.
+const STATE_KEY: &str = "state.json";
+
+struct Hosted {
+    coordinator: Arc<Coordinator>,
+    router: Router,
+    /// The silence check and the state saver; stopped with the coordinator.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Hosted {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Coordinators {
+    grids: RwLock<HashMap<String, Hosted>>,
+}
+
+fn key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+/// The Secret holding a grid's coordinator state.
+pub fn state_secret_name(grid: &MeniscusGrid) -> String {
+    format!("{}-coordinator-state", children::grid_name(grid))
+}
+
+impl Coordinators {
+    /// The running coordinator of a grid, if this replica hosts it.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<Coordinator>> {
+        let grids = self.grids.read();
+        grids
+            .get(&key(namespace, name))
+            .map(|hosted| hosted.coordinator.clone())
+    }
+
+    /// The grid's coordinator, started from its saved state if it is not running yet.
+    pub async fn ensure(
+        &self,
+        grid: &MeniscusGrid,
+        context: &Context,
+    ) -> anyhow::Result<Arc<Coordinator>> {
+        let namespace = grid.namespace().unwrap_or_default();
+        if let Some(coordinator) = self.get(&namespace, &grid.name_any()) {
+            return Ok(coordinator);
+        }
+        let secrets_api: Api<Secret> = Api::namespaced(context.client.clone(), &namespace);
+        let secret = |name: String| {
+            let api = secrets_api.clone();
+            async move {
+                api.get_opt(&name)
+                    .await?
+                    .with_context(|| format!("the Secret {name} is missing"))
+            }
+        };
+        let grid_secrets = secret(children::secrets_name(grid)).await?;
+        let read = |key: &str| -> anyhow::Result<String> {
+            let bytes = grid_secrets
+                .data
+                .as_ref()
+                .and_then(|data| data.get(key))
+                .with_context(|| format!("the grid's Secret has no {key}"))?;
+            Ok(String::from_utf8(bytes.0.clone())?.trim().to_string())
+        };
+        let secrets = Secrets {
+            pairing: read("pairing-secret")?,
+            admin: read("admin-credential")?,
+        };
+        let state_name = state_secret_name(grid);
+        let state = match secrets_api.get_opt(&state_name).await? {
+            None => State::default(),
+            // A state that does not parse is an error, never a fresh start: that would
+            // forget every worker (they would all have to pair again) and tenant.
+            Some(saved) => match saved.data.as_ref().and_then(|data| data.get(STATE_KEY)) {
+                Some(bytes) => serde_json::from_slice(&bytes.0).with_context(|| {
+                    format!("the Secret {state_name} does not hold a coordinator state")
+                })?,
+                None => State::default(),
+            },
+        };
+        let rules = Rules {
+            storage_copies: grid.spec.storage_copies.max(1) as usize,
+            ..Rules::default()
+        };
+        let (saves, saved) = watch::channel(None);
+        let coordinator = Coordinator::with_store(
+            state,
+            Box::new(SecretStore { saves }),
+            rules.clone(),
+            secrets,
+            // Each coordinator's own metrics (one registry per grid: the names repeat).
+            &Registry::new(),
+        );
+        let saver = tokio::spawn(save_loop(
+            secrets_api,
+            state_secret(grid, &state_name),
+            saved,
+            context.metrics.writes.with(&["Secret"]),
+        ));
+        let check = (rules.heartbeat_timeout / 3).max(Duration::from_millis(200));
+        let hosted = Hosted {
+            router: meniscus_coordinator::http::router(coordinator.clone()),
+            coordinator: coordinator.clone(),
+            tasks: vec![spawn_expiry(coordinator.clone(), check), saver],
+        };
+        tracing::info!(namespace, grid = %grid.name_any(), "serving the grid's coordinator");
+        let mut grids = self.grids.write();
+        // Another reconcile may have started it meanwhile: that one stands.
+        let hosted = grids
+            .entry(key(&namespace, &grid.name_any()))
+            .or_insert(hosted);
+        Ok(hosted.coordinator.clone())
+    }
+
+    /// Stops serving a grid's coordinator (the grid is gone).
+    pub fn stop(&self, namespace: &str, name: &str) {
+        self.grids.write().remove(&key(namespace, name));
+    }
+
+    /// `/grids/NAMESPACE/NAME/...`: each grid's coordinator API, as workers call it with
+    /// `--coordinator http://SERVICE:7400/grids/NAMESPACE/NAME`.
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route(
+                "/grids/{namespace}/{name}/{*rest}",
+                axum::routing::any(dispatch),
+            )
+            .with_state(self)
+    }
+}
+
+async fn dispatch(
+    AxumState(hosts): AxumState<Arc<Coordinators>>,
+    Path((namespace, name, rest)): Path<(String, String, String)>,
+    request: Request,
+) -> Response {
+    let router = {
+        let grids = hosts.grids.read();
+        grids
+            .get(&key(&namespace, &name))
+            .map(|hosted| hosted.router.clone())
+    };
+    let Some(router) = router else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("no coordinator for grid {namespace}/{name} here: not the leading operator replica, or no such grid\n"),
+        )
+            .into_response();
+    };
+    let (mut parts, body) = request.into_parts();
+    let query = parts
+        .uri
+        .query()
+        .map(|query| format!("?{query}"))
+        .unwrap_or_default();
+    match format!("/{rest}{query}").parse() {
+        Ok(uri) => parts.uri = uri,
+        Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+    }
+    match router.oneshot(Request::from_parts(parts, body)).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// Hands each saved state to [`save_loop`]; never fails (the Secret is written in the
+/// background, the newest state winning): a pairing answered before its state reached the
+/// API server is at worst paired again after a failover.
+struct SecretStore {
+    saves: watch::Sender<Option<Vec<u8>>>,
+}
+
+impl StateStore for SecretStore {
+    fn save(&self, state: &State) -> io::Result<()> {
+        let bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
+        self.saves.send_replace(Some(bytes));
+        Ok(())
+    }
+}
+
+fn state_secret(grid: &MeniscusGrid, name: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: grid.namespace(),
+            labels: Some(children::grid_labels(grid)),
+            owner_references: grid.controller_owner_ref(&()).map(|owner| vec![owner]),
+            ..ObjectMeta::default()
+        },
+        ..Secret::default()
+    }
+}
+
+/// Writes the newest state into the Secret each time it changes, retrying until it lands.
+async fn save_loop(
+    api: Api<Secret>,
+    template: Secret,
+    mut saved: watch::Receiver<Option<Vec<u8>>>,
+    writes: meniscus_metrics::Counter,
+) {
+    let name = template.metadata.name.clone().unwrap_or_default();
+    while saved.changed().await.is_ok() {
+        let Some(bytes) = saved.borrow_and_update().clone() else {
+            continue;
+        };
+        let mut secret = template.clone();
+        secret.data = Some([(STATE_KEY.to_string(), ByteString(bytes))].into());
+        let mut retry = Duration::from_millis(200);
+        loop {
+            writes.inc();
+            let applied = api
+                .patch(
+                    &name,
+                    &PatchParams::apply(MANAGER).force(),
+                    &Patch::Apply(&secret),
+                )
+                .await;
+            match applied {
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(%error, secret = %name, "cannot save the coordinator state; retrying");
+                    tokio::time::sleep(retry).await;
+                    retry = (retry * 2).min(Duration::from_secs(10));
+                    // A newer state replaces this one.
+                    if saved.has_changed().unwrap_or(false) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
