@@ -33,10 +33,15 @@ use crate::context::Context;
 use crate::crd::grid::MeniscusGrid;
 use crate::grid::children::{self, MANAGER};
 
+/// How far a coordinator's counters move when it starts from a saved state (see `ensure`).
+const EPOCH: u64 = 1_000;
+
 /// The key of the state in its Secret.
 const STATE_KEY: &str = "state.json";
 
 struct Hosted {
+    /// The grid it belongs to: a grid deleted and made again under its name is another.
+    uid: Option<String>,
     coordinator: Arc<Coordinator>,
     router: Router,
     /// The silence check and the state saver; stopped with the coordinator.
@@ -81,8 +86,19 @@ impl Coordinators {
         context: &Context,
     ) -> anyhow::Result<Arc<Coordinator>> {
         let namespace = grid.namespace().unwrap_or_default();
-        if let Some(coordinator) = self.get(&namespace, &grid.name_any()) {
-            return Ok(coordinator);
+        {
+            let mut grids = self.grids.write();
+            let slot = key(&namespace, &grid.name_any());
+            match grids.get(&slot) {
+                Some(hosted) if hosted.uid == grid.metadata.uid => {
+                    return Ok(hosted.coordinator.clone())
+                }
+                // A grid of the same name that is gone: its coordinator goes with it.
+                Some(_) => {
+                    grids.remove(&slot);
+                }
+                None => {}
+            }
         }
         let secrets_api: Api<Secret> = Api::namespaced(context.client.clone(), &namespace);
         let secret = |name: String| {
@@ -107,7 +123,7 @@ impl Coordinators {
             admin: read("admin-credential")?,
         };
         let state_name = state_secret_name(grid);
-        let state = match secrets_api.get_opt(&state_name).await? {
+        let mut state: State = match secrets_api.get_opt(&state_name).await? {
             None => State::default(),
             // A state that does not parse is an error, never a fresh start: that would
             // forget every worker (they would all have to pair again) and tenant.
@@ -118,11 +134,18 @@ impl Coordinators {
                 None => State::default(),
             },
         };
+        // Saves run behind the changes: the last ones before a failover may be lost. Workers
+        // take only newer versions, and ids are never reused, so the counters move past
+        // anything the previous leader may have handed out unsaved.
+        state.route_version += EPOCH;
+        state.tenants.version += EPOCH;
+        state.next_worker += EPOCH;
         let rules = Rules {
             storage_copies: grid.spec.storage_copies.max(1) as usize,
             ..Rules::default()
         };
-        let (saves, saved) = watch::channel(None);
+        // Saved at once, so that a second failover before any change moves on from here.
+        let (saves, saved) = watch::channel(Some(serde_json::to_vec(&state)?));
         let coordinator = Coordinator::with_store(
             state,
             Box::new(SecretStore { saves }),
@@ -139,6 +162,7 @@ impl Coordinators {
         ));
         let check = (rules.heartbeat_timeout / 3).max(Duration::from_millis(200));
         let hosted = Hosted {
+            uid: grid.metadata.uid.clone(),
             router: meniscus_coordinator::http::router(coordinator.clone()),
             coordinator: coordinator.clone(),
             tasks: vec![spawn_expiry(coordinator.clone(), check), saver],
@@ -204,8 +228,10 @@ async fn dispatch(
 }
 
 /// Hands each saved state to [`save_loop`]; never fails (the Secret is written in the
-/// background, the newest state winning): a pairing answered before its state reached the
-/// API server is at worst paired again after a failover.
+/// background, the newest state winning). What a failover loses of the last changes: a
+/// worker paired just before pairs again; a tenant change is made again by the Tenant
+/// controller (and a tenant with no Tenant object is dropped by the grid's reconcile); the
+/// counters move on (`EPOCH`).
 struct SecretStore {
     saves: watch::Sender<Option<Vec<u8>>>,
 }
@@ -239,6 +265,8 @@ async fn save_loop(
     writes: meniscus_metrics::Counter,
 ) {
     let name = template.metadata.name.clone().unwrap_or_default();
+    // The state it starts with is written too.
+    saved.mark_changed();
     while saved.changed().await.is_ok() {
         let Some(bytes) = saved.borrow_and_update().clone() else {
             continue;

@@ -70,8 +70,24 @@ pub async fn lead(client: Client, options: Options) -> tokio::sync::oneshot::Rec
         let mut renewed = Instant::now();
         loop {
             tokio::time::sleep(options.retry).await;
-            match try_acquire(&api, &options, &mut observed).await {
-                Ok(true) => renewed = Instant::now(),
+            // A renewal must end before the lease could expire in the others' eyes: one
+            // hanging on a half-broken network counts as failed (the client has no read
+            // timeout of its own), and the lease counts from when the request was sent.
+            let sent = Instant::now();
+            let budget = (renewed + options.lease_duration)
+                .saturating_duration_since(sent)
+                .saturating_sub(options.retry);
+            let attempt = tokio::time::timeout(budget, try_acquire(&api, &options, &mut observed));
+            let outcome = match attempt.await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    let _ =
+                        lost.send("the Lease could not be renewed in time (no answer)".to_string());
+                    return;
+                }
+            };
+            match outcome {
+                Ok(true) => renewed = sent,
                 Ok(false) => {
                     let _ = lost.send("another replica holds the Lease".to_string());
                     return;
@@ -154,4 +170,28 @@ async fn try_acquire(
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
         Err(error) => Err(error),
     }
+}
+
+/// The label that tells the leading replica's Pod: the coordinator Service selects on it,
+/// so workers reach the replica that serves the coordinators (readiness stays "healthy", so
+/// Deployments roll out normally).
+pub const LEADER_LABEL: &str = "meniscus.io/leader";
+
+/// Sets [`LEADER_LABEL`] on this replica's own Pod: `false` at start (a restarted container
+/// keeps its Pod, and the label with it), `true` once it leads.
+pub async fn mark_pod(
+    client: Client,
+    namespace: &str,
+    pod: &str,
+    leading: bool,
+) -> Result<(), kube::Error> {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client, namespace);
+    let patch = serde_json::json!({"metadata": {"labels": {LEADER_LABEL: leading.to_string()}}});
+    pods.patch(
+        pod,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
 }

@@ -132,6 +132,10 @@ async fn the_api_server_applies_defaults_and_enforces_the_rules() -> Result<()> 
             .await,
     );
     assert!(message.contains("name is its id"), "{message}");
+    // Volume claims cannot change, so neither can the sizes they come from.
+    let resized = Patch::Merge(json!({"spec": {"personas": {"storage": {"storageSize": "40Gi"}}}}));
+    let message = refusal(grids.patch("main", &PatchParams::default(), &resized).await);
+    assert!(message.contains("storageSize cannot change"), "{message}");
     let moved = Patch::Merge(json!({"spec": {"gridRef": "other"}}));
     let message = refusal(tenants.patch("acme", &PatchParams::default(), &moved).await);
     assert!(message.contains("gridRef is immutable"), "{message}");

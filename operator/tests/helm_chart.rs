@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use meniscus_metrics::{Exposure, Registry};
 use meniscus_operator::context::Context;
 use meniscus_operator::crd::grid::MeniscusGrid;
@@ -146,6 +146,25 @@ async fn the_operator_does_its_work_with_the_charts_serviceaccount_and_no_more()
     )
     .await
     .context("the chart's ServiceAccount takes the leader Lease")?;
+
+    // And label its own Pod as the leader (the coordinator Service selects on that).
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(admin.clone(), &ns);
+    let selector = ListParams::default().labels("app.kubernetes.io/component=operator");
+    wait_for(WAIT, "the chart's operator pods", || async {
+        Ok(!pods.list(&selector).await?.items.is_empty())
+    })
+    .await?;
+    let pod = pods.list(&selector).await?.items[0]
+        .metadata
+        .name
+        .clone()
+        .unwrap();
+    leader::mark_pod(client.clone(), &ns, &pod, true).await?;
+    let labels = pods.get(&pod).await?.metadata.labels.unwrap_or_default();
+    assert_eq!(
+        labels.get(leader::LEADER_LABEL).map(String::as_str),
+        Some("true")
+    );
 
     let registry = Arc::new(Registry::new());
     let context = Arc::new(Context::new(client, &registry, Some("helm-test".into())));

@@ -1,12 +1,11 @@
 //! `meniscus-operator`: runs the MeniscusGrid and Tenant controllers against the cluster it finds (in a
 //! pod: its ServiceAccount; elsewhere: `KUBECONFIG`), serves the grids' coordinators, and
-//! `/metrics`, `/healthz` and `/readyz` (ready while leading).
+//! `/metrics`, `/healthz` and `/leader`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::http::StatusCode;
 use axum::routing::get;
 use clap::Parser;
 use meniscus_metrics::{Exposure, Registry};
@@ -55,21 +54,21 @@ async fn main() -> anyhow::Result<()> {
     let mut context = Context::new(client, &registry, args.instance.clone());
     context.coordinator_base = args.coordinator_url.clone();
     let context = Arc::new(context);
-    // Ready only while leading: the coordinator Service then sends workers to the leader.
     let leading = Arc::new(AtomicBool::new(!args.leader_elect));
     let listener = tokio::net::TcpListener::bind(args.metrics_address).await?;
-    let ready = leading.clone();
+    let role = leading.clone();
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        // Whether this replica leads (it is ready either way).
         .route(
-            "/readyz",
+            "/leader",
             get(move || {
-                let ready = ready.load(Ordering::Relaxed);
+                let leading = role.load(Ordering::Relaxed);
                 async move {
-                    if ready {
-                        (StatusCode::OK, "leading\n")
+                    if leading {
+                        "leading\n"
                     } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "standing by\n")
+                        "standing by\n"
                     }
                 }
             }),
@@ -99,9 +98,24 @@ async fn main() -> anyhow::Result<()> {
             .instance
             .clone()
             .unwrap_or_else(|| format!("pid-{}", std::process::id()));
+        let mark = |leading: bool| {
+            let (client, namespace, pod) = (
+                context.client.clone(),
+                args.lease_namespace.clone(),
+                args.instance.clone(),
+            );
+            async move {
+                let Some(pod) = pod else { return };
+                if let Err(error) = leader::mark_pod(client, &namespace, &pod, leading).await {
+                    tracing::warn!(%error, "cannot label this Pod with its leadership: the coordinator Service may miss it");
+                }
+            }
+        };
+        mark(false).await;
         let options = leader::Options::new(&args.lease_namespace, &identity);
         let lost = leader::lead(context.client.clone(), options).await;
         leading.store(true, Ordering::Relaxed);
+        mark(true).await;
         Some(lost)
     } else {
         None

@@ -120,11 +120,14 @@ pub struct SpoolingPersona {
     pub resources: Resources,
     /// Size of each replica's spool volume; the spool may fill nine tenths of it, then
     /// senders are slowed (TCP) or refused (HTTP 503).
+    /// Fixed once set: a StatefulSet's volume claims cannot change.
     #[serde(default = "default_spool_size")]
     #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spoolSize cannot change: volume claims are fixed once made"))]
     pub spool_size: String,
-    /// StorageClass of the volumes; the cluster's default without it.
+    /// StorageClass of the volumes; the cluster's default without it. Fixed once set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("storageClass cannot change: volume claims are fixed once made"))]
     pub storage_class: Option<String>,
 }
 
@@ -178,11 +181,14 @@ pub struct StoragePersona {
     #[serde(default)]
     pub resources: Resources,
     /// Size of each replica's volume (WAL and hot store).
+    /// Fixed once set: a StatefulSet's volume claims cannot change.
     #[serde(default = "default_storage_size")]
     #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("storageSize cannot change: volume claims are fixed once made"))]
     pub storage_size: String,
-    /// StorageClass of the volumes; the cluster's default without it.
+    /// StorageClass of the volumes; the cluster's default without it. Fixed once set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("storageClass cannot change: volume claims are fixed once made"))]
     pub storage_class: Option<String>,
 }
 

@@ -168,8 +168,8 @@ pub struct Dedicated {
     pub port: i32,
 }
 
-/// The dedicated ports the grid's tenants get: by tenant name, the first to ask for a port
-/// gets it; a port the grid itself listens on, or another tenant's, is refused. Tenants
+/// The dedicated ports the grid's tenants get: the oldest Tenant asking for a port gets it
+/// (by name among equals); a port the grid itself listens on, or another tenant's, is refused. Tenants
 /// being deleted give theirs up.
 pub fn dedicated_ports(grid: &MeniscusGrid, tenants: &[Tenant]) -> Vec<Dedicated> {
     let listeners = &grid.spec.listeners;
@@ -191,7 +191,18 @@ pub fn dedicated_ports(grid: &MeniscusGrid, tenants: &[Tenant]) -> Vec<Dedicated
                 && tenant.metadata.deletion_timestamp.is_none()
         })
         .collect();
-    ours.sort_by_key(|tenant| tenant.metadata.name.clone());
+    // Whoever asked first keeps a port: a newer tenant naming a held port never takes it over
+    // (its devices' logs would become the newcomer's).
+    ours.sort_by_key(|tenant| {
+        (
+            tenant
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|time| time.0),
+            tenant.metadata.name.clone(),
+        )
+    });
     let mut dedicated = Vec::new();
     for tenant in ours {
         let Some(port) = tenant.spec.dedicated_port else {
@@ -391,8 +402,13 @@ fn pod_template(grid: &MeniscusGrid, component: Component, inputs: &Inputs) -> V
             container["envFrom"] = json!([{"secretRef": {"name": secret}}]);
         }
     }
-    // Workers read their configuration at start: a changed one rolls the pods.
-    let config = config(grid, dedicated);
+    // Workers read their configuration at start: a changed one rolls the pods. Only
+    // correlators listen, so a tenant's port rolls only them.
+    let config = if component == Component::Correlator {
+        config(grid, dedicated)
+    } else {
+        config(grid, &[])
+    };
     let config_digest = crate::apply::digest(&config.data).expect("a ConfigMap serializes");
     json!({
         "metadata": {

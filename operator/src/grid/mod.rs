@@ -96,15 +96,23 @@ async fn apply(grid: &MeniscusGrid, context: &Context) -> Result<Action, Error> 
     let outcome = async {
         ensure_secrets(grid, context).await?;
         // Workers pair with it as soon as they start.
-        context.coordinators.ensure(grid, context).await?;
+        let coordinator = context.coordinators.ensure(grid, context).await?;
+        let namespace = grid.namespace().unwrap_or_default();
+        let tenants = Api::<Tenant>::namespaced(context.client.clone(), &namespace)
+            .list(&ListParams::default())
+            .await?
+            .items;
+        forget_orphan_tenants(grid, &coordinator, &tenants);
         let scaled = scaling::decide(grid, context).unwrap_or_default();
-        let rollouts = apply_children(grid, context, &scaled).await?;
-        anyhow::Ok((rollouts, scaled))
+        let rollouts = apply_children(grid, context, &scaled, &tenants).await?;
+        let route_version = coordinator.with_state(|state| state.route_version);
+        anyhow::Ok((rollouts, scaled, route_version))
     }
     .await;
     match outcome {
-        Ok((rollouts, scaled)) => {
-            let next = status::compute(grid, &rollouts, &scaled);
+        Ok((rollouts, scaled, route_version)) => {
+            let mut next = status::compute(grid, &rollouts, &scaled);
+            next.route_version = route_version as i64;
             write_status(grid, context, next).await?;
             let ready = rollouts
                 .values()
@@ -133,11 +141,9 @@ async fn apply_children(
     grid: &MeniscusGrid,
     context: &Context,
     scaled: &BTreeMap<Component, scaling::Scaled>,
+    tenants: &[Tenant],
 ) -> anyhow::Result<BTreeMap<Component, Rollout>> {
-    let namespace = grid.namespace().unwrap_or_default();
-    let tenants: Api<Tenant> = Api::namespaced(context.client.clone(), &namespace);
-    let tenants = tenants.list(&ListParams::default()).await?.items;
-    let dedicated = children::dedicated_ports(grid, &tenants);
+    let dedicated = children::dedicated_ports(grid, tenants);
     let inputs = children::Inputs {
         dedicated: &dedicated,
         coordinator: &context.coordinator_base,
@@ -163,6 +169,29 @@ async fn apply_children(
     crate::apply::apply(context, children::ingest_service(grid, &dedicated)).await?;
     crate::apply::apply(context, children::api_service(grid)).await?;
     Ok(rollouts)
+}
+
+/// Takes out of the coordinator the tenants no `Tenant` of this grid stands for any more (a
+/// deletion whose save was lost in a failover): their tokens must not work.
+fn forget_orphan_tenants(
+    grid: &MeniscusGrid,
+    coordinator: &meniscus_coordinator::Coordinator,
+    tenants: &[Tenant],
+) {
+    let ours: Vec<String> = tenants
+        .iter()
+        .filter(|tenant| tenant.spec.grid_ref == grid.name_any())
+        .map(|tenant| tenant.name_any())
+        .collect();
+    let held = coordinator.snapshot().tenants.specs;
+    for spec in held {
+        if !ours.iter().any(|name| name == spec.id.as_str()) {
+            tracing::warn!(tenant = %spec.id, grid = %grid.name_any(), "a tenant without a Tenant object: taken out of the coordinator");
+            if let Err(error) = coordinator.delete_tenant(&spec.id) {
+                tracing::warn!(%error, "cannot take an orphan tenant out");
+            }
+        }
+    }
 }
 
 /// Applies a StatefulSet or Deployment and reads its rollout from the status fields both

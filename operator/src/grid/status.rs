@@ -34,8 +34,8 @@ impl Rollout {
     }
 }
 
-/// The status the grid should have, starting from its current one (so transition times and
-/// what the operator does not compute, e.g. the route version, are kept).
+/// The status the grid should have, starting from its current one (so transition times are
+/// kept; the caller sets the route version).
 pub fn compute(
     grid: &MeniscusGrid,
     rollouts: &BTreeMap<Component, Rollout>,

@@ -105,6 +105,15 @@ async fn apply(tenant: &Tenant, context: &Context) -> Result<Action, Error> {
                 .as_ref()
                 .map(|status| status.ingest_endpoints.clone())
                 .unwrap_or_default();
+            // After a leader change the tenants may be reconciled before their grids: the
+            // coordinator is started from its saved state here too, so that a registered
+            // tenant does not flap to not-ready meanwhile. (It fails, and the tenant waits,
+            // while the grid has never been reconciled: its Secret is not there yet.)
+            if grid.metadata.deletion_timestamp.is_none() {
+                if let Err(error) = context.coordinators.ensure(&grid, context).await {
+                    tracing::debug!(error = %format!("{error:#}"), "the grid's coordinator cannot start yet");
+                }
+            }
             let registered = registry::register(tenant, &grid, &token, context)
                 .map_err(|refused| NotReady(refused.reason(), refused.to_string()));
             match (registered, tenant.spec.dedicated_port) {

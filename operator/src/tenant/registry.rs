@@ -1,6 +1,6 @@
-//! A tenant in its grid's coordinator: the coordinator's admin API (`/v1/admin/tenants`),
-//! authorized with the grid's admin credential (from the grid's Secret). What the coordinator
-//! holds reaches every worker through the broadcasters, without restarts.
+//! A tenant in its grid's coordinator (served by this process, see
+//! `crate::coordinator_host`). What the coordinator holds reaches every worker through the
+//! broadcasters, without restarts.
 
 use kube::ResourceExt;
 use meniscus_grid::{TenantId, TenantSpec};
@@ -14,7 +14,7 @@ use crate::tenant::token::Token;
 /// Why a tenant could not be registered, each with its condition reason.
 #[derive(Debug, thiserror::Error)]
 pub enum Refused {
-    #[error("the grid's coordinator is not running yet (the grid has not been reconciled)")]
+    #[error("the grid's coordinator is not running here (the grid has not been reconciled yet, or this replica does not lead)")]
     NotRunning,
     #[error("the spec does not make a tenant: {0}")]
     InvalidSpec(String),

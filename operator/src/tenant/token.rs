@@ -42,7 +42,15 @@ pub async fn ensure(tenant: &Tenant, context: &Context) -> Result<Token, Error> 
     let api: Api<Secret> = Api::namespaced(context.client.clone(), &namespace);
     let now = Utc::now();
     let rotation = match &tenant.spec.token_rotation {
-        Some(rotation) => Some((parse(&rotation.every)?, parse(&rotation.grace)?)),
+        Some(rotation) => {
+            let every = parse(&rotation.every)?;
+            if every < chrono::Duration::seconds(1) {
+                return Err(Error::msg("tokenRotation.every must be at least 1s"));
+            }
+            // A grace longer than the period would be cut short by the next rotation (one
+            // previous token is kept): it ends with the period.
+            Some((every, parse(&rotation.grace)?.min(every)))
+        }
         None => None,
     };
     let live = api.get_opt(&name).await?;
