@@ -11,14 +11,31 @@ use kube::client::Body;
 use kube::Client;
 use meniscus_metrics::Registry;
 use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::context::Context;
 use crate::crd::grid::MeniscusGrid;
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+/// The test's end of the mock API server: each request the client makes, with where to send
+/// its answer.
+type Handle = mpsc::UnboundedReceiver<(Request<Body>, oneshot::Sender<Response<Body>>)>;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn context() -> (Arc<Context>, Handle) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let (requests, handle) = mpsc::unbounded_channel();
+    let service = tower::service_fn(move |request: Request<Body>| {
+        let requests = requests.clone();
+        async move {
+            let (send, answer) = oneshot::channel();
+            requests
+                .send((request, send))
+                .map_err(|_| BoxError::from("the test stopped listening"))?;
+            answer
+                .await
+                .map_err(|_| BoxError::from("the test did not answer"))
+        }
+    });
     let client = Client::new(service, "logs");
     let registry = Registry::new();
     (
@@ -45,12 +62,12 @@ fn grid(finalizers: &[&str], deleting: bool) -> MeniscusGrid {
 /// Expects the next request to be `method` on `path` (query included if given); answers
 /// `answer`, and returns the request body as JSON (Null if empty).
 async fn expect(handle: &mut Handle, method: Method, path: &str, answer: Value) -> Value {
-    let (request, send) = handle.next_request().await.expect("a request");
+    let (request, send) = handle.recv().await.expect("a request");
     assert_eq!(request.method(), method, "{}", request.uri());
     let uri = request.uri().to_string();
     assert!(uri.starts_with(path), "expected {method} {path}, got {uri}");
     let bytes = request.into_body().collect_bytes().await.unwrap();
-    send.send_response(
+    let _ = send.send(
         Response::builder()
             .body(Body::from(serde_json::to_vec(&answer).unwrap()))
             .unwrap(),
@@ -151,7 +168,7 @@ async fn a_deletion_waits_for_the_grids_tenants_and_says_which() {
     let outcome = reconcile.await.unwrap();
     assert!(outcome.is_err(), "the finalizer must stay");
     // And nothing else was asked: no finalizer removal (None: the client is gone).
-    let next = tokio::time::timeout(std::time::Duration::from_millis(100), handle.next_request());
+    let next = tokio::time::timeout(std::time::Duration::from_millis(100), handle.recv());
     if let Ok(Some((request, _))) = next.await {
         panic!(
             "an unexpected request: {} {}",
