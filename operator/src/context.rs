@@ -53,6 +53,20 @@ impl Context {
         }
     }
 
+    /// The API of a namespaced kind where the controllers watch: one namespace, or all.
+    pub fn watched<K>(&self, namespace: Option<&str>) -> kube::Api<K>
+    where
+        K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        match namespace {
+            Some(namespace) => kube::Api::namespaced(self.client.clone(), namespace),
+            None => kube::Api::all(self.client.clone()),
+        }
+    }
+
     /// Counts one more failure of `key` in a row; how many there have been.
     pub fn failures(&self, key: &str) -> u32 {
         let mut failures = self.failures.lock();

@@ -34,6 +34,12 @@ const DRAIN_SECONDS: i64 = 30;
 /// The field manager of every object the operator applies.
 pub const MANAGER: &str = "meniscus-operator";
 
+/// What the controllers watch of the kinds they own: only the objects the operator made.
+pub fn made_by_the_operator() -> kube::runtime::watcher::Config {
+    kube::runtime::watcher::Config::default()
+        .labels(&format!("app.kubernetes.io/managed-by={MANAGER}"))
+}
+
 /// A persona as a workload: its name in objects and labels, and its `--persona` value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Component {
@@ -220,30 +226,91 @@ pub fn dedicated_ports(grid: &MeniscusGrid, tenants: &[Tenant]) -> Vec<Dedicated
     dedicated
 }
 
+/// One syslog port the correlators listen on: the grid's own (`syslog-tcp`, `syslog-udp`,
+/// `syslog-tls`) or a tenant's dedicated one (`tcp-PORT`, `udp-PORT`). The configuration,
+/// the container ports, the ingest Service and the endpoints all list them from here.
+struct SyslogPort {
+    name: String,
+    port: i32,
+    /// As the configuration names it: `tcp`, `udp` or `tls`.
+    protocol: &'static str,
+    /// The tenant a dedicated port belongs to.
+    tenant: Option<String>,
+}
+
+impl SyslogPort {
+    /// `port` (a container or Service port) with the protocol set when it is UDP; TCP, the
+    /// default, is left out.
+    fn with_protocol(&self, mut port: Value) -> Value {
+        if self.protocol == "udp" {
+            port["protocol"] = json!("UDP");
+        }
+        port
+    }
+}
+
+/// The grid's own syslog listeners: TCP always, UDP if set, TLS if set and given a Secret.
+fn grid_syslog_ports(grid: &MeniscusGrid) -> Vec<SyslogPort> {
+    let listeners = &grid.spec.listeners;
+    let tls = listeners
+        .syslog_tls
+        .filter(|_| grid.spec.tls_secret.is_some());
+    [
+        ("syslog-tcp", Some(listeners.syslog_tcp), "tcp"),
+        ("syslog-udp", listeners.syslog_udp, "udp"),
+        ("syslog-tls", tls, "tls"),
+    ]
+    .into_iter()
+    .filter_map(|(name, port, protocol)| {
+        Some(SyslogPort {
+            name: name.to_string(),
+            port: port?,
+            protocol,
+            tenant: None,
+        })
+    })
+    .collect()
+}
+
+/// The tenants' dedicated ports, each on TCP and UDP.
+fn dedicated_syslog_ports(dedicated: &[Dedicated]) -> Vec<SyslogPort> {
+    dedicated
+        .iter()
+        .flat_map(|Dedicated { tenant, port }| {
+            ["tcp", "udp"].map(|protocol| SyslogPort {
+                name: format!("{protocol}-{port}"),
+                port: *port,
+                protocol,
+                tenant: Some(tenant.clone()),
+            })
+        })
+        .collect()
+}
+
 /// The workers' configuration file (`meniscus.yaml`): listeners from the spec and the
 /// tenants' dedicated ports, the HTTP address, and the archive. Tenants are not in it: they
 /// come from the coordinator.
 pub fn config(grid: &MeniscusGrid, dedicated: &[Dedicated]) -> ConfigMap {
     let listeners = &grid.spec.listeners;
     let mut yaml = String::from("listeners:\n");
-    yaml += &format!(
-        "  - {{protocol: tcp, address: \"0.0.0.0:{}\"}}\n",
-        listeners.syslog_tcp
-    );
-    if let Some(port) = listeners.syslog_udp {
-        yaml += &format!("  - {{protocol: udp, address: \"0.0.0.0:{port}\"}}\n");
-    }
-    if let (Some(port), Some(_)) = (listeners.syslog_tls, &grid.spec.tls_secret) {
-        yaml += &format!(
-            "  - {{protocol: tls, address: \"0.0.0.0:{port}\", tls: {{certFile: {TLS_DIR}/tls.crt, keyFile: {TLS_DIR}/tls.key}}}}\n"
-        );
-    }
-    for Dedicated { tenant, port } in dedicated {
-        for protocol in ["tcp", "udp"] {
-            yaml += &format!(
-                "  - {{protocol: {protocol}, address: \"0.0.0.0:{port}\", tenant: {tenant}}}\n"
-            );
+    for port in grid_syslog_ports(grid)
+        .into_iter()
+        .chain(dedicated_syslog_ports(dedicated))
+    {
+        let SyslogPort {
+            protocol,
+            port,
+            tenant,
+            ..
+        } = port;
+        yaml += &format!("  - {{protocol: {protocol}, address: \"0.0.0.0:{port}\"");
+        if protocol == "tls" {
+            yaml += &format!(", tls: {{certFile: {TLS_DIR}/tls.crt, keyFile: {TLS_DIR}/tls.key}}");
         }
+        if let Some(tenant) = tenant {
+            yaml += &format!(", tenant: {tenant}");
+        }
+        yaml += "}\n";
     }
     yaml += &format!("http: {{address: \"0.0.0.0:{}\"}}\n", listeners.http);
     match &grid.spec.archive {
@@ -323,18 +390,11 @@ fn ports(grid: &MeniscusGrid, component: Component, dedicated: &[Dedicated]) -> 
     let mut ports = vec![json!({"name": "grid", "containerPort": GRID_PORT})];
     let listeners = &grid.spec.listeners;
     if component == Component::Correlator {
-        ports.push(json!({"name": "syslog-tcp", "containerPort": listeners.syslog_tcp}));
-        if let Some(port) = listeners.syslog_udp {
-            ports.push(json!({"name": "syslog-udp", "containerPort": port, "protocol": "UDP"}));
-        }
-        if let (Some(port), Some(_)) = (listeners.syslog_tls, &grid.spec.tls_secret) {
-            ports.push(json!({"name": "syslog-tls", "containerPort": port}));
-        }
-        for Dedicated { port, .. } in dedicated {
-            ports.push(json!({"name": format!("tcp-{port}"), "containerPort": port}));
-            ports.push(
-                json!({"name": format!("udp-{port}"), "containerPort": port, "protocol": "UDP"}),
-            );
+        for port in grid_syslog_ports(grid)
+            .into_iter()
+            .chain(dedicated_syslog_ports(dedicated))
+        {
+            ports.push(port.with_protocol(json!({"name": port.name, "containerPort": port.port})));
         }
     }
     if matches!(component, Component::Correlator | Component::TenantApi) {
@@ -502,21 +562,20 @@ pub fn component_service(grid: &MeniscusGrid, component: Component) -> Service {
 /// The ingest Service: the syslog listeners and HTTP of the correlators, of the type and with
 /// the annotations the spec asks for.
 pub fn ingest_service(grid: &MeniscusGrid, dedicated: &[Dedicated]) -> Service {
-    let listeners = &grid.spec.listeners;
-    let mut ports = vec![
-        json!({"name": "syslog-tcp", "port": listeners.syslog_tcp, "targetPort": "syslog-tcp"}),
-    ];
-    if let Some(port) = listeners.syslog_udp {
-        ports.push(json!({"name": "syslog-udp", "port": port, "targetPort": "syslog-udp", "protocol": "UDP"}));
-    }
-    if let (Some(port), Some(_)) = (listeners.syslog_tls, &grid.spec.tls_secret) {
-        ports.push(json!({"name": "syslog-tls", "port": port, "targetPort": "syslog-tls"}));
-    }
-    ports.push(json!({"name": "http", "port": listeners.http, "targetPort": "http"}));
-    for Dedicated { port, .. } in dedicated {
-        ports.push(json!({"name": format!("tcp-{port}"), "port": port, "targetPort": format!("tcp-{port}")}));
-        ports.push(json!({"name": format!("udp-{port}"), "port": port, "targetPort": format!("udp-{port}"), "protocol": "UDP"}));
-    }
+    let service_port = |port: SyslogPort| {
+        port.with_protocol(json!({"name": port.name, "port": port.port, "targetPort": port.name}))
+    };
+    let mut ports: Vec<Value> = grid_syslog_ports(grid)
+        .into_iter()
+        .map(service_port)
+        .collect();
+    let http = grid.spec.listeners.http;
+    ports.push(json!({"name": "http", "port": http, "targetPort": "http"}));
+    ports.extend(
+        dedicated_syslog_ports(dedicated)
+            .into_iter()
+            .map(service_port),
+    );
     let spec = json!({
         "type": format!("{:?}", grid.spec.ingest_service.type_),
         "selector": selector(grid, Component::Correlator),
@@ -573,15 +632,11 @@ pub fn ingest_host(grid: &MeniscusGrid) -> String {
 /// configuration).
 pub fn ingest_endpoints(grid: &MeniscusGrid) -> Vec<String> {
     let host = ingest_host(grid);
-    let listeners = &grid.spec.listeners;
-    let mut endpoints = vec![format!("{host}:{}/syslog-tcp", listeners.syslog_tcp)];
-    if let Some(port) = listeners.syslog_udp {
-        endpoints.push(format!("{host}:{port}/syslog-udp"));
-    }
-    if let (Some(port), Some(_)) = (listeners.syslog_tls, &grid.spec.tls_secret) {
-        endpoints.push(format!("{host}:{port}/syslog-tls"));
-    }
-    endpoints.push(format!("http://{host}:{}", listeners.http));
+    let mut endpoints: Vec<String> = grid_syslog_ports(grid)
+        .into_iter()
+        .map(|port| format!("{host}:{}/{}", port.port, port.name))
+        .collect();
+    endpoints.push(format!("http://{host}:{}", grid.spec.listeners.http));
     endpoints
 }
 

@@ -38,31 +38,20 @@ const SOON: Duration = Duration::from_secs(10);
 
 /// Runs the grid controller until the stream ends (the process is asked to stop).
 pub async fn run(context: Arc<Context>, namespace: Option<&str>) {
-    fn api<K>(context: &Context, namespace: Option<&str>) -> Api<K>
-    where
-        K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-        K: Resource<Scope = kube::core::NamespaceResourceScope>,
-    {
-        match namespace {
-            Some(namespace) => Api::namespaced(context.client.clone(), namespace),
-            None => Api::all(context.client.clone()),
-        }
-    }
-    let owned =
-        || watcher::Config::default().labels("app.kubernetes.io/managed-by=meniscus-operator");
+    let owned = children::made_by_the_operator;
     Controller::new(
-        api::<MeniscusGrid>(&context, namespace),
+        context.watched::<MeniscusGrid>(namespace),
         watcher::Config::default(),
     )
-    .owns(api::<StatefulSet>(&context, namespace), owned())
-    .owns(api::<Deployment>(&context, namespace), owned())
-    .owns(api::<Service>(&context, namespace), owned())
-    .owns(api::<ConfigMap>(&context, namespace), owned())
-    .owns(api::<PodDisruptionBudget>(&context, namespace), owned())
+    .owns(context.watched::<StatefulSet>(namespace), owned())
+    .owns(context.watched::<Deployment>(namespace), owned())
+    .owns(context.watched::<Service>(namespace), owned())
+    .owns(context.watched::<ConfigMap>(namespace), owned())
+    .owns(context.watched::<PodDisruptionBudget>(namespace), owned())
     // A Tenant going away may unblock its grid's deletion; a dedicated port changes the
     // grid's listeners.
     .watches(
-        api::<Tenant>(&context, namespace),
+        context.watched::<Tenant>(namespace),
         watcher::Config::default(),
         |tenant| {
             let namespace = tenant.namespace()?;

@@ -32,24 +32,16 @@ const RESYNC: Duration = Duration::from_secs(300);
 const SOON: Duration = Duration::from_secs(5);
 
 pub async fn run(context: Arc<Context>, namespace: Option<&str>) {
-    let (tenants, grids, secrets) = match namespace {
-        Some(namespace) => (
-            Api::<Tenant>::namespaced(context.client.clone(), namespace),
-            Api::<MeniscusGrid>::namespaced(context.client.clone(), namespace),
-            Api::<Secret>::namespaced(context.client.clone(), namespace),
-        ),
-        None => (
-            Api::all(context.client.clone()),
-            Api::all(context.client.clone()),
-            Api::all(context.client.clone()),
-        ),
-    };
-    let controller = Controller::new(tenants, watcher::Config::default());
+    let controller = Controller::new(
+        context.watched::<Tenant>(namespace),
+        watcher::Config::default(),
+    );
     let store = controller.store();
+    let grids = context.watched::<MeniscusGrid>(namespace);
     controller
         .owns(
-            secrets,
-            watcher::Config::default().labels("app.kubernetes.io/managed-by=meniscus-operator"),
+            context.watched::<Secret>(namespace),
+            children::made_by_the_operator(),
         )
         // A grid's status (its endpoints, its coordinator getting ready) concerns its tenants.
         .watches(grids, watcher::Config::default(), move |grid| {
