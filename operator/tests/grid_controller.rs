@@ -277,7 +277,12 @@ async fn a_grid_gets_its_children_a_true_status_and_waits_for_its_tenants_to_go(
     })
     .await?;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    assert_eq!(writes(&registry), before, "a reconcile at rest wrote");
+    assert_eq!(
+        writes(&registry),
+        before,
+        "a reconcile at rest wrote: {}",
+        registry.render(Exposure::Full)
+    );
     assert_eq!(
         versions(sets.list(&ListParams::default()).await?.items),
         sets_before
