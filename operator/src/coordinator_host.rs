@@ -59,6 +59,9 @@ impl Drop for Hosted {
 #[derive(Default)]
 pub struct Coordinators {
     grids: RwLock<HashMap<String, Hosted>>,
+    /// Held while a coordinator starts: the grid and Tenant controllers both start them, and
+    /// two starts at once would build two (two savers, the counters moved twice).
+    starting: tokio::sync::Mutex<()>,
 }
 
 fn key(namespace: &str, name: &str) -> String {
@@ -86,6 +89,7 @@ impl Coordinators {
         context: &Context,
     ) -> anyhow::Result<Arc<Coordinator>> {
         let namespace = grid.namespace().unwrap_or_default();
+        let _starting = self.starting.lock().await;
         {
             let mut grids = self.grids.write();
             let slot = key(&namespace, &grid.name_any());
