@@ -212,6 +212,7 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
     let mut context = Context::new(client.clone(), &registry, Some("test".into()));
     context.coordinator_base = format!("http://{}", coordinators.local_addr().unwrap());
     context.scale_interval = Duration::from_secs(1);
+    context.usage_interval = Duration::from_secs(1);
     let context = Arc::new(context);
     let router = context.coordinators.clone().router();
     runtime.spawn(async move { axum::serve(coordinators, router).await });
@@ -241,7 +242,7 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
     let tenant_yaml = dir.path().join("tenant.yaml");
     std::fs::write(
         &tenant_yaml,
-        format!("apiVersion: meniscus.io/v1alpha1\nkind: Tenant\nmetadata: {{name: acme, namespace: {ns}}}\nspec:\n  gridRef: main\n  producers:\n    - {{name: web, durable: true}}\n    - {{name: sshd, pattern: sshd}}\n  dedicatedPort: 6601\n"),
+        format!("apiVersion: meniscus.io/v1alpha1\nkind: Tenant\nmetadata: {{name: acme, namespace: {ns}}}\nspec:\n  gridRef: main\n  producers:\n    - {{name: web, durable: true}}\n    - {{name: sshd, pattern: sshd}}\n  dedicatedPort: 6601\n  purgeGrace: 2s\n"),
     )
     .unwrap();
     let output = cp
@@ -449,6 +450,15 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
     };
     let workers = ids(&coordinator);
     assert_eq!(workers.len(), pods.len());
+    // A replica stopping on SIGTERM flushes the newest state into the Secret first.
+    runtime.block_on(context.coordinators.flush(Duration::from_secs(10)));
+    let in_memory = coordinator.with_state(|state| (state.route_version, state.next_worker));
+    let saved = runtime
+        .block_on(Api::<Secret>::namespaced(client.clone(), &ns).get("main-coordinator-state"))
+        .unwrap();
+    let saved: meniscus_coordinator::state::State =
+        serde_json::from_slice(&saved.data.unwrap()["state.json"].0).unwrap();
+    assert_eq!((saved.route_version, saved.next_worker), in_memory);
     drop(coordinator);
     context.coordinators.stop(&ns, "main");
     wait_until("a coordinator serves the grid again", &pods, || {
@@ -511,14 +521,32 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
         let set = runtime.block_on(sets.get("main-correlator")).unwrap();
         set.spec.unwrap().replicas == Some(2)
     });
+    // The decision is written to the status right after the StatefulSet.
+    let decided = || {
+        let grid = runtime.block_on(grids.get("main")).unwrap();
+        grid.status.unwrap().personas["correlator"].clone()
+    };
+    wait_until("the grid's status keeps the decision", &pods, || {
+        decided().desired == 2
+    });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     load.join().unwrap();
-    let grid = runtime.block_on(grids.get("main")).unwrap();
-    let correlator = &grid.status.unwrap().personas["correlator"];
+    let correlator = decided();
     assert_eq!(correlator.desired, 2);
     assert!(correlator.events_per_second > 2.0, "{correlator:?}");
 
-    // Deleting the Tenant takes it out of the grid: its token stops working.
+    // The Tenant's status counts what the correlators took (every publish above, the
+    // load included) and when.
+    let sent_before_load = 5;
+    wait_until("the Tenant's status counts its events", &pods, || {
+        let status = runtime.block_on(tenants.get("acme")).unwrap().status;
+        status.is_some_and(|status| {
+            status.events_received > sent_before_load && status.last_event_time.is_some()
+        })
+    });
+
+    // Deleting the Tenant takes it out of the grid at once (its token stops working), and
+    // after its purgeGrace (2 s) the storage worker deletes its data; then the Tenant goes.
     runtime
         .block_on(tenants.delete("acme", &DeleteParams::default()))
         .unwrap();
@@ -528,4 +556,34 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
     wait_until("the Tenant is gone", &pods, || {
         runtime.block_on(tenants.get_opt("acme")).unwrap().is_none()
     });
+    let storage = pod("main-storage");
+    let log = storage.log();
+    let purged = log
+        .lines()
+        .find(|line| line.contains("tenant purged") && line.contains("acme"))
+        .unwrap_or_else(|| panic!("no purge in the storage worker's log:\n{log}"));
+    // The purge flushed what was in memory first, then deleted those files too.
+    let files: usize = purged
+        .split("\"files\":")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("{purged}"));
+    assert!(files >= 1, "{purged}");
+    let hot = dir.path().join(&storage.name).join("data/hot");
+    assert!(hot.join("MANIFEST.json").exists(), "{}", hot.display());
+    assert!(!hot.join("acme").exists(), "acme's files are still there");
+    let manifests: String = std::fs::read_dir(&hot)
+        .unwrap()
+        .flatten()
+        .filter(|entry| entry.path().is_file())
+        .map(|entry| std::fs::read_to_string(entry.path()).unwrap_or_default())
+        .collect();
+    assert!(
+        !manifests.contains("\"acme\""),
+        "the hot manifest still names acme"
+    );
+    // Done: the coordinator forgot the order.
+    let coordinator = context.coordinators.get(&ns, "main").unwrap();
+    assert!(coordinator.with_state(|state| state.purges.is_empty()));
 }

@@ -15,8 +15,11 @@
 //! Administrators (`Authorization: Bearer ADMIN-CREDENTIAL`): `GET /v1/admin/workers`,
 //! `GET /v1/admin/tenants`, `PUT` / `DELETE /v1/admin/tenants/{id}` (a tenant spec, as in the
 //! config file), `POST /v1/admin/tenants/{id}/rotate-token` `{"graceSeconds"}` -> the new
-//! token, `DELETE /v1/admin/workers/{id}` (decommission). Every change reaches the workers
-//! through the next snapshot they fetch.
+//! token, `DELETE /v1/admin/workers/{id}` (decommission), `PUT /v1/admin/purges/{id}` (take
+//! the tenant out and order its data deleted), `GET /v1/admin/purges` (each order and the
+//! storage workers that have not carried it out yet), `DELETE /v1/admin/purges/{id}`
+//! (forget a finished order). Every change reaches the workers through the next snapshot
+//! they fetch.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +50,11 @@ pub fn router(coordinator: Arc<Coordinator>) -> Router {
         .route("/v1/broadcast", get(broadcast))
         .route("/v1/admin/workers", get(admin_workers))
         .route("/v1/admin/workers/{id}", delete(admin_remove_worker))
+        .route("/v1/admin/purges", get(admin_purges))
+        .route(
+            "/v1/admin/purges/{id}",
+            put(admin_order_purge).delete(admin_finish_purge),
+        )
         .with_state(coordinator.clone())
         .merge(tenant_admin_router(coordinator))
 }
@@ -343,6 +351,60 @@ async fn admin_rotate_token(
         Duration::from_secs(body.map_or_else(default_grace, |Json(body)| body.grace_seconds));
     match coordinator.rotate_token(&id, grace) {
         Ok(token) => Json(json!({ "token": token })).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn admin_purges(State(coordinator): State<Arc<Coordinator>>, headers: HeaderMap) -> Response {
+    if let Some(refused) = admin_refusal(&coordinator, &headers) {
+        return refused;
+    }
+    let purges = coordinator.with_state(|state| {
+        state
+            .purges
+            .iter()
+            .map(|id| json!({"tenant": id, "waitingFor": state.purge_waiting_for(id)}))
+            .collect::<Vec<_>>()
+    });
+    Json(json!({ "purges": purges })).into_response()
+}
+
+async fn admin_order_purge(
+    State(coordinator): State<Arc<Coordinator>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(refused) = admin_refusal(&coordinator, &headers) {
+        return refused;
+    }
+    let id = match TenantId::parse(&id) {
+        Ok(id) => id,
+        Err(invalid) => return error(StatusCode::BAD_REQUEST, invalid),
+    };
+    match coordinator.order_purge(&id) {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "waitingFor": coordinator.purge_waiting_for(&id) })),
+        )
+            .into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn admin_finish_purge(
+    State(coordinator): State<Arc<Coordinator>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(refused) = admin_refusal(&coordinator, &headers) {
+        return refused;
+    }
+    let id = match TenantId::parse(&id) {
+        Ok(id) => id,
+        Err(invalid) => return error(StatusCode::BAD_REQUEST, invalid),
+    };
+    match coordinator.finish_purge(&id) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => error.into_response(),
     }
 }

@@ -26,7 +26,11 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use persist::{StateFile, StateStore};
-use state::{Load, PairRequest, Paired, Refused, Rules, Snapshot, State};
+use state::{Load, PairRequest, Paired, Refused, Rules, Snapshot, State, TenantUsage};
+
+/// How often moved tenant counts are saved at most: each save may be an API write (the
+/// operator keeps the state in a Secret), and counts lost to a crash are at most this old.
+const COUNTS_SAVE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Who may do what: the grid's pairing secret and the administrators' credential.
 #[derive(Clone)]
@@ -76,6 +80,7 @@ pub struct Coordinator {
     secrets: Secrets,
     versions: watch::Sender<(u64, u64)>,
     pub metrics: CoordinatorMetrics,
+    counts_saved_at: Mutex<std::time::Instant>,
 }
 
 impl Coordinator {
@@ -114,6 +119,7 @@ impl Coordinator {
             secrets,
             versions,
             metrics: CoordinatorMetrics::register(registry),
+            counts_saved_at: Mutex::new(std::time::Instant::now()),
         };
         coordinator.published(&coordinator.state.lock());
         Arc::new(coordinator)
@@ -131,6 +137,7 @@ impl Coordinator {
         }
         let value = result?;
         if versions(&next) != versions(&state) {
+            next.counts_unsaved = false;
             self.file.save(&next)?;
         }
         *state = next;
@@ -151,7 +158,9 @@ impl Coordinator {
         }
         let value = result?;
         if versions(&state) != before {
+            state.counts_unsaved = false;
             if let Err(error) = self.file.save(&state) {
+                state.counts_unsaved = true;
                 tracing::error!(%error, "cannot save the coordinator state; the routes changed in memory");
             }
             self.published(&state);
@@ -258,10 +267,46 @@ impl Coordinator {
         versions
     }
 
-    /// Takes silent workers out of the routes; call it every few seconds.
+    /// Takes silent workers out of the routes, and saves tenant counts that moved (at most
+    /// every 30 s); call it every few seconds.
     pub fn expire_silent(&self, now: DateTime<Utc>) -> Result<bool, Error> {
         let rules = self.rules.clone();
-        self.touch(|state| Ok(state.expire_silent(&rules, now)))
+        let changed = self.touch(|state| Ok(state.expire_silent(&rules, now)))?;
+        let mut saved_at = self.counts_saved_at.lock();
+        if saved_at.elapsed() >= COUNTS_SAVE_INTERVAL {
+            let mut state = self.state.lock();
+            if state.counts_unsaved {
+                self.file.save(&state)?;
+                state.counts_unsaved = false;
+                *saved_at = std::time::Instant::now();
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Orders the storage workers to delete a tenant's data; see [`State::order_purge`].
+    pub fn order_purge(&self, id: &TenantId) -> Result<(), Error> {
+        self.change(|state| {
+            state.order_purge(id);
+            Ok(())
+        })
+    }
+
+    /// The storage workers still holding a purged tenant's data (empty: done).
+    pub fn purge_waiting_for(&self, id: &TenantId) -> Vec<WorkerId> {
+        self.state.lock().purge_waiting_for(id)
+    }
+
+    pub fn finish_purge(&self, id: &TenantId) -> Result<(), Error> {
+        self.change(|state| {
+            state.finish_purge(id);
+            Ok(())
+        })
+    }
+
+    /// A tenant's events, bytes stored and last event time over the grid.
+    pub fn usage(&self, id: &TenantId) -> TenantUsage {
+        self.state.lock().usage(id)
     }
 
     pub fn admin_allowed(&self, presented: &str) -> bool {

@@ -68,6 +68,45 @@ pub struct Load {
     pub queue_depth: u64,
     pub spool_bytes: u64,
     pub handoff_p99_seconds: f64,
+    /// When this worker process started: counters below restart from zero with it.
+    pub started_at: Option<DateTime<Utc>>,
+    /// What this worker has seen of each tenant (correlators: events taken since
+    /// `started_at`; storage workers: bytes held): the Tenants' status.
+    pub tenants: BTreeMap<TenantId, TenantLoad>,
+    /// Purge orders of the snapshot this storage worker has carried out.
+    pub purged: Vec<TenantId>,
+}
+
+/// One tenant in a worker's heartbeat.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TenantLoad {
+    /// Events taken from the tenant's senders since the worker started (a counter).
+    pub events: u64,
+    /// Bytes of the tenant's data the worker holds (hot store and archive).
+    pub bytes_stored: u64,
+}
+
+/// A tenant's totals over the grid, as the Tenant status shows them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TenantUsage {
+    /// Events taken since the tenant was registered, over every correlator and restart.
+    pub events_received: u64,
+    /// Bytes the storage workers hold for it, by their last heartbeats.
+    pub bytes_stored: u64,
+    /// When a heartbeat last showed new events (to the heartbeat interval).
+    pub last_event: Option<DateTime<Utc>>,
+}
+
+/// What has been counted of a worker's event counters: the next heartbeat adds only what
+/// grew since. Saved with the totals it produced, so a restarted coordinator neither counts
+/// twice nor loses what was saved.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Counted {
+    pub started_at: Option<DateTime<Utc>>,
+    pub events: BTreeMap<TenantId, u64>,
 }
 
 /// A worker as the coordinator knows it.
@@ -94,6 +133,8 @@ pub struct Worker {
     /// Taken out by down reports: heartbeats do not bring it back before this time.
     #[serde(skip)]
     pub held_out_until: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub counted: Counted,
 }
 
 /// The tenant registry at one version.
@@ -117,6 +158,10 @@ pub struct Snapshot {
     pub tenants: Tenants,
     #[serde(default)]
     pub credentials: BTreeMap<WorkerId, CredentialHash>,
+    /// Tenants whose data storage workers must delete (their Tenant is gone): each storage
+    /// worker deletes them and says so in its heartbeats.
+    #[serde(default)]
+    pub purges: Vec<TenantId>,
 }
 
 impl Snapshot {
@@ -138,6 +183,16 @@ pub struct State {
     /// The next worker number: ids are never reused, so a report about an old worker cannot
     /// hit a new one.
     pub next_worker: u64,
+    /// See [`Snapshot::purges`].
+    #[serde(default)]
+    pub purges: Vec<TenantId>,
+    /// Events and last event time per tenant, summed from the correlators' heartbeats.
+    #[serde(default)]
+    pub usage: BTreeMap<TenantId, TenantUsage>,
+    /// The counts moved since they were last saved (they are saved now and then, not with
+    /// every heartbeat).
+    #[serde(skip)]
+    pub counts_unsaved: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -177,6 +232,7 @@ impl State {
                 .iter()
                 .map(|worker| (worker.id.clone(), worker.credential.clone()))
                 .collect(),
+            purges: self.purges.clone(),
         }
     }
 
@@ -249,6 +305,7 @@ impl State {
                     load: Load::default(),
                     down_reports: BTreeMap::new(),
                     held_out_until: None,
+                    counted: Counted::default(),
                 });
                 id
             }
@@ -282,7 +339,19 @@ impl State {
         self.authenticate(id, presented)?;
         let worker = self.worker_mut(id)?;
         worker.last_heard = Some(now);
+        let grown = count_events(&mut worker.counted, &load);
         worker.load = load;
+        for (tenant, events) in grown {
+            // Only tenants of the registry are counted: a deleted one's old counters are not
+            // brought back by a late heartbeat.
+            if self.tenants.specs.iter().any(|spec| spec.id == tenant) {
+                let usage = self.usage.entry(tenant).or_default();
+                usage.events_received += events;
+                usage.last_event = Some(now);
+            }
+            self.counts_unsaved = true;
+        }
+        let worker = self.worker_mut(id)?;
         if worker.held_out_until.is_some_and(|until| now < until) {
             return Ok(false);
         }
@@ -383,6 +452,8 @@ impl State {
     pub fn put_tenant(&mut self, spec: TenantSpec) -> Result<(), Refused> {
         Tenant::from_spec(spec.clone())
             .map_err(|error| Refused::InvalidTenant(error.to_string()))?;
+        // A tenant registered again is not purged (its Tenant object came back).
+        self.purges.retain(|purge| purge != &spec.id);
         let specs = &mut self.tenants.specs;
         match specs.iter_mut().find(|existing| existing.id == spec.id) {
             Some(existing) => *existing = spec,
@@ -432,6 +503,55 @@ impl State {
         Ok(token)
     }
 
+    /// Orders the storage workers to delete `id`'s data (idempotent). The tenant leaves the
+    /// registry first: its tokens stop working, so nothing new arrives for it.
+    pub fn order_purge(&mut self, id: &TenantId) {
+        if self.tenants.specs.iter().any(|spec| &spec.id == id) {
+            self.tenants.specs.retain(|spec| &spec.id != id);
+            self.tenants.version += 1;
+        }
+        if !self.purges.contains(id) {
+            self.purges.push(id.clone());
+            self.tenants.version += 1;
+        }
+    }
+
+    /// The storage workers that have not yet said they deleted `id`'s data, offline ones
+    /// included (their disks still hold it); empty once the purge is done everywhere.
+    pub fn purge_waiting_for(&self, id: &TenantId) -> Vec<WorkerId> {
+        self.workers
+            .iter()
+            .filter(|worker| worker.personas.contains(&Persona::Storage))
+            .filter(|worker| !worker.load.purged.contains(id))
+            .map(|worker| worker.id.clone())
+            .collect()
+    }
+
+    /// Forgets a finished purge and the tenant's counts.
+    pub fn finish_purge(&mut self, id: &TenantId) {
+        let before = self.purges.len();
+        self.purges.retain(|purge| purge != id);
+        if self.purges.len() != before {
+            self.tenants.version += 1;
+        }
+        if self.usage.remove(id).is_some() {
+            self.counts_unsaved = true;
+        }
+    }
+
+    /// A tenant's totals: its counted events, and the bytes the storage workers hold.
+    pub fn usage(&self, id: &TenantId) -> TenantUsage {
+        let mut usage = self.usage.get(id).cloned().unwrap_or_default();
+        usage.bytes_stored = self
+            .workers
+            .iter()
+            .filter(|worker| worker.personas.contains(&Persona::Storage))
+            .filter_map(|worker| worker.load.tenants.get(id))
+            .map(|load| load.bytes_stored)
+            .sum();
+        usage
+    }
+
     /// Heartbeat loads of the online workers, per persona: the autoscaler's input.
     pub fn loads(&self) -> BTreeMap<Persona, Vec<(WorkerId, Load)>> {
         let mut loads: BTreeMap<Persona, Vec<(WorkerId, Load)>> = BTreeMap::new();
@@ -455,6 +575,26 @@ impl State {
             .find(|worker| &worker.id == id)
             .ok_or_else(|| Refused::UnknownWorker(id.clone()))
     }
+}
+
+/// What grew in a worker's event counters since they were last counted, per tenant; moves
+/// `counted` on. A worker that restarted (another `started_at`) counts from zero again.
+fn count_events(counted: &mut Counted, load: &Load) -> Vec<(TenantId, u64)> {
+    if load.started_at != counted.started_at {
+        counted.started_at = load.started_at;
+        counted.events.clear();
+    }
+    let mut grown = Vec::new();
+    for (tenant, now) in &load.tenants {
+        let before = counted.events.get(tenant).copied().unwrap_or(0);
+        if now.events > before {
+            grown.push((tenant.clone(), now.events - before));
+        }
+        if now.events != before {
+            counted.events.insert(tenant.clone(), now.events);
+        }
+    }
+    grown
 }
 
 #[cfg(test)]
@@ -739,5 +879,97 @@ mod tests {
             state.delete_tenant(&id),
             Err(Refused::UnknownTenant(_))
         ));
+    }
+
+    fn acme() -> TenantSpec {
+        serde_json::from_value(serde_json::json!({"id": "acme", "tokens": [{"value": "t"}]}))
+            .unwrap()
+    }
+
+    fn events(started: i64, count: u64) -> Load {
+        let tenant = TenantId::parse("acme").unwrap();
+        Load {
+            started_at: Some(at(started)),
+            tenants: BTreeMap::from([(
+                tenant,
+                TenantLoad {
+                    events: count,
+                    ..TenantLoad::default()
+                },
+            )]),
+            ..Load::default()
+        }
+    }
+
+    #[test]
+    fn events_are_counted_once_across_heartbeats_worker_restarts_and_coordinator_restarts() {
+        let (mut state, _, workers) = grid(1);
+        let (worker, credential) = &workers[0];
+        let id = TenantId::parse("acme").unwrap();
+        state.put_tenant(acme()).unwrap();
+        state
+            .heartbeat(worker, credential, events(0, 10), at(1))
+            .unwrap();
+        state
+            .heartbeat(worker, credential, events(0, 10), at(2))
+            .unwrap();
+        state
+            .heartbeat(worker, credential, events(0, 25), at(3))
+            .unwrap();
+        assert_eq!(state.usage(&id).events_received, 25);
+        assert_eq!(state.usage(&id).last_event, Some(at(3)));
+        assert!(state.counts_unsaved);
+        // The coordinator restarts from what it saved: the worker's counter goes on.
+        let saved: State = serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+        let mut state = saved;
+        state
+            .heartbeat(worker, credential, events(0, 30), at(4))
+            .unwrap();
+        assert_eq!(state.usage(&id).events_received, 30, "not counted twice");
+        // The worker restarts: its counter starts from zero again.
+        state
+            .heartbeat(worker, credential, events(5, 4), at(6))
+            .unwrap();
+        assert_eq!(state.usage(&id).events_received, 34);
+        assert_eq!(state.usage(&id).last_event, Some(at(6)));
+        state
+            .heartbeat(worker, credential, events(5, 4), at(9))
+            .unwrap();
+        assert_eq!(state.usage(&id).last_event, Some(at(6)), "no new events");
+    }
+
+    #[test]
+    fn a_purge_takes_the_tenant_out_and_waits_for_every_storage_worker() {
+        let (mut state, rules, workers) = grid(2);
+        let id = TenantId::parse("acme").unwrap();
+        state.put_tenant(acme()).unwrap();
+        let version = state.tenants.version;
+        state.order_purge(&id);
+        state.order_purge(&id);
+        assert!(state.tenants.specs.is_empty(), "its tokens stop working");
+        assert!(state.tenants.version > version, "workers fetch the order");
+        assert_eq!(state.snapshot(&rules).purges, vec![id.clone()]);
+        assert_eq!(state.purge_waiting_for(&id).len(), 2);
+        let done = Load {
+            purged: vec![id.clone()],
+            ..Load::default()
+        };
+        let (first, credential) = &workers[0];
+        state
+            .heartbeat(first, credential, done.clone(), at(1))
+            .unwrap();
+        assert_eq!(state.purge_waiting_for(&id), vec![workers[1].0.clone()]);
+        // An offline worker is still waited for: its disk holds the data.
+        state.expire_silent(&rules, at(100));
+        assert_eq!(state.purge_waiting_for(&id), vec![workers[1].0.clone()]);
+        let (second, credential) = &workers[1];
+        state.heartbeat(second, credential, done, at(101)).unwrap();
+        assert!(state.purge_waiting_for(&id).is_empty());
+        state.finish_purge(&id);
+        assert!(state.snapshot(&rules).purges.is_empty());
+        // Registered again, a tenant is no longer purged.
+        state.order_purge(&id);
+        state.put_tenant(acme()).unwrap();
+        assert!(state.purges.is_empty());
     }
 }

@@ -27,11 +27,20 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// The autoscaler's recent recommendations per grid and persona.
     pub histories: Mutex<HashMap<String, crate::autoscaler::History>>,
+    /// The last reconcile errors (at most [`KEPT_ERRORS`]), for tests and debugging: a
+    /// forbidden call reads differently from a passing conflict.
+    pub recent_errors: Mutex<Vec<String>>,
     /// The autoscaler's clock starts here.
     pub started: Instant,
     /// How often a grid that may scale is looked at again.
     pub scale_interval: Duration,
+    /// How often the Tenants' counts (events, bytes, last event) are brought up to date; a
+    /// Tenant whose counts did not move costs no write.
+    pub usage_interval: Duration,
 }
+
+/// How many reconcile errors [`Context::recent_errors`] keeps.
+pub const KEPT_ERRORS: usize = 64;
 
 impl Context {
     /// `instance` tells this operator replica's Events apart (its pod name).
@@ -48,8 +57,10 @@ impl Context {
             metrics: Metrics::register(registry),
             failures: Mutex::default(),
             histories: Mutex::default(),
+            recent_errors: Mutex::default(),
             started: Instant::now(),
             scale_interval: Duration::from_secs(15),
+            usage_interval: Duration::from_secs(30),
         }
     }
 

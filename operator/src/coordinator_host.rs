@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +47,9 @@ struct Hosted {
     router: Router,
     /// The silence check and the state saver; stopped with the coordinator.
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The newest state handed to the saver, and the newest it wrote (generations).
+    requested: Arc<AtomicU64>,
+    written: watch::Receiver<u64>,
 }
 
 impl Drop for Hosted {
@@ -149,10 +153,15 @@ impl Coordinators {
             ..Rules::default()
         };
         // Saved at once, so that a second failover before any change moves on from here.
-        let (saves, saved) = watch::channel(Some(serde_json::to_vec(&state)?));
+        let (saves, saved) = watch::channel(Some((1, serde_json::to_vec(&state)?)));
+        let requested = Arc::new(AtomicU64::new(1));
+        let (written_sender, written) = watch::channel(0);
         let coordinator = Coordinator::with_store(
             state,
-            Box::new(SecretStore { saves }),
+            Box::new(SecretStore {
+                saves,
+                requested: requested.clone(),
+            }),
             rules.clone(),
             secrets,
             // Each coordinator's own metrics (one registry per grid: the names repeat).
@@ -162,6 +171,7 @@ impl Coordinators {
             secrets_api,
             state_secret(grid, &state_name),
             saved,
+            written_sender,
             context.metrics.writes.with(&["Secret"]),
         ));
         let check = (rules.heartbeat_timeout / 3).max(Duration::from_millis(200));
@@ -170,6 +180,8 @@ impl Coordinators {
             router: meniscus_coordinator::http::router(coordinator.clone()),
             coordinator: coordinator.clone(),
             tasks: vec![spawn_expiry(coordinator.clone(), check), saver],
+            requested,
+            written,
         };
         tracing::info!(namespace, grid = %grid.name_any(), "serving the grid's coordinator");
         let mut grids = self.grids.write();
@@ -178,6 +190,28 @@ impl Coordinators {
             .entry(key(&namespace, &grid.name_any()))
             .or_insert(hosted);
         Ok(hosted.coordinator.clone())
+    }
+
+    /// Waits (up to `within` in all) until every coordinator's newest state is in its
+    /// Secret: for a replica stopping on SIGTERM, so the next leader loses nothing. Not for
+    /// one that lost its lease: a new leader may be writing the Secret already.
+    pub async fn flush(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        let pending: Vec<(String, u64, watch::Receiver<u64>)> = self
+            .grids
+            .read()
+            .iter()
+            .map(|(grid, hosted)| {
+                let wanted = hosted.requested.load(Ordering::SeqCst);
+                (grid.clone(), wanted, hosted.written.clone())
+            })
+            .collect();
+        for (grid, wanted, mut written) in pending {
+            let saved = written.wait_for(|written| *written >= wanted);
+            if tokio::time::timeout_at(deadline, saved).await.is_err() {
+                tracing::warn!(%grid, "the coordinator state was not saved before stopping; the next leader starts from the one before");
+            }
+        }
     }
 
     /// Stops serving a grid's coordinator (the grid is gone).
@@ -237,13 +271,19 @@ async fn dispatch(
 /// controller (and a tenant with no Tenant object is dropped by the grid's reconcile); the
 /// counters move on (`EPOCH`).
 struct SecretStore {
-    saves: watch::Sender<Option<Vec<u8>>>,
+    /// The newest state to write, with its generation.
+    saves: watch::Sender<Option<(u64, Vec<u8>)>>,
+    requested: Arc<AtomicU64>,
 }
 
 impl StateStore for SecretStore {
     fn save(&self, state: &State) -> io::Result<()> {
         let bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
-        self.saves.send_replace(Some(bytes));
+        // Under the watch's lock, so generations reach the saver in order.
+        self.saves.send_modify(|newest| {
+            let generation = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+            *newest = Some((generation, bytes));
+        });
         Ok(())
     }
 }
@@ -265,14 +305,15 @@ fn state_secret(grid: &MeniscusGrid, name: &str) -> Secret {
 async fn save_loop(
     api: Api<Secret>,
     template: Secret,
-    mut saved: watch::Receiver<Option<Vec<u8>>>,
+    mut saved: watch::Receiver<Option<(u64, Vec<u8>)>>,
+    written: watch::Sender<u64>,
     writes: meniscus_metrics::Counter,
 ) {
     let name = template.metadata.name.clone().unwrap_or_default();
     // The state it starts with is written too.
     saved.mark_changed();
     while saved.changed().await.is_ok() {
-        let Some(bytes) = saved.borrow_and_update().clone() else {
+        let Some((generation, bytes)) = saved.borrow_and_update().clone() else {
             continue;
         };
         let mut secret = template.clone();
@@ -288,7 +329,10 @@ async fn save_loop(
                 )
                 .await;
             match applied {
-                Ok(_) => break,
+                Ok(_) => {
+                    written.send_replace(generation);
+                    break;
+                }
                 Err(error) => {
                     tracing::warn!(%error, secret = %name, "cannot save the coordinator state; retrying");
                     tokio::time::sleep(retry).await;

@@ -35,6 +35,21 @@ impl Error {
     }
 }
 
+/// A cleanup that cannot finish yet and says when to look again: the finalizer stays, and
+/// the wait is not counted as a failed reconcile.
+#[derive(Debug, thiserror::Error)]
+#[error("{why} (again in {again:?})")]
+pub struct Wait {
+    pub again: Duration,
+    pub why: String,
+}
+
+impl From<Wait> for Error {
+    fn from(wait: Wait) -> Error {
+        Error(anyhow::Error::new(wait))
+    }
+}
+
 impl From<kube::Error> for Error {
     fn from(error: kube::Error) -> Error {
         Error(error.into())
@@ -42,8 +57,9 @@ impl From<kube::Error> for Error {
 }
 
 /// One reconcile of `object` under `finalizer_name`: `apply` while it lives, `cleanup` once it
-/// is being deleted (the finalizer goes when `cleanup` succeeds). Counts the reconcile, and a
-/// success starts the object's retry backoff over.
+/// is being deleted (the finalizer goes when `cleanup` succeeds; a [`Wait`] keeps it and
+/// looks again later). Counts the reconcile, and a success starts the object's retry backoff
+/// over.
 pub async fn reconcile_with_finalizer<K, Apply, Cleanup>(
     object: Arc<K>,
     context: Arc<Context>,
@@ -81,8 +97,16 @@ where
             context.succeeded(&key);
             Ok(action)
         }
-        Err(kube::runtime::finalizer::Error::ApplyFailed(error))
-        | Err(kube::runtime::finalizer::Error::CleanupFailed(error)) => Err(error),
+        Err(kube::runtime::finalizer::Error::CleanupFailed(error)) => {
+            match error.0.downcast_ref::<Wait>() {
+                Some(wait) => {
+                    tracing::debug!(object = %key, %wait, "deletion waits");
+                    Ok(Action::requeue(wait.again))
+                }
+                None => Err(error),
+            }
+        }
+        Err(kube::runtime::finalizer::Error::ApplyFailed(error)) => Err(error),
         Err(error) => Err(Error::msg(error)),
     }
 }
@@ -103,6 +127,13 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(
     );
     let failures = context.failures(&key);
     tracing::warn!(object = %key, %error, failures, "reconcile failed; retrying");
+    {
+        let mut recent = context.recent_errors.lock();
+        if recent.len() >= context::KEPT_ERRORS {
+            recent.remove(0);
+        }
+        recent.push(format!("{key}: {error}"));
+    }
     Action::requeue(backoff(failures))
 }
 

@@ -215,15 +215,18 @@ async fn the_operator_does_its_work_with_the_charts_serviceaccount_and_no_more()
     Api::<Secret>::namespaced(admin.clone(), &ns)
         .get("acme-token")
         .await?;
-    let metrics = registry.render(Exposure::Full);
-    let errors: Vec<&str> = metrics
-        .lines()
-        .filter(|line| line.starts_with("meniscus_operator_reconcile_errors_total{"))
-        .filter(|line| !line.ends_with(" 0"))
+    // A reconcile may fail once on a passing conflict (two writers of one object) and
+    // succeed on its retry, as the Ready grid above shows; a call the RBAC forbids never
+    // does, and fails the test.
+    let errors = context.recent_errors.lock().clone();
+    let forbidden: Vec<&String> = errors
+        .iter()
+        .filter(|error| error.contains("forbidden") || error.contains("403"))
         .collect();
     assert!(
-        errors.is_empty(),
-        "reconciles failed (forbidden?): {errors:?}"
+        forbidden.is_empty(),
+        "forbidden calls: {forbidden:?}; metrics:\n{}",
+        registry.render(Exposure::Full)
     );
     operator.abort();
     run(Command::new(helm())

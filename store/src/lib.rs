@@ -222,6 +222,17 @@ impl Store {
         wait.await.map_err(|_| stopped())
     }
 
+    /// Deletes everything the store holds of `tenant`: what is in memory is flushed first, so
+    /// the write-ahead log cannot bring it back at the next start, then its files go. Returns
+    /// how many files were deleted. Events of the tenant that arrive meanwhile are not; the
+    /// caller makes sure none are sent any more (the tenant leaves the registry first).
+    pub async fn purge_tenant(&self, tenant: &str) -> anyhow::Result<usize> {
+        self.flush().await?;
+        let hot = self.hot.clone();
+        let tenant = tenant.to_string();
+        Ok(tokio::task::spawn_blocking(move || hot.purge(&tenant)).await??)
+    }
+
     /// Why the store is not taking durable writes, if it is not (for `/readyz`). Memory
     /// backpressure is not a failure and is not reported here.
     pub fn unhealthy(&self) -> Option<String> {

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::routing::get;
 use clap::Parser;
@@ -140,6 +141,9 @@ async fn main() -> anyhow::Result<()> {
             }
         },
     }
+    // Stopped by a signal while leading: the coordinators' last changes go to their
+    // Secrets before the next leader reads them.
+    context.coordinators.flush(Duration::from_secs(10)).await;
     tracing::info!("operator stopped");
     Ok(())
 }

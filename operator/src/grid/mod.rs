@@ -332,7 +332,11 @@ async fn cleanup(grid: &MeniscusGrid, context: &Context) -> Result<Action, Error
     );
     write_status(grid, context, next).await?;
     // The finalizer stays until a reconcile finds no tenant (a Tenant's deletion wakes it).
-    Err(Error::msg(message))
+    Err(crate::Wait {
+        again: Duration::from_secs(30),
+        why: message,
+    }
+    .into())
 }
 
 async fn warn(grid: &MeniscusGrid, context: &Context, reason: &str, action: &str, note: String) {

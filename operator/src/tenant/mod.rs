@@ -7,6 +7,7 @@
 
 pub mod registry;
 pub mod token;
+pub mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,8 @@ pub const FINALIZER: &str = "meniscus.io/registered";
 const RESYNC: Duration = Duration::from_secs(300);
 /// While the grid or its coordinator is not there yet.
 const SOON: Duration = Duration::from_secs(5);
+/// How often a purge under way is looked at (storage workers report it in heartbeats).
+const PURGE_POLL: Duration = Duration::from_secs(3);
 
 pub async fn run(context: Arc<Context>, namespace: Option<&str>) {
     let controller = Controller::new(
@@ -37,6 +40,7 @@ pub async fn run(context: Arc<Context>, namespace: Option<&str>) {
         watcher::Config::default(),
     );
     let store = controller.store();
+    tokio::spawn(usage::refresh(store.clone(), context.clone()));
     let grids = context.watched::<MeniscusGrid>(namespace);
     controller
         .owns(
@@ -108,6 +112,7 @@ async fn apply(tenant: &Tenant, context: &Context) -> Result<Action, Error> {
             }
             let registered = registry::register(tenant, &grid, &token, context)
                 .map_err(|refused| NotReady(refused.reason(), refused.to_string()));
+            usage::fill(&mut status, tenant, context);
             match (registered, tenant.spec.dedicated_port) {
                 (Ok(()), Some(port)) => {
                     let all = Api::<Tenant>::namespaced(context.client.clone(), &namespace)
@@ -158,20 +163,93 @@ async fn apply(tenant: &Tenant, context: &Context) -> Result<Action, Error> {
     Ok(Action::requeue(if ready { next } else { SOON }))
 }
 
-/// Takes the tenant out of its grid's registry: its tokens stop working at once. Its data
-/// stays in the grid until retention ends (a purge after `purgeGrace` is not built yet).
+/// A deleted Tenant: out of its grid's registry at once (its tokens stop working), then,
+/// `purgeGrace` after the deletion, its data is purged from every storage worker (hot store
+/// and archive, keys included); the finalizer goes once each storage worker has said it is
+/// done. Offline storage workers are waited for: their disks still hold the data. A grid
+/// being deleted takes its tenants' data with it, so nothing is purged then.
 async fn cleanup(tenant: &Tenant, context: &Context) -> Result<Action, Error> {
     let namespace = tenant.namespace().unwrap_or_default();
     let grids: Api<MeniscusGrid> = Api::namespaced(context.client.clone(), &namespace);
-    if let Some(grid) = grids.get_opt(&tenant.spec.grid_ref).await? {
-        if grid.metadata.deletion_timestamp.is_none() {
-            registry::unregister(tenant, &grid, context).map_err(Error::msg)?;
-        }
+    let Some(grid) = grids.get_opt(&tenant.spec.grid_ref).await? else {
+        return Ok(Action::await_change());
+    };
+    if grid.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
     }
+    registry::unregister(tenant, &grid, context).map_err(Error::msg)?;
+    let Ok(id) = meniscus_grid::TenantId::parse(&tenant.name_any()) else {
+        return Ok(Action::await_change());
+    };
+    let deleted = tenant
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .and_then(|time| chrono::DateTime::from_timestamp(time.0.as_second(), 0))
+        .unwrap_or_else(chrono::Utc::now);
+    let purge_at = deleted + token::parse(&tenant.spec.purge_grace)?;
+    let now = chrono::Utc::now();
+    if now < purge_at {
+        let message = format!(
+            "deleted: its tokens no longer work; its data is purged at {}",
+            purge_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        set_deleting(tenant, context, "PurgeScheduled", message.clone()).await?;
+        let again = (purge_at - now).to_std().unwrap_or_default();
+        return Err(crate::Wait {
+            again: again.min(RESYNC),
+            why: message,
+        }
+        .into());
+    }
+    let coordinator = context
+        .coordinators
+        .get(&namespace, &grid.name_any())
+        .ok_or_else(|| Error::msg(registry::Refused::NotRunning))?;
+    coordinator.order_purge(&id).map_err(Error::msg)?;
+    let waiting = coordinator.purge_waiting_for(&id);
+    if !waiting.is_empty() {
+        let names: Vec<&str> = waiting.iter().map(|worker| worker.0.as_str()).collect();
+        let message = format!(
+            "purging its data: waiting for storage workers {}",
+            names.join(", ")
+        );
+        set_deleting(tenant, context, "Purging", message.clone()).await?;
+        return Err(crate::Wait {
+            again: PURGE_POLL,
+            why: message,
+        }
+        .into());
+    }
+    coordinator.finish_purge(&id).map_err(Error::msg)?;
+    tracing::info!(tenant = %id, grid = %grid.name_any(), "tenant data purged from every storage worker");
     Ok(Action::await_change())
 }
 
-async fn write_status(tenant: &Tenant, context: &Context, next: TenantStatus) -> Result<(), Error> {
+/// The Ready condition of a Tenant being deleted.
+async fn set_deleting(
+    tenant: &Tenant,
+    context: &Context,
+    reason: &str,
+    message: String,
+) -> Result<(), Error> {
+    let mut status = tenant.status.clone().unwrap_or_default();
+    crate::conditions::set(
+        &mut status.conditions,
+        "Ready",
+        false,
+        reason,
+        message,
+        tenant.metadata.generation,
+    );
+    write_status(tenant, context, status).await
+}
+
+pub(crate) async fn write_status(
+    tenant: &Tenant,
+    context: &Context,
+    next: TenantStatus,
+) -> Result<(), Error> {
     if tenant.status.as_ref() == Some(&next) {
         return Ok(());
     }

@@ -92,7 +92,7 @@ pub async fn ensure(tenant: &Tenant, context: &Context) -> Result<Token, Error> 
     })
 }
 
-fn parse(duration: &str) -> Result<chrono::Duration, Error> {
+pub(crate) fn parse(duration: &str) -> Result<chrono::Duration, Error> {
     let duration: HumanDuration = duration.parse().map_err(Error::msg)?;
     chrono::Duration::from_std(duration.0).map_err(Error::msg)
 }

@@ -175,6 +175,15 @@ impl Archive {
         self.last_error.lock().clone()
     }
 
+    /// Bytes stored in the archive per tenant (objects as stored, encrypted).
+    pub fn bytes_by_tenant(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut bytes = std::collections::BTreeMap::new();
+        for object in &self.manifest.lock().objects {
+            *bytes.entry(object.tenant.clone()).or_default() += object.stored_bytes;
+        }
+        bytes
+    }
+
     /// The hot-store files with an archived copy.
     pub fn sources(&self) -> HashSet<String> {
         self.manifest

@@ -651,11 +651,18 @@ impl HotStore {
 
     /// Deletes files replaced by compaction long enough ago.
     pub fn delete_retired(&self) {
+        self.delete_retired_or(|_| false);
+    }
+
+    /// Deletes files replaced long enough ago, and those `now` picks at once.
+    fn delete_retired_or(&self, now: impl Fn(&Path) -> bool) {
         let due: Vec<PathBuf> = {
             let mut state = self.state.write();
             let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut state.retired)
                 .into_iter()
-                .partition(|(_, retired)| retired.elapsed() >= RETIRED_FILE_LIFETIME);
+                .partition(|(path, retired)| {
+                    retired.elapsed() >= RETIRED_FILE_LIFETIME || now(path)
+                });
             state.retired = keep;
             due.into_iter().map(|(path, _)| path).collect()
         };
@@ -728,6 +735,30 @@ impl HotStore {
             state.retired.push((self.root.join(&entry.path), now));
         }
         Ok(removed)
+    }
+
+    /// Deletes every file of `tenant` at once (manifest first, as [`HotStore::expire`]
+    /// does, but without the delay that lets running queries finish: the tenant is gone);
+    /// what is still in memory is not touched: flush first. Returns how many files went.
+    pub fn purge(&self, tenant: &str) -> io::Result<usize> {
+        let removed = self.expire(
+            DateTime::<Utc>::MAX_UTC,
+            |candidate| (candidate == tenant).then(chrono::Duration::zero),
+            |_| false,
+        )?;
+        let dir = self.root.join(tenant);
+        self.delete_retired_or(|path| path.starts_with(&dir));
+        let _ = fs::remove_dir(&dir);
+        Ok(removed.len())
+    }
+
+    /// Bytes of Parquet files per tenant.
+    pub fn bytes_by_tenant(&self) -> BTreeMap<String, u64> {
+        let mut bytes = BTreeMap::new();
+        for entry in &self.state.read().manifest.files {
+            *bytes.entry(entry.tenant.clone()).or_default() += entry.bytes;
+        }
+        bytes
     }
 }
 
@@ -1081,6 +1112,33 @@ mod tests {
         // Past the window, and not the newest generation: forgotten, stored again.
         assert_eq!(store.insert(tenant_batches(&old).unwrap()).duplicates, 0);
         assert_eq!(store.insert(tenant_batches(&newer).unwrap()).duplicates, 1);
+    }
+
+    #[test]
+    fn a_purge_deletes_one_tenants_files_at_once_and_for_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let mut other = event("b", Utc::now());
+        other.meniscus.tenant = "globex".into();
+        let two_hours = vec![
+            event("a", Utc::now() - chrono::Duration::hours(2)),
+            event("a", Utc::now()),
+        ];
+        store.insert(tenant_batches(&two_hours).unwrap());
+        store.insert(tenant_batches(&[other]).unwrap());
+        store.flush(&store.freeze(1).unwrap()).unwrap();
+        assert_eq!(store.bytes_by_tenant().len(), 2);
+        assert_eq!(store.purge("acme").unwrap(), 2);
+        assert!(stored(&store).is_empty());
+        assert!(!dir.path().join("acme").exists(), "the files are gone now");
+        assert_eq!(
+            store.bytes_by_tenant().keys().collect::<Vec<_>>(),
+            ["globex"]
+        );
+        drop(store);
+        let store = open(dir.path());
+        assert!(stored(&store).is_empty(), "not back after a restart");
+        assert_eq!(store.snapshot("globex", None, None).files.len(), 1);
     }
 
     /// What the archive relies on: a pinned file is never compacted into another (planned

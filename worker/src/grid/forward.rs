@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use meniscus_coordinator::state::Snapshot;
 use meniscus_grid::routes::WorkerId;
+use meniscus_grid::TenantId;
 use meniscus_metrics::{Counter, Family, Gauge, Histogram, Registry, LATENCY_BUCKETS};
 use meniscus_record::columnar::{batch_bytes, decode_payload, encode_payload_into, TenantBatch};
 use meniscus_record::frame::{split_record, PayloadFormat, RecordCodec, FLAG_AES_GCM, HEADER_LEN};
@@ -148,6 +149,8 @@ pub struct Forwarder {
     /// Hand-off times (seconds) of the records acknowledged since the last heartbeat took
     /// them: its p99 (the newest [`RECENT_HANDOFFS`] at most).
     recent_handoffs: Mutex<VecDeque<f64>>,
+    /// Events spooled per tenant since the start: the heartbeat's per-tenant counters.
+    tenant_events: Mutex<BTreeMap<TenantId, u64>>,
 }
 
 /// Hand-off times kept between two heartbeats.
@@ -235,6 +238,7 @@ impl Forwarder {
             started: Instant::now(),
             jobs: Arc::default(),
             recent_handoffs: Mutex::default(),
+            tenant_events: Mutex::default(),
         });
         for entry in std::fs::read_dir(&options.dir)? {
             let entry = entry?;
@@ -276,6 +280,11 @@ impl Forwarder {
             recent.pop_front();
         }
         recent.push_back(took.as_secs_f64());
+    }
+
+    /// Events spooled per tenant since this worker started.
+    pub fn tenant_events(&self) -> BTreeMap<TenantId, u64> {
+        self.tenant_events.lock().clone()
     }
 
     pub fn events_in(&self) -> u64 {
@@ -712,6 +721,11 @@ impl Stage for Forwarder {
         when_full: WhenFull,
     ) -> BoxFuture<Result<Ack, StageError>> {
         let events = batch.rows() as u64;
+        let per_tenant: Vec<(TenantId, u64)> = batch
+            .tenants
+            .iter()
+            .map(|group| (group.tenant.clone(), group.batch.num_rows() as u64))
+            .collect();
         let jobs: Vec<(String, BTreeMap<String, u64>)> = batch
             .tenants
             .iter()
@@ -739,6 +753,12 @@ impl Stage for Forwarder {
                 let durable = forwarder.spool(records).await?;
                 forwarder.metrics.events_in.add(events);
                 forwarder.metrics.spool_bytes.set(forwarder.quota.used());
+                {
+                    let mut counts = forwarder.tenant_events.lock();
+                    for (tenant, rows) in per_tenant {
+                        *counts.entry(tenant).or_default() += rows;
+                    }
+                }
                 for (tenant, jobs) in jobs {
                     for (job, events) in jobs {
                         forwarder.jobs.accepted(&tenant, &job, events);

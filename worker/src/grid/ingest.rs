@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use meniscus_coordinator::state::{Load, Snapshot};
+use meniscus_coordinator::state::{Load, Snapshot, TenantLoad};
 use meniscus_grid::routes::Persona;
 use meniscus_metrics::Registry;
 use meniscus_record::stage::Then;
@@ -44,7 +44,10 @@ pub(super) fn start_forwarding(
     metrics: &Registry,
     next_hop: NextHop,
 ) -> anyhow::Result<Forwarding> {
+    // Events are counted per tenant where they enter the grid, not again at a normalizer hop.
+    let counts_tenants = personas.contains(&Persona::Correlator);
     let control = control_plane(args, personas)?;
+    let started_at = Some(chrono::Utc::now());
     // The heartbeat reports the forwarder's load; the forwarder needs the routes the control
     // loop keeps: the loop starts first and finds the forwarder here once it exists.
     let forwarding: Arc<OnceLock<Arc<Forwarder>>> = Arc::default();
@@ -64,6 +67,23 @@ pub(super) fn start_forwarding(
             queue_depth: records,
             spool_bytes: bytes,
             handoff_p99_seconds: forwarder.take_handoff_p99(),
+            started_at,
+            tenants: if counts_tenants {
+                forwarder
+                    .tenant_events()
+                    .into_iter()
+                    .map(|(tenant, events)| {
+                        let load = TenantLoad {
+                            events,
+                            ..TenantLoad::default()
+                        };
+                        (tenant, load)
+                    })
+                    .collect()
+            } else {
+                Default::default()
+            },
+            purged: Vec::new(),
         };
         *last = (Instant::now(), events_in, events_out);
         load

@@ -32,7 +32,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use meniscus_coordinator::http::worker;
 use meniscus_coordinator::state::Snapshot;
 use meniscus_metrics::{Counter, Family, Registry};
-use meniscus_record::columnar::{decode_payload, ColumnarError};
+use meniscus_record::columnar::{decode_payload, ColumnarError, TenantBatch};
 use meniscus_record::frame::{
     split_record, PayloadFormat, RecordCodec, HEADER_LEN, MAX_PAYLOAD_LEN,
 };
@@ -66,7 +66,7 @@ impl Receiver {
             next,
             outcomes: registry.counters(
                 "meniscus_link_records_received_total",
-                "Records received on links from other workers, by outcome (taken, full, unavailable, refused, unauthorized).",
+                "Records received on links from other workers, by outcome (taken, full, unavailable, refused, unauthorized, purged: only events of purged tenants, dropped).",
                 &["outcome"],
             ),
         })
@@ -77,6 +77,26 @@ impl Receiver {
             .route(PATH, post(receive))
             .layer(DefaultBodyLimit::max(MAX_PAYLOAD_LEN + HEADER_LEN))
             .with_state(self)
+    }
+
+    /// The batch without the groups of tenants the snapshot orders purged; `None` when
+    /// nothing is left.
+    fn without_purged(&self, batch: Batch) -> Option<Batch> {
+        let purged = |group: &TenantBatch| {
+            self.snapshot
+                .borrow()
+                .as_ref()
+                .is_some_and(|snapshot| snapshot.purges.contains(&group.tenant))
+        };
+        if !batch.tenants.iter().any(purged) {
+            return Some(batch);
+        }
+        let kept: Vec<TenantBatch> = batch
+            .tenants
+            .into_iter()
+            .filter(|group| !purged(group))
+            .collect();
+        (!kept.is_empty()).then(|| Batch::new(kept))
     }
 
     fn is_peer(&self, headers: &HeaderMap) -> bool {
@@ -104,6 +124,16 @@ async fn receive(
     let batch = match open(body) {
         Ok(batch) => batch,
         Err(error) => return answer(&receiver, Err(error)),
+    };
+    // Events of a purged tenant still in a sender's spool are taken and dropped: the tenant
+    // is gone, and its data must not come back after the purge.
+    let Some(batch) = receiver.without_purged(batch) else {
+        receiver.outcomes.inc(&["purged"]);
+        return Json(Ack {
+            events: 0,
+            synced: true,
+        })
+        .into_response();
     };
     // Answered once in the write-ahead log (fsynced when durable), whatever the producer:
     // the sender's spool forgets the record on this answer, so an answer on queueing alone

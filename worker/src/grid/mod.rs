@@ -10,7 +10,8 @@
 //! - the normalizer persona on its own ([`normalizer`]): a hop between correlators and
 //!   storage, fed by links, forwarding normalized events through spools of its own;
 //! - the storage persona, with the tenant API or without ([`storage`]): the store, fed by
-//!   links, and the tenant read API over what it holds;
+//!   links, and the tenant read API over what it holds; it carries out the coordinator's
+//!   purge orders ([`purge`]);
 //! - the tenant-API persona on its own ([`tenant_api`]): the tenants' reads, fanned out to
 //!   the storage workers and merged ([`fanout`]; SQL across them in [`fanout_sql`], the Loki
 //!   API in [`fanout_loki`], its live tail in [`fanout_tail`]).
@@ -28,6 +29,7 @@ pub mod forward;
 pub mod ingest;
 pub mod link;
 pub mod normalizer;
+pub mod purge;
 pub mod spool;
 pub mod storage;
 pub mod tenant_api;

@@ -7,11 +7,13 @@
 //!   and publish, authenticated with the tenants the coordinator sends.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
+use meniscus_coordinator::state::{Load, TenantLoad};
 use meniscus_grid::routes::Persona;
+use meniscus_grid::TenantId;
 use meniscus_metrics::Registry;
 use meniscus_record::Stage;
 use meniscus_store::archive::{self, Archive};
@@ -19,7 +21,7 @@ use meniscus_store::query::QueryEngine;
 use meniscus_store::{retention, Store};
 use tokio::net::TcpListener;
 
-use super::{control_plane, grid_config, grid_correlator, serve, WorkerArgs};
+use super::{control_plane, grid_config, grid_correlator, purge, serve, WorkerArgs};
 use crate::allocator;
 use crate::connections::{ConnectionTable, SocketBudget};
 use crate::http::{self, AppState};
@@ -31,9 +33,15 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
     let store_options = config.storage.store_options();
     let store = Store::open(&args.data_dir, store_options.clone(), &metrics)?;
     let control = control_plane(&args, personas)?;
-    let (snapshots, _heartbeats) = control
-        .clone()
-        .spawn(&metrics, meniscus_coordinator::state::Load::default);
+    // The heartbeat tells the coordinator what this worker holds of each tenant and which
+    // purge orders it carried out; the archive joins once it is open.
+    let purged = purge::Purged::default();
+    let archived: Arc<OnceLock<Arc<Archive>>> = Arc::default();
+    let load = {
+        let (store, archived, purged) = (store.clone(), archived.clone(), purged.clone());
+        move || storage_load(&store, archived.get(), &purged)
+    };
+    let (snapshots, _heartbeats) = control.clone().spawn(&metrics, load);
     let correlator = grid_correlator(
         &config,
         store.clone() as Arc<dyn Stage>,
@@ -65,10 +73,12 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
                 store_options.compaction.clone(),
             );
             queries = queries.with_archive(archive.clone());
+            let _ = archived.set(archive.clone());
             Some(archive)
         }
         None => None,
     };
+    purge::spawn(snapshots.clone(), store.clone(), archive.clone(), purged);
     let tenants = correlator.clone();
     retention::spawn(
         store.clone(),
@@ -122,4 +132,29 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
         tracing::warn!(%error, "flush at shutdown timed out; the write-ahead log will be replayed at the next start");
     }
     Ok(())
+}
+
+/// A storage worker's heartbeat: the bytes it holds per tenant (hot store and archive) and
+/// the purge orders it carried out. It reports no event rates (it does not scale on them).
+fn storage_load(store: &Store, archive: Option<&Arc<Archive>>, purged: &purge::Purged) -> Load {
+    let mut bytes = store.hot.bytes_by_tenant();
+    if let Some(archive) = archive {
+        for (tenant, stored) in archive.bytes_by_tenant() {
+            *bytes.entry(tenant).or_default() += stored;
+        }
+    }
+    Load {
+        tenants: bytes
+            .into_iter()
+            .filter_map(|(tenant, bytes_stored)| {
+                let load = TenantLoad {
+                    bytes_stored,
+                    ..TenantLoad::default()
+                };
+                Some((TenantId::parse(&tenant).ok()?, load))
+            })
+            .collect(),
+        purged: purged.lock().iter().cloned().collect(),
+        ..Load::default()
+    }
 }
