@@ -82,12 +82,13 @@ impl Receiver {
     /// The batch without the groups of tenants the snapshot orders purged; `None` when
     /// nothing is left.
     fn without_purged(&self, batch: Batch) -> Option<Batch> {
-        let purged = |group: &TenantBatch| {
-            self.snapshot
-                .borrow()
-                .as_ref()
-                .is_some_and(|snapshot| snapshot.purges.contains(&group.tenant))
+        // One look at the snapshot per record (this is every link record's path), and
+        // nothing more while no purge is ordered.
+        let purges = match self.snapshot.borrow().as_ref() {
+            Some(snapshot) if !snapshot.purges.is_empty() => snapshot.purges.clone(),
+            _ => return Some(batch),
         };
+        let purged = |group: &TenantBatch| purges.contains(&group.tenant);
         if !batch.tenants.iter().any(purged) {
             return Some(batch);
         }
