@@ -27,14 +27,13 @@ use anyhow::{bail, ensure, Context as _, Result};
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
 use meniscus_operator::crd::grid::MeniscusGrid;
 use meniscus_operator::crd::tenant::Tenant;
-use meniscus_testenv::{wait_for, ControlPlane, Versions, SIMULATED_NODE};
+use meniscus_testenv::{wait_for, ControlPlane, Versions};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -92,9 +91,8 @@ async fn main() -> Result<()> {
     );
     let client = cp.client()?;
     install_crds(&client).await?;
-    let mut nodes = add_nodes(&client, args.nodes.saturating_sub(1)).await?;
-    nodes.push(SIMULATED_NODE.to_string());
-    let heartbeats = keep_nodes_alive(client.clone(), nodes);
+    // kwok renews the nodes' Leases (testenv starts it so), as kubelets do.
+    add_nodes(&client, args.nodes.saturating_sub(1)).await?;
     // A volume per correlator and the storage replica, and a few spare.
     cp.add_volumes(args.replicas as usize + 5, "1Gi").await?;
     let ns = cp.namespace("scale-bench").await?;
@@ -120,7 +118,6 @@ async fn main() -> Result<()> {
     let scale = bench.scale_phase(&mut operator, args.replicas).await?;
     let end_memory = operator.memory()?;
     drop(operator);
-    heartbeats.abort();
     report(&args, grid_ready, &tenants, &scale, end_memory);
     Ok(())
 }
@@ -191,9 +188,8 @@ async fn install_crds(client: &Client) -> Result<()> {
 
 /// More simulated nodes beside testenv's one, managed by the same kwok (its annotation), so
 /// the scaled-out grid spreads as it would.
-async fn add_nodes(client: &Client, count: usize) -> Result<Vec<String>> {
+async fn add_nodes(client: &Client, count: usize) -> Result<()> {
     let nodes = Api::<Node>::all(client.clone());
-    let mut names = Vec::new();
     for i in 1..=count {
         let name = format!("kwok-bench-{i}");
         let node: Node = serde_json::from_value(json!({
@@ -223,40 +219,7 @@ async fn add_nodes(client: &Client, count: usize) -> Result<Vec<String>> {
             },
         )
         .await?;
-        names.push(name);
     }
-    Ok(names)
-}
-
-/// Renews each simulated node's Lease every 10 s, as a kubelet does. kwok, as testenv starts
-/// it, only patches the nodes' status, here about once a minute: longer than
-/// kube-controller-manager's node-monitor grace period (50 s), so every node turned Unknown
-/// now and then, and its pods were marked not ready for good (kwok does not mark them ready
-/// again): the grid flapped during the tenants and never got its 100 correlators ready.
-fn keep_nodes_alive(client: Client, nodes: Vec<String>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
-        let mut ticks = tokio::time::interval(Duration::from_secs(10));
-        loop {
-            ticks.tick().await;
-            for node in &nodes {
-                if let Err(error) = renew_lease(&leases, node).await {
-                    progress(&format!("renewing the Lease of node {node}: {error:#}"));
-                }
-            }
-        }
-    })
-}
-
-async fn renew_lease(leases: &Api<Lease>, node: &str) -> Result<()> {
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    let lease = json!({
-        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-        "metadata": {"name": node},
-        "spec": {"holderIdentity": node, "leaseDurationSeconds": 40, "renewTime": now}
-    });
-    let apply = PatchParams::apply(FIELD_MANAGER).force();
-    leases.patch(node, &apply, &Patch::Apply(&lease)).await?;
     Ok(())
 }
 

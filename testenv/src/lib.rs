@@ -859,6 +859,10 @@ fn start_in(bins: &Path, dir: &Path, options: &Options, procs: &mut Processes) -
             "--service-cluster-ip-range=10.0.0.0/24".into(),
             // Namespaces are deleted promptly; GC and workload controllers sync quickly.
             "--concurrent-gc-syncs=5".into(),
+            // kwok's simulated nodes post status about once a minute, later than the default
+            // 50 s grace: the node lifecycle controller would mark them NotReady every minute,
+            // flipping pods' readiness and waking every controller under test.
+            "--node-monitor-grace-period=10m".into(),
             "--v=0".into(),
         ],
     )?;
@@ -890,6 +894,8 @@ fn start_in(bins: &Path, dir: &Path, options: &Options, procs: &mut Processes) -
                 "--cidr=10.0.1.0/24".into(),
                 "--node-ip=10.0.1.1".into(),
                 format!("--server-address=127.0.0.1:{kwok_port}"),
+                // Renew a node Lease (every quarter of this), as a kubelet does.
+                "--node-lease-duration-seconds=40".into(),
             ],
         )?;
     }
