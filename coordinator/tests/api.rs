@@ -257,3 +257,76 @@ async fn workers_pair_report_and_follow_updates_and_the_state_survives_a_restart
         );
     }
 }
+
+/// The purge orders as an administrator (or the operator's Tenant finalizer) uses them: an
+/// order names the storage workers that still hold the tenant's data until each reports it
+/// carried the order out; a malformed tenant id is a 400, not a stored order.
+#[tokio::test]
+async fn a_purge_waits_for_every_storage_worker_and_a_bad_id_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_coordinator, client, _registry) = serve(&dir.path().join("coordinator.json")).await;
+    let admin = [("Authorization", "Bearer admin-secret")];
+    let (status, paired) = client
+        .call(
+            "POST",
+            "/v1/pair",
+            &[],
+            Some(json!({"secret": "grid-secret", "personas": ["storage"], "advertise": "s0:7000", "capacity": 100})),
+        )
+        .await;
+    assert_eq!(status, 200, "{paired}");
+    let worker = paired["workerId"].as_str().unwrap().to_string();
+    let bearer = format!("Bearer {}", paired["credential"].as_str().unwrap());
+    let auth = [
+        ("X-Meniscus-Worker", worker.as_str()),
+        ("Authorization", bearer.as_str()),
+    ];
+
+    for bad in ["Acme.Corp", "-acme", "a%2Fb"] {
+        let path = format!("/v1/admin/purges/{bad}");
+        let (status, answer) = client.call("PUT", &path, &admin, None).await;
+        assert_eq!(status, 400, "{bad}: {answer}");
+        assert!(
+            answer["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{answer}"
+        );
+    }
+    let (status, _) = client
+        .call(
+            "PUT",
+            "/v1/admin/purges/acme",
+            &[("Authorization", "Bearer wrong")],
+            None,
+        )
+        .await;
+    assert_eq!(status, 401);
+    let (_, listed) = client.call("GET", "/v1/admin/purges", &admin, None).await;
+    assert_eq!(listed, json!({"purges": []}), "refused orders are not kept");
+
+    let (status, ordered) = client
+        .call("PUT", "/v1/admin/purges/acme", &admin, None)
+        .await;
+    assert_eq!(status, 202, "{ordered}");
+    assert_eq!(ordered["waitingFor"], json!([worker]));
+    // The storage worker carries the order out and says so in its heartbeat.
+    let (status, _) = client
+        .call(
+            "POST",
+            "/v1/heartbeat",
+            &auth,
+            Some(json!({"purged": ["acme"]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, listed) = client.call("GET", "/v1/admin/purges", &admin, None).await;
+    assert_eq!(
+        listed,
+        json!({"purges": [{"tenant": "acme", "waitingFor": []}]})
+    );
+    let (status, _) = client
+        .call("DELETE", "/v1/admin/purges/acme", &admin, None)
+        .await;
+    assert_eq!(status, 204);
+    let (_, listed) = client.call("GET", "/v1/admin/purges", &admin, None).await;
+    assert_eq!(listed, json!({"purges": []}));
+}

@@ -37,6 +37,10 @@ pub struct Context {
     /// How often the Tenants' counts (events, bytes, last event) are brought up to date; a
     /// Tenant whose counts did not move costs no write.
     pub usage_interval: Duration,
+    /// The Tenant statuses this replica wrote last (see [`crate::apply::StatusMemo`]).
+    pub tenant_statuses: crate::apply::StatusMemo<crate::crd::tenant::TenantStatus>,
+    /// The grid statuses this replica wrote last.
+    pub grid_statuses: crate::apply::StatusMemo<crate::crd::grid::MeniscusGridStatus>,
 }
 
 /// How many reconcile errors [`Context::recent_errors`] keeps.
@@ -61,6 +65,8 @@ impl Context {
             started: Instant::now(),
             scale_interval: Duration::from_secs(15),
             usage_interval: Duration::from_secs(30),
+            tenant_statuses: Default::default(),
+            grid_statuses: Default::default(),
         }
     }
 

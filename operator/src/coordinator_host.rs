@@ -301,7 +301,12 @@ fn state_secret(grid: &MeniscusGrid, name: &str) -> Secret {
     }
 }
 
-/// Writes the newest state into the Secret each time it changes, retrying until it lands.
+/// At most one state write per this, however fast the state changes: 1,000 Tenants applied
+/// at once are one write a second, not one per registration (each write is the whole state).
+const SAVE_SPACING: Duration = Duration::from_secs(1);
+
+/// Writes the newest state into the Secret each time it changes (at most every
+/// [`SAVE_SPACING`]), retrying until it lands.
 async fn save_loop(
     api: Api<Secret>,
     template: Secret,
@@ -331,6 +336,7 @@ async fn save_loop(
             match applied {
                 Ok(_) => {
                     written.send_replace(generation);
+                    tokio::time::sleep(SAVE_SPACING).await;
                     break;
                 }
                 Err(error) => {

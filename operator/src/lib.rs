@@ -83,6 +83,13 @@ where
         .ok_or_else(|| Error::msg(format!("a {kind} is namespaced")))?;
     let key = format!("{kind}/{namespace}/{}", object.name_any());
     let api: kube::Api<K> = kube::Api::namespaced(context.client.clone(), &namespace);
+    // kube's finalizer helper patches the object to add the finalizer (then returns, and the
+    // patch wakes the next reconcile) or to remove it after a cleanup: writes too.
+    let has_finalizer = object
+        .finalizers()
+        .iter()
+        .any(|name| name == finalizer_name);
+    let deleting = object.meta().deletion_timestamp.is_some();
     let outcome = kube::runtime::finalizer(&api, finalizer_name, object, |event| async {
         match event {
             kube::runtime::finalizer::Event::Apply(object) => apply(object, context.clone()).await,
@@ -92,6 +99,9 @@ where
         }
     })
     .await;
+    if has_finalizer == deleting && (outcome.is_ok() || !deleting) {
+        context.metrics.writes.inc(&[&kind]);
+    }
     match outcome {
         Ok(action) => {
             context.succeeded(&key);

@@ -132,6 +132,11 @@ async fn the_api_server_applies_defaults_and_enforces_the_rules() -> Result<()> 
             .await,
     );
     assert!(message.contains("name is its id"), "{message}");
+    // A token rotated every 0 s would be a new token on every reconcile.
+    let mut rotating = tenant("rotating", "main");
+    rotating.spec.token_rotation = serde_json::from_value(json!({"every": "0s"}))?;
+    let message = refusal(tenants.create(&PostParams::default(), &rotating).await);
+    assert!(message.contains("at least 1s"), "{message}");
     // Volume claims cannot change, so neither can the sizes they come from.
     let resized = Patch::Merge(json!({"spec": {"personas": {"storage": {"storageSize": "40Gi"}}}}));
     let message = refusal(grids.patch("main", &PatchParams::default(), &resized).await);

@@ -1,13 +1,15 @@
 //! The Tenant controller against a real API server, without a running grid: a token Secret
 //! owned by the Tenant, rotated on schedule with the old token kept for the grace, and a
 //! status that says why the tenant is not in force (no grid, its coordinator not running).
-//! Registration with a running coordinator is proven in `tests/operator_pods.rs`.
+//! With the grid controller beside it: dedicated ports, first come first served. Registration
+//! with running workers is proven in `tests/operator_pods.rs`.
 
 use std::sync::Arc;
 
 use anyhow::Result;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::{CustomResourceExt, ResourceExt};
 use meniscus_metrics::Registry;
 use meniscus_operator::context::Context;
@@ -30,15 +32,38 @@ fn token(secret: &Secret, key: &str) -> Option<String> {
     String::from_utf8(bytes.0.clone()).ok()
 }
 
-#[tokio::test]
-async fn a_tenant_gets_a_rotating_token_and_a_status_that_says_what_is_missing() -> Result<()> {
+/// The shared control plane with the CRDs, a fresh namespace and an operator context.
+async fn setup(
+    namespace: &str,
+) -> Result<(&'static ControlPlane, kube::Client, String, Arc<Context>)> {
     let cp = ControlPlane::shared().await?;
     let client = cp.client()?;
     install(&client, MeniscusGrid::crd()).await?;
     install(&client, Tenant::crd()).await?;
-    let ns = cp.namespace("tenant-controller").await?;
-    let registry = Registry::new();
-    let context = Arc::new(Context::new(cp.client()?, &registry, Some("test".into())));
+    let ns = cp.namespace(namespace).await?;
+    let context = Arc::new(Context::new(
+        cp.client()?,
+        &Registry::new(),
+        Some("test".into()),
+    ));
+    Ok((cp, client, ns, context))
+}
+
+/// A grid `main` with nothing but its image.
+async fn create_grid(client: &kube::Client, ns: &str) -> Result<()> {
+    let grid: MeniscusGrid = serde_json::from_value(json!({
+        "apiVersion": "meniscus.io/v1alpha1", "kind": "MeniscusGrid",
+        "metadata": {"name": "main"}, "spec": {"image": "meniscus:test"}
+    }))?;
+    Api::<MeniscusGrid>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &grid)
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_tenant_gets_a_rotating_token_and_a_status_that_says_what_is_missing() -> Result<()> {
+    let (_cp, client, ns, context) = setup("tenant-controller").await?;
     let operator = tokio::spawn({
         let ns = ns.clone();
         async move { meniscus_operator::tenant::run(context, Some(&ns)).await }
@@ -83,16 +108,107 @@ async fn a_tenant_gets_a_rotating_token_and_a_status_that_says_what_is_missing()
 
     // With its grid there but not reconciled (no grid controller runs here), the grid's
     // coordinator is not running: said so.
-    let grids = Api::<MeniscusGrid>::namespaced(client.clone(), &ns);
-    let grid: MeniscusGrid = serde_json::from_value(json!({
-        "apiVersion": "meniscus.io/v1alpha1", "kind": "MeniscusGrid",
-        "metadata": {"name": "main"}, "spec": {"image": "meniscus:test"}
-    }))?;
-    grids.create(&PostParams::default(), &grid).await?;
+    create_grid(&client, &ns).await?;
     wait_for(WAIT, "CoordinatorNotRunning", || async {
         Ok(reason(&tenants.get("acme").await?).as_deref() == Some("False/CoordinatorNotRunning"))
     })
     .await?;
     operator.abort();
+    Ok(())
+}
+
+/// A device that cannot send a token gets a port of its tenant's own. The oldest Tenant asking
+/// for a port holds it; a newer one naming it, or one naming a port the grid listens on
+/// itself, is told so in its status and gets the port once its holder is deleted.
+#[tokio::test]
+async fn a_dedicated_port_goes_to_the_first_tenant_and_a_taken_one_is_said() -> Result<()> {
+    let (_cp, client, ns, context) = setup("dedicated-ports").await?;
+    let controllers = [
+        tokio::spawn({
+            let (ns, context) = (ns.clone(), context.clone());
+            async move { meniscus_operator::grid::run(context, Some(&ns)).await }
+        }),
+        tokio::spawn({
+            let ns = ns.clone();
+            async move { meniscus_operator::tenant::run(context, Some(&ns)).await }
+        }),
+    ];
+
+    create_grid(&client, &ns).await?;
+    let tenants = Api::<Tenant>::namespaced(client.clone(), &ns);
+    let tenant = |name: &str, port: i32| -> Result<Tenant> {
+        Ok(serde_json::from_value(json!({
+            "apiVersion": "meniscus.io/v1alpha1", "kind": "Tenant",
+            "metadata": {"name": name},
+            "spec": {"gridRef": "main", "dedicatedPort": port, "purgeGrace": "0s"}
+        }))?)
+    };
+    // alpha asks first; beta wants alpha's port; gamma the grid's own syslog port.
+    tenants
+        .create(&PostParams::default(), &tenant("alpha", 6514)?)
+        .await?;
+    wait_for(WAIT, "alpha Registered", || async {
+        Ok(reason(&tenants.get("alpha").await?).as_deref() == Some("True/Registered"))
+    })
+    .await?;
+    tenants
+        .create(&PostParams::default(), &tenant("beta", 6514)?)
+        .await?;
+    tenants
+        .create(&PostParams::default(), &tenant("gamma", 5514)?)
+        .await?;
+    for name in ["beta", "gamma"] {
+        wait_for(WAIT, &format!("{name} told its port is taken"), || async {
+            Ok(reason(&tenants.get(name).await?).as_deref() == Some("False/DedicatedPortTaken"))
+        })
+        .await?;
+    }
+    let host = format!("main-ingest.{ns}.svc");
+    let alpha = tenants.get("alpha").await?.status.unwrap();
+    assert_eq!(
+        alpha.ingest_endpoints.first(),
+        Some(&format!("{host}:6514/syslog-tcp")),
+        "its own port first: {:?}",
+        alpha.ingest_endpoints
+    );
+    let beta = tenants.get("beta").await?.status.unwrap();
+    let said = &meniscus_operator::conditions::get(&beta.conditions, "Ready")
+        .unwrap()
+        .message;
+    assert!(said.contains("6514"), "{said}");
+    let services = Api::<Service>::namespaced(client.clone(), &ns);
+    let ports = |service: Service| -> Vec<i32> {
+        service
+            .spec
+            .and_then(|spec| spec.ports)
+            .unwrap_or_default()
+            .iter()
+            .map(|port| port.port)
+            .collect()
+    };
+    wait_for(WAIT, "port 6514 on the ingest Service", || async {
+        Ok(ports(services.get("main-ingest").await?).contains(&6514))
+    })
+    .await?;
+
+    // alpha goes: beta, next in line, gets the port.
+    tenants.delete("alpha", &DeleteParams::default()).await?;
+    wait_for(WAIT, "beta Registered once alpha has gone", || async {
+        Ok(reason(&tenants.get("beta").await?).as_deref() == Some("True/Registered"))
+    })
+    .await?;
+    let beta = tenants.get("beta").await?.status.unwrap();
+    assert_eq!(
+        beta.ingest_endpoints.first(),
+        Some(&format!("{host}:6514/syslog-tcp"))
+    );
+    assert_eq!(
+        reason(&tenants.get("gamma").await?).as_deref(),
+        Some("False/DedicatedPortTaken"),
+        "the grid's own port is never a tenant's"
+    );
+    for controller in controllers {
+        controller.abort();
+    }
     Ok(())
 }

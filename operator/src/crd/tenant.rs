@@ -96,6 +96,7 @@ pub struct Limits {
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TokenRotation {
     #[schemars(regex(pattern = r"^[0-9]+(s|m|h|d)$"))]
+    #[x_kube(validation = Rule::new("!self.matches('^0+[smhd]$')").message("tokenRotation.every must be at least 1s"))]
     pub every: String,
     #[serde(default = "token_grace")]
     #[schemars(regex(pattern = r"^[0-9]+(s|m|h|d)$"))]

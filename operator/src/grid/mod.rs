@@ -69,6 +69,7 @@ pub async fn run(context: Arc<Context>, namespace: Option<&str>) {
 }
 
 pub async fn reconcile(grid: Arc<MeniscusGrid>, context: Arc<Context>) -> Result<Action, Error> {
+    let grid = with_known_status(grid, &context);
     crate::reconcile_with_finalizer(
         grid,
         context,
@@ -77,6 +78,20 @@ pub async fn reconcile(grid: Arc<MeniscusGrid>, context: Arc<Context>) -> Result
         |grid, context| async move { cleanup(&grid, &context).await },
     )
     .await
+}
+
+/// `grid` with the freshest status known: this replica's last write while the cache has not
+/// caught up with it. Otherwise a reconcile woken by a child before that write is back would
+/// write the same status again, start its transition times over and repeat its Events.
+fn with_known_status(grid: Arc<MeniscusGrid>, context: &Context) -> Arc<MeniscusGrid> {
+    match context.grid_statuses.latest(&*grid, grid.status.as_ref()) {
+        Some(known) if grid.status.as_ref() != Some(&known) => {
+            let mut fresher = (*grid).clone();
+            fresher.status = Some(known);
+            Arc::new(fresher)
+        }
+        _ => grid,
+    }
 }
 
 /// Sizes the personas from their load, makes the children match the spec, then the status
@@ -298,6 +313,7 @@ async fn write_status(
         }
     }
     crate::apply::status(context, grid, &next).await?;
+    context.grid_statuses.wrote(grid, next);
     Ok(())
 }
 
@@ -315,6 +331,7 @@ async fn cleanup(grid: &MeniscusGrid, context: &Context) -> Result<Action, Error
         .collect();
     if remaining.is_empty() {
         context.coordinators.stop(&namespace, &grid.name_any());
+        context.grid_statuses.forget(grid);
         return Ok(Action::await_change());
     }
     let message = format!(

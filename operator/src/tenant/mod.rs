@@ -33,6 +33,8 @@ const RESYNC: Duration = Duration::from_secs(300);
 const SOON: Duration = Duration::from_secs(5);
 /// How often a purge under way is looked at (storage workers report it in heartbeats).
 const PURGE_POLL: Duration = Duration::from_secs(3);
+/// Tenants reconciled at once.
+const TENANT_CONCURRENCY: u16 = 16;
 
 pub async fn run(context: Arc<Context>, namespace: Option<&str>) {
     let controller = Controller::new(
@@ -42,13 +44,18 @@ pub async fn run(context: Arc<Context>, namespace: Option<&str>) {
     let store = controller.store();
     tokio::spawn(usage::refresh(store.clone(), context.clone()));
     let grids = context.watched::<MeniscusGrid>(namespace);
+    let seen = GridsSeen::default();
     controller
         .owns(
             context.watched::<Secret>(namespace),
             children::made_by_the_operator(),
         )
-        // A grid's status (its endpoints, its coordinator getting ready) concerns its tenants.
+        // What a tenant takes from its grid (spec, endpoints, deletion) wakes its tenants;
+        // the rest of a grid's status (replica counts moving while it scales) does not.
         .watches(grids, watcher::Config::default(), move |grid| {
+            if !seen.changed(&grid) {
+                return Vec::new();
+            }
             let namespace = grid.namespace();
             store
                 .state()
@@ -59,6 +66,14 @@ pub async fn run(context: Arc<Context>, namespace: Option<&str>) {
                 .map(|tenant| ObjectRef::from_obj(&*tenant))
                 .collect::<Vec<_>>()
         })
+        // Bounded: 1,000 Tenants applied at once are not 1,000 reconciles (and their API
+        // calls and buffers) in flight. Debounced: a new Tenant's own writes (finalizer,
+        // Secret, status) wake it a few times within a moment; one reconcile sees them all.
+        .with_config(
+            kube::runtime::controller::Config::default()
+                .concurrency(TENANT_CONCURRENCY)
+                .debounce(Duration::from_millis(500)),
+        )
         .shutdown_on_signal()
         .run(reconcile, crate::error_policy::<Tenant>, context)
         .for_each(|result| async move {
@@ -80,13 +95,32 @@ pub async fn reconcile(tenant: Arc<Tenant>, context: Arc<Context>) -> Result<Act
     .await
 }
 
+/// What each grid's tenants last took from it, by grid uid.
+#[derive(Default)]
+struct GridsSeen(std::sync::Mutex<std::collections::HashMap<String, String>>);
+
+impl GridsSeen {
+    /// Whether `grid` changed in what its tenants read from it since it was last seen.
+    fn changed(&self, grid: &MeniscusGrid) -> bool {
+        let concerns = serde_json::json!({
+            "generation": grid.metadata.generation,
+            "deleting": grid.metadata.deletion_timestamp.is_some(),
+            "endpoints": grid.status.as_ref().map(|status| &status.ingest_endpoints),
+        })
+        .to_string();
+        let uid = grid.uid().unwrap_or_default();
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        seen.insert(uid, concerns.clone()).as_ref() != Some(&concerns)
+    }
+}
+
 /// Why a tenant is not in force yet, as a condition reason and a message.
 struct NotReady(&'static str, String);
 
 async fn apply(tenant: &Tenant, context: &Context) -> Result<Action, Error> {
     let namespace = tenant.namespace().unwrap_or_default();
     let token = token::ensure(tenant, context).await?;
-    let mut status = tenant.status.clone().unwrap_or_default();
+    let mut status = known_status(tenant, context).unwrap_or_default();
     status.observed_generation = tenant.metadata.generation;
     status.token_secret = Some(token.secret_name.clone());
     let grids: Api<MeniscusGrid> = Api::namespaced(context.client.clone(), &namespace);
@@ -222,6 +256,7 @@ async fn cleanup(tenant: &Tenant, context: &Context) -> Result<Action, Error> {
         .into());
     }
     coordinator.finish_purge(&id).map_err(Error::msg)?;
+    context.tenant_statuses.forget(tenant);
     tracing::info!(tenant = %id, grid = %grid.name_any(), "tenant data purged from every storage worker");
     Ok(Action::await_change())
 }
@@ -233,7 +268,7 @@ async fn set_deleting(
     reason: &str,
     message: String,
 ) -> Result<(), Error> {
-    let mut status = tenant.status.clone().unwrap_or_default();
+    let mut status = known_status(tenant, context).unwrap_or_default();
     crate::conditions::set(
         &mut status.conditions,
         "Ready",
@@ -245,14 +280,24 @@ async fn set_deleting(
     write_status(tenant, context, status).await
 }
 
+/// The freshest status known for `tenant`: the cached one, or this replica's last write
+/// while the cache has not caught up with it.
+pub(crate) fn known_status(tenant: &Tenant, context: &Context) -> Option<TenantStatus> {
+    context
+        .tenant_statuses
+        .latest(tenant, tenant.status.as_ref())
+}
+
+/// Writes `next` as `tenant`'s status unless it is the status known already.
 pub(crate) async fn write_status(
     tenant: &Tenant,
     context: &Context,
     next: TenantStatus,
 ) -> Result<(), Error> {
-    if tenant.status.as_ref() == Some(&next) {
+    if known_status(tenant, context).as_ref() == Some(&next) {
         return Ok(());
     }
     crate::apply::status(context, tenant, &next).await?;
+    context.tenant_statuses.wrote(tenant, next);
     Ok(())
 }

@@ -37,21 +37,27 @@ pub async fn refresh(tenants: Store<Tenant>, context: Arc<Context>) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        for tenant in tenants.state() {
+        let all = tenants.state();
+        let live: std::collections::HashSet<&str> = all
+            .iter()
+            .filter_map(|tenant| tenant.metadata.uid.as_deref())
+            .collect();
+        context.tenant_statuses.retain(|uid| live.contains(uid));
+        for tenant in all.iter() {
             // Only Tenants the controller has reconciled (a status to add counts to), and
             // not those being deleted (their counts are about to go).
-            let Some(status) = tenant.status.clone() else {
+            let Some(status) = super::known_status(tenant, &context) else {
                 continue;
             };
             if tenant.metadata.deletion_timestamp.is_some() {
                 continue;
             }
             let mut next = status.clone();
-            fill(&mut next, &tenant, &context);
+            fill(&mut next, tenant, &context);
             if next == status {
                 continue;
             }
-            if let Err(error) = super::write_status(&tenant, &context, next).await {
+            if let Err(error) = super::write_status(tenant, &context, next).await {
                 tracing::warn!(tenant = %tenant.name_any(), %error, "cannot update a Tenant's counts");
             }
         }
