@@ -259,6 +259,11 @@ impl Family<Counter> {
             .get(&Borrowed(labels))
             .map_or(0, Counter::get)
     }
+
+    /// The sum over every label set.
+    pub fn total(&self) -> u64 {
+        self.0.series.read().values().map(Counter::get).sum()
+    }
 }
 
 impl Family<Gauge> {
@@ -479,6 +484,8 @@ mod tests {
         family.inc(&["acme"]);
         assert_eq!(family.get(&["acme"]), 3);
         assert_eq!(handle.get(), 3);
+        family.add(&["globex"], 4);
+        assert_eq!(family.total(), 7);
     }
 
     #[test]

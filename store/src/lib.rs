@@ -102,6 +102,16 @@ pub struct Store {
 }
 
 impl Store {
+    /// Batches waiting for the write-ahead log (at most `queue_batches`; then backpressure).
+    pub fn queued_batches(&self) -> usize {
+        self.commands.max_capacity() - self.commands.capacity()
+    }
+
+    /// Events committed since the store opened, every tenant together.
+    pub fn stored_events(&self) -> u64 {
+        self.metrics.stored_events.total()
+    }
+
     /// Opens (or creates) the store under `data_dir`, replaying the write-ahead log.
     pub fn open(
         data_dir: &Path,

@@ -208,6 +208,8 @@ fn default_storage_size() -> String {
 }
 
 /// The range the autoscaler keeps a persona in; the operator owns `replicas` (no HPA).
+/// Correlators, normalizers and storage scale on their load (storage only up: its workers
+/// hold data); the tenant API and broadcasters stay at `min`.
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[x_kube(validation = Rule::new("self.min <= self.max").message("replicas.min must not be above replicas.max"))]
 pub struct Replicas {

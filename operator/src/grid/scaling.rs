@@ -4,8 +4,12 @@
 //! children are sized from, so it survives an operator restart; the autoscaler's history is in
 //! memory, so after a restart nothing moves until a full window has been seen again.
 //!
-//! Correlators and normalizers report their load (events in per second, spooled bytes);
-//! storage, the tenant API and broadcasters do not yet, so they stay at their `min`.
+//! Correlators and normalizers report their load as events in per second and spooled bytes
+//! (the backlog). Storage workers report the events they store per second; their backlog
+//! shows upstream, in the correlators' spools. Storage only grows: a storage worker holds its
+//! tenants' hot data, and nothing hands that off yet, so a scale-down is held
+//! (`HeldForHandoff`). The tenant API and broadcasters report no load yet and stay at their
+//! `min`.
 
 use std::collections::BTreeMap;
 
@@ -34,7 +38,11 @@ pub fn decide(grid: &MeniscusGrid, context: &Context) -> Option<BTreeMap<Compone
     let workers = coordinator_api::online_workers(grid, context)?;
     let now = context.started.elapsed();
     let mut decisions = BTreeMap::new();
-    for component in [Component::Correlator, Component::Normalizer] {
+    for component in [
+        Component::Correlator,
+        Component::Normalizer,
+        Component::Storage,
+    ] {
         let range = super::replicas_range(grid, component);
         if range.max == 0 {
             continue;
@@ -51,11 +59,17 @@ pub fn decide(grid: &MeniscusGrid, context: &Context) -> Option<BTreeMap<Compone
             .sum();
         let spooled: u64 = online.iter().map(|worker| worker.load.spool_bytes).sum();
         let current = super::desired_replicas(grid, component);
+        let kind = match component {
+            Component::Storage => PersonaKind::Storage {
+                handoff_done: false,
+            },
+            _ => PersonaKind::Stateless,
+        };
         let input = Input {
             current,
             range,
             autoscaling: &grid.spec.autoscaling,
-            kind: PersonaKind::Stateless,
+            kind,
             observation: Observation {
                 events_per_second,
                 backlog: spooled / SPOOLED_BYTES_PER_EVENT,

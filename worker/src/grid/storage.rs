@@ -8,7 +8,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use meniscus_coordinator::state::{Load, TenantLoad};
@@ -19,6 +19,7 @@ use meniscus_record::Stage;
 use meniscus_store::archive::{self, Archive};
 use meniscus_store::query::QueryEngine;
 use meniscus_store::{retention, Store};
+use parking_lot::Mutex;
 use tokio::net::TcpListener;
 
 use super::{control_plane, grid_config, grid_correlator, purge, serve, WorkerArgs};
@@ -39,7 +40,8 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
     let archived: Arc<OnceLock<Arc<Archive>>> = Arc::default();
     let load = {
         let (store, archived, purged) = (store.clone(), archived.clone(), purged.clone());
-        move || storage_load(&store, archived.get(), &purged)
+        let last = Mutex::new((Instant::now(), store.stored_events()));
+        move || storage_load(&store, archived.get(), &purged, &last)
     };
     let (snapshots, _heartbeats) = control.clone().spawn(&metrics, load);
     let correlator = grid_correlator(
@@ -134,9 +136,23 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
     Ok(())
 }
 
-/// A storage worker's heartbeat: the bytes it holds per tenant (hot store and archive) and
-/// the purge orders it carried out. It reports no event rates (it does not scale on them).
-fn storage_load(store: &Store, archive: Option<&Arc<Archive>>, purged: &purge::Purged) -> Load {
+/// A storage worker's heartbeat: the events it stored per second since the last one (`last`:
+/// when, and the count then), the batches waiting for its write-ahead log, the bytes it holds
+/// per tenant (hot store and archive) and the purge orders it carried out.
+fn storage_load(
+    store: &Store,
+    archive: Option<&Arc<Archive>>,
+    purged: &purge::Purged,
+    last: &Mutex<(Instant, u64)>,
+) -> Load {
+    let stored = store.stored_events();
+    let events_in_per_second = {
+        let mut last = last.lock();
+        let seconds = last.0.elapsed().as_secs_f64().max(0.001);
+        let rate = stored.saturating_sub(last.1) as f64 / seconds;
+        *last = (Instant::now(), stored);
+        rate
+    };
     let mut bytes = store.hot.bytes_by_tenant();
     if let Some(archive) = archive {
         for (tenant, stored) in archive.bytes_by_tenant() {
@@ -155,6 +171,8 @@ fn storage_load(store: &Store, archive: Option<&Arc<Archive>>, purged: &purge::P
             })
             .collect(),
         purged: purged.lock().iter().cloned().collect(),
+        events_in_per_second,
+        queue_depth: store.queued_batches() as u64,
         ..Load::default()
     }
 }
