@@ -357,3 +357,114 @@ fn a_frame_refused_for_its_tenant_is_counted_once() {
         "auth refusals counted again as rejected messages: {double:?}"
     );
 }
+
+/// A tenant's own `tlsClientIdentities` on a listener that verifies client certificates but
+/// does not require them: a device with a listed certificate sends without a token, a client
+/// without a certificate sends with one, a certificate from another CA is refused, and moving
+/// the identity to another tenant takes a SIGHUP, no restart.
+#[test]
+fn a_tenants_client_identity_names_its_tenant_and_clients_without_certificates_use_tokens() {
+    meniscus_tests::install_peers();
+    let pki = Pki::new();
+    let listener = format!(
+        "  - {{protocol: tls, address: \"127.0.0.1:{{syslog_port}}\", tls: {{certFile: \"{}\", keyFile: \"{}\", clientCaFile: \"{}\", clientCertOptional: true}}}}\n",
+        pki.dir.path().join("server.pem").display(),
+        pki.dir.path().join("server.key").display(),
+        pki.ca().display()
+    );
+    let identities = "    tlsClientIdentities: [gateway-3.acme.example]\n";
+    let tenants = format!(
+        "tenants:\n  - id: acme\n    tokens: [{{value: acme-token}}]\n{identities}  - id: other\n    tokens: [{{value: other-token}}]\n"
+    );
+    let meniscus = Meniscus::start_with_listeners(&listener, &tenants);
+    let gateway = pki.client("gateway", "gateway-3.acme.example", &[]);
+    let lines = numbered_lines("tls-identity", 10);
+    send(
+        &meniscus,
+        &pki,
+        &gateway,
+        &lines.iter().map(TestLine::rfc5424).collect::<Vec<_>>(),
+    );
+    assert_each_stored_once(
+        &meniscus,
+        &lines,
+        &Expect {
+            tenant: "acme",
+            token: "acme-token",
+            transport: "tls",
+            native_seq: true,
+        },
+    );
+
+    // No certificate: let in, and the line's own credentials name its tenant.
+    let with_token = format!(
+        "<13>1 {} host app 7 - [meniscus@32473 tenant=\"other\" token=\"other-token\"] tls without a certificate\n",
+        chrono::Utc::now().to_rfc3339()
+    );
+    let outcome = openssl_send(meniscus.syslog_port, &pki.ca(), None, &with_token);
+    assert!(outcome.success, "{outcome:?}");
+    assert_eq!(
+        meniscus.wait_for_count(
+            "other",
+            "other-token",
+            "msg = 'tls without a certificate'",
+            1
+        ),
+        1
+    );
+
+    // A certificate of another CA, with the same name: the handshake fails, nothing stored.
+    let stranger_pki = Pki::new();
+    let impostor = stranger_pki.client("impostor", "gateway-3.acme.example", &[]);
+    let impostor_line = format!(
+        "<13>1 {} host app 7 - - tls from an impostor\n",
+        chrono::Utc::now().to_rfc3339()
+    );
+    openssl_send(
+        meniscus.syslog_port,
+        &pki.ca(),
+        Some((&impostor.0, &impostor.1)),
+        &impostor_line,
+    );
+    wait_for_metric(
+        &meniscus,
+        "meniscus_ingest_rejected_messages_total{transport=\"tls\",reason=\"handshake_failed\"}",
+        30,
+        |failed| failed >= 1,
+    );
+
+    // The identity moves to `other` with the tenants (SIGHUP), no restart.
+    let config = std::fs::read_to_string(meniscus.config_path()).unwrap();
+    let moved = config.replace(identities, "").replace(
+        "    tokens: [{value: other-token}]\n",
+        &format!("    tokens: [{{value: other-token}}]\n{identities}"),
+    );
+    assert_ne!(moved, config);
+    std::fs::write(meniscus.config_path(), moved).unwrap();
+    // SAFETY: sends a signal to the child process this test started.
+    assert_eq!(
+        unsafe { libc::kill(meniscus.pid() as i32, libc::SIGHUP) },
+        0
+    );
+    wait_for_metric(
+        &meniscus,
+        "meniscus_config_reloads_total{result=\"ok\"}",
+        30,
+        |reloads| reloads == 1,
+    );
+    let after = format!(
+        "<13>1 {} host app 7 - - tls identity moved\n",
+        chrono::Utc::now().to_rfc3339()
+    );
+    send(&meniscus, &pki, &gateway, &[after.trim_end().to_string()]);
+    assert_eq!(
+        meniscus.wait_for_count("other", "other-token", "msg = 'tls identity moved'", 1),
+        1
+    );
+    assert_eq!(
+        meniscus.count("acme", "acme-token", "msg LIKE 'tls%'"),
+        lines.len() as u64,
+        "acme has its gateway's lines and nothing else: {:?}",
+        meniscus.count("acme", "acme-token", "")
+    );
+}

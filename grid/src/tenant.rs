@@ -79,6 +79,12 @@ pub struct TenantSpec {
     pub retention: RetentionSpec,
     #[serde(default)]
     pub limits: LimitsSpec,
+    /// Client certificates that are this tenant's on TLS listeners verifying them
+    /// (`clientCaFile`): a subject CN or DNS subject-alternative name. A device presenting
+    /// one sends without a token. Names must not be shared between tenants: a shared one maps
+    /// to no tenant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls_client_identities: Vec<String>,
 }
 
 /// Per-tenant ingest limits. Without them a tenant is only bounded by the shared queues.
@@ -348,6 +354,23 @@ impl TenantRegistry {
         self.tenants.keys().map(String::as_str)
     }
 
+    /// The tenant whose `tlsClientIdentities` hold one of `names` (a verified client
+    /// certificate's CN and DNS SANs, in that order); none when the first name found is
+    /// claimed by more than one tenant.
+    pub fn by_client_identity(&self, names: &[String]) -> Option<&Arc<Tenant>> {
+        names.iter().find_map(|name| {
+            let mut holders = self
+                .tenants
+                .values()
+                .filter(|tenant| tenant.spec.tls_client_identities.contains(name));
+            let first = holders.next()?;
+            match holders.next() {
+                None => Some(Some(first)),
+                Some(_) => Some(None),
+            }
+        })?
+    }
+
     /// The tenant, if the token is one of its current tokens.
     pub fn authenticate(
         &self,
@@ -373,6 +396,37 @@ mod tests {
 
     fn spec(yaml: &str) -> TenantSpec {
         serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn a_client_identity_maps_to_the_one_tenant_claiming_it() {
+        let registry = TenantRegistry::from_specs(vec![
+            spec("{id: acme, tokens: [{value: a}], tlsClientIdentities: [gw-1, shared]}"),
+            spec("{id: other, tokens: [{value: o}], tlsClientIdentities: [sensor.example.net, shared]}"),
+        ])
+        .unwrap();
+        let names = |names: &[&str]| {
+            names
+                .iter()
+                .map(|name| name.to_string())
+                .collect::<Vec<_>>()
+        };
+        let id = |found: Option<&Arc<Tenant>>| found.map(|tenant| tenant.id.to_string());
+        assert_eq!(
+            id(registry.by_client_identity(&names(&["gw-1"]))),
+            Some("acme".into())
+        );
+        // The CN maps to nothing; a DNS SAN does.
+        assert_eq!(
+            id(registry.by_client_identity(&names(&["unknown", "sensor.example.net"]))),
+            Some("other".into())
+        );
+        // A name two tenants claim is nobody's, even if a later name is someone's.
+        assert_eq!(
+            id(registry.by_client_identity(&names(&["shared", "gw-1"]))),
+            None
+        );
+        assert_eq!(id(registry.by_client_identity(&names(&[]))), None);
     }
 
     #[test]

@@ -129,6 +129,10 @@ pub struct TlsConfig {
     /// PEM CA bundle: when set, clients must present a certificate signed by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ca_file: Option<PathBuf>,
+    /// With `client_ca_file`: clients without a certificate are let in too (they name their
+    /// tenant and token in the messages); a certificate presented must still verify.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub client_cert_optional: bool,
     /// Maps a client certificate's subject CN or a DNS SAN to a tenant id, so devices that
     /// cannot add structured data are identified by their certificate.
     #[serde(default)]
@@ -619,6 +623,11 @@ impl Config {
                         "{name}: clientTenants needs clientCaFile, or no client certificate is ever asked for"
                     )));
                 }
+                if tls.client_cert_optional && tls.client_ca_file.is_none() {
+                    return Err(ConfigError::Invalid(format!(
+                        "{name}: clientCertOptional needs clientCaFile (without it no client certificate is asked for)"
+                    )));
+                }
             }
             let known = |tenant: &TenantId| {
                 self.tenants.is_empty() || self.tenants.iter().any(|spec| &spec.id == tenant)
@@ -747,6 +756,7 @@ mod tests {
             cert_file: "c".into(),
             key_file: "k".into(),
             client_ca_file: Some("ca".into()),
+            client_cert_optional: false,
             client_tenants: vec![ClientCertTenant {
                 name: "n".into(),
                 tenant: TenantId::parse("acme").unwrap(),

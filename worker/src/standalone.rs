@@ -90,6 +90,7 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
             producers: Vec::new(),
             retention: Default::default(),
             limits: Default::default(),
+            tls_client_identities: Vec::new(),
         });
         demo = Some(token);
     }
@@ -99,6 +100,7 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
             cert_file: cert_file.clone(),
             key_file: key_file.clone(),
             client_ca_file: None,
+            client_cert_optional: false,
             client_tenants: vec![],
         });
         config.listeners.push(listener);

@@ -8,7 +8,7 @@ use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
 
-use meniscus_grid::tenant::TenantId;
+use meniscus_grid::tenant::{TenantId, TenantRegistry};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
@@ -87,9 +87,14 @@ impl TlsListener {
                         .map_err(|error| TlsSetupError::Rustls(format!("client CA: {error}")))?;
                 }
                 let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                        .build()
-                        .map_err(|error| TlsSetupError::Rustls(error.to_string()))?;
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+                let verifier = if config.client_cert_optional {
+                    verifier.allow_unauthenticated()
+                } else {
+                    verifier
+                }
+                .build()
+                .map_err(|error| TlsSetupError::Rustls(error.to_string()))?;
                 builder.with_client_cert_verifier(verifier)
             }
             None => builder.with_no_client_auth(),
@@ -133,7 +138,7 @@ impl TlsListener {
                     .1
                     .peer_certificates()
                     .and_then(|chain| chain.first())
-                    .and_then(|leaf| self.tenant_for(leaf));
+                    .and_then(|leaf| self.tenant_for(leaf, &correlator.accept.registry()));
                 Some((stream, tenant))
             }
             Ok(Err(error)) => {
@@ -150,14 +155,23 @@ impl TlsListener {
     }
 
     /// The tenant a verified client certificate maps to: its subject CN first, then its DNS
-    /// subject-alternative names. Only meaningful when client certificates are verified.
-    pub fn tenant_for(&self, certificate: &CertificateDer<'_>) -> Option<TenantId> {
-        if self.client_tenants.is_empty() {
-            return None;
-        }
-        certificate_names(certificate)
+    /// subject-alternative names, looked up in the listener's `clientTenants`, then in the
+    /// tenants' own `tlsClientIdentities` (which change with the registry, no restart).
+    /// Only meaningful when client certificates are verified.
+    pub fn tenant_for(
+        &self,
+        certificate: &CertificateDer<'_>,
+        registry: &TenantRegistry,
+    ) -> Option<TenantId> {
+        let names = certificate_names(certificate);
+        names
             .iter()
             .find_map(|name| self.client_tenants.get(name).cloned())
+            .or_else(|| {
+                registry
+                    .by_client_identity(&names)
+                    .map(|tenant| tenant.id.clone())
+            })
     }
 }
 
