@@ -40,6 +40,11 @@ pub struct MeniscusGridSpec {
     /// Secret (`tls.crt`, `tls.key`) for syslog over TLS (RFC 5425); no TLS listener without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_secret: Option<String>,
+    /// Secret with `ca.crt`: the TLS listener verifies client certificates against it
+    /// (without requiring one: token senders still connect), and a certificate named in a
+    /// Tenant's `tlsClientIdentities` sends as that tenant without a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca_secret: Option<String>,
     /// Long-term storage; without it events are kept for the tenants' short term only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive: Option<Archive>,

@@ -39,7 +39,10 @@ pub struct TenantSpec {
     /// works; no rotation without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_rotation: Option<TokenRotation>,
-    /// TLS client certificate subjects (CN) that identify this tenant on the TLS listener.
+    /// Client certificates that are this tenant's on the grid's TLS listener (the grid needs
+    /// `tlsClientCaSecret`): subject CNs or DNS subject-alternative names. A device
+    /// presenting one sends without a token. The oldest Tenant naming one keeps it; a newer
+    /// one is told so in its status.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tls_client_identities: Vec<String>,
     /// A port of its own on the ingest Service, for devices that cannot send a token.

@@ -27,6 +27,7 @@ pub const GRID_PORT: i32 = 7400;
 const CONFIG_DIR: &str = "/etc/meniscus";
 const SECRETS_DIR: &str = "/etc/meniscus/secrets";
 const TLS_DIR: &str = "/etc/meniscus/tls";
+const TLS_CLIENT_CA_DIR: &str = "/etc/meniscus/tls-client-ca";
 const DATA_DIR: &str = "/var/lib/meniscus";
 /// Seconds a correlator or normalizer keeps sending its spool after SIGTERM; the pod's grace
 /// period is longer, so Kubernetes does not kill it mid-drain.
@@ -174,6 +175,32 @@ pub struct Dedicated {
     pub port: i32,
 }
 
+/// The grid's Tenants, not being deleted, oldest first (by name among equals): the order in
+/// which they claim what only one may hold (a dedicated port, a TLS client identity).
+/// Whoever asked first keeps it: a newer tenant naming a held one never takes it over (its
+/// devices' logs would become the newcomer's).
+pub fn in_claim_order<'a>(grid: &MeniscusGrid, tenants: &'a [Tenant]) -> Vec<&'a Tenant> {
+    let mut ours: Vec<&Tenant> = tenants
+        .iter()
+        .filter(|tenant| {
+            tenant.spec.grid_ref == grid_name(grid)
+                && tenant.metadata.namespace == grid.metadata.namespace
+                && tenant.metadata.deletion_timestamp.is_none()
+        })
+        .collect();
+    ours.sort_by_key(|tenant| {
+        (
+            tenant
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|time| time.0),
+            tenant.metadata.name.clone(),
+        )
+    });
+    ours
+}
+
 /// The dedicated ports the grid's tenants get: the oldest Tenant asking for a port gets it
 /// (by name among equals); a port the grid itself listens on, or another tenant's, is refused. Tenants
 /// being deleted give theirs up.
@@ -189,28 +216,8 @@ pub fn dedicated_ports(grid: &MeniscusGrid, tenants: &[Tenant]) -> Vec<Dedicated
     .into_iter()
     .flatten()
     .collect();
-    let mut ours: Vec<&Tenant> = tenants
-        .iter()
-        .filter(|tenant| {
-            tenant.spec.grid_ref == grid_name(grid)
-                && tenant.metadata.namespace == grid.metadata.namespace
-                && tenant.metadata.deletion_timestamp.is_none()
-        })
-        .collect();
-    // Whoever asked first keeps a port: a newer tenant naming a held port never takes it over
-    // (its devices' logs would become the newcomer's).
-    ours.sort_by_key(|tenant| {
-        (
-            tenant
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|time| time.0),
-            tenant.metadata.name.clone(),
-        )
-    });
     let mut dedicated = Vec::new();
-    for tenant in ours {
+    for tenant in in_claim_order(grid, tenants) {
         let Some(port) = tenant.spec.dedicated_port else {
             continue;
         };
@@ -305,7 +312,14 @@ pub fn config(grid: &MeniscusGrid, dedicated: &[Dedicated]) -> ConfigMap {
         } = port;
         yaml += &format!("  - {{protocol: {protocol}, address: \"0.0.0.0:{port}\"");
         if protocol == "tls" {
-            yaml += &format!(", tls: {{certFile: {TLS_DIR}/tls.crt, keyFile: {TLS_DIR}/tls.key}}");
+            yaml += &format!(", tls: {{certFile: {TLS_DIR}/tls.crt, keyFile: {TLS_DIR}/tls.key");
+            // Verified when presented, not required: token senders share the listener.
+            if grid.spec.tls_client_ca_secret.is_some() {
+                yaml += &format!(
+                    ", clientCaFile: {TLS_CLIENT_CA_DIR}/ca.crt, clientCertOptional: true"
+                );
+            }
+            yaml += "}";
         }
         if let Some(tenant) = tenant {
             yaml += &format!(", tenant: {tenant}");
@@ -434,6 +448,14 @@ fn pod_template(grid: &MeniscusGrid, component: Component, inputs: &Inputs) -> V
         volumes
             .push(json!({"name": "tls", "secret": {"secretName": secret, "defaultMode": 0o400}}));
         mounts.push(json!({"name": "tls", "mountPath": TLS_DIR, "readOnly": true}));
+        if let Some(ca) = &grid.spec.tls_client_ca_secret {
+            volumes.push(
+                json!({"name": "tls-client-ca", "secret": {"secretName": ca, "defaultMode": 0o400}}),
+            );
+            mounts.push(
+                json!({"name": "tls-client-ca", "mountPath": TLS_CLIENT_CA_DIR, "readOnly": true}),
+            );
+        }
     }
     let mut container = json!({
         "name": "meniscus",
@@ -714,6 +736,46 @@ mod tests {
                 "udp-6603"
             ]
         );
+    }
+
+    #[test]
+    fn a_client_ca_makes_the_tls_listener_verify_certificates_it_does_not_require() {
+        let mut grid = grid();
+        grid.spec.tls_secret = Some("ingest-tls".into());
+        grid.spec.listeners.syslog_tls = Some(6514);
+        let config = |grid: &MeniscusGrid| config(grid, &[]).data.unwrap()["meniscus.yaml"].clone();
+        assert!(!config(&grid).contains("clientCaFile"), "{}", config(&grid));
+        grid.spec.tls_client_ca_secret = Some("device-ca".into());
+        let yaml = config(&grid);
+        assert!(
+            yaml.contains("{protocol: tls, address: \"0.0.0.0:6514\", tls: {certFile: /etc/meniscus/tls/tls.crt, keyFile: /etc/meniscus/tls/tls.key, clientCaFile: /etc/meniscus/tls-client-ca/ca.crt, clientCertOptional: true}}"),
+            "{yaml}"
+        );
+        let inputs = Inputs {
+            dedicated: &[],
+            coordinator: "http://operator:7400",
+        };
+        let pod = stateful_set(&grid, Component::Correlator, 1, &inputs)
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap();
+        let volume = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|volume| volume.name == "tls-client-ca")
+            .expect("the CA Secret is a volume");
+        assert_eq!(
+            volume.secret.unwrap().secret_name.as_deref(),
+            Some("device-ca")
+        );
+        assert!(pod.containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|mount| mount.mount_path == "/etc/meniscus/tls-client-ca"));
     }
 
     #[test]

@@ -117,6 +117,63 @@ impl GridsSeen {
 /// Why a tenant is not in force yet, as a condition reason and a message.
 struct NotReady(&'static str, String);
 
+/// The tenant's dedicated port, if it asks for one: put first in its endpoints (what a
+/// device without a token is pointed at) when it holds it.
+fn dedicated_port(
+    tenant: &Tenant,
+    grid: &MeniscusGrid,
+    all: &[Tenant],
+    status: &mut TenantStatus,
+) -> Result<(), NotReady> {
+    let Some(port) = tenant.spec.dedicated_port else {
+        return Ok(());
+    };
+    let granted = children::dedicated_ports(grid, all)
+        .iter()
+        .any(|dedicated| dedicated.tenant == tenant.name_any());
+    if !granted {
+        return Err(NotReady(
+            "DedicatedPortTaken",
+            format!("port {port} is one the grid listens on or another tenant's"),
+        ));
+    }
+    let host = children::ingest_host(grid);
+    let own = [
+        format!("{host}:{port}/syslog-tcp"),
+        format!("{host}:{port}/syslog-udp"),
+    ];
+    status.ingest_endpoints.splice(0..0, own);
+    Ok(())
+}
+
+/// Whether the tenant's `tlsClientIdentities` are all in force: its own (not an older
+/// Tenant's, `taken`) and checked by the grid's TLS listener.
+fn client_identities_in_force(
+    tenant: &Tenant,
+    grid: &MeniscusGrid,
+    taken: &[String],
+) -> Result<(), NotReady> {
+    if tenant.spec.tls_client_identities.is_empty() {
+        return Ok(());
+    }
+    if !taken.is_empty() {
+        return Err(NotReady(
+            "TlsClientIdentityTaken",
+            format!("an older Tenant holds {}", taken.join(", ")),
+        ));
+    }
+    let verified = grid.spec.tls_client_ca_secret.is_some()
+        && grid.spec.tls_secret.is_some()
+        && grid.spec.listeners.syslog_tls.is_some();
+    if !verified {
+        return Err(NotReady(
+            "NoTlsClientCa",
+            "tlsClientIdentities need the grid's tlsClientCaSecret, tlsSecret and listeners.syslogTls".into(),
+        ));
+    }
+    Ok(())
+}
+
 async fn apply(tenant: &Tenant, context: &Context) -> Result<Action, Error> {
     let namespace = tenant.namespace().unwrap_or_default();
     let token = token::ensure(tenant, context).await?;
@@ -144,36 +201,23 @@ async fn apply(tenant: &Tenant, context: &Context) -> Result<Action, Error> {
                     tracing::debug!(error = %format!("{error:#}"), "the grid's coordinator cannot start yet");
                 }
             }
-            let registered = registry::register(tenant, &grid, &token, context)
-                .map_err(|refused| NotReady(refused.reason(), refused.to_string()));
+            // Only the claims it wins reach the coordinator; what it lost is in its status.
+            let all = if tenant.spec.dedicated_port.is_some()
+                || !tenant.spec.tls_client_identities.is_empty()
+            {
+                Api::<Tenant>::namespaced(context.client.clone(), &namespace)
+                    .list(&Default::default())
+                    .await?
+                    .items
+            } else {
+                Vec::new()
+            };
+            let (identities, taken) = registry::client_identities(tenant, &grid, &all);
             usage::fill(&mut status, tenant, context);
-            match (registered, tenant.spec.dedicated_port) {
-                (Ok(()), Some(port)) => {
-                    let all = Api::<Tenant>::namespaced(context.client.clone(), &namespace)
-                        .list(&Default::default())
-                        .await?
-                        .items;
-                    let granted = children::dedicated_ports(&grid, &all)
-                        .iter()
-                        .any(|dedicated| dedicated.tenant == tenant.name_any());
-                    if granted {
-                        // Its own port first: what a device without a token is pointed at.
-                        let host = children::ingest_host(&grid);
-                        let own = [
-                            format!("{host}:{port}/syslog-tcp"),
-                            format!("{host}:{port}/syslog-udp"),
-                        ];
-                        status.ingest_endpoints.splice(0..0, own);
-                        Ok(())
-                    } else {
-                        Err(NotReady(
-                            "DedicatedPortTaken",
-                            format!("port {port} is one the grid listens on or another tenant's"),
-                        ))
-                    }
-                }
-                (registered, _) => registered,
-            }
+            registry::register(tenant, &grid, &token, &identities, context)
+                .map_err(|refused| NotReady(refused.reason(), refused.to_string()))
+                .and_then(|()| dedicated_port(tenant, &grid, &all, &mut status))
+                .and_then(|()| client_identities_in_force(tenant, &grid, &taken))
         }
     };
     let (ready, reason, message) = match &outcome {

@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::context::Context;
 use crate::crd::grid::MeniscusGrid;
 use crate::crd::tenant::Tenant;
+use crate::grid::children;
 use crate::tenant::token::Token;
 
 /// Why a tenant could not be registered, each with its condition reason.
@@ -38,6 +39,7 @@ pub fn spec_for(
     tenant: &Tenant,
     grid: &MeniscusGrid,
     token: &Token,
+    identities: &[String],
 ) -> Result<TenantSpec, Refused> {
     let mut tokens = vec![json!({"value": token.current})];
     if let Some((previous, until)) = &token.previous {
@@ -55,6 +57,7 @@ pub fn spec_for(
         "tokens": tokens,
         "producers": tenant.spec.producers,
         "retention": {"shortTerm": short_term},
+        "tlsClientIdentities": identities,
     });
     if let Some(long_term) = long_term {
         spec["retention"]["longTerm"] = json!(long_term);
@@ -70,14 +73,38 @@ pub fn spec_for(
     serde_json::from_value(spec).map_err(|error| Refused::InvalidSpec(error.to_string()))
 }
 
-/// Puts the tenant into its grid's coordinator unless it already holds exactly that.
+/// Which of `tenant`'s `tlsClientIdentities` are its own (what the coordinator gets), and
+/// which an older Tenant of the grid holds already (`all`: the namespace's Tenants).
+pub fn client_identities(
+    tenant: &Tenant,
+    grid: &MeniscusGrid,
+    all: &[Tenant],
+) -> (Vec<String>, Vec<String>) {
+    let mut held = std::collections::HashSet::new();
+    for older in children::in_claim_order(grid, all) {
+        if older.name_any() == tenant.name_any() {
+            break;
+        }
+        held.extend(older.spec.tls_client_identities.iter().map(String::as_str));
+    }
+    tenant
+        .spec
+        .tls_client_identities
+        .iter()
+        .cloned()
+        .partition(|name| !held.contains(name.as_str()))
+}
+
+/// Puts the tenant, with the client `identities` it holds, into its grid's coordinator unless
+/// it already holds exactly that.
 pub fn register(
     tenant: &Tenant,
     grid: &MeniscusGrid,
     token: &Token,
+    identities: &[String],
     context: &Context,
 ) -> Result<(), Refused> {
-    let spec = spec_for(tenant, grid, token)?;
+    let spec = spec_for(tenant, grid, token, identities)?;
     let coordinator = context
         .coordinators
         .get(&grid.namespace().unwrap_or_default(), &grid.name_any())
@@ -139,7 +166,7 @@ mod tests {
             previous: Some(("old".into(), until)),
             next_rotation: None,
         };
-        let spec = spec_for(&tenant, &grid, &token).unwrap();
+        let spec = spec_for(&tenant, &grid, &token, &["gw-1.acme.example".into()]).unwrap();
         let spec = serde_json::to_value(&spec).unwrap();
         assert_eq!(spec["id"], "acme");
         assert_eq!(spec["tokens"][0]["value"], "new");
@@ -155,5 +182,33 @@ mod tests {
         assert_eq!(spec["retention"]["longTerm"], "90d");
         assert_eq!(spec["limits"]["eventsPerSecond"], 500);
         assert!(spec["limits"].get("burstEvents").is_none());
+        assert_eq!(spec["tlsClientIdentities"], json!(["gw-1.acme.example"]));
+    }
+
+    #[test]
+    fn a_client_identity_stays_with_the_oldest_tenant_naming_it() {
+        let grid: MeniscusGrid = serde_json::from_value(json!({
+            "metadata": {"name": "main", "namespace": "logs"}, "spec": {"image": "m"}
+        }))
+        .unwrap();
+        let tenant = |name: &str, created: &str, identities: &[&str]| -> Tenant {
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "logs", "creationTimestamp": created},
+                "spec": {"gridRef": "main", "tlsClientIdentities": identities}
+            }))
+            .unwrap()
+        };
+        let all = [
+            tenant("newer", "2026-02-01T00:00:00Z", &["gw-1", "gw-2"]),
+            tenant("older", "2026-01-01T00:00:00Z", &["gw-1"]),
+        ];
+        assert_eq!(
+            client_identities(&all[0], &grid, &all),
+            (vec!["gw-2".to_string()], vec!["gw-1".to_string()])
+        );
+        assert_eq!(
+            client_identities(&all[1], &grid, &all),
+            (vec!["gw-1".to_string()], vec![])
+        );
     }
 }
