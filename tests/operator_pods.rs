@@ -21,7 +21,8 @@ use meniscus_operator::context::Context;
 use meniscus_operator::crd::grid::MeniscusGrid;
 use meniscus_operator::crd::tenant::Tenant;
 use meniscus_testenv::ControlPlane;
-use meniscus_tests::{free_port, meniscus_binary};
+use meniscus_tests::pki::Pki;
+use meniscus_tests::{free_port, meniscus_binary, openssl_send};
 use serde_json::{json, Value};
 
 /// One pod as a local process: the loopback ports standing in for its listeners, and its log.
@@ -50,6 +51,10 @@ impl Drop for Pod {
 struct Mounts {
     config: String,
     secrets: PathBuf,
+    /// Other Secret volumes (the TLS certificate, the client CA): mount path, local folder;
+    /// longest path first, so `/etc/meniscus/tls-client-ca` is not taken for
+    /// `/etc/meniscus/tls` + `-client-ca`.
+    others: Vec<(String, PathBuf)>,
 }
 
 /// Starts pod `ordinal` of a workload from its template: mounts become folders, `0.0.0.0`
@@ -63,6 +68,13 @@ fn start_pod(dir: &Path, name: &str, pod: &PodSpec, mounts: &Mounts, grid: u16) 
     // one), declared as a container port or not.
     let mut ports = BTreeMap::new();
     let mut config = mounts.config.clone();
+    for (path, local) in &mounts.others {
+        config = config.replace(path.as_str(), local.to_str().unwrap());
+    }
+    assert!(
+        !config.contains("/etc/meniscus"),
+        "{name}: a path in the configuration this harness does not map:\n{config}"
+    );
     let declared = container
         .ports
         .iter()
@@ -225,11 +237,42 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
         async move { meniscus_operator::tenant::run(context, Some(&ns)).await }
     });
 
+    // Syslog over TLS with the server certificate's Secret, and a CA whose client
+    // certificates identify tenants (tlsClientIdentities).
+    let pki = Pki::generate();
+    let (server_cert, server_key) = pki.server();
+    let gateway = pki.client("gateway", "gateway-3.acme.example", &[]);
+    let secret_of = |name: &str, files: &[(&str, &Path)]| -> Secret {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "stringData": files
+                .iter()
+                .map(|(key, path)| (key.to_string(), Value::from(std::fs::read_to_string(path).unwrap())))
+                .collect::<serde_json::Map<_, _>>(),
+        }))
+        .unwrap()
+    };
+    let secrets_api = Api::<Secret>::namespaced(client.clone(), &ns);
+    for secret in [
+        secret_of(
+            "ingest-tls",
+            &[("tls.crt", &server_cert), ("tls.key", &server_key)],
+        ),
+        secret_of("device-ca", &[("ca.crt", &pki.ca())]),
+    ] {
+        runtime
+            .block_on(secrets_api.create(&PostParams::default(), &secret))
+            .unwrap();
+    }
     let grids = Api::<MeniscusGrid>::namespaced(client.clone(), &ns);
     let grid: MeniscusGrid = serde_json::from_value(json!({
         "apiVersion": "meniscus.io/v1alpha1", "kind": "MeniscusGrid",
         "metadata": {"name": "main"},
-        "spec": {"image": "meniscus:test", "storageCopies": 1},
+        "spec": {
+            "image": "meniscus:test", "storageCopies": 1,
+            "listeners": {"syslogTls": 6514},
+            "tlsSecret": "ingest-tls", "tlsClientCaSecret": "device-ca",
+        },
     }))
     .unwrap();
     runtime
@@ -242,7 +285,7 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
     let tenant_yaml = dir.path().join("tenant.yaml");
     std::fs::write(
         &tenant_yaml,
-        format!("apiVersion: meniscus.io/v1alpha1\nkind: Tenant\nmetadata: {{name: acme, namespace: {ns}}}\nspec:\n  gridRef: main\n  producers:\n    - {{name: web, durable: true}}\n    - {{name: sshd, pattern: sshd}}\n  dedicatedPort: 6601\n  purgeGrace: 2s\n"),
+        format!("apiVersion: meniscus.io/v1alpha1\nkind: Tenant\nmetadata: {{name: acme, namespace: {ns}}}\nspec:\n  gridRef: main\n  producers:\n    - {{name: web, durable: true}}\n    - {{name: sshd, pattern: sshd}}\n  dedicatedPort: 6601\n  tlsClientIdentities: [gateway-3.acme.example]\n  purgeGrace: 2s\n"),
     )
     .unwrap();
     let output = cp
@@ -312,9 +355,38 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
     for (key, value) in secret.data.unwrap() {
         std::fs::write(secrets.join(key), value.0).unwrap();
     }
+    // Every other Secret a template mounts, as a folder of its own.
+    let mut others: Vec<(String, PathBuf)> = Vec::new();
+    for (_, pod) in templates.values() {
+        let mounted = pod.containers[0].volume_mounts.iter().flatten();
+        for mount in mounted.filter(|mount| mount.mount_path != "/etc/meniscus/secrets") {
+            let secret = pod
+                .volumes
+                .iter()
+                .flatten()
+                .find(|volume| volume.name == mount.name)
+                .and_then(|volume| volume.secret.as_ref())
+                .and_then(|secret| secret.secret_name.clone());
+            let Some(secret) = secret else { continue };
+            if others.iter().any(|(path, _)| *path == mount.mount_path) {
+                continue;
+            }
+            let local = dir.path().join("mounts").join(&secret);
+            std::fs::create_dir_all(&local).unwrap();
+            let secret = runtime
+                .block_on(Api::<Secret>::namespaced(client.clone(), &ns).get(&secret))
+                .unwrap();
+            for (key, value) in secret.data.unwrap_or_default() {
+                std::fs::write(local.join(key), value.0).unwrap();
+            }
+            others.push((mount.mount_path.clone(), local));
+        }
+    }
+    others.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
     let mounts = Mounts {
         config: config.data.unwrap()["meniscus.yaml"].clone(),
         secrets,
+        others,
     };
 
     // Every pod of every workload.
@@ -417,6 +489,20 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
     );
     wait_until("the tokenless event is the tenant's", &pods, || {
         found("link up on the tenant's own port").is_some()
+    });
+    // A device with a certificate the Tenant names, over TLS, without a token.
+    let outcome = openssl_send(
+        correlator.ports[&6514],
+        &pki.ca(),
+        Some((&gateway.0, &gateway.1)),
+        &format!(
+            "<13>1 {} gateway-3 app - - - sent with a client certificate\n",
+            chrono::Utc::now().to_rfc3339()
+        ),
+    );
+    assert!(outcome.success, "{outcome:?}");
+    wait_until("the certificate's event is the tenant's", &pods, || {
+        found("sent with a client certificate").is_some()
     });
     let status = runtime
         .block_on(tenants.get("acme"))

@@ -8,103 +8,23 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use meniscus_tests::pki::Pki;
 use meniscus_tests::{
     assert_each_stored_once, numbered_lines, openssl_send, wait_for_metric, Expect, Meniscus,
     TestLine, TENANTS,
 };
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 
-/// A CA, a server certificate for localhost/127.0.0.1, and client certificates on demand, as
-/// PEM files in a temp dir.
-struct Pki {
-    dir: tempfile::TempDir,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "meniscus tls.rs test CA");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = KeyPair::generate().unwrap();
-        let ca = params.self_signed(&key).unwrap();
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-        let pki = Pki {
-            dir,
-            issuer: Issuer::new(params, key),
-        };
-        pki.leaf(
-            "server",
-            Some("localhost"),
-            &["localhost", "127.0.0.1"],
-            ExtendedKeyUsagePurpose::ServerAuth,
-        );
-        pki
-    }
-
-    /// Writes NAME.pem and NAME.key; returns their paths.
-    fn leaf(
-        &self,
-        name: &str,
-        cn: Option<&str>,
-        sans: &[&str],
-        usage: ExtendedKeyUsagePurpose,
-    ) -> (PathBuf, PathBuf) {
-        let mut params =
-            CertificateParams::new(sans.iter().map(|san| san.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        if let Some(cn) = cn {
-            params.distinguished_name.push(DnType::CommonName, cn);
-        }
-        params.use_authority_key_identifier_extension = true;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![usage];
-        let key = KeyPair::generate().unwrap();
-        let certificate = params.signed_by(&key, &self.issuer).unwrap();
-        let (cert_path, key_path) = (
-            self.dir.path().join(format!("{name}.pem")),
-            self.dir.path().join(format!("{name}.key")),
-        );
-        std::fs::write(&cert_path, certificate.pem()).unwrap();
-        std::fs::write(&key_path, key.serialize_pem()).unwrap();
-        (cert_path, key_path)
-    }
-
-    fn client(&self, name: &str, cn: &str, dns_sans: &[&str]) -> (PathBuf, PathBuf) {
-        self.leaf(
-            name,
-            Some(cn),
-            dns_sans,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        )
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-
-    /// A TLS listener on `{syslog_port}`, not bound to a tenant, verifying client certificates
-    /// against this CA, mapping `device-cn-1` to acme and `sensor-12.example.net` to other.
-    fn listener(&self) -> String {
-        format!(
-            "  - {{protocol: tls, address: \"127.0.0.1:{{syslog_port}}\", tls: {{certFile: \"{}\", keyFile: \"{}\", clientCaFile: \"{}\", \
-             clientTenants: [{{name: device-cn-1, tenant: acme}}, {{name: sensor-12.example.net, tenant: other}}]}}}}\n",
-            self.dir.path().join("server.pem").display(),
-            self.dir.path().join("server.key").display(),
-            self.ca().display()
-        )
-    }
+/// A TLS listener on `{syslog_port}`, not bound to a tenant, verifying client certificates
+/// against the CA of `pki`, mapping `device-cn-1` to acme and `sensor-12.example.net` to other.
+fn listener(pki: &Pki) -> String {
+    let (cert, key) = pki.server();
+    format!(
+        "  - {{protocol: tls, address: \"127.0.0.1:{{syslog_port}}\", tls: {{certFile: \"{}\", keyFile: \"{}\", clientCaFile: \"{}\", \
+         clientTenants: [{{name: device-cn-1, tenant: acme}}, {{name: sensor-12.example.net, tenant: other}}]}}}}\n",
+        cert.display(),
+        key.display(),
+        pki.ca().display()
+    )
 }
 
 fn payload(lines: &[String]) -> String {
@@ -131,8 +51,8 @@ const TLS_HANDSHAKE_TIMEOUT: &str =
 #[test]
 fn a_client_certificate_cn_mapped_to_a_tenant_stores_for_that_tenant() {
     meniscus_tests::install_peers(); // the openssl CLI
-    let pki = Pki::new();
-    let meniscus = Meniscus::start_with_listeners(&pki.listener(), TENANTS);
+    let pki = Pki::generate();
+    let meniscus = Meniscus::start_with_listeners(&listener(&pki), TENANTS);
     // CN only, no SAN: the mapping must come from the subject.
     let client = pki.client("device", "device-cn-1", &[]);
     let lines = numbered_lines("tls-cn", 20);
@@ -167,8 +87,8 @@ fn a_client_certificate_cn_mapped_to_a_tenant_stores_for_that_tenant() {
 #[test]
 fn a_client_certificate_dns_san_mapped_to_a_tenant_stores_for_that_tenant() {
     meniscus_tests::install_peers();
-    let pki = Pki::new();
-    let meniscus = Meniscus::start_with_listeners(&pki.listener(), TENANTS);
+    let pki = Pki::generate();
+    let meniscus = Meniscus::start_with_listeners(&listener(&pki), TENANTS);
     // The CN maps to nothing; the DNS SAN maps to `other`.
     let client = pki.client("sensor", "unmapped-device", &["sensor-12.example.net"]);
     let lines = numbered_lines("tls-san", 20);
@@ -198,8 +118,8 @@ fn a_client_certificate_dns_san_mapped_to_a_tenant_stores_for_that_tenant() {
 #[test]
 fn an_unmapped_certificate_without_credentials_is_refused_and_counted() {
     meniscus_tests::install_peers();
-    let pki = Pki::new();
-    let meniscus = Meniscus::start_with_listeners(&pki.listener(), TENANTS);
+    let pki = Pki::generate();
+    let meniscus = Meniscus::start_with_listeners(&listener(&pki), TENANTS);
     let client = pki.client("stranger", "stranger", &["stranger.example.net"]);
     let refused = numbered_lines("tls-unmapped", 3);
     let mut sent: Vec<String> = refused.iter().map(TestLine::rfc5424).collect();
@@ -250,8 +170,8 @@ fn still_open(stream: &mut TcpStream) -> bool {
 #[test]
 fn a_client_that_never_finishes_its_handshake_does_not_block_others() {
     meniscus_tests::install_peers();
-    let pki = Pki::new();
-    let meniscus = Meniscus::start_with_listeners(&pki.listener(), TENANTS);
+    let pki = Pki::generate();
+    let meniscus = Meniscus::start_with_listeners(&listener(&pki), TENANTS);
     // One connection says nothing; one sends the start of a ClientHello (a handshake record
     // announcing 512 bytes) and stops.
     let mut silent = TcpStream::connect(meniscus.syslog_addr()).unwrap();
@@ -310,8 +230,8 @@ fn a_client_that_never_finishes_its_handshake_does_not_block_others() {
 #[test]
 fn a_frame_refused_for_its_tenant_is_counted_once() {
     meniscus_tests::install_peers();
-    let pki = Pki::new();
-    let meniscus = Meniscus::start_with_listeners(&pki.listener(), TENANTS);
+    let pki = Pki::generate();
+    let meniscus = Meniscus::start_with_listeners(&listener(&pki), TENANTS);
     let client = pki.client("stranger", "stranger", &[]);
     let marker = format!(
         "<13>1 {} stranger app 7 - [meniscus@32473 tenant=\"acme\" token=\"acme-token\"] counted-once marker",
@@ -365,11 +285,12 @@ fn a_frame_refused_for_its_tenant_is_counted_once() {
 #[test]
 fn a_tenants_client_identity_names_its_tenant_and_clients_without_certificates_use_tokens() {
     meniscus_tests::install_peers();
-    let pki = Pki::new();
+    let pki = Pki::generate();
+    let (cert, key) = pki.server();
     let listener = format!(
         "  - {{protocol: tls, address: \"127.0.0.1:{{syslog_port}}\", tls: {{certFile: \"{}\", keyFile: \"{}\", clientCaFile: \"{}\", clientCertOptional: true}}}}\n",
-        pki.dir.path().join("server.pem").display(),
-        pki.dir.path().join("server.key").display(),
+        cert.display(),
+        key.display(),
         pki.ca().display()
     );
     let identities = "    tlsClientIdentities: [gateway-3.acme.example]\n";
@@ -414,7 +335,7 @@ fn a_tenants_client_identity_names_its_tenant_and_clients_without_certificates_u
     );
 
     // A certificate of another CA, with the same name: the handshake fails, nothing stored.
-    let stranger_pki = Pki::new();
+    let stranger_pki = Pki::generate();
     let impostor = stranger_pki.client("impostor", "gateway-3.acme.example", &[]);
     let impostor_line = format!(
         "<13>1 {} host app 7 - - tls from an impostor\n",

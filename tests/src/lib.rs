@@ -13,6 +13,7 @@ use serde_json::Value;
 
 pub mod azurite;
 pub mod grid;
+pub mod pki;
 pub mod s3;
 
 /// The `meniscus` command line under test: `MENISCUS_BIN` when set, else the `meniscus-e2e`
