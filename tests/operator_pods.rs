@@ -574,13 +574,20 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
 
     // The autoscaler: at 2 events/s per replica, a steady 10 events/s asks for the second
     // correlator and the second storage worker the ranges allow (the storage worker reports
-    // the events it stores); the StatefulSets follow the decisions in the status.
+    // the events it stores); 10 searches a second, at 1 per tenant API replica, a second
+    // tenant API; 3 workers following the broadcaster, at 2 each, a second broadcaster. The
+    // workloads follow the decisions in the status.
     let patch = json!({"spec": {
         "personas": {
             "correlator": {"replicas": {"min": 1, "max": 2}},
             "storage": {"replicas": {"min": 1, "max": 2}},
+            "tenantApi": {"replicas": {"min": 1, "max": 2}},
+            "broadcaster": {"replicas": {"min": 1, "max": 2}},
         },
-        "autoscaling": {"eventsPerSecondPerReplica": 2, "scaleUpWindowSeconds": 0},
+        "autoscaling": {
+            "eventsPerSecondPerReplica": 2, "scaleUpWindowSeconds": 0,
+            "requestsPerSecondPerTenantApi": 1, "workersPerBroadcaster": 2,
+        },
     }});
     runtime
         .block_on(grids.patch(
@@ -592,6 +599,7 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = std::thread::spawn({
         let (stop, publish, token) = (stop.clone(), publish.clone(), token.clone());
+        let events = events.clone();
         move || {
             let http = reqwest::blocking::Client::new();
             let mut sent = 0;
@@ -602,6 +610,7 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
                     .header("MESSAGE-TOKEN", &token)
                     .json(&body)
                     .send();
+                let _ = http.get(&events).header("MESSAGE-TOKEN", &token).send();
                 sent += 1;
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -611,10 +620,19 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
         let set = runtime.block_on(sets.get(name)).unwrap();
         set.spec.unwrap().replicas
     };
+    let deployment_replicas = |name: &str| {
+        let deployment = runtime.block_on(deployments.get(name)).unwrap();
+        deployment.spec.unwrap().replicas
+    };
     wait_until(
-        "the autoscaler asks for a second correlator and storage worker",
+        "the autoscaler asks for a second replica of each persona",
         &pods,
-        || replicas("main-correlator") == Some(2) && replicas("main-storage") == Some(2),
+        || {
+            replicas("main-correlator") == Some(2)
+                && replicas("main-storage") == Some(2)
+                && deployment_replicas("main-tenant-api") == Some(2)
+                && deployment_replicas("main-broadcaster") == Some(2)
+        },
     );
     // The decision is written to the status right after the StatefulSet.
     let decided = |persona: &str| {
@@ -622,13 +640,21 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
         grid.status.unwrap().personas[persona].clone()
     };
     wait_until("the grid's status keeps the decisions", &pods, || {
-        decided("correlator").desired == 2 && decided("storage").desired == 2
+        ["correlator", "storage", "tenant-api", "broadcaster"]
+            .iter()
+            .all(|persona| decided(persona).desired == 2)
     });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     load.join().unwrap();
     let correlator = decided("correlator");
     assert!(correlator.events_per_second > 2.0, "{correlator:?}");
     assert!(decided("storage").events_per_second > 2.0);
+    assert!(decided("tenant-api").events_per_second > 1.0);
+    assert_eq!(
+        decided("broadcaster").events_per_second,
+        3.0,
+        "workers followed"
+    );
     // (Scaling down is not seen here: the second replicas never run in this test, and a
     // reading from fewer workers than replicas holds a scale-down. The autoscaler's table
     // tests cover it, storage held until a hand-off included.)

@@ -321,6 +321,7 @@ mod tests {
             backlog_per_replica: 1000,
             scale_up_window_seconds: case.windows.0,
             scale_down_window_seconds: case.windows.1,
+            ..Autoscaling::default()
         };
         let mut current = case.start;
         let mut decisions = Vec::new();

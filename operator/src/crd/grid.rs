@@ -213,8 +213,9 @@ fn default_storage_size() -> String {
 }
 
 /// The range the autoscaler keeps a persona in; the operator owns `replicas` (no HPA).
-/// Correlators, normalizers and storage scale on their load (storage only up: its workers
-/// hold data); the tenant API and broadcasters stay at `min`.
+/// Correlators, normalizers and storage scale on the events they take (storage only up: its
+/// workers hold data), the tenant API on its requests, broadcasters on the workers they
+/// inform (see `autoscaling`).
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[x_kube(validation = Rule::new("self.min <= self.max").message("replicas.min must not be above replicas.max"))]
 pub struct Replicas {
@@ -365,6 +366,15 @@ pub struct Autoscaling {
     #[serde(default = "scale_down_window")]
     #[schemars(range(min = 0))]
     pub scale_down_window_seconds: i32,
+    /// Tenant API requests (searches, SQL, counts, job lookups, Loki queries) per second one
+    /// tenant API replica should answer.
+    #[serde(default = "requests_per_tenant_api")]
+    #[schemars(range(min = 1))]
+    pub requests_per_second_per_tenant_api: i64,
+    /// Workers one broadcaster keeps informed of route and tenant changes.
+    #[serde(default = "workers_per_broadcaster")]
+    #[schemars(range(min = 1))]
+    pub workers_per_broadcaster: i64,
 }
 
 impl Default for Autoscaling {
@@ -374,6 +384,8 @@ impl Default for Autoscaling {
             backlog_per_replica: backlog_per_replica(),
             scale_up_window_seconds: scale_up_window(),
             scale_down_window_seconds: scale_down_window(),
+            requests_per_second_per_tenant_api: requests_per_tenant_api(),
+            workers_per_broadcaster: workers_per_broadcaster(),
         }
     }
 }
@@ -392,6 +404,16 @@ fn scale_up_window() -> i32 {
 
 fn scale_down_window() -> i32 {
     300
+}
+
+fn requests_per_tenant_api() -> i64 {
+    200
+}
+
+/// bench/grid: 1,000 workers long-polling 2 broadcasters had a route change in 0.9 s (goal
+/// < 2 s); 250 each leaves room on smaller nodes.
+fn workers_per_broadcaster() -> i64 {
+    250
 }
 
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -416,6 +438,8 @@ pub struct MeniscusGridStatus {
 pub struct PersonaStatus {
     pub desired: i32,
     pub ready: i32,
+    /// The load the autoscaler last saw: events per second (correlator, normalizer,
+    /// storage), requests per second (tenant-api), or workers following (broadcaster).
     #[serde(default)]
     pub events_per_second: f64,
 }

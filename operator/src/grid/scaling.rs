@@ -8,8 +8,9 @@
 //! (the backlog). Storage workers report the events they store per second; their backlog
 //! shows upstream, in the correlators' spools. Storage only grows: a storage worker holds its
 //! tenants' hot data, and nothing hands that off yet, so a scale-down is held
-//! (`HeldForHandoff`). The tenant API and broadcasters report no load yet and stay at their
-//! `min`.
+//! (`HeldForHandoff`). Tenant API workers report the requests they answer per second
+//! (against `requestsPerSecondPerTenantApi`); broadcasters are sized by the workers that
+//! follow them (`workersPerBroadcaster`), read from the coordinator's registry.
 
 use std::collections::BTreeMap;
 
@@ -18,14 +19,16 @@ use kube::ResourceExt;
 use crate::autoscaler::{self, Input, Observation, PersonaKind};
 use crate::context::Context;
 use crate::coordinator_api;
-use crate::crd::grid::MeniscusGrid;
+use crate::crd::grid::{Autoscaling, MeniscusGrid};
 use crate::grid::children::Component;
 
 /// Spooled bytes per event, to read a spool's size as a backlog of events: a spooled record
 /// holds about 290 bytes per event (Arrow, uncompressed; compressed backlogs count low).
 const SPOOLED_BYTES_PER_EVENT: u64 = 300;
 
-/// What the autoscaler decided for one persona, and the load it saw.
+/// What the autoscaler decided for one persona, and the load it saw: events per second
+/// (correlators, normalizers, storage), requests per second (the tenant API) or workers to
+/// keep informed (broadcasters).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Scaled {
     pub desired: i32,
@@ -38,11 +41,7 @@ pub fn decide(grid: &MeniscusGrid, context: &Context) -> Option<BTreeMap<Compone
     let workers = coordinator_api::online_workers(grid, context)?;
     let now = context.started.elapsed();
     let mut decisions = BTreeMap::new();
-    for component in [
-        Component::Correlator,
-        Component::Normalizer,
-        Component::Storage,
-    ] {
+    for component in Component::ALL {
         let range = super::replicas_range(grid, component);
         if range.max == 0 {
             continue;
@@ -53,11 +52,45 @@ pub fn decide(grid: &MeniscusGrid, context: &Context) -> Option<BTreeMap<Compone
             .iter()
             .filter(|worker| worker.personas.first() == Some(&component.persona()))
             .collect();
-        let events_per_second: f64 = online
-            .iter()
-            .map(|worker| worker.load.events_in_per_second)
-            .sum();
-        let spooled: u64 = online.iter().map(|worker| worker.load.spool_bytes).sum();
+        let (load, backlog, autoscaling) = match component {
+            // Broadcasters carry the workers that follow them, whatever those do.
+            Component::Broadcaster => (
+                workers
+                    .iter()
+                    .filter(|worker| worker.personas.first() != Some(&component.persona()))
+                    .count() as f64,
+                0,
+                Autoscaling {
+                    events_per_second_per_replica: grid.spec.autoscaling.workers_per_broadcaster,
+                    ..grid.spec.autoscaling.clone()
+                },
+            ),
+            Component::TenantApi => (
+                online
+                    .iter()
+                    .map(|worker| worker.load.events_in_per_second)
+                    .sum(),
+                0,
+                Autoscaling {
+                    events_per_second_per_replica: grid
+                        .spec
+                        .autoscaling
+                        .requests_per_second_per_tenant_api,
+                    ..grid.spec.autoscaling.clone()
+                },
+            ),
+            _ => {
+                let spooled: u64 = online.iter().map(|worker| worker.load.spool_bytes).sum();
+                (
+                    online
+                        .iter()
+                        .map(|worker| worker.load.events_in_per_second)
+                        .sum(),
+                    spooled / SPOOLED_BYTES_PER_EVENT,
+                    grid.spec.autoscaling.clone(),
+                )
+            }
+        };
         let current = super::desired_replicas(grid, component);
         let kind = match component {
             Component::Storage => PersonaKind::Storage {
@@ -68,11 +101,11 @@ pub fn decide(grid: &MeniscusGrid, context: &Context) -> Option<BTreeMap<Compone
         let input = Input {
             current,
             range,
-            autoscaling: &grid.spec.autoscaling,
+            autoscaling: &autoscaling,
             kind,
             observation: Observation {
-                events_per_second,
-                backlog: spooled / SPOOLED_BYTES_PER_EVENT,
+                events_per_second: load,
+                backlog,
                 workers_reporting: online.len() as i32,
             },
         };
@@ -93,7 +126,7 @@ pub fn decide(grid: &MeniscusGrid, context: &Context) -> Option<BTreeMap<Compone
             component,
             Scaled {
                 desired: decision.replicas,
-                events_per_second,
+                events_per_second: load,
             },
         );
     }

@@ -73,6 +73,39 @@ pub struct Fanout {
     pub(super) across_permits: tokio::sync::Semaphore,
 }
 
+/// Counts a request by its route (named as standalone names it) and status.
+async fn count_request(
+    State(state): State<Arc<AppState>>,
+    request: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = route_label(request.uri().path());
+    let response = next.run(request).await;
+    state
+        .http_metrics
+        .requests
+        .inc(&[route, response.status().as_str()]);
+    response
+}
+
+/// The `route` label of a tenant API path (one the router matched).
+fn route_label(path: &str) -> &'static str {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["v1", "tenant", _, "events"] => "events",
+        ["v1", "tenant", _, "metrics"] => "metrics",
+        ["v1", "tenant", _, "jobs", _] => "jobs",
+        ["v1", "tenant", _, "sql"] => "sql",
+        ["loki", "api", "v1", "query_range"] => "loki_query_range",
+        ["loki", "api", "v1", "query"] => "loki_query",
+        ["loki", "api", "v1", "labels"] => "loki_labels",
+        ["loki", "api", "v1", "label", _, "values"] => "loki_label_values",
+        ["loki", "api", "v1", "series"] => "loki_series",
+        ["loki", "api", "v1", "tail"] => "loki_tail",
+        _ => "other",
+    }
+}
+
 /// One storage worker's answer: its status and body, or why it gave none.
 type Answer = (WorkerId, Result<(StatusCode, Bytes), String>);
 
@@ -127,6 +160,12 @@ impl Fanout {
                 "/loki/{*rest}",
                 get(fanout_loki::not_here).post(fanout_loki::not_here),
             )
+            // After routing, so the route is known: `meniscus_http_requests_total` as
+            // standalone counts it, and the tenant API's heartbeat reports its rate.
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                count_request,
+            ))
             .with_state(self)
     }
 
@@ -738,5 +777,19 @@ mod tests {
                 {"bucket": "t2", "severity": 3, "count": 1},
             ])
         );
+    }
+
+    #[test]
+    fn requests_are_counted_under_standalones_route_names() {
+        for (path, route) in [
+            ("/v1/tenant/acme/events", "events"),
+            ("/v1/tenant/acme/jobs/01J", "jobs"),
+            ("/v1/tenant/acme/sql", "sql"),
+            ("/loki/api/v1/label/host/values", "loki_label_values"),
+            ("/loki/api/v1/query_range", "loki_query_range"),
+            ("/loki/api/v2/whatever", "other"),
+        ] {
+            assert_eq!(super::route_label(path), route, "{path}");
+        }
     }
 }

@@ -9,7 +9,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use meniscus_coordinator::state::{Load, Snapshot, TenantLoad};
@@ -17,11 +17,11 @@ use meniscus_grid::routes::Persona;
 use meniscus_metrics::Registry;
 use meniscus_record::stage::Then;
 use meniscus_record::Stage;
-use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::forward::{spool_key, ForwardOptions, Forwarder, NextHop};
+use super::rate::Rate;
 use super::{control_plane, grid_config, grid_correlator, serve, WorkerArgs};
 use crate::connections::{ConnectionTable, SocketBudget};
 use crate::correlator::sources::syslog;
@@ -51,19 +51,16 @@ pub(super) fn start_forwarding(
     // The heartbeat reports the forwarder's load; the forwarder needs the routes the control
     // loop keeps: the loop starts first and finds the forwarder here once it exists.
     let forwarding: Arc<OnceLock<Arc<Forwarder>>> = Arc::default();
-    let rates = Mutex::new((Instant::now(), 0u64, 0u64));
+    let (taken, handed_on) = (Rate::starting_at(0), Rate::starting_at(0));
     let load_of = forwarding.clone();
     let (snapshots, heartbeats) = control.clone().spawn(metrics, move || {
         let Some(forwarder) = load_of.get() else {
             return Load::default();
         };
         let (records, bytes) = forwarder.depth();
-        let (events_in, events_out) = (forwarder.events_in(), forwarder.events_out());
-        let mut last = rates.lock();
-        let seconds = last.0.elapsed().as_secs_f64().max(0.001);
-        let load = Load {
-            events_in_per_second: events_in.saturating_sub(last.1) as f64 / seconds,
-            events_out_per_second: events_out.saturating_sub(last.2) as f64 / seconds,
+        Load {
+            events_in_per_second: taken.per_second(forwarder.events_in()),
+            events_out_per_second: handed_on.per_second(forwarder.events_out()),
             queue_depth: records,
             spool_bytes: bytes,
             handoff_p99_seconds: forwarder.take_handoff_p99(),
@@ -84,9 +81,7 @@ pub(super) fn start_forwarding(
                 Default::default()
             },
             purged: Vec::new(),
-        };
-        *last = (Instant::now(), events_in, events_out);
-        load
+        }
     });
     let forwarder = Forwarder::start(
         ForwardOptions {

@@ -30,6 +30,7 @@ pub mod ingest;
 pub mod link;
 pub mod normalizer;
 pub mod purge;
+pub mod rate;
 pub mod spool;
 pub mod storage;
 pub mod tenant_api;

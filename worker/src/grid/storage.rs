@@ -8,7 +8,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use meniscus_coordinator::state::{Load, TenantLoad};
@@ -19,9 +19,9 @@ use meniscus_record::Stage;
 use meniscus_store::archive::{self, Archive};
 use meniscus_store::query::QueryEngine;
 use meniscus_store::{retention, Store};
-use parking_lot::Mutex;
 use tokio::net::TcpListener;
 
+use super::rate::Rate;
 use super::{control_plane, grid_config, grid_correlator, purge, serve, WorkerArgs};
 use crate::allocator;
 use crate::connections::{ConnectionTable, SocketBudget};
@@ -40,8 +40,8 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
     let archived: Arc<OnceLock<Arc<Archive>>> = Arc::default();
     let load = {
         let (store, archived, purged) = (store.clone(), archived.clone(), purged.clone());
-        let last = Mutex::new((Instant::now(), store.stored_events()));
-        move || storage_load(&store, archived.get(), &purged, &last)
+        let stored = Rate::starting_at(store.stored_events());
+        move || storage_load(&store, archived.get(), &purged, &stored)
     };
     let (snapshots, _heartbeats) = control.clone().spawn(&metrics, load);
     let correlator = grid_correlator(
@@ -136,23 +136,16 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
     Ok(())
 }
 
-/// A storage worker's heartbeat: the events it stored per second since the last one (`last`:
-/// when, and the count then), the batches waiting for its write-ahead log, the bytes it holds
-/// per tenant (hot store and archive) and the purge orders it carried out.
+/// A storage worker's heartbeat: the events it stored per second since the last one, the
+/// batches waiting for its write-ahead log, the bytes it holds per tenant (hot store and
+/// archive) and the purge orders it carried out.
 fn storage_load(
     store: &Store,
     archive: Option<&Arc<Archive>>,
     purged: &purge::Purged,
-    last: &Mutex<(Instant, u64)>,
+    stored: &Rate,
 ) -> Load {
-    let stored = store.stored_events();
-    let events_in_per_second = {
-        let mut last = last.lock();
-        let seconds = last.0.elapsed().as_secs_f64().max(0.001);
-        let rate = stored.saturating_sub(last.1) as f64 / seconds;
-        *last = (Instant::now(), stored);
-        rate
-    };
+    let events_in_per_second = stored.per_second(store.stored_events());
     let mut bytes = store.hot.bytes_by_tenant();
     if let Some(archive) = archive {
         for (tenant, stored) in archive.bytes_by_tenant() {

@@ -12,7 +12,10 @@ use meniscus_metrics::Registry;
 use meniscus_record::stage::{Ack, Batch, BoxFuture, Stage, StageError, WhenFull};
 use tokio::net::TcpListener;
 
+use meniscus_coordinator::state::Load;
+
 use super::fanout::Fanout;
+use super::rate::Rate;
 use super::{control_plane, grid_config, grid_correlator, serve, WorkerArgs};
 use crate::connections::{ConnectionTable, SocketBudget};
 use crate::http::{self, AppState};
@@ -35,9 +38,15 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
     let config = grid_config(&args)?;
     let metrics = Registry::new();
     let control = control_plane(&args, personas)?;
-    let (snapshots, _heartbeats) = control
-        .clone()
-        .spawn(&metrics, meniscus_coordinator::state::Load::default);
+    // The heartbeat reports the requests answered per second: what the autoscaler sizes
+    // the tenant API by.
+    let http_metrics = HttpMetrics::register(&metrics);
+    let requests = http_metrics.requests.clone();
+    let answered = Rate::starting_at(requests.total());
+    let (snapshots, _heartbeats) = control.clone().spawn(&metrics, move || Load {
+        events_in_per_second: answered.per_second(requests.total()),
+        ..Load::default()
+    });
     let correlator = grid_correlator(
         &config,
         Arc::new(TakesNoEvents),
@@ -51,7 +60,7 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
         store: None,
         archive: None,
         queries: None,
-        http_metrics: HttpMetrics::register(&metrics),
+        http_metrics,
         registry: metrics.clone(),
         connection_limits: connection_limits.clone(),
         ready: Default::default(),
