@@ -41,6 +41,26 @@ fn send(meniscus: &Meniscus, pki: &Pki, client: &(PathBuf, PathBuf), lines: &[St
     assert!(outcome.success, "openssl s_client failed: {outcome:?}");
 }
 
+/// Sends `lines` as RFC 5424 over one TLS connection with `client`'s certificate.
+fn send_lines(meniscus: &Meniscus, pki: &Pki, client: &(PathBuf, PathBuf), lines: &[TestLine]) {
+    let sent: Vec<String> = lines.iter().map(TestLine::rfc5424).collect();
+    send(meniscus, pki, client, &sent);
+}
+
+/// Each of `lines` is stored once, over TLS, for `tenant`.
+fn assert_stored_over_tls(meniscus: &Meniscus, lines: &[TestLine], tenant: &str, token: &str) {
+    assert_each_stored_once(
+        meniscus,
+        lines,
+        &Expect {
+            tenant,
+            token,
+            transport: "tls",
+            native_seq: true,
+        },
+    );
+}
+
 const TLS_NO_TENANT: &str =
     "meniscus_ingest_auth_failures_total{transport=\"tls\",reason=\"no_tenant\"}";
 const TLS_MISMATCH: &str =
@@ -65,16 +85,7 @@ fn a_client_certificate_cn_mapped_to_a_tenant_stores_for_that_tenant() {
             .into(),
     );
     send(&meniscus, &pki, &client, &sent);
-    assert_each_stored_once(
-        &meniscus,
-        &lines,
-        &Expect {
-            tenant: "acme",
-            token: "acme-token",
-            transport: "tls",
-            native_seq: true,
-        },
-    );
+    assert_stored_over_tls(&meniscus, &lines, "acme", "acme-token");
     assert_eq!(
         meniscus.metric(TLS_MISMATCH),
         1,
@@ -92,22 +103,8 @@ fn a_client_certificate_dns_san_mapped_to_a_tenant_stores_for_that_tenant() {
     // The CN maps to nothing; the DNS SAN maps to `other`.
     let client = pki.client("sensor", "unmapped-device", &["sensor-12.example.net"]);
     let lines = numbered_lines("tls-san", 20);
-    send(
-        &meniscus,
-        &pki,
-        &client,
-        &lines.iter().map(TestLine::rfc5424).collect::<Vec<_>>(),
-    );
-    assert_each_stored_once(
-        &meniscus,
-        &lines,
-        &Expect {
-            tenant: "other",
-            token: "other-token",
-            transport: "tls",
-            native_seq: true,
-        },
-    );
+    send_lines(&meniscus, &pki, &client, &lines);
+    assert_stored_over_tls(&meniscus, &lines, "other", "other-token");
     assert_eq!(
         meniscus.count("other", "other-token", ""),
         lines.len() as u64
@@ -184,22 +181,8 @@ fn a_client_that_never_finishes_its_handshake_does_not_block_others() {
 
     let client = pki.client("device", "device-cn-1", &[]);
     let lines = numbered_lines("tls-while-stalled", 20);
-    send(
-        &meniscus,
-        &pki,
-        &client,
-        &lines.iter().map(TestLine::rfc5424).collect::<Vec<_>>(),
-    );
-    assert_each_stored_once(
-        &meniscus,
-        &lines,
-        &Expect {
-            tenant: "acme",
-            token: "acme-token",
-            transport: "tls",
-            native_seq: true,
-        },
-    );
+    send_lines(&meniscus, &pki, &client, &lines);
+    assert_stored_over_tls(&meniscus, &lines, "acme", "acme-token");
     // Served while the stalled handshakes were still pending (not after they timed out).
     assert_eq!(
         meniscus.metric(TLS_HANDSHAKE_TIMEOUT),
@@ -300,22 +283,8 @@ fn a_tenants_client_identity_names_its_tenant_and_clients_without_certificates_u
     let meniscus = Meniscus::start_with_listeners(&listener, &tenants);
     let gateway = pki.client("gateway", "gateway-3.acme.example", &[]);
     let lines = numbered_lines("tls-identity", 10);
-    send(
-        &meniscus,
-        &pki,
-        &gateway,
-        &lines.iter().map(TestLine::rfc5424).collect::<Vec<_>>(),
-    );
-    assert_each_stored_once(
-        &meniscus,
-        &lines,
-        &Expect {
-            tenant: "acme",
-            token: "acme-token",
-            transport: "tls",
-            native_seq: true,
-        },
-    );
+    send_lines(&meniscus, &pki, &gateway, &lines);
+    assert_stored_over_tls(&meniscus, &lines, "acme", "acme-token");
 
     // No certificate: let in, and the line's own credentials name its tenant.
     let with_token = format!(
