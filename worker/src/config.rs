@@ -709,6 +709,27 @@ mod tests {
         assert!(config.validate().unwrap_err().to_string().contains("ghost"));
     }
 
+    #[test]
+    fn client_certificate_settings_without_a_client_ca_are_refused() {
+        for (tls, says) in [
+            (
+                "clientTenants: [{name: gw, tenant: real}]",
+                "clientTenants needs clientCaFile",
+            ),
+            (
+                "clientCertOptional: true",
+                "clientCertOptional needs clientCaFile",
+            ),
+        ] {
+            let config: Config = serde_yaml::from_str(&format!(
+                "listeners: [{{protocol: tls, address: '127.0.0.1:1', tls: {{certFile: c, keyFile: k, {tls}}}}}]\ntenants: [{{id: real, tokens: [{{value: t}}]}}]"
+            ))
+            .unwrap();
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains(says), "{error}");
+        }
+    }
+
     /// The configuration block of the README: after "## Configuration", the first YAML block.
     fn readme_configuration() -> &'static str {
         let readme = include_str!("../../README.md");
