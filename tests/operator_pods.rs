@@ -58,7 +58,8 @@ struct Mounts {
 }
 
 /// Starts pod `ordinal` of a workload from its template: mounts become folders, `0.0.0.0`
-/// and `$(POD_IP)` become loopback with a port of its own; `grid` stands for the grid port.
+/// and `$(POD_IP)` become loopback with a port of its own, `$(POD_NAME)` is `name`; `grid`
+/// stands for the grid port.
 /// The coordinator is the operator's, in this process: the templates already name it.
 fn start_pod(dir: &Path, name: &str, pod: &PodSpec, mounts: &Mounts, grid: u16) -> Pod {
     let container = &pod.containers[0];
@@ -108,6 +109,7 @@ fn start_pod(dir: &Path, name: &str, pod: &PodSpec, mounts: &Mounts, grid: u16) 
                 .replace("/var/lib/meniscus", root.join("data").to_str().unwrap())
                 .replace("0.0.0.0:7400", &format!("127.0.0.1:{grid}"))
                 .replace("$(POD_IP):7400", &format!("127.0.0.1:{grid}"))
+                .replace("$(POD_NAME)", name)
         })
         .collect();
     assert!(

@@ -15,7 +15,9 @@
 //! Administrators (`Authorization: Bearer ADMIN-CREDENTIAL`): `GET /v1/admin/workers`,
 //! `GET /v1/admin/tenants`, `PUT` / `DELETE /v1/admin/tenants/{id}` (a tenant spec, as in the
 //! config file), `POST /v1/admin/tenants/{id}/rotate-token` `{"graceSeconds"}` -> the new
-//! token, `DELETE /v1/admin/workers/{id}` (decommission), `PUT /v1/admin/purges/{id}` (take
+//! token, `DELETE /v1/admin/workers/{id}` (decommission), `PUT` / `DELETE
+//! /v1/admin/workers/{id}/drain` (a storage worker hands its tenants off before it leaves, its
+//! heartbeat's `handedOff` says when it is done; or it stays after all), `PUT /v1/admin/purges/{id}` (take
 //! the tenant out and order its data deleted), `GET /v1/admin/purges` (each order and the
 //! storage workers that have not carried it out yet), `DELETE /v1/admin/purges/{id}`
 //! (forget a finished order). Every change reaches the workers through the next snapshot
@@ -50,6 +52,10 @@ pub fn router(coordinator: Arc<Coordinator>) -> Router {
         .route("/v1/broadcast", get(broadcast))
         .route("/v1/admin/workers", get(admin_workers))
         .route("/v1/admin/workers/{id}", delete(admin_remove_worker))
+        .route(
+            "/v1/admin/workers/{id}/drain",
+            put(admin_drain_worker).delete(admin_drain_worker),
+        )
         .route("/v1/admin/purges", get(admin_purges))
         .route(
             "/v1/admin/purges/{id}",
@@ -239,8 +245,9 @@ async fn admin_workers(
             .iter()
             .map(|worker| {
                 json!({
-                    "id": worker.id, "address": worker.address, "personas": worker.personas,
-                    "status": worker.status, "capacity": worker.capacity, "load": worker.load,
+                    "id": worker.id, "name": worker.name, "address": worker.address,
+                    "personas": worker.personas, "status": worker.status,
+                    "draining": worker.draining, "capacity": worker.capacity, "load": worker.load,
                     "lastHeard": worker.last_heard, "pairedAt": worker.paired_at,
                 })
             })
@@ -303,6 +310,25 @@ async fn admin_remove_worker(
     }
     match coordinator.remove_worker(&WorkerId(id)) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// `PUT`: hand the worker's tenants off (a storage worker on its way out); `DELETE`: stay.
+async fn admin_drain_worker(
+    State(coordinator): State<Arc<Coordinator>>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(refused) = admin_refusal(&coordinator, &headers) {
+        return refused;
+    }
+    let draining = method == axum::http::Method::PUT;
+    match coordinator.set_draining(&WorkerId(id), draining) {
+        Ok(changed) => {
+            Json(json!({ "draining": draining, "routesChanged": changed })).into_response()
+        }
         Err(error) => error.into_response(),
     }
 }

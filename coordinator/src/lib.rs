@@ -325,6 +325,11 @@ impl Coordinator {
         self.change(|state| state.remove_worker(id))
     }
 
+    /// See [`State::set_draining`].
+    pub fn set_draining(&self, id: &WorkerId, draining: bool) -> Result<bool, Error> {
+        self.change(|state| state.set_draining(id, draining))
+    }
+
     pub fn delete_tenant(&self, id: &TenantId) -> Result<(), Error> {
         self.change(|state| state.delete_tenant(id))
     }

@@ -56,6 +56,10 @@ pub struct PairRequest {
     /// its id and credential to come back as itself: a storage worker keeps its tenants.
     #[serde(default)]
     pub previous: Option<(WorkerId, String)>,
+    /// A stable name for the worker where it has one (its pod's name on Kubernetes): how the
+    /// operator tells which worker a StatefulSet ordinal is.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// Load a worker reports with each heartbeat: the autoscaler's input. Fields it does not
@@ -75,6 +79,9 @@ pub struct Load {
     pub tenants: BTreeMap<TenantId, TenantLoad>,
     /// Purge orders of the snapshot this storage worker has carried out.
     pub purged: Vec<TenantId>,
+    /// A draining storage worker that holds nothing any more: everything it had is in the
+    /// storage workers the routes give its tenants, so it may be removed.
+    pub handed_off: bool,
 }
 
 /// One tenant in a worker's heartbeat.
@@ -118,6 +125,13 @@ pub struct Worker {
     pub personas: Vec<Persona>,
     pub capacity: u64,
     pub status: WorkerStatus,
+    /// As it paired with ([`PairRequest::name`]).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Asked to hand its tenants off and leave (a storage scale-down): see
+    /// [`RouteEntry::draining`].
+    #[serde(default)]
+    pub draining: bool,
     /// Only a hash is kept: the state file does not hand out credentials.
     pub credential: CredentialHash,
     pub paired_at: DateTime<Utc>,
@@ -247,6 +261,7 @@ impl State {
                     address: worker.address.clone(),
                     personas: worker.personas.clone(),
                     status: worker.status,
+                    draining: worker.draining,
                 })
                 .collect(),
             storage_copies: rules.storage_copies.max(1),
@@ -283,6 +298,7 @@ impl State {
                 worker.address = request.advertise.clone();
                 worker.personas = personas;
                 worker.capacity = request.capacity;
+                worker.name = request.name.clone().or(worker.name.take());
                 worker.status = WorkerStatus::Online;
                 worker.credential = credential.hash();
                 worker.last_heard = Some(now);
@@ -299,6 +315,8 @@ impl State {
                     personas,
                     capacity: request.capacity,
                     status: WorkerStatus::Online,
+                    name: request.name.clone(),
+                    draining: false,
                     credential: credential.hash(),
                     paired_at: now,
                     last_heard: Some(now),
@@ -419,6 +437,26 @@ impl State {
         self.route_version += 1;
         tracing::warn!(worker = %id, "worker removed from the grid");
         Ok(())
+    }
+
+    /// Asks a storage worker to hand its tenants off and leave (`draining`), or to stay after
+    /// all. Returns whether the routes changed.
+    pub fn set_draining(&mut self, id: &WorkerId, draining: bool) -> Result<bool, Refused> {
+        let worker = self
+            .workers
+            .iter_mut()
+            .find(|worker| &worker.id == id)
+            .ok_or_else(|| Refused::UnknownWorker(id.clone()))?;
+        if worker.draining == draining {
+            return Ok(false);
+        }
+        worker.draining = draining;
+        if !draining {
+            worker.load.handed_off = false;
+        }
+        self.route_version += 1;
+        tracing::info!(worker = %id, draining, "worker drain changed");
+        Ok(true)
     }
 
     /// Takes out of the routes every online worker not heard from within the timeout.
@@ -612,6 +650,7 @@ mod tests {
             advertise: address.into(),
             capacity: 1000,
             previous: None,
+            name: None,
         }
     }
 

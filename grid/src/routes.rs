@@ -86,6 +86,11 @@ pub struct RouteEntry {
     pub address: String,
     pub personas: Vec<Persona>,
     pub status: WorkerStatus,
+    /// A storage worker on its way out (a scale-down): it takes no new tenants' events and
+    /// hands what it holds to the storage workers the routes give its tenants, while queries
+    /// still read it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
 }
 
 impl RouteEntry {
@@ -117,9 +122,14 @@ impl Routes {
     }
 
     /// The storage workers that hold `tenant`: the online ones that rank highest for it,
-    /// `storage_copies` of them (fewer when fewer are online), best first.
+    /// `storage_copies` of them (fewer when fewer are online), best first. Draining workers
+    /// are not among them.
     pub fn storage_for(&self, tenant: &str) -> Vec<&RouteEntry> {
-        let mut ranked = self.ranked(Persona::Storage, tenant);
+        let mut ranked = rank(
+            self.online(Persona::Storage)
+                .filter(|worker| !worker.draining),
+            tenant,
+        );
         ranked.truncate(self.storage_copies.max(1));
         ranked
     }
@@ -127,14 +137,17 @@ impl Routes {
     /// Every storage worker the grid knows, online or not, best first for `tenant`: where a
     /// correlator spools a tenant's records while no storage worker is online (a partition
     /// between correlators and storage looks like that to the coordinator), so they are sent
-    /// on when one returns instead of the publish being refused.
+    /// on when one returns instead of the publish being refused. Draining workers come last:
+    /// they would only have to hand the records on.
     pub fn storage_known_for(&self, tenant: &str) -> Vec<&RouteEntry> {
-        rank(
+        let mut known = rank(
             self.workers
                 .iter()
                 .filter(|worker| worker.personas.contains(&Persona::Storage)),
             tenant,
-        )
+        );
+        known.sort_by_key(|worker| worker.draining);
+        known
     }
 
     /// The normalizer hops a correlator sends `key`'s records to, best first: the online ones
@@ -207,6 +220,7 @@ mod tests {
             address: format!("{id}:7000"),
             personas: personas.to_vec(),
             status: WorkerStatus::Online,
+            draining: false,
         }
     }
 
@@ -369,6 +383,26 @@ mod tests {
             known, ranked,
             "all offline: every known hop, in the same order"
         );
+    }
+
+    #[test]
+    fn a_draining_storage_worker_takes_no_tenant_but_stays_known_last() {
+        let mut routes = storage(3);
+        let before = placement(&routes, 200);
+        routes.workers[1].draining = true;
+        let after = placement(&routes, 200);
+        for (old, new) in before.iter().zip(&after) {
+            assert!(!new.contains("storage-1"));
+            if !old.contains("storage-1") {
+                assert_eq!(old, new, "only the draining worker's tenants move");
+            }
+        }
+        for worker in &mut routes.workers {
+            worker.status = WorkerStatus::Offline;
+        }
+        let known = routes.storage_known_for("acme");
+        assert_eq!(known.len(), 3);
+        assert_eq!(known[2].id.0, "storage-1", "the draining worker last");
     }
 
     #[test]

@@ -16,10 +16,12 @@ use crate::crd::grid::{Autoscaling, Replicas};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PersonaKind {
     Stateless,
-    /// `handoff_done`: the tenants of the workers a scale-down would remove (ordinals
-    /// `target..current`, see [`Decision::target`]) are served elsewhere now.
+    /// `handed_off_from`: the lowest StatefulSet ordinal from which every storage worker has
+    /// handed its tenants off (`current` when none has). A scale-down goes no lower than it;
+    /// the workers a scale-down would remove are ordinals `target..current` (see
+    /// [`Decision::target`]), which the caller asks to hand off.
     Storage {
-        handoff_done: bool,
+        handed_off_from: i32,
     },
 }
 
@@ -108,8 +110,8 @@ impl fmt::Display for Decision {
             ),
             Reason::HeldForHandoff => write!(
                 f,
-                "staying at {from} replicas until the tenants of {} workers are handed off (target {})",
-                from - self.target,
+                "at {to} replicas until the tenants of {} more workers are handed off (target {})",
+                to - self.target,
                 self.target
             ),
         }
@@ -200,12 +202,14 @@ pub fn decide(history: &mut History, now: Duration, input: &Input<'_>) -> Decisi
         recommended,
         reason,
     };
-    // Storage workers going away take their tenants' hot data with them: no shrinking, not even
-    // to honour a lowered max, before the caller has handed those tenants off.
-    let shrink = |target, reason| match kind {
-        PersonaKind::Storage {
-            handoff_done: false,
-        } => decision(current, target, Reason::HeldForHandoff),
+    // Storage workers going away would take their tenants' hot data with them: no shrinking,
+    // not even to honour a lowered max, below the workers that have handed their tenants off.
+    let shrink = |target: i32, reason| match kind {
+        PersonaKind::Storage { handed_off_from } if handed_off_from > target => decision(
+            handed_off_from.clamp(target, current),
+            target,
+            Reason::HeldForHandoff,
+        ),
         _ => decision(target, target, reason),
     };
 
@@ -295,13 +299,15 @@ mod tests {
             steps: &[(0, 100.0, 0, ALL, 4, HeldForStabilization), (10, 100.0, 0, Some(3), 4, HeldOnPartialData),
                      (30, 100.0, 0, ALL, 4, HeldForStabilization), (59, 100.0, 0, ALL, 4, HeldForStabilization),
                      (60, 100.0, 0, ALL, 2, ScaleDown)] },
-        Case { name: "storage scale-down held without handoff", range: (1, 10), windows: (0, 0), kind: PersonaKind::Storage { handoff_done: false }, start: 6,
+        Case { name: "storage scale-down held without handoff", range: (1, 10), windows: (0, 0), kind: PersonaKind::Storage { handed_off_from: 6 }, start: 6,
             steps: &[(0, 100.0, 0, ALL, 6, HeldForHandoff), (10, 100.0, 0, ALL, 6, HeldForHandoff)] },
-        Case { name: "storage scale-down allowed after handoff", range: (1, 10), windows: (0, 0), kind: PersonaKind::Storage { handoff_done: true }, start: 6,
+        Case { name: "storage scale-down allowed after handoff", range: (1, 10), windows: (0, 0), kind: PersonaKind::Storage { handed_off_from: 3 }, start: 6,
             steps: &[(0, 100.0, 0, ALL, 3, ScaleDown)] },
-        Case { name: "storage above max waits for handoff", range: (1, 3), windows: (0, 0), kind: PersonaKind::Storage { handoff_done: false }, start: 5,
+        Case { name: "storage scale-down goes as far as the handoff has", range: (1, 10), windows: (0, 0), kind: PersonaKind::Storage { handed_off_from: 5 }, start: 6,
             steps: &[(0, 100.0, 0, ALL, 5, HeldForHandoff)] },
-        Case { name: "storage scale-up needs no handoff", range: (1, 10), windows: (0, 0), kind: PersonaKind::Storage { handoff_done: false }, start: 2,
+        Case { name: "storage above max waits for handoff", range: (1, 3), windows: (0, 0), kind: PersonaKind::Storage { handed_off_from: 5 }, start: 5,
+            steps: &[(0, 100.0, 0, ALL, 5, HeldForHandoff)] },
+        Case { name: "storage scale-up needs no handoff", range: (1, 10), windows: (0, 0), kind: PersonaKind::Storage { handed_off_from: 2 }, start: 2,
             steps: &[(0, 400.0, 0, ALL, 4, ScaleUp)] },
         Case { name: "zero load goes to min", range: (2, 10), windows: (0, 0), kind: STATELESS, start: 3,
             steps: &[(0, 0.0, 0, ALL, 2, ScaleDown), (10, 0.0, 0, ALL, 2, WithinTarget)] },
@@ -372,7 +378,7 @@ mod tests {
         assert_eq!(got.reason.to_string(), "HeldForHandoff");
         assert_eq!(
             got.to_string(),
-            "staying at 6 replicas until the tenants of 3 workers are handed off (target 3)"
+            "at 6 replicas until the tenants of 3 more workers are handed off (target 3)"
         );
     }
 

@@ -29,6 +29,9 @@ pub struct Batch {
     /// tells the sender it may forget the message (RELP). Otherwise a non-durable batch is
     /// acknowledged as soon as the store has queued it.
     pub acknowledge_when_written: bool,
+    /// Acknowledged only once fsynced, whatever its events' producers: rows a storage worker
+    /// hands off, which it deletes on the answer.
+    pub synced: bool,
     /// The same events as one plain (uncompressed, unencrypted) Arrow IPC record, as a link
     /// received them: a store whose write-ahead log takes plain records writes these bytes
     /// instead of encoding `tenants` again. Whoever changes `tenants` must drop it
@@ -41,6 +44,7 @@ impl Batch {
         Batch {
             tenants,
             acknowledge_when_written: false,
+            synced: false,
             sealed: None,
         }
     }

@@ -262,7 +262,7 @@ impl Store {
         let refused = |error: &dyn std::fmt::Display| {
             StageError::refused(format!("cannot encode events: {error}"))
         };
-        let durable = batch.is_durable();
+        let durable = batch.synced || batch.is_durable();
         let acknowledge_when_written = durable || batch.acknowledge_when_written;
         let events = batch.rows() as u64;
         let transport = transport_of(&batch);

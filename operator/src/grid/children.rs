@@ -378,9 +378,12 @@ fn args(grid: &MeniscusGrid, component: Component, coordinator: &str) -> Vec<Str
         format!("{SECRETS_DIR}/pairing-secret"),
         "--coordinator".into(),
         coordinator_url(coordinator, grid),
-        // Kubernetes expands $(POD_IP) from the env below: workers link pod to pod.
+        // Kubernetes expands $(POD_IP) and $(POD_NAME) from the env below: workers link pod
+        // to pod, and the pod's name tells the operator a storage worker's ordinal.
         "--advertise".into(),
         format!("$(POD_IP):{GRID_PORT}"),
+        "--name".into(),
+        "$(POD_NAME)".into(),
         "--config".into(),
         format!("{CONFIG_DIR}/meniscus.yaml"),
     ];
@@ -463,6 +466,7 @@ fn pod_template(grid: &MeniscusGrid, component: Component, inputs: &Inputs) -> V
         "args": args(grid, component, inputs.coordinator),
         "env": [
             {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
             {"name": "RUST_LOG", "value": "info"},
         ],
         "ports": ports(grid, component, dedicated),
@@ -545,6 +549,15 @@ pub fn stateful_set(
     if let Some(class) = class {
         claim["spec"]["storageClassName"] = json!(class);
     }
+    // A storage worker is removed by a scale-down only once it has handed every tenant off
+    // (see `scaling`), so its volume holds nothing anyone needs, and deleting it keeps a
+    // later worker of the same ordinal from starting on stale (perhaps purged) data. A
+    // spool's volume stays: records a worker could not send yet are sent when it returns.
+    let when_scaled = if component == Component::Storage {
+        "Delete"
+    } else {
+        "Retain"
+    };
     let spec = json!({
         "replicas": replicas,
         "serviceName": component_name(grid, component),
@@ -553,9 +566,7 @@ pub fn stateful_set(
         "volumeClaimTemplates": [claim],
         // Workers pair on their own; none waits for another to start.
         "podManagementPolicy": "Parallel",
-        // The volumes outlive a scale-down: a storage worker's data until its tenants are
-        // handed off, a spool until it is sent.
-        "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
+        "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": when_scaled},
     });
     StatefulSet {
         metadata: meta(grid, component_name(grid, component), Some(component)),

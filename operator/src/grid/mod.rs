@@ -2,6 +2,7 @@
 //! ([`status`]) true, and holds its deletion while Tenants still use it.
 
 pub mod children;
+pub mod handoff;
 pub mod scaling;
 pub mod status;
 #[cfg(test)]

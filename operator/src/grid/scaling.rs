@@ -6,9 +6,9 @@
 //!
 //! Correlators and normalizers report their load as events in per second and spooled bytes
 //! (the backlog). Storage workers report the events they store per second; their backlog
-//! shows upstream, in the correlators' spools. Storage only grows: a storage worker holds its
-//! tenants' hot data, and nothing hands that off yet, so a scale-down is held
-//! (`HeldForHandoff`). Tenant API workers report the requests they answer per second
+//! shows upstream, in the correlators' spools. A storage worker holds its tenants' data, so a
+//! storage scale-down waits (`HeldForHandoff`) until the workers it removes have handed their
+//! tenants off ([`handoff`]). Tenant API workers report the requests they answer per second
 //! (against `requestsPerSecondPerTenantApi`); broadcasters are sized by the workers that
 //! follow them (`workersPerBroadcaster`), read from the coordinator's registry.
 
@@ -21,6 +21,7 @@ use crate::context::Context;
 use crate::coordinator_api;
 use crate::crd::grid::{Autoscaling, MeniscusGrid};
 use crate::grid::children::Component;
+use crate::grid::handoff;
 
 /// Spooled bytes per event, to read a spool's size as a backlog of events: a spooled record
 /// holds about 290 bytes per event (Arrow, uncompressed; compressed backlogs count low).
@@ -92,11 +93,24 @@ pub fn decide(grid: &MeniscusGrid, context: &Context) -> Option<BTreeMap<Compone
             }
         };
         let current = super::desired_replicas(grid, component);
-        let kind = match component {
-            Component::Storage => PersonaKind::Storage {
-                handoff_done: false,
+        let storage = (component == Component::Storage)
+            .then(|| {
+                let coordinator = context
+                    .coordinators
+                    .get(&grid.namespace().unwrap_or_default(), &grid.name_any())?;
+                let statefulset = super::children::component_name(grid, component);
+                let workers = handoff::storage_workers(&coordinator, &statefulset);
+                Some((coordinator, workers))
+            })
+            .flatten();
+        let kind = match &storage {
+            Some((_, workers)) => PersonaKind::Storage {
+                handed_off_from: handoff::handed_off_from(workers, current),
             },
-            _ => PersonaKind::Stateless,
+            None if component == Component::Storage => PersonaKind::Storage {
+                handed_off_from: current,
+            },
+            None => PersonaKind::Stateless,
         };
         let input = Input {
             current,
@@ -119,6 +133,10 @@ pub fn decide(grid: &MeniscusGrid, context: &Context) -> Option<BTreeMap<Compone
             let mut histories = context.histories.lock();
             autoscaler::decide(histories.entry(key).or_default(), now, &input)
         };
+        if let Some((coordinator, workers)) = &storage {
+            let plan = handoff::plan(workers, current, decision.target, decision.replicas);
+            handoff::apply(coordinator, &grid.name_any(), &plan);
+        }
         if decision.replicas != current {
             tracing::info!(grid = %grid.name_any(), persona = component.as_str(), from = current, to = decision.replicas, reason = decision.reason.as_str(), detail = %decision, "the autoscaler moves a persona");
         }

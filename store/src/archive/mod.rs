@@ -6,7 +6,7 @@
 //!   compaction grace and that compaction will not rewrite again. Before the upload the file is
 //!   *pinned*: compaction leaves it alone from then on (late events of its hour are compacted
 //!   into files of their own), so an object always holds exactly the rows of one file.
-//! - **Where**: `PREFIX/TENANT/YYYY/MM/DD/HH/NAME.parquet.enc` plus its key sidecar
+//! - **Where**: `PREFIX/TENANT/YYYY/MM/DD/HH/ORIGIN-NAME.parquet.enc` (ORIGIN: the archive's own id, since a grid's storage workers share a target) plus its key sidecar
 //!   (`….key`), so a time range is a prefix listing and no tenant shares a prefix with another.
 //!   Uploads over [`MULTIPART_BYTES`] go in parts. A retried upload writes the same name, so a
 //!   crash mid-upload leaves no duplicate.
@@ -103,6 +103,10 @@ pub struct FetchFailure {
 
 pub struct Archive {
     dir: PathBuf,
+    /// This archive's name for itself, in every object key it makes: storage workers of a
+    /// grid share the target, and their hot-store file names (flush sequence numbers) repeat
+    /// across workers, so without it one worker's upload would overwrite another's object.
+    origin: String,
     target: target::Target,
     keyring: Arc<Keyring>,
     cache: ObjectCache,
@@ -142,10 +146,12 @@ impl Archive {
         })?;
         let cache = ObjectCache::open(&dir.join("cache"), options.cache_bytes)?;
         let manifest = manifest::read(&dir)?;
+        let origin = read_or_make_origin(&dir)?;
         let metrics = ArchiveMetrics::register(registry);
         metrics.healthy.set(1);
         let archive = Archive {
             dir,
+            origin,
             target,
             keyring: Arc::new(keyring),
             cache,
@@ -357,6 +363,48 @@ impl Archive {
         Ok(file)
     }
 
+    /// The archived copy of the hot-store file `source`, if it has one.
+    pub fn object_of(&self, source: &str) -> Option<ArchivedObject> {
+        self.manifest
+            .lock()
+            .objects
+            .iter()
+            .find(|object| object.source == source)
+            .cloned()
+    }
+
+    /// Archived objects whose source file is not among `live` (the hot copy expired): the
+    /// archive holds their only copy.
+    pub fn only_archived(&self, live: &HashSet<String>) -> Vec<ArchivedObject> {
+        self.manifest
+            .lock()
+            .objects
+            .iter()
+            .filter(|object| !live.contains(&object.source))
+            .cloned()
+            .collect()
+    }
+
+    /// The rows of an archived object, with the hot-store schema.
+    pub async fn read_object(
+        self: &Arc<Self>,
+        object: &ArchivedObject,
+    ) -> anyhow::Result<Vec<datafusion::arrow::array::RecordBatch>> {
+        let file = self.clone().fetch_one(object.clone()).await?;
+        let batches =
+            tokio::task::spawn_blocking(move || crate::hot::read_batches(&file.path)).await??;
+        Ok(batches)
+    }
+
+    /// Forgets an object and deletes it (entry first): its rows are held elsewhere now (a
+    /// storage worker handed them off).
+    pub async fn release(&self, key: &str) -> anyhow::Result<()> {
+        self.change_manifest(|manifest| manifest.objects.retain(|object| object.key != key))
+            .await?;
+        self.forget_skip_index(key);
+        self.delete_object(key).await
+    }
+
     /// The object key for a hot-store file.
     fn object_key(&self, entry: &FileEntry) -> String {
         let start = Utc
@@ -368,9 +416,10 @@ impl Archive {
             .map(|stem| stem.to_string_lossy().into_owned())
             .unwrap_or_else(|| "file".into());
         let relative = format!(
-            "{}/{}/{name}.parquet.enc",
+            "{}/{}/{}-{name}.parquet.enc",
             entry.tenant,
-            start.format("%Y/%m/%d/%H")
+            start.format("%Y/%m/%d/%H"),
+            self.origin
         );
         self.target
             .prefix
@@ -860,6 +909,19 @@ fn explain(error: &anyhow::Error) -> String {
 }
 
 /// Runs upload passes every `options.upload_interval` until the process ends.
+/// The archive's origin ([`Archive::origin`]): made once, kept beside its manifest.
+fn read_or_make_origin(dir: &Path) -> std::io::Result<String> {
+    let path = dir.join("ORIGIN");
+    match std::fs::read_to_string(&path) {
+        Ok(origin) if !origin.trim().is_empty() => Ok(origin.trim().to_string()),
+        Ok(_) | Err(_) => {
+            let origin = ulid::Ulid::new().to_string().to_lowercase();
+            replace_file(&LocalDisk, &path, origin.as_bytes())?;
+            Ok(origin)
+        }
+    }
+}
+
 pub fn spawn_uploader(
     archive: Arc<Archive>,
     hot: Arc<HotStore>,
@@ -923,5 +985,115 @@ mod tests {
         assert_eq!(left, vec!["ab/2026/01/01/00/y.parquet.enc".to_string()]);
         assert!(!dir.path().join("keys/a.json").exists());
         assert!(dir.path().join("keys/ab.json").exists());
+    }
+
+    /// Storage workers of a grid share one target, and their hot-store file names repeat
+    /// (each counts its flushes from 1): their objects must not overwrite each other. A
+    /// storage worker handing its tenants off reads an object back whole and releases it.
+    #[tokio::test]
+    async fn archives_sharing_a_target_keep_apart_and_hand_their_objects_off() {
+        use meniscus_grid::{Correlation, Event, Producer, Transport};
+        use meniscus_record::columnar::{batch_to_events, tenant_batches};
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = url::Url::from_directory_path(dir.path().join("objects"))
+            .unwrap()
+            .to_string();
+        let two_hours_ago = Utc::now() - chrono::Duration::hours(2);
+        let no_grace = CompactionOptions {
+            zstd_level: 0,
+            grace: Duration::ZERO,
+            ..CompactionOptions::default()
+        };
+        let mut workers = Vec::new();
+        for name in ["a", "b"] {
+            let root = dir.path().join(name);
+            let hot = Arc::new(
+                HotStore::open(
+                    &root.join("hot"),
+                    Arc::new(LocalDisk),
+                    Duration::from_secs(600),
+                )
+                .unwrap()
+                .0,
+            );
+            let correlation = Correlation::new(
+                "acme",
+                &Producer::plain("default"),
+                Transport::Tcp,
+                Utc::now(),
+            );
+            let mut event = Event::from_message(format!("held by {name}"), correlation);
+            event.time = Some(two_hours_ago.fixed_offset());
+            hot.insert(tenant_batches(&[event]).unwrap());
+            let frozen = hot.freeze(1).unwrap();
+            hot.flush(&frozen).unwrap();
+            let options = ArchiveOptions {
+                url: url.clone(),
+                credentials_file: None,
+                options: BTreeMap::new(),
+                key_dir: root.join("keys"),
+                upload_interval: Duration::from_secs(60),
+                cache_bytes: 1 << 20,
+            };
+            let archive =
+                Archive::open(&root, options, &Registry::new(), Arc::new(|_| None)).unwrap();
+            assert_eq!(archive.upload_pass(&hot, &no_grace).await.unwrap(), 1);
+            workers.push((hot, archive));
+        }
+        let paths: Vec<String> = workers
+            .iter()
+            .map(|(hot, _)| hot.file_entries()[0].path.clone())
+            .collect();
+        assert_eq!(paths[0], paths[1], "the same file name on both workers");
+        let objects = |archive: &Arc<Archive>| {
+            let store = archive.target.store.clone();
+            async move {
+                let keys: Vec<String> = store
+                    .list(None)
+                    .map_ok(|meta| meta.location.to_string())
+                    .try_collect()
+                    .await
+                    .unwrap();
+                keys.into_iter()
+                    .filter(|key| key.ends_with(".parquet.enc"))
+                    .count()
+            }
+        };
+        assert_eq!(
+            objects(&workers[0].1).await,
+            2,
+            "two objects, none overwritten"
+        );
+        for ((_, archive), name) in workers.iter().zip(["a", "b"]) {
+            let object = archive.object_of(&paths[0]).unwrap();
+            let batches = archive.read_object(&object).await.unwrap();
+            let messages: Vec<String> = batches
+                .iter()
+                .flat_map(|batch| batch_to_events(batch, "acme"))
+                .map(|event| event.msg)
+                .collect();
+            assert_eq!(messages, [format!("held by {name}")]);
+        }
+
+        // Worker a hands off: its hot file goes, then its object, the only copy left.
+        let (hot, archive) = &workers[0];
+        assert_eq!(
+            hot.read_file(&hot.file_entries()[0]).unwrap()[0].num_rows(),
+            1
+        );
+        assert!(hot.release(&paths[0]).unwrap());
+        assert!(!hot.release(&paths[0]).unwrap(), "released once");
+        assert!(hot.file_entries().is_empty());
+        let only = archive.only_archived(&HashSet::new());
+        assert_eq!(only.len(), 1);
+        archive.release(&only[0].key).await.unwrap();
+        assert!(archive.only_archived(&HashSet::new()).is_empty());
+        assert_eq!(objects(archive).await, 1, "b's object stays");
+        let object = workers[1].1.object_of(&paths[0]).unwrap();
+        assert_eq!(
+            workers[1].1.read_object(&object).await.unwrap()[0].num_rows(),
+            1
+        );
     }
 }

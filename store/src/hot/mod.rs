@@ -521,6 +521,27 @@ impl HotStore {
         live
     }
 
+    /// The rows of the live file `entry`, with the hot-store schema (messages joined).
+    pub fn read_file(&self, entry: &FileEntry) -> io::Result<Vec<RecordBatch>> {
+        read_batches(&self.root.join(&entry.path))
+    }
+
+    /// Takes one live file out at once (manifest first, then the file): its rows are held
+    /// elsewhere now (a storage worker handed them off). False when it was not live.
+    pub fn release(&self, path: &str) -> io::Result<bool> {
+        let removed = self.expire(
+            DateTime::<Utc>::MAX_UTC,
+            |_| Some(chrono::Duration::zero()),
+            |entry| entry.path != path,
+        )?;
+        let live = !removed.is_empty();
+        if live {
+            let full = self.root.join(path);
+            self.delete_retired_or(|candidate| candidate == full);
+        }
+        Ok(live)
+    }
+
     /// Whether the live file `path` is pinned.
     pub fn is_pinned(&self, path: &str) -> bool {
         self.state.read().pinned.contains(path)
@@ -540,17 +561,7 @@ impl HotStore {
         };
         let mut batches = Vec::new();
         for entry in group {
-            let file = fs::File::open(self.root.join(&entry.path))?;
-            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                .and_then(|builder| builder.with_batch_size(64 * 1024).build())
-                .map_err(io::Error::other)?;
-            for batch in reader {
-                // Files of older versions may lack columns or hold ones since replaced.
-                let batch = msg_tokens::join(&batch.map_err(io::Error::other)?)
-                    .and_then(|batch| conform(&batch))
-                    .map_err(io::Error::other)?;
-                batches.push(batch);
-            }
+            batches.extend(read_batches(&self.root.join(&entry.path))?);
         }
         // Only the sort keys are concatenated; rows are then gathered from the batches as
         // read, one output slice at a time, so memory holds the input once plus one slice.
@@ -760,6 +771,23 @@ impl HotStore {
         }
         bytes
     }
+}
+
+/// Reads a hot-store Parquet file (or a decrypted archived copy of one) with the hot-store
+/// schema: messages stored as tokens are joined, and files of older versions, which may lack
+/// columns or hold ones since replaced, are conformed.
+pub fn read_batches(path: &Path) -> io::Result<Vec<RecordBatch>> {
+    let file = fs::File::open(path)?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|builder| builder.with_batch_size(64 * 1024).build())
+        .map_err(io::Error::other)?;
+    reader
+        .map(|batch| {
+            msg_tokens::join(&batch.map_err(io::Error::other)?)
+                .and_then(|batch| conform(&batch))
+                .map_err(io::Error::other)
+        })
+        .collect()
 }
 
 /// Rebuilds a lost manifest from the Parquet files under `root`: every file counts as live.

@@ -81,6 +81,7 @@ pub(super) fn start_forwarding(
                 Default::default()
             },
             purged: Vec::new(),
+            handed_off: false,
         }
     });
     let forwarder = Forwarder::start(

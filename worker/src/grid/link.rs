@@ -16,6 +16,7 @@
 //! standalone; the sender's spool keeps the record and tries again); 400 for `refused` (the
 //! record can never be taken as it is); 401.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +44,8 @@ use tokio::sync::watch;
 use super::control::Identity;
 
 pub const PATH: &str = "/v1/link/records";
+/// Marks a record as rows a storage worker hands off (see `Batch::synced`).
+const HANDOFF_HEADER: &str = "x-meniscus-handoff";
 
 /// How long a record waits for room in a full store before the sender is told 503; well
 /// under the sender's 30 s exchange timeout.
@@ -53,6 +56,10 @@ pub struct Receiver {
     snapshot: watch::Receiver<Option<Snapshot>>,
     next: Arc<dyn Stage>,
     outcomes: Family<Counter>,
+    /// Set while this storage worker hands its tenants off: new records are refused (503),
+    /// so senders keep them in their spools, and move them to the tenants' new storage
+    /// workers once this one is removed, instead of landing here after its last pass.
+    refusing: Arc<AtomicBool>,
 }
 
 impl Receiver {
@@ -64,6 +71,7 @@ impl Receiver {
         Arc::new(Receiver {
             snapshot,
             next,
+            refusing: Arc::default(),
             outcomes: registry.counters(
                 "meniscus_link_records_received_total",
                 "Records received on links from other workers, by outcome (taken, full, unavailable, refused, unauthorized, purged: only events of purged tenants, dropped).",
@@ -100,6 +108,11 @@ impl Receiver {
         (!kept.is_empty()).then(|| Batch::new(kept))
     }
 
+    /// The switch that makes this receiver refuse new records (see `refusing`).
+    pub fn refusing(&self) -> Arc<AtomicBool> {
+        self.refusing.clone()
+    }
+
     fn is_peer(&self, headers: &HeaderMap) -> bool {
         let (id, presented) = worker(headers);
         self.snapshot
@@ -122,6 +135,14 @@ async fn receive(
         )
             .into_response();
     }
+    if receiver.refusing.load(Ordering::Relaxed) {
+        return answer(
+            &receiver,
+            Err(StageError::unavailable(
+                "this storage worker is handing its tenants off: send to the storage workers the routes give them",
+            )),
+        );
+    }
     let batch = match open(body) {
         Ok(batch) => batch,
         Err(error) => return answer(&receiver, Err(error)),
@@ -138,8 +159,10 @@ async fn receive(
     };
     // Answered once in the write-ahead log (fsynced when durable), whatever the producer:
     // the sender's spool forgets the record on this answer, so an answer on queueing alone
-    // would let a storage crash lose what the spool had kept.
-    let batch = batch.acknowledged_when_written();
+    // would let a storage crash lose what the spool had kept. Rows a storage worker hands
+    // off are fsynced first whatever their producer: it deletes its copy on the answer.
+    let mut batch = batch.acknowledged_when_written();
+    batch.synced = headers.contains_key(HANDOFF_HEADER);
     // A store that is momentarily full (a flush under way) holds the answer, as it holds a
     // syslog reader in standalone: the link slows down instead of backing off for seconds.
     // Past the wait, 503: the sender keeps the record and tries again (if the store took it
@@ -254,6 +277,26 @@ impl Sender {
         identity: &Identity,
         record: Bytes,
     ) -> Result<Ack, SendError> {
+        self.send_record(address, identity, record, false).await
+    }
+
+    /// Sends rows this storage worker hands off: answered only once fsynced there.
+    pub async fn send_handoff(
+        &self,
+        address: &str,
+        identity: &Identity,
+        record: Bytes,
+    ) -> Result<Ack, SendError> {
+        self.send_record(address, identity, record, true).await
+    }
+
+    async fn send_record(
+        &self,
+        address: &str,
+        identity: &Identity,
+        record: Bytes,
+        handoff: bool,
+    ) -> Result<Ack, SendError> {
         let unreachable = |reason: String| SendError::Unreachable {
             address: address.to_string(),
             reason,
@@ -265,6 +308,11 @@ impl Sender {
                 header::AUTHORIZATION,
                 format!("Bearer {}", identity.credential),
             );
+        let request = if handoff {
+            request.header(HANDOFF_HEADER, "1")
+        } else {
+            request
+        };
         let request = request
             .body(Full::new(record))
             .map_err(|error| unreachable(error.to_string()))?;
@@ -347,6 +395,7 @@ mod tests {
                     advertise: "correlator:7403".into(),
                     capacity: 0,
                     previous: None,
+                    name: None,
                 },
                 &Rules::default(),
                 chrono::Utc::now(),

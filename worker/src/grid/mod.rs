@@ -26,6 +26,7 @@ pub mod fanout_loki;
 pub mod fanout_sql;
 pub mod fanout_tail;
 pub mod forward;
+pub mod handoff;
 pub mod ingest;
 pub mod link;
 pub mod normalizer;
@@ -91,6 +92,10 @@ pub struct WorkerArgs {
     /// Where other workers reach this one (`host:port`); defaults to --listen.
     #[arg(long)]
     pub advertise: Option<String>,
+    /// A stable name for this worker, shown in the coordinator's registry (on Kubernetes the
+    /// pod's name, which tells the operator a storage worker's StatefulSet ordinal).
+    #[arg(long)]
+    pub name: Option<String>,
     /// File holding the grid's pairing secret: a worker must present it to pair.
     #[arg(long)]
     pub pairing_secret_file: Option<PathBuf>,
@@ -181,6 +186,7 @@ fn control_plane(
                 .advertise
                 .clone()
                 .unwrap_or_else(|| args.listen.to_string()),
+            name: args.name.clone(),
             capacity: 0,
             data_dir: args.data_dir.clone(),
             heartbeat_interval: Duration::from_secs(2),

@@ -22,7 +22,7 @@ use meniscus_store::{retention, Store};
 use tokio::net::TcpListener;
 
 use super::rate::Rate;
-use super::{control_plane, grid_config, grid_correlator, purge, serve, WorkerArgs};
+use super::{control_plane, grid_config, grid_correlator, handoff, purge, serve, WorkerArgs};
 use crate::allocator;
 use crate::connections::{ConnectionTable, SocketBudget};
 use crate::http::{self, AppState};
@@ -38,10 +38,16 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
     // purge orders it carried out; the archive joins once it is open.
     let purged = purge::Purged::default();
     let archived: Arc<OnceLock<Arc<Archive>>> = Arc::default();
+    let handed_off: Arc<OnceLock<handoff::Handoff>> = Arc::default();
     let load = {
         let (store, archived, purged) = (store.clone(), archived.clone(), purged.clone());
+        let handed_off = handed_off.clone();
         let stored = Rate::starting_at(store.stored_events());
-        move || storage_load(&store, archived.get(), &purged, &stored)
+        move || {
+            let mut load = storage_load(&store, archived.get(), &purged, &stored);
+            load.handed_off = handed_off.get().is_some_and(handoff::Handoff::done);
+            load
+        }
     };
     let (snapshots, _heartbeats) = control.clone().spawn(&metrics, load);
     let correlator = grid_correlator(
@@ -126,7 +132,15 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
 
     // The grid address serves links and, for the tenant-API persona's fan-out, the read API
     // (with the tenants' own tokens, as on `http.address`).
-    let receiver = super::link::Receiver::new(snapshots, store.clone(), &metrics);
+    let receiver = super::link::Receiver::new(snapshots.clone(), store.clone(), &metrics);
+    let _ = handed_off.set(handoff::spawn(
+        control.clone(),
+        snapshots,
+        store.clone(),
+        state.archive.clone(),
+        receiver.refusing(),
+        &metrics,
+    ));
     let grid_side = receiver.router().merge(http::read_router(state.clone()));
     serve(&args, grid_side, metrics, "storage").await?;
     state.ready.store(false, Ordering::Relaxed);
