@@ -657,9 +657,92 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
         3.0,
         "workers followed"
     );
-    // (Scaling down is not seen here: the second replicas never run in this test, and a
-    // reading from fewer workers than replicas holds a scale-down. The autoscaler's table
-    // tests cover it, storage held until a hand-off included.)
+
+    // Storage scales down without a loss. The second storage worker runs now, as its
+    // StatefulSet asks, and holds events of its own (published to it directly); then the
+    // range is lowered to one. The operator has it hand its tenants off before the
+    // StatefulSet drops it, the StatefulSet deletes its volume, and once its pod is gone it
+    // leaves the grid. (The other personas' second replicas never run here, and a reading
+    // from fewer workers than replicas holds their scale-down: the autoscaler's table tests
+    // cover that.)
+    let storage_template = templates["main-storage"].1.clone();
+    let second = start_pod(
+        dir.path(),
+        "main-storage-1",
+        &storage_template,
+        &mounts,
+        free_port(),
+    );
+    let coordinator = context.coordinators.get(&ns, "main").unwrap();
+    let named = |name: &str| {
+        coordinator.with_state(|state| {
+            state
+                .workers
+                .iter()
+                .find(|worker| worker.name.as_deref() == Some(name))
+                .map(|worker| (worker.status, worker.draining, worker.load.handed_off))
+        })
+    };
+    let online = meniscus_grid::routes::WorkerStatus::Online;
+    wait_until("the second storage worker is online", &pods, || {
+        named("main-storage-1").is_some_and(|(status, _, _)| status == online)
+    });
+    let direct = format!(
+        "http://127.0.0.1:{}/v1/tenant/acme/publish",
+        second.ports[&8080]
+    );
+    let held: Vec<String> = (0..20)
+        .map(|n| format!("held by the second storage worker {n}"))
+        .collect();
+    for msg in &held {
+        wait_until("the second storage worker takes a publish", &pods, || {
+            http.post(&direct)
+                .header("MESSAGE-TOKEN", &token)
+                .json(&json!([{"log_message": {"pname": "web", "host": "h", "msg": msg}}]))
+                .send()
+                .is_ok_and(|response| response.status().as_u16() == 202)
+        });
+    }
+    wait_until("its events are found", &pods, || {
+        held.iter().all(|msg| found(msg).is_some())
+    });
+    let patch = json!({"spec": {"personas": {"storage": {"replicas": {"min": 1, "max": 1}}}}});
+    runtime
+        .block_on(grids.patch(
+            "main",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        ))
+        .unwrap();
+    wait_until(
+        "the storage StatefulSet shrinks once the hand-off is done",
+        &pods,
+        || replicas("main-storage") == Some(1),
+    );
+    assert_eq!(
+        named("main-storage-1").map(|(_, draining, handed_off)| (draining, handed_off)),
+        Some((true, true)),
+        "it shrank only after the hand-off"
+    );
+    let policy = runtime
+        .block_on(sets.get("main-storage"))
+        .unwrap()
+        .spec
+        .unwrap()
+        .persistent_volume_claim_retention_policy
+        .unwrap();
+    assert_eq!(policy.when_scaled.as_deref(), Some("Delete"));
+    let manifest = dir.path().join("main-storage-1/data/hot/MANIFEST.json");
+    let manifest = std::fs::read_to_string(&manifest).unwrap();
+    assert!(!manifest.contains("\"acme\""), "files left: {manifest}");
+    // The StatefulSet controller deletes the pod (here: the harness stops its process).
+    drop(second);
+    wait_until("the drained worker leaves the grid", &pods, || {
+        named("main-storage-1").is_none()
+    });
+    wait_until("everything it held is found on the first", &pods, || {
+        held.iter().all(|msg| found(msg).is_some())
+    });
 
     // The Tenant's status counts what the correlators took (every publish above, the
     // load included) and when.

@@ -230,7 +230,13 @@ pub fn desired_replicas(grid: &MeniscusGrid, component: Component) -> i32 {
         .and_then(|status| status.personas.get(component.as_str()))
         .map_or(range.min, |persona| persona.desired);
     let floor = if component.is_required() { 1 } else { 0 };
-    decided.clamp(range.min.max(floor).min(range.max), range.max)
+    let low = range.min.max(floor).min(range.max);
+    if component == Component::Storage {
+        // Not cut to a lowered max here: the storage workers above it hand their tenants off
+        // first, and the autoscaler lowers the decision once they have (see `handoff`).
+        return decided.max(low);
+    }
+    decided.clamp(low, range.max)
 }
 
 /// The replicas range the spec gives a component.
