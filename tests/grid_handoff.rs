@@ -9,7 +9,7 @@ use std::time::Duration;
 use meniscus_tests::free_port;
 use meniscus_tests::grid::{
     assert_exactly_once, put_acme, search_all, wait_until, write_secrets, Coordinator, GridWorker,
-    Publishers, ADMIN_CREDENTIAL,
+    Publishers, ADMIN_CREDENTIAL, TOKEN,
 };
 use serde_json::{json, Value};
 
@@ -102,6 +102,14 @@ fn a_draining_storage_worker_hands_everything_off_and_leaves_without_a_loss() {
         entry["draining"] == true && entry["load"]["handedOff"] == true
     });
     assert_eq!(hot_files(&storage[leaving]), 0, "it holds no file any more");
+    // Its own tenant API takes no publish now: nothing may land after its last pass.
+    let direct = reqwest::blocking::Client::new()
+        .post(storage[leaving].url("/v1/tenant/acme/publish"))
+        .header("MESSAGE-TOKEN", TOKEN)
+        .json(&json!({"log_message": {"pname": "web", "host": "h", "msg": "too late"}}))
+        .send()
+        .unwrap();
+    assert_eq!(direct.status().as_u16(), 503);
     let moved = storage[leaving].metric("meniscus_storage_handoff_events_total{tenant=\"acme\"}");
     assert!(moved > 0.0, "it handed acme's events off");
     let (acknowledged, not_acknowledged) = publishers.finish();

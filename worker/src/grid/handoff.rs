@@ -13,7 +13,8 @@
 //!   never zero times.
 //! - **Nothing lands afterwards**: from the moment it drains, this worker's link receiver
 //!   refuses new records (503), so senders keep them in their spools and move them to the
-//!   tenants' new storage workers when this one is removed from the grid.
+//!   tenants' new storage workers when this one is removed from the grid; publishes to its
+//!   own tenant API are refused too ([`UnlessDraining`]).
 //! - `handedOff` is reported once a pass, after a flush, found nothing left to move. Told to
 //!   stay after all (`draining` cleared), the worker takes records again and keeps what it
 //!   has not moved yet.
@@ -30,6 +31,7 @@ use meniscus_coordinator::state::Snapshot;
 use meniscus_metrics::{Counter, Family, Registry};
 use meniscus_record::columnar::{batch_to_events, encode_payload_into, tenant_batches};
 use meniscus_record::frame::{PayloadFormat, RecordCodec, HEADER_LEN};
+use meniscus_record::stage::{Ack, Batch, BoxFuture, Stage, StageError, WhenFull};
 use meniscus_store::archive::Archive;
 use meniscus_store::Store;
 use tokio::sync::watch;
@@ -45,6 +47,30 @@ const RETRY: Duration = Duration::from_secs(2);
 /// Between passes while draining: late files (a compaction swap, a direct publish) are found
 /// by the next one.
 const PASS_SPACING: Duration = Duration::from_secs(1);
+
+/// The store as a storage worker's own publish path reaches it: refused (503) while the
+/// worker drains, so nothing lands after its last pass.
+pub struct UnlessDraining {
+    pub draining: Arc<AtomicBool>,
+    pub next: Arc<dyn Stage>,
+}
+
+impl Stage for UnlessDraining {
+    fn hand_on(
+        self: Arc<Self>,
+        batch: Batch,
+        when_full: WhenFull,
+    ) -> BoxFuture<Result<Ack, StageError>> {
+        if self.draining.load(Ordering::Relaxed) {
+            return Box::pin(async {
+                Err(StageError::unavailable(
+                    "this storage worker is handing its tenants off: publish to a correlator",
+                ))
+            });
+        }
+        self.next.clone().hand_on(batch, when_full)
+    }
+}
 
 /// What a hand-off tells the rest of the worker.
 #[derive(Clone, Default)]
@@ -70,7 +96,8 @@ struct Mover {
 }
 
 /// Starts the task that hands this worker's tenants off whenever the routes mark it
-/// draining; `refusing` is the link receiver's switch.
+/// draining; it sets `refusing` (the link receiver's and [`UnlessDraining`]'s switch) while it
+/// does.
 pub fn spawn(
     control: Arc<ControlPlane>,
     mut snapshots: watch::Receiver<Option<Snapshot>>,

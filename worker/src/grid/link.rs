@@ -68,10 +68,20 @@ impl Receiver {
         next: Arc<dyn Stage>,
         registry: &Registry,
     ) -> Arc<Receiver> {
+        Receiver::refusing_when(snapshot, next, registry, Arc::default())
+    }
+
+    /// A receiver that refuses new records while `refusing` is set (see the field).
+    pub fn refusing_when(
+        snapshot: watch::Receiver<Option<Snapshot>>,
+        next: Arc<dyn Stage>,
+        registry: &Registry,
+        refusing: Arc<AtomicBool>,
+    ) -> Arc<Receiver> {
         Arc::new(Receiver {
             snapshot,
             next,
-            refusing: Arc::default(),
+            refusing,
             outcomes: registry.counters(
                 "meniscus_link_records_received_total",
                 "Records received on links from other workers, by outcome (taken, full, unavailable, refused, unauthorized, purged: only events of purged tenants, dropped).",
@@ -106,11 +116,6 @@ impl Receiver {
             .filter(|group| !purged(group))
             .collect();
         (!kept.is_empty()).then(|| Batch::new(kept))
-    }
-
-    /// The switch that makes this receiver refuse new records (see `refusing`).
-    pub fn refusing(&self) -> Arc<AtomicBool> {
-        self.refusing.clone()
     }
 
     fn is_peer(&self, headers: &HeaderMap) -> bool {

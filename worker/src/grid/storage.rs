@@ -6,7 +6,7 @@
 //! - `http.address` of `--config`: the tenant API (search, SQL, counts, jobs, Loki queries)
 //!   and publish, authenticated with the tenants the coordinator sends.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -15,7 +15,6 @@ use meniscus_coordinator::state::{Load, TenantLoad};
 use meniscus_grid::routes::Persona;
 use meniscus_grid::TenantId;
 use meniscus_metrics::Registry;
-use meniscus_record::Stage;
 use meniscus_store::archive::{self, Archive};
 use meniscus_store::query::QueryEngine;
 use meniscus_store::{retention, Store};
@@ -50,9 +49,14 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
         }
     };
     let (snapshots, _heartbeats) = control.clone().spawn(&metrics, load);
+    // Set while this worker drains: its links and its own publishes refuse new events.
+    let draining = Arc::new(AtomicBool::new(false));
     let correlator = grid_correlator(
         &config,
-        store.clone() as Arc<dyn Stage>,
+        Arc::new(handoff::UnlessDraining {
+            draining: draining.clone(),
+            next: store.clone(),
+        }),
         &metrics,
         snapshots.clone(),
     );
@@ -132,13 +136,18 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
 
     // The grid address serves links and, for the tenant-API persona's fan-out, the read API
     // (with the tenants' own tokens, as on `http.address`).
-    let receiver = super::link::Receiver::new(snapshots.clone(), store.clone(), &metrics);
+    let receiver = super::link::Receiver::refusing_when(
+        snapshots.clone(),
+        store.clone(),
+        &metrics,
+        draining.clone(),
+    );
     let _ = handed_off.set(handoff::spawn(
         control.clone(),
         snapshots,
         store.clone(),
         state.archive.clone(),
-        receiver.refusing(),
+        draining,
         &metrics,
     ));
     let grid_side = receiver.router().merge(http::read_router(state.clone()));
