@@ -6,11 +6,11 @@
 
 use std::time::{Duration, Instant};
 
-use meniscus_tests::free_port;
 use meniscus_tests::grid::{
     assert_exactly_once, put_acme, search_all, wait_until, write_secrets, Coordinator, GridWorker,
     Publishers, ADMIN_CREDENTIAL, TOKEN,
 };
+use meniscus_tests::{files_under, free_port};
 use serde_json::{json, Value};
 
 /// The coordinator's entry for `worker` (matched by its grid address).
@@ -26,31 +26,6 @@ fn entry_of(coordinator: &Coordinator, worker: &GridWorker) -> Value {
 fn admin(coordinator: &Coordinator, method: &str, path: &str) -> (u16, Value) {
     let bearer = format!("Bearer {ADMIN_CREDENTIAL}");
     coordinator.call(method, path, &[("Authorization", bearer.as_str())], None)
-}
-
-/// Parquet files under a worker's hot store.
-fn hot_files(worker: &GridWorker) -> usize {
-    walk(&worker.dir.join("data/hot"))
-        .into_iter()
-        .filter(|path| path.extension().is_some_and(|ext| ext == "parquet"))
-        .count()
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .flat_map(|entry| {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path)
-            } else {
-                vec![path]
-            }
-        })
-        .collect()
 }
 
 #[test]
@@ -102,7 +77,8 @@ fn a_draining_storage_worker_hands_everything_off_and_leaves_without_a_loss() {
         let entry = entry_of(&grid, &storage[leaving]);
         entry["draining"] == true && entry["load"]["handedOff"] == true
     });
-    assert_eq!(hot_files(&storage[leaving]), 0, "it holds no file any more");
+    let files = files_under(&storage[leaving].dir.join("data/hot"), ".parquet");
+    assert!(files.is_empty(), "it holds no file any more: {files:?}");
     // Its own tenant API takes no publish now: nothing may land after its last pass.
     let direct = reqwest::blocking::Client::new()
         .post(storage[leaving].url("/v1/tenant/acme/publish"))

@@ -579,6 +579,15 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
     // the events it stores); 10 searches a second, at 1 per tenant API replica, a second
     // tenant API; 3 workers following the broadcaster, at 2 each, a second broadcaster. The
     // workloads follow the decisions in the status.
+    let patch_grid = |patch: &Value| {
+        runtime
+            .block_on(grids.patch(
+                "main",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(patch),
+            ))
+            .unwrap();
+    };
     let patch = json!({"spec": {
         "personas": {
             "correlator": {"replicas": {"min": 1, "max": 2}},
@@ -591,13 +600,7 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
             "requestsPerSecondPerTenantApi": 1, "workersPerBroadcaster": 2,
         },
     }});
-    runtime
-        .block_on(grids.patch(
-            "main",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&patch),
-        ))
-        .unwrap();
+    patch_grid(&patch);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = std::thread::spawn({
         let (stop, publish, token) = (stop.clone(), publish.clone(), token.clone());
@@ -707,13 +710,7 @@ fn the_pods_the_operator_writes_make_a_grid_that_takes_and_answers_a_tenants_log
         held.iter().all(|msg| found(msg).is_some())
     });
     let patch = json!({"spec": {"personas": {"storage": {"replicas": {"min": 1, "max": 1}}}}});
-    runtime
-        .block_on(grids.patch(
-            "main",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&patch),
-        ))
-        .unwrap();
+    patch_grid(&patch);
     wait_until(
         "the storage StatefulSet shrinks once the hand-off is done",
         &pods,

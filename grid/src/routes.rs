@@ -114,6 +114,11 @@ pub struct Routes {
 }
 
 impl Routes {
+    /// The worker `id`, online or not; `None` once it has left the grid.
+    pub fn worker(&self, id: &WorkerId) -> Option<&RouteEntry> {
+        self.workers.iter().find(|worker| &worker.id == id)
+    }
+
     /// Online workers with `persona`, in id order.
     pub fn online(&self, persona: Persona) -> impl Iterator<Item = &RouteEntry> {
         self.workers.iter().filter(move |worker| {

@@ -1,8 +1,11 @@
 //! What the controllers ask of a grid's coordinator (hosted in this process, see
 //! [`crate::coordinator_host`]): the workers' heartbeat loads, the autoscaler's input.
 
+use std::sync::Arc;
+
 use kube::ResourceExt;
 use meniscus_coordinator::state::Load;
+use meniscus_coordinator::Coordinator;
 use meniscus_grid::routes::{Persona, WorkerStatus};
 
 use crate::context::Context;
@@ -14,12 +17,16 @@ pub struct Worker {
     pub load: Load,
 }
 
-/// The grid's online workers, or `None` when this replica does not run its coordinator.
-pub fn online_workers(grid: &MeniscusGrid, context: &Context) -> Option<Vec<Worker>> {
-    let coordinator = context
+/// The grid's coordinator, or `None` when this replica does not run it.
+pub fn coordinator_of(grid: &MeniscusGrid, context: &Context) -> Option<Arc<Coordinator>> {
+    context
         .coordinators
-        .get(&grid.namespace().unwrap_or_default(), &grid.name_any())?;
-    Some(coordinator.with_state(|state| {
+        .get(&grid.namespace().unwrap_or_default(), &grid.name_any())
+}
+
+/// The coordinator's online workers.
+pub fn online_workers(coordinator: &Coordinator) -> Vec<Worker> {
+    coordinator.with_state(|state| {
         state
             .workers
             .iter()
@@ -29,5 +36,5 @@ pub fn online_workers(grid: &MeniscusGrid, context: &Context) -> Option<Vec<Work
                 load: worker.load.clone(),
             })
             .collect()
-    }))
+    })
 }

@@ -356,6 +356,28 @@ fn unsafe_free_sigterm(pid: u32) {
 }
 
 /// Runs a command, panicking with its output when it fails.
+/// Every file under `dir` (at any depth) whose name ends in `suffix`, sorted; none when `dir`
+/// does not exist.
+pub fn files_under(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, suffix: &str, found: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, suffix, found);
+            } else if path.to_string_lossy().ends_with(suffix) {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(dir, suffix, &mut found);
+    found.sort();
+    found
+}
+
 pub fn run(command: &mut Command) -> String {
     let output = command
         .output()
@@ -549,23 +571,7 @@ impl Meniscus {
 
     /// Every file under the data dir whose name ends in `suffix`, sorted.
     pub fn data_files(&self, suffix: &str) -> Vec<PathBuf> {
-        fn walk(dir: &Path, suffix: &str, found: &mut Vec<PathBuf>) {
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                return;
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    walk(&path, suffix, found);
-                } else if path.to_string_lossy().ends_with(suffix) {
-                    found.push(path);
-                }
-            }
-        }
-        let mut found = Vec::new();
-        walk(&self.data_dir, suffix, &mut found);
-        found.sort();
-        found
+        files_under(&self.data_dir, suffix)
     }
 
     /// Polls `condition` every 100 ms until it holds; panics with `what` after `seconds`.

@@ -39,7 +39,8 @@ pub struct Scaled {
 /// The personas that report load, with their decisions; `None` while this replica does not
 /// run the grid's coordinator (the replicas then stay as they are).
 pub fn decide(grid: &MeniscusGrid, context: &Context) -> Option<BTreeMap<Component, Scaled>> {
-    let workers = coordinator_api::online_workers(grid, context)?;
+    let coordinator = coordinator_api::coordinator_of(grid, context)?;
+    let workers = coordinator_api::online_workers(&coordinator);
     let now = context.started.elapsed();
     let mut decisions = BTreeMap::new();
     for component in Component::ALL {
@@ -93,22 +94,14 @@ pub fn decide(grid: &MeniscusGrid, context: &Context) -> Option<BTreeMap<Compone
             }
         };
         let current = super::desired_replicas(grid, component);
-        let storage = (component == Component::Storage)
-            .then(|| {
-                let coordinator = context
-                    .coordinators
-                    .get(&grid.namespace().unwrap_or_default(), &grid.name_any())?;
-                let statefulset = super::children::component_name(grid, component);
-                let workers = handoff::storage_workers(&coordinator, &statefulset);
-                Some((coordinator, workers))
-            })
-            .flatten();
+        // Storage: the workers' drains and hand-offs, by StatefulSet ordinal.
+        let storage = (component == Component::Storage).then(|| {
+            let statefulset = super::children::component_name(grid, component);
+            handoff::storage_workers(&coordinator, &statefulset)
+        });
         let kind = match &storage {
-            Some((_, workers)) => PersonaKind::Storage {
+            Some(workers) => PersonaKind::Storage {
                 handed_off_from: handoff::handed_off_from(workers, current),
-            },
-            None if component == Component::Storage => PersonaKind::Storage {
-                handed_off_from: current,
             },
             None => PersonaKind::Stateless,
         };
@@ -133,9 +126,9 @@ pub fn decide(grid: &MeniscusGrid, context: &Context) -> Option<BTreeMap<Compone
             let mut histories = context.histories.lock();
             autoscaler::decide(histories.entry(key).or_default(), now, &input)
         };
-        if let Some((coordinator, workers)) = &storage {
+        if let Some(workers) = &storage {
             let plan = handoff::plan(workers, current, decision.target, decision.replicas);
-            handoff::apply(coordinator, &grid.name_any(), &plan);
+            handoff::apply(&coordinator, &grid.name_any(), &plan);
         }
         if decision.replicas != current {
             tracing::info!(grid = %grid.name_any(), persona = component.as_str(), from = current, to = decision.replicas, reason = decision.reason.as_str(), detail = %decision, "the autoscaler moves a persona");

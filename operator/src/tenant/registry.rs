@@ -105,10 +105,8 @@ pub fn register(
     context: &Context,
 ) -> Result<(), Refused> {
     let spec = spec_for(tenant, grid, token, identities)?;
-    let coordinator = context
-        .coordinators
-        .get(&grid.namespace().unwrap_or_default(), &grid.name_any())
-        .ok_or(Refused::NotRunning)?;
+    let coordinator =
+        crate::coordinator_api::coordinator_of(grid, context).ok_or(Refused::NotRunning)?;
     if coordinator.snapshot().tenants.specs.contains(&spec) {
         return Ok(());
     }
@@ -121,10 +119,8 @@ pub fn register(
 
 /// Takes the tenant out of its grid's coordinator (gone already is fine).
 pub fn unregister(tenant: &Tenant, grid: &MeniscusGrid, context: &Context) -> Result<(), Refused> {
-    let coordinator = context
-        .coordinators
-        .get(&grid.namespace().unwrap_or_default(), &grid.name_any())
-        .ok_or(Refused::NotRunning)?;
+    let coordinator =
+        crate::coordinator_api::coordinator_of(grid, context).ok_or(Refused::NotRunning)?;
     let Ok(id) = TenantId::parse(&tenant.name_any()) else {
         return Ok(());
     };

@@ -6,8 +6,9 @@
 //!   compaction grace and that compaction will not rewrite again. Before the upload the file is
 //!   *pinned*: compaction leaves it alone from then on (late events of its hour are compacted
 //!   into files of their own), so an object always holds exactly the rows of one file.
-//! - **Where**: `PREFIX/TENANT/YYYY/MM/DD/HH/ORIGIN-NAME.parquet.enc` (ORIGIN: the archive's own id, since a grid's storage workers share a target) plus its key sidecar
-//!   (`….key`), so a time range is a prefix listing and no tenant shares a prefix with another.
+//! - **Where**: `PREFIX/TENANT/YYYY/MM/DD/HH/ORIGIN-NAME.parquet.enc` (ORIGIN: the archive's
+//!   own id, since a grid's storage workers share a target) plus its key sidecar (`….key`), so
+//!   a time range is a prefix listing and no tenant shares a prefix with another.
 //!   Uploads over [`MULTIPART_BYTES`] go in parts. A retried upload writes the same name, so a
 //!   crash mid-upload leaves no duplicate.
 //! - **Queries** read an object only while its source file is not live in the hot store (it
@@ -908,7 +909,6 @@ fn explain(error: &anyhow::Error) -> String {
     explained.replace('\n', " ")
 }
 
-/// Runs upload passes every `options.upload_interval` until the process ends.
 /// The archive's origin ([`Archive::origin`]): made once, kept beside its manifest.
 fn read_or_make_origin(dir: &Path) -> std::io::Result<String> {
     let path = dir.join("ORIGIN");
@@ -922,6 +922,7 @@ fn read_or_make_origin(dir: &Path) -> std::io::Result<String> {
     }
 }
 
+/// Runs upload passes every `options.upload_interval` until the process ends.
 pub fn spawn_uploader(
     archive: Arc<Archive>,
     hot: Arc<HotStore>,

@@ -451,13 +451,10 @@ impl Forwarder {
     /// True when `to` has left the grid for good: the routes no longer name it at all (an
     /// offline worker stays named).
     fn removed(&self, to: &WorkerId) -> bool {
-        self.snapshot.borrow().as_ref().is_some_and(|snapshot| {
-            !snapshot
-                .routes
-                .workers
-                .iter()
-                .any(|worker| &worker.id == to)
-        })
+        self.snapshot
+            .borrow()
+            .as_ref()
+            .is_some_and(|snapshot| snapshot.routes.worker(to).is_none())
     }
 
     /// Moves what `link`'s spool holds, in order, to the storage workers the routes now give
@@ -531,9 +528,7 @@ impl Forwarder {
         snapshot
             .as_ref()?
             .routes
-            .workers
-            .iter()
-            .find(|worker| &worker.id == to)
+            .worker(to)
             .map(|worker| worker.address.clone())
     }
 

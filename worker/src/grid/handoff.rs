@@ -51,7 +51,7 @@ const PASS_SPACING: Duration = Duration::from_secs(1);
 /// The store as a storage worker's own publish path reaches it: refused (503) while the
 /// worker drains, so nothing lands after its last pass.
 pub struct UnlessDraining {
-    pub draining: Arc<AtomicBool>,
+    pub handoff: Handoff,
     pub next: Arc<dyn Stage>,
 }
 
@@ -61,7 +61,7 @@ impl Stage for UnlessDraining {
         batch: Batch,
         when_full: WhenFull,
     ) -> BoxFuture<Result<Ack, StageError>> {
-        if self.draining.load(Ordering::Relaxed) {
+        if self.handoff.draining() {
             return Box::pin(async {
                 Err(StageError::unavailable(
                     "this storage worker is handing its tenants off: publish to a correlator",
@@ -72,14 +72,27 @@ impl Stage for UnlessDraining {
     }
 }
 
-/// What a hand-off tells the rest of the worker.
+/// What a hand-off tells the rest of the worker: made before the parts that read it, set
+/// by the task [`spawn`] starts.
 #[derive(Clone, Default)]
 pub struct Handoff {
+    /// Set while the routes mark this worker draining: the link receiver's and
+    /// [`UnlessDraining`]'s switch.
+    draining: Arc<AtomicBool>,
     /// The heartbeat's `handedOff`.
     done: Arc<AtomicBool>,
 }
 
 impl Handoff {
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// The switch a link receiver refuses new records on.
+    pub fn draining_switch(&self) -> Arc<AtomicBool> {
+        self.draining.clone()
+    }
+
     pub fn done(&self) -> bool {
         self.done.load(Ordering::Relaxed)
     }
@@ -96,17 +109,15 @@ struct Mover {
 }
 
 /// Starts the task that hands this worker's tenants off whenever the routes mark it
-/// draining; it sets `refusing` (the link receiver's and [`UnlessDraining`]'s switch) while it
-/// does.
+/// draining, and keeps `handoff` telling so.
 pub fn spawn(
+    handoff: Handoff,
     control: Arc<ControlPlane>,
     mut snapshots: watch::Receiver<Option<Snapshot>>,
     store: Arc<Store>,
     archive: Option<Arc<Archive>>,
-    refusing: Arc<AtomicBool>,
     registry: &Registry,
-) -> Handoff {
-    let handoff = Handoff::default();
+) {
     let mover = Mover {
         control,
         store,
@@ -119,7 +130,10 @@ pub fn spawn(
             &["tenant"],
         ),
     };
-    let done = handoff.done.clone();
+    let Handoff {
+        draining: switch,
+        done,
+    } = handoff;
     tokio::spawn(async move {
         loop {
             let draining = {
@@ -128,12 +142,11 @@ pub fn spawn(
                 snapshot.as_ref().zip(me).is_some_and(|(snapshot, me)| {
                     snapshot
                         .routes
-                        .workers
-                        .iter()
-                        .any(|worker| worker.id == me && worker.draining)
+                        .worker(&me)
+                        .is_some_and(|worker| worker.draining)
                 })
             };
-            refusing.store(draining, Ordering::Relaxed);
+            switch.store(draining, Ordering::Relaxed);
             if !draining {
                 done.store(false, Ordering::Relaxed);
                 if snapshots.changed().await.is_err() {
@@ -162,7 +175,6 @@ pub fn spawn(
             }
         }
     });
-    handoff
 }
 
 impl Mover {

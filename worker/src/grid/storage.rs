@@ -6,7 +6,7 @@
 //! - `http.address` of `--config`: the tenant API (search, SQL, counts, jobs, Loki queries)
 //!   and publish, authenticated with the tenants the coordinator sends.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -37,24 +37,23 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
     // purge orders it carried out; the archive joins once it is open.
     let purged = purge::Purged::default();
     let archived: Arc<OnceLock<Arc<Archive>>> = Arc::default();
-    let handed_off: Arc<OnceLock<handoff::Handoff>> = Arc::default();
+    // While this worker drains, its links and its own publishes refuse new events.
+    let handoff = handoff::Handoff::default();
     let load = {
         let (store, archived, purged) = (store.clone(), archived.clone(), purged.clone());
-        let handed_off = handed_off.clone();
+        let handoff = handoff.clone();
         let stored = Rate::starting_at(store.stored_events());
         move || {
             let mut load = storage_load(&store, archived.get(), &purged, &stored);
-            load.handed_off = handed_off.get().is_some_and(handoff::Handoff::done);
+            load.handed_off = handoff.done();
             load
         }
     };
     let (snapshots, _heartbeats) = control.clone().spawn(&metrics, load);
-    // Set while this worker drains: its links and its own publishes refuse new events.
-    let draining = Arc::new(AtomicBool::new(false));
     let correlator = grid_correlator(
         &config,
         Arc::new(handoff::UnlessDraining {
-            draining: draining.clone(),
+            handoff: handoff.clone(),
             next: store.clone(),
         }),
         &metrics,
@@ -140,16 +139,16 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
         snapshots.clone(),
         store.clone(),
         &metrics,
-        draining.clone(),
+        handoff.draining_switch(),
     );
-    let _ = handed_off.set(handoff::spawn(
+    handoff::spawn(
+        handoff,
         control.clone(),
         snapshots,
         store.clone(),
         state.archive.clone(),
-        draining,
         &metrics,
-    ));
+    );
     let grid_side = receiver.router().merge(http::read_router(state.clone()));
     serve(&args, grid_side, metrics, "storage").await?;
     state.ready.store(false, Ordering::Relaxed);
