@@ -1,7 +1,7 @@
 //! The coordinator's HTTP API.
 //!
 //! Workers (header `X-Meniscus-Worker: ID`, `Authorization: Bearer CREDENTIAL`):
-//! - `POST /v1/pair` `{"secret", "personas", "advertise", "capacity", "previous"}` -> the
+//! - `POST /v1/pair` `{"secret", "personas", "advertise", "name", "capacity", "previous"}` -> the
 //!   worker's id, its credential (only here) and the snapshot; 401 with a wrong secret;
 //! - `POST /v1/heartbeat` (a [`Load`]) -> `{"routeVersion", "tenantsVersion"}`;
 //! - `POST /v1/down` `{"target": ID}` -> `{"routesChanged"}`;
