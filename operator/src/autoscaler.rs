@@ -123,6 +123,8 @@ impl fmt::Display for Decision {
 #[derive(Clone, Debug, Default)]
 pub struct History {
     samples: VecDeque<(Duration, i32)>,
+    /// When the last step down was taken: the next one waits a whole down window after it.
+    last_step_down: Option<Duration>,
 }
 
 impl History {
@@ -231,12 +233,27 @@ pub fn decide(history: &mut History, now: Duration, input: &Input<'_>) -> Decisi
         },
         Ordering::Less if partial => decision(current, current, Reason::HeldOnPartialData),
         Ordering::Less => match history.over(now, down) {
+            // One step per window: a reconcile comes with every pod that stops, so without this
+            // the halving below would repeat within seconds, before the survivors' heartbeats
+            // show the load they took over.
+            Some(_)
+                if history
+                    .last_step_down
+                    .is_some_and(|at| now.saturating_sub(at) < down) =>
+            {
+                decision(current, current, Reason::HeldForStabilization)
+            }
             Some((_, highest)) if highest < current => {
                 // At most halve per step: the survivors take over the removed workers' sources
                 // and tenants, so a wrong guess (bursty load between heartbeats) costs at most
                 // double load per worker, which the fast up path repairs. Only 1 may go to 0.
                 let floor = if current > 1 { (current + 1) / 2 } else { 0 };
-                shrink(bound(highest.max(floor)), Reason::ScaleDown)
+                let step = shrink(bound(highest.max(floor)), Reason::ScaleDown);
+                // A storage step held for its hand-off is still the same step.
+                if step.reason == Reason::ScaleDown {
+                    history.last_step_down = Some(now);
+                }
+                step
             }
             _ => decision(current, current, Reason::HeldForStabilization),
         },
@@ -285,7 +302,12 @@ mod tests {
                      (60, 100.0, 0, ALL, 8, HeldForStabilization)] },
         Case { name: "after the down window scales down at most halving", range: (1, 10), windows: (0, 60), kind: STATELESS, start: 8,
             steps: &[(0, 800.0, 0, ALL, 8, WithinTarget), (10, 100.0, 0, ALL, 8, HeldForStabilization),
-                     (70, 100.0, 0, ALL, 4, ScaleDown), (80, 100.0, 0, ALL, 2, ScaleDown), (90, 100.0, 0, ALL, 1, ScaleDown)] },
+                     (70, 100.0, 0, ALL, 4, ScaleDown), (80, 100.0, 0, ALL, 4, HeldForStabilization),
+                     (129, 100.0, 0, ALL, 4, HeldForStabilization), (130, 100.0, 0, ALL, 2, ScaleDown),
+                     (190, 100.0, 0, ALL, 1, ScaleDown)] },
+        Case { name: "a storage step held for its hand-off goes on without a new window", range: (1, 10), windows: (0, 60), kind: PersonaKind::Storage { handed_off_from: 7 }, start: 8,
+            steps: &[(0, 100.0, 0, ALL, 8, HeldForStabilization), (60, 100.0, 0, ALL, 7, HeldForHandoff),
+                     (70, 100.0, 0, ALL, 7, HeldForHandoff)] },
         Case { name: "recommendation above max is clamped", range: (1, 5), windows: (0, 300), kind: STATELESS, start: 3,
             steps: &[(0, 5000.0, 0, ALL, 5, ScaleUp), (10, 5000.0, 0, ALL, 5, WithinTarget)] },
         Case { name: "current below min is raised at once", range: (4, 10), windows: (30, 300), kind: STATELESS, start: 2,

@@ -362,7 +362,8 @@ pub struct Autoscaling {
     #[serde(default = "scale_up_window")]
     #[schemars(range(min = 0))]
     pub scale_up_window_seconds: i32,
-    /// How long load must stay low before scaling down.
+    /// How long load must stay low before scaling down; also the least time between two steps
+    /// down (each at most halves the replicas).
     #[serde(default = "scale_down_window")]
     #[schemars(range(min = 0))]
     pub scale_down_window_seconds: i32,
