@@ -662,3 +662,68 @@ fn azure_blob_storage_archives_and_answers_as_s3_does() {
         "the objects reached the emulator's storage"
     );
 }
+
+#[test]
+fn purge_deletes_one_tenants_hot_and_archived_data_and_keys_and_refuses_while_meniscus_runs() {
+    let s3 = SeaweedFs::start("archive");
+    let mut meniscus = start(&s3.archive_config("meniscus"), "10h");
+    send_hours_ago(&meniscus, "acme", 3, 20, "old acme");
+    send_hours_ago(&meniscus, "other", 3, 20, "old other");
+    wait_archived_and_expired(&meniscus, "acme", 1);
+    wait_archived_and_expired(&meniscus, "other", 1);
+    // A later hour, hot or being archived as the purge comes.
+    send_hours_ago(&meniscus, "acme", 1, 10, "fresh acme");
+    wait_until("the fresh events", Duration::from_secs(30), || {
+        count_and_distinct(&meniscus, "acme", "msg LIKE 'fresh acme%'") == (10, 10)
+    });
+    assert!(!s3.list("meniscus/acme").is_empty());
+    let config = meniscus.dir.path().join("meniscus.yaml");
+    let data_dir = meniscus.data_dir().to_path_buf();
+    let purge = || {
+        std::process::Command::new(meniscus_binary())
+            .args(["purge", "acme", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .output()
+            .unwrap()
+    };
+
+    // While Meniscus runs, the data directory is locked: refused, with the reason, and
+    // nothing deleted.
+    let refused = purge();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("in use by another Meniscus process"),
+        "{stderr}"
+    );
+    assert!(!s3.list("meniscus/acme").is_empty());
+    assert_eq!(
+        count_and_distinct(&meniscus, "acme", "msg LIKE 'fresh acme%'"),
+        (10, 10)
+    );
+
+    // Stopped the hard way (the fresh events may be only in the write-ahead log): purged.
+    meniscus.kill9();
+    let purged = purge();
+    let stdout = String::from_utf8_lossy(&purged.stdout);
+    assert!(
+        purged.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&purged.stderr)
+    );
+    assert!(stdout.contains("archived object(s)"), "{stdout}");
+    assert_eq!(s3.list("meniscus/acme"), Vec::<String>::new());
+    assert!(!meniscus.data_dir().join("keys/acme.json").exists());
+    assert!(meniscus.data_dir().join("keys/other.json").exists());
+    assert_eq!(archived_windows(&meniscus, "acme").len(), 0);
+
+    // Started again (acme still configured): none of acme's events come back, from the hot
+    // store, the log or the archive; the other tenant's are all there.
+    meniscus.restart();
+    assert_eq!(count_and_distinct(&meniscus, "acme", "true"), (0, 0));
+    assert_eq!(count_and_distinct(&meniscus, "other", "true"), (20, 20));
+    let log = meniscus.log();
+    assert!(!log.contains("panicked"), "{log}");
+}

@@ -30,6 +30,26 @@ pub mod wal;
 #[cfg(test)]
 mod fault_tests;
 
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_second_store_on_one_data_directory_is_refused_until_the_first_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new();
+        let first = Store::open(dir.path(), StoreOptions::default(), &registry).unwrap();
+        let second = Store::open(dir.path(), StoreOptions::default(), &Registry::new());
+        let error = format!("{:#}", second.err().expect("refused"));
+        assert!(
+            error.contains("in use by another Meniscus process"),
+            "{error}"
+        );
+        drop(first);
+        Store::open(dir.path(), StoreOptions::default(), &Registry::new()).unwrap();
+    }
+}
+
 /// The object-store client the archive uses, for tools and tests that look at a target.
 pub use object_store;
 
@@ -99,6 +119,42 @@ pub struct Store {
     pub hot: Arc<HotStore>,
     pub jobs: Arc<JobIndex>,
     pub metrics: Arc<StoreMetrics>,
+    /// `DATA_DIR/LOCK`, locked while the store is open (see [`lock_data_dir`]).
+    _lock: std::fs::File,
+}
+
+/// How long opening waits for another store of the same process to let go of the data
+/// directory (a restart within a process drops the old store just before).
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Locks `DATA_DIR/LOCK` for this store: two processes writing one write-ahead log and one
+/// manifest would corrupt both, so the second is refused, with the reason. The kernel lets go
+/// of the lock when the process dies, `kill -9` included, so no stale lock is ever left.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join("LOCK");
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "the data directory {} is in use by another Meniscus process ({} is locked): stop it first, or give this one another --data-dir",
+                data_dir.display(),
+                path.display()
+            ),
+            Err(std::fs::TryLockError::Error(error)) => {
+                return Err(anyhow::Error::from(error)
+                    .context(format!("cannot lock {}", path.display())))
+            }
+        }
+    }
 }
 
 impl Store {
@@ -131,6 +187,7 @@ impl Store {
         let metrics = Arc::new(StoreMetrics::register(registry));
         let wal_dir = data_dir.join("wal");
         std::fs::create_dir_all(&wal_dir)?;
+        let lock = lock_data_dir(data_dir)?;
         let (hot, flushed_through) =
             HotStore::open(&data_dir.join("hot"), disk.clone(), options.dedupe_window)?;
         // Files the archive holds stay whole: pinned before the flusher (which compacts)
@@ -219,6 +276,7 @@ impl Store {
             hot,
             jobs,
             metrics,
+            _lock: lock,
         }))
     }
 

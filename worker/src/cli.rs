@@ -1,7 +1,9 @@
 //! The `meniscus` command line: `meniscus standalone` runs every persona in one process (the
 //! default way to try Meniscus and the way tests run it); `check-config`,
-//! `recover-manifest` and `keys rotate` are tools. `meniscus worker --persona …` runs personas
+//! `recover-manifest`, `purge` and `keys rotate` are tools. `meniscus worker --persona …` runs personas
 //! of a grid as a process of their own (see `grid::WorkerArgs`).
+
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +34,20 @@ enum Command {
     RecoverManifest {
         /// The data directory Meniscus runs with.
         #[arg(long, default_value = "meniscus-data")]
+        data_dir: std::path::PathBuf,
+    },
+    /// Deletes everything this data directory holds of TENANT: its hot-store files, its
+    /// events still in the write-ahead log, its archived objects and its archive keys. Run it
+    /// with Meniscus stopped (it refuses while Meniscus runs) and the tenant taken out of the
+    /// configuration first, or its new events are stored again. On a grid, delete the Tenant
+    /// (or `PUT /v1/admin/purges/TENANT`) instead: every storage worker purges it.
+    Purge {
+        tenant: String,
+        /// The configuration file Meniscus runs with (its `storage` and `archive` sections).
+        #[arg(long, env = "MENISCUS_CONFIG")]
+        config: Option<std::path::PathBuf>,
+        /// The data directory Meniscus runs with.
+        #[arg(long, env = "MENISCUS_DATA_DIR", default_value = "meniscus-data")]
         data_dir: std::path::PathBuf,
     },
     /// Tenant keys of the archive.
@@ -94,6 +110,43 @@ fn rotate_key(
     Ok(())
 }
 
+/// `meniscus purge`: the store's purge (its memory flushed first, so the write-ahead log
+/// cannot bring the tenant back), then the archive's (objects, orphans, keys).
+fn purge_tenant(
+    tenant: &str,
+    config: Option<&std::path::Path>,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    use meniscus_store::archive::Archive;
+    let tenant = meniscus_grid::TenantId::parse(tenant)
+        .map_err(|error| anyhow::anyhow!("{tenant:?} is not a tenant id: {error}"))?;
+    let config = match config {
+        Some(path) => config::Config::load(path)?,
+        None => config::Config::default(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let metrics = meniscus_metrics::Registry::new();
+        let store =
+            meniscus_store::Store::open(data_dir, config.storage.store_options(), &metrics)?;
+        let files = store.purge_tenant(tenant.as_str()).await?;
+        let objects = match config.archive.archive_options(data_dir)? {
+            Some(options) => {
+                // Retention plays no part in a purge.
+                let archive = Archive::open(data_dir, options, &metrics, Arc::new(|_: &str| None))?;
+                archive.purge(tenant.as_str()).await?
+            }
+            None => 0,
+        };
+        println!(
+            "tenant {tenant}: purged {files} hot-store file(s) and {objects} archived object(s); its archive keys are deleted"
+        );
+        anyhow::Ok(())
+    })
+}
+
 /// Runs the command line; what the `meniscus` binary's `main` calls.
 pub fn main() -> std::process::ExitCode {
     allocator::disable_transparent_huge_pages();
@@ -123,6 +176,11 @@ pub fn main() -> std::process::ExitCode {
                     retire_old,
                 },
         } => rotate_key(&tenant, config.as_deref(), &data_dir, retire_old),
+        Command::Purge {
+            tenant,
+            config,
+            data_dir,
+        } => purge_tenant(&tenant, config.as_deref(), &data_dir),
         Command::RecoverManifest { data_dir } => {
             let hot = data_dir.join("hot");
             meniscus_store::hot::rebuild_manifest(&hot, &meniscus_store::disk::LocalDisk)

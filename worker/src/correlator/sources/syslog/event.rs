@@ -204,7 +204,7 @@ impl Correlator {
             let from = text_credentials::free_text_start(&text, parsed.as_ref().ok());
             let mentions = text
                 .get(from..)
-                .is_some_and(|free| memchr::memmem::find(free.as_bytes(), b"[meniscus").is_some());
+                .is_some_and(|free| text_credentials::mention(free).is_some());
             if mentions {
                 text_credentials::all_from(&text, from)
                     .into_iter()

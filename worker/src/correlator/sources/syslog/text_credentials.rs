@@ -15,6 +15,9 @@
 //! no token reaches `host`, `msg` or the base64 copy of the raw frame. Cutting a line's
 //! element never drops the line.
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 use meniscus_syslog::Message;
 
 /// An element found in a frame's text: where it is and what it says.
@@ -132,14 +135,18 @@ pub fn cut_all(text: &str, elements: &[TextElement]) -> String {
     cleaned
 }
 
+/// Where the next `[meniscus` starts in `text`, if anywhere. Asked of every message, so the
+/// searcher is built once: `memmem::find` builds one per call, a twentieth of ingest's CPU.
+pub fn mention(text: &str) -> Option<usize> {
+    static MENTION: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"[meniscus"));
+    MENTION.find(text.as_bytes())
+}
+
 /// Every element in `text` from byte `from` on, wherever it is, in order.
 pub fn all_from(text: &str, from: usize) -> Vec<TextElement> {
     let mut found = Vec::new();
     let mut at = from;
-    while let Some(offset) = text
-        .get(at..)
-        .and_then(|rest| memchr::memmem::find(rest.as_bytes(), b"[meniscus"))
-    {
+    while let Some(offset) = text.get(at..).and_then(mention) {
         let start = at + offset;
         match element_at(text, start) {
             Some(element) => {
