@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use chrono::{Timelike, Utc};
 use meniscus_store::archive::crypto::{sidecar_key_id, OBJECT_MAGIC};
 use meniscus_tests::azurite::Azurite;
+use meniscus_tests::gcs::FakeGcs;
 use meniscus_tests::s3::SeaweedFs;
 use meniscus_tests::{meniscus_binary, run, Meniscus, StartOptions};
 use serde_json::Value;
@@ -620,24 +621,30 @@ fn key_rotation_rewraps_every_object_and_old_and_new_hours_stay_readable() {
     assert_eq!(status, 200, "{page}");
 }
 
+/// Sends 40 lines (`{needle} hourN line i`) to each of two closed hours of acme, waits until
+/// both live only in the archive, and reads them back through SQL and search, fetching objects
+/// from the target.
+fn archive_two_hours_and_read_them_back(meniscus: &Meniscus, needle: &str) {
+    for hours in [2, 3] {
+        send_hours_ago(
+            meniscus,
+            "acme",
+            hours,
+            40,
+            &format!("{needle} hour{hours} line"),
+        );
+    }
+    wait_archived_and_expired(meniscus, "acme", 2);
+    assert_eq!(count_and_distinct(meniscus, "acme", "true"), (80, 80));
+    assert_eq!(search_count(meniscus, "hour3%20line"), 40);
+    assert!(fetch_misses(meniscus) >= 1);
+}
+
 #[test]
 fn azure_blob_storage_archives_and_answers_as_s3_does() {
     let azurite = Azurite::start("archive");
     let meniscus = start(&azurite.archive_config("archive", "meniscus"), "10h");
-    for hours in [2, 3] {
-        send_hours_ago(
-            &meniscus,
-            "acme",
-            hours,
-            40,
-            &format!("azure-needle hour{hours} line"),
-        );
-    }
-    wait_archived_and_expired(&meniscus, "acme", 2);
-    // Both hours now live only in Azure: read back through the same queries.
-    assert_eq!(count_and_distinct(&meniscus, "acme", "true"), (80, 80));
-    assert_eq!(search_count(&meniscus, "hour3%20line"), 40);
-    assert!(fetch_misses(&meniscus) >= 1);
+    archive_two_hours_and_read_them_back(&meniscus, "azure-needle");
     // At rest in the emulator's own files: sealed, none of the text.
     let mut stack = vec![azurite.dir.path().to_path_buf()];
     let mut blob_bytes = 0;
@@ -661,6 +668,32 @@ fn azure_blob_storage_archives_and_answers_as_s3_does() {
         blob_bytes > 2_000,
         "the objects reached the emulator's storage"
     );
+}
+
+#[test]
+fn google_cloud_storage_archives_and_answers_as_s3_does() {
+    let gcs = FakeGcs::start("archive");
+    let meniscus = start(&gcs.archive_config("meniscus"), "10h");
+    archive_two_hours_and_read_them_back(&meniscus, "gcs-needle");
+    // Under the tenant's prefix, each object with its key sidecar; sealed, none of the text.
+    let names = gcs.list("meniscus/acme/").expect("a listing");
+    let objects: Vec<&String> = names
+        .iter()
+        .filter(|name| name.ends_with(".parquet.enc"))
+        .collect();
+    assert_eq!(objects.len(), 2, "{names:?}");
+    for object in objects {
+        assert!(names.contains(&format!("{object}.key")), "{names:?}");
+        let bytes = gcs.get(object);
+        assert!(bytes.starts_with(OBJECT_MAGIC), "{object} is not sealed");
+        assert!(
+            !bytes.windows(10).any(|window| window == b"gcs-needle"),
+            "{object} holds message text in clear"
+        );
+    }
+    let (status, body) = readyz(&meniscus);
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("archive:"), "{body}");
 }
 
 #[test]

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod azurite;
+pub mod gcs;
 pub mod grid;
 pub mod pki;
 pub mod s3;
