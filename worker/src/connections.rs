@@ -255,8 +255,13 @@ impl ConnectionTable {
         if !self.budget.take() {
             // Every descriptor is in use: an idle connection of this listener gives its
             // place up; its descriptor comes back when its reader has closed it, and the
-            // reserve covers the moment between.
-            if !(evictable && evict_idlest(&mut open, now)) {
+            // reserve covers the moment between. At most EVICTIONS_IN_FLIGHT such moments at
+            // once: a flood of newcomers on a busy machine could otherwise evict faster than
+            // the readers close, and take the reserve (EMFILE for the store).
+            let in_flight = self.budget.open.load(Ordering::Acquire);
+            if in_flight >= self.budget.limit + EVICTIONS_IN_FLIGHT
+                || !(evictable && evict_idlest(&mut open, now))
+            {
                 return Err(refused(Refused::NoFileDescriptors));
             }
             self.budget.open.fetch_add(1, Ordering::AcqRel);
@@ -282,6 +287,10 @@ impl ConnectionTable {
         })
     }
 }
+
+/// Evicted connections whose descriptors may still be open while newcomers use their place
+/// (a small part of the store's reserve).
+const EVICTIONS_IN_FLIGHT: usize = 16;
 
 /// Closes the connection idle longest, if one is idle long enough to lose its place; its
 /// counts are given back now (its reader closes the socket when woken). Whether one was.
