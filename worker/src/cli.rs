@@ -1,7 +1,7 @@
 //! The `meniscus` command line: `meniscus standalone` runs every persona in one process (the
 //! default way to try Meniscus and the way tests run it); `check-config`,
-//! `recover-manifest`, `purge` and `keys rotate` are tools. `meniscus worker --persona …` runs personas
-//! of a grid as a process of their own (see `grid::WorkerArgs`).
+//! `recover-manifest`, `purge` and `keys rotate` are tools. `meniscus worker --persona …`
+//! runs personas of a grid as a process of their own (see `grid::WorkerArgs`).
 
 use std::sync::Arc;
 
@@ -76,6 +76,14 @@ enum KeysCommand {
     },
 }
 
+/// The configuration a tool runs with: the file Meniscus runs with, or the defaults.
+fn tool_config(config: Option<&std::path::Path>) -> anyhow::Result<config::Config> {
+    Ok(match config {
+        Some(path) => config::Config::load(path)?,
+        None => config::Config::default(),
+    })
+}
+
 /// `meniscus keys rotate`.
 fn rotate_key(
     tenant: &str,
@@ -84,10 +92,7 @@ fn rotate_key(
     retire_old: bool,
 ) -> anyhow::Result<()> {
     use meniscus_store::archive::{crypto::Keyring, rotation, target};
-    let config = match config {
-        Some(path) => config::Config::load(path)?,
-        None => config::Config::default(),
-    };
+    let config = tool_config(config)?;
     let Some(options) = config.archive.archive_options(data_dir)? else {
         anyhow::bail!("the archive is off in this configuration (archive.enabled: false)");
     };
@@ -110,8 +115,9 @@ fn rotate_key(
     Ok(())
 }
 
-/// `meniscus purge`: the store's purge (its memory flushed first, so the write-ahead log
-/// cannot bring the tenant back), then the archive's (objects, orphans, keys).
+/// `meniscus purge`: what a grid's storage worker does for a purge order (its memory flushed
+/// first, so the write-ahead log cannot bring the tenant back; then its files, then the
+/// archive's objects, orphans and keys).
 fn purge_tenant(
     tenant: &str,
     config: Option<&std::path::Path>,
@@ -120,10 +126,7 @@ fn purge_tenant(
     use meniscus_store::archive::Archive;
     let tenant = meniscus_grid::TenantId::parse(tenant)
         .map_err(|error| anyhow::anyhow!("{tenant:?} is not a tenant id: {error}"))?;
-    let config = match config {
-        Some(path) => config::Config::load(path)?,
-        None => config::Config::default(),
-    };
+    let config = tool_config(config)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -131,15 +134,17 @@ fn purge_tenant(
         let metrics = meniscus_metrics::Registry::new();
         let store =
             meniscus_store::Store::open(data_dir, config.storage.store_options(), &metrics)?;
-        let files = store.purge_tenant(tenant.as_str()).await?;
-        let objects = match config.archive.archive_options(data_dir)? {
-            Some(options) => {
-                // Retention plays no part in a purge.
-                let archive = Archive::open(data_dir, options, &metrics, Arc::new(|_: &str| None))?;
-                archive.purge(tenant.as_str()).await?
-            }
-            None => 0,
+        let archive = match config.archive.archive_options(data_dir)? {
+            // Retention plays no part in a purge.
+            Some(options) => Some(Archive::open(
+                data_dir,
+                options,
+                &metrics,
+                Arc::new(|_: &str| None),
+            )?),
+            None => None,
         };
+        let (files, objects) = grid::purge::purge(&store, archive.as_deref(), &tenant).await?;
         println!(
             "tenant {tenant}: purged {files} hot-store file(s) and {objects} archived object(s); its archive keys are deleted"
         );

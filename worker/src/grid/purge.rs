@@ -59,8 +59,9 @@ pub fn spawn(
     });
 }
 
-/// Deletes the tenant's hot-store files, then its archive; how many of each went.
-async fn purge(
+/// Deletes the tenant's hot-store files, then its archive; how many of each went. Also what
+/// `meniscus purge` runs on a stopped standalone's data directory.
+pub async fn purge(
     store: &Store,
     archive: Option<&Archive>,
     tenant: &TenantId,
