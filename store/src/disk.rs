@@ -107,6 +107,17 @@ pub fn create_dirs_durably(disk: &dyn Disk, root: &Path, relative: &Path) -> io:
     Ok(())
 }
 
+/// Opens (creating it) a file used only for its `flock`: `DATA_DIR/LOCK`, the key
+/// directory's `.lock`. The lock goes with the open file, so closing it, or the process
+/// dying, lets go.
+pub fn open_lock_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+}
+
 /// Writes `bytes` to `path` via a temporary name, fsynced, then renamed and the directory
 /// fsynced: the file is either the old one or the whole new one, after any crash.
 pub fn replace_file(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> io::Result<()> {

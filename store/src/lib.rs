@@ -132,11 +132,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(2);
 /// of the lock when the process dies, `kill -9` included, so no stale lock is ever left.
 fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
     let path = data_dir.join("LOCK");
-    let file = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)?;
+    let file = disk::open_lock_file(&path)?;
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
         match file.try_lock() {

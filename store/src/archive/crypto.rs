@@ -92,17 +92,9 @@ pub struct Keyring {
 }
 
 /// An exclusive lock on the key directory (`flock` on its `.lock` file), held while a key
-/// file is changed; released when dropped.
-struct DirLock(fs::File);
-
-impl Drop for DirLock {
-    fn drop(&mut self) {
-        #[cfg(unix)]
-        // SAFETY: flock on a file descriptor this struct owns.
-        unsafe {
-            libc::flock(std::os::fd::AsRawFd::as_raw_fd(&self.0), libc::LOCK_UN);
-        }
-    }
+/// file is changed; released when dropped (the file closes).
+struct DirLock {
+    _file: fs::File,
 }
 
 impl Keyring {
@@ -120,17 +112,10 @@ impl Keyring {
     }
 
     fn exclusive(&self) -> io::Result<DirLock> {
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.dir.join(".lock"))?;
-        #[cfg(unix)]
-        // SAFETY: flock on a file descriptor we own; it blocks until the lock is free.
-        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(DirLock(file))
+        let file = crate::disk::open_lock_file(&self.dir.join(".lock"))?;
+        // Blocks until the lock is free.
+        file.lock()?;
+        Ok(DirLock { _file: file })
     }
 
     fn path(&self, tenant: &str) -> PathBuf {
