@@ -130,7 +130,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(2);
 /// Locks `DATA_DIR/LOCK` for this store: two processes writing one write-ahead log and one
 /// manifest would corrupt both, so the second is refused, with the reason. The kernel lets go
 /// of the lock when the process dies, `kill -9` included, so no stale lock is ever left.
-fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+pub fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
     let path = data_dir.join("LOCK");
     let file = disk::open_lock_file(&path)?;
     let deadline = std::time::Instant::now() + LOCK_WAIT;

@@ -1,6 +1,6 @@
 //! The `meniscus` command line: `meniscus standalone` runs every persona in one process (the
 //! default way to try Meniscus and the way tests run it); `check-config`,
-//! `recover-manifest`, `purge` and `keys rotate` are tools. `meniscus worker --persona …`
+//! `recover-manifest`, `purge`, `keys rotate` and `archive rebuild` are tools. `meniscus worker --persona …`
 //! runs personas of a grid as a process of their own (see `grid::WorkerArgs`).
 
 use std::sync::Arc;
@@ -54,6 +54,33 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// The long-term archive.
+    Archive {
+        #[command(subcommand)]
+        command: ArchiveCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ArchiveCommand {
+    /// Makes the archive's manifest (`DATA_DIR/archive/ARCHIVE.json`) again from a listing of
+    /// its target, after the data directory was lost or damaged: every object that opens with
+    /// a key in the key directory is recorded, and queries read it again. Run it with Meniscus
+    /// stopped. The key directory must have survived (keep it apart from the data directory,
+    /// such as a mounted Secret): objects whose keys are gone cannot be read by anyone.
+    Rebuild {
+        /// The configuration file Meniscus runs with (its `archive` section).
+        #[arg(long, env = "MENISCUS_CONFIG")]
+        config: Option<std::path::PathBuf>,
+        /// The data directory Meniscus runs with.
+        #[arg(long, env = "MENISCUS_DATA_DIR", default_value = "meniscus-data")]
+        data_dir: std::path::PathBuf,
+        /// The origin (`DATA_DIR/archive/ORIGIN` of the lost data directory; the first part
+        /// of its objects' names) whose objects to take. Needed only when storage workers of
+        /// a grid share the target: each must take only its own.
+        #[arg(long = "origin")]
+        origins: Vec<String>,
     },
 }
 
@@ -112,6 +139,54 @@ fn rotate_key(
         key.id,
         if retire_old { "; old keys dropped" } else { "" }
     );
+    Ok(())
+}
+
+/// `meniscus archive rebuild`.
+fn rebuild_archive(
+    config: Option<&std::path::Path>,
+    data_dir: &std::path::Path,
+    origins: &[String],
+) -> anyhow::Result<()> {
+    use meniscus_store::archive::Archive;
+    let config = tool_config(config)?;
+    let Some(options) = config.archive.archive_options(data_dir)? else {
+        anyhow::bail!("the archive is off in this configuration (archive.enabled: false)");
+    };
+    std::fs::create_dir_all(data_dir)?;
+    let _lock = meniscus_store::lock_data_dir(data_dir)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let rebuilt = runtime.block_on(async {
+        let metrics = meniscus_metrics::Registry::new();
+        // Retention plays no part here: the janitor applies it once Meniscus runs.
+        let archive = Archive::open(data_dir, options, &metrics, Arc::new(|_: &str| None))?;
+        archive.rebuild(origins).await
+    })?;
+    println!(
+        "archive rebuilt from a listing: {} object(s) recorded ({} rows) of origin(s) {}; {} already recorded",
+        rebuilt.recorded,
+        rebuilt.rows,
+        if rebuilt.adopted.is_empty() {
+            "(none: the target holds no objects)".to_string()
+        } else {
+            rebuilt.adopted.join(", ")
+        },
+        rebuilt.known
+    );
+    for (origin, count) in &rebuilt.other_origins {
+        println!("left alone: {count} object(s) of origin {origin} (another storage worker's)");
+    }
+    if !rebuilt.unreadable.is_empty() {
+        for (key, reason) in &rebuilt.unreadable {
+            eprintln!("not recorded: {key}: {reason}");
+        }
+        anyhow::bail!(
+            "{} object(s) could not be opened and are not recorded (is the key directory the one they were sealed with?); run the command again once that is fixed",
+            rebuilt.unreadable.len()
+        );
+    }
     Ok(())
 }
 
@@ -181,6 +256,14 @@ pub fn main() -> std::process::ExitCode {
                     retire_old,
                 },
         } => rotate_key(&tenant, config.as_deref(), &data_dir, retire_old),
+        Command::Archive {
+            command:
+                ArchiveCommand::Rebuild {
+                    config,
+                    data_dir,
+                    origins,
+                },
+        } => rebuild_archive(config.as_deref(), &data_dir, &origins),
         Command::Purge {
             tenant,
             config,

@@ -1,10 +1,13 @@
 //! The archive's manifest: which objects hold which hot-store file. The single source of truth
 //! for queries and retention, written atomically under the data directory.
 //!
-//! An entry is added only after its object and sidecar were uploaded and verified, so a crash
-//! before that leaves at most an object that the next upload of the same file overwrites (its
-//! name is derived from the file's). An entry is removed before its object is deleted, so a
-//! crash in between leaves an orphan object, never an entry without one.
+//! An entry is added only after its object and sidecar were uploaded and verified. Before the
+//! upload starts, the manifest names it in `uploading`: after a crash the file is pinned again
+//! and uploaded under the same name, or, when the file is gone meanwhile (compacted into
+//! another, expired), the half-done object is deleted. An entry that leaves while its object
+//! stays (a hand-off) is named in `deleting` in the same write, until the object is gone. So
+//! the target holds no object of this archive that the manifest does not account for, and a
+//! listing of it can stand in for a lost manifest (`recovery`).
 
 use std::fs;
 use std::io;
@@ -54,10 +57,27 @@ pub fn skip_index_key(object_key: &str) -> String {
     format!("{stem}.skip.enc")
 }
 
+/// An upload begun and not yet recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Upload {
+    pub tenant: String,
+    /// The hot-store file being uploaded.
+    pub source: String,
+    /// The object key it goes to.
+    pub key: String,
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ArchiveManifest {
     pub version: u32,
     pub objects: Vec<ArchivedObject>,
+    /// Uploads begun and not recorded yet (see the module's comment).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uploading: Vec<Upload>,
+    /// Keys of objects no entry holds any more that may still be in the target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deleting: Vec<String>,
 }
 
 pub fn read(dir: &Path) -> io::Result<ArchiveManifest> {
@@ -73,7 +93,7 @@ pub fn read(dir: &Path) -> io::Result<ArchiveManifest> {
         }),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(ArchiveManifest {
             version: 1,
-            objects: Vec::new(),
+            ..ArchiveManifest::default()
         }),
         Err(error) => Err(error),
     }

@@ -11,6 +11,10 @@
 //!   a time range is a prefix listing and no tenant shares a prefix with another.
 //!   Uploads over [`MULTIPART_BYTES`] go in parts. A retried upload writes the same name, so a
 //!   crash mid-upload leaves no duplicate.
+//! - **Crashes**: an upload is named in the manifest before it starts, so what a crash leaves
+//!   half done is finished or deleted at the next pass (`recovery`); the target then holds
+//!   nothing the manifest does not account for, and `meniscus archive rebuild` can make a
+//!   lost manifest again from a listing.
 //! - **Queries** read an object only while its source file is not live in the hot store (it
 //!   expired, or went missing from disk): never both copies.
 //! - **Retention**: the hot copy of a file is deleted at the tenant's short-term retention only
@@ -20,8 +24,11 @@
 pub mod cache;
 pub mod crypto;
 pub mod manifest;
+pub mod recovery;
 pub mod rotation;
 pub mod target;
+#[cfg(test)]
+mod test_support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -41,7 +48,7 @@ use crate::hot::{FileEntry, HotStore, WINDOW_SECONDS};
 use crate::skip_index::{self, sidecar_path, SkipIndex};
 use cache::{CachedFile, ObjectCache};
 use crypto::Keyring;
-use manifest::{skip_index_key, ArchiveManifest, ArchivedObject, SIDECAR_SUFFIX};
+use manifest::{skip_index_key, ArchiveManifest, ArchivedObject, Upload, SIDECAR_SUFFIX};
 
 /// Objects larger than this are uploaded in parts.
 pub const MULTIPART_BYTES: usize = 8 * 1024 * 1024;
@@ -170,10 +177,15 @@ impl Archive {
         Ok(Arc::new(archive))
     }
 
-    /// Pins every live hot-store file that is already archived, so compaction leaves them be.
+    /// Pins every live hot-store file that is already archived, or whose upload a crash
+    /// interrupted (it is uploaded again under the same name), so compaction leaves them be.
     pub fn attach(&self, hot: &HotStore) {
-        for object in &self.manifest.lock().objects {
+        let manifest = self.manifest.lock();
+        for object in &manifest.objects {
             hot.pin(&object.source);
+        }
+        for upload in &manifest.uploading {
+            hot.pin(&upload.source);
         }
     }
 
@@ -397,13 +409,19 @@ impl Archive {
         Ok(batches)
     }
 
-    /// Forgets an object and deletes it (entry first): its rows are held elsewhere now (a
-    /// storage worker handed them off).
+    /// Forgets an object and deletes it (entry first, the key kept in `deleting` until the
+    /// object is gone): its rows are held elsewhere now (a storage worker handed them off).
     pub async fn release(&self, key: &str) -> anyhow::Result<()> {
-        self.change_manifest(|manifest| manifest.objects.retain(|object| object.key != key))
-            .await?;
+        self.change_manifest(|manifest| {
+            manifest.objects.retain(|object| object.key != key);
+            manifest.deleting.push(key.to_string());
+        })
+        .await?;
         self.forget_skip_index(key);
-        self.delete_object(key).await
+        self.delete_object(key).await?;
+        self.change_manifest(|manifest| manifest.deleting.retain(|deleting| deleting != key))
+            .await?;
+        Ok(())
     }
 
     /// The object key for a hot-store file.
@@ -479,6 +497,9 @@ impl Archive {
         // earlier ones), not the other tenants'.
         let mut failed_tenants: HashSet<String> = HashSet::new();
         let mut first_error = None;
+        if let Err(error) = self.finish_interrupted(hot).await {
+            first_error = Some(error);
+        }
         for entry in self.due(hot, compaction_options) {
             if failed_tenants.contains(&entry.tenant) || hot.is_missing(&entry) {
                 continue;
@@ -539,6 +560,15 @@ impl Archive {
             .map_err(|error| anyhow::anyhow!("cannot read {}: {error}", path.display()))?;
         let key = self.keyring.current(&entry.tenant)?;
         let object_key = self.object_key(entry);
+        let upload = Upload {
+            tenant: entry.tenant.clone(),
+            source: entry.path.clone(),
+            key: object_key.clone(),
+        };
+        if !self.manifest.lock().uploading.contains(&upload) {
+            self.change_manifest(|manifest| manifest.uploading.push(upload.clone()))
+                .await?;
+        }
         let (tenant, sealed_key) = (entry.tenant.clone(), object_key.clone());
         let plain_bytes = plain.len() as u64;
         let (object, sidecar, data_key) =
@@ -629,6 +659,7 @@ impl Archive {
         self.change_manifest(|manifest| {
             manifest.objects.retain(|object| object.key != record.key);
             manifest.objects.push(record.clone());
+            manifest.uploading.retain(|begun| begun.key != record.key);
         })
         .await?;
         self.metrics.uploads.inc(&["ok"]);
@@ -858,9 +889,16 @@ impl Archive {
     /// Deletes everything archived for `tenant` (listed objects too, so orphans of
     /// interrupted uploads go as well), then its keys. Returns the objects deleted.
     pub async fn purge(&self, tenant: &str) -> anyhow::Result<usize> {
-        self.change_manifest(|manifest| manifest.objects.retain(|object| object.tenant != tenant))
-            .await?;
         let prefix = self.target.tenant_prefix(tenant);
+        // The listing below finds interrupted uploads and deletions too.
+        self.change_manifest(|manifest| {
+            manifest.objects.retain(|object| object.tenant != tenant);
+            manifest.uploading.retain(|upload| upload.tenant != tenant);
+            manifest
+                .deleting
+                .retain(|key| !ObjectPath::from(key.as_str()).prefix_matches(&prefix));
+        })
+        .await?;
         let listed: Vec<ObjectPath> = self
             .target
             .store
@@ -949,16 +987,7 @@ mod tests {
     async fn purge_deletes_a_tenants_objects_orphans_and_keys_only() {
         let dir = tempfile::tempdir().unwrap();
         let objects = dir.path().join("objects");
-        let options = ArchiveOptions {
-            url: url::Url::from_directory_path(&objects).unwrap().to_string(),
-            credentials_file: None,
-            options: BTreeMap::new(),
-            key_dir: dir.path().join("keys"),
-            upload_interval: Duration::from_secs(60),
-            cache_bytes: 1 << 20,
-        };
-        let archive =
-            Archive::open(dir.path(), options, &Registry::new(), Arc::new(|_| None)).unwrap();
+        let archive = test_support::open(dir.path(), &objects, &dir.path().join("keys"));
         archive.keyring.current("a").unwrap();
         archive.keyring.current("ab").unwrap();
         for key in [
@@ -975,15 +1004,10 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(archive.purge("a").await.unwrap(), 2);
-        let left: Vec<String> = archive
-            .target
-            .store
-            .list(None)
-            .map_ok(|meta| meta.location.to_string())
-            .try_collect()
-            .await
-            .unwrap();
-        assert_eq!(left, vec!["ab/2026/01/01/00/y.parquet.enc".to_string()]);
+        assert_eq!(
+            test_support::keys_in(&archive).await,
+            ["ab/2026/01/01/00/y.parquet.enc"]
+        );
         assert!(!dir.path().join("keys/a.json").exists());
         assert!(dir.path().join("keys/ab.json").exists());
     }
@@ -993,53 +1017,16 @@ mod tests {
     /// storage worker handing its tenants off reads an object back whole and releases it.
     #[tokio::test]
     async fn archives_sharing_a_target_keep_apart_and_hand_their_objects_off() {
-        use meniscus_grid::{Correlation, Event, Producer, Transport};
-        use meniscus_record::columnar::{batch_to_events, tenant_batches};
+        use test_support::{hot_with, messages, no_grace, objects_in, open};
 
         let dir = tempfile::tempdir().unwrap();
-        let url = url::Url::from_directory_path(dir.path().join("objects"))
-            .unwrap()
-            .to_string();
-        let two_hours_ago = Utc::now() - chrono::Duration::hours(2);
-        let no_grace = CompactionOptions {
-            zstd_level: 0,
-            grace: Duration::ZERO,
-            ..CompactionOptions::default()
-        };
+        let objects = dir.path().join("objects");
         let mut workers = Vec::new();
         for name in ["a", "b"] {
             let root = dir.path().join(name);
-            let hot = Arc::new(
-                HotStore::open(
-                    &root.join("hot"),
-                    Arc::new(LocalDisk),
-                    Duration::from_secs(600),
-                )
-                .unwrap()
-                .0,
-            );
-            let correlation = Correlation::new(
-                "acme",
-                &Producer::plain("default"),
-                Transport::Tcp,
-                Utc::now(),
-            );
-            let mut event = Event::from_message(format!("held by {name}"), correlation);
-            event.time = Some(two_hours_ago.fixed_offset());
-            hot.insert(tenant_batches(&[event]).unwrap());
-            let frozen = hot.freeze(1).unwrap();
-            hot.flush(&frozen).unwrap();
-            let options = ArchiveOptions {
-                url: url.clone(),
-                credentials_file: None,
-                options: BTreeMap::new(),
-                key_dir: root.join("keys"),
-                upload_interval: Duration::from_secs(60),
-                cache_bytes: 1 << 20,
-            };
-            let archive =
-                Archive::open(&root, options, &Registry::new(), Arc::new(|_| None)).unwrap();
-            assert_eq!(archive.upload_pass(&hot, &no_grace).await.unwrap(), 1);
+            let hot = hot_with(&root, &format!("held by {name}"));
+            let archive = open(&root, &objects, &root.join("keys"));
+            assert_eq!(archive.upload_pass(&hot, &no_grace()).await.unwrap(), 1);
             workers.push((hot, archive));
         }
         let paths: Vec<String> = workers
@@ -1047,34 +1034,17 @@ mod tests {
             .map(|(hot, _)| hot.file_entries()[0].path.clone())
             .collect();
         assert_eq!(paths[0], paths[1], "the same file name on both workers");
-        let objects = |archive: &Arc<Archive>| {
-            let store = archive.target.store.clone();
-            async move {
-                let keys: Vec<String> = store
-                    .list(None)
-                    .map_ok(|meta| meta.location.to_string())
-                    .try_collect()
-                    .await
-                    .unwrap();
-                keys.into_iter()
-                    .filter(|key| key.ends_with(".parquet.enc"))
-                    .count()
-            }
-        };
         assert_eq!(
-            objects(&workers[0].1).await,
+            objects_in(&workers[0].1).await.len(),
             2,
             "two objects, none overwritten"
         );
         for ((_, archive), name) in workers.iter().zip(["a", "b"]) {
             let object = archive.object_of(&paths[0]).unwrap();
-            let batches = archive.read_object(&object).await.unwrap();
-            let messages: Vec<String> = batches
-                .iter()
-                .flat_map(|batch| batch_to_events(batch, "acme"))
-                .map(|event| event.msg)
-                .collect();
-            assert_eq!(messages, [format!("held by {name}")]);
+            assert_eq!(
+                messages(archive, &object).await,
+                [format!("held by {name}")]
+            );
         }
 
         // Worker a hands off: its hot file goes, then its object, the only copy left.
@@ -1090,7 +1060,7 @@ mod tests {
         assert_eq!(only.len(), 1);
         archive.release(&only[0].key).await.unwrap();
         assert!(archive.only_archived(&HashSet::new()).is_empty());
-        assert_eq!(objects(archive).await, 1, "b's object stays");
+        assert_eq!(objects_in(archive).await.len(), 1, "b's object stays");
         let object = workers[1].1.object_of(&paths[0]).unwrap();
         assert_eq!(
             workers[1].1.read_object(&object).await.unwrap()[0].num_rows(),

@@ -53,7 +53,7 @@ pub fn window_of(time: DateTime<Utc>) -> i64 {
     time.timestamp().div_euclid(WINDOW_SECONDS) * WINDOW_SECONDS
 }
 
-fn window_dir_name(window: i64) -> String {
+pub(crate) fn window_dir_name(window: i64) -> String {
     match Utc.timestamp_opt(window, 0).single() {
         Some(start) => start.format("%Y%m%dT%H").to_string(),
         None => format!("w{window}"),
