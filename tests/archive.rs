@@ -813,3 +813,61 @@ fn a_lost_data_directory_reads_its_archive_again_after_a_rebuild_from_a_listing(
     let log = meniscus.log();
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// An hour whose object is larger than one part (`MULTIPART_BYTES`, 8 MiB) goes up to the
+/// real server in parts and reads back whole.
+#[test]
+fn an_object_larger_than_one_part_goes_up_in_parts_and_reads_back_whole() {
+    let s3 = SeaweedFs::start("archive");
+    let meniscus = start(&s3.archive_config("meniscus"), "10h");
+    // Text that compresses little (6 bits a character): about 14 MiB of Parquet.
+    const LINES: usize = 120_000;
+    let alphabet: Vec<char> = ('a'..='z')
+        .chain('A'..='Z')
+        .chain('0'..='9')
+        .chain(['+', '/'])
+        .collect();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut noise = String::with_capacity(150);
+    let stamp = (Utc::now() - chrono::Duration::hours(3))
+        .with_minute(30)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%SZ");
+    let mut stream = TcpStream::connect(meniscus.syslog_addr()).unwrap();
+    let mut batch = String::new();
+    for index in 0..LINES {
+        noise.clear();
+        for _ in 0..150 {
+            // xorshift64: enough entropy that zstd cannot shrink it much.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            noise.push(alphabet[(state % 64) as usize]);
+        }
+        batch.push_str(&format!(
+            "<38>1 {stamp} host app 1 - [meniscus tenant=\"acme\" token=\"acme-token\"] big {index} {noise}\n"
+        ));
+        if batch.len() > 1 << 20 {
+            stream.write_all(batch.as_bytes()).unwrap();
+            batch.clear();
+        }
+    }
+    stream.write_all(batch.as_bytes()).unwrap();
+    wait_archived_and_expired(&meniscus, "acme", 1);
+    let manifest = read_json(meniscus.data_dir().join("archive/ARCHIVE.json"));
+    let stored = manifest["objects"][0]["storedBytes"].as_u64().unwrap();
+    assert!(
+        stored > meniscus_store::archive::MULTIPART_BYTES as u64,
+        "the object ({stored} bytes) is larger than one part"
+    );
+    let key = manifest["objects"][0]["key"].as_str().unwrap().to_string();
+    assert_eq!(s3.get(&key).len() as u64, stored, "{key} reads back whole");
+    assert_eq!(
+        count_and_distinct(&meniscus, "acme", "true"),
+        (LINES as u64, LINES as u64)
+    );
+    assert_eq!(
+        count_and_distinct(&meniscus, "acme", "msg LIKE 'big 119999 %'"),
+        (1, 1)
+    );
+}
