@@ -31,6 +31,8 @@ pub const MAGIC: &[u8; 4] = b"MNR2";
 /// The magic of first-version records: the checksum covers the payload only. Read, not written.
 pub const MAGIC_V1: &[u8; 4] = b"MNR1";
 pub const HEADER_LEN: usize = 16;
+/// Where a record's flags byte ([`FLAG_ZSTD`], [`FLAG_AES_GCM`]) lies in its header.
+pub const FLAGS_AT: usize = 4;
 pub const FLAG_ZSTD: u8 = 0b01;
 pub const FLAG_AES_GCM: u8 = 0b10;
 /// The largest payload a record may hold, for writers and readers alike. A reader refuses a
@@ -276,7 +278,7 @@ fn write_header(
     }
     let length = u32::try_from(payload.len()).map_err(|_| RecordError::TooLarge(payload.len()))?;
     header[..4].copy_from_slice(MAGIC);
-    header[4] = flags;
+    header[FLAGS_AT] = flags;
     header[5] = format.code();
     header[6..8].copy_from_slice(&[0, 0]);
     header[8..12].copy_from_slice(&length.to_le_bytes());
@@ -300,7 +302,7 @@ pub fn split_record(buf: &[u8]) -> Result<(&[u8], u8, u8, usize), RecordError> {
         MAGIC_V1 => false,
         _ => return Err(RecordError::BadMagic { found: magic }),
     };
-    let flags = buf[4];
+    let flags = buf[FLAGS_AT];
     let format = buf[5];
     let payload_len = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]) as usize;
     if payload_len > MAX_PAYLOAD_LEN {

@@ -12,6 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use meniscus_grid::Event;
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +37,7 @@ pub struct Batch {
     /// received them: a store whose write-ahead log takes plain records writes these bytes
     /// instead of encoding `tenants` again. Whoever changes `tenants` must drop it
     /// ([`Then`] does for every transform).
-    sealed: Option<Vec<u8>>,
+    sealed: Option<Bytes>,
 }
 
 impl Batch {
@@ -51,13 +52,13 @@ impl Batch {
 
     /// This batch with `record`, a plain Arrow IPC record of exactly its events (see
     /// `sealed`); the caller has decoded `tenants` from it.
-    pub fn with_sealed_record(mut self, record: Vec<u8>) -> Batch {
+    pub fn with_sealed_record(mut self, record: Bytes) -> Batch {
         self.sealed = Some(record);
         self
     }
 
     /// The plain record of exactly these events, if the batch came with one.
-    pub fn take_sealed_record(&mut self) -> Option<Vec<u8>> {
+    pub fn take_sealed_record(&mut self) -> Option<Bytes> {
         self.sealed.take()
     }
 
@@ -186,7 +187,7 @@ mod tests {
     }
 
     /// Takes the record the batch arrives with, to look at.
-    struct Look(std::sync::Mutex<Option<Vec<u8>>>);
+    struct Look(std::sync::Mutex<Option<Bytes>>);
     impl Stage for Look {
         fn hand_on(
             self: Arc<Self>,
@@ -201,9 +202,12 @@ mod tests {
     #[test]
     fn a_transform_drops_the_received_record_since_it_may_have_changed_the_events() {
         let look = Arc::new(Look(Default::default()));
-        let batch = Batch::default().with_sealed_record(vec![1, 2, 3]);
+        let batch = Batch::default().with_sealed_record(Bytes::from_static(&[1, 2, 3]));
         drop(look.clone().hand_on(batch.clone(), WhenFull::Wait));
-        assert_eq!(*look.0.lock().unwrap(), Some(vec![1, 2, 3]));
+        assert_eq!(
+            look.0.lock().unwrap().as_deref(),
+            Some([1u8, 2, 3].as_slice())
+        );
         let then = Arc::new(Then {
             transform: Arc::new(Nothing),
             next: look.clone(),

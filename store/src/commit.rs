@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use datafusion::arrow::array::{Array, TimestampMicrosecondArray};
 use meniscus_record::frame::{PayloadFormat, RecordCodec};
 use meniscus_record::TenantBatch;
@@ -102,7 +103,7 @@ impl Committer {
 
     pub(crate) fn run(mut self) {
         while let Some(first) = self.receiver.blocking_recv() {
-            let mut records: Vec<Vec<u8>> = Vec::new();
+            let mut records: Vec<Bytes> = Vec::new();
             let mut group_bytes = 0;
             let mut appends = Vec::new();
             let mut flush_waiters = Vec::new();
@@ -111,7 +112,7 @@ impl Committer {
             while let Some(command) = pending.take() {
                 match command {
                     Command::Append { encoded, done } => {
-                        group_bytes += encoded.records.iter().map(Vec::len).sum::<usize>();
+                        group_bytes += encoded.records.iter().map(Bytes::len).sum::<usize>();
                         records.extend(encoded.records);
                         appends.push(PendingAppend {
                             batches: encoded.batches,
@@ -170,12 +171,7 @@ impl Committer {
         }
     }
 
-    fn commit(
-        &mut self,
-        records: &[Vec<u8>],
-        bytes: usize,
-        durable: bool,
-    ) -> Result<(), StageError> {
+    fn commit(&mut self, records: &[Bytes], bytes: usize, durable: bool) -> Result<(), StageError> {
         let operation = if self.writer.is_open() {
             "write"
         } else {

@@ -509,7 +509,7 @@ fn a_record_received_on_a_link_is_logged_as_it_is_and_replayed_after_a_restart()
         let runtime = runtime();
         let _guard = runtime.enter();
         let store = open(dir.path(), &disk, options()).unwrap();
-        let received = sent.clone().with_sealed_record(record.clone());
+        let received = sent.clone().with_sealed_record(record.clone().into());
         hand_on(&runtime, &store, received, WhenFull::Refuse).unwrap();
         let logged: Vec<u8> = crate::wal::list_segments(&dir.path().join("wal"))
             .unwrap()

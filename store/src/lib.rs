@@ -58,6 +58,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use bytes::Bytes;
 use meniscus_metrics::Registry;
 use meniscus_record::columnar::{batch_bytes, encode_payload_into, TenantBatch};
 use meniscus_record::frame::{self, PayloadFormat, RecordCodec};
@@ -334,6 +335,7 @@ impl Store {
                     encode_payload_into(&chunk, &mut buffer).map_err(|error| refused(&error))?;
                     self.codec
                         .seal_prefixed(PayloadFormat::ArrowIpc, buffer)
+                        .map(Bytes::from)
                         .map_err(|error| refused(&error))
                 })
                 .collect::<Result<Vec<_>, StageError>>()?,
@@ -430,7 +432,7 @@ fn stopped() -> StageError {
 pub(crate) struct Encoded {
     pub batches: Vec<TenantBatch>,
     /// The WAL records holding `batches`, appended together.
-    pub records: Vec<Vec<u8>>,
+    pub records: Vec<Bytes>,
     pub durable: bool,
     /// The submitter waits for the committer (the write, and the fsync when durable).
     pub acknowledge_when_written: bool,

@@ -33,7 +33,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use meniscus_coordinator::http::worker;
 use meniscus_coordinator::state::Snapshot;
 use meniscus_metrics::{Counter, Family, Registry};
-use meniscus_record::columnar::{decode_payload, ColumnarError, TenantBatch};
+use meniscus_record::columnar::{
+    decode_payload, decode_payload_shared, ColumnarError, TenantBatch,
+};
 use meniscus_record::frame::{
     split_record, PayloadFormat, RecordCodec, HEADER_LEN, MAX_PAYLOAD_LEN,
 };
@@ -203,8 +205,11 @@ fn open(record: Bytes) -> Result<Batch, StageError> {
     let not_a_batch =
         |error: ColumnarError| StageError::refused(format!("not a readable batch: {error}"));
     if flags == 0 {
-        let tenants = decode_payload(stored).map_err(not_a_batch)?;
-        return Ok(Batch::new(tenants).with_sealed_record(Vec::from(record)));
+        // Decoded in place: the batches share the received bytes, which go to the log as
+        // they are.
+        let payload = record.slice(consumed - stored.len()..consumed);
+        let tenants = decode_payload_shared(payload.into()).map_err(not_a_batch)?;
+        return Ok(Batch::new(tenants).with_sealed_record(record));
     }
     let (_, payload, _) = RecordCodec::plain()
         .open(&record)
