@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -93,10 +93,7 @@ impl Receiver {
     }
 
     pub fn router(self: Arc<Receiver>) -> Router {
-        Router::new()
-            .route(PATH, post(receive))
-            .layer(DefaultBodyLimit::max(MAX_PAYLOAD_LEN + HEADER_LEN))
-            .with_state(self)
+        Router::new().route(PATH, post(receive)).with_state(self)
     }
 
     /// The batch without the groups of tenants the snapshot orders purged; `None` when
@@ -132,7 +129,7 @@ impl Receiver {
 async fn receive(
     State(receiver): State<Arc<Receiver>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
     if !receiver.is_peer(&headers) {
         receiver.outcomes.inc(&["unauthorized"]);
@@ -150,6 +147,19 @@ async fn receive(
             )),
         );
     }
+    // Read only once the sender is known: a stranger does not get to make this worker
+    // buffer a record's worth of bytes.
+    let body = match axum::body::to_bytes(body, MAX_PAYLOAD_LEN + HEADER_LEN).await {
+        Ok(body) => body,
+        Err(error) => {
+            return answer(
+                &receiver,
+                Err(StageError::refused(format!(
+                    "unreadable request body: {error}"
+                ))),
+            )
+        }
+    };
     let batch = match open(body) {
         Ok(batch) => batch,
         Err(error) => return answer(&receiver, Err(error)),
