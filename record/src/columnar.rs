@@ -688,10 +688,9 @@ pub fn decode_payload(payload: &[u8]) -> Result<Vec<TenantBatch>, ColumnarError>
 /// bytes HTTP/2 received; a zeroed buffer and a copy per record were a twentieth of its CPU.
 pub fn decode_payload_shared(payload: Buffer) -> Result<Vec<TenantBatch>, ColumnarError> {
     let mut groups = Vec::new();
-    let mut offset = 0;
-    while offset < payload.len() {
-        let mut rest = &payload.as_slice()[offset..];
-        let before = rest.len();
+    let bytes = payload.as_slice();
+    let mut rest = bytes;
+    while !rest.is_empty() {
         let tenant_length = take(&mut rest, 2)?;
         let tenant_length = u16::from_le_bytes([tenant_length[0], tenant_length[1]]) as usize;
         let tenant = take(&mut rest, tenant_length)?;
@@ -703,9 +702,8 @@ pub fn decode_payload_shared(payload: Buffer) -> Result<Vec<TenantBatch>, Column
         let ipc_length =
             u32::from_le_bytes([ipc_length[0], ipc_length[1], ipc_length[2], ipc_length[3]])
                 as usize;
+        let ipc_start = bytes.len() - rest.len();
         take(&mut rest, ipc_length)?;
-        let ipc_start = offset + (before - rest.len()) - ipc_length;
-        offset = ipc_start + ipc_length;
         for batch in decode_ipc_stream(payload.slice_with_length(ipc_start, ipc_length))? {
             groups.push(TenantBatch::new(tenant.clone(), conform(&batch)?));
         }
@@ -724,31 +722,22 @@ fn decode_ipc_stream(mut stream: Buffer) -> Result<Vec<RecordBatch>, ColumnarErr
     };
     let mut decoder = StreamDecoder::new();
     let mut batches = Vec::new();
-    let mut checked = false;
     while !stream.is_empty() {
         let left = stream.len();
-        let decoded = decoder.decode(&mut stream)?;
-        if !checked {
-            if let Some(written) = decoder.schema() {
-                let required_present = full.fields().iter().all(|field| {
-                    field.is_nullable() || written.field_with_name(field.name()).is_ok()
-                });
-                if !written.fields().iter().all(known) || !required_present {
-                    return Err(ColumnarError::Schema);
-                }
-                checked = true;
-            }
-        }
-        match decoded {
-            Some(batch) if checked => batches.push(batch),
-            Some(_) => return Err(ColumnarError::Schema),
+        match decoder.decode(&mut stream)? {
+            Some(batch) => batches.push(batch),
             None if stream.len() == left => break,
             None => {}
         }
     }
     decoder.finish()?;
-    if !checked {
-        return Err(ColumnarError::Truncated);
+    let written = decoder.schema().ok_or(ColumnarError::Truncated)?;
+    let required_present = full
+        .fields()
+        .iter()
+        .all(|field| field.is_nullable() || written.field_with_name(field.name()).is_ok());
+    if !written.fields().iter().all(known) || !required_present {
+        return Err(ColumnarError::Schema);
     }
     Ok(batches)
 }
@@ -981,7 +970,6 @@ mod tests {
         );
     }
 
-    /// One tenant's payload holding `batch` as is, every column written.
     /// A storage worker decodes link records where HTTP/2 received them: the messages are
     /// read from the payload's own bytes, not copied, and the result matches a copying decode.
     #[test]
@@ -1005,6 +993,7 @@ mod tests {
         assert_eq!(batch_to_events(&decoded[0].batch, "acme").len(), 100);
     }
 
+    /// One tenant's payload holding `batch` as is, every column written.
     fn payload_of(batch: &RecordBatch) -> Vec<u8> {
         let mut payload = vec![4, 0];
         payload.extend_from_slice(b"acme");

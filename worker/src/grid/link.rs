@@ -204,7 +204,7 @@ fn open(record: Bytes) -> Result<Batch, StageError> {
     let unreadable = |error: &dyn std::fmt::Display| {
         StageError::refused(format!("not a readable record: {error}"))
     };
-    let (stored, flags, format, consumed) = split_record(&record).map_err(|e| unreadable(&e))?;
+    let (_, flags, format, consumed) = split_record(&record).map_err(|e| unreadable(&e))?;
     if consumed != record.len()
         || PayloadFormat::from_code(format).ok() != Some(PayloadFormat::ArrowIpc)
     {
@@ -217,7 +217,7 @@ fn open(record: Bytes) -> Result<Batch, StageError> {
     if flags == 0 {
         // Decoded in place: the batches share the received bytes, which go to the log as
         // they are.
-        let payload = record.slice(consumed - stored.len()..consumed);
+        let payload = record.slice(HEADER_LEN..consumed);
         let tenants = decode_payload_shared(payload.into()).map_err(not_a_batch)?;
         return Ok(Batch::new(tenants).with_sealed_record(record));
     }

@@ -428,7 +428,7 @@ impl Spool {
     /// The oldest pending record was acknowledged downstream (or set aside): it leaves the
     /// spool, the cursor moves past it, and segments left with nothing pending are deleted.
     pub fn acknowledged(&self, entry: Entry) -> Result<(), SpoolError> {
-        let unused = {
+        let (saved, unused) = {
             let mut inner = self.inner.lock();
             if inner.pending.front().map(|pending| pending.entry) != Some(entry) {
                 return Ok(());
@@ -459,18 +459,17 @@ impl Spool {
             for segment in &unused {
                 inner.files.remove(segment);
             }
-            self.save_cursor(&mut inner, cursor)?;
-            unused
+            (self.save_cursor(&mut inner, cursor), unused)
         };
+        // The record has left the spool, whether or not the cursor could be written.
         self.quota.release(entry.len);
+        saved?;
         for segment in unused {
             let _ = std::fs::remove_file(segment_path(&self.dir, segment));
         }
         Ok(())
     }
-}
 
-impl Spool {
     /// Writes the cursor over the old one, in place, at a fixed width so nothing of a longer
     /// old value is left behind. Not fsynced, and not written to a temporary file renamed
     /// over it: on ext4 such a rename forces the new file's data out, and that per
