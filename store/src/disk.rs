@@ -33,6 +33,9 @@ pub trait Disk: Send + Sync + 'static {
     fn create_dir(&self, dir: &Path) -> io::Result<()>;
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Makes a file someone else wrote durable (`fsync`): an archived object a `file://`
+    /// target wrote without syncing.
+    fn sync_file(&self, path: &Path) -> io::Result<()>;
 }
 
 /// The local filesystem.
@@ -87,6 +90,9 @@ impl Disk for LocalDisk {
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         fs::remove_file(path)
+    }
+    fn sync_file(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
     }
 }
 
@@ -291,6 +297,10 @@ pub mod faults {
         }
         fn remove_file(&self, path: &Path) -> io::Result<()> {
             LocalDisk.remove_file(path)
+        }
+        fn sync_file(&self, path: &Path) -> io::Result<()> {
+            self.check(Op::SyncFile, path)?;
+            LocalDisk.sync_file(path)
         }
     }
 }

@@ -1,6 +1,10 @@
 //! A bounded local cache of fetched, decrypted objects, so a query that reads an hour of the
 //! archive again does not fetch it again.
 //!
+//! An object sealed in chunks is cached as a sparse file of its plain size, filled chunk by
+//! chunk as queries read ranges of it (`ranged`): only what was read takes space. One sealed
+//! whole (archived before chunks) is fetched and written whole.
+//!
 //! Files are handed out as shared handles: eviction drops the cache's handle, and the file is
 //! deleted when the last query holding it lets go, never under a running query. The cache is
 //! emptied at start (it holds nothing the archive does not).
@@ -14,12 +18,60 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::crypto::{ChunkLayout, DataKey};
+
 /// One decrypted object on local disk, deleted when the last handle goes.
 #[derive(Debug)]
 pub struct CachedFile {
     pub path: PathBuf,
-    bytes: u64,
+    /// Plain bytes on disk now.
+    bytes: AtomicU64,
     last_used: AtomicU64,
+    /// For an object sealed in chunks: its sparse copy, filled as it is read.
+    pub chunked: Option<ChunkedCopy>,
+}
+
+/// The sparse local copy of an object sealed in chunks.
+#[derive(Debug)]
+pub struct ChunkedCopy {
+    pub file: fs::File,
+    pub layout: ChunkLayout,
+    pub data_key: DataKey,
+    /// Which chunks the file holds.
+    present: Mutex<Vec<bool>>,
+    /// One fill at a time: reads of the same chunks by concurrent scans fetch them once.
+    pub filling: tokio::sync::Mutex<()>,
+}
+
+impl ChunkedCopy {
+    /// Of `chunks`, the ones not on disk yet.
+    pub fn missing(&self, chunks: impl IntoIterator<Item = u64>) -> Vec<u64> {
+        let present = self.present.lock();
+        chunks
+            .into_iter()
+            .filter(|index| !present[*index as usize])
+            .collect()
+    }
+
+    /// Records chunk `index` as on disk; false when it already was.
+    pub fn mark_present(&self, index: u64) -> bool {
+        !std::mem::replace(&mut self.present.lock()[index as usize], true)
+    }
+
+    pub fn complete(&self) -> bool {
+        self.present.lock().iter().all(|present| *present)
+    }
+}
+
+impl CachedFile {
+    fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether every byte of the object is on disk (it can be read as a plain file).
+    pub fn complete(&self) -> bool {
+        self.chunked.as_ref().is_none_or(ChunkedCopy::complete)
+    }
 }
 
 impl Drop for CachedFile {
@@ -66,17 +118,71 @@ impl ObjectCache {
     /// Writes `bytes` as the cached copy of `key` and returns it; evicts the least recently
     /// used copies beyond the capacity (the new one is kept even when alone over it).
     pub fn insert(&self, key: &str, bytes: &[u8]) -> io::Result<Arc<CachedFile>> {
-        let name = self.next_name.fetch_add(1, Ordering::Relaxed);
-        let path = self.dir.join(format!("{name:012}.parquet"));
+        let path = self.new_path();
         fs::write(&path, bytes)?;
         let file = Arc::new(CachedFile {
             path,
-            bytes: bytes.len() as u64,
+            bytes: AtomicU64::new(bytes.len() as u64),
             last_used: AtomicU64::new(self.clock.fetch_add(1, Ordering::Relaxed)),
+            chunked: None,
         });
         let mut entries = self.entries.lock();
         entries.insert(key.to_string(), file.clone());
-        let mut total: u64 = entries.values().map(|file| file.bytes).sum();
+        self.evict_beyond_capacity(&mut entries, key);
+        Ok(file)
+    }
+
+    /// An empty sparse copy of the object `key`, sealed in chunks as `layout` says, to be
+    /// filled by ranged reads (see [`ObjectCache::filled`]).
+    pub fn insert_chunked(
+        &self,
+        key: &str,
+        layout: ChunkLayout,
+        data_key: DataKey,
+    ) -> io::Result<Arc<CachedFile>> {
+        let path = self.new_path();
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        // A hole of the object's size: chunks land at their own offsets.
+        file.set_len(layout.plain_bytes)?;
+        let chunks = layout.chunks() as usize;
+        let cached = Arc::new(CachedFile {
+            path,
+            bytes: AtomicU64::new(0),
+            last_used: AtomicU64::new(self.clock.fetch_add(1, Ordering::Relaxed)),
+            chunked: Some(ChunkedCopy {
+                file,
+                layout,
+                data_key,
+                present: Mutex::new(vec![false; chunks]),
+                filling: tokio::sync::Mutex::new(()),
+            }),
+        });
+        self.entries.lock().insert(key.to_string(), cached.clone());
+        Ok(cached)
+    }
+
+    /// `added` more bytes of `file` (the copy of `key`) are on disk: evicts others beyond the
+    /// capacity.
+    pub fn filled(&self, key: &str, file: &CachedFile, added: u64) {
+        file.bytes.fetch_add(added, Ordering::Relaxed);
+        let mut entries = self.entries.lock();
+        self.evict_beyond_capacity(&mut entries, key);
+    }
+
+    fn new_path(&self) -> PathBuf {
+        let name = self.next_name.fetch_add(1, Ordering::Relaxed);
+        self.dir.join(format!("{name:012}.parquet"))
+    }
+
+    /// Drops the least recently used copies but `keep` while the cache holds more than its
+    /// capacity (the one kept may be over it alone).
+    fn evict_beyond_capacity(&self, entries: &mut HashMap<String, Arc<CachedFile>>, keep: &str) {
+        let key = keep;
+        let mut total: u64 = entries.values().map(|file| file.bytes()).sum();
         while total > self.capacity && entries.len() > 1 {
             let Some(oldest) = entries
                 .iter()
@@ -87,10 +193,9 @@ impl ObjectCache {
                 break;
             };
             if let Some(evicted) = entries.remove(&oldest) {
-                total -= evicted.bytes;
+                total -= evicted.bytes();
             }
         }
-        Ok(file)
     }
 
     /// Forgets the copy of `key` (its object was deleted).
@@ -100,7 +205,7 @@ impl ObjectCache {
 
     /// Bytes the cache holds now.
     pub fn bytes(&self) -> u64 {
-        self.entries.lock().values().map(|file| file.bytes).sum()
+        self.entries.lock().values().map(|file| file.bytes()).sum()
     }
 }
 
@@ -122,5 +227,37 @@ mod tests {
         assert!(!path.exists());
         assert!(cache.get("b").is_some());
         assert_eq!(cache.bytes(), 6);
+    }
+
+    /// A sparse copy takes room only as its chunks arrive, and pushes older copies out then.
+    #[test]
+    fn a_sparse_copy_counts_only_its_filled_chunks() {
+        use crate::archive::crypto::{self, Keyring};
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = Keyring::open(&dir.path().join("keys")).unwrap();
+        let key = keyring.current("a").unwrap();
+        let (_, sidecar, _) = crypto::seal(&[0u8; 1000], "a", "big", &key);
+        let data_key = crypto::unwrap(&sidecar, "a", "big", &keyring).unwrap();
+        let cache = ObjectCache::open(&dir.path().join("cache"), 10).unwrap();
+        let small = cache.insert("small", b"12345").unwrap();
+        let layout = ChunkLayout {
+            plain_bytes: 1 << 20,
+            chunk_bytes: 64 * 1024,
+        };
+        let sparse = cache.insert_chunked("big", layout, data_key).unwrap();
+        assert_eq!(std::fs::metadata(&sparse.path).unwrap().len(), 1 << 20);
+        assert!(!sparse.complete());
+        // Nothing filled yet: both fit.
+        assert_eq!(cache.bytes(), 5);
+        assert!(cache.get("small").is_some());
+        let copy = sparse.chunked.as_ref().unwrap();
+        assert_eq!(copy.missing([0, 3]), vec![0, 3]);
+        assert!(copy.mark_present(3));
+        assert!(!copy.mark_present(3), "already there");
+        assert_eq!(copy.missing([0, 3]), vec![0]);
+        cache.filled("big", &sparse, 64 * 1024);
+        assert!(cache.get("small").is_none(), "evicted for the filled chunk");
+        assert!(small.path.exists(), "still held");
+        assert_eq!(cache.bytes(), 64 * 1024);
     }
 }

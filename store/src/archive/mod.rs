@@ -16,7 +16,8 @@
 //!   nothing the manifest does not account for, and `meniscus archive rebuild` can make a
 //!   lost manifest again from a listing.
 //! - **Queries** read an object only while its source file is not live in the hot store (it
-//!   expired, or went missing from disk): never both copies.
+//!   expired, or went missing from disk): never both copies. They read it by range
+//!   ([`ranged`]): its footer, then the chunks holding the column chunks they scan.
 //! - **Retention**: the hot copy of a file is deleted at the tenant's short-term retention only
 //!   once it is archived; objects are deleted at the long-term retention, and no query reads
 //!   past it.
@@ -24,6 +25,7 @@
 pub mod cache;
 pub mod crypto;
 pub mod manifest;
+pub mod ranged;
 pub mod recovery;
 pub mod rotation;
 pub mod target;
@@ -81,6 +83,8 @@ pub struct ArchiveMetrics {
     pub stored_bytes: Gauge,
     pub unarchived_seconds: Family<Gauge>,
     pub fetches: Family<Counter>,
+    pub range_reads: Counter,
+    pub fetched_bytes: Counter,
     pub cache_bytes: Gauge,
     pub expired_objects: Family<Counter>,
     pub healthy: Gauge,
@@ -94,7 +98,9 @@ impl ArchiveMetrics {
             objects: registry.gauge("meniscus_archive_objects", "Objects the archive holds."),
             stored_bytes: registry.gauge("meniscus_archive_stored_bytes", "Bytes of the objects the archive holds."),
             unarchived_seconds: registry.gauges("meniscus_archive_unarchived_seconds", "Per tenant: seconds from the start of the oldest hour with events not yet archived to now — what a lost local disk could cost.", &["tenant"]),
-            fetches: registry.counters("meniscus_archive_fetches_total", "Archived objects a query needed, by result (hit: in the local cache; miss: fetched; error: could not be fetched or opened).", &["result"]),
+            fetches: registry.counters("meniscus_archive_fetches_total", "Archived objects a query needed, by result (hit: in the local cache; miss: opened from the target, whole or, for range reads, its key and footer; error: could not be fetched or opened).", &["result"]),
+            range_reads: registry.counter("meniscus_archive_range_reads_total", "Ranged GETs of archived objects' chunks made by queries (one per run of chunks not cached)."),
+            fetched_bytes: registry.counter("meniscus_archive_fetched_bytes_total", "Bytes of archived objects fetched by queries."),
             cache_bytes: registry.gauge("meniscus_archive_cache_bytes", "Bytes of decrypted objects in the local query cache."),
             expired_objects: registry.counters("meniscus_archive_expired_objects_total", "Archived objects deleted by long-term retention.", &["tenant"]),
             healthy: registry.gauge("meniscus_archive_healthy", "1 while the last upload pass worked, 0 while uploads fail (see /readyz and the logs)."),
@@ -139,6 +145,17 @@ impl Archive {
         registry: &Registry,
         long_term: RetentionFn,
     ) -> anyhow::Result<Arc<Archive>> {
+        Archive::open_on(data_dir, options, registry, long_term, Arc::new(LocalDisk))
+    }
+
+    /// [`Archive::open`], writing through `disk` (tests make its writes fail).
+    pub(crate) fn open_on(
+        data_dir: &Path,
+        options: ArchiveOptions,
+        registry: &Registry,
+        long_term: RetentionFn,
+        disk: Arc<dyn Disk>,
+    ) -> anyhow::Result<Arc<Archive>> {
         let dir = data_dir.join("archive");
         std::fs::create_dir_all(dir.join("skip"))?;
         let target = target::build(
@@ -165,7 +182,7 @@ impl Archive {
             cache,
             manifest: Mutex::new(manifest),
             writes: tokio::sync::Mutex::new(()),
-            disk: Arc::new(LocalDisk),
+            disk,
             metrics,
             last_error: Mutex::new(None),
             reported_tenants: Mutex::new(HashSet::new()),
@@ -292,8 +309,7 @@ impl Archive {
     /// file's, made when the object was uploaded. Without it (a lost data directory) the
     /// object is fetched and read in full: slower, never wrong.
     fn skip_index_path(&self, key: &str) -> PathBuf {
-        // Object keys are `/`-separated names the archive made; mirrored as directories.
-        sidecar_path(&self.dir.join("skip").join(key))
+        sidecar_path(&self.skip_index_of_key(key))
     }
 
     /// Local decrypted copies of `objects`, fetched where not cached. Objects that cannot be
@@ -307,7 +323,7 @@ impl Archive {
             .map(|object| {
                 let archive = self.clone();
                 async move {
-                    let result = archive.fetch_one(object.clone()).await;
+                    let result = archive.fetch_one(object.clone(), false).await;
                     (object, result)
                 }
             })
@@ -335,15 +351,27 @@ impl Archive {
         (files, failures)
     }
 
-    async fn fetch_one(self: Arc<Self>, object: ArchivedObject) -> anyhow::Result<Arc<CachedFile>> {
+    /// The local copy of `object`: for an object sealed in chunks, a sparse copy holding its
+    /// Parquet footer (a query reads the rest by range, [`ranged`]), or, with `whole`, all of
+    /// it; an object sealed whole is fetched and opened whole.
+    async fn fetch_one(
+        self: Arc<Self>,
+        object: ArchivedObject,
+        whole: bool,
+    ) -> anyhow::Result<Arc<CachedFile>> {
         if let Some(file) = self.cache.get(&object.key) {
             self.metrics.fetches.inc(&["hit"]);
+            if whole {
+                self.fill_all(&object.key, &file).await?;
+            }
             return Ok(file);
         }
-        let location = ObjectPath::from(object.key.as_str());
         let sidecar_location = ObjectPath::from(format!("{}{SIDECAR_SUFFIX}", object.key));
-        let (body, sidecar) = futures::try_join!(
-            async { self.target.store.get(&location).await?.bytes().await },
+        let location = ObjectPath::from(object.key.as_str());
+        // The object's end (its Parquet footer) is fetched beside the sidecar, before the
+        // sidecar says the object is sealed in chunks: the first read costs one round trip.
+        let tail = ranged::tail_chunks(object.stored_bytes);
+        let (sidecar, tail_bytes) = futures::try_join!(
             async {
                 self.target
                     .store
@@ -352,28 +380,87 @@ impl Archive {
                     .bytes()
                     .await
             },
+            async {
+                match &tail {
+                    Some((layout, chunks)) if !whole => self
+                        .target
+                        .store
+                        .get_range(&location, layout.sealed_range(chunks))
+                        .await
+                        .map(Some),
+                    _ => Ok(None),
+                }
+            },
         )?;
-        // Decrypting and writing the plain copy are CPU and disk work: off the async threads.
-        let archive = self.clone();
-        let file = tokio::task::spawn_blocking(move || {
-            let plain = crypto::open(
-                &body,
-                &sidecar,
-                &object.tenant,
-                &object.key,
-                &archive.keyring,
-            )?;
-            let file = archive.cache.insert(&object.key, &plain)?;
-            // Beside the cached copy, so the query reads only its granules that may match.
-            let index = archive.skip_index_path(&object.key);
-            if index.exists() {
-                let _ = std::fs::copy(&index, sidecar_path(&file.path));
+        let data_key = {
+            let (archive, object) = (self.clone(), object.clone());
+            tokio::task::spawn_blocking(move || {
+                crypto::unwrap(&sidecar, &object.tenant, &object.key, &archive.keyring)
+            })
+            .await??
+        };
+        let file = match data_key.chunk_bytes {
+            Some(chunk_bytes) => {
+                let layout = crypto::ChunkLayout::of_stored(object.stored_bytes, chunk_bytes)?;
+                let file = self.cache.insert_chunked(&object.key, layout, data_key)?;
+                let tail = match (tail, tail_bytes) {
+                    (Some((guessed, chunks)), Some(bytes)) if guessed == layout => {
+                        Some((chunks, bytes))
+                    }
+                    _ => None,
+                };
+                let filled = if whole {
+                    self.fill_all(&object.key, &file).await
+                } else {
+                    self.open_sparse(&object, &file, tail).await
+                };
+                if let Err(error) = filled {
+                    // Not kept: the next query tries again from the start.
+                    self.cache.remove(&object.key);
+                    return Err(error);
+                }
+                file
             }
-            anyhow::Ok(file)
-        })
-        .await??;
+            None => self.fetch_whole(&object, data_key).await?,
+        };
+        self.copy_skip_index(&object.key, &file);
         self.metrics.fetches.inc(&["miss"]);
         Ok(file)
+    }
+
+    /// Fetches and opens an object sealed whole (archived before chunks) into the cache.
+    async fn fetch_whole(
+        self: &Arc<Self>,
+        object: &ArchivedObject,
+        data_key: crypto::DataKey,
+    ) -> anyhow::Result<Arc<CachedFile>> {
+        let location = ObjectPath::from(object.key.as_str());
+        let body = self.target.store.get(&location).await?.bytes().await?;
+        self.metrics.fetched_bytes.add(body.len() as u64);
+        // Decrypting and writing the plain copy are CPU and disk work: off the async threads.
+        let (archive, object) = (self.clone(), object.clone());
+        tokio::task::spawn_blocking(move || {
+            let plain = crypto::open_whole(&body, &data_key, &object.key)?;
+            anyhow::Ok(archive.cache.insert(&object.key, &plain)?)
+        })
+        .await?
+    }
+
+    /// The object's skip index beside its whole cached copy, so a query over the local file
+    /// reads only its granules that may match. (Sparse copies are read through
+    /// [`ranged::QueryObjects`], which finds the index by object key.)
+    fn copy_skip_index(&self, key: &str, file: &CachedFile) {
+        let index = self.skip_index_path(key);
+        if file.chunked.is_none() && index.exists() {
+            let _ = std::fs::copy(&index, sidecar_path(&file.path));
+        }
+    }
+
+    /// Where the skip index of the object `key` is kept, as the path of the Parquet file it
+    /// indexes ([`SkipIndex::load`] takes that path).
+    pub fn skip_index_of_key(&self, key: &str) -> PathBuf {
+        // Object keys are `/`-separated names the archive made; mirrored as directories.
+        self.dir.join("skip").join(key)
     }
 
     /// The archived copy of the hot-store file `source`, if it has one.
@@ -403,7 +490,7 @@ impl Archive {
         self: &Arc<Self>,
         object: &ArchivedObject,
     ) -> anyhow::Result<Vec<datafusion::arrow::array::RecordBatch>> {
-        let file = self.clone().fetch_one(object.clone()).await?;
+        let file = self.clone().fetch_one(object.clone(), true).await?;
         let batches =
             tokio::task::spawn_blocking(move || crate::hot::read_batches(&file.path)).await??;
         Ok(batches)
@@ -625,6 +712,7 @@ impl Archive {
         }
         self.verify_sidecar(&entry.tenant, &object_key, &sidecar_location, &data_key)
             .await?;
+        self.make_durable(&[&sidecar_location, &location]).await?;
         // The skip index goes with the object, sealed with its data key: a lost data
         // directory does not lose it (queries fetch it back), and a local copy spares the
         // request.
@@ -632,13 +720,12 @@ impl Archive {
             Some(index) => {
                 let companion = skip_index_key(&object_key);
                 let sealed = crypto::seal_companion(&index, &data_key, &companion);
+                let companion = ObjectPath::from(companion.as_str());
                 self.target
                     .store
-                    .put(
-                        &ObjectPath::from(companion.as_str()),
-                        PutPayload::from(sealed),
-                    )
+                    .put(&companion, PutPayload::from(sealed))
                     .await?;
+                self.make_durable(&[&companion]).await?;
                 self.keep_skip_index(&object_key, &index)?;
                 true
             }
@@ -666,6 +753,39 @@ impl Archive {
         self.metrics.uploaded_bytes.add(stored_bytes);
         tracing::debug!(key = %record.key, rows = record.rows, bytes = stored_bytes, "archived a hot-store file");
         Ok(true)
+    }
+
+    /// On a `file://` target, fsyncs the files at `locations` and every directory from
+    /// theirs up to the target's (object_store's local store syncs nothing), so an object
+    /// recorded in the manifest survives a power loss as a `kill -9`. Object stores need
+    /// nothing: a PUT that returned is durable.
+    async fn make_durable(&self, locations: &[&ObjectPath]) -> anyhow::Result<()> {
+        let Some(root) = self.target.local_dir.clone() else {
+            return Ok(());
+        };
+        let files: Vec<PathBuf> = locations
+            .iter()
+            .filter_map(|location| self.target.local_path(location))
+            .collect();
+        let disk = self.disk.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut dirs = std::collections::BTreeSet::new();
+            for file in &files {
+                disk.sync_file(file)?;
+                let mut dir = file.parent();
+                while let Some(current) = dir.filter(|current| current.starts_with(&root)) {
+                    dirs.insert(current.to_path_buf());
+                    dir = current.parent();
+                }
+            }
+            // Deepest first: an entry is durable before the one naming its directory.
+            for dir in dirs.iter().rev() {
+                disk.sync_dir(dir)?;
+            }
+            std::io::Result::Ok(())
+        })
+        .await?
+        .map_err(|error| anyhow::anyhow!("cannot sync an uploaded object to disk: {error}"))
     }
 
     /// Keeps an object's skip index where queries look for it, durably.
@@ -980,6 +1100,62 @@ pub fn spawn_uploader(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On a `file://` target an object is recorded only once it and the directories naming
+    /// it are fsynced: object_store's local store syncs nothing, and a power loss after the
+    /// record would otherwise leave the manifest naming an object that is not there.
+    #[tokio::test]
+    async fn a_local_target_syncs_each_object_before_it_is_recorded() {
+        use crate::disk::faults::{FaultyDisk, Op};
+        let dir = tempfile::tempdir().unwrap();
+        let (root, objects, keys) = (
+            dir.path().join("data"),
+            dir.path().join("objects"),
+            dir.path().join("keys"),
+        );
+        let hot = test_support::hot_with(&root, "one");
+        let disk = FaultyDisk::default();
+        let archive = Archive::open_on(
+            &root,
+            test_support::options(&objects, &keys),
+            &Registry::new(),
+            Arc::new(|_| None),
+            Arc::new(disk.clone()),
+        )
+        .unwrap();
+        disk.fail(Op::SyncFile, 1, Some(".parquet.enc"));
+        let error = archive
+            .upload_pass(&hot, &test_support::no_grace())
+            .await
+            .unwrap_err();
+        assert!(format!("{error:#}").contains("cannot sync"), "{error:#}");
+        assert!(archive.manifest.lock().objects.is_empty(), "not recorded");
+
+        assert_eq!(
+            archive
+                .upload_pass(&hot, &test_support::no_grace())
+                .await
+                .unwrap(),
+            1
+        );
+        let recorded = archive.manifest.lock().objects[0].key.clone();
+        let object = objects.join(&recorded);
+        let log = disk.log();
+        let synced = |op: Op, path: &Path| {
+            log.iter()
+                .any(|(done, at, ok)| *done == op && at == path && *ok)
+        };
+        assert!(synced(Op::SyncFile, &object));
+        assert!(synced(
+            Op::SyncFile,
+            &objects.join(format!("{recorded}.key"))
+        ));
+        let mut parent = object.parent().unwrap();
+        while parent.starts_with(&objects) {
+            assert!(synced(Op::SyncDir, parent), "{} synced", parent.display());
+            parent = parent.parent().unwrap();
+        }
+    }
 
     /// A tenant's purge takes its objects (recorded or orphaned) and its keys, and nothing of
     /// a tenant whose name merely starts the same way.

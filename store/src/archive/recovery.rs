@@ -213,7 +213,7 @@ impl Archive {
                 uploaded: meta.last_modified.timestamp(),
             };
             let opened = async {
-                let file = self.clone().fetch_one(provisional.clone()).await?;
+                let file = self.clone().fetch_one(provisional.clone(), true).await?;
                 tokio::task::spawn_blocking(move || {
                     let reader =
                         ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file.path)?)?;

@@ -9,7 +9,7 @@
 //! `aws_allow_http`, `aws_virtual_hosted_style_request`, `google_service_account`, ….
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use object_store::path::Path as ObjectPath;
@@ -21,9 +21,23 @@ pub struct Target {
     pub prefix: ObjectPath,
     /// The URL with any credentials left out, for logs and `/readyz`.
     pub display: String,
+    /// For a `file://` target, its directory: object_store's local store writes without
+    /// fsync, so the archive syncs what it uploads there itself ([`Target::local_path`]).
+    pub local_dir: Option<PathBuf>,
 }
 
 impl Target {
+    /// Where the object `location` of a `file://` target is on disk (`None` for an object
+    /// store, where a PUT that returned is durable).
+    pub fn local_path(&self, location: &ObjectPath) -> Option<PathBuf> {
+        let dir = self.local_dir.as_ref()?;
+        Some(
+            location
+                .parts()
+                .fold(dir.clone(), |path, part| path.join(part.as_ref())),
+        )
+    }
+
     /// The prefix holding every object of `tenant`.
     pub fn tenant_prefix(&self, tenant: &str) -> ObjectPath {
         self.prefix
@@ -89,6 +103,7 @@ pub fn build(
             store: Arc::new(store),
             prefix: ObjectPath::default(),
             display: url.to_string(),
+            local_dir: Some(dir),
         });
     }
     let (store, prefix) = object_store::parse_url_opts(&parsed, settings)
@@ -100,5 +115,6 @@ pub fn build(
         store: Arc::from(store),
         prefix,
         display: display.to_string(),
+        local_dir: None,
     })
 }

@@ -50,6 +50,8 @@ use serde_json::{Map, Value};
 use meniscus_record::columnar::{batch_to_events, schema};
 
 use crate::archive::cache::CachedFile;
+use crate::archive::manifest::ArchivedObject;
+use crate::archive::ranged::{QueryObjects, ARCHIVE_READ_FAILED};
 use crate::archive::Archive;
 use crate::hot::{window_of, HotStore, Unreadable};
 use crate::metrics::StoreMetrics;
@@ -101,6 +103,10 @@ pub enum QueryError {
     /// Too many queries are running (this tenant's or everyone's); retry shortly.
     #[error("{0}; retry in a second")]
     Busy(String),
+    /// An archived hour's chunks could not be fetched or opened mid-scan (the target went
+    /// away after the query began); retry once it is back.
+    #[error("{0}")]
+    Archive(String),
     #[error("internal query error: {0}")]
     Internal(String),
 }
@@ -122,6 +128,10 @@ impl From<DataFusionError> for QueryError {
             | DataFusionError::Execution(_)
             | DataFusionError::ArrowError(..) => QueryError::Invalid(text),
             _ if text.contains("Resources exhausted") => QueryError::Memory(None),
+            _ if text.contains(ARCHIVE_READ_FAILED) => match text.find(ARCHIVE_READ_FAILED) {
+                Some(at) => QueryError::Archive(text[at..].to_string()),
+                None => QueryError::Archive(text),
+            },
             _ => QueryError::Internal(text),
         }
     }
@@ -364,6 +374,7 @@ impl QueryEngine {
         let snapshot = self.hot.snapshot(tenant.as_str(), from, to);
         let mut unreadable = snapshot.unreadable;
         let (mut archived_files, mut archived_token_files) = (Vec::new(), Vec::new());
+        let mut ranged = Vec::new();
         if let Some(archive) = &self.archive {
             let objects = archive
                 .objects_for_query(
@@ -409,12 +420,14 @@ impl QueryEngine {
                     });
                 }
                 for (file, object) in files {
-                    if object.msg_tokens {
+                    running.held.push(file.clone());
+                    if file.chunked.is_some() {
+                        ranged.push((file, object));
+                    } else if object.msg_tokens {
                         archived_token_files.push(file.path.clone());
                     } else {
                         archived_files.push(file.path.clone());
                     }
-                    running.held.push(file);
                 }
             }
         }
@@ -424,7 +437,16 @@ impl QueryEngine {
         if let Some(files) = files_frame(ctx, &snapshot.files, &snapshot.token_files)? {
             frame = files.union(frame)?;
         }
-        if let Some(mut archived) = files_frame(ctx, &archived_files, &archived_token_files)? {
+        let mut archived = files_frame(ctx, &archived_files, &archived_token_files)?;
+        if let Some(archive) = &self.archive {
+            if let Some(objects) = ranged_objects_frame(ctx, archive, ranged)? {
+                archived = Some(match archived {
+                    Some(files) => files.union(objects)?,
+                    None => objects,
+                });
+            }
+        }
+        if let Some(mut archived) = archived {
             if let Some(cutoff) = cutoff {
                 archived = archived
                     .filter(col("ts").gt_eq(timestamp_literal(cutoff.timestamp_micros())))?;
@@ -452,6 +474,7 @@ impl QueryEngine {
             Err(QueryError::Timeout(_)) => "timeout",
             Err(QueryError::Memory(_)) => "memory",
             Err(QueryError::Busy(_)) => "busy",
+            Err(QueryError::Archive(_)) => "archive",
             Err(QueryError::Internal(_)) => "error",
         };
         self.metrics.query_requests.inc(&[kind, outcome]);
@@ -752,8 +775,64 @@ fn files_frame(
     files: &[std::path::PathBuf],
     token_files: &[std::path::PathBuf],
 ) -> Result<Option<DataFrame>, QueryError> {
-    let whole = read_parquet(ctx, files, schema(), true)?;
-    let tokens = match read_parquet(ctx, token_files, stored_schema(), false)? {
+    let local = |paths: &[std::path::PathBuf]| {
+        paths
+            .iter()
+            .map(|path| ListingTableUrl::parse(path.to_string_lossy()))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    // Local files: the object path is the absolute path without its leading `/`, and the
+    // skip index lies beside the file.
+    let index_of: skipping::IndexLocator =
+        Arc::new(|path| Some(std::path::PathBuf::from(format!("/{path}"))));
+    parquet_frame(
+        ctx,
+        local(files)?,
+        local(token_files)?,
+        ".parquet",
+        index_of,
+    )
+}
+
+/// A frame over the archived objects a query reads in ranges (registered with `ctx` as
+/// [`QueryObjects`]), `None` when there are none.
+fn ranged_objects_frame(
+    ctx: &SessionContext,
+    archive: &Arc<Archive>,
+    objects: Vec<(Arc<CachedFile>, ArchivedObject)>,
+) -> Result<Option<DataFrame>, QueryError> {
+    if objects.is_empty() {
+        return Ok(None);
+    }
+    let (mut whole, mut tokens) = (Vec::new(), Vec::new());
+    let store = QueryObjects::new(archive.clone(), objects.iter().cloned());
+    for (_, object) in &objects {
+        let url = ListingTableUrl::parse(store.url_of(&object.key))?;
+        if object.msg_tokens {
+            tokens.push(url);
+        } else {
+            whole.push(url);
+        }
+    }
+    ctx.register_object_store(&store.url().clone(), Arc::new(store));
+    let keeper = archive.clone();
+    let index_of: skipping::IndexLocator =
+        Arc::new(move |key| Some(keeper.skip_index_of_key(key.as_ref())));
+    // Object keys end in `.parquet.enc`.
+    parquet_frame(ctx, whole, tokens, ".enc", index_of)
+}
+
+/// A frame over Parquet files that store `msg` whole (read through their skip indexes,
+/// found by `index_of`) and files that store it as tokens.
+fn parquet_frame(
+    ctx: &SessionContext,
+    whole: Vec<ListingTableUrl>,
+    tokens: Vec<ListingTableUrl>,
+    extension: &str,
+    index_of: skipping::IndexLocator,
+) -> Result<Option<DataFrame>, QueryError> {
+    let whole = read_parquet(ctx, whole, schema(), extension, Some(index_of))?;
+    let tokens = match read_parquet(ctx, tokens, stored_schema(), extension, None)? {
         Some(frame) => Some(frame.select(event_columns())?),
         None => None,
     };
@@ -763,31 +842,29 @@ fn files_frame(
     })
 }
 
-/// A frame over Parquet `files` read as `schema`; `None` when there are none. `skipping`:
-/// through the files' skip indexes (files that store `msg` whole).
+/// A frame over Parquet files at `urls` read as `schema`; `None` when there are none. With
+/// `skipping`, through the files' skip indexes (files that store `msg` whole).
 fn read_parquet(
     ctx: &SessionContext,
-    files: &[std::path::PathBuf],
+    urls: Vec<ListingTableUrl>,
     schema: datafusion::arrow::datatypes::SchemaRef,
-    skipping: bool,
+    extension: &str,
+    skipping: Option<skipping::IndexLocator>,
 ) -> Result<Option<DataFrame>, QueryError> {
-    if files.is_empty() {
+    if urls.is_empty() {
         return Ok(None);
     }
-    let urls = files
-        .iter()
-        .map(|path| ListingTableUrl::parse(path.to_string_lossy()))
-        .collect::<Result<Vec<_>, _>>()?;
     let options =
-        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(extension);
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .with_schema(schema);
     let table = ListingTable::try_new(config)?;
-    Ok(Some(if skipping {
-        ctx.read_table(Arc::new(skipping::SkippingTable::new(table)))?
-    } else {
-        ctx.read_table(Arc::new(table))?
+    Ok(Some(match skipping {
+        Some(index_of) => {
+            ctx.read_table(Arc::new(skipping::SkippingTable::new(table, index_of)))?
+        }
+        None => ctx.read_table(Arc::new(table))?,
     }))
 }
 
@@ -951,12 +1028,19 @@ async fn on_query_threads<T: Send + 'static>(
 }
 
 /// A session for one query within `limits` (see [`QueryEngine::session`] for `selective`).
+/// How much of a Parquet file's end a scan reads first (footer and page indexes).
+pub const METADATA_SIZE_HINT: usize = 64 * 1024;
+
 fn new_session(limits: &QueryLimits, selective: bool) -> Result<SessionContext, QueryError> {
     let mut config = SessionConfig::new()
         .with_target_partitions(2)
         .with_information_schema(false)
         .with_batch_size(8192);
     let parquet = &mut config.options_mut().execution.parquet;
+    // The first read of a file asks for this much of its end. Footers here are a few KB to
+    // tens of KB; DataFusion's default (512 KiB) made each archived object's first read fetch
+    // about half a MB through the S3 server for nothing (see `archive::ranged`).
+    parquet.metadata_size_hint = Some(METADATA_SIZE_HINT);
     parquet.pushdown_filters = selective;
     parquet.reorder_filters = selective;
     let runtime = RuntimeEnvBuilder::new()

@@ -10,7 +10,7 @@
 //! simply not used for pruning.
 
 use std::fmt;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -29,9 +29,15 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use crate::skip_index::SkipIndex;
 
+/// Where the skip index of a scanned file is: the path of the Parquet file it indexes, as
+/// [`SkipIndex::load`] takes it (`None`: the file has none).
+pub(super) type IndexLocator =
+    Arc<dyn Fn(&object_store::path::Path) -> Option<PathBuf> + Send + Sync>;
+
 /// Parquet files that store `msg` whole, read through their skip indexes.
 pub(super) struct SkippingTable {
     inner: ListingTable,
+    index_of: IndexLocator,
 }
 
 impl fmt::Debug for SkippingTable {
@@ -41,8 +47,8 @@ impl fmt::Debug for SkippingTable {
 }
 
 impl SkippingTable {
-    pub(super) fn new(inner: ListingTable) -> SkippingTable {
-        SkippingTable { inner }
+    pub(super) fn new(inner: ListingTable, index_of: IndexLocator) -> SkippingTable {
+        SkippingTable { inner, index_of }
     }
 }
 
@@ -68,7 +74,7 @@ impl TableProvider for SkippingTable {
         if needles.is_empty() {
             return Ok(plan);
         }
-        Ok(skip_granules(plan, &needles))
+        Ok(skip_granules(plan, &needles, &self.index_of))
     }
 
     fn supports_filters_pushdown(
@@ -126,7 +132,11 @@ impl TableProvider for Shape {
 }
 
 /// The scan with each indexed file narrowed to the granules that may hold every needle.
-fn skip_granules(plan: Arc<dyn ExecutionPlan>, needles: &[Vec<u8>]) -> Arc<dyn ExecutionPlan> {
+fn skip_granules(
+    plan: Arc<dyn ExecutionPlan>,
+    needles: &[Vec<u8>],
+    index_of: &IndexLocator,
+) -> Arc<dyn ExecutionPlan> {
     let Some(config) = plan
         .downcast_ref::<DataSourceExec>()
         .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
@@ -138,9 +148,7 @@ fn skip_granules(plan: Arc<dyn ExecutionPlan>, needles: &[Vec<u8>]) -> Arc<dyn E
     for group in &config.file_groups {
         let mut files = Vec::new();
         for file in group.iter() {
-            // Local files: the object path is the absolute path without its leading `/`.
-            let path = format!("/{}", file.path());
-            let Some(index) = SkipIndex::load(Path::new(&path)) else {
+            let Some(index) = index_of(file.path()).and_then(|path| SkipIndex::load(&path)) else {
                 files.push(file.clone());
                 continue;
             };

@@ -194,6 +194,12 @@ impl From<QueryError> for ApiError {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_queries", message)
                     .retry_after(1)
             }
+            QueryError::Archive(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "archive_unavailable",
+                message,
+            )
+            .retry_after(5),
             QueryError::Internal(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
             }

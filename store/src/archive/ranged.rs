@@ -1,0 +1,484 @@
+//! Range reads of archived objects sealed in chunks: a query fetches only the chunks holding
+//! the bytes Parquet asks for (the footer, the column chunks of the row groups it reads), opens
+//! them, and keeps them in the object's sparse copy in the local cache.
+//!
+//! [`QueryObjects`] is the object store a query's DataFusion session reads archived objects
+//! through (`archive://objects-N/KEY`): it serves plain byte ranges of exactly the objects the
+//! query was given, each held in the cache until the query ends.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{TimeZone, Utc};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+
+use super::cache::CachedFile;
+use super::crypto;
+use super::manifest::ArchivedObject;
+use super::Archive;
+
+/// How a query's error says an archived object could not be read mid-scan (found in
+/// DataFusion's error text, which wraps the object store's).
+pub const ARCHIVE_READ_FAILED: &str = "an archived hour could not be read";
+
+/// Missing chunks this close together are fetched in one request, the ones between included:
+/// a request costs more than 256 KB of loopback or in-region transfer.
+const MERGE_GAP_CHUNKS: u64 = 4;
+
+impl Archive {
+    /// Plain bytes `ranges` of the object `key`, whose sparse copy is `file`; the chunks they
+    /// need that the copy lacks are fetched (one ranged GET per run of chunks), opened and
+    /// written to it first.
+    pub async fn read_ranges(
+        &self,
+        key: &str,
+        file: &Arc<CachedFile>,
+        ranges: &[Range<u64>],
+    ) -> anyhow::Result<Vec<Bytes>> {
+        let copy = file
+            .chunked
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("{key} is not read in chunks"))?;
+        let layout = copy.layout;
+        for range in ranges {
+            if range.start > range.end || range.end > layout.plain_bytes {
+                anyhow::bail!(
+                    "range {range:?} is outside {key} ({} bytes)",
+                    layout.plain_bytes
+                );
+            }
+        }
+        let mut wanted: Vec<u64> = ranges
+            .iter()
+            .filter(|range| range.start < range.end)
+            .flat_map(|range| layout.chunks_of(range))
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        self.ensure_chunks(key, file, wanted).await?;
+        let (file, ranges) = (file.clone(), ranges.to_vec());
+        tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let copy = file.chunked.as_ref().expect("checked above");
+            ranges
+                .iter()
+                .map(|range| {
+                    let mut bytes = vec![0u8; (range.end - range.start) as usize];
+                    copy.file.read_exact_at(&mut bytes, range.start)?;
+                    Ok(Bytes::from(bytes))
+                })
+                .collect::<std::io::Result<Vec<Bytes>>>()
+        })
+        .await?
+        .map_err(Into::into)
+    }
+
+    /// Every chunk of `file` on disk: it can then be read as a plain Parquet file.
+    pub async fn fill_all(&self, key: &str, file: &Arc<CachedFile>) -> anyhow::Result<()> {
+        let Some(copy) = file.chunked.as_ref() else {
+            return Ok(());
+        };
+        self.ensure_chunks(key, file, (0..copy.layout.chunks()).collect())
+            .await
+    }
+
+    /// The chunks `wanted` (sorted) on disk in `file`, the missing ones fetched first.
+    async fn ensure_chunks(
+        &self,
+        key: &str,
+        file: &Arc<CachedFile>,
+        wanted: Vec<u64>,
+    ) -> anyhow::Result<()> {
+        let copy = file.chunked.as_ref().expect("a chunked copy");
+        if copy.missing(wanted.iter().copied()).is_empty() {
+            return Ok(());
+        }
+        let _filling = copy.filling.lock().await;
+        // Another read may have fetched them while this one waited.
+        let missing = copy.missing(wanted);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        self.fill(key, file, &runs(&missing)).await
+    }
+
+    /// Fetches the chunk runs `runs` of `key`, opens them and writes the chunks its copy lacks.
+    async fn fill(
+        &self,
+        key: &str,
+        file: &Arc<CachedFile>,
+        runs: &[Range<u64>],
+    ) -> anyhow::Result<()> {
+        let copy = file.chunked.as_ref().expect("a chunked copy");
+        let sealed_ranges: Vec<Range<u64>> = runs
+            .iter()
+            .map(|run| copy.layout.sealed_range(run))
+            .collect();
+        let location = ObjectPath::from(key);
+        let fetched = self
+            .target
+            .store
+            .get_ranges(&location, &sealed_ranges)
+            .await?;
+        self.metrics.range_reads.add(runs.len() as u64);
+        self.keep_chunks(key, file, runs.iter().cloned().zip(fetched).collect())
+            .await
+    }
+
+    /// Opens fetched runs of chunks (`(run, its stored bytes)`) and writes the chunks the
+    /// copy lacks.
+    async fn keep_chunks(
+        &self,
+        key: &str,
+        file: &Arc<CachedFile>,
+        fetched: Vec<(Range<u64>, Bytes)>,
+    ) -> anyhow::Result<()> {
+        let fetched_bytes: u64 = fetched.iter().map(|(_, bytes)| bytes.len() as u64).sum();
+        self.metrics.fetched_bytes.add(fetched_bytes);
+        let (writing, key_owned) = (file.clone(), key.to_string());
+        // Opening is CPU work and writing is disk work: off the async threads.
+        let added = tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let copy = writing.chunked.as_ref().expect("a chunked copy");
+            let mut added = 0u64;
+            for (run, sealed) in fetched {
+                let plain = crypto::open_chunks(
+                    &sealed,
+                    run.clone(),
+                    &copy.layout,
+                    &copy.data_key,
+                    &key_owned,
+                )?;
+                let run_start = copy.layout.plain_range(run.start).start;
+                for index in run {
+                    let range = copy.layout.plain_range(index);
+                    let within =
+                        (range.start - run_start) as usize..(range.end - run_start) as usize;
+                    copy.file.write_all_at(&plain[within], range.start)?;
+                    if copy.mark_present(index) {
+                        added += range.end - range.start;
+                    }
+                }
+            }
+            anyhow::Ok(added)
+        })
+        .await??;
+        self.cache.filled(key, file, added);
+        self.metrics.cache_bytes.set(self.cache.bytes());
+        Ok(())
+    }
+
+    /// Opens a fresh sparse copy of `object`: keeps `tail` (the stored bytes of the chunks
+    /// [`tail_chunks`] names, fetched beside the sidecar so the first read of an object costs
+    /// one round trip), then makes sure the whole Parquet footer is there, which every scan
+    /// of the object starts with.
+    pub(super) async fn open_sparse(
+        &self,
+        object: &ArchivedObject,
+        file: &Arc<CachedFile>,
+        tail: Option<(Range<u64>, Bytes)>,
+    ) -> anyhow::Result<()> {
+        if let Some(tail) = tail {
+            self.metrics.range_reads.add(1);
+            self.keep_chunks(&object.key, file, vec![tail]).await?;
+        }
+        self.prefetch_footer(&object.key, file).await
+    }
+
+    /// Reads the Parquet footer of a sparse copy, which every scan of it starts with, before
+    /// the query plans: the scans then open it without waiting for a request.
+    async fn prefetch_footer(&self, key: &str, file: &Arc<CachedFile>) -> anyhow::Result<()> {
+        let plain_bytes = file
+            .chunked
+            .as_ref()
+            .map_or(0, |copy| copy.layout.plain_bytes);
+        if plain_bytes < 8 {
+            anyhow::bail!("{key} is too short to be a Parquet file ({plain_bytes} bytes)");
+        }
+        let tail = self
+            .read_ranges(
+                key,
+                file,
+                std::slice::from_ref(&(plain_bytes - 8..plain_bytes)),
+            )
+            .await?;
+        let tail = &tail[0];
+        if &tail[4..] != b"PAR1" {
+            anyhow::bail!("{key} does not end as a Parquet file does");
+        }
+        let footer = u64::from(u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")));
+        if footer + 8 > plain_bytes {
+            anyhow::bail!("{key}: its Parquet footer is longer than the file");
+        }
+        let footer = plain_bytes - 8 - footer..plain_bytes - 8;
+        self.read_ranges(key, file, std::slice::from_ref(&footer))
+            .await?;
+        Ok(())
+    }
+}
+
+/// How much of an object's end is fetched with its sidecar: what a query's first read of a
+/// Parquet file asks for (footer and page indexes), so that read finds it in the cache.
+const TAIL_PREFETCH_BYTES: u64 = crate::query::METADATA_SIZE_HINT as u64;
+
+/// The chunks at the end of an object of `stored_bytes` worth fetching before its sidecar
+/// says how it is sealed, assuming [`crypto::CHUNK_BYTES`] (what every upload uses now), with
+/// that layout; `None` when it cannot be such an object.
+pub(super) fn tail_chunks(stored_bytes: u64) -> Option<(crypto::ChunkLayout, Range<u64>)> {
+    let layout = crypto::ChunkLayout::of_stored(stored_bytes, crypto::CHUNK_BYTES).ok()?;
+    let start = layout.plain_bytes.saturating_sub(TAIL_PREFETCH_BYTES);
+    (layout.plain_bytes > 0).then(|| (layout, layout.chunks_of(&(start..layout.plain_bytes))))
+}
+
+/// Sorted chunk indexes as runs to fetch, runs closer than [`MERGE_GAP_CHUNKS`] merged.
+fn runs(sorted: &[u64]) -> Vec<Range<u64>> {
+    let mut runs: Vec<Range<u64>> = Vec::new();
+    for &index in sorted {
+        match runs.last_mut() {
+            Some(run) if index <= run.end + MERGE_GAP_CHUNKS => run.end = index + 1,
+            _ => runs.push(index..index + 1),
+        }
+    }
+    runs
+}
+
+/// The archived objects one query reads, as an object store of their plain bytes.
+pub struct QueryObjects {
+    /// Where the session finds it: its own host, so two sets registered with one session
+    /// never replace each other.
+    url: url::Url,
+    archive: Arc<Archive>,
+    /// By object key: the object and its sparse copy, held until the query ends.
+    objects: HashMap<String, (Arc<CachedFile>, ArchivedObject)>,
+}
+
+impl QueryObjects {
+    pub fn new(
+        archive: Arc<Archive>,
+        objects: impl IntoIterator<Item = (Arc<CachedFile>, ArchivedObject)>,
+    ) -> QueryObjects {
+        static SETS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let set = SETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        QueryObjects {
+            url: url::Url::parse(&format!("archive://objects-{set}")).expect("a valid URL"),
+            archive,
+            objects: objects
+                .into_iter()
+                .map(|(file, object)| (object.key.clone(), (file, object)))
+                .collect(),
+        }
+    }
+
+    /// The URL to register this store under.
+    pub fn url(&self) -> &url::Url {
+        &self.url
+    }
+
+    /// The URL DataFusion reads the object `key` at.
+    pub fn url_of(&self, key: &str) -> String {
+        format!("{}/{key}", self.url.as_str().trim_end_matches('/'))
+    }
+
+    fn find(
+        &self,
+        location: &ObjectPath,
+    ) -> object_store::Result<&(Arc<CachedFile>, ArchivedObject)> {
+        self.objects
+            .get(location.as_ref())
+            .ok_or_else(|| object_store::Error::NotFound {
+                path: location.to_string(),
+                source: "not an archived object of this query".into(),
+            })
+    }
+
+    fn meta(file: &CachedFile, object: &ArchivedObject) -> ObjectMeta {
+        ObjectMeta {
+            location: ObjectPath::from(object.key.as_str()),
+            last_modified: Utc
+                .timestamp_opt(object.uploaded, 0)
+                .single()
+                .unwrap_or_default(),
+            size: file
+                .chunked
+                .as_ref()
+                .map_or(object.plain_bytes, |copy| copy.layout.plain_bytes),
+            e_tag: None,
+            version: None,
+        }
+    }
+
+    fn under<'a>(
+        &'a self,
+        prefix: Option<&'a ObjectPath>,
+    ) -> impl Iterator<Item = ObjectMeta> + 'a {
+        self.objects
+            .values()
+            .filter(move |(_, object)| {
+                prefix.is_none_or(|prefix| {
+                    ObjectPath::from(object.key.as_str()).prefix_matches(prefix)
+                })
+            })
+            .map(|(file, object)| Self::meta(file, object))
+    }
+
+    async fn read(
+        &self,
+        location: &ObjectPath,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        let (file, object) = self.find(location)?;
+        self.archive
+            .read_ranges(&object.key, file, ranges)
+            .await
+            .map_err(|error| object_store::Error::Generic {
+                store: "archive",
+                source: format!(
+                    "{ARCHIVE_READ_FAILED} ({}): {error:#}; retry once the archive target answers",
+                    object.key
+                )
+                .into(),
+            })
+    }
+}
+
+impl fmt::Debug for QueryObjects {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueryObjects")
+            .field("objects", &self.objects.len())
+            .finish()
+    }
+}
+
+impl fmt::Display for QueryObjects {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "archived objects of one query ({})", self.objects.len())
+    }
+}
+
+fn read_only() -> object_store::Error {
+    object_store::Error::NotSupported {
+        source: "a query reads archived objects; it never writes them".into(),
+    }
+}
+
+#[async_trait]
+impl ObjectStore for QueryObjects {
+    async fn put_opts(
+        &self,
+        _: &ObjectPath,
+        _: PutPayload,
+        _: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        Err(read_only())
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        _: &ObjectPath,
+        _: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        Err(read_only())
+    }
+
+    async fn get_opts(
+        &self,
+        location: &ObjectPath,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        let (file, object) = self.find(location)?;
+        let meta = Self::meta(file, object);
+        let range = match &options.range {
+            Some(range) => {
+                range
+                    .as_range(meta.size)
+                    .map_err(|error| object_store::Error::Generic {
+                        store: "archive",
+                        source: error.into(),
+                    })?
+            }
+            None => 0..meta.size,
+        };
+        let body = if options.head || range.is_empty() {
+            Bytes::new()
+        } else {
+            self.read(location, std::slice::from_ref(&range))
+                .await?
+                .remove(0)
+        };
+        Ok(GetResult {
+            payload: GetResultPayload::Stream(
+                futures::stream::once(async move { Ok(body) }).boxed(),
+            ),
+            meta,
+            range,
+            attributes: Default::default(),
+        })
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &ObjectPath,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        self.read(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<ObjectPath>>,
+    ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
+        locations.map(|_| Err(read_only())).boxed()
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        let found: Vec<_> = self.under(prefix).map(Ok).collect();
+        futures::stream::iter(found).boxed()
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> object_store::Result<ListResult> {
+        Ok(ListResult {
+            common_prefixes: Vec::new(),
+            objects: self.under(prefix).collect(),
+        })
+    }
+
+    async fn copy_opts(
+        &self,
+        _: &ObjectPath,
+        _: &ObjectPath,
+        _: CopyOptions,
+    ) -> object_store::Result<()> {
+        Err(read_only())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_close_together_are_fetched_in_one_run() {
+        assert_eq!(runs(&[]), Vec::<Range<u64>>::new());
+        assert_eq!(runs(&[3]), vec![3..4]);
+        assert_eq!(runs(&[0, 1, 2]), vec![0..3]);
+        // A gap of up to four chunks is fetched with them; a wider one is not.
+        assert_eq!(runs(&[0, 5]), vec![0..6]);
+        assert_eq!(runs(&[0, 6, 7, 20]), vec![0..1, 6..8, 20..21]);
+    }
+}
