@@ -722,15 +722,16 @@ fn purge_deletes_one_tenants_hot_and_archived_data_and_keys_and_refuses_while_me
     assert!(!s3.list("meniscus/acme").is_empty());
     let config = meniscus.dir.path().join("meniscus.yaml");
     let data_dir = meniscus.data_dir().to_path_buf();
-    let purge = || {
+    let purge_of = |tenant: &str| {
         std::process::Command::new(meniscus_binary())
-            .args(["purge", "acme", "--config"])
+            .args(["purge", tenant, "--config"])
             .arg(&config)
             .arg("--data-dir")
             .arg(&data_dir)
             .output()
             .unwrap()
     };
+    let purge = || purge_of("acme");
 
     // While Meniscus runs, the data directory is locked: refused, with the reason, and
     // nothing deleted.
@@ -747,8 +748,27 @@ fn purge_deletes_one_tenants_hot_and_archived_data_and_keys_and_refuses_while_me
         (10, 10)
     );
 
-    // Stopped the hard way (the fresh events may be only in the write-ahead log): purged.
+    // Stopped the hard way (the fresh events may be only in the write-ahead log). A name that
+    // is not a tenant id (a path, capitals) is refused before anything is opened; a tenant
+    // with nothing stored purges nothing, and says so.
     meniscus.kill9();
+    for invalid in ["../acme", "ACME", ""] {
+        let refused = purge_of(invalid);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{invalid:?}: {stderr}");
+        assert!(
+            stderr.contains("is not a tenant id"),
+            "{invalid:?}: {stderr}"
+        );
+    }
+    let nobody = purge_of("nobody");
+    let stdout = String::from_utf8_lossy(&nobody.stdout);
+    assert!(nobody.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("purged 0 hot-store file(s) and 0 archived object(s)"),
+        "{stdout}"
+    );
+    assert!(!s3.list("meniscus/acme").is_empty(), "acme untouched");
     let purged = purge();
     let stdout = String::from_utf8_lossy(&purged.stdout);
     assert!(

@@ -38,12 +38,7 @@ cached_tool_gate "$bin" "fake-gcs-server ${FAKE_GCS_SERVER_VERSION}" "$start" "$
 export GOFLAGS="-buildvcs=false -trimpath -p=${MENISCUS_GO_PARALLEL:-2}"
 
 module=github.com/fsouza/fake-gcs-server
-dir=$(cd "$cache" && "$GO" mod download -json "$module@$FAKE_GCS_SERVER_VERSION" |
-    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-if [[ -z "$dir" || ! -f "$dir/go.mod" ]]; then
-    echo "error: could not download $module@$FAKE_GCS_SERVER_VERSION from the Go module proxy" >&2
-    exit 1
-fi
+dir=$(go_module_dir "$module" "$FAKE_GCS_SERVER_VERSION")
 
 mkdir -p "$(dirname "$bin")"
 src="$(dirname "$bin")/src"

@@ -1,4 +1,4 @@
-# Sourced by the Go tool builds (tools/k8s/build.sh, tools/otelcol/build.sh): the go command
+# Sourced by the Go tool builds (tools/*/build.sh): the go command
 # and an environment that keeps every module, build cache and GOPATH under $cache (set by the
 # caller), builds reproducibly from the committed go.sum files, and touches nothing else.
 #   GO                    go command (default: /usr/local/go/bin/go if present, else go)
@@ -17,3 +17,17 @@ export GOSUMDB=off
 export GOTOOLCHAIN=local
 export CGO_ENABLED=0
 export GOFLAGS="-mod=readonly -buildvcs=false -trimpath -p=${MENISCUS_GO_PARALLEL:-2}"
+
+# Prints the directory of MODULE@VERSION in the module cache, downloading it from the proxy
+# when missing (tools built from a module's own tree: seaweedfs, fake-gcs-server); exits with
+# the reason when it cannot be had.
+go_module_dir() {
+    local module=$1 version=$2 dir
+    dir=$(cd "$cache" && "$GO" mod download -json "$module@$version" |
+        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    if [[ -z "$dir" || ! -f "$dir/go.mod" ]]; then
+        echo "error: could not download $module@$version from the Go module proxy" >&2
+        exit 1
+    fi
+    printf '%s\n' "$dir"
+}

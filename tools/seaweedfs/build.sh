@@ -35,12 +35,7 @@ cached_tool_gate "$bin" "seaweedfs ${SEAWEEDFS_VERSION}" "$start" "$@"
 export GOFLAGS="-buildvcs=false -trimpath -p=${MENISCUS_GO_PARALLEL:-2}"
 
 module=github.com/seaweedfs/seaweedfs
-dir=$(cd "$cache" && "$GO" mod download -json "$module@$SEAWEEDFS_VERSION" |
-    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-if [[ -z "$dir" || ! -f "$dir/go.mod" ]]; then
-    echo "error: could not download $module@$SEAWEEDFS_VERSION from the Go module proxy" >&2
-    exit 1
-fi
+dir=$(go_module_dir "$module" "$SEAWEEDFS_VERSION")
 
 mkdir -p "$(dirname "$bin")"
 echo "building seaweedfs ${SEAWEEDFS_VERSION} (weed) ..."
