@@ -106,15 +106,64 @@ pub fn build(
             local_dir: Some(dir),
         });
     }
-    let (store, prefix) = object_store::parse_url_opts(&parsed, settings)
+    let (store, prefix) = object_store_of(&parsed, settings)
         .map_err(|error| anyhow::anyhow!("archive url {url:?}: {error}"))?;
     let mut display = parsed.clone();
     let _ = display.set_password(None);
     let _ = display.set_username("");
     Ok(Target {
-        store: Arc::from(store),
+        store,
         prefix,
         display: display.to_string(),
         local_dir: None,
     })
+}
+
+/// How often a request to the target is retried before it fails: three times, within ten
+/// seconds. object_store's default (ten times, up to three minutes) kept a query waiting
+/// about half a minute for a server that was gone before answering that an archived hour
+/// could not be read; uploads do not need it either, since each upload pass retries what
+/// failed.
+fn retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        max_retries: 3,
+        retry_timeout: std::time::Duration::from_secs(10),
+        ..Default::default()
+    }
+}
+
+/// The store of an `s3://`, `gs://` or `az://` URL with `settings` (object_store
+/// configuration keys; unknown ones are left out) and [`retry`]; the prefix in it.
+fn object_store_of(
+    url: &url::Url,
+    settings: BTreeMap<String, String>,
+) -> object_store::Result<(Arc<dyn ObjectStore>, ObjectPath)> {
+    use object_store::ObjectStoreScheme;
+    /// A builder from the URL, then every setting its configuration keys know.
+    macro_rules! build {
+        ($builder:ty) => {{
+            let builder = settings.iter().fold(
+                <$builder>::new().with_url(url.to_string()),
+                |builder, (key, value)| match key.parse() {
+                    Ok(key) => builder.with_config(key, value.clone()),
+                    Err(_) => builder,
+                },
+            );
+            Arc::new(builder.with_retry(retry()).build()?) as Arc<dyn ObjectStore>
+        }};
+    }
+    let (scheme, path) = ObjectStoreScheme::parse(url)?;
+    let store = match scheme {
+        ObjectStoreScheme::AmazonS3 => build!(object_store::aws::AmazonS3Builder),
+        ObjectStoreScheme::GoogleCloudStorage => {
+            build!(object_store::gcp::GoogleCloudStorageBuilder)
+        }
+        ObjectStoreScheme::MicrosoftAzure => build!(object_store::azure::MicrosoftAzureBuilder),
+        other => {
+            return Err(object_store::Error::NotSupported {
+                source: format!("{other:?} is not an archive target (s3, gs, az or file)").into(),
+            })
+        }
+    };
+    Ok((store, ObjectPath::parse(path)?))
 }
