@@ -6,14 +6,16 @@
 # Patched: upstream answers the XML API's plain `PUT /BUCKET/OBJECT` (how Google Cloud Storage
 # takes an upload, and what object_store sends) with 400 "invalid uploadType"; xml-put.patch
 # routes it to the emulator's own signed-URL upload and returns the ETag and generation
-# headers GCS returns. object_store's own CI runs a fork for the same reason. The module is
+# headers GCS returns. object_store's own CI runs a fork for the same reason. Upstream has no
+# XML API multipart upload either (object_store's for objects over a part): xml-multipart.patch
+# adds one (initiate, parts kept in memory, complete, abort). The module is
 # copied out of the module cache, patched, and built with its own go.sum checking every
 # dependency.
 #
 # Idempotent: does nothing when the binary already exists in the cache. Safe to re-run after an
 # interruption: the binary is built under a temporary name and renamed into place once complete.
 #
-#   Binary:    ${MENISCUS_CACHE:-$HOME/.cache/meniscus}/fake-gcs-server/<version>-xml-put/fake-gcs-server
+#   Binary:    ${MENISCUS_CACHE:-$HOME/.cache/meniscus}/fake-gcs-server/<version>-xml-put-multipart/fake-gcs-server
 #   Go caches: ${MENISCUS_CACHE:-$HOME/.cache/meniscus}/go/   (shared with the other Go tools)
 #
 # Usage: tools/fake-gcs-server/build.sh [--print-bin]
@@ -27,7 +29,7 @@ source "$here/versions.env"
 
 cache="${MENISCUS_CACHE:-$HOME/.cache/meniscus}"
 # Named after the patch too, so a binary built without it is never taken for this one.
-bin="$cache/fake-gcs-server/${FAKE_GCS_SERVER_VERSION}-xml-put/fake-gcs-server"
+bin="$cache/fake-gcs-server/${FAKE_GCS_SERVER_VERSION}-xml-put-multipart/fake-gcs-server"
 
 # shellcheck source=tools/lib/cached-tool.sh
 . "$here/../lib/cached-tool.sh"
@@ -45,8 +47,10 @@ src="$(dirname "$bin")/src"
 rm -rf "$src"
 cp -r "$dir" "$src"
 chmod -R u+w "$src"
-patch -d "$src" -p1 --quiet <"$here/xml-put.patch"
-echo "building fake-gcs-server ${FAKE_GCS_SERVER_VERSION} (patched: xml-put.patch) ..."
+for fix in xml-put xml-multipart; do
+    patch -d "$src" -p1 --quiet <"$here/$fix.patch"
+done
+echo "building fake-gcs-server ${FAKE_GCS_SERVER_VERSION} (patched: xml-put, xml-multipart) ..."
 (cd "$src" && nice -n 10 "$GO" build -o "$bin.tmp" .)
 mv "$bin.tmp" "$bin"
 rm -rf "$src"
