@@ -507,3 +507,62 @@ fn a_stalled_storage_worker_fills_the_spool_quota_and_senders_are_held_back_unti
     let (_, total) = assert_exactly_once(&[&storage], &expected, 1000);
     assert!(!total.keys().any(|msg| msg.starts_with("refused-")));
 }
+
+/// A flood of connections to a storage worker's grid port takes no more file descriptors
+/// than the process's socket budget: the connections past it are refused and counted, the
+/// store keeps its reserve (its log and Parquet files open), and events keep arriving over
+/// the link already open. Before, the grid port accepted until `accept` failed with "Too many
+/// open files", and the store's next file would have failed the same way.
+#[test]
+fn a_flood_of_connections_to_the_grid_port_leaves_the_store_its_file_descriptors() {
+    meniscus_tests::raise_open_files();
+    let dir = tempfile::tempdir().unwrap();
+    write_secrets(dir.path());
+    let coordinator = Coordinator::start(dir.path(), free_port());
+    put_acme(&coordinator, json!([{"name": "default", "durable": true}]));
+    // 512 descriptors: 256 kept for the store, the rest for sockets.
+    let storage = GridWorker::start_with_open_files(
+        dir.path(),
+        "storage",
+        "storage,tenant-api",
+        &coordinator,
+        "[]",
+        512,
+    );
+    let correlator = GridWorker::start(
+        dir.path(),
+        "correlator",
+        "correlator",
+        &coordinator,
+        SYSLOG_TCP,
+    );
+    let count = || {
+        storage.sql("acme", TOKEN, "SELECT count(*) AS n FROM events")[0]["n"]
+            .as_u64()
+            .unwrap()
+    };
+    wait_until("the correlator takes a durable publish", 60, || {
+        publish(&correlator, "before the flood") == 202
+    });
+    wait_until("the first event is stored", 60, || count() == 1);
+
+    let flood: Vec<TcpStream> = (0..600)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", storage.listen)).ok())
+        .collect();
+    for n in 0..50 {
+        assert_eq!(publish(&correlator, &format!("during the flood {n}")), 202);
+    }
+    // Flushed to Parquet while the flood holds every socket the budget allows.
+    std::thread::sleep(Duration::from_secs(3));
+    drop(flood);
+    wait_until("the events sent during the flood are stored", 60, || {
+        count() == 51
+    });
+    let refused = storage.metric(
+        "meniscus_grid_refused_connections_total{transport=\"grid\",reason=\"file_descriptors\"}",
+    );
+    assert!(refused > 0.0, "no connection was refused");
+    let log = storage.log();
+    assert!(!log.contains("Too many open files"), "{log}");
+    assert!(storage.metric("meniscus_hot_flushes_total") >= 1.0);
+}

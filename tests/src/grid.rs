@@ -168,6 +168,8 @@ pub struct GridWorker {
     pub syslog: u16,
     /// More arguments for `meniscus worker`.
     args: Vec<String>,
+    /// Its open-file limit (soft and hard), when not the test's own.
+    open_files: Option<u64>,
     child: Option<Child>,
     client: reqwest::blocking::Client,
 }
@@ -198,6 +200,21 @@ impl GridWorker {
     ) -> GridWorker {
         let mut worker = GridWorker::prepare(dir, name, personas, coordinator, listeners);
         worker.args = args.iter().map(|arg| arg.to_string()).collect();
+        worker.spawn();
+        worker
+    }
+
+    /// As `start`, with an open-file limit of `open_files` (soft and hard).
+    pub fn start_with_open_files(
+        dir: &Path,
+        name: &str,
+        personas: &str,
+        coordinator: &Coordinator,
+        listeners: &str,
+        open_files: u64,
+    ) -> GridWorker {
+        let mut worker = GridWorker::prepare(dir, name, personas, coordinator, listeners);
+        worker.open_files = Some(open_files);
         worker.spawn();
         worker
     }
@@ -244,6 +261,7 @@ impl GridWorker {
             http,
             syslog,
             args: Vec::new(),
+            open_files: None,
             child: None,
             client: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -258,7 +276,24 @@ impl GridWorker {
             .append(true)
             .open(self.log_path())
             .unwrap();
-        let child = Command::new(meniscus_binary())
+        let mut command = Command::new(meniscus_binary());
+        if let Some(open_files) = self.open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe and touches only the child's limits.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: open_files,
+                        rlim_max: open_files,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = command
             .args(["worker", "--persona", &self.personas, "--coordinator"])
             .arg(&self.coordinator)
             .arg("--pairing-secret-file")

@@ -191,7 +191,7 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
 
     // The grid side answers the tenant-API persona's question about jobs acknowledged here.
     let grid_side = super::accepted_jobs::router(state.clone(), forwarder.jobs.clone());
-    serve(&args, grid_side, metrics, "correlator").await?;
+    serve(&args, grid_side, metrics, "correlator", sockets).await?;
     // Stopping: nothing new is taken (the HTTP server goes; the syslog listeners go with the
     // process), and what the spools hold is sent while the storage workers answer.
     state.ready.store(false, Ordering::Relaxed);

@@ -56,6 +56,7 @@ use meniscus_metrics::{Exposure, Registry};
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::connections::{ConnectionLimits, ConnectionTable, SocketBudget};
 
 #[derive(Debug, clap::Args)]
 pub struct WorkerArgs {
@@ -253,12 +254,30 @@ fn follow_tenants(
 }
 
 /// Serves `app` plus /metrics and /healthz on --listen until SIGTERM or Ctrl-C.
+///
+/// Connections take file descriptors from `sockets`, the process's budget (shared with its
+/// tenant-facing listeners): a flood of connections to the grid port is refused once the
+/// budget is spent, instead of taking the descriptors the store needs for its log and files.
 async fn serve(
     args: &WorkerArgs,
     app: axum::Router,
     registry: Registry,
     what: &str,
+    sockets: Arc<SocketBudget>,
 ) -> anyhow::Result<()> {
+    let refused = registry.counters(
+        "meniscus_grid_refused_connections_total",
+        "Connections to the grid port closed at once: over its limit, or no file descriptor to spare.",
+        &["transport", "reason"],
+    );
+    // Workers of a grid may share an address (pods behind NAT, a test's loopback): no share
+    // per address, only the listener's.
+    let limits = ConnectionLimits {
+        per_listener: GRID_MAX_CONNECTIONS,
+        per_address: GRID_MAX_CONNECTIONS,
+        ..ConnectionLimits::default()
+    };
+    let connections = ConnectionTable::new(limits, "grid", sockets, refused);
     let registry = Arc::new(registry);
     let app = app.route("/healthz", get(|| async { "ok\n" })).route(
         "/metrics",
@@ -302,6 +321,10 @@ async fn serve(
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         };
+        let Ok(slot) = connections.admit(peer.ip()) else {
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let connection = builder
             .serve_connection_with_upgrades(
@@ -311,6 +334,7 @@ async fn serve(
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(error) = connection.await {
                 tracing::debug!(%peer, %error, "connection ended");
             }
@@ -323,6 +347,11 @@ async fn serve(
     Ok(())
 }
 
+/// Most connections a worker's grid port holds at once: a coordinator's long polls and
+/// heartbeats from every worker of a large grid, a storage worker's links from every
+/// correlator.
+const GRID_MAX_CONNECTIONS: usize = 16_384;
+
 /// The largest HTTP/2 frame a worker's listener takes: a link record's size at full rate.
 const LINK_FRAME_BYTES: u32 = 4 * 1024 * 1024;
 
@@ -333,7 +362,14 @@ async fn serve_broadcaster(args: WorkerArgs) -> anyhow::Result<()> {
         .clone()
         .spawn(&registry, meniscus_coordinator::state::Load::default);
     let broadcaster = broadcaster::Broadcaster::start(control, &registry);
-    serve(&args, broadcaster.router(), registry, "broadcaster").await
+    serve(
+        &args,
+        broadcaster.router(),
+        registry,
+        "broadcaster",
+        SocketBudget::from_process_limit(),
+    )
+    .await
 }
 
 async fn serve_coordinator(args: WorkerArgs) -> anyhow::Result<()> {
@@ -364,6 +400,7 @@ async fn serve_coordinator(args: WorkerArgs) -> anyhow::Result<()> {
         coordinator_http::router(coordinator.clone()),
         registry,
         "coordinator",
+        SocketBudget::from_process_limit(),
     )
     .await?;
     expiry.abort();

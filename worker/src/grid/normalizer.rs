@@ -68,7 +68,14 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
     let grid_side = receiver
         .router()
         .merge(super::accepted_jobs::router(state, forwarder.jobs.clone()));
-    serve(&args, grid_side, metrics, "normalizer").await?;
+    serve(
+        &args,
+        grid_side,
+        metrics,
+        "normalizer",
+        crate::connections::SocketBudget::from_process_limit(),
+    )
+    .await?;
     drain_spools(&forwarder, &args).await;
     Ok(())
 }

@@ -119,10 +119,12 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
         ready: Default::default(),
         loki_tails: Default::default(),
     });
+    // One budget for the process: the tenant API's connections and the grid port's.
+    let sockets = SocketBudget::from_process_limit();
     let table = ConnectionTable::new(
         connection_limits,
         "http",
-        SocketBudget::from_process_limit(),
+        sockets.clone(),
         correlator.accept.metrics.refused_connections.clone(),
     );
     tracing::info!(http = %http_listener.local_addr()?, "tenant API listening");
@@ -150,7 +152,7 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
         &metrics,
     );
     let grid_side = receiver.router().merge(http::read_router(state.clone()));
-    serve(&args, grid_side, metrics, "storage").await?;
+    serve(&args, grid_side, metrics, "storage", sockets).await?;
     state.ready.store(false, Ordering::Relaxed);
     if let Err(error) = tokio::time::timeout(Duration::from_secs(30), store.flush()).await {
         tracing::warn!(%error, "flush at shutdown timed out; the write-ahead log will be replayed at the next start");

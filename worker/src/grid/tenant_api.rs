@@ -69,10 +69,12 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
     let http_listener = TcpListener::bind(config.http.address)
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", config.http.address))?;
+    // One budget for the process: the tenant API's connections and the grid port's.
+    let sockets = SocketBudget::from_process_limit();
     let table = ConnectionTable::new(
         connection_limits,
         "http",
-        SocketBudget::from_process_limit(),
+        sockets.clone(),
         correlator.accept.metrics.refused_connections.clone(),
     );
     let app = Fanout::new(state.clone(), snapshots, config.limits.query_limits())
@@ -81,5 +83,5 @@ pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()>
     tracing::info!(http = %http_listener.local_addr()?, "tenant API listening");
     tokio::spawn(http::server::serve(http_listener, app, table));
     state.ready.store(true, Ordering::Relaxed);
-    serve(&args, axum::Router::new(), metrics, "tenant API").await
+    serve(&args, axum::Router::new(), metrics, "tenant API", sockets).await
 }
