@@ -278,20 +278,7 @@ impl GridWorker {
             .unwrap();
         let mut command = Command::new(meniscus_binary());
         if let Some(open_files) = self.open_files {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: setrlimit is async-signal-safe and touches only the child's limits.
-            unsafe {
-                command.pre_exec(move || {
-                    let limit = libc::rlimit {
-                        rlim_cur: open_files,
-                        rlim_max: open_files,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            crate::limit_open_files(&mut command, open_files);
         }
         let child = command
             .args(["worker", "--persona", &self.personas, "--coordinator"])

@@ -47,6 +47,24 @@ pub fn connect_from(from: std::net::Ipv4Addr, port: u16) -> std::io::Result<std:
     Ok(socket.into())
 }
 
+/// Makes `command`'s child start with an open-file limit of `open_files` (soft and hard).
+pub fn limit_open_files(command: &mut Command, open_files: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe and touches only the child's limits.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: open_files,
+                rlim_max: open_files,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Raises this process's open-file limit to its hard limit (tests that hold many sockets).
 pub fn raise_open_files() -> u64 {
     let mut limit = libc::rlimit {
@@ -154,20 +172,7 @@ impl Meniscus {
             .stdout(Stdio::null())
             .stderr(log);
         if let Some(open_files) = self.open_files {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: setrlimit is async-signal-safe and touches only the child's limits.
-            unsafe {
-                command.pre_exec(move || {
-                    let limit = libc::rlimit {
-                        rlim_cur: open_files,
-                        rlim_max: open_files,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            limit_open_files(&mut command, open_files);
         }
         let child = command.spawn().expect("start meniscus");
         self.child = Some(child);
