@@ -263,7 +263,7 @@ def run(args, work):
         return rows, time.monotonic() - t, cpu_seconds(server.pid) - c
 
     results = {}
-    # What one cold query fetched from the S3 server: bytes, ranged GETs, objects opened.
+    # What one cold query fetched from the S3 server: bytes, runs of chunks, objects opened.
     fetched = {}
 
     def fetch_counters(server):
@@ -325,7 +325,7 @@ def run(args, work):
                      f"cold/hot {cw / hw:.2f}x, warm/hot {ww / hw:.2f}x; answers equal")
         if kind in fetched:
             fb, gets, opened = fetched[kind]
-            lines.append(f"{'':<30} cold: {opened:.0f} objects opened, {gets:.0f} ranged GETs, "
+            lines.append(f"{'':<30} cold: {opened:.0f} objects opened, {gets:.0f} runs of chunks fetched, "
                          f"{fb / 1e6:.1f} MB fetched of the tenant's {arch_by_tenant[TENANT] / 1e6:.1f} MB of objects")
     return "\n".join(lines)
 

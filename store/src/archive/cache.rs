@@ -31,10 +31,10 @@ pub struct CachedFile {
     pub chunked: Option<ChunkedCopy>,
 }
 
-/// The sparse local copy of an object sealed in chunks.
+/// The sparse local copy of an object sealed in chunks (at its [`CachedFile::path`], opened
+/// for each read or fill: a cache of thousands of small copies holds no descriptors).
 #[derive(Debug)]
 pub struct ChunkedCopy {
-    pub file: fs::File,
     pub layout: ChunkLayout,
     pub data_key: DataKey,
     /// Which chunks the file holds.
@@ -66,6 +66,12 @@ impl ChunkedCopy {
 impl CachedFile {
     fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// `added` more bytes are on disk (counted where they are written, so a query cancelled
+    /// meanwhile leaves nothing uncounted; [`ObjectCache::evict_for`] then makes room).
+    pub fn add_bytes(&self, added: u64) {
+        self.bytes.fetch_add(added, Ordering::Relaxed);
     }
 
     /// Whether every byte of the object is on disk (it can be read as a plain file).
@@ -142,19 +148,18 @@ impl ObjectCache {
     ) -> io::Result<Arc<CachedFile>> {
         let path = self.new_path();
         let file = fs::OpenOptions::new()
-            .read(true)
             .write(true)
             .create_new(true)
             .open(&path)?;
         // A hole of the object's size: chunks land at their own offsets.
         file.set_len(layout.plain_bytes)?;
+        drop(file);
         let chunks = layout.chunks() as usize;
         let cached = Arc::new(CachedFile {
             path,
             bytes: AtomicU64::new(0),
             last_used: AtomicU64::new(self.clock.fetch_add(1, Ordering::Relaxed)),
             chunked: Some(ChunkedCopy {
-                file,
                 layout,
                 data_key,
                 present: Mutex::new(vec![false; chunks]),
@@ -165,10 +170,8 @@ impl ObjectCache {
         Ok(cached)
     }
 
-    /// `added` more bytes of `file` (the copy of `key`) are on disk: evicts others beyond the
-    /// capacity.
-    pub fn filled(&self, key: &str, file: &CachedFile, added: u64) {
-        file.bytes.fetch_add(added, Ordering::Relaxed);
+    /// The copy of `key` grew ([`CachedFile::add_bytes`]): evicts others beyond the capacity.
+    pub fn evict_for(&self, key: &str) {
         let mut entries = self.entries.lock();
         self.evict_beyond_capacity(&mut entries, key);
     }
@@ -255,7 +258,8 @@ mod tests {
         assert!(copy.mark_present(3));
         assert!(!copy.mark_present(3), "already there");
         assert_eq!(copy.missing([0, 3]), vec![0]);
-        cache.filled("big", &sparse, 64 * 1024);
+        sparse.add_bytes(64 * 1024);
+        cache.evict_for("big");
         assert!(cache.get("small").is_none(), "evicted for the filled chunk");
         assert!(small.path.exists(), "still held");
         assert_eq!(cache.bytes(), 64 * 1024);

@@ -99,7 +99,7 @@ impl ArchiveMetrics {
             stored_bytes: registry.gauge("meniscus_archive_stored_bytes", "Bytes of the objects the archive holds."),
             unarchived_seconds: registry.gauges("meniscus_archive_unarchived_seconds", "Per tenant: seconds from the start of the oldest hour with events not yet archived to now — what a lost local disk could cost.", &["tenant"]),
             fetches: registry.counters("meniscus_archive_fetches_total", "Archived objects a query needed, by result (hit: in the local cache; miss: opened from the target, whole or, for range reads, its key and footer; error: could not be fetched or opened).", &["result"]),
-            range_reads: registry.counter("meniscus_archive_range_reads_total", "Ranged GETs of archived objects' chunks made by queries (one per run of chunks not cached)."),
+            range_reads: registry.counter("meniscus_archive_range_reads_total", "Runs of archived objects' chunks fetched by queries (ranged GETs; object_store may merge runs less than 1 MiB apart into one request)."),
             fetched_bytes: registry.counter("meniscus_archive_fetched_bytes_total", "Bytes of archived objects fetched by queries."),
             cache_bytes: registry.gauge("meniscus_archive_cache_bytes", "Bytes of decrypted objects in the local query cache."),
             expired_objects: registry.counters("meniscus_archive_expired_objects_total", "Archived objects deleted by long-term retention.", &["tenant"]),
@@ -760,29 +760,15 @@ impl Archive {
     /// recorded in the manifest survives a power loss as a `kill -9`. Object stores need
     /// nothing: a PUT that returned is durable.
     async fn make_durable(&self, locations: &[&ObjectPath]) -> anyhow::Result<()> {
-        let Some(root) = self.target.local_dir.clone() else {
+        if self.target.local_dir.is_none() {
             return Ok(());
-        };
-        let files: Vec<PathBuf> = locations
-            .iter()
-            .filter_map(|location| self.target.local_path(location))
-            .collect();
-        let disk = self.disk.clone();
+        }
+        let locations: Vec<ObjectPath> =
+            locations.iter().map(|&location| location.clone()).collect();
+        let (target, disk) = (self.target.clone(), self.disk.clone());
         tokio::task::spawn_blocking(move || {
-            let mut dirs = std::collections::BTreeSet::new();
-            for file in &files {
-                disk.sync_file(file)?;
-                let mut dir = file.parent();
-                while let Some(current) = dir.filter(|current| current.starts_with(&root)) {
-                    dirs.insert(current.to_path_buf());
-                    dir = current.parent();
-                }
-            }
-            // Deepest first: an entry is durable before the one naming its directory.
-            for dir in dirs.iter().rev() {
-                disk.sync_dir(dir)?;
-            }
-            std::io::Result::Ok(())
+            let locations: Vec<&ObjectPath> = locations.iter().collect();
+            target.sync_local(&locations, disk.as_ref())
         })
         .await?
         .map_err(|error| anyhow::anyhow!("cannot sync an uploaded object to disk: {error}"))

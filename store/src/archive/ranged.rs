@@ -66,15 +66,15 @@ impl Archive {
         wanted.sort_unstable();
         wanted.dedup();
         self.ensure_chunks(key, file, wanted).await?;
-        let (file, ranges) = (file.clone(), ranges.to_vec());
+        let (path, ranges) = (file.path.clone(), ranges.to_vec());
         tokio::task::spawn_blocking(move || {
             use std::os::unix::fs::FileExt;
-            let copy = file.chunked.as_ref().expect("checked above");
+            let copy = std::fs::File::open(&path)?;
             ranges
                 .iter()
                 .map(|range| {
                     let mut bytes = vec![0u8; (range.end - range.start) as usize];
-                    copy.file.read_exact_at(&mut bytes, range.start)?;
+                    copy.read_exact_at(&mut bytes, range.start)?;
                     Ok(Bytes::from(bytes))
                 })
                 .collect::<std::io::Result<Vec<Bytes>>>()
@@ -147,10 +147,12 @@ impl Archive {
         self.metrics.fetched_bytes.add(fetched_bytes);
         let (writing, key_owned) = (file.clone(), key.to_string());
         // Opening is CPU work and writing is disk work: off the async threads.
-        let added = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             use std::os::unix::fs::FileExt;
             let copy = writing.chunked.as_ref().expect("a chunked copy");
-            let mut added = 0u64;
+            let out = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&writing.path)?;
             for (run, sealed) in fetched {
                 let plain = crypto::open_chunks(
                     &sealed,
@@ -164,16 +166,16 @@ impl Archive {
                     let range = copy.layout.plain_range(index);
                     let within =
                         (range.start - run_start) as usize..(range.end - run_start) as usize;
-                    copy.file.write_all_at(&plain[within], range.start)?;
+                    out.write_all_at(&plain[within], range.start)?;
                     if copy.mark_present(index) {
-                        added += range.end - range.start;
+                        writing.add_bytes(range.end - range.start);
                     }
                 }
             }
-            anyhow::Ok(added)
+            anyhow::Ok(())
         })
         .await??;
-        self.cache.filled(key, file, added);
+        self.cache.evict_for(key);
         self.metrics.cache_bytes.set(self.cache.bytes());
         Ok(())
     }

@@ -48,6 +48,9 @@ pub async fn rotate(
                 .to_string();
             let fresh = crypto::rewrap(&bytes, tenant, &object_key, keyring, &key)?;
             target.store.put(&location, PutPayload::from(fresh)).await?;
+            // Before `--retire-old` drops the old key: a re-wrap lost to a power loss would
+            // leave the object with no key that opens it.
+            target.sync_local(&[&location], &crate::disk::LocalDisk)?;
             rewrapped += 1;
         }
         if stale == 0 {

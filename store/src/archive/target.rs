@@ -15,7 +15,10 @@ use std::sync::Arc;
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStore;
 
+use crate::disk::Disk;
+
 /// The target's object store and the prefix every object key starts with.
+#[derive(Clone)]
 pub struct Target {
     pub store: Arc<dyn ObjectStore>,
     pub prefix: ObjectPath,
@@ -36,6 +39,33 @@ impl Target {
                 .parts()
                 .fold(dir.clone(), |path, part| path.join(part.as_ref())),
         )
+    }
+
+    /// On a `file://` target, fsyncs the files at `locations` and every directory from theirs
+    /// up to the target's (object_store's local store syncs nothing), so what a manifest or a
+    /// key rotation relies on survives a power loss as a `kill -9`. Object stores need
+    /// nothing: a PUT that returned is durable.
+    pub fn sync_local(&self, locations: &[&ObjectPath], disk: &dyn Disk) -> std::io::Result<()> {
+        let Some(root) = &self.local_dir else {
+            return Ok(());
+        };
+        let mut dirs = std::collections::BTreeSet::new();
+        for location in locations {
+            let Some(file) = self.local_path(location) else {
+                continue;
+            };
+            disk.sync_file(&file)?;
+            let mut dir = file.parent();
+            while let Some(current) = dir.filter(|current| current.starts_with(root)) {
+                dirs.insert(current.to_path_buf());
+                dir = current.parent();
+            }
+        }
+        // Deepest first: an entry is durable before the one naming its directory.
+        for dir in dirs.iter().rev() {
+            disk.sync_dir(dir)?;
+        }
+        Ok(())
     }
 
     /// The prefix holding every object of `tenant`.

@@ -114,6 +114,11 @@ pub enum QueryError {
 impl From<DataFusionError> for QueryError {
     fn from(error: DataFusionError) -> Self {
         let text = error.to_string();
+        // First: whatever kind of error wraps it, an archived object that could not be read
+        // is the target's fault (503), not the statement's.
+        if let Some(at) = text.find(ARCHIVE_READ_FAILED) {
+            return QueryError::Archive(text[at..].to_string());
+        }
         match error.find_root() {
             DataFusionError::ResourcesExhausted(detail) if detail.contains("memory limit of") => {
                 QueryError::Memory(Some(detail.clone()))
@@ -128,10 +133,6 @@ impl From<DataFusionError> for QueryError {
             | DataFusionError::Execution(_)
             | DataFusionError::ArrowError(..) => QueryError::Invalid(text),
             _ if text.contains("Resources exhausted") => QueryError::Memory(None),
-            _ if text.contains(ARCHIVE_READ_FAILED) => match text.find(ARCHIVE_READ_FAILED) {
-                Some(at) => QueryError::Archive(text[at..].to_string()),
-                None => QueryError::Archive(text),
-            },
             _ => QueryError::Internal(text),
         }
     }
