@@ -57,10 +57,6 @@ impl ChunkedCopy {
     pub fn mark_present(&self, index: u64) -> bool {
         !std::mem::replace(&mut self.present.lock()[index as usize], true)
     }
-
-    pub fn complete(&self) -> bool {
-        self.present.lock().iter().all(|present| *present)
-    }
 }
 
 impl CachedFile {
@@ -72,11 +68,6 @@ impl CachedFile {
     /// meanwhile leaves nothing uncounted; [`ObjectCache::evict_for`] then makes room).
     pub fn add_bytes(&self, added: u64) {
         self.bytes.fetch_add(added, Ordering::Relaxed);
-    }
-
-    /// Whether every byte of the object is on disk (it can be read as a plain file).
-    pub fn complete(&self) -> bool {
-        self.chunked.as_ref().is_none_or(ChunkedCopy::complete)
     }
 }
 
@@ -139,7 +130,7 @@ impl ObjectCache {
     }
 
     /// An empty sparse copy of the object `key`, sealed in chunks as `layout` says, to be
-    /// filled by ranged reads (see [`ObjectCache::filled`]).
+    /// filled by ranged reads (see [`ObjectCache::evict_for`]).
     pub fn insert_chunked(
         &self,
         key: &str,
@@ -184,12 +175,11 @@ impl ObjectCache {
     /// Drops the least recently used copies but `keep` while the cache holds more than its
     /// capacity (the one kept may be over it alone).
     fn evict_beyond_capacity(&self, entries: &mut HashMap<String, Arc<CachedFile>>, keep: &str) {
-        let key = keep;
         let mut total: u64 = entries.values().map(|file| file.bytes()).sum();
         while total > self.capacity && entries.len() > 1 {
             let Some(oldest) = entries
                 .iter()
-                .filter(|(candidate, _)| *candidate != key)
+                .filter(|(candidate, _)| *candidate != keep)
                 .min_by_key(|(_, file)| file.last_used.load(Ordering::Relaxed))
                 .map(|(candidate, _)| candidate.clone())
             else {
@@ -249,11 +239,11 @@ mod tests {
         };
         let sparse = cache.insert_chunked("big", layout, data_key).unwrap();
         assert_eq!(std::fs::metadata(&sparse.path).unwrap().len(), 1 << 20);
-        assert!(!sparse.complete());
+        let copy = sparse.chunked.as_ref().unwrap();
+        assert_eq!(copy.missing(0..16).len(), 16, "no chunk filled yet");
         // Nothing filled yet: both fit.
         assert_eq!(cache.bytes(), 5);
         assert!(cache.get("small").is_some());
-        let copy = sparse.chunked.as_ref().unwrap();
         assert_eq!(copy.missing([0, 3]), vec![0, 3]);
         assert!(copy.mark_present(3));
         assert!(!copy.mark_present(3), "already there");
