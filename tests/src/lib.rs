@@ -81,12 +81,21 @@ pub fn raise_open_files() -> u64 {
 }
 
 /// A port that was free a moment ago. TCP and UDP are checked together so one port serves a
-/// TCP and a UDP listener.
+/// TCP and a UDP listener. Never the same port twice in one test process: the kernel may hand
+/// a just-released port out again, and a grid worker given it for two of its listeners failed
+/// to start ("Address already in use").
 pub fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     loop {
         let tcp = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
         let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && GIVEN
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(port)
+        {
             return port;
         }
     }
