@@ -118,6 +118,7 @@ mod tests {
             compacted,
             created: 0,
             msg_tokens: false,
+            sealed: false,
         }
     }
 

@@ -393,7 +393,8 @@ fn a_missing_manifest_next_to_parquet_files_refuses_to_start_and_can_be_rebuilt(
     assert!(text.contains("meniscus recover-manifest"), "{text}");
     assert!(files[0].exists(), "nothing is deleted");
 
-    let count = crate::hot::rebuild_manifest(&dir.path().join("hot"), &disk).unwrap();
+    let keyring = crate::archive::crypto::Keyring::open(&dir.path().join("keys")).unwrap();
+    let count = crate::hot::rebuild_manifest(&dir.path().join("hot"), &disk, &keyring).unwrap();
     assert_eq!(count, 1);
     let store = open(dir.path(), &disk, options()).unwrap();
     assert_eq!(messages(&store), names(&sent));

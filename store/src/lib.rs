@@ -23,6 +23,7 @@ pub mod logql;
 pub mod metrics;
 pub mod msg_tokens;
 pub mod query;
+pub mod read_only_store;
 pub mod retention;
 pub mod skip_index;
 pub mod wal;
@@ -66,6 +67,7 @@ use meniscus_record::stage::BoxFuture;
 use meniscus_record::{Ack, Batch, Stage, StageError, WhenFull};
 use tokio::sync::{mpsc, oneshot};
 
+use archive::crypto::Keyring;
 use commit::{Command, Committer};
 use compaction::CompactionOptions;
 use disk::{Disk, LocalDisk};
@@ -91,6 +93,9 @@ pub struct StoreOptions {
     /// after a restart is stored once.
     pub dedupe_window: Duration,
     pub compaction: CompactionOptions,
+    /// Where tenant keys are kept (`archive.keyDir`); `None`: `DATA_DIR/keys`. Hot-store
+    /// files holding rows of an `encrypted` producer are sealed with them.
+    pub key_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for StoreOptions {
@@ -104,6 +109,7 @@ impl Default for StoreOptions {
             flush_interval: Duration::from_secs(60),
             dedupe_window: Duration::from_secs(600),
             compaction: CompactionOptions::default(),
+            key_dir: None,
         }
     }
 }
@@ -116,6 +122,9 @@ const RECORD_TARGET_BYTES: usize = 64 * 1024 * 1024;
 pub struct Store {
     commands: mpsc::Sender<Command>,
     codec: RecordCodec,
+    /// Seals records holding rows of an `encrypted` producer (the log's own key, in the key
+    /// directory); `None` when there is no key and none can be made (they are refused then).
+    sealing_codec: Option<RecordCodec>,
     gate: Arc<Gate>,
     pub hot: Arc<HotStore>,
     pub jobs: Arc<JobIndex>,
@@ -185,8 +194,19 @@ impl Store {
         let wal_dir = data_dir.join("wal");
         std::fs::create_dir_all(&wal_dir)?;
         let lock = lock_data_dir(data_dir)?;
-        let (hot, flushed_through) =
-            HotStore::open(&data_dir.join("hot"), disk.clone(), options.dedupe_window)?;
+        let key_dir = (options.key_dir.clone()).unwrap_or_else(|| data_dir.join("keys"));
+        let keyring = Arc::new(Keyring::open(&key_dir).map_err(|error| {
+            anyhow::anyhow!(
+                "cannot open the key directory {}: {error}",
+                key_dir.display()
+            )
+        })?);
+        let (hot, flushed_through) = HotStore::open(
+            &data_dir.join("hot"),
+            disk.clone(),
+            options.dedupe_window,
+            keyring,
+        )?;
         // Files the archive holds stay whole: pinned before the flusher (which compacts)
         // starts, whether or not the archive is on in this run.
         let archived = archive::manifest::read(&data_dir.join("archive"))?;
@@ -195,7 +215,20 @@ impl Store {
         }
         let hot = Arc::new(hot);
         let codec = RecordCodec::plain();
-        let replay = wal::replay(&wal_dir, &codec, flushed_through)?;
+        let sealing_codec = wal::record_key(&key_dir)
+            .map_err(|error| {
+                anyhow::anyhow!(
+                    "the write-ahead log's key in {}: {error}",
+                    key_dir.display()
+                )
+            })?
+            .map(|key| RecordCodec::plain().with_key(&key));
+        // The keyed codec opens plain records as well as sealed ones.
+        let replay = wal::replay(
+            &wal_dir,
+            sealing_codec.as_ref().unwrap_or(&codec),
+            flushed_through,
+        )?;
         for (path, offset, reason) in &replay.repaired {
             tracing::warn!(path = %path.display(), offset, reason, "write-ahead log tail cut at the last whole record");
         }
@@ -269,6 +302,7 @@ impl Store {
         Ok(Arc::new(Store {
             commands,
             codec,
+            sealing_codec,
             gate,
             hot,
             jobs,
@@ -290,12 +324,19 @@ impl Store {
     /// Deletes everything the store holds of `tenant`: what is in memory is flushed first, so
     /// the write-ahead log cannot bring it back at the next start, then its files go. Returns
     /// how many files were deleted. Events of the tenant that arrive meanwhile are not; the
-    /// caller makes sure none are sent any more (the tenant leaves the registry first).
+    /// caller makes sure none are sent any more (the tenant leaves the registry first). The
+    /// tenant's key goes last (the archive, purged after this, deletes objects without it):
+    /// a copy of a sealed file left anywhere no longer opens.
     pub async fn purge_tenant(&self, tenant: &str) -> anyhow::Result<usize> {
         self.flush().await?;
         let hot = self.hot.clone();
         let tenant = tenant.to_string();
-        Ok(tokio::task::spawn_blocking(move || hot.purge(&tenant)).await??)
+        Ok(tokio::task::spawn_blocking(move || {
+            let files = hot.purge(&tenant)?;
+            hot.keyring().purge(&tenant)?;
+            Ok::<_, std::io::Error>(files)
+        })
+        .await??)
     }
 
     /// Why the store is not taking durable writes, if it is not (for `/readyz`). Memory
@@ -321,10 +362,12 @@ impl Store {
         let acknowledge_when_written = durable || batch.acknowledge_when_written;
         let events = batch.rows() as u64;
         let transport = transport_of(&batch);
-        // A record received on a link already is what this log would write: taken as it is.
-        let received = batch
-            .take_sealed_record()
-            .filter(|record| self.codec.is_plain() && record.len() <= RECORD_TARGET_BYTES);
+        // A record received on a link already is what this log would write: taken as it is,
+        // unless it holds rows of an `encrypted` producer (this log seals those).
+        let encrypted = batch.tenants.iter().any(TenantBatch::is_encrypted);
+        let received = batch.take_sealed_record().filter(|record| {
+            self.codec.is_plain() && !encrypted && record.len() <= RECORD_TARGET_BYTES
+        });
         let batches = batch.tenants;
         let records = match received {
             Some(record) => vec![record],
@@ -333,7 +376,13 @@ impl Store {
                 .map(|chunk| {
                     let mut buffer = vec![0u8; frame::HEADER_LEN];
                     encode_payload_into(&chunk, &mut buffer).map_err(|error| refused(&error))?;
-                    self.codec
+                    let codec = match chunk.iter().any(TenantBatch::is_encrypted) {
+                        false => &self.codec,
+                        true => self.sealing_codec.as_ref().ok_or_else(|| {
+                            refused(&"events of an encrypted producer cannot be sealed: the key directory is read-only and holds no write-ahead log key (wal.key)")
+                        })?,
+                    };
+                    codec
                         .seal_prefixed(PayloadFormat::ArrowIpc, buffer)
                         .map(Bytes::from)
                         .map_err(|error| refused(&error))

@@ -32,12 +32,15 @@ enum Command {
     /// files under `DATA_DIR/hot`, when Meniscus refuses to start without it. Every file then
     /// counts as live; run it with Meniscus stopped.
     RecoverManifest {
+        /// The configuration file Meniscus runs with (its key directory opens sealed files).
+        #[arg(long, env = "MENISCUS_CONFIG")]
+        config: Option<std::path::PathBuf>,
         /// The data directory Meniscus runs with.
         #[arg(long, default_value = "meniscus-data")]
         data_dir: std::path::PathBuf,
     },
     /// Deletes everything this data directory holds of TENANT: its hot-store files, its
-    /// events still in the write-ahead log, its archived objects and its archive keys. Run it
+    /// events still in the write-ahead log, its archived objects and its keys. Run it
     /// with Meniscus stopped (it refuses while Meniscus runs) and the tenant taken out of the
     /// configuration first, or its new events are stored again. On a grid, delete the Tenant
     /// (or `PUT /v1/admin/purges/TENANT`) instead: every storage worker purges it.
@@ -50,7 +53,7 @@ enum Command {
         #[arg(long, env = "MENISCUS_DATA_DIR", default_value = "meniscus-data")]
         data_dir: std::path::PathBuf,
     },
-    /// Tenant keys of the archive.
+    /// Tenant keys (of the archive, and of hot-store files of `encrypted` producers).
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
@@ -87,8 +90,9 @@ enum ArchiveCommand {
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// Makes a new key current for TENANT and re-wraps the data key of every object archived
-    /// for it (objects are not rewritten). Safe while Meniscus runs: uploads pick the new key up
-    /// at once, and old objects stay readable throughout.
+    /// for it and of every sealed hot-store file it has (neither is rewritten). Safe while
+    /// Meniscus runs: uploads and new files pick the new key up at once, and old objects and
+    /// files stay readable throughout.
     Rotate {
         tenant: String,
         /// The configuration file Meniscus runs with (its `archive` section).
@@ -119,23 +123,49 @@ fn rotate_key(
     retire_old: bool,
 ) -> anyhow::Result<()> {
     use meniscus_store::archive::{crypto::Keyring, rotation, target};
+    use meniscus_store::hot::sealed;
+    let tenant = meniscus_grid::TenantId::parse(tenant)
+        .map_err(|error| anyhow::anyhow!("{tenant:?} is not a tenant id: {error}"))?;
+    let tenant = tenant.as_str();
     let config = tool_config(config)?;
-    let Some(options) = config.archive.archive_options(data_dir)? else {
-        anyhow::bail!("the archive is off in this configuration (archive.enabled: false)");
+    let keyring = Keyring::open(&config.archive.key_dir(data_dir)?)?;
+    let key = keyring.rotate(tenant)?;
+    let hot = data_dir.join("hot");
+    let files = sealed::rewrap_tenant(&hot, tenant, &keyring, &key)?;
+    let objects = match config.archive.archive_options(data_dir)? {
+        Some(options) => {
+            let target = target::build(
+                &options.url,
+                options.credentials_file.as_deref(),
+                &options.options,
+            )?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            // The key made above is current: the rotation re-wraps with it, not another.
+            runtime.block_on(rotation::rewrap_all(
+                &target, &keyring, tenant, &key, retire_old,
+            ))?
+        }
+        None => 0,
     };
-    let target = target::build(
-        &options.url,
-        options.credentials_file.as_deref(),
-        &options.options,
-    )?;
-    let keyring = Keyring::open(&options.key_dir)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let rewrapped = runtime.block_on(rotation::rotate(&target, &keyring, tenant, retire_old))?;
-    let key = keyring.current(tenant)?;
+    if retire_old {
+        // Under the key directory's exclusive lock no file is being sealed (writers hold a
+        // shared one from reading the key until their file is in place): what was written
+        // under an older key since the pass above is re-wrapped now, and then nothing needs
+        // the old keys.
+        let retired = keyring.retire_old_when(tenant, || {
+            sealed::rewrap_tenant(&hot, tenant, &keyring, &key)?;
+            Ok(sealed::sealed_with_other_keys(&hot, tenant, &key.id)?.is_empty())
+        })?;
+        if retired.is_none() {
+            anyhow::bail!(
+                "hot-store files of {tenant} still use an older key; old keys kept (run the command again)"
+            );
+        }
+    }
     println!(
-        "tenant {tenant}: key {} is current; {rewrapped} object key(s) re-wrapped{}",
+        "tenant {tenant}: key {} is current; {files} hot-store file key(s) and {objects} object key(s) re-wrapped{}",
         key.id,
         if retire_old { "; old keys dropped" } else { "" }
     );
@@ -208,7 +238,7 @@ fn purge_tenant(
     runtime.block_on(async {
         let metrics = meniscus_metrics::Registry::new();
         let store =
-            meniscus_store::Store::open(data_dir, config.storage.store_options(), &metrics)?;
+            meniscus_store::Store::open(data_dir, config.store_options(data_dir)?, &metrics)?;
         let archive = match config.archive.archive_options(data_dir)? {
             // Retention plays no part in a purge.
             Some(options) => Some(Archive::open(
@@ -221,7 +251,7 @@ fn purge_tenant(
         };
         let (files, objects) = grid::purge::purge(&store, archive.as_deref(), &tenant).await?;
         println!(
-            "tenant {tenant}: purged {files} hot-store file(s) and {objects} archived object(s); its archive keys are deleted"
+            "tenant {tenant}: purged {files} hot-store file(s) and {objects} archived object(s); its keys are deleted"
         );
         anyhow::Ok(())
     })
@@ -269,16 +299,23 @@ pub fn main() -> std::process::ExitCode {
             config,
             data_dir,
         } => purge_tenant(&tenant, config.as_deref(), &data_dir),
-        Command::RecoverManifest { data_dir } => {
+        Command::RecoverManifest { config, data_dir } => {
             let hot = data_dir.join("hot");
-            meniscus_store::hot::rebuild_manifest(&hot, &meniscus_store::disk::LocalDisk)
+            tool_config(config.as_deref())
+                .and_then(|config| config.archive.key_dir(&data_dir))
+                .and_then(|key_dir| {
+                    let keyring = meniscus_store::archive::crypto::Keyring::open(&key_dir)?;
+                    let disk = meniscus_store::disk::LocalDisk;
+                    Ok(meniscus_store::hot::rebuild_manifest(
+                        &hot, &disk, &keyring,
+                    )?)
+                })
                 .map(|files| {
                     println!(
                         "{}: manifest rebuilt with {files} live file(s); start Meniscus again",
                         hot.display()
                     )
                 })
-                .map_err(Into::into)
         }
     };
     match outcome {

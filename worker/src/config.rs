@@ -318,7 +318,8 @@ pub struct StorageConfig {
 }
 
 impl StorageConfig {
-    /// The store's options as this section sets them.
+    /// The store's options as this section sets them (the key directory is the archive
+    /// section's: see [`Config::store_options`]).
     pub fn store_options(&self) -> StoreOptions {
         StoreOptions {
             queue_batches: self.queue_batches,
@@ -332,6 +333,7 @@ impl StorageConfig {
                 grace: self.compaction_grace.0,
                 split_messages: self.compaction_split_messages,
             },
+            key_dir: None,
         }
     }
 }
@@ -364,9 +366,10 @@ pub struct ArchiveConfig {
     /// `aws_allow_http`, `aws_virtual_hosted_style_request`, ….
     #[serde(default)]
     pub options: std::collections::BTreeMap<String, String>,
-    /// Where tenant keys are kept, one file per tenant (mode 0600), made on first use.
-    /// Default: `DATA_DIR/keys`. Losing it makes the archive unreadable: back it up, or mount
-    /// it from a Secret.
+    /// Where tenant keys are kept, one file per tenant (mode 0600), made on first use; they
+    /// seal archived objects and the hot-store files of `encrypted` producers (used even with
+    /// the archive off). Default: `DATA_DIR/keys`. Losing it makes both unreadable: back it
+    /// up, or mount it from a Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_dir: Option<PathBuf>,
     /// How often closed hours are looked for and uploaded.
@@ -396,6 +399,15 @@ impl Default for ArchiveConfig {
 }
 
 impl ArchiveConfig {
+    /// Where tenant keys are kept for a store under `data_dir` (the archive's, and those of
+    /// hot-store files of `encrypted` producers, whether or not the archive is on).
+    pub fn key_dir(&self, data_dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+        Ok(match &self.key_dir {
+            Some(dir) => dir.clone(),
+            None => std::path::absolute(data_dir)?.join("keys"),
+        })
+    }
+
     /// The archive's options for a store under `data_dir`; `None` when it is off.
     pub fn archive_options(
         &self,
@@ -415,10 +427,7 @@ impl ArchiveConfig {
             url,
             credentials_file: self.credentials_file.clone(),
             options: self.options.clone(),
-            key_dir: self
-                .key_dir
-                .clone()
-                .unwrap_or_else(|| data_dir.join("keys")),
+            key_dir: self.key_dir(&data_dir)?,
             upload_interval: self.upload_interval.0,
             cache_bytes: self.cache_bytes,
         }))
@@ -586,6 +595,15 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The store's options for a store under `data_dir`: the storage section's, with the key
+    /// directory of the archive section.
+    pub fn store_options(&self, data_dir: &std::path::Path) -> anyhow::Result<StoreOptions> {
+        Ok(StoreOptions {
+            key_dir: Some(self.archive.key_dir(data_dir)?),
+            ..self.storage.store_options()
+        })
+    }
+
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.into(),

@@ -114,7 +114,7 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         "Tenant reloads on SIGHUP, by result (an error keeps the tenants that were in force).",
         &["result"],
     );
-    let store_options = config.storage.store_options();
+    let store_options = config.store_options(&args.data_dir)?;
     let store = Store::open(&args.data_dir, store_options.clone(), &metrics)?;
     let mut queries = QueryEngine::new(
         store.hot.clone(),

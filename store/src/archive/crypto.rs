@@ -44,8 +44,8 @@ pub const CHUNKED_MAGIC: &[u8; 8] = b"MNSARC2\n";
 /// read (Parquet asks for column chunks, typically tens of KB to MBs), and each costs 16 bytes
 /// of tag at rest (0.02 %).
 pub const CHUNK_BYTES: u32 = 64 * 1024;
-const CHUNKED_HEADER_BYTES: u64 = CHUNKED_MAGIC.len() as u64 + 4;
-const TAG_BYTES: u64 = 16;
+pub const CHUNKED_HEADER_BYTES: u64 = CHUNKED_MAGIC.len() as u64 + 4;
+pub const TAG_BYTES: u64 = 16;
 const NONCE_BYTES: usize = 12;
 const NONCE_PREFIX_BYTES: usize = 7;
 const KEY_BYTES: usize = 32;
@@ -113,6 +113,14 @@ pub struct Keyring {
 /// file is changed; released when dropped (the file closes).
 struct DirLock {
     _file: fs::File,
+}
+
+/// A shared lock on the key directory, held by a writer from reading a tenant's current key
+/// until the file it seals with it is in place: [`Keyring::retire_old_when`] (exclusive) then
+/// never drops a key a file is being written under. `None` inside on a read-only key
+/// directory (a mounted Secret), where no rotation can run either.
+pub struct SealingGuard {
+    _file: Option<fs::File>,
 }
 
 impl Keyring {
@@ -193,6 +201,40 @@ impl Keyring {
         Ok(key)
     }
 
+    /// The current key of `tenant` for sealing a file, with the guard to hold until the file
+    /// is in place (see [`SealingGuard`]). The key is made first if missing: making it takes
+    /// the exclusive lock, which the guard (a shared lock of this process) would block.
+    pub fn current_for_sealing(&self, tenant: &str) -> io::Result<(SealingGuard, TenantKey)> {
+        self.current(tenant)?;
+        let file = match crate::disk::open_lock_file(&self.dir.join(".lock")) {
+            Ok(file) => {
+                file.lock_shared()?;
+                Some(file)
+            }
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+                ) =>
+            {
+                None
+            }
+            Err(error) => return Err(error),
+        };
+        // Read again under the lock: a rotation may have made another key current meanwhile.
+        // Never made here (a purge deleted it meanwhile): that would need the exclusive lock.
+        let key = self
+            .read(tenant)?
+            .and_then(|file| file.key(&file.current))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("tenant {tenant:?} has no key (purged meanwhile?)"),
+                )
+            })?;
+        Ok((SealingGuard { _file: file }, key))
+    }
+
     /// The key `id` of `tenant`, read from its file each time (a rotation by another process
     /// is seen at once).
     pub fn key(&self, tenant: &str, id: &str) -> Result<TenantKey, CryptoError> {
@@ -228,6 +270,29 @@ impl Keyring {
         file.keys.retain(|id, _| *id == current);
         self.write(tenant, &file)?;
         Ok(before - file.keys.len())
+    }
+
+    /// Drops every key of `tenant` but the current one, if `ready` says nothing needs them any
+    /// more; `ready` runs under the exclusive lock, so no file is being sealed meanwhile (see
+    /// [`SealingGuard`]). Returns how many were dropped, or `None` when not ready.
+    pub fn retire_old_when(
+        &self,
+        tenant: &str,
+        ready: impl FnOnce() -> io::Result<bool>,
+    ) -> io::Result<Option<usize>> {
+        let _guard = self.lock.lock();
+        let _locked = self.exclusive()?;
+        if !ready()? {
+            return Ok(None);
+        }
+        let Some(mut file) = self.read(tenant)? else {
+            return Ok(Some(0));
+        };
+        let before = file.keys.len();
+        let current = file.current.clone();
+        file.keys.retain(|id, _| *id == current);
+        self.write(tenant, &file)?;
+        Ok(Some(before - file.keys.len()))
     }
 
     /// Deletes the tenant's key file: what was archived for it can no longer be opened.
@@ -376,6 +441,61 @@ impl std::fmt::Debug for DataKey {
             .finish_non_exhaustive()
     }
 }
+
+impl DataKey {
+    /// A data key drawn at random, for a file sealed in chunks of [`CHUNK_BYTES`] as it is
+    /// written (a hot-store file of an `encrypted` producer): unlike an archived object, no
+    /// file is ever sealed twice, so nothing needs the key to be derived.
+    pub fn random() -> DataKey {
+        DataKey {
+            key: Aes256Gcm::generate_key(&mut OsRng).into(),
+            chunk_bytes: Some(CHUNK_BYTES),
+        }
+    }
+
+    /// 32 random bytes, for a key of another kind (the write-ahead log's record key).
+    pub fn random_bytes() -> [u8; KEY_BYTES] {
+        Aes256Gcm::generate_key(&mut OsRng).into()
+    }
+
+    /// Seals chunk `index` of a file in place and returns its tag (see [`open_chunks`], which
+    /// opens what this seals when given the same `aad`).
+    pub fn seal_chunk(&self, aad: &[u8], index: u64, last: bool, chunk: &mut [u8]) -> [u8; 16] {
+        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&self.key));
+        let nonce = chunk_nonce(&nonce_prefix(&self.key), index, last);
+        // Encryption with a valid key and nonce only fails for inputs over 64 GiB.
+        cipher
+            .encrypt_in_place_detached(Nonce::from_slice(&nonce), aad, chunk)
+            .expect("AES-256-GCM encryption of an in-memory buffer")
+            .into()
+    }
+
+    /// This key wrapped by `key` (nonce ‖ AES-256-GCM, [`WRAPPED_KEY_BYTES`]), bound to `aad`.
+    pub fn wrap_with(&self, key: &TenantKey, aad: &[u8]) -> Vec<u8> {
+        let mut wrapped = Vec::with_capacity(WRAPPED_KEY_BYTES);
+        aead_seal(&key.key, &self.key, aad, &mut wrapped);
+        wrapped
+    }
+
+    /// The data key `wrapped` holds (see [`DataKey::wrap_with`]), for chunks of
+    /// [`CHUNK_BYTES`].
+    pub fn unwrap_with(
+        wrapped: &[u8],
+        key: &TenantKey,
+        aad: &[u8],
+    ) -> Result<DataKey, CryptoError> {
+        let key: [u8; KEY_BYTES] = aead_open(&key.key, wrapped, aad)?
+            .try_into()
+            .map_err(|_| CryptoError::Decrypt)?;
+        Ok(DataKey {
+            key,
+            chunk_bytes: Some(CHUNK_BYTES),
+        })
+    }
+}
+
+/// Bytes of a data key wrapped by a tenant key: nonce, key, tag.
+pub const WRAPPED_KEY_BYTES: usize = NONCE_BYTES + KEY_BYTES + TAG_BYTES as usize;
 
 /// Where the chunks of an object sealed in chunks lie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -710,6 +830,53 @@ pub fn sidecar_key_id(sidecar: &[u8]) -> Result<String, CryptoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_change_only_while_no_file_is_being_sealed() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = Arc::new(Keyring::open(dir.path()).unwrap());
+        // A writer sealing a file holds a rotation back until its file is in place...
+        let (guard, old) = keyring.current_for_sealing("acme").unwrap();
+        let released = Arc::new(AtomicBool::new(false));
+        let rotation = {
+            let (keyring, released) = (keyring.clone(), released.clone());
+            std::thread::spawn(move || {
+                let new = keyring.rotate("acme").unwrap();
+                assert!(released.load(Ordering::SeqCst), "rotated under a writer");
+                new
+            })
+        };
+        // (The pause only gives the rotation a chance to run too early.)
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        released.store(true, Ordering::SeqCst);
+        drop(guard);
+        let new = rotation.join().unwrap();
+        assert_ne!(new.id, old.id);
+        // ...and so does one sealing under the new key hold back the retirement of old ones.
+        let (guard, current) = keyring.current_for_sealing("acme").unwrap();
+        assert_eq!(current.id, new.id);
+        let released = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let released = released.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                released.store(true, Ordering::SeqCst);
+                drop(guard);
+            })
+        };
+        let retired = keyring
+            .retire_old_when("acme", || Ok(released.load(Ordering::SeqCst)))
+            .unwrap();
+        writer.join().unwrap();
+        assert_eq!(retired, Some(1));
+        assert!(keyring.key("acme", &old.id).is_err());
+        // Not ready: nothing is dropped.
+        keyring.rotate("acme").unwrap();
+        assert_eq!(keyring.retire_old_when("acme", || Ok(false)).unwrap(), None);
+        assert!(keyring.key("acme", &new.id).is_ok());
+    }
 
     #[test]
     fn the_same_file_seals_to_the_same_object_and_its_companion_opens_with_its_sidecar() {

@@ -641,10 +641,14 @@ impl Archive {
         if !hot.pin(&entry.path) {
             return Ok(false);
         }
-        let path = hot.root().join(&entry.path);
-        let plain = tokio::fs::read(&path)
-            .await
-            .map_err(|error| anyhow::anyhow!("cannot read {}: {error}", path.display()))?;
+        // A sealed hot file is unsealed here: the object is sealed under a key of its own.
+        let (reader, read) = (hot.clone(), entry.clone());
+        let plain = tokio::task::spawn_blocking(move || reader.read_plain(&read))
+            .await?
+            .map_err(|error| {
+                let path = hot.root().join(&entry.path);
+                anyhow::anyhow!("cannot read {}: {error}", path.display())
+            })?;
         let key = self.keyring.current(&entry.tenant)?;
         let object_key = self.object_key(entry);
         let upload = Upload {
@@ -716,6 +720,7 @@ impl Archive {
         // The skip index goes with the object, sealed with its data key: a lost data
         // directory does not lose it (queries fetch it back), and a local copy spares the
         // request.
+        let path = hot.root().join(&entry.path);
         let skip_index = match read_if_present(&skip_index::sidecar_path(&path))? {
             Some(index) => {
                 let companion = skip_index_key(&object_key);

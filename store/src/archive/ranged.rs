@@ -2,9 +2,10 @@
 //! the bytes Parquet asks for (the footer, the column chunks of the row groups it reads), opens
 //! them, and keeps them in the object's sparse copy in the local cache.
 //!
-//! [`QueryObjects`] is the object store a query's DataFusion session reads archived objects
-//! through (`archive://objects-N/KEY`): it serves plain byte ranges of exactly the objects the
-//! query was given, each held in the cache until the query ends.
+//! [`QueryObjects`] is what a query's DataFusion session reads archived objects through (as a
+//! [`crate::read_only_store::ReadOnlyStore`], at `archive://objects-N/KEY`): it serves plain
+//! byte ranges of exactly the objects the query was given, each held in the cache until the
+//! query ends.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -14,18 +15,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{TimeZone, Utc};
-use futures::stream::BoxStream;
-use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
-    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-};
+use object_store::ObjectMeta;
 
 use super::cache::CachedFile;
 use super::crypto;
 use super::manifest::ArchivedObject;
 use super::Archive;
+use crate::read_only_store::RangeSource;
 
 /// How a query's error says an archived object could not be read mid-scan (found in
 /// DataFusion's error text, which wraps the object store's).
@@ -303,7 +300,7 @@ impl QueryObjects {
             })
     }
 
-    fn meta(file: &CachedFile, object: &ArchivedObject) -> ObjectMeta {
+    fn meta_of(file: &CachedFile, object: &ArchivedObject) -> ObjectMeta {
         ObjectMeta {
             location: ObjectPath::from(object.key.as_str()),
             last_modified: Utc
@@ -318,19 +315,22 @@ impl QueryObjects {
             version: None,
         }
     }
+}
 
-    fn under<'a>(
-        &'a self,
-        prefix: Option<&'a ObjectPath>,
-    ) -> impl Iterator<Item = ObjectMeta> + 'a {
+#[async_trait]
+impl RangeSource for QueryObjects {
+    const NAME: &'static str = "archive";
+
+    fn metas(&self) -> Vec<ObjectMeta> {
         self.objects
             .values()
-            .filter(move |(_, object)| {
-                prefix.is_none_or(|prefix| {
-                    ObjectPath::from(object.key.as_str()).prefix_matches(prefix)
-                })
-            })
-            .map(|(file, object)| Self::meta(file, object))
+            .map(|(file, object)| Self::meta_of(file, object))
+            .collect()
+    }
+
+    fn meta(&self, location: &ObjectPath) -> object_store::Result<ObjectMeta> {
+        let (file, object) = self.find(location)?;
+        Ok(Self::meta_of(file, object))
     }
 
     async fn read(
@@ -364,109 +364,6 @@ impl fmt::Debug for QueryObjects {
 impl fmt::Display for QueryObjects {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "archived objects of one query ({})", self.objects.len())
-    }
-}
-
-fn read_only() -> object_store::Error {
-    object_store::Error::NotSupported {
-        source: "a query reads archived objects; it never writes them".into(),
-    }
-}
-
-#[async_trait]
-impl ObjectStore for QueryObjects {
-    async fn put_opts(
-        &self,
-        _: &ObjectPath,
-        _: PutPayload,
-        _: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        Err(read_only())
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        _: &ObjectPath,
-        _: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        Err(read_only())
-    }
-
-    async fn get_opts(
-        &self,
-        location: &ObjectPath,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        let (file, object) = self.find(location)?;
-        let meta = Self::meta(file, object);
-        let range = match &options.range {
-            Some(range) => {
-                range
-                    .as_range(meta.size)
-                    .map_err(|error| object_store::Error::Generic {
-                        store: "archive",
-                        source: error.into(),
-                    })?
-            }
-            None => 0..meta.size,
-        };
-        let body = if options.head || range.is_empty() {
-            Bytes::new()
-        } else {
-            self.read(location, std::slice::from_ref(&range))
-                .await?
-                .remove(0)
-        };
-        Ok(GetResult {
-            payload: GetResultPayload::Stream(
-                futures::stream::once(async move { Ok(body) }).boxed(),
-            ),
-            meta,
-            range,
-            attributes: Default::default(),
-        })
-    }
-
-    async fn get_ranges(
-        &self,
-        location: &ObjectPath,
-        ranges: &[Range<u64>],
-    ) -> object_store::Result<Vec<Bytes>> {
-        self.read(location, ranges).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<ObjectPath>>,
-    ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
-        locations.map(|_| Err(read_only())).boxed()
-    }
-
-    fn list(
-        &self,
-        prefix: Option<&ObjectPath>,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        let found: Vec<_> = self.under(prefix).map(Ok).collect();
-        futures::stream::iter(found).boxed()
-    }
-
-    async fn list_with_delimiter(
-        &self,
-        prefix: Option<&ObjectPath>,
-    ) -> object_store::Result<ListResult> {
-        Ok(ListResult {
-            common_prefixes: Vec::new(),
-            objects: self.under(prefix).collect(),
-        })
-    }
-
-    async fn copy_opts(
-        &self,
-        _: &ObjectPath,
-        _: &ObjectPath,
-        _: CopyOptions,
-    ) -> object_store::Result<()> {
-        Err(read_only())
     }
 }
 

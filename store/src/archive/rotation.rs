@@ -7,21 +7,22 @@ use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use super::crypto::{self, Keyring};
+use super::crypto::{self, Keyring, TenantKey};
 use super::manifest::SIDECAR_SUFFIX;
 use super::target::Target;
 
-/// Rotates `tenant`'s key and re-wraps every sidecar under the tenant's prefix. With
-/// `retire_old`, the old keys are then dropped, but only once a listing finds no sidecar that
-/// still needs them (an upload that began before the rotation may write one late; a second
-/// pass re-wraps it). Returns the sidecars re-wrapped.
-pub async fn rotate(
+/// Re-wraps every sidecar under `tenant`'s prefix with `key`, the tenant's new current key
+/// (made by [`Keyring::rotate`]). With `complete`, fails unless a last listing finds no
+/// sidecar that still needs an older key (an upload that began before the rotation may write
+/// one late; a second pass re-wraps it): the caller then drops the old keys. Returns the
+/// sidecars re-wrapped.
+pub async fn rewrap_all(
     target: &Target,
     keyring: &Keyring,
     tenant: &str,
-    retire_old: bool,
+    key: &TenantKey,
+    complete: bool,
 ) -> anyhow::Result<usize> {
-    let key = keyring.rotate(tenant)?;
     let prefix = target.tenant_prefix(tenant);
     let mut rewrapped = 0;
     for _pass in 0..2 {
@@ -46,7 +47,7 @@ pub async fn rotate(
                 .strip_suffix(SIDECAR_SUFFIX)
                 .unwrap_or(location.as_ref())
                 .to_string();
-            let fresh = crypto::rewrap(&bytes, tenant, &object_key, keyring, &key)?;
+            let fresh = crypto::rewrap(&bytes, tenant, &object_key, keyring, key)?;
             target.store.put(&location, PutPayload::from(fresh)).await?;
             // Before `--retire-old` drops the old key: a re-wrap lost to a power loss would
             // leave the object with no key that opens it.
@@ -54,13 +55,10 @@ pub async fn rotate(
             rewrapped += 1;
         }
         if stale == 0 {
-            if retire_old {
-                keyring.retire_old(tenant)?;
-            }
             return Ok(rewrapped);
         }
     }
-    if retire_old {
+    if complete {
         anyhow::bail!(
             "sidecars wrapped with an old key kept appearing (uploads during the rotation); the \
              old keys were kept: run the rotation again"

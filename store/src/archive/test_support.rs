@@ -54,6 +54,7 @@ pub fn hot_with(root: &Path, message: &str) -> Arc<HotStore> {
             &root.join("hot"),
             Arc::new(LocalDisk),
             Duration::from_secs(600),
+            Arc::new(crate::archive::crypto::Keyring::open(&root.join("keys")).unwrap()),
         )
         .unwrap()
         .0,

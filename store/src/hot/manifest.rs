@@ -36,6 +36,9 @@ pub struct FileEntry {
     /// `msg` is stored as tokens (see `msg_tokens`); read with its stored schema.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub msg_tokens: bool,
+    /// Sealed at rest (it holds rows of an `encrypted` producer; see `hot::sealed`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sealed: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -11,6 +11,7 @@
 pub mod manifest;
 pub mod memtable;
 pub mod parquet;
+pub mod sealed;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fs;
@@ -31,9 +32,11 @@ use datafusion::arrow::compute::{
 use datafusion::arrow::datatypes::DataType;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::ProjectionMask;
+use datafusion::parquet::file::reader::ChunkReader;
 use meniscus_record::columnar::{batch_bytes, conform, event_keys, schema, TenantBatch};
 use parking_lot::RwLock;
 
+use crate::archive::crypto::Keyring;
 use crate::compaction::CompactionOptions;
 use crate::disk::{replace_file, Disk};
 use crate::msg_tokens::{self, stored_schema};
@@ -44,6 +47,7 @@ use memtable::{sorted_keys, IdSet, MemTable};
 pub use memtable::{Frozen, Inserted};
 pub use meniscus_record::columnar::event_key;
 use parquet::{write_parquet, FileKind};
+use sealed::{holds_encrypted_rows, HotFile};
 
 /// Events are grouped into windows of this many seconds: the unit of time pruning and
 /// retention.
@@ -104,6 +108,8 @@ const RETIRED_FILE_LIFETIME: Duration = Duration::from_secs(300);
 pub struct HotStore {
     root: PathBuf,
     disk: Arc<dyn Disk>,
+    /// Tenant keys: files holding rows of `encrypted` producers are sealed with them.
+    keyring: Arc<Keyring>,
     state: RwLock<State>,
 }
 
@@ -125,6 +131,8 @@ pub struct Snapshot {
     pub files: Vec<PathBuf>,
     /// Files that store `msg` as tokens.
     pub token_files: Vec<PathBuf>,
+    /// Which of those files are sealed (read through `hot::sealed`).
+    pub sealed: HashSet<PathBuf>,
     /// Windows with a live file missing from disk: the query answers without them.
     pub unreadable: Vec<Unreadable>,
     /// The readable live files above, as paths relative to the hot-store root (what the
@@ -142,6 +150,7 @@ impl HotStore {
         root: &Path,
         disk: Arc<dyn Disk>,
         dedupe_window: Duration,
+        keyring: Arc<Keyring>,
     ) -> io::Result<(HotStore, u64)> {
         fs::create_dir_all(root)?;
         let manifest = manifest::read(root)?;
@@ -160,7 +169,7 @@ impl HotStore {
                 .or_default()
                 .push(entry.clone());
         }
-        let recent_ids = recent_event_ids(root, &manifest.files, dedupe_window);
+        let recent_ids = recent_event_ids(root, &manifest.files, dedupe_window, &keyring);
         let mut recently_flushed = VecDeque::new();
         if !recent_ids.is_empty() {
             recently_flushed.push_back((Instant::now(), Arc::new(recent_ids)));
@@ -181,6 +190,7 @@ impl HotStore {
             HotStore {
                 root: root.to_path_buf(),
                 disk,
+                keyring,
                 state: RwLock::new(state),
             },
             flushed_through,
@@ -337,6 +347,15 @@ impl HotStore {
                 "{tenant}/{}/{flush_seq:012}-{index:05}.parquet",
                 window_dir_name(*window)
             );
+            let sealed = batches.iter().any(holds_encrypted_rows);
+            // Held until the file is in place: a key rotation's `--retire-old` waits for it.
+            let (_sealing, key) = match sealed {
+                true => {
+                    let (guard, key) = self.keyring.current_for_sealing(tenant)?;
+                    (Some(guard), Some(key))
+                }
+                false => (None, None),
+            };
             let bytes = write_parquet(
                 self.disk.as_ref(),
                 &self.root,
@@ -344,6 +363,7 @@ impl HotStore {
                 schema(),
                 batches.iter().map(|batch| Ok(batch.clone())),
                 FileKind::Flush,
+                key.as_ref().map(|key| (tenant.as_str(), key)),
             )?;
             let rows = batches.iter().map(|batch| batch.num_rows() as u64).sum();
             entries.push(FileEntry {
@@ -355,6 +375,7 @@ impl HotStore {
                 compacted: false,
                 created: Utc::now().timestamp(),
                 msg_tokens: false,
+                sealed,
             });
         }
         let mut state = self.state.write();
@@ -400,6 +421,7 @@ impl HotStore {
                 batches: Vec::new(),
                 files: Vec::new(),
                 token_files: Vec::new(),
+                sealed: HashSet::new(),
                 unreadable: Vec::new(),
                 live: HashSet::new(),
             };
@@ -422,7 +444,7 @@ impl HotStore {
                 }
             }
             let (mut files, mut token_files, mut unreadable) = (Vec::new(), Vec::new(), Vec::new());
-            let mut live = HashSet::new();
+            let (mut live, mut sealed) = (HashSet::new(), HashSet::new());
             if let Some(windows) = state.files.get(tenant) {
                 for entry in windows
                     .range(first_window..=last_window)
@@ -442,6 +464,9 @@ impl HotStore {
                         continue;
                     }
                     live.insert(entry.path.clone());
+                    if entry.sealed {
+                        sealed.insert(path.clone());
+                    }
                     if entry.msg_tokens {
                         token_files.push(path);
                     } else {
@@ -453,6 +478,7 @@ impl HotStore {
                 batches,
                 files,
                 token_files,
+                sealed,
                 unreadable,
                 live,
             }
@@ -523,7 +549,23 @@ impl HotStore {
 
     /// The rows of the live file `entry`, with the hot-store schema (messages joined).
     pub fn read_file(&self, entry: &FileEntry) -> io::Result<Vec<RecordBatch>> {
-        read_batches(&self.root.join(&entry.path))
+        read_batches_of(self.open_file(entry)?)
+    }
+
+    /// The live file `entry`, opened for reading (unsealed when it is sealed).
+    pub fn open_file(&self, entry: &FileEntry) -> io::Result<HotFile> {
+        HotFile::open(&self.root.join(&entry.path), &entry.tenant, &self.keyring)
+    }
+
+    /// Every byte of the live file `entry` as plain Parquet (what the archive uploads, sealed
+    /// under an object key of its own).
+    pub fn read_plain(&self, entry: &FileEntry) -> io::Result<bytes::Bytes> {
+        self.open_file(entry)?.read_all()
+    }
+
+    /// The tenant keys files are sealed with.
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
     }
 
     /// Takes one live file out at once (manifest first, then the file): its rows are held
@@ -561,8 +603,17 @@ impl HotStore {
         };
         let mut batches = Vec::new();
         for entry in group {
-            batches.extend(read_batches(&self.root.join(&entry.path))?);
+            batches.extend(self.read_file(entry)?);
         }
+        let sealed = batches.iter().any(holds_encrypted_rows);
+        // Held until the file is in place: a key rotation's `--retire-old` waits for it.
+        let (_sealing, key) = match sealed {
+            true => {
+                let (guard, key) = self.keyring.current_for_sealing(&first.tenant)?;
+                (Some(guard), Some(key))
+            }
+            false => (None, None),
+        };
         // Only the sort keys are concatenated; rows are then gathered from the batches as
         // read, one output slice at a time, so memory holds the input once plus one slice.
         let order = compaction_order(&batches)?;
@@ -603,6 +654,7 @@ impl HotStore {
             FileKind::Compacted {
                 zstd_level: options.zstd_level,
             },
+            key.as_ref().map(|key| (first.tenant.as_str(), key)),
         )?;
         // Durable before the manifest names the file; a crash before that leaves both orphans.
         replace_file(
@@ -621,6 +673,7 @@ impl HotStore {
             compacted: true,
             created: Utc::now().timestamp(),
             msg_tokens: options.split_messages,
+            sealed,
         };
         let mut state = self.state.write();
         // Pinned meanwhile (the archiver took a file of the group) counts as changed too.
@@ -777,7 +830,11 @@ impl HotStore {
 /// schema: messages stored as tokens are joined, and files of older versions, which may lack
 /// columns or hold ones since replaced, are conformed.
 pub fn read_batches(path: &Path) -> io::Result<Vec<RecordBatch>> {
-    let file = fs::File::open(path)?;
+    read_batches_of(fs::File::open(path)?)
+}
+
+/// [`read_batches`] of a file already open (a sealed one, say).
+pub fn read_batches_of<T: ChunkReader + 'static>(file: T) -> io::Result<Vec<RecordBatch>> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|builder| builder.with_batch_size(64 * 1024).build())
         .map_err(io::Error::other)?;
@@ -792,7 +849,7 @@ pub fn read_batches(path: &Path) -> io::Result<Vec<RecordBatch>> {
 
 /// Rebuilds a lost manifest from the Parquet files under `root`: every file counts as live.
 /// For `meniscus recover-manifest`; refuses when a manifest exists.
-pub fn rebuild_manifest(root: &Path, disk: &dyn Disk) -> io::Result<usize> {
+pub fn rebuild_manifest(root: &Path, disk: &dyn Disk, keyring: &Keyring) -> io::Result<usize> {
     let manifest_path = root.join(manifest::MANIFEST);
     if manifest_path.exists() {
         return Err(io::Error::other(format!(
@@ -822,7 +879,9 @@ pub fn rebuild_manifest(root: &Path, disk: &dyn Disk) -> io::Result<usize> {
             tracing::warn!(path = %path.display(), "not a hot-store file path; left out");
             continue;
         };
-        let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(&path)?)
+        let file = HotFile::open(&path, tenant.as_str(), keyring)?;
+        let sealed = file.is_sealed();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
             .map_err(|error| io::Error::other(format!("{}: {error}", path.display())))?;
         let rows = reader.metadata().file_metadata().num_rows().max(0) as u64;
         let msg_tokens = reader.schema().field_with_name("msg_t0").is_ok();
@@ -847,6 +906,7 @@ pub fn rebuild_manifest(root: &Path, disk: &dyn Disk) -> io::Result<usize> {
             compacted: name.ends_with("-compacted.parquet"),
             created,
             msg_tokens,
+            sealed,
         });
     }
     // A compacted file holds every flushed file of its window that existed when it was
@@ -890,7 +950,12 @@ fn forget_old_ids(generations: &mut VecDeque<(Instant, Arc<IdSet>)>, window: Dur
 }
 
 /// Event ids of files written in the last `window`, at most [`MAX_FLUSHED_IDS_KEPT`].
-fn recent_event_ids(root: &Path, files: &[FileEntry], window: Duration) -> IdSet {
+fn recent_event_ids(
+    root: &Path,
+    files: &[FileEntry],
+    window: Duration,
+    keyring: &Keyring,
+) -> IdSet {
     let since = Utc::now().timestamp() - window.as_secs() as i64;
     let mut recent: Vec<&FileEntry> = files
         .iter()
@@ -904,7 +969,8 @@ fn recent_event_ids(root: &Path, files: &[FileEntry], window: Duration) -> IdSet
         }
         let path = root.join(&entry.path);
         let mut read = || -> Result<(), Box<dyn std::error::Error>> {
-            let builder = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(&path)?)?;
+            let file = HotFile::open(&path, &entry.tenant, keyring)?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
             let mask = ProjectionMask::columns(builder.parquet_schema(), ["event_id"]);
             for batch in builder.with_projection(mask).build()? {
                 keys.extend(event_keys(&batch?));
@@ -1051,12 +1117,24 @@ mod tests {
     use super::*;
     use crate::disk::LocalDisk;
     use meniscus_grid::{Correlation, Event, Producer, Transport};
+
+    /// Tenant keys beside a test's hot store (its root holds only tenant directories and
+    /// the manifest, so keys go next to it).
+    fn keyring(root: &Path) -> Arc<Keyring> {
+        let dir = root.with_extension("keys");
+        Arc::new(Keyring::open(&dir).unwrap())
+    }
     use meniscus_record::columnar::{batch_to_events, tenant_batches};
 
     fn open(root: &Path) -> HotStore {
-        HotStore::open(root, Arc::new(LocalDisk), Duration::from_secs(600))
-            .unwrap()
-            .0
+        HotStore::open(
+            root,
+            Arc::new(LocalDisk),
+            Duration::from_secs(600),
+            keyring(root),
+        )
+        .unwrap()
+        .0
     }
 
     fn event(pname: &str, time: DateTime<Utc>) -> Event {
@@ -1128,8 +1206,13 @@ mod tests {
     #[test]
     fn flushed_ids_are_forgotten_after_the_dedupe_window_but_the_newest_generation_stays() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) =
-            HotStore::open(dir.path(), Arc::new(LocalDisk), Duration::from_millis(300)).unwrap();
+        let (store, _) = HotStore::open(
+            dir.path(),
+            Arc::new(LocalDisk),
+            Duration::from_millis(300),
+            keyring(dir.path()),
+        )
+        .unwrap();
         let old = vec![event("old", Utc::now())];
         store.insert(tenant_batches(&old).unwrap());
         store.flush(&store.freeze(1).unwrap()).unwrap();

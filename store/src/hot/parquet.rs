@@ -1,6 +1,6 @@
 //! Writing hot-store Parquet files: the writer settings measured for this data, and the
 //! durable write itself (temporary name, fsync, rename, directory fsync; new directories
-//! fsynced in their parents first).
+//! fsynced in their parents first), sealed when a tenant's `encrypted` producer has rows in it.
 
 use std::io;
 use std::path::Path;
@@ -13,6 +13,8 @@ use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::parquet::schema::types::ColumnPath;
 
+use super::sealed::{name_of, SealingWriter};
+use crate::archive::crypto::TenantKey;
 use crate::disk::{create_dirs_durably, Disk};
 use crate::msg_tokens;
 
@@ -125,7 +127,8 @@ fn writer_properties(kind: FileKind) -> WriterProperties {
 }
 
 /// Writes batches, made one at a time, to `root/relative` as one Parquet file and returns its
-/// size. Durable before it returns: a manifest may name it next.
+/// size. Durable before it returns: a manifest may name it next. With `seal` (a tenant and its
+/// key), the file is sealed as it is written (see [`super::sealed`]).
 pub fn write_parquet(
     disk: &dyn Disk,
     root: &Path,
@@ -133,6 +136,7 @@ pub fn write_parquet(
     schema: SchemaRef,
     batches: impl Iterator<Item = io::Result<RecordBatch>>,
     kind: FileKind,
+    seal: Option<(&str, &TenantKey)>,
 ) -> io::Result<u64> {
     let relative = Path::new(relative);
     let parent = relative
@@ -149,16 +153,32 @@ pub fn write_parquet(
     let options = ArrowWriterOptions::new()
         .with_properties(writer_properties(kind))
         .with_skip_arrow_metadata(true);
-    let mut writer =
-        ArrowWriter::try_new_with_options(file, schema, options).map_err(io::Error::other)?;
-    for batch in batches {
-        writer.write(&batch?).map_err(io::Error::other)?;
-    }
-    let mut file = writer.into_inner().map_err(io::Error::other)?;
+    let mut file = match seal {
+        None => write_batches(file, schema, options, batches)?,
+        Some((tenant, key)) => {
+            let sealing = SealingWriter::new(file, tenant, &name_of(relative)?, key)?;
+            write_batches(sealing, schema, options, batches)?.finish()?
+        }
+    };
     file.sync_all()?;
     let bytes = file.size()?;
     drop(file);
     disk.rename(&temporary, &path)?;
     disk.sync_dir(&dir)?;
     Ok(bytes)
+}
+
+/// Writes `batches` as Parquet to `out` and returns it.
+fn write_batches<W: io::Write + Send>(
+    out: W,
+    schema: SchemaRef,
+    options: ArrowWriterOptions,
+    batches: impl Iterator<Item = io::Result<RecordBatch>>,
+) -> io::Result<W> {
+    let mut writer =
+        ArrowWriter::try_new_with_options(out, schema, options).map_err(io::Error::other)?;
+    for batch in batches {
+        writer.write(&batch?).map_err(io::Error::other)?;
+    }
+    writer.into_inner().map_err(io::Error::other)
 }

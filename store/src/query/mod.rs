@@ -19,6 +19,7 @@
 pub mod distributed;
 mod guards;
 pub mod loki;
+mod sealed_files;
 mod skipping;
 mod yielding;
 
@@ -53,9 +54,11 @@ use crate::archive::cache::CachedFile;
 use crate::archive::manifest::ArchivedObject;
 use crate::archive::ranged::{QueryObjects, ARCHIVE_READ_FAILED};
 use crate::archive::Archive;
-use crate::hot::{window_of, HotStore, Unreadable};
+use crate::hot::{window_of, HotStore, Snapshot, Unreadable};
 use crate::metrics::StoreMetrics;
 use crate::msg_tokens::{msg_from_tokens, stored_schema, token_column_names};
+use crate::read_only_store::ReadOnlyStore;
+use sealed_files::SealedFiles;
 
 #[derive(Clone, Debug)]
 pub struct QueryLimits {
@@ -372,8 +375,8 @@ impl QueryEngine {
             .archive
             .as_ref()
             .and_then(|archive| archive.retention_cutoff(tenant.as_str(), Utc::now()));
-        let snapshot = self.hot.snapshot(tenant.as_str(), from, to);
-        let mut unreadable = snapshot.unreadable;
+        let mut snapshot = self.hot.snapshot(tenant.as_str(), from, to);
+        let mut unreadable = std::mem::take(&mut snapshot.unreadable);
         let (mut archived_files, mut archived_token_files) = (Vec::new(), Vec::new());
         let mut ranged = Vec::new();
         if let Some(archive) = &self.archive {
@@ -433,9 +436,9 @@ impl QueryEngine {
             }
         }
         let unreadable = unreadable_windows(unreadable);
-        let memory = MemTable::try_new(schema(), vec![snapshot.batches])?;
+        let memory = MemTable::try_new(schema(), vec![std::mem::take(&mut snapshot.batches)])?;
         let mut frame = ctx.read_table(Arc::new(memory))?;
-        if let Some(files) = files_frame(ctx, &snapshot.files, &snapshot.token_files)? {
+        if let Some(files) = hot_files_frame(ctx, &self.hot, tenant.as_str(), &snapshot)? {
             frame = files.union(frame)?;
         }
         let mut archived = files_frame(ctx, &archived_files, &archived_token_files)?;
@@ -705,10 +708,15 @@ impl QueryEngine {
                 })
                 .collect()
         };
-        let (files, token_files) = (unarchived(snapshot.files), unarchived(snapshot.token_files));
-        let memory = MemTable::try_new(schema(), vec![snapshot.batches])?;
+        let memory = MemTable::try_new(schema(), vec![snapshot.batches.clone()])?;
+        let snapshot = Snapshot {
+            files: unarchived(snapshot.files),
+            token_files: unarchived(snapshot.token_files),
+            batches: Vec::new(),
+            ..snapshot
+        };
         let mut frame = ctx.read_table(Arc::new(memory))?;
-        if let Some(files) = files_frame(&ctx, &files, &token_files)? {
+        if let Some(files) = hot_files_frame(&ctx, &self.hot, tenant.as_str(), &snapshot)? {
             frame = files.union(frame)?;
         }
         let frame = frame.filter(col("job_id").eq(lit(job_id)))?;
@@ -795,6 +803,62 @@ fn files_frame(
     )
 }
 
+/// One frame over the hot-store files of `snapshot` (of `tenant`): plain files read from
+/// disk, sealed ones through [`SealedFiles`] (registered with `ctx`).
+fn hot_files_frame(
+    ctx: &SessionContext,
+    hot: &HotStore,
+    tenant: &str,
+    snapshot: &Snapshot,
+) -> Result<Option<DataFrame>, QueryError> {
+    let plain = |paths: &[std::path::PathBuf]| -> Vec<std::path::PathBuf> {
+        paths
+            .iter()
+            .filter(|path| !snapshot.sealed.contains(*path))
+            .cloned()
+            .collect()
+    };
+    let mut frame = files_frame(ctx, &plain(&snapshot.files), &plain(&snapshot.token_files))?;
+    let sealed = |paths: &[std::path::PathBuf]| -> Vec<std::path::PathBuf> {
+        paths
+            .iter()
+            .filter(|path| snapshot.sealed.contains(*path))
+            .cloned()
+            .collect()
+    };
+    let (files, token_files) = (sealed(&snapshot.files), sealed(&snapshot.token_files));
+    if files.is_empty() && token_files.is_empty() {
+        return Ok(frame);
+    }
+    let root = hot.root().to_path_buf();
+    let store = SealedFiles::open(
+        &root,
+        tenant,
+        hot.keyring(),
+        files.iter().chain(&token_files),
+    )
+    .map_err(|error| {
+        QueryError::Internal(format!("cannot open a sealed hot-store file: {error}"))
+    })?;
+    let urls = |paths: &[std::path::PathBuf]| {
+        paths
+            .iter()
+            .map(|path| ListingTableUrl::parse(store.url_of(&root, path)))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let (whole, tokens) = (urls(&files)?, urls(&token_files)?);
+    ctx.register_object_store(&store.url().clone(), Arc::new(ReadOnlyStore(store)));
+    // Skip indexes lie beside the files, in clear (hashed 4-grams, as for plain files).
+    let index_of: skipping::IndexLocator = Arc::new(move |key| Some(root.join(key.as_ref())));
+    if let Some(sealed) = parquet_frame(ctx, whole, tokens, ".parquet", index_of)? {
+        frame = Some(match frame {
+            Some(plain) => plain.union(sealed)?,
+            None => sealed,
+        });
+    }
+    Ok(frame)
+}
+
 /// A frame over the archived objects a query reads in ranges (registered with `ctx` as
 /// [`QueryObjects`]), `None` when there are none.
 fn ranged_objects_frame(
@@ -815,7 +879,7 @@ fn ranged_objects_frame(
             whole.push(url);
         }
     }
-    ctx.register_object_store(&store.url().clone(), Arc::new(store));
+    ctx.register_object_store(&store.url().clone(), Arc::new(ReadOnlyStore(store)));
     let keeper = archive.clone();
     let index_of: skipping::IndexLocator =
         Arc::new(move |key| Some(keeper.skip_index_of_key(key.as_ref())));

@@ -362,11 +362,16 @@ mod tests {
         use std::time::Duration;
 
         const TOKEN: &str = "qzx7RAREb4f1";
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, keys) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let hot = Arc::new(
-            HotStore::open(dir.path(), Arc::new(LocalDisk), Duration::from_secs(600))
-                .unwrap()
-                .0,
+            HotStore::open(
+                dir.path(),
+                Arc::new(LocalDisk),
+                Duration::from_secs(600),
+                Arc::new(crate::archive::crypto::Keyring::open(&keys.path().join("keys")).unwrap()),
+            )
+            .unwrap()
+            .0,
         );
         let start = Utc
             .timestamp_opt(window_of(Utc::now()) - 3 * WINDOW_SECONDS, 0)

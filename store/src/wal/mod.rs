@@ -22,6 +22,63 @@ use std::path::{Path, PathBuf};
 pub use replay::{replay, Replay};
 pub use writer::WalWriter;
 
+/// The key sealing records that hold rows of an `encrypted` producer, kept in the key
+/// directory (`archive.keyDir`) with the tenant keys: whoever holds the data directory alone
+/// opens neither.
+pub const KEY_FILE: &str = "wal.key";
+
+/// The log's record key, read from `key_dir`, made there on first use (random, mode 0600,
+/// fsynced with its directory). `None` when it is missing and the directory is read-only (a
+/// mounted Secret without it): records of `encrypted` producers are then refused, never
+/// written in clear.
+pub fn record_key(key_dir: &Path) -> io::Result<Option<[u8; 32]>> {
+    let path = key_dir.join(KEY_FILE);
+    match fs::read(&path) {
+        Ok(bytes) => {
+            return bytes.try_into().map(Some).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} is not a 32-byte key", path.display()),
+                )
+            })
+        }
+        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+        Err(_) => {}
+    }
+    let key = crate::archive::crypto::DataKey::random_bytes();
+    let temporary = key_dir.join(format!(".{KEY_FILE}.{}.tmp", std::process::id()));
+    let written = (|| {
+        use std::io::Write;
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut out = options.open(&temporary)?;
+        out.write_all(&key)?;
+        out.sync_all()?;
+        // Never over a key another process made meanwhile: records may be sealed with it.
+        fs::hard_link(&temporary, &path)?;
+        fs::remove_file(&temporary)?;
+        fs::File::open(key_dir)?.sync_all()
+    })();
+    match written {
+        Ok(()) => Ok(Some(key)),
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+            let _ = fs::remove_file(&temporary);
+            record_key(key_dir)
+        }
+        Err(error)
+            if matches!(
+                error.kind(),
+                io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+            ) =>
+        {
+            tracing::warn!(path = %path.display(), %error, "no write-ahead log key and the key directory is read-only: events of encrypted producers will be refused");
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
 /// Where segments with damage in the middle are copied for inspection.
 pub const DAMAGED_DIR: &str = "damaged";
 

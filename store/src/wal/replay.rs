@@ -108,6 +108,18 @@ pub fn replay(dir: &Path, codec: &RecordCodec, flushed_through: u64) -> io::Resu
                     }
                     offset += consumed;
                 }
+                // Whole and checksummed, but sealed with a key this store lacks: cutting or
+                // skipping it would lose acknowledged events. Refuse, and say what to restore.
+                Err(error @ (RecordError::KeyRequired | RecordError::Decrypt)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "{} holds a sealed record (events of an encrypted producer) at byte {offset} that does not open: {error}; restore the write-ahead log's key ({} in the key directory) and start again (nothing was cut)",
+                            path.display(),
+                            super::KEY_FILE
+                        ),
+                    ))
+                }
                 Err(error) => match next_valid_record(&bytes[offset..]) {
                     Some(resume) => {
                         damaged_here.push(Damage {

@@ -30,7 +30,7 @@ use crate::telemetry::HttpMetrics;
 pub async fn run(args: WorkerArgs, personas: Vec<Persona>) -> anyhow::Result<()> {
     let config = grid_config(&args)?;
     let metrics = Registry::new();
-    let store_options = config.storage.store_options();
+    let store_options = config.store_options(&args.data_dir)?;
     let store = Store::open(&args.data_dir, store_options.clone(), &metrics)?;
     let control = control_plane(&args, personas)?;
     // The heartbeat tells the coordinator what this worker holds of each tenant and which
