@@ -289,6 +289,21 @@ fn an_encrypted_producers_events_rest_sealed_in_the_log_the_hot_store_and_the_ar
     assert!(!holds(&objects[0], b"vault-secret-needle"));
     assert_eq!(search_count(&meniscus, "acme", "vault-secret-needle"), 40);
     assert_eq!(count(&meniscus, "acme", "true"), 80);
+    // The chunks those queries fetched rest in the local cache as they were stored: sealed
+    // (a decrypted copy would hold Parquet's `PAR1` marks and the lines).
+    let cached: Vec<PathBuf> = files_under(&meniscus.data_dir().join("archive/cache"), "")
+        .into_iter()
+        .filter(|file| file.extension().is_none_or(|extension| extension != "skip"))
+        .collect();
+    assert!(!cached.is_empty());
+    for file in &cached {
+        assert!(
+            !holds(file, b"PAR1"),
+            "{} holds plain Parquet",
+            file.display()
+        );
+        assert!(!holds(file, b"vault-secret-needle"), "{}", file.display());
+    }
 }
 
 #[test]

@@ -375,7 +375,8 @@ pub struct ArchiveConfig {
     /// How often closed hours are looked for and uploaded.
     #[serde(default = "default_upload_interval")]
     pub upload_interval: HumanDuration,
-    /// Bytes of fetched, decrypted objects kept on local disk for queries.
+    /// Bytes of fetched objects (counted by their plain size) kept on local disk for queries;
+    /// their chunks are kept sealed, as stored, and opened as they are read.
     #[serde(default = "default_archive_cache_bytes")]
     pub cache_bytes: u64,
 }

@@ -1,9 +1,11 @@
-//! A bounded local cache of fetched, decrypted objects, so a query that reads an hour of the
-//! archive again does not fetch it again.
+//! A bounded local cache of fetched objects, so a query that reads an hour of the archive
+//! again does not fetch it again.
 //!
-//! An object sealed in chunks is cached as a sparse file of its plain size, filled chunk by
-//! chunk as queries read ranges of it (`ranged`): only what was read takes space. One sealed
-//! whole (archived before chunks) is fetched and written whole.
+//! An object sealed in chunks is cached as a sparse file of its stored size, filled chunk by
+//! chunk, as stored (sealed), as queries read ranges of it (`ranged`): only what was read
+//! takes space, and chunks are opened each time they are read, so nothing an `encrypted`
+//! producer sent rests decrypted here. One sealed whole (archived before chunks) is fetched,
+//! opened and written whole.
 //!
 //! Files are handed out as shared handles: eviction drops the cache's handle, and the file is
 //! deleted when the last query holding it lets go, never under a running query. The cache is
@@ -19,8 +21,10 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::crypto::{ChunkLayout, DataKey};
+use crate::hot::sealed::{HotFile, SealedFile};
 
-/// One decrypted object on local disk, deleted when the last handle goes.
+/// One fetched object on local disk (chunks kept sealed, or, archived before chunks, the
+/// object decrypted whole), deleted when the last handle goes.
 #[derive(Debug)]
 pub struct CachedFile {
     pub path: PathBuf,
@@ -32,7 +36,9 @@ pub struct CachedFile {
 }
 
 /// The sparse local copy of an object sealed in chunks (at its [`CachedFile::path`], opened
-/// for each read or fill: a cache of thousands of small copies holds no descriptors).
+/// for each read or fill: a cache of thousands of small copies holds no descriptors). It
+/// holds the chunks as stored, sealed, at their offsets in the object, and they are opened as
+/// they are read: what `encrypted` producers sent never rests decrypted in the cache.
 #[derive(Debug)]
 pub struct ChunkedCopy {
     pub layout: ChunkLayout,
@@ -60,6 +66,21 @@ impl ChunkedCopy {
 }
 
 impl CachedFile {
+    /// The copy opened for reading its plain bytes (`key`: the object's): a sparse copy's
+    /// chunks are opened as they are read, so only chunks already filled can be.
+    pub fn reader(&self, key: &str) -> io::Result<HotFile> {
+        let file = fs::File::open(&self.path)?;
+        Ok(match &self.chunked {
+            Some(copy) => HotFile::Sealed(Arc::new(SealedFile::over_object(
+                file,
+                copy.layout,
+                copy.data_key.clone(),
+                key,
+            ))),
+            None => HotFile::Plain(Arc::new(file)),
+        })
+    }
+
     fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
@@ -142,8 +163,8 @@ impl ObjectCache {
             .write(true)
             .create_new(true)
             .open(&path)?;
-        // A hole of the object's size: chunks land at their own offsets.
-        file.set_len(layout.plain_bytes)?;
+        // A hole of the object's size: chunks land at their own offsets, sealed.
+        file.set_len(layout.sealed_range(&(0..layout.chunks())).end)?;
         drop(file);
         let chunks = layout.chunks() as usize;
         let cached = Arc::new(CachedFile {
@@ -238,7 +259,8 @@ mod tests {
             chunk_bytes: 64 * 1024,
         };
         let sparse = cache.insert_chunked("big", layout, data_key).unwrap();
-        assert_eq!(std::fs::metadata(&sparse.path).unwrap().len(), 1 << 20);
+        let stored = layout.sealed_range(&(0..layout.chunks())).end;
+        assert_eq!(std::fs::metadata(&sparse.path).unwrap().len(), stored);
         let copy = sparse.chunked.as_ref().unwrap();
         assert_eq!(copy.missing(0..16).len(), 16, "no chunk filled yet");
         // Nothing filled yet: both fit.

@@ -72,7 +72,7 @@ pub struct ArchiveOptions {
     pub key_dir: PathBuf,
     /// How often the uploader looks for files to archive.
     pub upload_interval: Duration,
-    /// Bytes of decrypted objects kept on local disk for queries.
+    /// Bytes of fetched objects (their plain size) kept on local disk for queries.
     pub cache_bytes: u64,
 }
 
@@ -101,7 +101,7 @@ impl ArchiveMetrics {
             fetches: registry.counters("meniscus_archive_fetches_total", "Archived objects a query needed, by result (hit: in the local cache; miss: opened from the target, whole or, for range reads, its key and footer; error: could not be fetched or opened).", &["result"]),
             range_reads: registry.counter("meniscus_archive_range_reads_total", "Runs of archived objects' chunks fetched by queries (ranged GETs; object_store may merge runs less than 1 MiB apart into one request)."),
             fetched_bytes: registry.counter("meniscus_archive_fetched_bytes_total", "Bytes of archived objects fetched by queries."),
-            cache_bytes: registry.gauge("meniscus_archive_cache_bytes", "Bytes of decrypted objects in the local query cache."),
+            cache_bytes: registry.gauge("meniscus_archive_cache_bytes", "Bytes of fetched objects (plain size) in the local query cache."),
             expired_objects: registry.counters("meniscus_archive_expired_objects_total", "Archived objects deleted by long-term retention.", &["tenant"]),
             healthy: registry.gauge("meniscus_archive_healthy", "1 while the last upload pass worked, 0 while uploads fail (see /readyz and the logs)."),
         }
@@ -312,7 +312,7 @@ impl Archive {
         sidecar_path(&self.skip_index_of_key(key))
     }
 
-    /// Local decrypted copies of `objects`, fetched where not cached. Objects that cannot be
+    /// Local copies of `objects`, fetched where not cached. Objects that cannot be
     /// fetched or opened are returned as failures (the query answers without their hours and
     /// says so).
     pub async fn fetch(
@@ -491,8 +491,10 @@ impl Archive {
         object: &ArchivedObject,
     ) -> anyhow::Result<Vec<datafusion::arrow::array::RecordBatch>> {
         let file = self.clone().fetch_one(object.clone(), true).await?;
+        let key = object.key.clone();
         let batches =
-            tokio::task::spawn_blocking(move || crate::hot::read_batches(&file.path)).await??;
+            tokio::task::spawn_blocking(move || crate::hot::read_batches_of(file.reader(&key)?))
+                .await??;
         Ok(batches)
     }
 

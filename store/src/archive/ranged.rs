@@ -63,24 +63,20 @@ impl Archive {
         wanted.sort_unstable();
         wanted.dedup();
         self.ensure_chunks(key, file, wanted).await?;
-        let (path, ranges) = (file.path.clone(), ranges.to_vec());
+        let (reading, key, ranges) = (file.clone(), key.to_string(), ranges.to_vec());
+        // Reading and opening chunks block: off the async threads.
         tokio::task::spawn_blocking(move || {
-            use std::os::unix::fs::FileExt;
-            let copy = std::fs::File::open(&path)?;
+            let copy = reading.reader(&key)?;
             ranges
-                .iter()
-                .map(|range| {
-                    let mut bytes = vec![0u8; (range.end - range.start) as usize];
-                    copy.read_exact_at(&mut bytes, range.start)?;
-                    Ok(Bytes::from(bytes))
-                })
+                .into_iter()
+                .map(|range| copy.read(range))
                 .collect::<std::io::Result<Vec<Bytes>>>()
         })
         .await?
         .map_err(Into::into)
     }
 
-    /// Every chunk of `file` on disk: it can then be read as a plain Parquet file.
+    /// Every chunk of `file` on disk: it can then be read whole ([`CachedFile::reader`]).
     pub async fn fill_all(&self, key: &str, file: &Arc<CachedFile>) -> anyhow::Result<()> {
         let Some(copy) = file.chunked.as_ref() else {
             return Ok(());
@@ -132,8 +128,8 @@ impl Archive {
             .await
     }
 
-    /// Opens fetched runs of chunks (`(run, its stored bytes)`) and writes the chunks the
-    /// copy lacks.
+    /// Checks fetched runs of chunks (`(run, its stored bytes)`) by opening them, and writes
+    /// the chunks the copy lacks as they were stored (sealed).
     async fn keep_chunks(
         &self,
         key: &str,
@@ -151,21 +147,24 @@ impl Archive {
                 .write(true)
                 .open(&writing.path)?;
             for (run, sealed) in fetched {
-                let plain = crypto::open_chunks(
+                // Opened once now, so a chunk that does not open (a damaged or swapped
+                // object) fails this read and is never kept as if it were there.
+                crypto::open_chunks(
                     &sealed,
                     run.clone(),
                     &copy.layout,
                     &copy.data_key,
                     &key_owned,
                 )?;
-                let run_start = copy.layout.plain_range(run.start).start;
+                let run_start = copy.layout.sealed_range(&run).start;
                 for index in run {
-                    let range = copy.layout.plain_range(index);
+                    let stored = copy.layout.sealed_range(&(index..index + 1));
                     let within =
-                        (range.start - run_start) as usize..(range.end - run_start) as usize;
-                    out.write_all_at(&plain[within], range.start)?;
+                        (stored.start - run_start) as usize..(stored.end - run_start) as usize;
+                    out.write_all_at(&sealed[within], stored.start)?;
                     if copy.mark_present(index) {
-                        writing.add_bytes(range.end - range.start);
+                        let plain = copy.layout.plain_range(index);
+                        writing.add_bytes(plain.end - plain.start);
                     }
                 }
             }

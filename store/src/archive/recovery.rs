@@ -214,12 +214,13 @@ impl Archive {
             };
             let opened = async {
                 let file = self.clone().fetch_one(provisional.clone(), true).await?;
+                let key = provisional.key.clone();
                 tokio::task::spawn_blocking(move || {
-                    let reader =
-                        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file.path)?)?;
+                    let copy = file.reader(&key)?;
+                    let plain_bytes = datafusion::parquet::file::reader::Length::len(&copy);
+                    let reader = ParquetRecordBatchReaderBuilder::try_new(copy)?;
                     let rows = reader.metadata().file_metadata().num_rows().max(0) as u64;
                     let msg_tokens = reader.schema().field_with_name("msg_t0").is_ok();
-                    let plain_bytes = std::fs::metadata(&file.path)?.len();
                     anyhow::Ok((rows, msg_tokens, plain_bytes))
                 })
                 .await?

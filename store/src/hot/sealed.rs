@@ -215,12 +215,16 @@ impl<W: Write> Write for SealingWriter<W> {
     }
 }
 
-/// A sealed file opened for reading: any plain byte range, decrypting only its chunks.
+/// A file sealed in chunks opened for reading: any plain byte range, decrypting only its
+/// chunks. A sealed hot-store file, or the archive's local copy of an object (which keeps the
+/// object's sealed bytes at their own offsets, so nothing decrypted rests in its cache).
 pub struct SealedFile {
     file: File,
     layout: ChunkLayout,
     data_key: DataKey,
     aad: String,
+    /// Where chunks lie in the file beyond where [`ChunkLayout`] puts them in an object.
+    shift: u64,
     /// The last chunk opened, by index: Parquet reads a page's header and then its data, and
     /// the next page's header, from one chunk (a file of small pages opened every chunk a few
     /// times over without this: compaction of sealed files took 3x the plain time).
@@ -264,8 +268,27 @@ impl SealedFile {
             layout,
             data_key,
             aad: chunk_aad(tenant, name),
+            shift: SHIFT,
             last: parking_lot::Mutex::new(None),
         })
+    }
+
+    /// A copy of the archived object `object_key` (its stored bytes at their offsets in the
+    /// object) opened with the object's data key.
+    pub fn over_object(
+        file: File,
+        layout: ChunkLayout,
+        data_key: DataKey,
+        object_key: &str,
+    ) -> SealedFile {
+        SealedFile {
+            file,
+            layout,
+            data_key,
+            aad: object_key.to_string(),
+            shift: 0,
+            last: parking_lot::Mutex::new(None),
+        }
     }
 
     /// Plain bytes in the file.
@@ -323,7 +346,8 @@ impl SealedFile {
     fn open_chunks(&self, chunks: Range<u64>) -> io::Result<Vec<u8>> {
         let sealed = self.layout.sealed_range(&chunks);
         let mut stored = vec![0u8; (sealed.end - sealed.start) as usize];
-        self.file.read_exact_at(&mut stored, sealed.start + SHIFT)?;
+        self.file
+            .read_exact_at(&mut stored, sealed.start + self.shift)?;
         crate::archive::crypto::open_chunks(
             &stored,
             chunks,
