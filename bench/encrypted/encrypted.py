@@ -34,7 +34,7 @@ def log(*a):
 
 
 class Meniscus:
-    def __init__(self, args, work, name):
+    def __init__(self, args, work, name, grace="1h"):
         self.args = args
         self.http, self.ops = free_port(), free_port()
         self.conf = os.path.join(work, f"{name}.yaml")
@@ -46,7 +46,7 @@ class Meniscus:
 {listeners}http: {{address: "127.0.0.1:{self.http}"}}
 ops: {{address: "127.0.0.1:{self.ops}"}}
 limits: {{maxResultRows: 100000, queryTimeout: 600s}}
-storage: {{compactionGrace: 1s, flushInterval: 1h}}
+storage: {{compactionGrace: {grace}, flushInterval: 1h}}
 archive: {{enabled: false}}
 tenants:
   - {{id: plain, tokens: [{{value: plain-token}}], retention: {{shortTerm: 3650d}}}}
@@ -127,8 +127,9 @@ def run(args, work):
     figures = {t: {} for t in TENANTS}
 
     # Ingest, one tenant at a time, each into a fresh process: server CPU from the first byte
-    # to the last event stored (log records and memory), then the flush at shutdown (memory to
-    # Parquet files).
+    # to the last event stored (log records and memory; flushes that run meanwhile), then the
+    # rest until it exits (the flush of what memory still holds). No compaction yet (a grace
+    # of an hour): it would run beside either, whenever its hours qualify.
     for tenant in TENANTS:
         srv = Meniscus(args, work, f"ingest-{tenant}")
         c = cpu_seconds(srv.pid)
@@ -144,7 +145,7 @@ def run(args, work):
     # tenant from the log's "compacted a closed window" lines.
     log_path = os.path.join(work, "meniscus.log")
     log_start = os.path.getsize(log_path)
-    srv = Meniscus(args, work, "compact")
+    srv = Meniscus(args, work, "compact", grace="1s")
     wait_until(lambda: all(f["compacted"] for f in hot_files(args.data)), 1800, "compaction", pid=srv.pid, interval=0.2)
     with open(log_path, "rb") as f:
         f.seek(log_start)
@@ -188,7 +189,7 @@ def run(args, work):
            f"{'':<34} {'plain':>14} {'sealed':>14} {'sealed/plain':>13}",
            f"{'ingest CPU per event':<34} {p['ingest'] / args.count * 1e6:>11.2f} µs {s['ingest'] / args.count * 1e6:>11.2f} µs "
            f"{s['ingest'] / p['ingest']:>12.2f}x",
-           f"{'flush at shutdown, CPU per event':<34} {p['flush'] / args.count * 1e6:>11.2f} µs {s['flush'] / args.count * 1e6:>11.2f} µs "
+           f"{'the rest (flush at shutdown) /event':<34} {p['flush'] / args.count * 1e6:>11.2f} µs {s['flush'] / args.count * 1e6:>11.2f} µs "
            f"{s['flush'] / p['flush']:>12.2f}x",
            f"{'compaction, seconds (one thread)':<34} {p['compaction']:>12.2f} s {s['compaction']:>12.2f} s "
            f"{s['compaction'] / p['compaction']:>12.2f}x",
