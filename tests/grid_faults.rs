@@ -566,3 +566,59 @@ fn a_flood_of_connections_to_the_grid_port_leaves_the_store_its_file_descriptors
     assert!(!log.contains("Too many open files"), "{log}");
     assert!(storage.metric("meniscus_hot_flushes_total") >= 1.0);
 }
+
+/// Sockets that open the grid port and never speak (a stranger's, a port scanner's) are closed
+/// after the port's first-bytes timeout (10 s) and counted, instead of holding the socket
+/// budget for as long as they stay open; workers' own connections go on meanwhile.
+#[test]
+fn silent_connections_to_the_grid_port_are_closed() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    write_secrets(dir.path());
+    let coordinator = Coordinator::start(dir.path(), free_port());
+    put_acme(&coordinator, json!([{"name": "default", "durable": true}]));
+    let storage = GridWorker::start(
+        dir.path(),
+        "storage",
+        "storage,tenant-api",
+        &coordinator,
+        "[]",
+    );
+    let correlator = GridWorker::start(
+        dir.path(),
+        "correlator",
+        "correlator",
+        &coordinator,
+        SYSLOG_TCP,
+    );
+    wait_until("the correlator takes a durable publish", 60, || {
+        publish(&correlator, "before the silent sockets") == 202
+    });
+    let silent: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(("127.0.0.1", storage.listen)).unwrap())
+        .collect();
+    assert_eq!(publish(&correlator, "while they are open"), 202);
+    for mut socket in silent {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        match socket.read(&mut byte) {
+            // End of stream, or a reset: the worker closed it.
+            Ok(0) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("a silent socket was not closed: {other:?}"),
+        }
+    }
+    let closed = storage
+        .metric("meniscus_grid_refused_connections_total{transport=\"grid\",reason=\"silent\"}");
+    assert!(closed >= 20.0, "{closed} silent connections counted");
+    assert_eq!(publish(&correlator, "after they are closed"), 202);
+    let stored = |msg: &str| {
+        let sql = format!("SELECT count(*) AS n FROM events WHERE msg = '{msg}'");
+        storage.sql("acme", TOKEN, &sql)[0]["n"].as_u64().unwrap()
+    };
+    wait_until("the events sent around them are stored", 60, || {
+        stored("while they are open") == 1 && stored("after they are closed") == 1
+    });
+}

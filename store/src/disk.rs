@@ -113,6 +113,14 @@ pub fn create_dirs_durably(disk: &dyn Disk, root: &Path, relative: &Path) -> io:
     Ok(())
 }
 
+/// Whether `error` says a directory cannot be written to: a read-only mount (a Secret's).
+pub fn is_read_only(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+    )
+}
+
 /// Opens (creating it) a file used only for its `flock`: `DATA_DIR/LOCK`, the key
 /// directory's `.lock`. The lock goes with the open file, so closing it, or the process
 /// dying, lets go.

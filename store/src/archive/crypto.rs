@@ -211,14 +211,7 @@ impl Keyring {
                 file.lock_shared()?;
                 Some(file)
             }
-            Err(error)
-                if matches!(
-                    error.kind(),
-                    io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
-                ) =>
-            {
-                None
-            }
+            Err(error) if crate::disk::is_read_only(&error) => None,
             Err(error) => return Err(error),
         };
         // Read again under the lock: a rotation may have made another key current meanwhile.

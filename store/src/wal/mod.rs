@@ -66,12 +66,7 @@ pub fn record_key(key_dir: &Path) -> io::Result<Option<[u8; 32]>> {
             let _ = fs::remove_file(&temporary);
             record_key(key_dir)
         }
-        Err(error)
-            if matches!(
-                error.kind(),
-                io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
-            ) =>
-        {
+        Err(error) if crate::disk::is_read_only(&error) => {
             tracing::warn!(path = %path.display(), %error, "no write-ahead log key and the key directory is read-only: events of encrypted producers will be refused");
             Ok(None)
         }

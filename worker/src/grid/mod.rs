@@ -277,6 +277,7 @@ async fn serve(
         per_address: GRID_MAX_CONNECTIONS,
         ..ConnectionLimits::default()
     };
+    let silent = refused.with(&["grid", "silent"]);
     let connections = ConnectionTable::new(limits, "grid", sockets, refused);
     let registry = Arc::new(registry);
     let app = app.route("/healthz", get(|| async { "ok\n" })).route(
@@ -326,16 +327,26 @@ async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let connection = builder
-            .serve_connection_with_upgrades(
-                TokioIo::new(stream),
-                TowerToHyperService::new(app.clone()),
-            )
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let (builder, app, watcher) = (builder.clone(), app.clone(), graceful.watcher());
+        let silent = silent.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            if let Err(error) = connection.await {
+            // A worker speaks at once (an HTTP request, HTTP/2's preface); a socket that stays
+            // silent holds a descriptor of the budget for nothing, until it is closed here.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(GRID_FIRST_BYTES, stream.peek(&mut first)).await {
+                Ok(Ok(read)) if read > 0 => {}
+                Ok(_) => return,
+                Err(_) => {
+                    silent.inc();
+                    tracing::debug!(%peer, "grid connection silent since it opened: closed");
+                    return;
+                }
+            }
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(app))
+                .into_owned();
+            if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%peer, %error, "connection ended");
             }
         });
@@ -346,6 +357,9 @@ async fn serve(
     tracing::info!("{what} stopped");
     Ok(())
 }
+
+/// How long a connection to the grid port may stay silent after it opens (see `serve`).
+const GRID_FIRST_BYTES: Duration = Duration::from_secs(10);
 
 /// Most connections a worker's grid port holds at once: a coordinator's long polls and
 /// heartbeats from every worker of a large grid, a storage worker's links from every
