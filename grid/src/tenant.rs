@@ -119,7 +119,8 @@ pub struct ProducerSpec {
     /// Durable: acknowledged only once on disk (HTTP 202 with a `job_id`).
     #[serde(default)]
     pub durable: bool,
-    /// Encrypted at rest in the archive with the tenant's key.
+    /// Its events are sealed at rest wherever they are kept: spools, the write-ahead log, the
+    /// hot store (with the tenant's key) and the archive.
     #[serde(default)]
     pub encrypted: bool,
 }

@@ -69,7 +69,8 @@ pub struct Producer {
     /// Acknowledged only once on disk (HTTP 202 with a job id).
     #[serde(default)]
     pub durable: bool,
-    /// Encrypted in spools and the archive with the tenant's key.
+    /// Its events are sealed at rest wherever a worker keeps them: spools, the write-ahead log,
+    /// the hot store (with the tenant's key) and the archive.
     #[serde(default)]
     pub encrypted: bool,
 }
