@@ -534,3 +534,61 @@ fn a_record_received_on_a_link_is_logged_as_it_is_and_replayed_after_a_restart()
         names
     });
 }
+
+/// A tenant key that cannot be made or read makes that tenant's `encrypted` events wait (503,
+/// with the reason) when they arrive: it never reaches a flush, where it would fail every
+/// tenant's flush and hold them all back.
+#[test]
+fn a_tenant_key_that_cannot_be_made_holds_back_only_that_tenants_encrypted_events() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory where acme's key file would be: it can be neither read nor written.
+    std::fs::create_dir_all(dir.path().join("keys/acme.json")).unwrap();
+    let disk = FaultyDisk::default();
+    let runtime = runtime();
+    let _guard = runtime.enter();
+    let store = open(dir.path(), &disk, options()).unwrap();
+    let encrypted = |tenant: &str, msg: &str| {
+        let mut producer = Producer::plain("vault");
+        producer.encrypted = true;
+        let correlation = Correlation::new(tenant, &producer, Transport::Http, Utc::now());
+        let mut event = Event::from_message(msg.to_string(), correlation);
+        event.time = Some(Utc::now().fixed_offset());
+        event.pri = Some(13);
+        Batch::from_events(&[event]).unwrap()
+    };
+    let held = hand_on(
+        &runtime,
+        &store,
+        encrypted("acme", "sealed?"),
+        WhenFull::Refuse,
+    );
+    assert!(
+        matches!(&held, Err(StageError::Unavailable { reason }) if reason.contains("cannot be sealed")),
+        "{held:?}"
+    );
+    // Another tenant's encrypted events, and acme's plain ones, are taken and flushed.
+    hand_on(
+        &runtime,
+        &store,
+        encrypted("beta", "sealed"),
+        WhenFull::Refuse,
+    )
+    .unwrap();
+    hand_on(&runtime, &store, batch("plain", 3, false), WhenFull::Refuse).unwrap();
+    runtime.block_on(store.flush()).unwrap();
+    let files = store.hot.file_entries();
+    assert!(
+        files
+            .iter()
+            .any(|file| file.tenant == "beta" && file.sealed),
+        "{files:?}"
+    );
+    assert!(
+        files
+            .iter()
+            .any(|file| file.tenant == "acme" && !file.sealed),
+        "{files:?}"
+    );
+    assert_eq!(store.metrics.hot_flush_failures.get(), 0);
+    assert_eq!(messages(&store).len(), 3);
+}

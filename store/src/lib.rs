@@ -125,6 +125,8 @@ pub struct Store {
     /// Seals records holding rows of an `encrypted` producer (the log's own key, in the key
     /// directory); `None` when there is no key and none can be made (they are refused then).
     sealing_codec: Option<RecordCodec>,
+    /// Tenants whose key is known to be there: their `encrypted` rows can be sealed at flush.
+    sealable: parking_lot::RwLock<std::collections::HashSet<String>>,
     gate: Arc<Gate>,
     pub hot: Arc<HotStore>,
     pub jobs: Arc<JobIndex>,
@@ -303,6 +305,7 @@ impl Store {
             commands,
             codec,
             sealing_codec,
+            sealable: Default::default(),
             gate,
             hot,
             jobs,
@@ -330,6 +333,7 @@ impl Store {
     pub async fn purge_tenant(&self, tenant: &str) -> anyhow::Result<usize> {
         self.flush().await?;
         let hot = self.hot.clone();
+        self.sealable.write().remove(tenant);
         let tenant = tenant.to_string();
         Ok(tokio::task::spawn_blocking(move || {
             let files = hot.purge(&tenant)?;
@@ -346,6 +350,24 @@ impl Store {
             Some(closed @ Closed::WalUnwritable(_)) => Some(closed.describe()),
             _ => None,
         }
+    }
+
+    /// Makes sure `tenant` has a key (made on first use), so its `encrypted` rows can be sealed
+    /// when they are flushed. Checked when they arrive, not at the flush: a key that cannot be
+    /// made (a read-only key directory lacking it, a damaged key file) then refuses that
+    /// tenant's events, with the reason, instead of failing every flush, which would hold back
+    /// every tenant.
+    fn ensure_sealable(&self, tenant: &str) -> Result<(), String> {
+        if self.sealable.read().contains(tenant) {
+            return Ok(());
+        }
+        self.hot.keyring().current(tenant).map_err(|error| {
+            format!(
+                "events of an encrypted producer of {tenant} cannot be sealed: its key: {error}"
+            )
+        })?;
+        self.sealable.write().insert(tenant.to_string());
+        Ok(())
     }
 
     /// The CPU-heavy part of storing, done on the submitting thread so ingest connections
@@ -365,6 +387,11 @@ impl Store {
         // A record received on a link already is what this log would write: taken as it is,
         // unless it holds rows of an `encrypted` producer (this log seals those).
         let encrypted = batch.tenants.iter().any(TenantBatch::is_encrypted);
+        for group in batch.tenants.iter().filter(|group| group.is_encrypted()) {
+            // Unavailable, not refused: the batch is fine, and is taken once the key is there.
+            self.ensure_sealable(group.tenant.as_str())
+                .map_err(StageError::unavailable)?;
+        }
         let received = batch.take_sealed_record().filter(|record| {
             self.codec.is_plain() && !encrypted && record.len() <= RECORD_TARGET_BYTES
         });
@@ -379,7 +406,7 @@ impl Store {
                     let codec = match chunk.iter().any(TenantBatch::is_encrypted) {
                         false => &self.codec,
                         true => self.sealing_codec.as_ref().ok_or_else(|| {
-                            refused(&"events of an encrypted producer cannot be sealed: the key directory is read-only and holds no write-ahead log key (wal.key)")
+                            StageError::unavailable("events of an encrypted producer cannot be sealed: the key directory is read-only and holds no write-ahead log key (wal.key)")
                         })?,
                     };
                     codec
