@@ -386,8 +386,9 @@ impl Store {
         let transport = transport_of(&batch);
         // A record received on a link already is what this log would write: taken as it is,
         // unless it holds rows of an `encrypted` producer (this log seals those).
-        let encrypted = batch.tenants.iter().any(TenantBatch::is_encrypted);
+        let mut encrypted = false;
         for group in batch.tenants.iter().filter(|group| group.is_encrypted()) {
+            encrypted = true;
             // Unavailable, not refused: the batch is fine, and is taken once the key is there.
             self.ensure_sealable(group.tenant.as_str())
                 .map_err(StageError::unavailable)?;

@@ -34,13 +34,16 @@ pub trait RangeSource: fmt::Display + fmt::Debug + Send + Sync + 'static {
     ) -> object_store::Result<Vec<Bytes>>;
 }
 
-/// The object store a query's session reads a [`RangeSource`] through.
+/// The object store a query's session reads a [`RangeSource`] through, at a URL of its own.
 #[derive(Debug)]
-pub struct ReadOnlyStore<S>(pub S);
+pub struct ReadOnlyStore<S> {
+    url: url::Url,
+    source: S,
+}
 
 impl<S: RangeSource> fmt::Display for ReadOnlyStore<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
+        fmt::Display::fmt(&self.source, f)
     }
 }
 
@@ -55,8 +58,29 @@ fn read_only<S: RangeSource>() -> object_store::Error {
 }
 
 impl<S: RangeSource> ReadOnlyStore<S> {
+    /// `source` at `SCHEME://NAME-N/`, `N` new for every store: two stores registered with one
+    /// session never replace each other.
+    pub fn new(scheme: &str, name: &str, source: S) -> ReadOnlyStore<S> {
+        static STORES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let number = STORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ReadOnlyStore {
+            url: url::Url::parse(&format!("{scheme}://{name}-{number}")).expect("a valid URL"),
+            source,
+        }
+    }
+
+    /// The URL to register this store under.
+    pub fn url(&self) -> &url::Url {
+        &self.url
+    }
+
+    /// The URL DataFusion reads the file at `location` of this store at.
+    pub fn url_of(&self, location: &str) -> String {
+        format!("{}/{location}", self.url.as_str().trim_end_matches('/'))
+    }
+
     fn under(&self, prefix: Option<&ObjectPath>) -> Vec<ObjectMeta> {
-        self.0
+        self.source
             .metas()
             .into_iter()
             .filter(|meta| prefix.is_none_or(|prefix| meta.location.prefix_matches(prefix)))
@@ -88,7 +112,7 @@ impl<S: RangeSource> ObjectStore for ReadOnlyStore<S> {
         location: &ObjectPath,
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
-        let meta = self.0.meta(location)?;
+        let meta = self.source.meta(location)?;
         let range = match &options.range {
             Some(range) => {
                 range
@@ -103,7 +127,7 @@ impl<S: RangeSource> ObjectStore for ReadOnlyStore<S> {
         let body = if options.head || range.is_empty() {
             Bytes::new()
         } else {
-            self.0
+            self.source
                 .read(location, std::slice::from_ref(&range))
                 .await?
                 .remove(0)
@@ -123,7 +147,7 @@ impl<S: RangeSource> ObjectStore for ReadOnlyStore<S> {
         location: &ObjectPath,
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
-        self.0.read(location, ranges).await
+        self.source.read(location, ranges).await
     }
 
     fn delete_stream(

@@ -115,6 +115,13 @@ fn tool_config(config: Option<&std::path::Path>) -> anyhow::Result<config::Confi
     })
 }
 
+/// A tool's TENANT argument, refused before anything opens when it is not a tenant id (a
+/// path, say).
+fn tenant_id(text: &str) -> anyhow::Result<meniscus_grid::TenantId> {
+    meniscus_grid::TenantId::parse(text)
+        .map_err(|error| anyhow::anyhow!("{text:?} is not a tenant id: {error}"))
+}
+
 /// `meniscus keys rotate`.
 fn rotate_key(
     tenant: &str,
@@ -124,8 +131,7 @@ fn rotate_key(
 ) -> anyhow::Result<()> {
     use meniscus_store::archive::{crypto::Keyring, rotation, target};
     use meniscus_store::hot::sealed;
-    let tenant = meniscus_grid::TenantId::parse(tenant)
-        .map_err(|error| anyhow::anyhow!("{tenant:?} is not a tenant id: {error}"))?;
+    let tenant = tenant_id(tenant)?;
     let tenant = tenant.as_str();
     let config = tool_config(config)?;
     let keyring = Keyring::open(&config.archive.key_dir(data_dir)?)?;
@@ -229,8 +235,7 @@ fn purge_tenant(
     data_dir: &std::path::Path,
 ) -> anyhow::Result<()> {
     use meniscus_store::archive::Archive;
-    let tenant = meniscus_grid::TenantId::parse(tenant)
-        .map_err(|error| anyhow::anyhow!("{tenant:?} is not a tenant id: {error}"))?;
+    let tenant = tenant_id(tenant)?;
     let config = tool_config(config)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -307,7 +307,7 @@ fn corrupt(tenant: &str, id: &str) -> io::Error {
 }
 
 fn with_new_key(mut file: KeyFile) -> (KeyFile, TenantKey) {
-    let key: [u8; KEY_BYTES] = Aes256Gcm::generate_key(&mut OsRng).into();
+    let key = DataKey::random_bytes();
     let id = ulid::Ulid::new().to_string().to_lowercase();
     file.keys.insert(id.clone(), BASE64.encode(key));
     file.current = id.clone();
@@ -441,12 +441,12 @@ impl DataKey {
     /// file is ever sealed twice, so nothing needs the key to be derived.
     pub fn random() -> DataKey {
         DataKey {
-            key: Aes256Gcm::generate_key(&mut OsRng).into(),
+            key: DataKey::random_bytes(),
             chunk_bytes: Some(CHUNK_BYTES),
         }
     }
 
-    /// 32 random bytes, for a key of another kind (the write-ahead log's record key).
+    /// 32 random bytes: a data key's, a tenant key's, the write-ahead log's record key.
     pub fn random_bytes() -> [u8; KEY_BYTES] {
         Aes256Gcm::generate_key(&mut OsRng).into()
     }

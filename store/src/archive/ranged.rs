@@ -252,9 +252,6 @@ fn runs(sorted: &[u64]) -> Vec<Range<u64>> {
 
 /// The archived objects one query reads, as an object store of their plain bytes.
 pub struct QueryObjects {
-    /// Where the session finds it: its own host, so two sets registered with one session
-    /// never replace each other.
-    url: url::Url,
     archive: Arc<Archive>,
     /// By object key: the object and its sparse copy, held until the query ends.
     objects: HashMap<String, (Arc<CachedFile>, ArchivedObject)>,
@@ -265,26 +262,13 @@ impl QueryObjects {
         archive: Arc<Archive>,
         objects: impl IntoIterator<Item = (Arc<CachedFile>, ArchivedObject)>,
     ) -> QueryObjects {
-        static SETS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let set = SETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         QueryObjects {
-            url: url::Url::parse(&format!("archive://objects-{set}")).expect("a valid URL"),
             archive,
             objects: objects
                 .into_iter()
                 .map(|(file, object)| (object.key.clone(), (file, object)))
                 .collect(),
         }
-    }
-
-    /// The URL to register this store under.
-    pub fn url(&self) -> &url::Url {
-        &self.url
-    }
-
-    /// The URL DataFusion reads the object `key` at.
-    pub fn url_of(&self, key: &str) -> String {
-        format!("{}/{key}", self.url.as_str().trim_end_matches('/'))
     }
 
     fn find(

@@ -36,7 +36,7 @@ use datafusion::parquet::file::reader::ChunkReader;
 use meniscus_record::columnar::{batch_bytes, conform, event_keys, schema, TenantBatch};
 use parking_lot::RwLock;
 
-use crate::archive::crypto::Keyring;
+use crate::archive::crypto::{Keyring, SealingGuard, TenantKey};
 use crate::compaction::CompactionOptions;
 use crate::disk::{replace_file, Disk};
 use crate::msg_tokens::{self, stored_schema};
@@ -348,14 +348,7 @@ impl HotStore {
                 window_dir_name(*window)
             );
             let sealed = batches.iter().any(holds_encrypted_rows);
-            // Held until the file is in place: a key rotation's `--retire-old` waits for it.
-            let (_sealing, key) = match sealed {
-                true => {
-                    let (guard, key) = self.keyring.current_for_sealing(tenant)?;
-                    (Some(guard), Some(key))
-                }
-                false => (None, None),
-            };
+            let (_sealing, key) = self.sealing_key(tenant, sealed)?;
             let bytes = write_parquet(
                 self.disk.as_ref(),
                 &self.root,
@@ -563,6 +556,20 @@ impl HotStore {
         self.open_file(entry)?.read_all()
     }
 
+    /// For a file of `tenant` to be sealed: its key, with the guard to hold until the file is
+    /// in place (a key rotation's `--retire-old` waits for it); nothing for a plain file.
+    fn sealing_key(
+        &self,
+        tenant: &str,
+        sealed: bool,
+    ) -> io::Result<(Option<SealingGuard>, Option<TenantKey>)> {
+        if !sealed {
+            return Ok((None, None));
+        }
+        let (guard, key) = self.keyring.current_for_sealing(tenant)?;
+        Ok((Some(guard), Some(key)))
+    }
+
     /// The tenant keys files are sealed with.
     pub fn keyring(&self) -> &Arc<Keyring> {
         &self.keyring
@@ -606,14 +613,7 @@ impl HotStore {
             batches.extend(self.read_file(entry)?);
         }
         let sealed = batches.iter().any(holds_encrypted_rows);
-        // Held until the file is in place: a key rotation's `--retire-old` waits for it.
-        let (_sealing, key) = match sealed {
-            true => {
-                let (guard, key) = self.keyring.current_for_sealing(&first.tenant)?;
-                (Some(guard), Some(key))
-            }
-            false => (None, None),
-        };
+        let (_sealing, key) = self.sealing_key(&first.tenant, sealed)?;
         // Only the sort keys are concatenated; rows are then gathered from the batches as
         // read, one output slice at a time, so memory holds the input once plus one slice.
         let order = compaction_order(&batches)?;

@@ -7,7 +7,8 @@
 //! key, wrapped by the tenant's key and kept in the file's fixed-size header with the tenant
 //! key's id: a key rotation re-wraps the header in place, and a purge, which deletes the
 //! tenant's key, leaves nothing that opens. Chunks and the wrapped key are bound to the
-//! tenant, so a file moved into another tenant's directory does not open for it.
+//! tenant and the file's name, so a file moved into another tenant's directory, or put in
+//! place of another file, does not open.
 //!
 //! ```text
 //! "MNSHOT1\n" | chunk size (u32 LE) | key id (u8 length, 63 bytes) | wrapped data key (60)
@@ -232,12 +233,18 @@ pub struct SealedFile {
 }
 
 impl SealedFile {
-    fn open(file: File, tenant: &str, name: &str, keyring: &Keyring) -> io::Result<SealedFile> {
+    /// Opens `file`, whose header (already read) is `first`, as the file `name` of `tenant`.
+    fn open(
+        file: File,
+        first: &[u8; HEADER_BYTES],
+        tenant: &str,
+        name: &str,
+        keyring: &Keyring,
+    ) -> io::Result<SealedFile> {
         let stored = file.metadata()?.len();
         let aad = wrap_aad(tenant, name);
-        let open_header = || -> io::Result<(Header, DataKey)> {
-            let bytes = read_header(&file)?.ok_or_else(|| invalid("not a sealed file"))?;
-            let header = parse_header(&bytes)?;
+        let open_header = |bytes: &[u8; HEADER_BYTES]| -> io::Result<(Header, DataKey)> {
+            let header = parse_header(bytes)?;
             let data_key = keyring
                 .key(tenant, &header.key_id)
                 .and_then(|key| DataKey::unwrap_with(&header.wrapped, &key, &aad))
@@ -246,9 +253,12 @@ impl SealedFile {
         };
         // A rotation may be re-writing the header this very moment (in place, one write), or
         // have just dropped the key it named: read it again once before giving up.
-        let (header, data_key) = match open_header() {
+        let (header, data_key) = match open_header(first) {
             Ok(opened) => opened,
-            Err(_) => open_header()?,
+            Err(_) => {
+                let again = read_header(&file)?.ok_or_else(|| invalid("not a sealed file"))?;
+                open_header(&again)?
+            }
         };
         if header.chunk_bytes != CHUNK_BYTES {
             return Err(invalid(format!(
@@ -371,10 +381,10 @@ impl HotFile {
     pub fn open(path: &Path, tenant: &str, keyring: &Keyring) -> io::Result<HotFile> {
         let file = File::open(path)?;
         Ok(match read_header(&file)? {
-            Some(_) => HotFile::Sealed(Arc::new(
-                SealedFile::open(file, tenant, &name_of(path)?, keyring).map_err(|error| {
-                    io::Error::new(error.kind(), format!("{}: {error}", path.display()))
-                })?,
+            Some(header) => HotFile::Sealed(Arc::new(
+                SealedFile::open(file, &header, tenant, &name_of(path)?, keyring).map_err(
+                    |error| io::Error::new(error.kind(), format!("{}: {error}", path.display())),
+                )?,
             )),
             None => HotFile::Plain(Arc::new(file)),
         })

@@ -443,12 +443,7 @@ impl QueryEngine {
         }
         let mut archived = files_frame(ctx, &archived_files, &archived_token_files)?;
         if let Some(archive) = &self.archive {
-            if let Some(objects) = ranged_objects_frame(ctx, archive, ranged)? {
-                archived = Some(match archived {
-                    Some(files) => files.union(objects)?,
-                    None => objects,
-                });
-            }
+            archived = union_of(archived, ranged_objects_frame(ctx, archive, ranged)?)?;
         }
         if let Some(mut archived) = archived {
             if let Some(cutoff) = cutoff {
@@ -811,27 +806,21 @@ fn hot_files_frame(
     tenant: &str,
     snapshot: &Snapshot,
 ) -> Result<Option<DataFrame>, QueryError> {
-    let plain = |paths: &[std::path::PathBuf]| -> Vec<std::path::PathBuf> {
+    // (sealed, plain)
+    let split = |paths: &[std::path::PathBuf]| -> (Vec<_>, Vec<_>) {
         paths
             .iter()
-            .filter(|path| !snapshot.sealed.contains(*path))
             .cloned()
-            .collect()
+            .partition(|path| snapshot.sealed.contains(path))
     };
-    let mut frame = files_frame(ctx, &plain(&snapshot.files), &plain(&snapshot.token_files))?;
-    let sealed = |paths: &[std::path::PathBuf]| -> Vec<std::path::PathBuf> {
-        paths
-            .iter()
-            .filter(|path| snapshot.sealed.contains(*path))
-            .cloned()
-            .collect()
-    };
-    let (files, token_files) = (sealed(&snapshot.files), sealed(&snapshot.token_files));
+    let (files, plain_files) = split(&snapshot.files);
+    let (token_files, plain_token_files) = split(&snapshot.token_files);
+    let plain = files_frame(ctx, &plain_files, &plain_token_files)?;
     if files.is_empty() && token_files.is_empty() {
-        return Ok(frame);
+        return Ok(plain);
     }
     let root = hot.root().to_path_buf();
-    let store = SealedFiles::open(
+    let opened = SealedFiles::open(
         &root,
         tenant,
         hot.keyring(),
@@ -840,23 +829,23 @@ fn hot_files_frame(
     .map_err(|error| {
         QueryError::Internal(format!("cannot open a sealed hot-store file: {error}"))
     })?;
-    let urls = |paths: &[std::path::PathBuf]| {
+    let store = ReadOnlyStore::new("sealed-hot", "files", opened);
+    let urls = |paths: &[std::path::PathBuf]| -> Result<Vec<ListingTableUrl>, QueryError> {
         paths
             .iter()
-            .map(|path| ListingTableUrl::parse(store.url_of(&root, path)))
-            .collect::<Result<Vec<_>, _>>()
+            .map(|path| {
+                let location = sealed_files::location_of(&root, path)
+                    .map_err(|error| QueryError::Internal(error.to_string()))?;
+                Ok(ListingTableUrl::parse(store.url_of(&location))?)
+            })
+            .collect()
     };
     let (whole, tokens) = (urls(&files)?, urls(&token_files)?);
-    ctx.register_object_store(&store.url().clone(), Arc::new(ReadOnlyStore(store)));
+    ctx.register_object_store(&store.url().clone(), Arc::new(store));
     // Skip indexes lie beside the files, in clear (hashed 4-grams, as for plain files).
     let index_of: skipping::IndexLocator = Arc::new(move |key| Some(root.join(key.as_ref())));
-    if let Some(sealed) = parquet_frame(ctx, whole, tokens, ".parquet", index_of)? {
-        frame = Some(match frame {
-            Some(plain) => plain.union(sealed)?,
-            None => sealed,
-        });
-    }
-    Ok(frame)
+    let sealed = parquet_frame(ctx, whole, tokens, ".parquet", index_of)?;
+    union_of(plain, sealed)
 }
 
 /// A frame over the archived objects a query reads in ranges (registered with `ctx` as
@@ -870,7 +859,11 @@ fn ranged_objects_frame(
         return Ok(None);
     }
     let (mut whole, mut tokens) = (Vec::new(), Vec::new());
-    let store = QueryObjects::new(archive.clone(), objects.iter().cloned());
+    let store = ReadOnlyStore::new(
+        "archive",
+        "objects",
+        QueryObjects::new(archive.clone(), objects.iter().cloned()),
+    );
     for (_, object) in &objects {
         let url = ListingTableUrl::parse(store.url_of(&object.key))?;
         if object.msg_tokens {
@@ -879,7 +872,7 @@ fn ranged_objects_frame(
             whole.push(url);
         }
     }
-    ctx.register_object_store(&store.url().clone(), Arc::new(ReadOnlyStore(store)));
+    ctx.register_object_store(&store.url().clone(), Arc::new(store));
     let keeper = archive.clone();
     let index_of: skipping::IndexLocator =
         Arc::new(move |key| Some(keeper.skip_index_of_key(key.as_ref())));
@@ -901,9 +894,17 @@ fn parquet_frame(
         Some(frame) => Some(frame.select(event_columns())?),
         None => None,
     };
-    Ok(match (whole, tokens) {
-        (Some(whole), Some(tokens)) => Some(tokens.union(whole)?),
-        (whole, tokens) => whole.or(tokens),
+    union_of(tokens, whole)
+}
+
+/// One frame of `first` and `second`, either of which may be absent.
+fn union_of(
+    first: Option<DataFrame>,
+    second: Option<DataFrame>,
+) -> Result<Option<DataFrame>, QueryError> {
+    Ok(match (first, second) {
+        (Some(first), Some(second)) => Some(first.union(second)?),
+        (first, second) => first.or(second),
     })
 }
 

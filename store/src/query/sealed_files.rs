@@ -1,8 +1,8 @@
 //! Sealed hot-store files (those holding rows of an `encrypted` producer) as one query reads
 //! them: DataFusion's Parquet reader asks for byte ranges, and each is served by opening only
-//! the chunks that hold it (see `hot::sealed`). Registered with the query's session under a
-//! host of its own (`sealed-hot://files-N/`); a file's location is its path under the hot-store
-//! root.
+//! the chunks that hold it (see `hot::sealed`). Registered with the query's session as a
+//! [`crate::read_only_store::ReadOnlyStore`] (`sealed-hot://files-N/`); a file's location is its
+//! path under the hot-store root.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -22,7 +22,6 @@ use crate::read_only_store::RangeSource;
 
 /// The sealed files of one tenant one query reads, opened (their data keys unwrapped).
 pub struct SealedFiles {
-    url: url::Url,
     /// By path under the hot-store root.
     files: HashMap<String, (HotFile, ObjectMeta)>,
 }
@@ -35,15 +34,9 @@ impl SealedFiles {
         keyring: &Keyring,
         paths: impl IntoIterator<Item = &'a PathBuf>,
     ) -> io::Result<SealedFiles> {
-        static SETS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let set = SETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut files = HashMap::new();
         for path in paths {
-            let key = path
-                .strip_prefix(root)
-                .map_err(io::Error::other)?
-                .to_string_lossy()
-                .into_owned();
+            let key = location_of(root, path)?;
             let file = HotFile::open(path, tenant, keyring)?;
             let modified = std::fs::metadata(path)?.modified()?;
             let meta = ObjectMeta {
@@ -63,21 +56,7 @@ impl SealedFiles {
             };
             files.insert(key, (file, meta));
         }
-        Ok(SealedFiles {
-            url: url::Url::parse(&format!("sealed-hot://files-{set}")).expect("a valid URL"),
-            files,
-        })
-    }
-
-    /// The URL to register this store under.
-    pub fn url(&self) -> &url::Url {
-        &self.url
-    }
-
-    /// The URL DataFusion reads the file at `path` (under the hot-store root) at.
-    pub fn url_of(&self, root: &Path, path: &Path) -> String {
-        let key = path.strip_prefix(root).unwrap_or(path).to_string_lossy();
-        format!("{}/{key}", self.url.as_str().trim_end_matches('/'))
+        Ok(SealedFiles { files })
     }
 
     fn find(&self, location: &ObjectPath) -> object_store::Result<&(HotFile, ObjectMeta)> {
@@ -88,6 +67,15 @@ impl SealedFiles {
                 source: "not a sealed hot-store file of this query".into(),
             })
     }
+}
+
+/// The location of the file at `path` (under the hot-store `root`) in a [`SealedFiles`].
+pub fn location_of(root: &Path, path: &Path) -> io::Result<String> {
+    Ok(path
+        .strip_prefix(root)
+        .map_err(io::Error::other)?
+        .to_string_lossy()
+        .into_owned())
 }
 
 #[async_trait]
