@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{Timelike, Utc};
 use meniscus_store::archive::crypto::{sidecar_key_id, CHUNKED_MAGIC, OBJECT_MAGIC};
+use meniscus_store::hot::sealed::SEALED_MAGIC;
 use meniscus_tests::azurite::Azurite;
 use meniscus_tests::gcs::FakeGcs;
 use meniscus_tests::s3::SeaweedFs;
-use meniscus_tests::{meniscus_binary, run, Meniscus, StartOptions};
+use meniscus_tests::{files_under, meniscus_binary, run, Meniscus, StartOptions};
 use serde_json::Value;
 
 const STORAGE: &str =
@@ -219,6 +220,17 @@ fn archived_hours_answer_queries_once_the_hot_copy_is_gone_and_hold_no_plain_tex
     // The skip indexes are kept with the objects too: with the local copies gone (a lost data
     // directory), they are fetched back from the bucket and still spare hour 2's object.
     let local_indexes = meniscus.data_dir().join("archive/skip");
+    // Sealed with the tenant's key, as the objects are: no Bloom filter rests in clear.
+    let sealed_copies = |dir: &std::path::Path| {
+        let copies = files_under(dir, ".skip");
+        assert!(!copies.is_empty(), "{}", dir.display());
+        for copy in copies {
+            let bytes = std::fs::read(&copy).unwrap();
+            assert!(bytes.starts_with(SEALED_MAGIC), "{}", copy.display());
+            assert!(!bytes.windows(8).any(|window| window == b"MNSKIP01"));
+        }
+    };
+    sealed_copies(&local_indexes);
     std::fs::remove_dir_all(&local_indexes).unwrap();
     assert_eq!(search_count(&meniscus, "hour4%20line"), 50);
     assert_eq!(
@@ -227,6 +239,7 @@ fn archived_hours_answer_queries_once_the_hot_copy_is_gone_and_hold_no_plain_tex
         "hour 2's object is still not fetched"
     );
     assert!(local_indexes.exists(), "the fetched indexes are kept again");
+    sealed_copies(&local_indexes);
 
     // Every event, once, though three of acme's hours now live only in the archive.
     assert_eq!(count_and_distinct(&meniscus, "acme", "true"), (171, 171));

@@ -262,7 +262,16 @@ fn an_encrypted_producers_events_rest_sealed_in_the_log_the_hot_store_and_the_ar
     let acme = hot_entries(&meniscus, "acme");
     assert!(starts_sealed(&acme[0].0));
     assert_eq!(acme[0].1["sealed"], true);
+    // Its skip index is sealed as the file is: a Bloom filter in clear would let anyone test
+    // a guessed text against it.
+    let sidecar = acme[0].0.with_extension("skip");
+    assert!(starts_sealed(&sidecar), "{}", sidecar.display());
+    assert!(!holds(&sidecar, b"MNSKIP01"));
     assert_eq!(search_count(&meniscus, "acme", "vault-secret-needle"), 40);
+    assert_eq!(
+        search_count(&meniscus, "acme", "no-such-needle-anywhere"),
+        0
+    );
 
     // The archive: the hour goes up, its hot copy leaves (shortTerm 1h), and queries read the
     // object, which holds no plain text either.
@@ -296,6 +305,12 @@ fn an_encrypted_producers_events_rest_sealed_in_the_log_the_hot_store_and_the_ar
         .filter(|file| file.extension().is_none_or(|extension| extension != "skip"))
         .collect();
     assert!(!cached.is_empty());
+    // The archive's local copy of the object's skip index is sealed too.
+    let local_indexes = files_under(&meniscus.data_dir().join("archive/skip/acme"), ".skip");
+    assert_eq!(local_indexes.len(), 1, "{local_indexes:?}");
+    assert!(starts_sealed(&local_indexes[0]));
+    // Every sealed index opened: none was set aside as unreadable (the file read in full).
+    assert!(!meniscus.log().contains("skip index"), "{}", meniscus.log());
     for file in &cached {
         assert!(
             !holds(file, b"PAR1"),
@@ -320,13 +335,20 @@ fn a_key_rotation_rewraps_sealed_hot_files_in_place_and_they_stay_readable() {
         );
     }
     meniscus.wait_for_count("acme", "acme-token", "true", 50);
-    meniscus.stop();
-    meniscus.restart();
+    // Compacted, so each hour's file has a (sealed) skip index beside it.
+    reconfigure(
+        &mut meniscus,
+        &[("compactionGrace: 1h", "compactionGrace: 1s")],
+    );
+    meniscus.wait_until(60, "both hours compacted", || {
+        let entries = hot_entries(&meniscus, "acme");
+        entries.len() == 2 && entries.iter().all(|(_, entry)| entry["compacted"] == true)
+    });
     let files: Vec<PathBuf> = hot_entries(&meniscus, "acme")
         .into_iter()
-        .map(|(path, _)| path)
+        .flat_map(|(path, _)| [path.with_extension("skip"), path])
         .collect();
-    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(files.len(), 4, "{files:?}");
     let key_file = meniscus.data_dir().join("keys/acme.json");
     let keys: Value = serde_json::from_slice(&std::fs::read(&key_file).unwrap()).unwrap();
     let first = keys["current"].as_str().unwrap().to_string();
@@ -342,8 +364,17 @@ fn a_key_rotation_rewraps_sealed_hot_files_in_place_and_they_stay_readable() {
         .arg(meniscus.config_path())
         .arg("--data-dir")
         .arg(meniscus.data_dir()));
+    // The two files and their indexes at least (the flushed files compaction replaced may
+    // not be deleted yet).
+    let rewrapped: usize = output
+        .split("; ")
+        .nth(1)
+        .and_then(|part| part.split(' ').next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("{output}"));
+    assert!(rewrapped >= 4, "{output}");
     assert!(
-        output.contains("2 hot-store file key(s) and 0 object key(s) re-wrapped; old keys dropped"),
+        output.contains("local file key(s) and 0 object key(s) re-wrapped; old keys dropped"),
         "{output}"
     );
     let keys: Value = serde_json::from_slice(&std::fs::read(&key_file).unwrap()).unwrap();
@@ -368,6 +399,9 @@ fn a_key_rotation_rewraps_sealed_hot_files_in_place_and_they_stay_readable() {
     );
     meniscus.restart();
     assert_eq!(search_count(&meniscus, "acme", "rotated-needle"), 50);
+    assert_eq!(search_count(&meniscus, "acme", "never-sent-needle"), 0);
+    // The re-wrapped skip indexes opened with the new key (none was set aside as unreadable).
+    assert!(!meniscus.log().contains("skip index"), "{}", meniscus.log());
 
     // Without the tenant's key nothing opens, and the answer says why rather than leaving
     // the hours out.

@@ -18,10 +18,14 @@
 //! Stored as a sidecar next to the Parquet file (`NAME.skip`, see [`sidecar_path`]), written
 //! durably before the manifest names the file; a file without one (flushed files, files of
 //! older versions) is simply read in full. The format is versioned and checksummed: an index
-//! that does not check out is ignored, never trusted.
+//! that does not check out is ignored, never trusted. The sidecar of a sealed file is sealed
+//! the same way ([`seal`]), and so are the archive's local copies of objects' indexes.
 
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+use crate::archive::crypto::{Keyring, TenantKey};
+use crate::hot::sealed::{name_of, HotFile, SealingWriter};
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::DataType;
@@ -268,7 +272,18 @@ impl SkipIndex {
     /// is then read in full).
     pub fn load(parquet: &Path) -> Option<SkipIndex> {
         let path = sidecar_path(parquet);
-        let bytes = match std::fs::read(&path) {
+        Self::decode_read(&path, std::fs::read(&path))
+    }
+
+    /// Reads the sidecar of a file of `tenant`, sealed or plain (see [`seal`]), as
+    /// [`SkipIndex::load`] does.
+    pub fn load_of(parquet: &Path, tenant: &str, keyring: &Keyring) -> Option<SkipIndex> {
+        let path = sidecar_path(parquet);
+        Self::decode_read(&path, read_plain(&path, tenant, keyring))
+    }
+
+    fn decode_read(path: &Path, read: io::Result<Vec<u8>>) -> Option<SkipIndex> {
+        let bytes = match read {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return None,
             Err(error) => {
@@ -284,6 +299,20 @@ impl SkipIndex {
             }
         }
     }
+}
+
+/// The encoded index in the sidecar `path` of a file of `tenant`, unsealed if it is sealed.
+pub fn read_plain(path: &Path, tenant: &str, keyring: &Keyring) -> io::Result<Vec<u8>> {
+    Ok(HotFile::open(path, tenant, keyring)?.read_all()?.into())
+}
+
+/// An encoded index sealed as a hot-store file is (see [`crate::hot::sealed`]), for the
+/// sidecar `path` of a file of `tenant`: the index of a sealed file is sealed too. Its
+/// 4-grams are hashed, but a guessed text could be tested against a Bloom filter in clear.
+pub fn seal(encoded: &[u8], path: &Path, tenant: &str, key: &TenantKey) -> io::Result<Vec<u8>> {
+    let mut writer = SealingWriter::new(Vec::new(), tenant, &name_of(path)?, key)?;
+    writer.write_all(encoded)?;
+    writer.finish()
 }
 
 #[cfg(test)]
@@ -395,5 +424,38 @@ mod tests {
             let plan = index.granules_to_read(&needles(&[line]));
             assert!(plan[i / GRANULE_ROWS].1, "row {i} not found");
         }
+    }
+
+    #[test]
+    fn a_sealed_index_opens_for_its_tenant_only_and_holds_nothing_in_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = Keyring::open(&dir.path().join("keys")).unwrap();
+        let mut builder = Builder::default();
+        builder
+            .add(&batch(&[Some("alpha secret-token beta"); 3]))
+            .unwrap();
+        let index = builder.finish();
+        let parquet = dir.path().join("acme/20261204T10/000001-compacted.parquet");
+        std::fs::create_dir_all(parquet.parent().unwrap()).unwrap();
+        let sidecar = sidecar_path(&parquet);
+        let key = keyring.current("acme").unwrap();
+        let sealed = seal(&index.encode(), &sidecar, "acme", &key).unwrap();
+        assert!(!sealed.windows(8).any(|window| window == MAGIC));
+        std::fs::write(&sidecar, &sealed).unwrap();
+
+        assert_eq!(
+            SkipIndex::load_of(&parquet, "acme", &keyring),
+            Some(index.clone())
+        );
+        // Another tenant's key does not open it, nor does the plain reader take it.
+        assert_eq!(SkipIndex::load_of(&parquet, "beta", &keyring), None);
+        assert_eq!(SkipIndex::load(&parquet), None);
+        // Moved beside another file, it does not open either (bound to its name).
+        let other = parquet.with_file_name("000002-compacted.parquet");
+        std::fs::copy(&sidecar, sidecar_path(&other)).unwrap();
+        assert_eq!(SkipIndex::load_of(&other, "acme", &keyring), None);
+        // A plain index reads through the same call.
+        std::fs::write(&sidecar, index.encode()).unwrap();
+        assert_eq!(SkipIndex::load_of(&parquet, "acme", &keyring), Some(index));
     }
 }

@@ -129,15 +129,24 @@ fn rotate_key(
     data_dir: &std::path::Path,
     retire_old: bool,
 ) -> anyhow::Result<()> {
-    use meniscus_store::archive::{crypto::Keyring, rotation, target};
+    use meniscus_store::archive::{self, crypto::Keyring, rotation, target};
     use meniscus_store::hot::sealed;
     let tenant = tenant_id(tenant)?;
     let tenant = tenant.as_str();
     let config = tool_config(config)?;
     let keyring = Keyring::open(&config.archive.key_dir(data_dir)?)?;
     let key = keyring.rotate(tenant)?;
-    let hot = data_dir.join("hot");
-    let files = sealed::rewrap_tenant(&hot, tenant, &keyring, &key)?;
+    // Sealed files: the hot store's (and their skip indexes), and the archive's local copies
+    // of its objects' skip indexes.
+    let sealed_dirs = [data_dir.join("hot"), archive::local_skip_dir(data_dir)];
+    let rewrap_files = || -> anyhow::Result<usize> {
+        let mut files = 0;
+        for dir in &sealed_dirs {
+            files += sealed::rewrap_tenant(dir, tenant, &keyring, &key)?;
+        }
+        Ok(files)
+    };
+    let files = rewrap_files()?;
     let objects = match config.archive.archive_options(data_dir)? {
         Some(options) => {
             let target = target::build(
@@ -161,17 +170,22 @@ fn rotate_key(
         // under an older key since the pass above is re-wrapped now, and then nothing needs
         // the old keys.
         let retired = keyring.retire_old_when(tenant, || {
-            sealed::rewrap_tenant(&hot, tenant, &keyring, &key)?;
-            Ok(sealed::sealed_with_other_keys(&hot, tenant, &key.id)?.is_empty())
+            rewrap_files().map_err(std::io::Error::other)?;
+            for dir in &sealed_dirs {
+                if !sealed::sealed_with_other_keys(dir, tenant, &key.id)?.is_empty() {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
         })?;
         if retired.is_none() {
             anyhow::bail!(
-                "hot-store files of {tenant} still use an older key; old keys kept (run the command again)"
+                "local files of {tenant} (hot-store files, skip indexes) still use an older key; old keys kept (run the command again)"
             );
         }
     }
     println!(
-        "tenant {tenant}: key {} is current; {files} hot-store file key(s) and {objects} object key(s) re-wrapped{}",
+        "tenant {tenant}: key {} is current; {files} local file key(s) and {objects} object key(s) re-wrapped{}",
         key.id,
         if retire_old { "; old keys dropped" } else { "" }
     );

@@ -56,6 +56,14 @@ use manifest::{skip_index_key, ArchiveManifest, ArchivedObject, Upload, SIDECAR_
 pub const MULTIPART_BYTES: usize = 8 * 1024 * 1024;
 /// Objects fetched at once by one query.
 const FETCH_CONCURRENCY: usize = 4;
+/// Under the archive's directory: local copies of objects' skip indexes, by object key.
+const LOCAL_SKIP_DIR: &str = "skip";
+
+/// Where the archive of the data directory `data_dir` keeps its local copies of objects' skip
+/// indexes (sealed with the tenant keys; `meniscus keys rotate` re-wraps them).
+pub fn local_skip_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("archive").join(LOCAL_SKIP_DIR)
+}
 
 /// A tenant's long-term retention (`None`: keep forever).
 pub type RetentionFn = Arc<dyn Fn(&str) -> Option<Duration> + Send + Sync>;
@@ -157,7 +165,7 @@ impl Archive {
         disk: Arc<dyn Disk>,
     ) -> anyhow::Result<Arc<Archive>> {
         let dir = data_dir.join("archive");
-        std::fs::create_dir_all(dir.join("skip"))?;
+        std::fs::create_dir_all(local_skip_dir(data_dir))?;
         let target = target::build(
             &options.url,
             options.credentials_file.as_deref(),
@@ -423,7 +431,7 @@ impl Archive {
             }
             None => self.fetch_whole(&object, data_key).await?,
         };
-        self.copy_skip_index(&object.key, &file);
+        self.copy_skip_index(&object, &file);
         self.metrics.fetches.inc(&["miss"]);
         Ok(file)
     }
@@ -449,10 +457,17 @@ impl Archive {
     /// The object's skip index beside its whole cached copy, so a query over the local file
     /// reads only its granules that may match. (Sparse copies are read through
     /// [`ranged::QueryObjects`], which finds the index by object key.)
-    fn copy_skip_index(&self, key: &str, file: &CachedFile) {
-        let index = self.skip_index_path(key);
-        if file.chunked.is_none() && index.exists() {
-            let _ = std::fs::copy(&index, sidecar_path(&file.path));
+    /// (Such a copy is plain, from before objects were sealed in chunks, so its index is too.)
+    fn copy_skip_index(&self, object: &ArchivedObject, file: &CachedFile) {
+        if file.chunked.is_some() {
+            return;
+        }
+        if let Some(index) = self.local_skip_index(&object.tenant, &object.key) {
+            let _ = replace_file(
+                self.disk.as_ref(),
+                &sidecar_path(&file.path),
+                &index.encode(),
+            );
         }
     }
 
@@ -460,7 +475,13 @@ impl Archive {
     /// indexes ([`SkipIndex::load`] takes that path).
     pub fn skip_index_of_key(&self, key: &str) -> PathBuf {
         // Object keys are `/`-separated names the archive made; mirrored as directories.
-        self.dir.join("skip").join(key)
+        self.dir.join(LOCAL_SKIP_DIR).join(key)
+    }
+
+    /// The local copy of the skip index of the object `key` of `tenant`, opened with the
+    /// tenant's key; `None` when there is none or it does not open (it is then fetched).
+    pub fn local_skip_index(&self, tenant: &str, key: &str) -> Option<SkipIndex> {
+        SkipIndex::load_of(&self.skip_index_of_key(key), tenant, &self.keyring)
     }
 
     /// The archived copy of the hot-store file `source`, if it has one.
@@ -723,7 +744,12 @@ impl Archive {
         // directory does not lose it (queries fetch it back), and a local copy spares the
         // request.
         let path = hot.root().join(&entry.path);
-        let skip_index = match read_if_present(&skip_index::sidecar_path(&path))? {
+        let sidecar = skip_index::sidecar_path(&path);
+        let skip_index = match if_present(skip_index::read_plain(
+            &sidecar,
+            &entry.tenant,
+            &self.keyring,
+        ))? {
             Some(index) => {
                 let companion = skip_index_key(&object_key);
                 let sealed = crypto::seal_companion(&index, &data_key, &companion);
@@ -733,7 +759,7 @@ impl Archive {
                     .put(&companion, PutPayload::from(sealed))
                     .await?;
                 self.make_durable(&[&companion]).await?;
-                self.keep_skip_index(&object_key, &index)?;
+                self.keep_skip_index(&entry.tenant, &object_key, &index)?;
                 true
             }
             None => false,
@@ -781,16 +807,19 @@ impl Archive {
         .map_err(|error| anyhow::anyhow!("cannot sync an uploaded object to disk: {error}"))
     }
 
-    /// Keeps an object's skip index where queries look for it, durably.
-    fn keep_skip_index(&self, object_key: &str, bytes: &[u8]) -> anyhow::Result<()> {
-        let skip_root = self.dir.join("skip");
+    /// Keeps an object's skip index where queries look for it, durably, sealed with the
+    /// tenant's current key (a copy a rotation left under a retired key does not open, and is
+    /// fetched again).
+    fn keep_skip_index(&self, tenant: &str, object_key: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        let skip_root = self.dir.join(LOCAL_SKIP_DIR);
         // Gone with a lost data directory (or removed by hand) since the archive opened.
         std::fs::create_dir_all(&skip_root)?;
         let path = self.skip_index_path(object_key);
         if let Some(parent) = path.strip_prefix(&skip_root)?.parent() {
             create_dirs_durably(self.disk.as_ref(), &skip_root, parent)?;
         }
-        replace_file(self.disk.as_ref(), &path, bytes)?;
+        let sealed = skip_index::seal(bytes, &path, tenant, &self.keyring.current(tenant)?)?;
+        replace_file(self.disk.as_ref(), &path, &sealed)?;
         Ok(())
     }
 
@@ -798,7 +827,7 @@ impl Archive {
     /// kept with the object in the target, fetched back and kept again. `None` when it has
     /// none or it cannot be had: the object is then read in full.
     async fn skip_index_of(self: &Arc<Self>, object: &ArchivedObject) -> Option<SkipIndex> {
-        if let Some(index) = SkipIndex::load(&self.skip_index_path(&object.key)) {
+        if let Some(index) = self.local_skip_index(&object.tenant, &object.key) {
             return Some(index);
         }
         if !object.skip_index {
@@ -827,7 +856,7 @@ impl Archive {
                 &self.keyring,
             )?;
             let decoded = SkipIndex::decode(&index)?;
-            self.keep_skip_index(&object.key, &index)?;
+            self.keep_skip_index(&object.tenant, &object.key, &index)?;
             anyhow::Ok(decoded)
         };
         match fetched.await {
@@ -1027,14 +1056,14 @@ impl Archive {
             }
         }
         self.keyring.purge(tenant)?;
-        let _ = std::fs::remove_dir_all(self.dir.join("skip").join(prefix.as_ref()));
+        let _ = std::fs::remove_dir_all(self.dir.join(LOCAL_SKIP_DIR).join(prefix.as_ref()));
         Ok(deleted)
     }
 }
 
-/// A file's bytes, or `None` when there is no such file.
-fn read_if_present(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    match std::fs::read(path) {
+/// What `read` read, `None` if there was nothing to read.
+fn if_present<T>(read: std::io::Result<T>) -> std::io::Result<Option<T>> {
+    match read {
         Ok(bytes) => Ok(Some(bytes)),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(error),

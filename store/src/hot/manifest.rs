@@ -120,6 +120,11 @@ pub fn write(disk: &dyn Disk, root: &Path, manifest: &Manifest) -> io::Result<()
 
 /// Every `.parquet` file under `root`, sorted.
 pub fn parquet_files(root: &Path) -> io::Result<Vec<PathBuf>> {
+    files_with_extensions(root, &["parquet"])
+}
+
+/// Every file under `root` whose extension is one of `extensions`, sorted.
+pub fn files_with_extensions(root: &Path, extensions: &[&str]) -> io::Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     if !root.exists() {
         return Ok(found);
@@ -132,7 +137,7 @@ pub fn parquet_files(root: &Path) -> io::Result<Vec<PathBuf>> {
                 stack.push(path);
             } else if path
                 .extension()
-                .is_some_and(|extension| extension == "parquet")
+                .is_some_and(|extension| extensions.iter().any(|wanted| extension == *wanted))
             {
                 found.push(path);
             }

@@ -657,11 +657,13 @@ impl HotStore {
             key.as_ref().map(|key| (first.tenant.as_str(), key)),
         )?;
         // Durable before the manifest names the file; a crash before that leaves both orphans.
-        replace_file(
-            self.disk.as_ref(),
-            &skip_index::sidecar_path(&self.root.join(&relative)),
-            &skip_index.finish().encode(),
-        )?;
+        let sidecar = skip_index::sidecar_path(&self.root.join(&relative));
+        let index = skip_index.finish().encode();
+        let index = match &key {
+            Some(key) => skip_index::seal(&index, &sidecar, &first.tenant, key)?,
+            None => index,
+        };
+        replace_file(self.disk.as_ref(), &sidecar, &index)?;
         let rows = order.len();
         drop(batches);
         let entry = FileEntry {

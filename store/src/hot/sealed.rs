@@ -504,9 +504,15 @@ pub fn rewrap(path: &Path, tenant: &str, keyring: &Keyring, key: &TenantKey) -> 
     Ok(true)
 }
 
-/// Re-wraps every sealed file of `tenant` under the hot-store `root` with `key` (a key
-/// rotation); returns how many were re-wrapped. A file deleted meanwhile (compaction,
-/// retention) is skipped.
+/// The files under `dir` that may be sealed: Parquet files and skip indexes (beside the
+/// files, or the archive's local copies).
+fn sealable_files(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
+    super::manifest::files_with_extensions(dir, &["parquet", "skip"])
+}
+
+/// Re-wraps every sealed file of `tenant` under `root` (the hot store's, or the archive's
+/// local skip indexes) with `key` (a key rotation); returns how many were re-wrapped. A file
+/// deleted meanwhile (compaction, retention) is skipped.
 pub fn rewrap_tenant(
     root: &Path,
     tenant: &str,
@@ -514,7 +520,7 @@ pub fn rewrap_tenant(
     key: &TenantKey,
 ) -> io::Result<usize> {
     let mut rewrapped = 0;
-    for path in super::manifest::parquet_files(&root.join(tenant))? {
+    for path in sealable_files(&root.join(tenant))? {
         match rewrap(&path, tenant, keyring, key) {
             Ok(true) => rewrapped += 1,
             Ok(false) => {}
@@ -538,7 +544,7 @@ pub fn sealed_with_other_keys(
     key_id: &str,
 ) -> io::Result<Vec<std::path::PathBuf>> {
     let mut found = Vec::new();
-    for path in super::manifest::parquet_files(&root.join(tenant))? {
+    for path in sealable_files(&root.join(tenant))? {
         match key_id_of(&path) {
             Ok(Some(id)) if id != key_id => found.push(path),
             Ok(_) => {}

@@ -58,6 +58,7 @@ use crate::hot::{window_of, HotStore, Snapshot, Unreadable};
 use crate::metrics::StoreMetrics;
 use crate::msg_tokens::{msg_from_tokens, stored_schema, token_column_names};
 use crate::read_only_store::ReadOnlyStore;
+use crate::skip_index::SkipIndex;
 use sealed_files::SealedFiles;
 
 #[derive(Clone, Debug)]
@@ -788,7 +789,7 @@ fn files_frame(
     // Local files: the object path is the absolute path without its leading `/`, and the
     // skip index lies beside the file.
     let index_of: skipping::IndexLocator =
-        Arc::new(|path| Some(std::path::PathBuf::from(format!("/{path}"))));
+        Arc::new(|path| SkipIndex::load(std::path::Path::new(&format!("/{path}"))));
     parquet_frame(
         ctx,
         local(files)?,
@@ -842,8 +843,10 @@ fn hot_files_frame(
     };
     let (whole, tokens) = (urls(&files)?, urls(&token_files)?);
     ctx.register_object_store(&store.url().clone(), Arc::new(store));
-    // Skip indexes lie beside the files, in clear (hashed 4-grams, as for plain files).
-    let index_of: skipping::IndexLocator = Arc::new(move |key| Some(root.join(key.as_ref())));
+    // Skip indexes lie beside the files, sealed as they are.
+    let (tenant, keyring) = (tenant.to_string(), hot.keyring().clone());
+    let index_of: skipping::IndexLocator =
+        Arc::new(move |key| SkipIndex::load_of(&root.join(key.as_ref()), &tenant, &keyring));
     let sealed = parquet_frame(ctx, whole, tokens, ".parquet", index_of)?;
     union_of(plain, sealed)
 }
@@ -873,9 +876,17 @@ fn ranged_objects_frame(
         }
     }
     ctx.register_object_store(&store.url().clone(), Arc::new(store));
-    let keeper = archive.clone();
-    let index_of: skipping::IndexLocator =
-        Arc::new(move |key| Some(keeper.skip_index_of_key(key.as_ref())));
+    let (keeper, tenants): (_, std::collections::HashMap<String, String>) = (
+        archive.clone(),
+        objects
+            .iter()
+            .map(|(_, object)| (object.key.clone(), object.tenant.clone()))
+            .collect(),
+    );
+    let index_of: skipping::IndexLocator = Arc::new(move |key| {
+        let tenant = tenants.get(key.as_ref())?;
+        keeper.local_skip_index(tenant, key.as_ref())
+    });
     // Object keys end in `.parquet.enc`.
     parquet_frame(ctx, whole, tokens, ".enc", index_of)
 }

@@ -10,7 +10,6 @@
 //! simply not used for pruning.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -29,10 +28,10 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use crate::skip_index::SkipIndex;
 
-/// Where the skip index of a scanned file is: the path of the Parquet file it indexes, as
-/// [`SkipIndex::load`] takes it (`None`: the file has none).
+/// The skip index of a scanned file, by the file's object path (`None`: the file has none,
+/// or it does not check out).
 pub(super) type IndexLocator =
-    Arc<dyn Fn(&object_store::path::Path) -> Option<PathBuf> + Send + Sync>;
+    Arc<dyn Fn(&object_store::path::Path) -> Option<SkipIndex> + Send + Sync>;
 
 /// Parquet files that store `msg` whole, read through their skip indexes.
 pub(super) struct SkippingTable {
@@ -148,7 +147,7 @@ fn skip_granules(
     for group in &config.file_groups {
         let mut files = Vec::new();
         for file in group.iter() {
-            let Some(index) = index_of(file.path()).and_then(|path| SkipIndex::load(&path)) else {
+            let Some(index) = index_of(file.path()) else {
                 files.push(file.clone());
                 continue;
             };
