@@ -15,7 +15,7 @@ use meniscus_record::{Batch, Stage, StageError, WhenFull};
 
 use crate::compaction::CompactionOptions;
 use crate::disk::faults::{FaultyDisk, Op};
-use crate::hot::WINDOW_SECONDS;
+use crate::hot::{FileEntry, WINDOW_SECONDS};
 use crate::query::{QueryEngine, QueryLimits};
 use crate::{record_chunks, Store, StoreOptions};
 
@@ -281,7 +281,7 @@ fn when_flushes_cannot_keep_up_memory_stops_growing_and_requests_get_full() {
 }
 
 #[test]
-fn a_missing_file_is_reported_and_queries_answer_without_its_window() {
+fn a_missing_file_is_reported_queries_answer_without_its_window_and_the_rest_is_archived() {
     let dir = tempfile::tempdir().unwrap();
     let disk = FaultyDisk::default();
     let now = crate::hot::window_of(Utc::now());
@@ -366,6 +366,54 @@ fn a_missing_file_is_reported_and_queries_answer_without_its_window() {
         "no retry loop on the set-aside group"
     );
     assert_eq!(store.metrics.hot_compaction_failures.get(), 0);
+
+    // The archive takes the set-aside group's file still on disk as it is, rather than wait
+    // for a compaction that will not come (keeping the hour hot past short-term retention);
+    // the missing file it cannot take.
+    let gone_window = now - 3 * WINDOW_SECONDS;
+    let set_aside: Vec<FileEntry> = store
+        .hot
+        .file_entries()
+        .into_iter()
+        .filter(|entry| entry.window == gone_window)
+        .collect();
+    assert_eq!(set_aside.len(), 2, "{set_aside:?}");
+    assert!(set_aside
+        .iter()
+        .all(|entry| store.hot.is_set_aside(&entry.path)));
+    let archive = crate::archive::test_support::open(
+        dir.path(),
+        &dir.path().join("objects"),
+        &dir.path().join("keys"),
+    );
+    let compaction = CompactionOptions {
+        zstd_level: 3,
+        grace: Duration::ZERO,
+        ..CompactionOptions::default()
+    };
+    // Hour 2's compacted file, and hour 3's file that is still there.
+    assert_eq!(
+        runtime
+            .block_on(archive.upload_pass(&store.hot, &compaction))
+            .unwrap(),
+        2
+    );
+    let archived: Vec<bool> = set_aside
+        .iter()
+        .map(|entry| archive.object_of(&entry.path).is_some())
+        .collect();
+    let on_disk: Vec<bool> = set_aside
+        .iter()
+        .map(|entry| !store.hot.is_missing(entry))
+        .collect();
+    assert_eq!(archived, on_disk);
+    assert_eq!(
+        runtime
+            .block_on(archive.upload_pass(&store.hot, &compaction))
+            .unwrap(),
+        0,
+        "nothing more, and no failure over the missing file"
+    );
 }
 
 #[test]

@@ -148,12 +148,7 @@ impl Flusher {
             .filter_map(|group| GroupKey::of(group))
             .collect();
         self.failing_groups.retain(|key, _| planned.contains(key));
-        self.metrics.hot_compaction_set_aside.set(
-            self.failing_groups
-                .values()
-                .filter(|failures| failures.attempts >= COMPACTION_ATTEMPTS)
-                .count() as u64,
-        );
+        self.publish_set_aside();
         let Some((group, key)) = plan.iter().zip(planned).find(|(_, key)| self.may_try(key)) else {
             return false;
         };
@@ -191,6 +186,26 @@ impl Flusher {
         }
     }
 
+    /// Tells the metrics and the hot store (so the archive takes their files as they are)
+    /// which groups are set aside.
+    fn publish_set_aside(&self) {
+        let set_aside: Vec<&GroupKey> = self
+            .failing_groups
+            .iter()
+            .filter(|(_, failures)| failures.attempts >= COMPACTION_ATTEMPTS)
+            .map(|(key, _)| key)
+            .collect();
+        self.metrics
+            .hot_compaction_set_aside
+            .set(set_aside.len() as u64);
+        self.hot.set_aside(
+            set_aside
+                .into_iter()
+                .flat_map(|key| key.paths.iter().cloned())
+                .collect(),
+        );
+    }
+
     /// Counts a failure of a group; at once set aside when `for_good` (a missing file will
     /// not come back by retrying).
     fn set_aside(&mut self, key: GroupKey, reason: &str, for_good: bool) {
@@ -207,13 +222,15 @@ impl Flusher {
             failures.attempts + 1
         };
         failures.retry_at = Instant::now() + COMPACTION_RETRY;
-        if failures.attempts >= COMPACTION_ATTEMPTS {
+        let set_aside = failures.attempts >= COMPACTION_ATTEMPTS;
+        if set_aside {
+            self.publish_set_aside();
             tracing::error!(
                 tenant = %key.tenant,
                 window = key.window,
                 files = key.paths.len(),
                 reason,
-                "compaction group set aside; its files stay live and queryable, other windows go on"
+                "compaction group set aside; its files stay live and queryable (the archive, if on, takes them as they are), other windows go on"
             );
         } else {
             tracing::warn!(

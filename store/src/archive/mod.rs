@@ -3,7 +3,8 @@
 //! the hot copy is gone.
 //!
 //! - **What is archived**: a hot-store file whose window has ended and been quiet for the
-//!   compaction grace and that compaction will not rewrite again. Before the upload the file is
+//!   compaction grace and that compaction will not rewrite again (or whose compaction group
+//!   the flusher set aside after repeated failures: taken as it is). Before the upload the file is
 //!   *pinned*: compaction leaves it alone from then on (late events of its hour are compacted
 //!   into files of their own), so an object always holds exactly the rows of one file.
 //! - **Where**: `PREFIX/TENANT/YYYY/MM/DD/HH/ORIGIN-NAME.parquet.enc` (ORIGIN: the archive's
@@ -30,7 +31,7 @@ pub mod recovery;
 pub mod rotation;
 pub mod target;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -559,8 +560,10 @@ impl Archive {
     }
 
     /// Files the uploader should archive now, oldest hours first: windows that ended and
-    /// have been quiet for the compaction grace, files compaction will not rewrite, not
-    /// archived yet, not past long-term retention.
+    /// have been quiet for the compaction grace, files compaction will not rewrite (or whose
+    /// compaction group was set aside after failing repeatedly: taken as they are, rather
+    /// than kept hot past short-term retention waiting for it; those missing from disk cannot
+    /// be), not archived yet, not past long-term retention.
     pub fn due(&self, hot: &HotStore, compaction_options: &CompactionOptions) -> Vec<FileEntry> {
         let now = Utc::now();
         let seconds = now.timestamp();
@@ -585,7 +588,8 @@ impl Archive {
             .filter(|entry| {
                 entry.window + WINDOW_SECONDS + grace <= seconds
                     && newest[&(entry.tenant.as_str(), entry.window)] + grace <= seconds
-                    && !planned.contains(&entry.path)
+                    && (!planned.contains(&entry.path)
+                        || (hot.is_set_aside(&entry.path) && !hot.is_missing(entry)))
                     && !archived.contains(&entry.path)
                     && !self.past_long_term(entry, now)
             })

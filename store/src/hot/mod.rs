@@ -97,6 +97,10 @@ struct State {
     /// Live files compaction must leave alone (relative paths): the archive holds them as
     /// objects of their own, so their rows must never move into another file.
     pinned: HashSet<String>,
+    /// Live files of compaction groups the flusher set aside after repeated failures
+    /// (relative paths): the archive takes them as they are rather than wait for a
+    /// compaction that may never come.
+    set_aside: HashSet<String>,
 }
 
 /// Rows gathered into one sorted slice when a compacted file is written.
@@ -184,6 +188,7 @@ impl HotStore {
             manifest,
             retired: Vec::new(),
             missing: HashSet::new(),
+            set_aside: HashSet::new(),
             pinned: HashSet::new(),
         };
         Ok((
@@ -526,6 +531,16 @@ impl HotStore {
             .filter(|entry| !state.pinned.contains(&entry.path))
             .cloned()
             .collect()
+    }
+
+    /// Records the files of the compaction groups set aside now (replacing the last record).
+    pub fn set_aside(&self, paths: HashSet<String>) {
+        self.state.write().set_aside = paths;
+    }
+
+    /// Whether the live file `path` belongs to a compaction group set aside.
+    pub fn is_set_aside(&self, path: &str) -> bool {
+        self.state.read().set_aside.contains(path)
     }
 
     /// Keeps compaction off the live file `path` from now on, so its rows stay exactly where
