@@ -217,6 +217,21 @@ fn archived_hours_answer_queries_once_the_hot_copy_is_gone_and_hold_no_plain_tex
         2,
         "hour 3's object is fetched, hour 2's is not"
     );
+    // A statement that scans events twice (a self-join) whose every scan requires text
+    // fetches only the hours that may hold one scan's text: still not hour 2's object.
+    let rows = meniscus.sql(
+        "acme",
+        "acme-token",
+        "SELECT count(*) AS n FROM events a JOIN events b \
+         ON split_part(a.msg, ' ', 4) = split_part(b.msg, ' ', 4) \
+         WHERE a.msg LIKE '%hour3 line%' AND b.msg LIKE '%hour4 line%'",
+    );
+    assert_eq!(rows[0]["n"].as_u64(), Some(50), "{rows:?}");
+    assert_eq!(
+        fetch_misses(&meniscus),
+        2,
+        "hour 2's object is not fetched for the self-join"
+    );
     // The skip indexes are kept with the objects too: with the local copies gone (a lost data
     // directory), they are fetched back from the bucket and still spare hour 2's object.
     let local_indexes = meniscus.data_dir().join("archive/skip");

@@ -271,15 +271,16 @@ impl Archive {
     /// Archived objects of `tenant` with windows in `first..=last` whose source file is not in
     /// `live` (the hot-store files the same query reads) and that retention still allows.
     ///
-    /// With `needles` (text every row the query wants contains), objects whose skip index
-    /// shows no granule holding all of them are left out: not fetched at all.
+    /// With `needles` (per scan of the query, text every row that scan wants contains),
+    /// objects whose skip index shows, for every scan, no granule holding all of its text are
+    /// left out: not fetched at all. No scans, or a scan that requires no text, read all.
     pub async fn objects_for_query(
         self: &Arc<Self>,
         tenant: &str,
         first_window: i64,
         last_window: i64,
         live: &HashSet<String>,
-        needles: &[Vec<u8>],
+        needles: &[Vec<Vec<u8>>],
     ) -> Vec<ArchivedObject> {
         let first_window = first_window.max(self.first_readable_window(tenant, Utc::now()));
         let candidates: Vec<ArchivedObject> = self
@@ -295,16 +296,15 @@ impl Archive {
             })
             .cloned()
             .collect();
-        if needles.is_empty() {
+        if needles.is_empty() || needles.iter().any(|scan| scan.is_empty()) {
             return candidates;
         }
         let kept: Vec<Option<ArchivedObject>> = futures::stream::iter(candidates)
             .map(|object| async move {
                 let may_match = self.skip_index_of(&object).await.is_none_or(|index| {
-                    index
-                        .granules_to_read(needles)
+                    needles
                         .iter()
-                        .any(|(_, read)| *read)
+                        .any(|scan| index.granules_to_read(scan).iter().any(|(_, read)| *read))
                 });
                 may_match.then_some(object)
             })

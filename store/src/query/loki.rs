@@ -115,7 +115,7 @@ impl QueryEngine {
                 tenant,
                 Some(from),
                 Some(to),
-                std::slice::from_ref(&filter),
+                &[vec![filter.clone()]],
                 &mut running,
             )
             .await?;
@@ -167,7 +167,7 @@ impl QueryEngine {
                 tenant,
                 Some(window_from),
                 None,
-                std::slice::from_ref(&filter),
+                &[vec![filter.clone()]],
                 &mut running,
             )
             .await?;
@@ -323,7 +323,7 @@ impl QueryEngine {
                 tenant,
                 from,
                 to,
-                std::slice::from_ref(&filter),
+                &[vec![filter.clone()]],
                 &mut running,
             )
             .await?;

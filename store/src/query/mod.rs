@@ -359,15 +359,15 @@ impl QueryEngine {
         tenant: &TenantId,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
-        text_filters: &[Expr],
+        scan_filters: &[Vec<Expr>],
         running: &mut Running,
     ) -> Result<(DataFrame, Vec<UnreadableWindow>), QueryError> {
-        // Archived objects whose skip index rules out the text the query's filters require
-        // are not fetched. (Hot files, and the objects that are fetched, are pruned by the
-        // filters DataFusion pushes into their scans, whatever the query.)
-        let needles: Vec<Vec<u8>> = text_filters
+        // Archived objects whose skip index rules out the text the filters of every scan of
+        // the query require are not fetched. (Hot files, and the objects that are fetched,
+        // are pruned by the filters DataFusion pushes into their scans, whatever the query.)
+        let needles: Vec<Vec<Vec<u8>>> = scan_filters
             .iter()
-            .flat_map(skipping::required_text)
+            .map(|filters| filters.iter().flat_map(skipping::required_text).collect())
             .collect();
         // Nothing archived past the tenant's long-term retention is read, even before the
         // janitor deletes it: whole hours before it are not fetched, and rows of the hour it
@@ -551,20 +551,20 @@ impl QueryEngine {
         // find the text it requires of every row, by planning it once over an empty table of
         // the same shape: archived hours that cannot hold that text are not fetched. (The
         // fetch itself runs here, as for searches, at the priority of the other I/O.)
-        let text_filters = {
+        let scan_filters = {
             let (engine, sql) = (self.clone(), sql.clone());
             self.run_untimed(async move {
                 check_single_select(&sql)?;
                 if engine.archive.is_none() {
                     return Ok(Vec::new());
                 }
-                required_text_filters(&engine.session(false)?, &sql, options).await
+                filters_of_scans(&engine.session(false)?, &sql, options).await
             })
             .await?
         };
         let ctx = self.session(false)?;
         let (frame, unreadable) = self
-            .events_frame(&ctx, tenant, None, None, &text_filters, &mut running)
+            .events_frame(&ctx, tenant, None, None, &scan_filters, &mut running)
             .await?;
         ctx.register_table("events", frame.into_view())?;
         Ok((ctx, running, unreadable, sql, options))
@@ -585,7 +585,7 @@ impl QueryEngine {
                 tenant,
                 request.from,
                 request.to,
-                &filters,
+                std::slice::from_ref(&filters),
                 &mut running,
             )
             .await?;
@@ -739,15 +739,15 @@ impl QueryEngine {
     }
 }
 
-/// The filters on `events` a statement applies to every row it reads: those pushed into its
-/// only scan of `events`, planned over an empty table of the same shape. A statement that
-/// scans `events` more than once (a self-join, a subquery) may read rows the filters of one
-/// scan rule out, so it gets none.
-async fn required_text_filters(
+/// The filters on `events` a statement applies to the rows of each of its scans of `events`
+/// (one for most statements; a self-join or a subquery has more), planned over an empty
+/// table of the same shape. An archived hour is fetched when the filters of any scan may
+/// hold for its rows.
+async fn filters_of_scans(
     ctx: &SessionContext,
     sql: &str,
     options: SQLOptions,
-) -> Result<Vec<Expr>, QueryError> {
+) -> Result<Vec<Vec<Expr>>, QueryError> {
     use datafusion::common::tree_node::TreeNodeRecursion;
     use datafusion::logical_expr::LogicalPlan;
     ctx.register_table("events", Arc::new(skipping::Shape::new(schema())))?;
@@ -764,10 +764,7 @@ async fn required_text_filters(
         }
         Ok(TreeNodeRecursion::Continue)
     })?;
-    Ok(match <[Vec<Expr>; 1]>::try_from(scans) {
-        Ok([filters]) => filters,
-        Err(_) => Vec::new(),
-    })
+    Ok(scans)
 }
 
 /// One frame over Parquet files that store `msg` whole and files that store it as tokens;
@@ -1257,44 +1254,64 @@ mod tests {
     use super::*;
 
     #[test]
-    fn archived_hours_are_pruned_only_by_text_every_row_read_must_hold() {
+    fn archived_hours_are_pruned_only_by_text_every_row_a_scan_reads_must_hold() {
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let required = |sql: &str| -> Vec<String> {
-            let filters = runtime
-                .block_on(required_text_filters(
+        // Per scan of `events`, the text its rows must hold (sorted, for comparing).
+        let required = |sql: &str| -> Vec<Vec<String>> {
+            let scans = runtime
+                .block_on(filters_of_scans(
                     &SessionContext::new(),
                     sql,
                     SQLOptions::new(),
                 ))
                 .unwrap();
-            filters
+            let mut texts: Vec<Vec<String>> = scans
                 .iter()
-                .flat_map(skipping::required_text)
-                .map(|needle| String::from_utf8(needle).unwrap())
-                .collect()
+                .map(|filters| {
+                    filters
+                        .iter()
+                        .flat_map(skipping::required_text)
+                        .map(|needle| String::from_utf8(needle).unwrap())
+                        .collect()
+                })
+                .collect();
+            texts.sort();
+            texts
         };
         assert_eq!(
             required("SELECT count(*) FROM events WHERE msg LIKE '%abcd%' AND severity < 4"),
-            ["abcd"]
+            [["abcd"]]
         );
         assert_eq!(
             required(
                 "SELECT host FROM (SELECT * FROM events WHERE msg LIKE '%efgh%') GROUP BY host"
             ),
-            ["efgh"]
+            [["efgh"]]
         );
-        // Another scan of events (a self-join, a subquery) reads rows without the text.
-        assert!(required(
-            "SELECT count(*) FROM events a JOIN events b ON a.event_id = b.event_id WHERE a.msg LIKE '%abcd%'"
-        )
-        .is_empty());
-        assert!(required(
-            "SELECT count(*) FROM events WHERE msg LIKE '%abcd%' AND ts > (SELECT min(ts) FROM events)"
-        )
-        .is_empty());
-        assert!(
-            required("SELECT count(*) FROM events WHERE msg LIKE '%abcd%' OR severity = 1")
-                .is_empty()
+        // A self-join whose every scan requires text reads only hours that may hold one
+        // scan's text; one scan without text reads every hour.
+        assert_eq!(
+            required(
+                "SELECT count(*) FROM events a JOIN events b ON a.host = b.host \
+                 WHERE a.msg LIKE '%abcd%' AND b.msg LIKE '%wxyz%'"
+            ),
+            [["abcd"], ["wxyz"]]
+        );
+        assert_eq!(
+            required(
+                "SELECT count(*) FROM events a JOIN events b ON a.event_id = b.event_id WHERE a.msg LIKE '%abcd%'"
+            ),
+            [vec![], vec!["abcd".to_string()]]
+        );
+        assert_eq!(
+            required(
+                "SELECT count(*) FROM events WHERE msg LIKE '%abcd%' AND ts > (SELECT min(ts) FROM events)"
+            ),
+            [vec![], vec!["abcd".to_string()]]
+        );
+        assert_eq!(
+            required("SELECT count(*) FROM events WHERE msg LIKE '%abcd%' OR severity = 1"),
+            [Vec::<String>::new()]
         );
     }
 
