@@ -292,42 +292,14 @@ fn a_missing_file_is_reported_queries_answer_without_its_window_and_the_rest_is_
     {
         let runtime = runtime();
         let _guard = runtime.enter();
-        let store = open(dir.path(), &disk, options()).unwrap();
-        for (hours_ago, name) in [(3, "gone"), (2, "kept")] {
-            // Two files per window, so compaction has a group to make.
-            for part in 0..2 {
-                let events: Vec<Event> = (0..5)
-                    .map(|index| event(&format!("{name}-{part}-{index}"), true, hour(hours_ago)))
-                    .collect();
-                let batch = Batch::from_events(&events).unwrap();
-                hand_on(&runtime, &store, batch, WhenFull::Refuse).unwrap();
-                runtime.block_on(store.flush()).unwrap();
-            }
-        }
-        let gone = store
-            .hot
-            .file_entries()
-            .into_iter()
-            .find(|entry| entry.window == now - 3 * WINDOW_SECONDS)
-            .unwrap();
+        let store = two_windows_of_two_files(dir.path(), &disk, &runtime, now);
+        let gone = file_of_window(&store, now - 3 * WINDOW_SECONDS);
         std::fs::remove_file(dir.path().join("hot").join(&gone.path)).unwrap();
     }
     // Started again with compaction on.
     let runtime = runtime();
     let _guard = runtime.enter();
-    let store = open(
-        dir.path(),
-        &disk,
-        StoreOptions {
-            compaction: CompactionOptions {
-                zstd_level: 3,
-                grace: Duration::ZERO,
-                ..CompactionOptions::default()
-            },
-            ..StoreOptions::default()
-        },
-    )
-    .unwrap();
+    let store = open_compacting(dir.path(), &disk);
     let engine = QueryEngine::new(
         store.hot.clone(),
         QueryLimits {
@@ -381,23 +353,9 @@ fn a_missing_file_is_reported_queries_answer_without_its_window_and_the_rest_is_
     assert!(set_aside
         .iter()
         .all(|entry| store.hot.is_set_aside(&entry.path)));
-    let archive = crate::archive::test_support::open(
-        dir.path(),
-        &dir.path().join("objects"),
-        &dir.path().join("keys"),
-    );
-    let compaction = CompactionOptions {
-        zstd_level: 3,
-        grace: Duration::ZERO,
-        ..CompactionOptions::default()
-    };
+    let archive = archive_in(dir.path());
     // Hour 2's compacted file, and hour 3's file that is still there.
-    assert_eq!(
-        runtime
-            .block_on(archive.upload_pass(&store.hot, &compaction))
-            .unwrap(),
-        2
-    );
+    assert_eq!(upload_pass(&runtime, &archive, &store), 2);
     let archived: Vec<bool> = set_aside
         .iter()
         .map(|entry| archive.object_of(&entry.path).is_some())
@@ -408,12 +366,123 @@ fn a_missing_file_is_reported_queries_answer_without_its_window_and_the_rest_is_
         .collect();
     assert_eq!(archived, on_disk);
     assert_eq!(
-        runtime
-            .block_on(archive.upload_pass(&store.hot, &compaction))
-            .unwrap(),
+        upload_pass(&runtime, &archive, &store),
         0,
         "nothing more, and no failure over the missing file"
     );
+}
+
+/// Compaction as soon as a window has ended.
+fn compacting() -> CompactionOptions {
+    CompactionOptions {
+        zstd_level: 3,
+        grace: Duration::ZERO,
+        ..CompactionOptions::default()
+    }
+}
+
+/// An archive of the data directory `dir` to a local target beside it.
+fn archive_in(dir: &Path) -> Arc<crate::archive::Archive> {
+    crate::archive::test_support::open(dir, &dir.join("objects"), &dir.join("keys"))
+}
+
+/// How many files one upload pass archives (compaction on, as [`compacting`]).
+fn upload_pass(
+    runtime: &tokio::runtime::Runtime,
+    archive: &Arc<crate::archive::Archive>,
+    store: &Store,
+) -> usize {
+    runtime
+        .block_on(archive.upload_pass(&store.hot, &compacting()))
+        .unwrap()
+}
+
+/// The store opened again with compaction on.
+fn open_compacting(dir: &Path, disk: &FaultyDisk) -> Arc<Store> {
+    let options = StoreOptions {
+        compaction: compacting(),
+        ..StoreOptions::default()
+    };
+    open(dir, disk, options).unwrap()
+}
+
+/// The first live file of `window`.
+fn file_of_window(store: &Store, window: i64) -> FileEntry {
+    let files = store.hot.file_entries();
+    files
+        .into_iter()
+        .find(|entry| entry.window == window)
+        .unwrap()
+}
+
+/// A store (compaction off) holding two files in each of the windows of 3 and 2 hours
+/// before `now` (a window start), so compaction has a group to make of each.
+fn two_windows_of_two_files(
+    dir: &Path,
+    disk: &FaultyDisk,
+    runtime: &tokio::runtime::Runtime,
+    now: i64,
+) -> Arc<Store> {
+    let store = open(dir, disk, options()).unwrap();
+    for (hours_ago, name) in [(3, "gone"), (2, "kept")] {
+        let time = Utc
+            .timestamp_opt(now - hours_ago * WINDOW_SECONDS, 0)
+            .unwrap();
+        for part in 0..2 {
+            let events: Vec<Event> = (0..5)
+                .map(|index| event(&format!("{name}-{part}-{index}"), true, time))
+                .collect();
+            let batch = Batch::from_events(&events).unwrap();
+            hand_on(runtime, &store, batch, WhenFull::Refuse).unwrap();
+            runtime.block_on(store.flush()).unwrap();
+        }
+    }
+    store
+}
+
+/// A compacted file lost from disk can never be archived. The uploads of its tenant go on
+/// past it, and retention lets its entry go at short-term retention: with the archive on it
+/// waited for an upload that could not happen, and every query over its hour said it was
+/// missing, for as long as the long-term retention.
+#[test]
+fn a_compacted_file_lost_from_disk_holds_up_no_upload_and_leaves_at_short_term_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = FaultyDisk::default();
+    let now = crate::hot::window_of(Utc::now());
+    {
+        let runtime = runtime();
+        let _guard = runtime.enter();
+        two_windows_of_two_files(dir.path(), &disk, &runtime, now);
+    }
+    let runtime = runtime();
+    let _guard = runtime.enter();
+    let store = open_compacting(dir.path(), &disk);
+    wait_until("both windows compacted", 10, || {
+        let files = store.hot.file_entries();
+        files.len() == 2 && files.iter().all(|entry| entry.compacted)
+    });
+    let lost = file_of_window(&store, now - 3 * WINDOW_SECONDS);
+    std::fs::remove_file(dir.path().join("hot").join(&lost.path)).unwrap();
+
+    let archive = archive_in(dir.path());
+    assert_eq!(
+        upload_pass(&runtime, &archive, &store),
+        1,
+        "hour 2's file is archived, past the older lost one"
+    );
+    assert_eq!(store.hot.missing_files(), 1);
+    let removed = crate::retention::expire_hot(&store.hot, Some(&archive), Utc::now(), |_| {
+        Some(Duration::from_secs(60))
+    })
+    .unwrap();
+    let mut removed: Vec<String> = removed.into_iter().map(|entry| entry.path).collect();
+    removed.sort();
+    let mut expected: Vec<String> = vec![lost.path.clone()];
+    expected.extend(archive.sources());
+    expected.sort();
+    assert_eq!(removed, expected, "the archived file and the lost one");
+    assert_eq!(store.hot.missing_files(), 0);
+    assert!(store.hot.file_entries().is_empty());
 }
 
 #[test]

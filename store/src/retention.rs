@@ -1,13 +1,40 @@
 //! Retention: a periodic pass deletes each tenant's hourly hot-store windows once they are
 //! older than its short-term retention (manifest first, then the files) — with an archive,
-//! only files already archived or past the long-term retention too — and the archived
+//! only files already archived, past the long-term retention too or gone from disk — and the archived
 //! objects older than its long-term retention.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::archive::Archive;
+use crate::hot::{FileEntry, HotStore};
 use crate::Store;
+
+/// One pass over the hot store: deletes the files past their tenant's short-term retention
+/// (`short_term`; `None`: keep). With an archive, a file not archived yet is kept until its
+/// upload works, unless it is past the long-term retention as well, or gone from disk (it
+/// can never be uploaded, and its entry would have every query over its hour say so).
+pub fn expire_hot(
+    hot: &HotStore,
+    archive: Option<&Archive>,
+    now: chrono::DateTime<chrono::Utc>,
+    short_term: impl Fn(&str) -> Option<Duration>,
+) -> std::io::Result<Vec<FileEntry>> {
+    // Read before the hot store's lock is taken for the pass.
+    let archived = archive.map(|archive| (archive, archive.sources(), hot.missing_paths()));
+    hot.expire(
+        now,
+        |tenant| short_term(tenant).and_then(|keep| chrono::Duration::from_std(keep).ok()),
+        |entry| match &archived {
+            Some((archive, archived, missing)) => {
+                !archived.contains(&entry.path)
+                    && !archive.past_long_term(entry, now)
+                    && !missing.contains(&entry.path)
+            }
+            None => false,
+        },
+    )
+}
 
 /// Runs a retention pass every `every`; `short_term` gives a tenant's hot retention (`None`:
 /// keep). Runs until the process ends.
@@ -22,27 +49,12 @@ pub fn spawn(
         let mut interval = tokio::time::interval(every);
         loop {
             interval.tick().await;
-            let hot = store.hot.clone();
-            let short_term = short_term.clone();
-            let archive_for_hot = archive.clone();
-            // Read once, before the hot store's lock is taken for the pass.
-            let archived = archive.as_ref().map(|archive| archive.sources());
+            let (hot, for_hot, short_term) =
+                (store.hot.clone(), archive.clone(), short_term.clone());
             let outcome = tokio::task::spawn_blocking(move || {
-                let now = chrono::Utc::now();
-                hot.expire(
-                    now,
-                    |tenant| {
-                        short_term(tenant).and_then(|keep| chrono::Duration::from_std(keep).ok())
-                    },
-                    // Not archived yet: kept hot until the upload works (unless it is past
-                    // the long-term retention as well).
-                    |entry| match (&archive_for_hot, &archived) {
-                        (Some(archive), Some(archived)) => {
-                            !archived.contains(&entry.path) && !archive.past_long_term(entry, now)
-                        }
-                        _ => false,
-                    },
-                )
+                expire_hot(&hot, for_hot.as_deref(), chrono::Utc::now(), |tenant| {
+                    short_term(tenant)
+                })
             })
             .await;
             match outcome {

@@ -562,8 +562,8 @@ impl Archive {
     /// Files the uploader should archive now, oldest hours first: windows that ended and
     /// have been quiet for the compaction grace, files compaction will not rewrite (or whose
     /// compaction group was set aside after failing repeatedly: taken as they are, rather
-    /// than kept hot past short-term retention waiting for it; those missing from disk cannot
-    /// be), not archived yet, not past long-term retention.
+    /// than kept hot past short-term retention waiting for it), not archived yet, not past
+    /// long-term retention.
     pub fn due(&self, hot: &HotStore, compaction_options: &CompactionOptions) -> Vec<FileEntry> {
         let now = Utc::now();
         let seconds = now.timestamp();
@@ -588,8 +588,7 @@ impl Archive {
             .filter(|entry| {
                 entry.window + WINDOW_SECONDS + grace <= seconds
                     && newest[&(entry.tenant.as_str(), entry.window)] + grace <= seconds
-                    && (!planned.contains(&entry.path)
-                        || (hot.is_set_aside(&entry.path) && !hot.is_missing(entry)))
+                    && (!planned.contains(&entry.path) || hot.is_set_aside(&entry.path))
                     && !archived.contains(&entry.path)
                     && !self.past_long_term(entry, now)
             })

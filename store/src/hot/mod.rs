@@ -500,7 +500,14 @@ impl HotStore {
         self.state.read().missing.len()
     }
 
-    /// Whether a live file is known to be missing.
+    /// Live files known to be missing from disk (relative paths).
+    pub fn missing_paths(&self) -> HashSet<String> {
+        self.state.read().missing.clone()
+    }
+
+    /// Whether a file is not on disk: a live one is then recorded (and reported once) as
+    /// missing. (One that retention or compaction took out of the manifest meanwhile is
+    /// simply gone.)
     pub fn is_missing(&self, entry: &FileEntry) -> bool {
         let state = self.state.read();
         if state.missing.contains(&entry.path) {
@@ -510,7 +517,13 @@ impl HotStore {
         if self.root.join(&entry.path).exists() {
             return false;
         }
-        if self.state.write().missing.insert(entry.path.clone()) {
+        let mut state = self.state.write();
+        let live = state
+            .manifest
+            .files
+            .iter()
+            .any(|candidate| candidate.path == entry.path);
+        if live && state.missing.insert(entry.path.clone()) {
             tracing::error!(path = %self.root.join(&entry.path).display(), "a live hot-store file is missing from disk");
         }
         true
