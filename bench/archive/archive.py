@@ -49,9 +49,13 @@ def zstd_size(path, level):
     return len(out.stdout)
 
 
+WEEDS = []
+
+
 class Weed:
     def __init__(self, binary, work):
         self.ports = [free_port() for _ in range(10)]
+        WEEDS.append(self)
         os.makedirs(os.path.join(work, "weed"), exist_ok=True)
         cfg = os.path.join(work, "s3.json")
         with open(cfg, "w") as f:
@@ -73,6 +77,16 @@ class Weed:
 
     def endpoint(self):
         return f"http://127.0.0.1:{self.ports[6]}"
+
+    def remove_sockets(self):
+        """Deletes the gRPC sockets weed mini leaves at fixed paths in /tmp (seaweedfs-KIND-PORT.sock)."""
+        suffixes = tuple(f"-{port}.sock" for port in self.ports)
+        for name in os.listdir("/tmp"):
+            if name.startswith("seaweedfs-") and name.endswith(suffixes):
+                try:
+                    os.remove(os.path.join("/tmp", name))
+                except OSError:
+                    pass
 
 
 class Meniscus:
@@ -180,6 +194,8 @@ def main():
         report = run(args, work)
     finally:
         stop_all()
+        for weed in WEEDS:
+            weed.remove_sockets()
         shutil.rmtree(work, ignore_errors=True)
     print(report)
     with open(args.out, "w") as f:

@@ -175,6 +175,30 @@ impl SeaweedFs {
             let _ = child.kill();
             let _ = child.wait();
         }
+        self.remove_sockets();
+    }
+
+    /// Deletes the local gRPC sockets `weed mini` makes at fixed paths in `/tmp`
+    /// (`seaweedfs-KIND-PORT.sock`), which it leaves behind: hundreds per test run otherwise.
+    fn remove_sockets(&self) {
+        let Ok(entries) = std::fs::read_dir("/tmp") else {
+            return;
+        };
+        let suffixes: Vec<String> = self
+            .ports
+            .iter()
+            .map(|port| format!("-{port}.sock"))
+            .collect();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("seaweedfs-")
+                && suffixes
+                    .iter()
+                    .any(|suffix| name.ends_with(suffix.as_str()))
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// Starts it again on the same data and S3 port.
