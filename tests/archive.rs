@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{Timelike, Utc};
 use meniscus_store::archive::crypto::{sidecar_key_id, CHUNKED_MAGIC, OBJECT_MAGIC};
-use meniscus_store::hot::sealed::SEALED_MAGIC;
+use meniscus_store::hot::sealed::{key_id_of, SEALED_MAGIC};
 use meniscus_tests::azurite::Azurite;
 use meniscus_tests::gcs::FakeGcs;
 use meniscus_tests::s3::SeaweedFs;
@@ -626,7 +626,22 @@ fn key_rotation_rewraps_every_object_and_old_and_new_hours_stay_readable() {
         keys["keys"].as_object().unwrap().keys().collect::<Vec<_>>(),
         vec![&third]
     );
-    assert_eq!(sidecars(&s3), vec![third.clone(), third]);
+    assert_eq!(sidecars(&s3), vec![third.clone(), third.clone()]);
+    // The local copies of the objects' skip indexes (kept under the target's prefix) are
+    // re-wrapped too: sealed under the newest key, they need no fetch to open.
+    let copies = files_under(
+        &meniscus.data_dir().join("archive/skip/meniscus/acme"),
+        ".skip",
+    );
+    assert_eq!(copies.len(), 2, "{copies:?}");
+    for copy in &copies {
+        assert_eq!(
+            key_id_of(copy).unwrap(),
+            Some(third.clone()),
+            "{}",
+            copy.display()
+        );
+    }
     // Fetched afresh (the cache starts empty) with only the newest key: both hours read.
     meniscus.restart();
     assert_eq!(

@@ -278,8 +278,20 @@ impl SkipIndex {
     /// Reads the sidecar of a file of `tenant`, sealed or plain (see [`seal`]), as
     /// [`SkipIndex::load`] does.
     pub fn load_of(parquet: &Path, tenant: &str, keyring: &Keyring) -> Option<SkipIndex> {
+        Self::load_noting_sealed(parquet, tenant, keyring).map(|(index, _)| index)
+    }
+
+    /// [`SkipIndex::load_of`], and whether the sidecar was sealed.
+    pub fn load_noting_sealed(
+        parquet: &Path,
+        tenant: &str,
+        keyring: &Keyring,
+    ) -> Option<(SkipIndex, bool)> {
         let path = sidecar_path(parquet);
-        Self::decode_read(&path, read_plain(&path, tenant, keyring))
+        let opened = HotFile::open(&path, tenant, keyring);
+        let sealed = opened.as_ref().is_ok_and(HotFile::is_sealed);
+        let index = Self::decode_read(&path, opened.and_then(|file| Ok(file.read_all()?.into())))?;
+        Some((index, sealed))
     }
 
     fn decode_read(path: &Path, read: io::Result<Vec<u8>>) -> Option<SkipIndex> {

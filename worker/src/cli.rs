@@ -129,37 +129,33 @@ fn rotate_key(
     data_dir: &std::path::Path,
     retire_old: bool,
 ) -> anyhow::Result<()> {
-    use meniscus_store::archive::{self, crypto::Keyring, rotation, target};
+    use meniscus_store::archive::{crypto::Keyring, rotation, target};
     use meniscus_store::hot::sealed;
     let tenant = tenant_id(tenant)?;
     let tenant = tenant.as_str();
     let config = tool_config(config)?;
     let keyring = Keyring::open(&config.archive.key_dir(data_dir)?)?;
     let key = keyring.rotate(tenant)?;
-    // Sealed files: the hot store's (and their skip indexes), and the archive's local copies
-    // of its objects' skip indexes.
-    let sealed_dirs = [data_dir.join("hot"), archive::local_skip_dir(data_dir)];
-    let rewrap_files = || -> anyhow::Result<usize> {
-        let mut files = 0;
-        for dir in &sealed_dirs {
-            files += sealed::rewrap_tenant(dir, tenant, &keyring, &key)?;
-        }
-        Ok(files)
+    let hot = data_dir.join("hot");
+    let mut files = sealed::rewrap_tenant(&hot, tenant, &keyring, &key)?;
+    let target = match config.archive.archive_options(data_dir)? {
+        Some(options) => Some(target::build(
+            &options.url,
+            options.credentials_file.as_deref(),
+            &options.options,
+        )?),
+        None => None,
     };
-    let files = rewrap_files()?;
-    let objects = match config.archive.archive_options(data_dir)? {
-        Some(options) => {
-            let target = target::build(
-                &options.url,
-                options.credentials_file.as_deref(),
-                &options.options,
-            )?;
+    let objects = match &target {
+        Some(target) => {
+            // The archive's local copies of the objects' skip indexes.
+            files += rotation::rewrap_local_skip_copies(data_dir, target, tenant, &keyring, &key)?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             // The key made above is current: the rotation re-wraps with it, not another.
             runtime.block_on(rotation::rewrap_all(
-                &target, &keyring, tenant, &key, retire_old,
+                target, &keyring, tenant, &key, retire_old,
             ))?
         }
         None => 0,
@@ -168,19 +164,20 @@ fn rotate_key(
         // Under the key directory's exclusive lock no file is being sealed (writers hold a
         // shared one from reading the key until their file is in place): what was written
         // under an older key since the pass above is re-wrapped now, and then nothing needs
-        // the old keys.
+        // the old keys. (Local copies of skip indexes under an old key are dropped: they are
+        // fetched again.)
         let retired = keyring.retire_old_when(tenant, || {
-            rewrap_files().map_err(std::io::Error::other)?;
-            for dir in &sealed_dirs {
-                if !sealed::sealed_with_other_keys(dir, tenant, &key.id)?.is_empty() {
-                    return Ok(false);
-                }
+            sealed::rewrap_tenant(&hot, tenant, &keyring, &key)?;
+            if let Some(target) = &target {
+                rotation::drop_local_skip_copies_under_other_keys(
+                    data_dir, target, tenant, &key.id,
+                )?;
             }
-            Ok(true)
+            Ok(sealed::sealed_with_other_keys(&hot, tenant, &key.id)?.is_empty())
         })?;
         if retired.is_none() {
             anyhow::bail!(
-                "local files of {tenant} (hot-store files, skip indexes) still use an older key; old keys kept (run the command again)"
+                "hot-store files of {tenant} still use an older key; old keys kept (run the command again)"
             );
         }
     }

@@ -482,7 +482,15 @@ impl Archive {
     /// The local copy of the skip index of the object `key` of `tenant`, opened with the
     /// tenant's key; `None` when there is none or it does not open (it is then fetched).
     pub fn local_skip_index(&self, tenant: &str, key: &str) -> Option<SkipIndex> {
-        SkipIndex::load_of(&self.skip_index_of_key(key), tenant, &self.keyring)
+        let (index, sealed) =
+            SkipIndex::load_noting_sealed(&self.skip_index_of_key(key), tenant, &self.keyring)?;
+        if !sealed {
+            // Kept in clear by an older version: sealed now.
+            if let Err(error) = self.keep_skip_index(tenant, key, &index.encode()) {
+                tracing::warn!(key, %error, "cannot seal a local copy of a skip index");
+            }
+        }
+        Some(index)
     }
 
     /// The archived copy of the hot-store file `source`, if it has one.
@@ -622,7 +630,11 @@ impl Archive {
                 Ok(false) => {}
                 Err(error) => {
                     self.metrics.uploads.inc(&["error"]);
-                    failed_tenants.insert(entry.tenant.clone());
+                    // A file of a group set aside may be what compaction could not read:
+                    // it must not hold up the tenant's later hours, pass after pass.
+                    if !hot.is_set_aside(&entry.path) {
+                        failed_tenants.insert(entry.tenant.clone());
+                    }
                     first_error.get_or_insert(error);
                 }
             }
@@ -748,11 +760,23 @@ impl Archive {
         // request.
         let path = hot.root().join(&entry.path);
         let sidecar = skip_index::sidecar_path(&path);
-        let skip_index = match if_present(skip_index::read_plain(
-            &sidecar,
-            &entry.tenant,
-            &self.keyring,
-        ))? {
+        // An index that does not open or check out stays behind (the object is then read in
+        // full, as with a damaged index): it must not hold up the upload.
+        let index = match skip_index::read_plain(&sidecar, &entry.tenant, &self.keyring) {
+            Ok(index) => match SkipIndex::decode(&index) {
+                Ok(_) => Some(index),
+                Err(error) => {
+                    tracing::warn!(path = %sidecar.display(), %error, "a damaged skip index is not archived; the object is read in full");
+                    None
+                }
+            },
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Err(error) => {
+                tracing::warn!(path = %sidecar.display(), %error, "a skip index that does not open is not archived; the object is read in full");
+                None
+            }
+        };
+        let skip_index = match index {
             Some(index) => {
                 let companion = skip_index_key(&object_key);
                 let sealed = crypto::seal_companion(&index, &data_key, &companion);
@@ -811,8 +835,7 @@ impl Archive {
     }
 
     /// Keeps an object's skip index where queries look for it, durably, sealed with the
-    /// tenant's current key (a copy a rotation left under a retired key does not open, and is
-    /// fetched again).
+    /// tenant's current key.
     fn keep_skip_index(&self, tenant: &str, object_key: &str, bytes: &[u8]) -> anyhow::Result<()> {
         let skip_root = self.dir.join(LOCAL_SKIP_DIR);
         // Gone with a lost data directory (or removed by hand) since the archive opened.
@@ -821,7 +844,10 @@ impl Archive {
         if let Some(parent) = path.strip_prefix(&skip_root)?.parent() {
             create_dirs_durably(self.disk.as_ref(), &skip_root, parent)?;
         }
-        let sealed = skip_index::seal(bytes, &path, tenant, &self.keyring.current(tenant)?)?;
+        // The key is held from reading it until the copy is in place, so a rotation that
+        // retires old keys meanwhile re-wraps or drops it rather than stranding it.
+        let (_sealing, key) = self.keyring.current_for_sealing(tenant)?;
+        let sealed = skip_index::seal(bytes, &path, tenant, &key)?;
         replace_file(self.disk.as_ref(), &path, &sealed)?;
         Ok(())
     }
@@ -1064,15 +1090,6 @@ impl Archive {
     }
 }
 
-/// What `read` read, `None` if there was nothing to read.
-fn if_present<T>(read: std::io::Result<T>) -> std::io::Result<Option<T>> {
-    match read {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(error),
-    }
-}
-
 /// One line saying why a request failed: an S3 error's XML body is cut down to its code and
 /// message (the client repeats it once per error in the chain).
 fn explain(error: &anyhow::Error) -> String {
@@ -1180,6 +1197,44 @@ mod tests {
             assert!(synced(Op::SyncDir, parent), "{} synced", parent.display());
             parent = parent.parent().unwrap();
         }
+    }
+
+    /// A local copy of an object's skip index kept in clear by an older version still
+    /// answers, and is sealed with the tenant's key once read.
+    #[tokio::test]
+    async fn a_local_skip_index_kept_in_clear_is_sealed_once_read() {
+        use datafusion::arrow::array::{RecordBatch, StringArray};
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        let dir = tempfile::tempdir().unwrap();
+        let archive = test_support::open(
+            dir.path(),
+            &dir.path().join("objects"),
+            &dir.path().join("keys"),
+        );
+        let schema = Arc::new(Schema::new(vec![Field::new("msg", DataType::Utf8, true)]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(StringArray::from(vec!["a rare needle here"]))],
+        )
+        .unwrap();
+        let mut builder = skip_index::Builder::default();
+        builder.add(&batch).unwrap();
+        let index = builder.finish();
+        let key = "acme/2026/12/01/10/origin-000000000001-compacted.parquet.enc";
+        let path = archive.skip_index_path(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, index.encode()).unwrap();
+
+        assert_eq!(archive.local_skip_index("acme", key), Some(index.clone()));
+        let stored = std::fs::read(&path).unwrap();
+        assert!(stored.starts_with(crate::hot::sealed::SEALED_MAGIC));
+        assert!(!stored.windows(8).any(|window| window == b"MNSKIP01"));
+        assert_eq!(archive.local_skip_index("acme", key), Some(index));
+        assert_eq!(
+            archive.local_skip_index("beta", key),
+            None,
+            "bound to its tenant"
+        );
     }
 
     /// A tenant's purge takes its objects (recorded or orphaned) and its keys, and nothing of

@@ -425,7 +425,7 @@ impl HotStore {
             };
         }
         let in_range = |window: i64| window >= first_window && window <= last_window;
-        let mut newly_missing = Vec::new();
+        let (mut newly_missing, mut found_again) = (Vec::new(), Vec::new());
         let snapshot = {
             let state = self.state.read();
             let mut batches = Vec::new();
@@ -450,16 +450,22 @@ impl HotStore {
                 {
                     let path = self.root.join(&entry.path);
                     // One stat per file: a missing file would fail the whole query.
-                    if !path.exists() {
-                        if !state.missing.contains(&entry.path) {
+                    if let Err(error) = std::fs::symlink_metadata(&path) {
+                        let reason = if error.kind() == io::ErrorKind::NotFound {
                             newly_missing.push(entry.path.clone());
-                        }
+                            format!("hot-store file {} is missing from disk", entry.path)
+                        } else {
+                            format!("hot-store file {} cannot be read: {error}", entry.path)
+                        };
                         unreadable.push(Unreadable {
                             window: entry.window,
-                            reason: format!("hot-store file {} is missing from disk", entry.path),
+                            reason,
                             source: Some(entry.path.clone()),
                         });
                         continue;
+                    }
+                    if state.missing.contains(&entry.path) {
+                        found_again.push(entry.path.clone());
                     }
                     live.insert(entry.path.clone());
                     if entry.sealed {
@@ -481,18 +487,45 @@ impl HotStore {
                 live,
             }
         };
-        if !newly_missing.is_empty() {
-            let mut state = self.state.write();
-            for path in newly_missing {
-                if state.missing.insert(path.clone()) {
-                    tracing::error!(
-                        path = %self.root.join(&path).display(),
-                        "a live hot-store file is missing from disk; queries answer without its window and say so (restore the file, or let retention remove its entry)"
-                    );
-                }
+        self.note_missing(newly_missing, found_again);
+        snapshot
+    }
+
+    /// Records the files `missing` from disk that are still live (each reported once), and
+    /// forgets the files `found` on disk again (restored by hand, say).
+    fn note_missing(&self, missing: Vec<String>, found: Vec<String>) {
+        if missing.is_empty() && found.is_empty() {
+            return;
+        }
+        let mut state = self.state.write();
+        for path in found {
+            if state.missing.remove(&path) {
+                tracing::info!(path = %self.root.join(&path).display(), "a hot-store file missing from disk is back");
             }
         }
-        snapshot
+        for path in missing {
+            // One that retention or compaction took out meanwhile is simply gone.
+            let live = state
+                .manifest
+                .files
+                .iter()
+                .any(|candidate| candidate.path == path);
+            if live && state.missing.insert(path.clone()) {
+                tracing::error!(
+                    path = %self.root.join(&path).display(),
+                    "a live hot-store file is missing from disk; queries answer without its window and say so (restore the file, or let retention remove its entry)"
+                );
+            }
+        }
+    }
+
+    /// Whether the file `path` (relative) is certainly not on disk: an error other than "not
+    /// found" (a permission slip, say) does not count, so such a file is never given up on.
+    fn absent(&self, path: &str) -> bool {
+        matches!(
+            std::fs::symlink_metadata(self.root.join(path)),
+            Err(error) if error.kind() == io::ErrorKind::NotFound
+        )
     }
 
     /// Live files found missing from disk so far.
@@ -500,33 +533,27 @@ impl HotStore {
         self.state.read().missing.len()
     }
 
-    /// Live files known to be missing from disk (relative paths).
+    /// Live files missing from disk (relative paths), checked on disk again now: one that
+    /// is back (restored by hand) is not among them, and is no longer reported.
     pub fn missing_paths(&self) -> HashSet<String> {
-        self.state.read().missing.clone()
+        let recorded = self.state.read().missing.clone();
+        let (missing, found): (HashSet<String>, HashSet<String>) =
+            recorded.into_iter().partition(|path| self.absent(path));
+        self.note_missing(Vec::new(), found.into_iter().collect());
+        missing
     }
 
     /// Whether a file is not on disk: a live one is then recorded (and reported once) as
-    /// missing. (One that retention or compaction took out of the manifest meanwhile is
-    /// simply gone.)
+    /// missing, and forgotten once it is back.
     pub fn is_missing(&self, entry: &FileEntry) -> bool {
-        let state = self.state.read();
-        if state.missing.contains(&entry.path) {
-            return true;
+        let absent = self.absent(&entry.path);
+        let recorded = self.state.read().missing.contains(&entry.path);
+        match (absent, recorded) {
+            (true, false) => self.note_missing(vec![entry.path.clone()], Vec::new()),
+            (false, true) => self.note_missing(Vec::new(), vec![entry.path.clone()]),
+            _ => {}
         }
-        drop(state);
-        if self.root.join(&entry.path).exists() {
-            return false;
-        }
-        let mut state = self.state.write();
-        let live = state
-            .manifest
-            .files
-            .iter()
-            .any(|candidate| candidate.path == entry.path);
-        if live && state.missing.insert(entry.path.clone()) {
-            tracing::error!(path = %self.root.join(&entry.path).display(), "a live hot-store file is missing from disk");
-        }
-        true
+        absent
     }
 
     /// Every live Parquet file.

@@ -504,15 +504,14 @@ pub fn rewrap(path: &Path, tenant: &str, keyring: &Keyring, key: &TenantKey) -> 
     Ok(true)
 }
 
-/// The files under `dir` that may be sealed: Parquet files and skip indexes (beside the
-/// files, or the archive's local copies).
+/// The files under `dir` that may be sealed: Parquet files and their skip indexes.
 fn sealable_files(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
     super::manifest::files_with_extensions(dir, &["parquet", "skip"])
 }
 
-/// Re-wraps every sealed file of `tenant` under `root` (the hot store's, or the archive's
-/// local skip indexes) with `key` (a key rotation); returns how many were re-wrapped. A file
-/// deleted meanwhile (compaction, retention) is skipped.
+/// Re-wraps every sealed file of `tenant` under the hot-store `root` (Parquet files and skip
+/// indexes) with `key` (a key rotation); returns how many were re-wrapped. A file deleted
+/// meanwhile (compaction, retention) is skipped.
 pub fn rewrap_tenant(
     root: &Path,
     tenant: &str,
