@@ -161,6 +161,10 @@ fn fetch_misses(meniscus: &Meniscus) -> u64 {
     meniscus.metric("meniscus_archive_fetches_total{result=\"miss\"}")
 }
 
+fn fetch_hits(meniscus: &Meniscus) -> u64 {
+    meniscus.metric("meniscus_archive_fetches_total{result=\"hit\"}")
+}
+
 fn readyz(meniscus: &Meniscus) -> (u16, String) {
     let response = meniscus.client.get(meniscus.url("/readyz")).send().unwrap();
     (response.status().as_u16(), response.text().unwrap())
@@ -255,6 +259,38 @@ fn archived_hours_answer_queries_once_the_hot_copy_is_gone_and_hold_no_plain_tex
     );
     assert!(local_indexes.exists(), "the fetched indexes are kept again");
     sealed_copies(&local_indexes);
+
+    // SQL opens only the archived hours its filters on `ts` allow: from the start of hour 2,
+    // hour 2's object is fetched, and hours 3 and 4 (cached) are not even looked up.
+    let hour2 = (Utc::now() - chrono::Duration::hours(2))
+        .with_minute(0)
+        .and_then(|time| time.with_second(0))
+        .unwrap();
+    let (hits, misses) = (fetch_hits(&meniscus), fetch_misses(&meniscus));
+    let rows = meniscus.sql(
+        "acme",
+        "acme-token",
+        &format!(
+            "SELECT count(*) AS n FROM events WHERE ts >= TIMESTAMP '{}'",
+            hour2.format("%Y-%m-%dT%H:%M:%SZ")
+        ),
+    );
+    assert_eq!(
+        rows[0]["n"].as_u64(),
+        Some(70),
+        "hour 2's 50 and 20 fresh: {rows:?}"
+    );
+    assert_eq!(fetch_misses(&meniscus), misses + 1, "hour 2's object");
+    assert_eq!(fetch_hits(&meniscus), hits, "no other hour looked up");
+    // A statement that reads no row of events (a client's health check) opens no hour.
+    assert_eq!(
+        meniscus.sql("acme", "acme-token", "SELECT 1 AS one")[0]["one"],
+        1
+    );
+    assert_eq!(
+        fetch_misses(&meniscus) + fetch_hits(&meniscus),
+        misses + 1 + hits
+    );
 
     // Every event, once, though three of acme's hours now live only in the archive.
     assert_eq!(count_and_distinct(&meniscus, "acme", "true"), (171, 171));

@@ -60,6 +60,15 @@ const FETCH_CONCURRENCY: usize = 4;
 /// Under the archive's directory: local copies of objects' skip indexes, by object key.
 const LOCAL_SKIP_DIR: &str = "skip";
 
+/// What one scan of `events` in a query needs of the archive: the hours its rows may lie in
+/// and the text each of them contains (none: any row).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanNeeds {
+    /// Window starts (seconds since the epoch), inclusive.
+    pub windows: std::ops::RangeInclusive<i64>,
+    pub needles: Vec<Vec<u8>>,
+}
+
 /// Where the archive of the data directory `data_dir` keeps its local copies of objects' skip
 /// indexes (sealed with the tenant keys; `meniscus keys rotate` re-wraps them).
 pub fn local_skip_dir(data_dir: &Path) -> PathBuf {
@@ -268,21 +277,23 @@ impl Archive {
         entry.window < self.first_readable_window(&entry.tenant, now)
     }
 
-    /// Archived objects of `tenant` with windows in `first..=last` whose source file is not in
-    /// `live` (the hot-store files the same query reads) and that retention still allows.
-    ///
-    /// With `needles` (per scan of the query, text every row that scan wants contains),
-    /// objects whose skip index shows, for every scan, no granule holding all of its text are
-    /// left out: not fetched at all. No scans, or a scan that requires no text, read all.
+    /// Archived objects of `tenant` that some scan of a query needs (`scans`: an object is
+    /// needed when its window is in a scan's range and, if that scan requires text, its skip
+    /// index may hold it), whose source file is not in `live` (the hot-store files the same
+    /// query reads) and that retention still allows. Objects no scan needs are not fetched.
     pub async fn objects_for_query(
         self: &Arc<Self>,
         tenant: &str,
-        first_window: i64,
-        last_window: i64,
         live: &HashSet<String>,
-        needles: &[Vec<Vec<u8>>],
+        scans: &[ScanNeeds],
     ) -> Vec<ArchivedObject> {
-        let first_window = first_window.max(self.first_readable_window(tenant, Utc::now()));
+        let first_window = self.first_readable_window(tenant, Utc::now());
+        let scans_of = |object: &ArchivedObject| -> Vec<&ScanNeeds> {
+            scans
+                .iter()
+                .filter(|scan| scan.windows.contains(&object.window))
+                .collect()
+        };
         let candidates: Vec<ArchivedObject> = self
             .manifest
             .lock()
@@ -291,20 +302,24 @@ impl Archive {
             .filter(|object| {
                 object.tenant == tenant
                     && object.window >= first_window
-                    && object.window <= last_window
                     && !live.contains(&object.source)
+                    && !scans_of(object).is_empty()
             })
             .cloned()
             .collect();
-        if needles.is_empty() || needles.iter().any(|scan| scan.is_empty()) {
-            return candidates;
-        }
         let kept: Vec<Option<ArchivedObject>> = futures::stream::iter(candidates)
             .map(|object| async move {
+                let scans = scans_of(&object);
+                if scans.iter().any(|scan| scan.needles.is_empty()) {
+                    return Some(object);
+                }
                 let may_match = self.skip_index_of(&object).await.is_none_or(|index| {
-                    needles
-                        .iter()
-                        .any(|scan| index.granules_to_read(scan).iter().any(|(_, read)| *read))
+                    scans.iter().any(|scan| {
+                        index
+                            .granules_to_read(&scan.needles)
+                            .iter()
+                            .any(|(_, read)| *read)
+                    })
                 });
                 may_match.then_some(object)
             })

@@ -115,7 +115,7 @@ impl QueryEngine {
                 tenant,
                 Some(from),
                 Some(to),
-                &[vec![filter.clone()]],
+                Some(&[vec![filter.clone()]]),
                 &mut running,
             )
             .await?;
@@ -167,7 +167,7 @@ impl QueryEngine {
                 tenant,
                 Some(window_from),
                 None,
-                &[vec![filter.clone()]],
+                Some(&[vec![filter.clone()]]),
                 &mut running,
             )
             .await?;
@@ -323,7 +323,7 @@ impl QueryEngine {
                 tenant,
                 from,
                 to,
-                &[vec![filter.clone()]],
+                Some(&[vec![filter.clone()]]),
                 &mut running,
             )
             .await?;
@@ -437,7 +437,7 @@ impl QueryEngine {
         let mut running = self.admit(tenant)?;
         let ctx = self.session(false)?;
         let (frame, _) = self
-            .events_frame(&ctx, tenant, Some(from), Some(to), &[], &mut running)
+            .events_frame(&ctx, tenant, Some(from), Some(to), None, &mut running)
             .await?;
         let frame = frame
             .filter(time_within(from, to).and(compile::any_selector(selectors)))?
@@ -473,7 +473,7 @@ impl QueryEngine {
         let mut running = self.admit(tenant)?;
         let ctx = self.session(false)?;
         let (frame, _) = self
-            .events_frame(&ctx, tenant, Some(from), Some(to), &[], &mut running)
+            .events_frame(&ctx, tenant, Some(from), Some(to), None, &mut running)
             .await?;
         let selectors: Vec<Vec<Matcher>> = selector.map(|s| vec![s.to_vec()]).unwrap_or_default();
         let frame = frame

@@ -19,6 +19,7 @@
 pub mod distributed;
 mod guards;
 pub mod loki;
+mod scan_needs;
 mod sealed_files;
 mod skipping;
 mod yielding;
@@ -54,7 +55,7 @@ use crate::archive::cache::CachedFile;
 use crate::archive::manifest::ArchivedObject;
 use crate::archive::ranged::{QueryObjects, ARCHIVE_READ_FAILED};
 use crate::archive::Archive;
-use crate::hot::{window_of, HotStore, Snapshot, Unreadable};
+use crate::hot::{HotStore, Snapshot, Unreadable};
 use crate::metrics::StoreMetrics;
 use crate::msg_tokens::{msg_from_tokens, stored_schema, token_column_names};
 use crate::read_only_store::ReadOnlyStore;
@@ -359,16 +360,14 @@ impl QueryEngine {
         tenant: &TenantId,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
-        scan_filters: &[Vec<Expr>],
+        scan_filters: Option<&[Vec<Expr>]>,
         running: &mut Running,
     ) -> Result<(DataFrame, Vec<UnreadableWindow>), QueryError> {
-        // Archived objects whose skip index rules out the text the filters of every scan of
-        // the query require are not fetched. (Hot files, and the objects that are fetched,
-        // are pruned by the filters DataFusion pushes into their scans, whatever the query.)
-        let needles: Vec<Vec<Vec<u8>>> = scan_filters
-            .iter()
-            .map(|filters| filters.iter().flat_map(skipping::required_text).collect())
-            .collect();
+        // Archived hours no scan of the query needs (outside its time range or the range its
+        // filters on `ts` allow, or whose skip index rules out the text it requires) are not
+        // fetched. (Hot files, and the objects that are fetched, are pruned by the filters
+        // DataFusion pushes into their scans, whatever the query.)
+        let needs = scan_needs::of(from, to, scan_filters);
         // Nothing archived past the tenant's long-term retention is read, even before the
         // janitor deletes it: whole hours before it are not fetched, and rows of the hour it
         // falls in are cut. (Hot data past its retention goes at the next retention pass.)
@@ -382,13 +381,7 @@ impl QueryEngine {
         let mut ranged = Vec::new();
         if let Some(archive) = &self.archive {
             let objects = archive
-                .objects_for_query(
-                    tenant.as_str(),
-                    from.map(window_of).unwrap_or(i64::MIN),
-                    to.map(window_of).unwrap_or(i64::MAX),
-                    &snapshot.live,
-                    &needles,
-                )
+                .objects_for_query(tenant.as_str(), &snapshot.live, &needs)
                 .await;
             if !objects.is_empty() {
                 let bytes: u64 = objects.iter().map(|object| object.plain_bytes).sum();
@@ -556,15 +549,24 @@ impl QueryEngine {
             self.run_untimed(async move {
                 check_single_select(&sql)?;
                 if engine.archive.is_none() {
-                    return Ok(Vec::new());
+                    return Ok(None);
                 }
-                filters_of_scans(&engine.session(false)?, &sql, options).await
+                filters_of_scans(&engine.session(false)?, &sql, options)
+                    .await
+                    .map(Some)
             })
             .await?
         };
         let ctx = self.session(false)?;
         let (frame, unreadable) = self
-            .events_frame(&ctx, tenant, None, None, &scan_filters, &mut running)
+            .events_frame(
+                &ctx,
+                tenant,
+                None,
+                None,
+                scan_filters.as_deref(),
+                &mut running,
+            )
             .await?;
         ctx.register_table("events", frame.into_view())?;
         Ok((ctx, running, unreadable, sql, options))
@@ -585,7 +587,7 @@ impl QueryEngine {
                 tenant,
                 request.from,
                 request.to,
-                std::slice::from_ref(&filters),
+                Some(std::slice::from_ref(&filters)),
                 &mut running,
             )
             .await?;
@@ -649,7 +651,7 @@ impl QueryEngine {
         let mut running = self.admit(tenant)?;
         let ctx = self.session(false)?;
         let (frame, unreadable) = self
-            .events_frame(&ctx, tenant, Some(from), Some(to), &[], &mut running)
+            .events_frame(&ctx, tenant, Some(from), Some(to), None, &mut running)
             .await?;
         ctx.register_table("events", frame.into_view())?;
         // Every interpolated value is a number we produced or a field from the allow-list.
@@ -728,7 +730,7 @@ impl QueryEngine {
         let mut running = self.admit(tenant)?;
         let ctx = self.session(true)?;
         let (frame, _) = self
-            .events_frame(&ctx, tenant, None, None, &[], &mut running)
+            .events_frame(&ctx, tenant, None, None, None, &mut running)
             .await?;
         let frame = frame.filter(col("job_id").eq(lit(job_id)))?;
         self.run("jobs", async move {
