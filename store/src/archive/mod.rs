@@ -142,6 +142,9 @@ pub struct Archive {
     target: target::Target,
     keyring: Arc<Keyring>,
     cache: ObjectCache,
+    /// One gate per object being opened from the target: queries that miss the same object
+    /// at the same moment wait for the first to open it, rather than each fetch it.
+    opening: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     manifest: Mutex<ArchiveManifest>,
     /// Serializes manifest writes (uploads, retention, purges).
     writes: tokio::sync::Mutex<()>,
@@ -198,6 +201,7 @@ impl Archive {
             target,
             keyring: Arc::new(keyring),
             cache,
+            opening: Mutex::new(HashMap::new()),
             manifest: Mutex::new(manifest),
             writes: tokio::sync::Mutex::new(()),
             disk,
@@ -383,13 +387,54 @@ impl Archive {
         object: ArchivedObject,
         whole: bool,
     ) -> anyhow::Result<Arc<CachedFile>> {
-        if let Some(file) = self.cache.get(&object.key) {
-            self.metrics.fetches.inc(&["hit"]);
-            if whole {
-                self.fill_all(&object.key, &file).await?;
-            }
+        if let Some(file) = self.cached(&object, whole).await? {
             return Ok(file);
         }
+        let gate = self
+            .opening
+            .lock()
+            .entry(object.key.clone())
+            .or_default()
+            .clone();
+        let opened = async {
+            let _opening = gate.lock().await;
+            // Another query may have opened it while this one waited.
+            match self.cached(&object, whole).await? {
+                Some(file) => Ok(file),
+                None => self.clone().open_object(object.clone(), whole).await,
+            }
+        }
+        .await;
+        let mut gates = self.opening.lock();
+        // The map's and this one's: no other query waits at this gate.
+        if Arc::strong_count(&gate) == 2 {
+            gates.remove(&object.key);
+        }
+        opened
+    }
+
+    /// The cached copy of `object` (filled whole if `whole`), counted as a hit.
+    async fn cached(
+        &self,
+        object: &ArchivedObject,
+        whole: bool,
+    ) -> anyhow::Result<Option<Arc<CachedFile>>> {
+        let Some(file) = self.cache.get(&object.key) else {
+            return Ok(None);
+        };
+        self.metrics.fetches.inc(&["hit"]);
+        if whole {
+            self.fill_all(&object.key, &file).await?;
+        }
+        Ok(Some(file))
+    }
+
+    /// Opens `object` from the target into the cache (see [`Archive::fetch_one`]).
+    async fn open_object(
+        self: Arc<Self>,
+        object: ArchivedObject,
+        whole: bool,
+    ) -> anyhow::Result<Arc<CachedFile>> {
         let sidecar_location = ObjectPath::from(format!("{}{SIDECAR_SUFFIX}", object.key));
         let location = ObjectPath::from(object.key.as_str());
         // The object's end (its Parquet footer) is fetched beside the sidecar, before the
@@ -1212,6 +1257,36 @@ mod tests {
             assert!(synced(Op::SyncDir, parent), "{} synced", parent.display());
             parent = parent.parent().unwrap();
         }
+    }
+
+    /// Queries that miss the same object at the same moment open it from the target once:
+    /// the second waits for the first and finds it cached.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_misses_of_one_object_open_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        let hot = test_support::hot_with(&root, "one");
+        let archive = test_support::open(&root, &dir.path().join("objects"), &root.join("keys"));
+        assert_eq!(
+            archive
+                .upload_pass(&hot, &test_support::no_grace())
+                .await
+                .unwrap(),
+            1
+        );
+        let object = archive.manifest.lock().objects[0].clone();
+        let (first, second) = tokio::join!(
+            archive.fetch(vec![object.clone()]),
+            archive.fetch(vec![object.clone()])
+        );
+        assert!(first.1.is_empty() && second.1.is_empty());
+        assert!(
+            Arc::ptr_eq(&first.0[0].0, &second.0[0].0),
+            "one cached copy"
+        );
+        assert_eq!(archive.metrics.fetches.get(&["miss"]), 1);
+        assert_eq!(archive.metrics.fetches.get(&["hit"]), 1);
+        assert!(archive.opening.lock().is_empty(), "no gate left behind");
     }
 
     /// A local copy of an object's skip index kept in clear by an older version still
