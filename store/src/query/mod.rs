@@ -377,6 +377,12 @@ impl QueryEngine {
             .and_then(|archive| archive.retention_cutoff(tenant.as_str(), Utc::now()));
         let mut snapshot = self.hot.snapshot(tenant.as_str(), from, to);
         let mut unreadable = std::mem::take(&mut snapshot.unreadable);
+        // Only hours the query reads are worth a warning.
+        unreadable.retain(|window| {
+            needs
+                .iter()
+                .any(|scan| scan.windows.contains(&window.window))
+        });
         let (mut archived_files, mut archived_token_files) = (Vec::new(), Vec::new());
         let mut ranged = Vec::new();
         if let Some(archive) = &self.archive {
@@ -484,10 +490,9 @@ impl QueryEngine {
     /// A tenant's SQL over its `events` table.
     pub async fn sql(&self, tenant: &TenantId, sql: &str) -> Result<QueryResult, QueryError> {
         let (max_rows, max_bytes) = (self.limits.max_rows, self.limits.max_result_bytes);
-        let (ctx, running, unreadable, sql, options) = self.prepare_sql(tenant, sql).await?;
+        let prepared = self.prepare_sql(tenant, sql).await?;
         self.run("sql", async move {
-            let _running = running;
-            let frame = ctx.sql_with_options(&sql, options).await?;
+            let (frame, unreadable, _running) = prepared.plan().await?;
             let mut result = collect_json(frame, max_rows, max_bytes).await?;
             result.unreadable = unreadable;
             Ok(result)
@@ -505,10 +510,9 @@ impl QueryEngine {
         sql: &str,
     ) -> Result<(Vec<u8>, Vec<UnreadableWindow>), QueryError> {
         let max_bytes = self.limits.memory_bytes;
-        let (ctx, running, unreadable, sql, options) = self.prepare_sql(tenant, sql).await?;
+        let prepared = self.prepare_sql(tenant, sql).await?;
         self.run("sql", async move {
-            let _running = running;
-            let frame = ctx.sql_with_options(&sql, options).await?;
+            let (frame, unreadable, _running) = prepared.plan().await?;
             let stream = distributed::ipc_stream(frame, max_bytes).await?;
             Ok((stream, unreadable))
         })
@@ -516,20 +520,7 @@ impl QueryEngine {
     }
 
     /// Checks a statement, admits it, and registers the tenant's `events` for it.
-    async fn prepare_sql(
-        &self,
-        tenant: &TenantId,
-        sql: &str,
-    ) -> Result<
-        (
-            SessionContext,
-            Running,
-            Vec<UnreadableWindow>,
-            String,
-            SQLOptions,
-        ),
-        QueryError,
-    > {
+    async fn prepare_sql(&self, tenant: &TenantId, sql: &str) -> Result<PreparedSql, QueryError> {
         if sql.len() > self.limits.max_statement_bytes {
             return Err(QueryError::Invalid(format!(
                 "the statement is {} bytes long; at most {} are accepted",
@@ -540,6 +531,9 @@ impl QueryEngine {
         let mut running = self.admit(tenant)?;
         let options = sql_options();
         let sql = sql.to_string();
+        // `now()` is this instant in every plan of the statement: the hours it needs are
+        // found with the same clock it then runs with.
+        let started = Utc::now();
         // Parsed on the query's threads and inside its deadline, first to check it and to
         // find the text it requires of every row, by planning it once over an empty table of
         // the same shape: archived hours that cannot hold that text are not fetched. (The
@@ -551,7 +545,7 @@ impl QueryEngine {
                 if engine.archive.is_none() {
                     return Ok(None);
                 }
-                filters_of_scans(&engine.session(false)?, &sql, options)
+                filters_of_scans(&engine.session(false)?, &sql, options, started)
                     .await
                     .map(Some)
             })
@@ -569,7 +563,14 @@ impl QueryEngine {
             )
             .await?;
         ctx.register_table("events", frame.into_view())?;
-        Ok((ctx, running, unreadable, sql, options))
+        Ok(PreparedSql {
+            ctx,
+            running,
+            unreadable,
+            sql,
+            options,
+            started,
+        })
     }
 
     /// Events matching the filters, newest first, one page.
@@ -741,6 +742,43 @@ impl QueryEngine {
     }
 }
 
+/// An SQL statement admitted, with the tenant's `events` registered for it (hot files and the
+/// archived hours it needs).
+struct PreparedSql {
+    ctx: SessionContext,
+    running: Running,
+    unreadable: Vec<UnreadableWindow>,
+    sql: String,
+    options: SQLOptions,
+    /// The statement's `now()`.
+    started: DateTime<Utc>,
+}
+
+impl PreparedSql {
+    /// The statement planned over `events` (and what it could not read; it holds its place
+    /// among running queries until dropped).
+    async fn plan(self) -> Result<(DataFrame, Vec<UnreadableWindow>, Running), QueryError> {
+        let frame = plan_sql(&self.ctx, &self.sql, self.options, self.started).await?;
+        Ok((frame, self.unreadable, self.running))
+    }
+}
+
+/// `sql` planned over `ctx` with `now()` fixed at `started`, so that every plan of one
+/// statement (the one that finds which archived hours it needs, the one that runs) sees the
+/// same time: a bound such as `ts < now() - INTERVAL '2 hours'` must not move between them.
+async fn plan_sql(
+    ctx: &SessionContext,
+    sql: &str,
+    options: SQLOptions,
+    started: DateTime<Utc>,
+) -> Result<DataFrame, QueryError> {
+    let mut state = ctx.state();
+    state.execution_props_mut().query_execution_start_time = Some(started);
+    let plan = state.create_logical_plan(sql).await?;
+    options.verify_plan(&plan)?;
+    Ok(DataFrame::new(state, plan))
+}
+
 /// The filters on `events` a statement applies to the rows of each of its scans of `events`
 /// (one for most statements; a self-join or a subquery has more), planned over an empty
 /// table of the same shape. An archived hour is fetched when the filters of any scan may
@@ -749,12 +787,12 @@ async fn filters_of_scans(
     ctx: &SessionContext,
     sql: &str,
     options: SQLOptions,
+    started: DateTime<Utc>,
 ) -> Result<Vec<Vec<Expr>>, QueryError> {
     use datafusion::common::tree_node::TreeNodeRecursion;
     use datafusion::logical_expr::LogicalPlan;
     ctx.register_table("events", Arc::new(skipping::Shape::new(schema())))?;
-    let plan = ctx
-        .sql_with_options(sql, options)
+    let plan = plan_sql(ctx, sql, options, started)
         .await?
         .into_optimized_plan()?;
     let mut scans = Vec::new();
@@ -1265,6 +1303,7 @@ mod tests {
                     &SessionContext::new(),
                     sql,
                     SQLOptions::new(),
+                    Utc::now(),
                 ))
                 .unwrap();
             let mut texts: Vec<Vec<String>> = scans

@@ -158,12 +158,18 @@ mod tests {
 
     /// The window range of each scan of `sql`.
     fn windows(sql: &str) -> Vec<RangeInclusive<i64>> {
+        windows_as_of(sql, Utc::now())
+    }
+
+    /// The window range of each scan of `sql` planned with `now()` at `started`.
+    fn windows_as_of(sql: &str, started: DateTime<Utc>) -> Vec<RangeInclusive<i64>> {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let scans = runtime
             .block_on(super::super::filters_of_scans(
                 &SessionContext::new(),
                 sql,
                 SQLOptions::new(),
+                started,
             ))
             .unwrap();
         of(None, None, Some(&scans))
@@ -197,6 +203,13 @@ mod tests {
         assert_eq!(recent.len(), 1);
         assert!((now - 2 * WINDOW_SECONDS..=now).contains(recent[0].start()));
         assert_eq!(*recent[0].end(), i64::MAX);
+        // `now()` is the statement's start, as given, so every plan of one statement sees the
+        // same time (an upper bound must not move between finding the hours and running).
+        let started = Utc.timestamp_opt(at(12, 30), 0).unwrap();
+        assert_eq!(
+            windows_as_of(&format!("{count} ts < now() - INTERVAL '2 hours'"), started),
+            [i64::MIN..=at(10, 0)]
+        );
         // Nothing understood: every hour.
         for unbounded in [
             format!("{count} severity < 4"),
@@ -214,6 +227,42 @@ mod tests {
         two.sort_by_key(|range| *range.start());
         assert_eq!(two, [i64::MIN..=at(8, 0), at(10, 0)..=i64::MAX]);
         assert!(windows("SELECT 1").is_empty());
+    }
+
+    #[test]
+    fn bounds_are_read_from_either_side_of_a_comparison_and_from_between() {
+        use datafusion::prelude::{col, lit};
+        let at_micros = |hour, minute| {
+            lit(ScalarValue::TimestampMicrosecond(
+                Some(at(hour, minute) * 1_000_000),
+                None,
+            ))
+        };
+        let nanos = lit(ScalarValue::TimestampNanosecond(
+            Some(at(11, 0) * 1_000_000_000 - 1),
+            None,
+        ));
+        assert_eq!(
+            windows_of(&[at_micros(10, 30).lt(col("ts"))]),
+            at(10, 0)..=i64::MAX
+        );
+        assert_eq!(
+            windows_of(&[nanos.clone().gt_eq(col("ts"))]),
+            i64::MIN..=at(10, 0),
+            "one nanosecond before 11:00 is in the 10:00 hour"
+        );
+        assert_eq!(
+            windows_of(&[col("ts").between(at_micros(9, 59), nanos)]),
+            at(9, 0)..=at(10, 0)
+        );
+        assert_eq!(
+            windows_of(&[col("ts").not_between(at_micros(9, 59), at_micros(10, 0))]),
+            i64::MIN..=i64::MAX
+        );
+        assert_eq!(
+            windows_of(&[col("ts").not_eq(at_micros(10, 0))]),
+            i64::MIN..=i64::MAX
+        );
     }
 
     #[test]
