@@ -36,7 +36,7 @@ pub(crate) mod test_support;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use futures::{StreamExt, TryStreamExt};
@@ -59,6 +59,43 @@ pub const MULTIPART_BYTES: usize = 8 * 1024 * 1024;
 const FETCH_CONCURRENCY: usize = 4;
 /// Under the archive's directory: local copies of objects' skip indexes, by object key.
 const LOCAL_SKIP_DIR: &str = "skip";
+
+/// Where queries opening one object from the target take turns.
+#[derive(Default)]
+struct Gate {
+    turn: tokio::sync::Mutex<()>,
+    /// The last failure to open the object, and when.
+    failure: Mutex<Option<(Instant, String)>>,
+}
+
+/// A query's place at an object's [`Gate`]; the gate leaves the map with its last query,
+/// also when that query is cancelled (a timeout) while it waits or opens.
+struct OpeningGate<'a> {
+    gates: &'a Mutex<HashMap<String, Arc<Gate>>>,
+    key: String,
+    gate: Arc<Gate>,
+}
+
+impl<'a> OpeningGate<'a> {
+    fn enter(gates: &'a Mutex<HashMap<String, Arc<Gate>>>, key: &str) -> OpeningGate<'a> {
+        let gate = gates.lock().entry(key.to_string()).or_default().clone();
+        OpeningGate {
+            gates,
+            key: key.to_string(),
+            gate,
+        }
+    }
+}
+
+impl Drop for OpeningGate<'_> {
+    fn drop(&mut self) {
+        let mut gates = self.gates.lock();
+        // The map's and this one's: no other query is at this gate.
+        if Arc::strong_count(&self.gate) == 2 {
+            gates.remove(&self.key);
+        }
+    }
+}
 
 /// What one scan of `events` in a query needs of the archive: the hours its rows may lie in
 /// and the text each of them contains (none: any row).
@@ -144,7 +181,7 @@ pub struct Archive {
     cache: ObjectCache,
     /// One gate per object being opened from the target: queries that miss the same object
     /// at the same moment wait for the first to open it, rather than each fetch it.
-    opening: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    opening: Mutex<HashMap<String, Arc<Gate>>>,
     manifest: Mutex<ArchiveManifest>,
     /// Serializes manifest writes (uploads, retention, purges).
     writes: tokio::sync::Mutex<()>,
@@ -390,25 +427,23 @@ impl Archive {
         if let Some(file) = self.cached(&object, whole).await? {
             return Ok(file);
         }
-        let gate = self
-            .opening
-            .lock()
-            .entry(object.key.clone())
-            .or_default()
-            .clone();
-        let opened = async {
-            let _opening = gate.lock().await;
-            // Another query may have opened it while this one waited.
-            match self.cached(&object, whole).await? {
-                Some(file) => Ok(file),
-                None => self.clone().open_object(object.clone(), whole).await,
+        let gate = OpeningGate::enter(&self.opening, &object.key);
+        let arrived = Instant::now();
+        let _opening = gate.gate.turn.lock().await;
+        // Another query may have opened it while this one waited, or failed to: a failure
+        // while this one waited is this one's too (trying again at once would make each
+        // waiter wait out the target in turn); a later query tries afresh.
+        if let Some(file) = self.cached(&object, whole).await? {
+            return Ok(file);
+        }
+        if let Some((at, error)) = gate.gate.failure.lock().clone() {
+            if at >= arrived {
+                anyhow::bail!("{error}");
             }
         }
-        .await;
-        let mut gates = self.opening.lock();
-        // The map's and this one's: no other query waits at this gate.
-        if Arc::strong_count(&gate) == 2 {
-            gates.remove(&object.key);
+        let opened = self.clone().open_object(object.clone(), whole).await;
+        if let Err(error) = &opened {
+            *gate.gate.failure.lock() = Some((Instant::now(), format!("{error:#}")));
         }
         opened
     }
@@ -1286,6 +1321,38 @@ mod tests {
         );
         assert_eq!(archive.metrics.fetches.get(&["miss"]), 1);
         assert_eq!(archive.metrics.fetches.get(&["hit"]), 1);
+        assert!(archive.opening.lock().is_empty(), "no gate left behind");
+    }
+
+    /// Queries waiting while another fails to open an object get its failure, rather than
+    /// each trying the target again in turn; a query that comes later tries afresh.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failure_to_open_an_object_is_shared_by_those_waiting_and_retried_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, objects) = (dir.path().join("data"), dir.path().join("objects"));
+        let hot = test_support::hot_with(&root, "one");
+        let archive = test_support::open(&root, &objects, &root.join("keys"));
+        archive
+            .upload_pass(&hot, &test_support::no_grace())
+            .await
+            .unwrap();
+        let object = archive.manifest.lock().objects[0].clone();
+        let sidecar = objects.join(format!("{}{SIDECAR_SUFFIX}", object.key));
+        let kept = dir.path().join("sidecar.kept");
+        std::fs::rename(&sidecar, &kept).unwrap();
+        let (first, second) = tokio::join!(
+            archive.fetch(vec![object.clone()]),
+            archive.fetch(vec![object.clone()])
+        );
+        assert_eq!(
+            (first.1.len(), second.1.len()),
+            (1, 1),
+            "both answer without it"
+        );
+        std::fs::rename(&kept, &sidecar).unwrap();
+        let later = archive.fetch(vec![object]).await;
+        assert!(later.1.is_empty(), "{:?}", later.1);
+        assert_eq!(later.0.len(), 1);
         assert!(archive.opening.lock().is_empty(), "no gate left behind");
     }
 
