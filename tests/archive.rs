@@ -64,6 +64,22 @@ fn send_hours_ago(meniscus: &Meniscus, tenant: &str, hours: i64, count: usize, t
     stream.write_all(batch.as_bytes()).unwrap();
 }
 
+/// Publishes one durable event to acme over HTTP, stamped `hours` before now (minute 10);
+/// returns its job id.
+fn publish_durable(meniscus: &Meniscus, hours: i64, text: &str) -> String {
+    let stamp = (Utc::now() - chrono::Duration::hours(hours))
+        .with_minute(10)
+        .unwrap()
+        .to_rfc3339();
+    let (status, answer) = meniscus.publish_json(
+        "acme",
+        "acme-token",
+        &serde_json::json!({"pname": "web", "host": "h", "time": stamp, "msg": text}),
+    );
+    assert_eq!(status, 202, "{answer}");
+    answer["job_id"].as_str().unwrap().to_string()
+}
+
 fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
@@ -186,17 +202,7 @@ fn archived_hours_answer_queries_once_the_hot_copy_is_gone_and_hold_no_plain_tex
     send_hours_ago(&meniscus, "acme", 0, 20, "fresh line");
     send_hours_ago(&meniscus, "other", 3, 10, "other-secret line");
     // A durable publish into an old hour: its job goes from stored to archived.
-    let stamp = (Utc::now() - chrono::Duration::hours(3))
-        .with_minute(10)
-        .unwrap()
-        .to_rfc3339();
-    let (status, answer) = meniscus.publish_json(
-        "acme",
-        "acme-token",
-        &serde_json::json!({"pname": "web", "host": "h", "time": stamp, "msg": "archive-needle durable job"}),
-    );
-    assert_eq!(status, 202, "{answer}");
-    let job_id = answer["job_id"].as_str().unwrap().to_string();
+    let job_id = publish_durable(&meniscus, 3, "archive-needle durable job");
 
     wait_archived_and_expired(&meniscus, "acme", 3);
     wait_archived_and_expired(&meniscus, "other", 1);
@@ -614,6 +620,8 @@ fn key_rotation_rewraps_every_object_and_old_and_new_hours_stay_readable() {
     let s3 = SeaweedFs::start("archive");
     let mut meniscus = start(&s3.archive_config("meniscus"), "30h");
     send_hours_ago(&meniscus, "acme", 3, 20, "before rotation");
+    // A durable publish into the same hour, looked up at the end.
+    let job_id = publish_durable(&meniscus, 3, "a durable job");
     wait_archived_and_expired(&meniscus, "acme", 1);
     let key_file = meniscus.data_dir().join("keys/acme.json");
     let first = read_json(key_file.clone())["current"]
@@ -690,11 +698,20 @@ fn key_rotation_rewraps_every_object_and_old_and_new_hours_stay_readable() {
     );
 
     // A query that would fetch more archived bytes than the local cache holds is refused
-    // with the figures; one that needs no archived hour still answers.
+    // with the figures; one that needs no archived hour still answers. The cache holds the
+    // larger hour, not both.
+    let manifest = read_json(meniscus.data_dir().join("archive/ARCHIVE.json"));
+    let largest = manifest["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|object| object["plainBytes"].as_u64().unwrap())
+        .max()
+        .unwrap();
     let text = std::fs::read_to_string(&config).unwrap();
     let limited = text.replace(
         "  uploadInterval: 1s\n",
-        "  uploadInterval: 1s\n  cacheBytes: 100\n",
+        &format!("  uploadInterval: 1s\n  cacheBytes: {largest}\n"),
     );
     assert_ne!(text, limited);
     std::fs::write(&config, limited).unwrap();
@@ -708,6 +725,12 @@ fn key_rotation_rewraps_every_object_and_old_and_new_hours_stay_readable() {
     );
     let (status, page) = meniscus.get("/v1/tenant/acme/events?from=30m", "acme-token");
     assert_eq!(status, 200, "{page}");
+    // A job lookup must read every hour (a job's events may carry any time; after the
+    // restart the job is no longer remembered): it reads them in turns that fit the cache.
+    let (status, job) = meniscus.get(&format!("/v1/tenant/acme/jobs/{job_id}"), "acme-token");
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["events"], 1, "{job}");
+    assert_eq!(job["status"], "archived", "{job}");
 }
 
 /// Sends 40 lines (`{needle} hourN line i`) to each of two closed hours of acme, waits until

@@ -97,6 +97,9 @@ impl Drop for OpeningGate<'_> {
     }
 }
 
+/// From and to (either open) of a query's time.
+pub type TimeRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// What one scan of `events` in a query needs of the archive: the hours its rows may lie in
 /// and the text each of them contains (none: any row).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -310,6 +313,30 @@ impl Archive {
     /// over years of archive is refused with a reason instead of filling the disk.
     pub fn query_fetch_limit(&self) -> u64 {
         self.options.cache_bytes
+    }
+
+    /// `tenant`'s hours cut into turns of consecutive hours whose archived objects hold at
+    /// most `limit` bytes together (an hour that alone holds more is a turn of its own), as
+    /// `(from, to)` window starts (inclusive; `None`: open), covering all time: a query that
+    /// must read every hour reads them turn by turn within the local cache.
+    pub fn window_turns(&self, tenant: &str, limit: u64) -> Vec<TimeRange> {
+        let mut windows: BTreeMap<i64, u64> = BTreeMap::new();
+        for object in self.manifest.lock().objects.iter() {
+            if object.tenant == tenant {
+                *windows.entry(object.window).or_default() += object.plain_bytes;
+            }
+        }
+        let at = |window: i64| Utc.timestamp_opt(window, 0).single();
+        let (mut turns, mut from, mut bytes) = (Vec::new(), None, 0u64);
+        for (window, size) in windows {
+            if bytes > 0 && bytes.saturating_add(size) > limit {
+                turns.push((from, at(window - WINDOW_SECONDS)));
+                (from, bytes) = (at(window), 0);
+            }
+            bytes = bytes.saturating_add(size);
+        }
+        turns.push((from, None));
+        turns
     }
 
     /// Whether a hot-store file is past its tenant's long-term retention too (then it is
@@ -1354,6 +1381,46 @@ mod tests {
         assert!(later.1.is_empty(), "{:?}", later.1);
         assert_eq!(later.0.len(), 1);
         assert!(archive.opening.lock().is_empty(), "no gate left behind");
+    }
+
+    /// A query that must read every hour (a job lookup) reads them in turns that each fit the
+    /// local cache; an hour over the limit alone is a turn of its own.
+    #[test]
+    fn hours_are_cut_into_turns_that_fit_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = test_support::open(
+            dir.path(),
+            &dir.path().join("objects"),
+            &dir.path().join("keys"),
+        );
+        let hour = |n: i64| 1_796_000_400 + n * WINDOW_SECONDS;
+        let object = |tenant: &str, window: i64, plain_bytes: u64| ArchivedObject {
+            tenant: tenant.into(),
+            window,
+            source: format!("{tenant}/{window}"),
+            key: format!("{tenant}/{window}.parquet.enc"),
+            rows: 1,
+            plain_bytes,
+            stored_bytes: plain_bytes,
+            msg_tokens: false,
+            uploaded: 0,
+            skip_index: false,
+        };
+        archive.manifest.lock().objects = vec![
+            object("acme", hour(0), 60),
+            object("acme", hour(0), 40),
+            object("acme", hour(1), 100),
+            object("acme", hour(2), 300),
+            object("acme", hour(3), 50),
+            object("beta", hour(1), 1_000),
+        ];
+        let at = |n: i64| Utc.timestamp_opt(hour(n), 0).single();
+        assert_eq!(
+            archive.window_turns("acme", 250),
+            [(None, at(1)), (at(2), at(2)), (at(3), None)]
+        );
+        assert_eq!(archive.window_turns("acme", 10_000), [(None, None)]);
+        assert_eq!(archive.window_turns("nobody", 10), [(None, None)]);
     }
 
     /// A local copy of an object's skip index kept in clear by an older version still

@@ -393,12 +393,12 @@ impl QueryEngine {
                 let bytes: u64 = objects.iter().map(|object| object.plain_bytes).sum();
                 if bytes > archive.query_fetch_limit() {
                     return Err(QueryError::Invalid(format!(
-                        "the query would read {} MB of archived hours ({} objects), more than \
-                         the {} MB the local archive cache holds (archive.cacheBytes): narrow \
+                        "the query would read {} of archived hours ({} objects), more than \
+                         the {} the local archive cache holds (archive.cacheBytes): narrow \
                          its time range",
-                        bytes / 1_000_000,
+                        size_of(bytes),
                         objects.len(),
-                        archive.query_fetch_limit() / 1_000_000
+                        size_of(archive.query_fetch_limit())
                     )));
                 }
                 // A hot file missing from disk but archived is read from the archive.
@@ -729,16 +729,35 @@ impl QueryEngine {
     /// How many events of this job the store holds (0 when none).
     pub async fn job_events(&self, tenant: &TenantId, job_id: &str) -> Result<u64, QueryError> {
         let mut running = self.admit(tenant)?;
-        let ctx = self.session(true)?;
-        let (frame, _) = self
-            .events_frame(&ctx, tenant, None, None, None, &mut running)
-            .await?;
-        let frame = frame.filter(col("job_id").eq(lit(job_id)))?;
-        self.run("jobs", async move {
-            let _running = running;
-            Ok(frame.count().await? as u64)
-        })
-        .await
+        // A job's events may carry any time, so every hour is read: the archived ones in
+        // turns of consecutive hours that each fit the local cache (one pass over all of them
+        // would be refused once they outgrow it), each turn's objects let go before the next.
+        let turns = match &self.archive {
+            Some(archive) => archive.window_turns(tenant.as_str(), archive.query_fetch_limit()),
+            None => vec![(None, None)],
+        };
+        let mut events = 0;
+        for (from, to) in turns {
+            let ctx = self.session(true)?;
+            let (frame, _) = self
+                .events_frame(&ctx, tenant, from, to, None, &mut running)
+                .await?;
+            let frame = frame.filter(col("job_id").eq(lit(job_id)))?;
+            events += self
+                .run("jobs", async move { Ok(frame.count().await? as u64) })
+                .await?;
+            running.held.clear();
+        }
+        Ok(events)
+    }
+}
+
+/// A byte count as people read it: MB from 10 MB up, else KB, else bytes.
+fn size_of(bytes: u64) -> String {
+    match bytes {
+        10_000_000.. => format!("{} MB", bytes / 1_000_000),
+        10_000.. => format!("{} KB", bytes / 1_000),
+        _ => format!("{bytes} bytes"),
     }
 }
 
