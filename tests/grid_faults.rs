@@ -68,6 +68,21 @@ fn spool_state<W: std::borrow::Borrow<GridWorker>>(correlators: &[W]) -> String 
 }
 
 /// Polls `done` every 200 ms for up to `seconds`; whether it became true.
+/// A grid's directory (its secrets written) and coordinator, with acme's one durable
+/// producer.
+fn acme_grid() -> (tempfile::TempDir, Coordinator) {
+    let dir = tempfile::tempdir().unwrap();
+    write_secrets(dir.path());
+    let coordinator = Coordinator::start(dir.path(), free_port());
+    put_acme(&coordinator, json!([{"name": "default", "durable": true}]));
+    (dir, coordinator)
+}
+
+/// A storage worker (with the tenant API) named `storage`.
+fn storage_worker(dir: &std::path::Path, coordinator: &Coordinator) -> GridWorker {
+    GridWorker::start(dir, "storage", "storage,tenant-api", coordinator, "[]")
+}
+
 fn wait_for(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     while Instant::now() < deadline {
@@ -365,17 +380,8 @@ fn wait_until_sent_on<'a>(
 
 #[test]
 fn a_stalled_storage_worker_fills_the_spool_quota_and_senders_are_held_back_until_it_recovers() {
-    let dir = tempfile::tempdir().unwrap();
-    write_secrets(dir.path());
-    let coordinator = Coordinator::start(dir.path(), free_port());
-    put_acme(&coordinator, json!([{"name": "default", "durable": true}]));
-    let storage = GridWorker::start(
-        dir.path(),
-        "storage",
-        "storage,tenant-api",
-        &coordinator,
-        "[]",
-    );
+    let (dir, coordinator) = acme_grid();
+    let storage = storage_worker(dir.path(), &coordinator);
     let correlator = GridWorker::start_with_args(
         dir.path(),
         "correlator",
@@ -516,10 +522,7 @@ fn a_stalled_storage_worker_fills_the_spool_quota_and_senders_are_held_back_unti
 #[test]
 fn a_flood_of_connections_to_the_grid_port_leaves_the_store_its_file_descriptors() {
     meniscus_tests::raise_open_files();
-    let dir = tempfile::tempdir().unwrap();
-    write_secrets(dir.path());
-    let coordinator = Coordinator::start(dir.path(), free_port());
-    put_acme(&coordinator, json!([{"name": "default", "durable": true}]));
+    let (dir, coordinator) = acme_grid();
     // 512 descriptors: 256 kept for the store, the rest for sockets.
     let storage = GridWorker::start_with_open_files(
         dir.path(),
@@ -573,17 +576,8 @@ fn a_flood_of_connections_to_the_grid_port_leaves_the_store_its_file_descriptors
 #[test]
 fn silent_connections_to_the_grid_port_are_closed() {
     use std::io::Read;
-    let dir = tempfile::tempdir().unwrap();
-    write_secrets(dir.path());
-    let coordinator = Coordinator::start(dir.path(), free_port());
-    put_acme(&coordinator, json!([{"name": "default", "durable": true}]));
-    let storage = GridWorker::start(
-        dir.path(),
-        "storage",
-        "storage,tenant-api",
-        &coordinator,
-        "[]",
-    );
+    let (dir, coordinator) = acme_grid();
+    let storage = storage_worker(dir.path(), &coordinator);
     let correlator = GridWorker::start(
         dir.path(),
         "correlator",

@@ -1,7 +1,7 @@
 //! Retention: a periodic pass deletes each tenant's hourly hot-store windows once they are
 //! older than its short-term retention (manifest first, then the files) — with an archive,
-//! only files already archived, past the long-term retention too or gone from disk — and the archived
-//! objects older than its long-term retention.
+//! only files already archived, past the long-term retention too or gone from disk — and the
+//! archived objects older than its long-term retention.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -288,10 +288,11 @@ impl SkipIndex {
         keyring: &Keyring,
     ) -> Option<(SkipIndex, bool)> {
         let path = sidecar_path(parquet);
-        let opened = HotFile::open(&path, tenant, keyring);
-        let sealed = opened.as_ref().is_ok_and(HotFile::is_sealed);
-        let index = Self::decode_read(&path, opened.and_then(|file| Ok(file.read_all()?.into())))?;
-        Some((index, sealed))
+        let (read, sealed) = match read_opened(&path, tenant, keyring) {
+            Ok((bytes, sealed)) => (Ok(bytes), sealed),
+            Err(error) => (Err(error), false),
+        };
+        Some((Self::decode_read(&path, read)?, sealed))
     }
 
     fn decode_read(path: &Path, read: io::Result<Vec<u8>>) -> Option<SkipIndex> {
@@ -315,7 +316,13 @@ impl SkipIndex {
 
 /// The encoded index in the sidecar `path` of a file of `tenant`, unsealed if it is sealed.
 pub fn read_plain(path: &Path, tenant: &str, keyring: &Keyring) -> io::Result<Vec<u8>> {
-    Ok(HotFile::open(path, tenant, keyring)?.read_all()?.into())
+    read_opened(path, tenant, keyring).map(|(bytes, _)| bytes)
+}
+
+/// [`read_plain`], and whether the sidecar was sealed.
+fn read_opened(path: &Path, tenant: &str, keyring: &Keyring) -> io::Result<(Vec<u8>, bool)> {
+    let file = HotFile::open(path, tenant, keyring)?;
+    Ok((file.read_all()?.into(), file.is_sealed()))
 }
 
 /// An encoded index sealed as a hot-store file is (see [`crate::hot::sealed`]), for the

@@ -1326,17 +1326,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_misses_of_one_object_open_it_once() {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("data");
-        let hot = test_support::hot_with(&root, "one");
-        let archive = test_support::open(&root, &dir.path().join("objects"), &root.join("keys"));
-        assert_eq!(
-            archive
-                .upload_pass(&hot, &test_support::no_grace())
-                .await
-                .unwrap(),
-            1
-        );
-        let object = archive.manifest.lock().objects[0].clone();
+        let (archive, object) = test_support::one_object(dir.path()).await;
         let (first, second) = tokio::join!(
             archive.fetch(vec![object.clone()]),
             archive.fetch(vec![object.clone()])
@@ -1356,15 +1346,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failure_to_open_an_object_is_shared_by_those_waiting_and_retried_later() {
         let dir = tempfile::tempdir().unwrap();
-        let (root, objects) = (dir.path().join("data"), dir.path().join("objects"));
-        let hot = test_support::hot_with(&root, "one");
-        let archive = test_support::open(&root, &objects, &root.join("keys"));
-        archive
-            .upload_pass(&hot, &test_support::no_grace())
-            .await
-            .unwrap();
-        let object = archive.manifest.lock().objects[0].clone();
-        let sidecar = objects.join(format!("{}{SIDECAR_SUFFIX}", object.key));
+        let (archive, object) = test_support::one_object(dir.path()).await;
+        let sidecar = dir
+            .path()
+            .join("objects")
+            .join(format!("{}{SIDECAR_SUFFIX}", object.key));
         let kept = dir.path().join("sidecar.kept");
         std::fs::rename(&sidecar, &kept).unwrap();
         let (first, second) = tokio::join!(

@@ -73,6 +73,17 @@ pub fn hot_with(root: &Path, message: &str) -> Arc<HotStore> {
     hot
 }
 
+/// An archive of `dir/data` to `dir/objects` holding one object: [`hot_with`]'s file,
+/// uploaded.
+pub async fn one_object(dir: &Path) -> (Arc<Archive>, ArchivedObject) {
+    let root = dir.join("data");
+    let hot = hot_with(&root, "one");
+    let archive = open(&root, &dir.join("objects"), &root.join("keys"));
+    assert_eq!(archive.upload_pass(&hot, &no_grace()).await.unwrap(), 1);
+    let object = archive.manifest.lock().objects[0].clone();
+    (archive, object)
+}
+
 /// Every key in the archive's target.
 pub async fn keys_in(archive: &Archive) -> Vec<String> {
     archive

@@ -443,7 +443,10 @@ impl QueryEngine {
         }
         let mut archived = files_frame(ctx, &archived_files, &archived_token_files)?;
         if let Some(archive) = &self.archive {
-            archived = union_of(archived, ranged_objects_frame(ctx, archive, ranged)?)?;
+            archived = union_of(
+                archived,
+                ranged_objects_frame(ctx, archive, tenant.as_str(), ranged)?,
+            )?;
         }
         if let Some(mut archived) = archived {
             if let Some(cutoff) = cutoff {
@@ -912,6 +915,7 @@ fn hot_files_frame(
 fn ranged_objects_frame(
     ctx: &SessionContext,
     archive: &Arc<Archive>,
+    tenant: &str,
     objects: Vec<(Arc<CachedFile>, ArchivedObject)>,
 ) -> Result<Option<DataFrame>, QueryError> {
     if objects.is_empty() {
@@ -932,17 +936,9 @@ fn ranged_objects_frame(
         }
     }
     ctx.register_object_store(&store.url().clone(), Arc::new(store));
-    let (keeper, tenants): (_, std::collections::HashMap<String, String>) = (
-        archive.clone(),
-        objects
-            .iter()
-            .map(|(_, object)| (object.key.clone(), object.tenant.clone()))
-            .collect(),
-    );
-    let index_of: skipping::IndexLocator = Arc::new(move |key| {
-        let tenant = tenants.get(key.as_ref())?;
-        keeper.local_skip_index(tenant, key.as_ref())
-    });
+    let (keeper, tenant) = (archive.clone(), tenant.to_string());
+    let index_of: skipping::IndexLocator =
+        Arc::new(move |key| keeper.local_skip_index(&tenant, key.as_ref()));
     // Object keys end in `.parquet.enc`.
     parquet_frame(ctx, whole, tokens, ".enc", index_of)
 }

@@ -12,6 +12,7 @@ use std::ops::RangeInclusive;
 
 use chrono::{DateTime, Utc};
 use datafusion::common::ScalarValue;
+use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
 
 use super::skipping;
@@ -51,7 +52,7 @@ pub(super) fn of(
 /// The windows (starts, in seconds) rows passing every filter of `filters` may lie in.
 fn windows_of(filters: &[Expr]) -> RangeInclusive<i64> {
     let (mut low, mut high) = (i64::MIN, i64::MAX);
-    for filter in filters {
+    for filter in filters.iter().flat_map(split_conjunction) {
         let (from, to) = ts_bounds(filter);
         low = low.max(from.unwrap_or(i64::MIN));
         high = high.min(to.unwrap_or(i64::MAX));
@@ -70,17 +71,10 @@ fn windows_of(filters: &[Expr]) -> RangeInclusive<i64> {
     first..=last
 }
 
-/// The least and greatest `ts` (microseconds, inclusive) a row passing `filter` may have.
+/// The least and greatest `ts` (microseconds, inclusive) a row passing `filter` (not a
+/// conjunction: [`windows_of`] splits those) may have.
 fn ts_bounds(filter: &Expr) -> (Option<i64>, Option<i64>) {
     match filter {
-        Expr::BinaryExpr(BinaryExpr {
-            left,
-            op: Operator::And,
-            right,
-        }) => {
-            let (left, right) = (ts_bounds(left), ts_bounds(right));
-            (max_of(left.0, right.0), min_of(left.1, right.1))
-        }
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
             let (op, value) = if is_ts(left) {
                 (*op, micros(right))
@@ -109,20 +103,6 @@ fn ts_bounds(filter: &Expr) -> (Option<i64>, Option<i64>) {
             high,
         }) if is_ts(expr) => (micros(low), micros(high)),
         _ => (None, None),
-    }
-}
-
-fn max_of(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-fn min_of(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }
 
@@ -262,6 +242,13 @@ mod tests {
         assert_eq!(
             windows_of(&[col("ts").not_eq(at_micros(10, 0))]),
             i64::MIN..=i64::MAX
+        );
+        // A conjunction left whole is split.
+        assert_eq!(
+            windows_of(&[at_micros(10, 30)
+                .lt(col("ts"))
+                .and(col("ts").lt(at_micros(11, 30)))]),
+            at(10, 0)..=at(11, 0)
         );
     }
 
