@@ -292,14 +292,14 @@ fn an_encrypted_producers_events_rest_sealed_in_the_log_the_hot_store_and_the_ar
     );
     let objects = files_under(
         &meniscus.data_dir().join("archive-objects/acme"),
-        ".parquet.enc",
+        ".events.enc",
     );
     assert_eq!(objects.len(), 1, "{objects:?}");
     assert!(!holds(&objects[0], b"vault-secret-needle"));
     assert_eq!(search_count(&meniscus, "acme", "vault-secret-needle"), 40);
     assert_eq!(count(&meniscus, "acme", "true"), 80);
     // The chunks those queries fetched rest in the local cache as they were stored: sealed
-    // (a decrypted copy would hold Parquet's `PAR1` marks and the lines).
+    // (a decrypted copy would hold the archive format's `MNEV` mark and the lines).
     let cached: Vec<PathBuf> = files_under(&meniscus.data_dir().join("archive/cache"), "")
         .into_iter()
         .filter(|file| file.extension().is_none_or(|extension| extension != "skip"))
@@ -313,8 +313,8 @@ fn an_encrypted_producers_events_rest_sealed_in_the_log_the_hot_store_and_the_ar
     assert!(!meniscus.log().contains("skip index"), "{}", meniscus.log());
     for file in &cached {
         assert!(
-            !holds(file, b"PAR1"),
-            "{} holds plain Parquet",
+            !holds(file, b"MNEV") && !holds(file, b"PAR1"),
+            "{} holds a plain object",
             file.display()
         );
         assert!(!holds(file, b"vault-secret-needle"), "{}", file.display());

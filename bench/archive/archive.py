@@ -237,13 +237,15 @@ def run(args, work):
     upload_wall, upload_cpu = time.monotonic() - w0, cpu_seconds(srv.pid) - c0
     weed_cpu = cpu_seconds(weed.p.pid) - wc0
     objects = archive_manifest(args.data)
-    plain = sum(o["plainBytes"] for o in objects)
+    # What the archive took in: the compacted Parquet files (objects re-encode their rows).
+    plain = sum(f["bytes"] for f in files_before)
     stored = sum(o["storedBytes"] for o in objects)
     lines.append("bench/archive: Meniscus standalone archiving to SeaweedFS (weed mini) on loopback; 2 cores, release build"
                  + (f"; storage: {args.storage}" if args.storage else ""))
-    lines.append(f"upload: {len(objects)} objects, {plain / 1e6:.1f} MB of Parquet in {upload_wall:.2f} s wall "
-                 f"(from start, 1 s upload interval included), Meniscus CPU {upload_cpu:.2f} s, SeaweedFS CPU {weed_cpu:.2f} s: "
-                 f"{plain / 1e6 / upload_cpu:.0f} MB per Meniscus CPU-second, {plain / 1e6 / upload_wall:.0f} MB/s wall")
+    lines.append(f"upload: {len(objects)} objects of {plain / 1e6:.1f} MB of compacted Parquet, stored as {stored / 1e6:.1f} MB, "
+                 f"in {upload_wall:.2f} s wall (from start, 1 s upload interval included), Meniscus CPU {upload_cpu:.2f} s, "
+                 f"SeaweedFS CPU {weed_cpu:.2f} s: {plain / 1e6 / upload_cpu:.1f} MB of Parquet per Meniscus CPU-second, "
+                 f"{plain / 1e6 / upload_wall:.1f} MB/s wall")
 
     # ------------------------------------------------------------ (a) bytes at rest
     hot_by_tenant, arch_by_tenant = {}, {}
@@ -262,8 +264,8 @@ def run(args, work):
         row = [raw, hot_by_tenant.get(tenant, 0), arch_by_tenant.get(tenant, 0), z3, z19]
         sums = [a + b for a, b in zip(sums, row)]
         lines.append(f"loghub {name:<27} {raw:>12,} {row[1] / raw:>7.3f} {row[2] / raw:>8.3f} {z3 / raw:>8.3f} {z19 / raw:>9.3f}")
-    lines.append(f"{'loghub, all eight':<34} {sums[0]:>12,} {sums[1] / sums[0]:>7.3f} {sums[2] / sums[0]:>8.3f} "
-                 f"{sums[3] / sums[0]:>8.3f} {sums[4] / sums[0]:>9.3f}")
+    lines.append(f"{'loghub, all eight':<34} {sums[0]:>12,} {sums[1] / sums[0]:>7.4f} {sums[2] / sums[0]:>8.4f} "
+                 f"{sums[3] / sums[0]:>8.4f} {sums[4] / sums[0]:>9.4f}")
     z3 = zstd_size(qlines, 3)
     lines.append(f"{'bench/query lines, ' + format(args.count, ','):<34} {raw_q:>12,} {hot_by_tenant[TENANT] / raw_q:>7.3f} "
                  f"{arch_by_tenant[TENANT] / raw_q:>8.3f} {z3 / raw_q:>8.3f} {'(see query.txt)':>9}")

@@ -1,7 +1,8 @@
 //! Where the bytes of Parquet files go: per column, the compressed bytes of its pages (and
 //! their share), plus what the files spend outside pages (footers, page indexes, bloom
-//! filters). For the bytes-at-rest work: `cargo run --release -p meniscus-store --example
-//! parquet_sizes -- FILE.parquet...` (e.g. a hot store's compacted files).
+//! filters); then the same rows as archive objects (`meniscus_store::archive::format`), per
+//! stream, before sealing. For the bytes-at-rest work: `cargo run --release -p meniscus-store
+//! --example parquet_sizes -- FILE.parquet...` (e.g. a hot store's compacted files).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -43,5 +44,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         100.0 * other as f64 / total as f64,
         other as f64 / rows.max(1) as f64
     );
+    archive_sizes(&paths)
+}
+
+/// The files' rows as archive objects: bytes per stream, and in all.
+fn archive_sizes(paths: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    use meniscus_store::archive::format;
+    let schema = meniscus_record::columnar::schema();
+    let (mut streams, mut total) = (BTreeMap::<String, u64>::new(), 0u64);
+    for path in paths {
+        let batches = meniscus_store::hot::read_batches(std::path::Path::new(path))?;
+        let batch = datafusion::arrow::compute::concat_batches(&schema, &batches)?;
+        let object = format::encode(&batch)?;
+        total += object.len() as u64;
+        for (name, bytes) in format::stream_sizes(&object)? {
+            *streams.entry(name).or_default() += bytes;
+        }
+    }
+    println!("as archive objects (before sealing): {total} bytes");
+    for (name, bytes) in streams {
+        println!("{name:<24} {bytes:>12}");
+    }
     Ok(())
 }

@@ -19,6 +19,37 @@ use crate::disk::{replace_file, Disk};
 
 pub const MANIFEST: &str = "ARCHIVE.json";
 
+/// How an object stores its rows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ObjectFormat {
+    /// The hot-store Parquet file as it was (objects uploaded before the archive format).
+    #[default]
+    Parquet,
+    /// Re-encoded in the archive's own format ([`super::format`]), about half the bytes.
+    Events,
+}
+
+impl ObjectFormat {
+    /// The end of the key of an object in this format.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            ObjectFormat::Parquet => PARQUET_SUFFIX,
+            ObjectFormat::Events => EVENTS_SUFFIX,
+        }
+    }
+
+    /// The format an object key names, and the key without its suffix.
+    pub fn of_key(key: &str) -> Option<(ObjectFormat, &str)> {
+        [ObjectFormat::Events, ObjectFormat::Parquet]
+            .into_iter()
+            .find_map(|format| Some((format, key.strip_suffix(format.suffix())?)))
+    }
+}
+
+pub const PARQUET_SUFFIX: &str = ".parquet.enc";
+pub const EVENTS_SUFFIX: &str = ".events.enc";
+
 /// One archived object: a copy of one hot-store file, row for row.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -32,13 +63,16 @@ pub struct ArchivedObject {
     /// The object's key in the target (its sidecar is `key` + [`SIDECAR_SUFFIX`]).
     pub key: String,
     pub rows: u64,
-    /// Bytes of the Parquet file before encryption.
+    /// Bytes of the object before encryption.
     pub plain_bytes: u64,
     /// Bytes of the object as stored.
     pub stored_bytes: u64,
-    /// Whether `msg` is stored as tokens (read with the stored schema).
+    /// Whether `msg` is stored as tokens (read with the stored schema; Parquet objects only).
     #[serde(default)]
     pub msg_tokens: bool,
+    /// How the rows are stored (absent in manifests written before the archive format).
+    #[serde(default)]
+    pub format: ObjectFormat,
     /// When it was uploaded, seconds since the epoch.
     pub uploaded: i64,
     /// Whether its skip index was uploaded with it (as [`skip_index_key`]).
@@ -48,12 +82,10 @@ pub struct ArchivedObject {
 
 pub const SIDECAR_SUFFIX: &str = ".key";
 
-/// The key of an object's skip index in the target: `NAME.parquet.enc` -> `NAME.skip.enc`,
-/// sealed with the object's data key (see `crypto::seal_companion`).
+/// The key of an object's skip index in the target: `NAME.events.enc` (or `.parquet.enc`)
+/// -> `NAME.skip.enc`, sealed with the object's data key (see `crypto::seal_companion`).
 pub fn skip_index_key(object_key: &str) -> String {
-    let stem = object_key
-        .strip_suffix(".parquet.enc")
-        .unwrap_or(object_key);
+    let stem = ObjectFormat::of_key(object_key).map_or(object_key, |(_, stem)| stem);
     format!("{stem}.skip.enc")
 }
 

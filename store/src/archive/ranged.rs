@@ -20,7 +20,8 @@ use object_store::ObjectMeta;
 
 use super::cache::CachedFile;
 use super::crypto;
-use super::manifest::ArchivedObject;
+use super::format;
+use super::manifest::{ArchivedObject, ObjectFormat};
 use super::Archive;
 use crate::read_only_store::RangeSource;
 
@@ -176,21 +177,48 @@ impl Archive {
         Ok(())
     }
 
-    /// Opens a fresh sparse copy of `object`: keeps `tail` (the stored bytes of the chunks
-    /// [`tail_chunks`] names, fetched beside the sidecar so the first read of an object costs
-    /// one round trip), then makes sure the whole Parquet footer is there, which every scan
-    /// of the object starts with.
+    /// Opens a fresh sparse copy of `object`: keeps `first` (the stored bytes of the chunks
+    /// [`first_chunks`] names, fetched beside the sidecar so the first read of an object costs
+    /// one round trip), then makes sure what every read of the object starts with is there:
+    /// the whole Parquet footer, or an events object's header.
     pub(super) async fn open_sparse(
         &self,
         object: &ArchivedObject,
         file: &Arc<CachedFile>,
-        tail: Option<(Range<u64>, Bytes)>,
+        first: Option<(Range<u64>, Bytes)>,
     ) -> anyhow::Result<()> {
-        if let Some(tail) = tail {
+        if let Some(first) = first {
             self.metrics.range_reads.add(1);
-            self.keep_chunks(&object.key, file, vec![tail]).await?;
+            self.keep_chunks(&object.key, file, vec![first]).await?;
         }
-        self.prefetch_footer(&object.key, file).await
+        match object.format {
+            ObjectFormat::Parquet => self.prefetch_footer(&object.key, file).await,
+            ObjectFormat::Events => self.events_directory(&object.key, file).await.map(drop),
+        }
+    }
+
+    /// The header of the events object `key` (see [`super::format`]), read from its sparse
+    /// copy (fetching what the copy lacks).
+    pub async fn events_directory(
+        &self,
+        key: &str,
+        file: &Arc<CachedFile>,
+    ) -> anyhow::Result<format::Directory> {
+        let plain_bytes = file
+            .chunked
+            .as_ref()
+            .map_or(0, |copy| copy.layout.plain_bytes);
+        let mut wanted = plain_bytes.min(format::FIRST_READ_BYTES);
+        loop {
+            let head = self
+                .read_ranges(key, file, std::slice::from_ref(&(0..wanted)))
+                .await?;
+            match format::Directory::parse(&head[0], plain_bytes)? {
+                Ok(directory) => return Ok(directory),
+                Err(needed) if needed > wanted => wanted = needed,
+                Err(_) => anyhow::bail!("{key}: its header does not parse"),
+            }
+        }
     }
 
     /// Reads the Parquet footer of a sparse copy, which every scan of it starts with, before
@@ -225,17 +253,22 @@ impl Archive {
     }
 }
 
-/// How much of an object's end is fetched with its sidecar: what a query's first read of a
-/// Parquet file asks for (footer and page indexes), so that read finds it in the cache.
+/// How much of a Parquet object's end is fetched with its sidecar: what a query's first read
+/// of a Parquet file asks for (footer and page indexes), so that read finds it in the cache.
 const TAIL_PREFETCH_BYTES: u64 = crate::query::METADATA_SIZE_HINT as u64;
 
-/// The chunks at the end of an object of `stored_bytes` worth fetching before its sidecar
-/// says how it is sealed, assuming [`crypto::CHUNK_BYTES`] (what every upload uses now), with
-/// that layout; `None` when it cannot be such an object.
-pub(super) fn tail_chunks(stored_bytes: u64) -> Option<(crypto::ChunkLayout, Range<u64>)> {
-    let layout = crypto::ChunkLayout::of_stored(stored_bytes, crypto::CHUNK_BYTES).ok()?;
-    let start = layout.plain_bytes.saturating_sub(TAIL_PREFETCH_BYTES);
-    (layout.plain_bytes > 0).then(|| (layout, layout.chunks_of(&(start..layout.plain_bytes))))
+/// The chunks of `object` worth fetching before its sidecar says how it is sealed, assuming
+/// [`crypto::CHUNK_BYTES`] (what every upload uses now), with that layout: a Parquet object's
+/// end (its footer), an events object's start (its header); `None` when it cannot be such an
+/// object.
+pub(super) fn first_chunks(object: &ArchivedObject) -> Option<(crypto::ChunkLayout, Range<u64>)> {
+    let layout = crypto::ChunkLayout::of_stored(object.stored_bytes, crypto::CHUNK_BYTES).ok()?;
+    let plain = layout.plain_bytes;
+    let wanted = match object.format {
+        ObjectFormat::Parquet => plain.saturating_sub(TAIL_PREFETCH_BYTES)..plain,
+        ObjectFormat::Events => 0..plain.min(format::FIRST_READ_BYTES),
+    };
+    (plain > 0).then(|| (layout, layout.chunks_of(&wanted)))
 }
 
 /// Sorted chunk indexes as runs to fetch, runs closer than [`MERGE_GAP_CHUNKS`] merged.

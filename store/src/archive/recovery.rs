@@ -17,7 +17,8 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 
-use super::manifest::{skip_index_key, ArchivedObject, SIDECAR_SUFFIX};
+use super::format;
+use super::manifest::{skip_index_key, ArchivedObject, ObjectFormat, SIDECAR_SUFFIX};
 use super::Archive;
 use crate::hot::{window_dir_name, HotStore};
 
@@ -38,7 +39,8 @@ pub struct Rebuilt {
     pub other_origins: BTreeMap<String, usize>,
 }
 
-/// An archived object's key, taken apart: `PREFIX/TENANT/YYYY/MM/DD/HH/ORIGIN-NAME.parquet.enc`.
+/// An archived object's key, taken apart: `PREFIX/TENANT/YYYY/MM/DD/HH/ORIGIN-NAME.events.enc`
+/// (`.parquet.enc`: uploaded as Parquet).
 #[derive(Debug, PartialEq, Eq)]
 struct ObjectName {
     tenant: String,
@@ -46,6 +48,7 @@ struct ObjectName {
     origin: String,
     /// The hot-store file's name without `.parquet`.
     stem: String,
+    format: ObjectFormat,
 }
 
 impl ObjectName {
@@ -69,12 +72,14 @@ impl ObjectName {
                 0,
             )
             .single()?;
-        let (origin, stem) = name.strip_suffix(".parquet.enc")?.split_once('-')?;
+        let (format, name) = ObjectFormat::of_key(name)?;
+        let (origin, stem) = name.split_once('-')?;
         Some(ObjectName {
             tenant: tenant.clone(),
             window: start.timestamp(),
             origin: origin.to_string(),
             stem: stem.to_string(),
+            format,
         })
     }
 }
@@ -210,14 +215,38 @@ impl Archive {
                 plain_bytes: 0,
                 stored_bytes: meta.size,
                 msg_tokens: false,
+                format: name.format,
                 uploaded: meta.last_modified.timestamp(),
             };
             let opened = async {
                 let file = self.clone().fetch_one(provisional.clone(), true).await?;
                 let key = provisional.key.clone();
+                let object_format = provisional.format;
                 tokio::task::spawn_blocking(move || {
                     let copy = file.reader(&key)?;
                     let plain_bytes = datafusion::parquet::file::reader::Length::len(&copy);
+                    if object_format == ObjectFormat::Events {
+                        let head = datafusion::parquet::file::reader::ChunkReader::get_bytes(
+                            &copy,
+                            0,
+                            plain_bytes.min(format::FIRST_READ_BYTES) as usize,
+                        )?;
+                        let rows = match format::Directory::parse(&head, plain_bytes)? {
+                            Ok(directory) => directory.rows,
+                            Err(needed) => {
+                                let head =
+                                    datafusion::parquet::file::reader::ChunkReader::get_bytes(
+                                        &copy,
+                                        0,
+                                        needed as usize,
+                                    )?;
+                                format::Directory::parse(&head, plain_bytes)?
+                                    .map_err(|_| anyhow::anyhow!("its header does not parse"))?
+                                    .rows
+                            }
+                        };
+                        return anyhow::Ok((rows as u64, false, plain_bytes));
+                    }
                     let reader = ParquetRecordBatchReaderBuilder::try_new(copy)?;
                     let rows = reader.metadata().file_metadata().num_rows().max(0) as u64;
                     let msg_tokens = reader.schema().field_with_name("msg_t0").is_ok();
@@ -404,11 +433,22 @@ mod tests {
                     .timestamp(),
                 origin: "01kbxyz".into(),
                 stem: "000000000012-00000".into(),
+                format: ObjectFormat::Parquet,
             }
+        );
+        let events = ObjectName::parse(
+            &prefix,
+            &ObjectPath::from("logs/prod/acme/2026/12/04/13/01kbxyz-000000000012-00000.events.enc"),
+        )
+        .unwrap();
+        assert_eq!(
+            (events.format, events.stem.as_str()),
+            (ObjectFormat::Events, "000000000012-00000")
         );
         for other in [
             "logs/prod/acme/2026/12/04/13/01kbxyz-000000000012-00000.parquet.enc.key",
             "logs/prod/acme/2026/12/04/13/01kbxyz-000000000012-00000.skip.enc",
+            "logs/prod/acme/2026/12/04/13/01kbxyz-000000000012-00000.events.enc.key",
             "logs/other/acme/2026/12/04/13/01kbxyz-000000000012-00000.parquet.enc",
             "logs/prod/acme/2026/13/04/13/01kbxyz-000000000012-00000.parquet.enc",
             "logs/prod/../2026/12/04/13/01kbxyz-000000000012-00000.parquet.enc",

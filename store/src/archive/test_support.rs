@@ -59,6 +59,12 @@ pub fn hot_with(root: &Path, message: &str) -> Arc<HotStore> {
         .unwrap()
         .0,
     );
+    add_file(&hot, message, 2);
+    hot
+}
+
+/// Flushes one file to `hot` holding `message`, of acme, `hours_ago`.
+pub fn add_file(hot: &HotStore, message: &str, hours_ago: i64) {
     let correlation = Correlation::new(
         "acme",
         &Producer::plain("default"),
@@ -66,11 +72,10 @@ pub fn hot_with(root: &Path, message: &str) -> Arc<HotStore> {
         Utc::now(),
     );
     let mut event = Event::from_message(message.to_string(), correlation);
-    event.time = Some((Utc::now() - chrono::Duration::hours(2)).fixed_offset());
+    event.time = Some((Utc::now() - chrono::Duration::hours(hours_ago)).fixed_offset());
     hot.insert(tenant_batches(&[event]).unwrap());
     let frozen = hot.freeze(1).unwrap();
     hot.flush(&frozen).unwrap();
-    hot
 }
 
 /// An archive of `dir/data` to `dir/objects` holding one object: [`hot_with`]'s file,
@@ -99,7 +104,7 @@ pub async fn keys_in(archive: &Archive) -> Vec<String> {
 /// The archived objects in the archive's target (no sidecars or skip indexes).
 pub async fn objects_in(archive: &Archive) -> Vec<String> {
     let mut keys = keys_in(archive).await;
-    keys.retain(|key| key.ends_with(".parquet.enc"));
+    keys.retain(|key| super::manifest::ObjectFormat::of_key(key).is_some());
     keys
 }
 
@@ -112,4 +117,21 @@ pub async fn messages(archive: &Arc<Archive>, object: &ArchivedObject) -> Vec<St
         .flat_map(|batch| batch_to_events(batch, "acme"))
         .map(|event| event.msg)
         .collect()
+}
+
+/// Rows in the event schema holding `messages`, one each.
+pub fn event_batch(messages: &[&str]) -> datafusion::arrow::array::RecordBatch {
+    let events: Vec<Event> = messages
+        .iter()
+        .map(|message| {
+            let correlation = Correlation::new(
+                "acme",
+                &Producer::plain("default"),
+                Transport::Tcp,
+                Utc::now(),
+            );
+            Event::from_message(message.to_string(), correlation)
+        })
+        .collect();
+    meniscus_record::columnar::events_to_batch(&events).unwrap()
 }

@@ -16,6 +16,7 @@
 //!   small runtime of its own so it cannot starve ingest, and at its deadline its task is
 //!   dropped, which stops its operators at their next batch.
 
+mod archived_events;
 pub mod distributed;
 mod guards;
 pub mod loki;
@@ -53,6 +54,7 @@ use meniscus_record::columnar::{batch_to_events, schema};
 
 use crate::archive::cache::CachedFile;
 use crate::archive::manifest::ArchivedObject;
+use crate::archive::manifest::ObjectFormat;
 use crate::archive::ranged::{QueryObjects, ARCHIVE_READ_FAILED};
 use crate::archive::Archive;
 use crate::hot::{HotStore, Snapshot, Unreadable};
@@ -60,6 +62,7 @@ use crate::metrics::StoreMetrics;
 use crate::msg_tokens::{msg_from_tokens, stored_schema, token_column_names};
 use crate::read_only_store::ReadOnlyStore;
 use crate::skip_index::SkipIndex;
+use archived_events::ArchivedEvents;
 use sealed_files::SealedFiles;
 
 #[derive(Clone, Debug)]
@@ -384,7 +387,7 @@ impl QueryEngine {
                 .any(|scan| scan.windows.contains(&window.window))
         });
         let (mut archived_files, mut archived_token_files) = (Vec::new(), Vec::new());
-        let mut ranged = Vec::new();
+        let (mut ranged, mut events) = (Vec::new(), Vec::new());
         if let Some(archive) = &self.archive {
             let objects = archive
                 .objects_for_query(tenant.as_str(), &snapshot.live, &needs)
@@ -425,7 +428,9 @@ impl QueryEngine {
                 }
                 for (file, object) in files {
                     running.held.push(file.clone());
-                    if file.chunked.is_some() {
+                    if object.format == ObjectFormat::Events {
+                        events.push((file, object));
+                    } else if file.chunked.is_some() {
                         ranged.push((file, object));
                     } else if object.msg_tokens {
                         archived_token_files.push(file.path.clone());
@@ -447,6 +452,10 @@ impl QueryEngine {
                 archived,
                 ranged_objects_frame(ctx, archive, tenant.as_str(), ranged)?,
             )?;
+            if !events.is_empty() {
+                let table = ArchivedEvents::new(archive.clone(), schema(), events);
+                archived = union_of(archived, Some(ctx.read_table(Arc::new(table))?))?;
+            }
         }
         if let Some(mut archived) = archived {
             if let Some(cutoff) = cutoff {
