@@ -14,7 +14,9 @@ string), the rest of the line is its template. Streams, each compressed on its o
     value in that position (zigzag LEB128), positions one after another;
   - strings: per template and position, NUL-terminated, positions one after another.
 Lines decode back exactly (the split is checked on every line). This is a measurement of the
-message text only: no timestamps, hosts or other columns, no container, no encryption.
+message text only: no timestamps, hosts or other columns, no container, no encryption. With
+Python's `brotli` module installed (`pip install brotli`), a column for Brotli at quality 11
+(what the archive format uses for small objects) is added.
 """
 import argparse
 import lzma
@@ -113,6 +115,14 @@ def xz(data):
                              filters=[{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]))
 
 
+def brotli11(data):
+    try:
+        import brotli
+    except ImportError:
+        return None
+    return len(brotli.compress(data, quality=11, lgwin=24))
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     repo = os.path.dirname(os.path.dirname(here))
@@ -123,20 +133,25 @@ def main():
     files = sorted(name for name in os.listdir(args.corpus) if name.endswith(".log"))
     if not files:
         raise SystemExit(f"split.py: no .log files in {args.corpus}")
+    with_brotli = brotli11(b"probe") is not None
     rows = ["bench/templates: the message text alone, split CLP-style into templates and variables, "
             "each stream compressed on its own; bytes / raw bytes",
-            f"{'file':<22}{'raw':>11}{'templates':>10}{'zstd -19':>10}{'split+zstd -19':>16}{'split+xz -9e':>14}"]
-    totals = [0, 0, 0, 0]
+            f"{'file':<22}{'raw':>11}{'templates':>10}{'zstd -19':>10}{'split+zstd -19':>16}{'split+xz -9e':>14}"
+            + (f"{'split+brotli 11':>17}" if with_brotli else "")]
+    totals = [0, 0, 0, 0, 0]
     for name in files:
         raw = open(os.path.join(args.corpus, name), "rb").read()
         parts, count = streams(raw.splitlines())
         figures = [len(raw), zstd(raw, 19), sum(zstd(data, 19) for data in parts.values()),
-                   sum(xz(data) for data in parts.values())]
+                   sum(xz(data) for data in parts.values()),
+                   sum(brotli11(data) for data in parts.values()) if with_brotli else 0]
         totals = [total + figure for total, figure in zip(totals, figures)]
         rows.append(f"{name:<22}{figures[0]:>11,}{count:>10}{figures[1] / figures[0]:>10.4f}"
-                    f"{figures[2] / figures[0]:>16.4f}{figures[3] / figures[0]:>14.4f}")
+                    f"{figures[2] / figures[0]:>16.4f}{figures[3] / figures[0]:>14.4f}"
+                    + (f"{figures[4] / figures[0]:>17.4f}" if with_brotli else ""))
     rows.append(f"{'all':<22}{totals[0]:>11,}{'':>10}{totals[1] / totals[0]:>10.4f}"
-                f"{totals[2] / totals[0]:>16.4f}{totals[3] / totals[0]:>14.4f}")
+                f"{totals[2] / totals[0]:>16.4f}{totals[3] / totals[0]:>14.4f}"
+                + (f"{totals[4] / totals[0]:>17.4f}" if with_brotli else ""))
     report = "\n".join(rows)
     print(report)
     with open(args.out, "w") as out:

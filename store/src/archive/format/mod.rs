@@ -23,9 +23,9 @@
 //! fetches `columns`, a small part of the object, and no message.
 //!
 //! Streams are compressed with Brotli: on loghub's message streams it took 0.047–0.048 of raw
-//! against 0.0505 for zstd -19 (`bench/templates` has the zstd figure; Brotli's was measured
-//! with Python's module on the same streams), at a similar speed for quality 10 and a third
-//! of it for 11; small objects get 11, large ones 10 ([`quality_for`]).
+//! against 0.0505 for zstd -19 (`bench/templates`, which adds Brotli's column when Python's
+//! brotli module is installed), at a similar speed for quality 10 and a third of it for 11;
+//! small objects get 11, large ones 10 ([`quality_for`]).
 
 pub mod columns;
 pub mod messages;
