@@ -865,7 +865,7 @@ impl Archive {
             let parquet = reader.read_plain(&read)?;
             if wanted_format == ObjectFormat::Events {
                 match events_object_of(&parquet) {
-                    Ok(object) => return Ok((ObjectFormat::Events, object)),
+                    Ok(object) => return Ok((ObjectFormat::Events, bytes::Bytes::from(object))),
                     // Uploaded as it is rather than never (a text column over 2 GiB in one
                     // file, say): the hour must not stay hot for want of a smaller object.
                     Err(error) => {
@@ -873,7 +873,7 @@ impl Archive {
                     }
                 }
             }
-            std::io::Result::Ok((ObjectFormat::Parquet, parquet.to_vec()))
+            std::io::Result::Ok((ObjectFormat::Parquet, parquet))
         })
         .await?
         .map_err(|error| {

@@ -17,7 +17,6 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 
-use super::format;
 use super::manifest::{skip_index_key, ArchivedObject, ObjectFormat, SIDECAR_SUFFIX};
 use super::Archive;
 use crate::hot::{window_dir_name, HotStore};
@@ -220,33 +219,18 @@ impl Archive {
             };
             let opened = async {
                 let file = self.clone().fetch_one(provisional.clone(), true).await?;
+                if provisional.format == ObjectFormat::Events {
+                    let rows = self.events_directory(&provisional.key, &file).await?.rows;
+                    let plain_bytes = file
+                        .chunked
+                        .as_ref()
+                        .map_or(0, |copy| copy.layout.plain_bytes);
+                    return anyhow::Ok((rows as u64, false, plain_bytes));
+                }
                 let key = provisional.key.clone();
-                let object_format = provisional.format;
                 tokio::task::spawn_blocking(move || {
                     let copy = file.reader(&key)?;
                     let plain_bytes = datafusion::parquet::file::reader::Length::len(&copy);
-                    if object_format == ObjectFormat::Events {
-                        let head = datafusion::parquet::file::reader::ChunkReader::get_bytes(
-                            &copy,
-                            0,
-                            plain_bytes.min(format::FIRST_READ_BYTES) as usize,
-                        )?;
-                        let rows = match format::Directory::parse(&head, plain_bytes)? {
-                            Ok(directory) => directory.rows,
-                            Err(needed) => {
-                                let head =
-                                    datafusion::parquet::file::reader::ChunkReader::get_bytes(
-                                        &copy,
-                                        0,
-                                        needed as usize,
-                                    )?;
-                                format::Directory::parse(&head, plain_bytes)?
-                                    .map_err(|_| anyhow::anyhow!("its header does not parse"))?
-                                    .rows
-                            }
-                        };
-                        return anyhow::Ok((rows as u64, false, plain_bytes));
-                    }
                     let reader = ParquetRecordBatchReaderBuilder::try_new(copy)?;
                     let rows = reader.metadata().file_metadata().num_rows().max(0) as u64;
                     let msg_tokens = reader.schema().field_with_name("msg_t0").is_ok();

@@ -53,8 +53,7 @@ use serde_json::{Map, Value};
 use meniscus_record::columnar::{batch_to_events, schema};
 
 use crate::archive::cache::CachedFile;
-use crate::archive::manifest::ArchivedObject;
-use crate::archive::manifest::ObjectFormat;
+use crate::archive::manifest::{ArchivedObject, ObjectFormat};
 use crate::archive::ranged::{QueryObjects, ARCHIVE_READ_FAILED};
 use crate::archive::Archive;
 use crate::hot::{HotStore, Snapshot, Unreadable};

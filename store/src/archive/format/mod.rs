@@ -328,10 +328,17 @@ fn decompress(stream: &Stream, stored: &[u8]) -> io::Result<Vec<u8>> {
     Ok(plain)
 }
 
+impl Directory {
+    /// The header of `object`, given whole.
+    fn of_whole(object: &[u8]) -> io::Result<Directory> {
+        Directory::parse(object, object.len() as u64)?
+            .map_err(|_| corrupt("the header runs past the end of the object"))
+    }
+}
+
 /// Decodes a whole object (every column of `schema`).
 pub fn decode_all(object: &[u8], schema: &SchemaRef) -> io::Result<RecordBatch> {
-    let directory = Directory::parse(object, object.len() as u64)?
-        .map_err(|_| corrupt("the header runs past the end of the object"))?;
+    let directory = Directory::of_whole(object)?;
     let streams = directory.streams_for(schema)?;
     let stored: Vec<&[u8]> = streams
         .iter()
@@ -342,8 +349,7 @@ pub fn decode_all(object: &[u8], schema: &SchemaRef) -> io::Result<RecordBatch> 
 
 /// The stored bytes of each stream of an object, by name (for `examples/parquet_sizes`).
 pub fn stream_sizes(object: &[u8]) -> io::Result<HashMap<String, u64>> {
-    let directory = Directory::parse(object, object.len() as u64)?
-        .map_err(|_| corrupt("the header runs past the end of the object"))?;
+    let directory = Directory::of_whole(object)?;
     Ok(directory
         .streams
         .iter()
